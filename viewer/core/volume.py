@@ -1,0 +1,78 @@
+"""The in-memory image volume every view, overlay, model and export works on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from viewer.core.issues import SeriesWarning
+
+
+@dataclass(eq=False)
+class Volume:
+    """A series as a voxel array with its place in patient space.
+
+    Parameters
+    ----------
+    array
+        ``(z, y, x)`` = (slice, row, column) for grey images (int16 when the rescale allows it, else float32,
+        values already rescaled: HU for CT); ``(z, y, x, 3)`` uint8 for colour.
+    affine
+        4x4 float64 mapping ``(x=column, y=row, z=slice, 1)`` to DICOM patient coordinates (LPS, mm).
+        Slices ascend along ``row_dir x col_dir``; slice spacing comes from positions.
+    modality, series_uid, study_uid
+        From the DICOM headers.
+    slice_sop_uids
+        SOPInstanceUID of each slice (a multi-frame object repeats its UID).
+    slice_frame_numbers
+        1-based frame number inside that SOP instance for each slice (1 for single-frame files).
+    default_window
+        ``(center, width)`` from the first slice's VOI LUT, or None.
+    warnings
+        What the loader found odd (tilt, gaps, ...).
+    slices_loaded
+        How many slices are decoded so far, counting in load order; equals ``array.shape[0]`` when complete.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    modality: str = ""
+    series_uid: str = ""
+    study_uid: str = ""
+    slice_sop_uids: list[str] = field(default_factory=list)
+    slice_frame_numbers: list[int] = field(default_factory=list)
+    default_window: tuple[float, float] | None = None
+    warnings: list[SeriesWarning] = field(default_factory=list)
+    slices_loaded: int = 0
+    description: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` size of the grid (colour channels left out)."""
+        return tuple(self.array.shape[:3])  # type: ignore[return-value]
+
+    @property
+    def is_rgb(self) -> bool:
+        """True for colour volumes ``(z, y, x, 3)``."""
+        return self.array.ndim == 4
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm as ``(z, y, x)``, from the affine's column norms."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)[::-1].copy()
+
+    @property
+    def complete(self) -> bool:
+        """True once every slice is decoded."""
+        return self.slices_loaded >= self.shape[0]
+
+    def index_to_lps(self, xyz) -> np.ndarray:
+        """Map voxel indices ``(..., 3)`` given as ``(x=column, y=row, z=slice)`` to LPS mm."""
+        xyz = np.asarray(xyz, dtype=float)
+        return xyz @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def lps_to_index(self, lps) -> np.ndarray:
+        """Map LPS mm points ``(..., 3)`` to continuous voxel indices ``(x, y, z)``."""
+        lps = np.asarray(lps, dtype=float)
+        inverse = np.linalg.inv(self.affine)
+        return lps @ inverse[:3, :3].T + inverse[:3, 3]
