@@ -1,0 +1,244 @@
+"""The ``hounsfield`` command: GUI by default; ``scan``, ``info``, ``models``, ``infer``, ``sample``, ``screenshot``.
+
+Exit codes: 0 success, 1 failure, 2 when the input holds no readable DICOM (reason on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from viewer import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_NO_DICOM = 0, 1, 2
+SUBCOMMANDS = ("scan", "info", "models", "infer", "sample", "screenshot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the GUI or a subcommand; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        args = _subcommand_parser().parse_args(argv)
+        return args.handler(args)
+    args = _gui_parser().parse_args(argv)
+    from viewer.qt.app import run_gui  # Qt only when the GUI is wanted
+
+    return run_gui([str(p) for p in args.paths], demo=args.demo)
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hounsfield",
+        description="DICOM viewer with AI assistance (research use only, not for diagnosis). "
+        f"Subcommands: {', '.join(SUBCOMMANDS)} (hounsfield SUBCOMMAND --help).",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, help="DICOM folders, files or DICOMDIRs to open")
+    parser.add_argument("--demo", action="store_true", help="open the built-in sample study")
+    parser.add_argument("--version", action="version", version=f"hounsfield {__version__}")
+    return parser
+
+
+def _subcommand_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hounsfield")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="list patients, studies and series under PATH")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument("--json", action="store_true", help="machine-readable output")
+    scan.set_defaults(handler=cmd_scan)
+
+    info = sub.add_parser("info", help="load one series and print its geometry")
+    info.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    info.add_argument("--series", help="SeriesInstanceUID (or split-series key); default: the largest image series")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=cmd_info)
+
+    models = sub.add_parser("models", help="list built-in and user models")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(handler=cmd_models)
+
+    infer = sub.add_parser("infer", help="run a model on a series and write its results")
+    infer.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    infer.add_argument("--model", required=True, help="model id (see `hounsfield models`)")
+    infer.add_argument("--series", help="SeriesInstanceUID; default: the largest image series")
+    infer.add_argument("--out", required=True, type=Path, help="output folder")
+    infer.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: best available")
+    infer.set_defaults(handler=cmd_infer)
+
+    sample = sub.add_parser("sample", help="write the built-in sample study")
+    sample.add_argument("--out", required=True, type=Path)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(handler=cmd_sample)
+
+    shot = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
+    shot.add_argument("path", type=Path, metavar="PATH")
+    shot.add_argument("--out", required=True, type=Path)
+    shot.add_argument("--series")
+    shot.add_argument("--slice", type=int, dest="slice_index")
+    shot.add_argument("--window", help="preset name (lung, bone, ...) or W,L")
+    shot.add_argument("--layout", choices=("1x1", "1x3"), default="1x1")
+    shot.set_defaults(handler=cmd_screenshot)
+    return parser
+
+
+def _scan_or_explain(paths: list[Path]):
+    """Scan ``paths``; returns the catalog, or None after printing why there is nothing to show."""
+    from viewer.core.dicom.scan import scan
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"hounsfield: no such file or folder: {missing[0]}", file=sys.stderr)
+        return None
+    catalog = scan(paths)
+    if not catalog.all_series():
+        reason = f"{len(catalog.unreadable)} file(s) unreadable" if catalog.unreadable else "no files found"
+        print(f"hounsfield: no readable DICOM in {', '.join(map(str, paths))} ({reason})", file=sys.stderr)
+        return None
+    return catalog
+
+
+def _pick_series(catalog, key: str | None):
+    """The requested series, or the image series with the most frames."""
+    if key:
+        series = catalog.find_series(key)
+        if series is None:
+            print(f"hounsfield: no series {key}", file=sys.stderr)
+        return series
+    images = [s for s in catalog.all_series() if s.kind == "image"]
+    if not images:
+        print("hounsfield: no image series found", file=sys.stderr)
+        return None
+    return max(images, key=lambda s: s.n_frames)
+
+
+def cmd_scan(args) -> int:
+    """``hounsfield scan PATH [--json]``."""
+    from viewer.core.dicom.catalog import catalog_to_json
+
+    catalog = _scan_or_explain(args.paths)
+    if catalog is None:
+        return EXIT_NO_DICOM
+    if args.json:
+        json.dump(catalog_to_json(catalog), sys.stdout, indent=1)
+        print()
+        return EXIT_OK
+    for patient in catalog.patients:
+        print(f"Patient {patient.patient_name or '(no name)'} [{patient.patient_id or 'no id'}]")
+        for study in patient.studies:
+            print(f"  Study {study.date or '(no date)'} {study.description} ({study.uid})")
+            for s in study.series:
+                size = f"{s.columns}x{s.rows}" if s.rows else "-"
+                print(f"    #{s.series_number if s.series_number is not None else '-':>4} {s.modality:<3} {s.kind:<8} "
+                      f"{s.n_instances:>4} files {s.n_frames:>5} frames {size:>9}  {s.description}  [{s.key}]")
+                for ref in s.references:
+                    print(f"           references {ref}")
+                for w in s.warnings:
+                    print(f"           ! {w.message}")
+    if catalog.unreadable:
+        print(f"{len(catalog.unreadable)} unreadable file(s) skipped:")
+        for bad in catalog.unreadable:
+            print(f"  {bad.path}: {bad.reason}")
+    return EXIT_OK
+
+
+def volume_info(volume) -> dict:
+    """The ``hounsfield info --json`` record of a loaded Volume."""
+    return {
+        "series_uid": volume.series_uid,
+        "modality": volume.modality,
+        "shape": list(volume.shape),
+        "dtype": str(volume.array.dtype),
+        "spacing": [round(float(v), 6) for v in volume.spacing],
+        "affine": [[round(float(v), 6) for v in row] for row in volume.affine],
+        "warnings": [w.to_dict() for w in volume.warnings],
+    }
+
+
+def cmd_info(args) -> int:
+    """``hounsfield info PATH [--series UID] [--json]``."""
+    from viewer.core.dicom.load import load_series
+
+    catalog = _scan_or_explain(args.paths)
+    if catalog is None:
+        return EXIT_NO_DICOM
+    series = _pick_series(catalog, args.series)
+    if series is None:
+        return EXIT_FAILED
+    try:
+        volume = load_series(series)
+    except Exception as error:  # a broken series is reported, never a traceback
+        print(f"hounsfield: cannot load series {series.key}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    info = volume_info(volume)
+    known = {(w["code"], w["message"]) for w in info["warnings"]}
+    info["warnings"] += [w.to_dict() for w in series.warnings if (w.code, w.message) not in known]
+    if args.json:
+        json.dump(info, sys.stdout, indent=1)
+        print()
+        return EXIT_OK
+    print(f"Series    {info['series_uid']}  ({info['modality']})")
+    print(f"Shape     {info['shape']} (z, y, x)  {info['dtype']}")
+    print(f"Spacing   {info['spacing']} mm (z, y, x)")
+    print("Affine    (column, row, slice) -> LPS mm")
+    for row in info["affine"]:
+        print("          " + "  ".join(f"{v:10.4f}" for v in row))
+    for w in info["warnings"]:
+        print(f"Warning   {w['code']}: {w['message']}")
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    """``hounsfield models [--json]``."""
+    from viewer.core.run_model import models_json
+
+    models = models_json()
+    if args.json:
+        json.dump(models, sys.stdout, indent=1)
+        print()
+        return EXIT_OK
+    if not models:
+        print("no models found")
+    for m in models:
+        origin = "built-in" if m["builtin"] else ("user, trusted" if m["trusted"] else "user")
+        print(f"{m['id']:<32} {m['task']:<13} {m['modality']:<4} {m['name']}  ({origin}: {m['path']})")
+    return EXIT_OK
+
+
+def cmd_infer(args) -> int:
+    """``hounsfield infer --model ID PATH --out DIR``."""
+    from viewer.core.run_model import infer_to_dir
+
+    catalog = _scan_or_explain(args.paths)
+    if catalog is None:
+        return EXIT_NO_DICOM
+    series = _pick_series(catalog, args.series)
+    if series is None:
+        return EXIT_FAILED
+    try:
+        timings = infer_to_dir(series, args.model, args.out, device=args.device,
+                               progress=lambda p: print(f"\r{p.message} {p.done}/{p.total}", end="", file=sys.stderr))
+    except Exception as error:
+        print(f"\nhounsfield: inference failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(file=sys.stderr)
+    for stage, seconds in timings.items():
+        print(f"{stage:<12} {seconds:8.2f} s")
+    return EXIT_OK
+
+
+def cmd_sample(args) -> int:
+    """``hounsfield sample --out DIR [--seed N]``."""
+    from viewer.core.sample import write_sample_study
+
+    print(write_sample_study(args.out, seed=args.seed))
+    return EXIT_OK
+
+
+def cmd_screenshot(args) -> int:
+    """``hounsfield screenshot PATH --out FILE.png``."""
+    from viewer.qt.screenshot import render_screenshot
+
+    render_screenshot(str(args.path), str(args.out), series=args.series, slice_index=args.slice_index,
+                      window=args.window, layout=args.layout)
+    return EXIT_OK
