@@ -32,6 +32,16 @@ class Volume:
         What the loader found odd (tilt, gaps, ...).
     slices_loaded
         How many slices are decoded so far, counting in load order; equals ``array.shape[0]`` when complete.
+    description
+        SeriesDescription.
+    photometric
+        PhotometricInterpretation of the source. ``MONOCHROME1`` values are *not* inverted in ``array`` (they
+        stay true modality values); the display inverts its grey ramp.
+    slice_positions
+        ``(z, 3)`` true ImagePositionPatient (LPS mm) of each slice, or None without geometry. Equal to
+        ``index_to_lps((0, 0, k))`` for regular stacks; for uneven ones it says where each slice really is.
+    frame_of_reference_uid
+        FrameOfReferenceUID (volumes sharing it share patient coordinates).
     """
 
     array: np.ndarray
@@ -45,6 +55,9 @@ class Volume:
     warnings: list[SeriesWarning] = field(default_factory=list)
     slices_loaded: int = 0
     description: str = ""
+    photometric: str = "MONOCHROME2"
+    slice_positions: np.ndarray | None = None
+    frame_of_reference_uid: str = ""
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -1,0 +1,317 @@
+"""Load a catalogued series into a :class:`~viewer.core.volume.Volume`, progressively and cancellably.
+
+Steps: collect every frame's geometry (from the scan's :class:`InstanceHeader` frames; enhanced objects carry
+per-frame geometry from their functional groups), plan the stack (:func:`geometry.plan_stack`: sort along the
+normal, affine from positions, warnings), choose the voxel type from the first slice's header, preallocate the
+whole volume, then decode slice by slice on a small thread pool.
+
+Progress and order: the job yields right after allocation (``slices_loaded == 0``) and then every few slices.
+Slices are filled in **ascending slice order**; ``volume.slices_loaded == k`` means slices ``0..k-1`` are final
+(workers may finish out of order, the counter only advances over a complete prefix). The GUI can show slice 0
+while the rest is still decoding.
+
+Voxel type: int16 when the rescale is integral and the values fit, float32 otherwise, uint8 ``(z, y, x, 3)``
+for colour. The choice is made from the first slice; should a later slice not fit int16 (a different rescale,
+an out-of-range value) the array is promoted to float32 once, and ``volume.array`` is replaced by the new array
+- consumers must read ``volume.array`` afresh at each progress step rather than keep the old object.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from viewer.core.dicom import geometry
+from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
+from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
+from viewer.core.issues import SeriesWarning
+from viewer.core.jobs import CancelToken, Cancelled, Job, Progress, run_job
+from viewer.core.volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: Decoding threads for compressed series. Measured on the 2-core target (bench/bench_load.py and a 40-slice
+#: LIDC subset re-encoded): JPEG 2000 gains ~15% from 2 threads (openjpeg releases the GIL), RLE and JPEG-LS
+#: neither gain nor lose. Native (uncompressed) series decode inline on one thread: there the per-file
+#: header walk holds the GIL and a second thread only adds hand-offs - 0.083 s vs 0.042 s for 300 slices.
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class _Frame:
+    instance: int  # index into the loaded instances
+    frame: int  # 0-based frame inside that instance
+    geometry: FrameGeometry
+    size: tuple[int, int]
+
+
+class _Sources:
+    """One FrameSource per file, shared by the frames of a multi-frame file and dropped when they are done."""
+
+    def __init__(self, instances: list[InstanceHeader], remaining: dict[int, int]) -> None:
+        self._instances = instances
+        self._remaining = dict(remaining)
+        self._sources: dict[int, FrameSource] = {}
+        self._headers: dict[int, PixelHeader] = {}
+        self._lock = threading.Lock()
+
+    def prime(self, instance: int, header: PixelHeader) -> None:
+        with self._lock:
+            self._headers[instance] = header
+
+    def get(self, instance: int) -> FrameSource:
+        with self._lock:
+            source = self._sources.get(instance)
+            header = self._headers.get(instance)
+        if source is not None:
+            return source
+        source = FrameSource(self._instances[instance].path, header)
+        with self._lock:
+            return self._sources.setdefault(instance, source)
+
+    def done(self, instance: int) -> None:
+        with self._lock:
+            self._remaining[instance] -= 1
+            if self._remaining[instance] <= 0:
+                source = self._sources.pop(instance, None)
+                self._headers.pop(instance, None)
+            else:
+                source = None
+        if source is not None:
+            source.release()
+
+
+def _collect_frames(instances: list[InstanceHeader]) -> tuple[list[_Frame], dict[int, PixelHeader]]:
+    """Every frame with its geometry; files whose scan lacks per-frame geometry are read here."""
+    frames: list[_Frame] = []
+    read: dict[int, PixelHeader] = {}
+    for index, inst in enumerate(instances):
+        count = max(1, inst.number_of_frames)
+        geoms = list(inst.frames)
+        rows, columns = inst.rows, inst.columns
+        if len(geoms) != count or not rows or not columns:
+            header = read_pixel_header(inst.path)
+            read[index] = header
+            count = header.number_of_frames
+            rows, columns = header.rows, header.columns
+            if len(header.frames) == count:
+                geoms = header.frames
+            elif len(geoms) == 1 and count > 1:
+                # Classic multi-frame (US/XA cine, NM): one header position for all frames says nothing about
+                # where each frame is; keep the frames, in file order, without positions (no_geometry).
+                geoms = [FrameGeometry(None, geoms[0].orientation, geoms[0].pixel_spacing)] * count
+            elif len(geoms) != count:
+                geoms = [FrameGeometry(None, None, None)] * count
+        for f in range(count):
+            frames.append(_Frame(index, f, geoms[f], (rows, columns)))
+    return frames, read
+
+
+def _choose_dtype(header: PixelHeader) -> np.dtype:
+    if header.is_colour:
+        return np.dtype(np.uint8)
+    if header.bits_allocated > 16:
+        return np.dtype(np.float32)
+    for slope, intercept in header.rescale:
+        if not (float(slope).is_integer() and float(intercept).is_integer()):
+            return np.dtype(np.float32)
+    # Optimistic int16 even when BitsStored allows more: real data nearly always fits, and a slice that does
+    # not promotes the volume once (see module docstring).
+    return np.dtype(np.int16)
+
+
+def _dedupe(warnings: list[SeriesWarning]) -> list[SeriesWarning]:
+    seen, out = set(), []
+    for w in warnings:
+        if (w.code, w.message) not in seen:
+            seen.add((w.code, w.message))
+            out.append(w)
+    return out
+
+
+def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int | None = None,
+              repeat: int = 0) -> Job[Volume]:
+    """Load ``series`` into a Volume, yielding :class:`Progress` with the (partly filled) volume as payload.
+
+    Parameters
+    ----------
+    series
+        An image series from the catalog (instances with pixel data).
+    cancel
+        Checked at every yield; raises :class:`~viewer.core.jobs.Cancelled` when set.
+    workers
+        Decoding threads. Default: 1 (inline, on the calling thread) for uncompressed series,
+        :data:`DEFAULT_WORKERS` for compressed ones.
+    repeat
+        Where several frames share one position (time points, echoes), which one to load (0 = first).
+
+    Returns
+    -------
+    Volume
+        As the generator's return value (``run_job`` / ``load_series`` hand it back).
+    """
+    instances = [inst for inst in series.instances if inst.has_pixels]
+    if not instances:
+        raise ValueError("series has no instances with pixel data")
+    try:
+        frames, headers = _collect_frames(instances)
+        first_header = headers.get(0) or read_pixel_header(instances[0].path)
+    except Exception as error:  # noqa: BLE001 - untrusted files: report, do not crash
+        raise DecodeError(f"cannot read the series' pixel headers ({type(error).__name__})") from error
+    headers[0] = first_header
+
+    fallback_step = first_header.spacing_between_slices or first_header.slice_thickness
+    tilt = next((inst.gantry_tilt for inst in instances if inst.gantry_tilt is not None), None)
+    plan = geometry.plan_stack(
+        [f.geometry.position for f in frames],
+        [f.geometry.orientation for f in frames],
+        pixel_spacings=[f.geometry.pixel_spacing for f in frames],
+        sizes=[f.size for f in frames],
+        instance_numbers=[instances[f.instance].instance_number if instances[f.instance].number_of_frames <= 1
+                          else None for f in frames],
+        gantry_tilt=tilt,
+        fallback_step=fallback_step,
+        repeat=repeat,
+    )
+    order = [frames[i] for i in plan.order]
+    total = len(order)
+    lead = order[0]
+    try:
+        lead_header = headers.get(lead.instance) or read_pixel_header(instances[lead.instance].path)
+    except Exception as error:  # noqa: BLE001
+        raise DecodeError(f"cannot read the first slice's header ({type(error).__name__})") from error
+    headers[lead.instance] = lead_header
+    rows, columns = lead.size
+    dtype = _choose_dtype(lead_header)
+    shape = (total, rows, columns, 3) if dtype == np.uint8 else (total, rows, columns)
+    # np.zeros: the OS hands out zeroed pages lazily, so this costs nothing until a slice is written and
+    # unloaded slices read as 0 rather than junk in reformatted views.
+    array = np.zeros(shape, dtype)
+
+    lead_inst = instances[lead.instance]
+    modality = (lead_header.modality or series.modality or lead_inst.modality or "").upper()
+    volume = Volume(
+        array=array,
+        affine=plan.affine,
+        modality=modality,
+        series_uid=series.uid,
+        study_uid=lead_inst.study_uid,
+        slice_sop_uids=[instances[f.instance].sop_instance_uid for f in order],
+        slice_frame_numbers=[f.frame + 1 for f in order],
+        default_window=lead_header.window,
+        warnings=_dedupe(list(series.warnings) + plan.warnings),
+        slices_loaded=0,
+        description=series.description,
+        photometric=lead_header.photometric,
+        slice_positions=plan.slice_positions,
+        frame_of_reference_uid=lead_header.frame_of_reference_uid,
+    )
+    if lead_header.photometric == "MONOCHROME1":
+        volume.warnings.append(SeriesWarning(
+            "monochrome1", "MONOCHROME1: low values are white; the display inverts the grey scale."))
+    yield Progress(0, total, "Allocated volume", payload=volume)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+
+    # CT: padding becomes air and nothing reads below air (see decode's module docstring).
+    padding_fill = floor = CT_AIR_HU if modality == "CT" else None
+    remaining: dict[int, int] = {}
+    for f in order:
+        remaining[f.instance] = remaining.get(f.instance, 0) + 1
+    sources = _Sources(instances, remaining)
+    for index, header in headers.items():
+        if index in remaining:
+            sources.prime(index, header)  # headers read while planning are not read again
+
+    def decode(z: int, target: np.ndarray) -> bool | BaseException:
+        frame = order[z]
+        try:
+            return sources.get(frame.instance).read_frame_into(frame.frame, target[z], padding_fill=padding_fill,
+                                                                 floor=floor)
+        except Exception as error:  # noqa: BLE001 - one bad frame must not lose the series
+            return error
+
+    n_workers = max(1, workers or (1 if lead_header.fast else DEFAULT_WORKERS))
+    window = 2 * n_workers + 2 if n_workers > 1 else 1  # few in flight: quick cancel, flat memory
+    batch = max(1, total // 100)
+    pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="hf-decode") if n_workers > 1 else None
+    pending: deque[tuple[int, Future]] = deque()
+    retry: deque[int] = deque()
+    finished: set[int] = set()
+    failures: dict[int, str] = {}
+    next_z = 0
+    done = 0
+    last_yield = 0
+    started = time.perf_counter()
+
+    def settle(z: int, result) -> bool:
+        """Record a finished slice; False when it must be redone in float32."""
+        if result is False:
+            return False
+        if isinstance(result, BaseException):
+            failures[z] = type(result).__name__ if not str(result) else str(result)
+            volume.array[z] = 0
+        finished.add(z)
+        sources.done(order[z].instance)
+        return True
+
+    try:
+        while done < total:
+            while len(pending) < window and (retry or next_z < total):
+                z = retry.popleft() if retry else next_z
+                if z == next_z:
+                    next_z += 1
+                if pool is None:  # one worker: decode right here, no thread hand-off per slice
+                    future: Future = Future()
+                    future.set_result(decode(z, volume.array))
+                else:
+                    future = pool.submit(decode, z, volume.array)
+                pending.append((z, future))
+            z, future = pending.popleft()
+            if not settle(z, future.result()):
+                # This slice needs float32: let the slices in flight land in the old array (astype copies
+                # them), promote once, then redo every slice that could not be written as int16.
+                redo = [z] + [oz for oz, other in pending if not settle(oz, other.result())]
+                pending.clear()
+                log.info("promoting volume to float32 (rescale or range does not fit int16)")
+                volume.array = volume.array.astype(np.float32)
+                retry.extend(sorted(redo))
+                continue
+            while done in finished:
+                finished.discard(done)
+                done += 1
+            volume.slices_loaded = done
+            if done == 1 or done - last_yield >= batch or done == total:
+                last_yield = done
+                yield Progress(done, total, f"Decoding slice {done}/{total}", payload=volume)
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled()
+    finally:
+        for _, future in pending:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if failures:
+        if len(failures) == total:
+            raise DecodeError(f"no slice could be decoded: {next(iter(failures.values()))}")
+        first = min(failures)
+        volume.warnings.append(SeriesWarning(
+            "decode_failed",
+            f"{len(failures)} of {total} slices could not be decoded and are left blank "
+            f"(first: slice {first}, {failures[first]}).",
+        ))
+    log.debug("loaded %d slices in %.3f s", total, time.perf_counter() - started)
+    return volume
+
+
+
+def load_series(series: Series, cancel: CancelToken | None = None, *, workers: int | None = None,
+                repeat: int = 0) -> Volume:
+    """Load ``series`` synchronously (drains :func:`iter_load`; same parameters)."""
+    return run_job(iter_load(series, cancel, workers=workers, repeat=repeat))
