@@ -239,6 +239,13 @@ def cmd_screenshot(args) -> int:
     """``hounsfield screenshot PATH --out FILE.png``."""
     from viewer.qt.screenshot import render_screenshot
 
-    render_screenshot(str(args.path), str(args.out), series=args.series, slice_index=args.slice_index,
-                      window=args.window, layout=args.layout)
+    if not args.path.exists():
+        print(f"hounsfield: no such file or folder: {args.path}", file=sys.stderr)
+        return EXIT_NO_DICOM
+    try:
+        render_screenshot(str(args.path), str(args.out), series=args.series, slice_index=args.slice_index,
+                          window=args.window, layout=args.layout)
+    except ValueError as error:  # bad --window / --series / --slice, or no readable DICOM
+        print(f"hounsfield: {error}", file=sys.stderr)
+        return EXIT_NO_DICOM
     return EXIT_OK

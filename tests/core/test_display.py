@@ -1,0 +1,81 @@
+"""DisplayState: one linked point drives the slices of every plane; window and zoom are evented."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.core.display import DisplayState, Signal
+from viewer.core.reformat import Plane
+from viewer.core.volume import Volume
+from viewer.core.windowing import Window
+
+
+def make_state(modality="CT", default_window=(40.0, 400.0)):
+    aff = np.diag([0.7, 0.7, 2.5, 1.0])
+    array = np.zeros((30, 40, 50), np.int16)
+    volume = Volume(array, aff, modality=modality, default_window=default_window, slices_loaded=30)
+    return DisplayState(volume)
+
+
+def test_signal_connect_emit_disconnect():
+    sig, seen = Signal(), []
+    sig.connect(seen.append)
+    sig.connect(seen.append)
+    sig.emit(1)
+    sig.disconnect(seen.append)
+    sig.emit(2)
+    assert seen == [1]
+
+
+def test_slices_follow_the_linked_point():
+    state = make_state()
+    moves = []
+    state.position_changed.connect(moves.append)
+    assert state.slice_index(Plane.AXIAL) == 0
+    assert state.n_slices("axial") == 30 and state.n_slices("coronal") == 40 and state.n_slices("sagittal") == 50
+    state.set_slice("axial", 12)
+    assert state.slice_index("axial") == 12 and len(moves) == 1
+    state.set_slice("coronal", 7)
+    assert state.slice_index("coronal") == 7 and state.slice_index("axial") == 12
+    assert state.step("axial", 100) == 29
+    assert state.step("axial", 1, wrap=True) == 0
+    state.set_slice("axial", 0)  # no move, no event
+    assert len(moves) == 4
+
+
+def test_position_lps_round_trip():
+    state = make_state()
+    state.set_position_lps([7.0, 14.0, 25.0])
+    np.testing.assert_allclose(state.position, [10, 20, 10])
+    np.testing.assert_allclose(state.position_lps, [7.0, 14.0, 25.0])
+    state.set_position([-5, 1000, 3])
+    np.testing.assert_allclose(state.position, [0, 39, 3])
+
+
+def test_window_presets_invert_and_reset():
+    state = make_state()
+    events = []
+    state.window_changed.connect(lambda w, inv, name: events.append((w, inv, name)))
+    assert state.window == Window(40, 400) and state.window_name == "VOI"
+    assert state.apply_preset(1).name == "lung"
+    assert state.window == Window(-600, 1500) and state.window_name == "lung"
+    assert state.apply_preset(9) is None
+    state.apply_preset("bone")
+    assert state.toggle_invert() is True
+    state.reset_window()
+    assert state.window == Window(40, 400) and state.invert
+    assert [e[2] for e in events] == ["lung", "bone", "bone", "VOI"]
+
+
+def test_mr_without_voi_opens_with_auto_window():
+    state = make_state(modality="MR", default_window=None)
+    assert state.window_name == "auto"
+
+
+def test_zoom_events():
+    state = make_state()
+    seen = []
+    state.zoom_changed.connect(lambda p, z: seen.append((p, z)))
+    state.set_zoom("axial", 2.0)
+    state.set_zoom("axial", 2.0)
+    assert seen == [(Plane.AXIAL, 2.0)] and state.zoom(Plane.AXIAL) == pytest.approx(2.0)

@@ -1,0 +1,66 @@
+"""Entry points and ways of opening: run_gui, the sample study, a DICOMDIR, dropped files, recent studies."""
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from tests.qt.conftest import open_and_wait
+
+
+def test_run_gui_opens_the_paths_and_returns_the_exit_code(themed_app, qtbot, lidc_dir):
+    from viewer.qt.app import run_gui
+    from viewer.qt.main_window import MainWindow
+
+    seen = {}
+
+    def close_when_loaded():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if windows and windows[0].viewer.volume is not None and not windows[0].busy:
+            seen["shape"] = windows[0].viewer.volume.shape
+            windows[0].close()
+        else:
+            QTimer.singleShot(50, close_when_loaded)
+
+    QTimer.singleShot(50, close_when_loaded)
+    QTimer.singleShot(60_000, QApplication.quit)  # never hang the suite
+    assert run_gui([str(lidc_dir)]) == 0
+    assert seen["shape"] == (133, 512, 512)
+
+
+def test_demo_opens_the_sample_study(main_window, qtbot):
+    with qtbot.waitSignal(main_window.series_loaded, timeout=120_000):
+        main_window.open_demo()
+    volume = main_window.viewer.volume
+    assert volume is not None and volume.modality == "CT" and volume.shape[0] > 10
+
+
+def test_open_a_dicomdir(main_window, qtbot, shared_data):
+    dicomdir = shared_data / "dicomdir-pydicom" / "DICOMDIR"
+    open_and_wait(qtbot, main_window, [dicomdir])
+    assert main_window.viewer.volume is not None
+    assert len(main_window.catalog.all_series()) > 1
+
+
+def test_files_dropped_on_the_window_are_opened_and_remembered(main_window, qtbot, lidc_dir):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(lidc_dir))])
+    event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(main_window.series_loaded, timeout=60_000):
+        main_window.dropEvent(event)
+    recent = [a for a in main_window.recent_menu.actions() if a.toolTip()]
+    assert recent and recent[0].toolTip() == str(lidc_dir)
+    # opening from the recent menu works too
+    with qtbot.waitSignal(main_window.series_loaded, timeout=60_000):
+        recent[0].trigger()
+
+
+def test_cancel_stops_a_load(main_window, qtbot, lidc_dir):
+    open_and_wait(qtbot, main_window, [lidc_dir])
+    main_window._volumes.clear()
+    main_window.open_series(main_window.current_series.key)
+    assert main_window.cancel_button.isVisibleTo(main_window)
+    main_window.cancel_button.click()
+    qtbot.waitUntil(lambda: not main_window.cancel_button.isVisibleTo(main_window), timeout=10_000)
+    assert not main_window.busy

@@ -1,0 +1,775 @@
+"""The main window: menus, toolbar, series browser, viewer, tag browser, measurements, status bar.
+
+Opening is always asynchronous: scan (headers) and load (pixels) run as core jobs on worker threads, the status
+bar shows their progress with a Cancel button, and the first decoded slice is shown while the rest fill in.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
+    QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser, QToolBar, QToolButton,
+    QVBoxLayout, QWidget,
+)
+
+from viewer.core.dicom.load import iter_load
+from viewer.core.dicom.scan import iter_scan
+from viewer.core.jobs import Progress
+from viewer.core.windowing import CT_PRESETS, Preset
+from viewer.qt.measurements_panel import MeasurementsWidget
+from viewer.qt.series_browser import SeriesBrowserWidget
+from viewer.qt.settings import Settings
+from viewer.qt.tag_browser import TagBrowserWidget
+from viewer.qt.thumbnails import iter_thumbnails
+from viewer.qt.tools import TOOLS, shortcuts_html
+from viewer.qt.viewer_widget import ViewerWidget
+from viewer.qt.workers import JobHandle, job_pool, start_job
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "Hounsfield"
+DISCLAIMER = "Research use only — not for diagnosis."
+VOLUME_CACHE_BYTES = 1_500_000_000
+VOLUME_CACHE_COUNT = 3
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hounsfield")
+    except Exception:  # noqa: BLE001 - running from a plain checkout
+        return "dev"
+
+
+def series_info(patient, study, series) -> dict:
+    """What the corner text shows for a series."""
+    return {
+        "patient_name": str(patient.patient_name or "").replace("^", " ").strip(),
+        "patient_id": patient.patient_id or "",
+        "study_date": study.date or "",
+        "study_description": study.description or "",
+        "series_description": series.description or "",
+        "series_number": series.series_number,
+        "modality": series.modality or "",
+    }
+
+
+class ShortcutsDialog(QDialog):
+    """Help > Keyboard and mouse: the conventions table."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard and mouse")
+        browser = QTextBrowser(self)
+        browser.setHtml(shortcuts_html())
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(browser)
+        layout.addWidget(buttons)
+        self.resize(640, 720)
+
+
+class PresetsDialog(QDialog):
+    """Edit the window presets: name, width, level; the order is the order of the number keys."""
+
+    def __init__(self, presets, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Window presets")
+        self.table = QTableWidget(0, 3, self)
+        self.table.setHorizontalHeaderLabels(["Name", "Width", "Level"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(True)
+        self._set_rows(presets)
+        add = QPushButton("Add", self)
+        remove = QPushButton("Remove", self)
+        defaults = QPushButton("Restore Defaults", self)
+        add.clicked.connect(lambda: self._append(Preset("custom", "Custom", 40, 400)))
+        remove.clicked.connect(lambda: self.table.removeRow(self.table.currentRow()))
+        defaults.clicked.connect(lambda: self._set_rows(CT_PRESETS))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
+                                   parent=self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        for button in (add, remove, defaults):
+            row.addWidget(button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Number keys 1-9 apply the presets in this order.", self))
+        layout.addWidget(self.table)
+        layout.addLayout(row)
+        layout.addWidget(buttons)
+        self.resize(420, 360)
+
+    def _append(self, preset: Preset) -> None:
+        r = self.table.rowCount()
+        self.table.insertRow(r)
+        for c, value in enumerate((preset.label, f"{preset.width:g}", f"{preset.center:g}")):
+            self.table.setItem(r, c, QTableWidgetItem(value))
+
+    def _set_rows(self, presets) -> None:
+        self.table.setRowCount(0)
+        for preset in presets:
+            self._append(preset)
+
+    def presets(self) -> tuple[Preset, ...]:
+        """The valid rows as presets (rows with a bad number or width are skipped)."""
+        out, used = [], set()
+        for r in range(self.table.rowCount()):
+            try:
+                label = self.table.item(r, 0).text().strip()
+                width, level = float(self.table.item(r, 1).text()), float(self.table.item(r, 2).text())
+            except (AttributeError, ValueError):
+                continue
+            if not label or width <= 0:
+                continue
+            name = "".join(ch if ch.isalnum() else "-" for ch in label.lower()).strip("-") or f"preset-{r + 1}"
+            while name in used:
+                name += "-2"
+            used.add(name)
+            out.append(Preset(name, label, level, width))
+        return tuple(out)
+
+
+class MainWindow(QMainWindow):
+    """The application window.
+
+    Signals
+    -------
+    catalog_loaded(object)
+        A scan finished (the Catalog).
+    series_loaded(str)
+        A series finished loading (its key).
+    job_failed(str)
+        A scan or load failed (reason).
+    """
+
+    catalog_loaded = Signal(object)
+    series_loaded = Signal(str)
+    job_failed = Signal(str)
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else Settings()
+        self.setWindowTitle(f"{APP_NAME} — {DISCLAIMER}")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.catalog = None
+        self.current_series = None
+        self.paths: list[str] = []
+        self._info: dict[str, dict] = {}
+        self._measurements: dict[str, list] = {}
+        self._volumes: OrderedDict[str, object] = OrderedDict()
+        self._scan_job: JobHandle | None = None
+        self._load_job: JobHandle | None = None
+        self._thumb_job: JobHandle | None = None
+        self._shown_volume = None
+        self._load_started = 0.0
+
+        self.viewer = ViewerWidget(self, presets=self.settings.presets)
+        self.setCentralWidget(self.viewer)
+        self.browser = SeriesBrowserWidget(self)
+        self.tags = TagBrowserWidget(self)
+        self.measurements_panel = MeasurementsWidget(self)
+        self.series_dock = self._dock("Series", "dock-series", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.measure_dock = self._dock("Measurements", "dock-measurements", self.measurements_panel,
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tags_dock = self._dock("DICOM tags", "dock-tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.measure_dock, self.tags_dock)
+        self.measure_dock.raise_()
+        self._build_status_bar()
+        self._build_menus()
+        self._build_toolbar()
+        self._connect()
+        self._restore_settings()
+        self._show_placeholder()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # construction
+    # ------------------------------------------------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.cursor_label = QLabel("", self)
+        self.cursor_label.setObjectName("cursor-info")
+        self.cursor_label.setMinimumWidth(420)
+        self.window_label = QLabel("", self)
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.cancel_button = QToolButton(self)
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Stop scanning / loading")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_by_user)
+        bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(self.window_label)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _menu_action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        va = self.viewer.actions
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.action_open_folder = self._menu_action(file_menu, "Open &Folder…", self.open_folder_dialog, "Ctrl+O")
+        self.action_open_files = self._menu_action(file_menu, "Open &Files…", self.open_files_dialog, "Ctrl+Shift+O")
+        self.action_open_dicomdir = self._menu_action(file_menu, "Open &DICOMDIR…", self.open_dicomdir_dialog)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self._menu_action(file_menu, "Open Sample Study", self.open_demo)
+        file_menu.addSeparator()
+        self.action_save_screenshot = self._menu_action(file_menu, "&Save Screenshot…", self.save_screenshot_dialog,
+                                                        "Ctrl+S")
+        self.action_copy_screenshot = self._menu_action(file_menu, "&Copy Screenshot", self.copy_screenshot,
+                                                        "Ctrl+Shift+C")
+        file_menu.addSeparator()
+        self._menu_action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._rebuild_recent_menu()
+
+        view_menu = bar.addMenu("&View")
+        for key in ("layout_1x1", "layout_1x3"):
+            view_menu.addAction(va[key])
+        view_menu.addAction(va["crosshair"])
+        view_menu.addSeparator()
+        for key in ("fit", "reset", "zoom_in", "zoom_out"):
+            view_menu.addAction(va[key])
+        self.action_smooth = QAction("Smooth Interpolation", self, checkable=True)
+        self.action_smooth.toggled.connect(self._set_smooth)
+        view_menu.addAction(self.action_smooth)
+        view_menu.addSeparator()
+        self.window_menu = view_menu.addMenu("&Window/Level")
+        self._fill_window_menu(self.window_menu)
+        view_menu.addSeparator()
+        for key in ("cine", "cine_faster", "cine_slower", "next_slice", "previous_slice", "page_forward",
+                    "page_back", "first_slice", "last_slice"):
+            view_menu.addAction(va[key])
+        view_menu.addSeparator()
+        panels = view_menu.addMenu("&Panels")
+        for dock in (self.series_dock, self.measure_dock, self.tags_dock):
+            panels.addAction(dock.toggleViewAction())
+
+        tools_menu = bar.addMenu("&Tools")
+        for tool, *_ in TOOLS:
+            tools_menu.addAction(va[f"tool_{tool.value}"])
+        tools_menu.addSeparator()
+        tools_menu.addAction(va["delete_measurement"])
+
+        help_menu = bar.addMenu("&Help")
+        self._menu_action(help_menu, "&Keyboard and Mouse…", self.show_shortcuts, "F1")
+        self._menu_action(help_menu, f"&About {APP_NAME}", self.show_about)
+
+    def _fill_window_menu(self, menu: QMenu) -> None:
+        va = self.viewer.actions
+        menu.clear()
+        for action in self.viewer.preset_actions:
+            menu.addAction(action)
+        menu.addSeparator()
+        for key in ("window_default", "window_auto", "invert"):
+            menu.addAction(va[key])
+        menu.addSeparator()
+        menu.addAction("Edit Presets…", self.edit_presets)
+
+    def _refresh_window_menus(self) -> None:
+        self._fill_window_menu(self.window_menu)
+        self._fill_window_menu(self.presets_menu)
+
+    def edit_presets(self) -> None:
+        """The presets dialog; the result is kept in the settings."""
+        dialog = PresetsDialog(self.viewer.presets, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.apply_presets(dialog.presets())
+
+    def apply_presets(self, presets) -> None:
+        """Use and remember these window presets."""
+        self.settings.presets = presets
+        self.viewer.set_presets(self.settings.presets)
+
+    def _build_toolbar(self) -> None:
+        va = self.viewer.actions
+        tb = QToolBar("Tools", self)
+        tb.setObjectName("toolbar-main")
+        tb.setIconSize(QSize(18, 18))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.setMovable(False)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        tb.addAction(self.action_open_folder)
+        tb.addSeparator()
+        for key, text in (("layout_1x1", "1x1"), ("layout_1x3", "1x3")):
+            action = va[key]
+            action.setIconText(text)
+            tb.addAction(action)
+        tb.addSeparator()
+        short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
+                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe"}
+        for tool, label, key, tip in TOOLS:
+            action = va[f"tool_{tool.value}"]
+            action.setIconText(short[tool.value])
+            tb.addAction(action)
+        tb.addSeparator()
+        presets_button = QToolButton(self)
+        presets_button.setText("Presets")
+        presets_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.presets_menu = QMenu(presets_button)
+        self._fill_window_menu(self.presets_menu)
+        presets_button.setMenu(self.presets_menu)
+        presets_button.setToolTip("Window presets (1-6), default (0), auto (A)")
+        tb.addWidget(presets_button)
+        tb.addAction(va["invert"])
+        tb.addSeparator()
+        tb.addAction(va["fit"])
+        tb.addAction(va["reset"])
+        tb.addSeparator()
+        va["cine"].setIconText("Cine")
+        tb.addAction(va["cine"])
+        self.fps_box = QSpinBox(self)
+        self.fps_box.setRange(1, 60)
+        self.fps_box.setSuffix(" fps")
+        self.fps_box.setToolTip("Cine speed ([ and ] change it)")
+        self.fps_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        tb.addWidget(self.fps_box)
+        tb.addSeparator()
+        self.action_save_screenshot.setIconText("Screenshot")
+        tb.addAction(self.action_save_screenshot)
+        self.toolbar = tb
+
+    def _connect(self) -> None:
+        v = self.viewer
+        v.cursor_info.connect(self.cursor_label.setText)
+        v.window_text_changed.connect(self.window_label.setText)
+        v.files_dropped.connect(self.open_paths)
+        v.series_dropped.connect(self.open_series)
+        v.measurements_changed.connect(self._refresh_measurements)
+        v.measurement_selected.connect(self.measurements_panel.select)
+        v.position_changed.connect(self._update_tags)
+        v.layout_changed.connect(self._on_layout_changed)
+        v.presets_changed.connect(self._refresh_window_menus)
+        v.cine_changed.connect(lambda running: self.viewer.actions["cine"].setChecked(running))
+        v.actions["cine"].setCheckable(True)
+        self.fps_box.valueChanged.connect(self._on_fps)
+        for key in ("cine_faster", "cine_slower"):
+            v.actions[key].triggered.connect(lambda *_: self.fps_box.setValue(self.viewer.cine_fps))
+        self.browser.series_activated.connect(self.open_series)
+        self.measurements_panel.selected.connect(lambda mid: self.viewer.select_measurement(mid))
+        self.measurements_panel.delete_requested.connect(self.viewer.remove_measurement)
+        self.measurements_panel.clear_requested.connect(self._clear_measurements)
+        self.tags_dock.visibilityChanged.connect(lambda visible: visible and self._update_tags())
+
+    def _restore_settings(self) -> None:
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        if state is None or not self.restoreState(state):
+            self.resizeDocks([self.series_dock, self.measure_dock], [300, 380], Qt.Orientation.Horizontal)
+        self.viewer.set_layout(self.settings.layout)
+        self.fps_box.setValue(self.settings.cine_fps)
+        self.viewer.set_cine_fps(self.settings.cine_fps)
+        self.action_smooth.setChecked(self.settings.smooth)
+        self._set_smooth(self.settings.smooth)
+
+    def save_settings(self) -> None:
+        """Write layout, cine speed, look and window placement."""
+        self.settings.layout = self.viewer.layout_name
+        self.settings.cine_fps = self.viewer.cine_fps
+        self.settings.smooth = self.action_smooth.isChecked()
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+
+    def _show_placeholder(self) -> None:
+        self.statusBar().showMessage("Open a DICOM folder (Ctrl+O), drop files here, or File > Open Sample Study. "
+                                     "F1 lists the keys.")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # opening
+    # ------------------------------------------------------------------------------------------------------------
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self.settings.last_folder)
+        if folder:
+            self.open_paths([folder])
+
+    def open_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self.settings.last_folder,
+                                                "DICOM files (*.dcm *.DCM *.ima *.IMA *);;All files (*)")
+        if files:
+            self.open_paths(files)
+
+    def open_dicomdir_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open DICOMDIR", self.settings.last_folder,
+                                              "DICOMDIR (DICOMDIR dicomdir *.dir);;All files (*)")
+        if path:
+            self.open_paths([path])
+
+    def open_demo(self) -> None:
+        """Open the built-in sample study (generated on first use, on a worker)."""
+        def job(token):
+            yield Progress(0, 1, "Preparing the sample study")
+            from viewer.core.sample import demo_study_path
+
+            return str(demo_study_path())
+
+        handle = start_job(job, "sample", parent=self)
+        handle.progressed.connect(self._on_progress)
+        handle.finished.connect(lambda path: self.open_paths([path], remember=False))
+        handle.failed.connect(self._on_failed)
+        self._set_busy("Preparing the sample study")
+
+    def open_paths(self, paths, remember: bool = True) -> None:
+        """Scan ``paths`` (folders, files, DICOMDIR) on a worker, then open the largest image series."""
+        paths = [str(p) for p in paths if str(p)]
+        if not paths:
+            return
+        self.cancel_jobs()
+        self.paths = paths
+        if remember:
+            first = Path(paths[0])
+            self.settings.last_folder = str(first if first.is_dir() else first.parent)
+            self.settings.add_recent(paths)
+            self._rebuild_recent_menu()
+        job = start_job(lambda token: iter_scan(paths, cancel=token), "scan", parent=self)
+        job.progressed.connect(self._on_progress)
+        job.finished.connect(lambda catalog, j=job: self._on_scanned(j, catalog))
+        job.failed.connect(self._on_failed)
+        job.cancelled.connect(self._on_cancelled)
+        self._scan_job = job
+        self._set_busy("Scanning")
+
+    def _on_scanned(self, job: JobHandle, catalog) -> None:
+        if job is not self._scan_job:
+            return
+        self._scan_job = None
+        self.catalog = catalog
+        self._info.clear()  # measurements stay: keyed by series, they come back if the study is reopened
+        self._volumes.clear()
+        for patient in catalog.patients:
+            for study in patient.studies:
+                for series in study.series:
+                    self._info[series.key] = series_info(patient, study, series)
+        self.browser.set_catalog(catalog)
+        self.catalog_loaded.emit(catalog)
+        images = [s for s in catalog.all_series() if s.kind == "image" and s.n_instances]
+        if not images:
+            where = ", ".join(os.path.basename(p.rstrip("/")) or p for p in self.paths)
+            self._set_idle(f"No DICOM images found in {where}"
+                           + (f" ({len(catalog.unreadable)} files not readable)" if catalog.unreadable else ""))
+            self.viewer.set_volume(None)
+            return
+        best = max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
+        self.open_series(best.key)
+
+    def open_series(self, key: str) -> None:
+        """Load a series of the current catalog (progressively) and show it."""
+        if self.catalog is None:
+            return
+        series = self.catalog.find_series(key)
+        if series is None:
+            self.statusBar().showMessage(f"Unknown series {key}", 5000)
+            return
+        if series.kind != "image":
+            self.statusBar().showMessage(f"{series.kind.upper()} objects are not images: nothing to show yet", 6000)
+            return
+        if self._load_job is not None and self._load_job.running:
+            self._load_job.cancel()
+        cached = self._volumes.get(series.key)
+        if cached is not None:
+            self._volumes.move_to_end(series.key)
+            self._load_job = None
+            self._show_volume(series, cached)
+            self.viewer.volume_complete()
+            self._set_idle(self._loaded_message(series, cached, None))
+            self.series_loaded.emit(series.key)
+            return
+        job = start_job(lambda token: iter_load(series, cancel=token), "load", parent=self)
+        job.progressed.connect(lambda p, j=job, s=series: self._on_load_progress(j, s, p))
+        job.finished.connect(lambda volume, j=job, s=series: self._on_loaded(j, s, volume))
+        job.failed.connect(lambda reason, j=job: j is self._load_job and self._on_failed(reason))
+        job.cancelled.connect(lambda j=job: j is self._load_job and self._on_cancelled())
+        self._load_job = job
+        self._shown_volume = None
+        self._load_started = time.perf_counter()
+        self._set_busy(f"Loading {series.description or series.key}")
+
+    def _on_load_progress(self, job: JobHandle, series, progress: Progress) -> None:
+        if job is not self._load_job:
+            return
+        self._on_progress(progress)
+        volume = progress.payload
+        if volume is None or volume.slices_loaded < 1:
+            return
+        if self._shown_volume is not volume:
+            self._show_volume(series, volume)
+        self.viewer.volume_updated(volume.slices_loaded, volume.shape[0])
+
+    def _on_loaded(self, job: JobHandle, series, volume) -> None:
+        if job is not self._load_job:
+            return
+        self._load_job = None
+        if self._shown_volume is not volume:
+            self._show_volume(series, volume)
+        self.viewer.volume_complete()
+        self.browser.set_warnings(series.key, list(series.warnings) + list(volume.warnings or []))
+        self._cache_volume(series.key, volume)
+        self._set_idle(self._loaded_message(series, volume, time.perf_counter() - self._load_started))
+        self.series_loaded.emit(series.key)
+        self._start_thumbnails()
+
+    def _loaded_message(self, series, volume, seconds: float | None) -> str:
+        z, y, x = volume.shape
+        dz, dy, dx = volume.spacing
+        text = f"{series.modality} {x}x{y}x{z}, {dx:.2f}x{dy:.2f}x{dz:.2f} mm"
+        if seconds is not None:
+            text += f", loaded in {seconds:.2f} s"
+        if volume.warnings:
+            text += "   ⚠ " + "; ".join(w.message for w in volume.warnings)
+        return text
+
+    def _cache_volume(self, key: str, volume) -> None:
+        self._volumes[key] = volume
+        self._volumes.move_to_end(key)
+        while len(self._volumes) > VOLUME_CACHE_COUNT or (
+                len(self._volumes) > 1 and sum(v.array.nbytes for v in self._volumes.values()) > VOLUME_CACHE_BYTES):
+            self._volumes.popitem(last=False)
+
+    def _show_volume(self, series, volume) -> None:
+        info = dict(self._info.get(series.key, {}))
+        info["warnings"] = [w.message for w in (volume.warnings or series.warnings)]
+        self.current_series = series
+        self._shown_volume = volume
+        self.viewer.set_volume(volume, info, self._measurements.setdefault(series.key, []))
+        self.browser.set_current(series.key)
+        title = " · ".join(t for t in (info.get("patient_name"), info.get("series_description")) if t)
+        self.setWindowTitle(f"{title + ' — ' if title else ''}{APP_NAME} — {DISCLAIMER}")
+        self._update_tags()
+
+    def _start_thumbnails(self) -> None:
+        if self.catalog is None or self._thumb_job is not None:
+            return
+        series = [s for s in self.catalog.all_series() if s.kind == "image"]
+        job = start_job(lambda token: iter_thumbnails(series, token), "thumbnails", parent=self,
+                        progress_interval=0.0)
+        job.progressed.connect(lambda p: p.payload and self.browser.set_thumbnail(*p.payload))
+        job.done.connect(lambda: None)
+        self._thumb_job = job
+
+    def cancel_jobs(self) -> None:
+        """Cancel scanning, loading and thumbnails."""
+        for job in (self._scan_job, self._load_job, self._thumb_job):
+            if job is not None and job.running:
+                job.cancel()
+        self._scan_job = None
+        self._load_job = None
+        self._thumb_job = None
+
+    def cancel_by_user(self) -> None:
+        """The Cancel button: stop everything; what was already decoded stays on screen."""
+        volume = self.viewer.volume
+        loading = self._load_job is not None and self._load_job.running
+        self.cancel_jobs()
+        message = "Cancelled"
+        if loading and volume is not None and not volume.complete:
+            message += f": {volume.slices_loaded} of {volume.shape[0]} slices loaded"
+            self.viewer.loading = None
+            self.viewer.volume_updated()
+        self._set_idle(message)
+
+    @property
+    def busy(self) -> bool:
+        """True while a scan or load runs."""
+        return any(j is not None and j.running for j in (self._scan_job, self._load_job))
+
+    # ---- progress ---------------------------------------------------------------------------------------------------
+    def _set_busy(self, text: str) -> None:
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(text)
+        self.progress.show()
+        self.cancel_button.show()
+        self.statusBar().showMessage(text + "…")
+
+    def _set_idle(self, message: str = "") -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        if message:
+            self.statusBar().showMessage(message)
+        else:
+            self.statusBar().clearMessage()
+
+    def _on_progress(self, progress: Progress) -> None:
+        if progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.done)
+            self.progress.setFormat(f"{progress.message} %v/%m" if progress.message else "%v/%m")
+        else:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(progress.message or "Working")
+
+    def _on_failed(self, reason: str) -> None:
+        self._set_idle(f"Failed: {reason}")
+        self.job_failed.emit(reason)
+
+    def _on_cancelled(self) -> None:
+        self._set_idle("Cancelled")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # panels
+    # ------------------------------------------------------------------------------------------------------------
+    def _refresh_measurements(self) -> None:
+        self.measurements_panel.set_measurements(self.viewer.measurements, self.viewer.value_unit(),
+                                                 self.viewer.selected_measurement_id)
+
+    def _clear_measurements(self) -> None:
+        for m in list(self.viewer.measurements):
+            self.viewer.remove_measurement(m.id)
+
+    def current_instance(self):
+        """``(InstanceHeader, frame number)`` of the image on screen in the acquisition plane, or None."""
+        state, series = self.viewer.state, self.current_series
+        if state is None or series is None:
+            return None
+        volume = state.volume
+        k = state.slice_index(state.native_plane)
+        if not volume.slice_sop_uids or k >= len(volume.slice_sop_uids):
+            return None
+        uid = volume.slice_sop_uids[k]
+        frame = volume.slice_frame_numbers[k] if k < len(volume.slice_frame_numbers) else 1
+        for inst in series.instances:
+            if inst.sop_instance_uid == uid:
+                return inst, frame
+        return None
+
+    def _update_tags(self) -> None:
+        if not self.tags_dock.isVisible() and not self.tags.isVisible():
+            return
+        found = self.current_instance()
+        if found is None:
+            self.tags.show_file(None)
+            return
+        inst, frame = found
+        state = self.viewer.state
+        k = state.slice_index(state.native_plane)
+        caption = f"Image {k + 1}/{state.n_slices(state.native_plane)} — {os.path.basename(inst.path)}"
+        if inst.number_of_frames > 1:
+            caption += f", frame {frame}"
+        self.tags.show_file(inst.path, caption)
+
+    def _on_layout_changed(self, name: str) -> None:
+        self.settings.layout = name
+
+    def _on_fps(self, fps: int) -> None:
+        self.viewer.set_cine_fps(fps)
+        self.settings.cine_fps = fps
+
+    def _set_smooth(self, smooth: bool) -> None:
+        self.viewer.set_smooth(smooth)
+        self.settings.smooth = smooth
+
+    # ------------------------------------------------------------------------------------------------------------
+    # recent, screenshots, help
+    # ------------------------------------------------------------------------------------------------------------
+    def _rebuild_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        recent = self.settings.recent
+        for paths in recent:
+            first = paths[0]
+            label = os.path.basename(first.rstrip("/\\")) or first
+            if len(paths) > 1:
+                label += f" (+{len(paths) - 1})"
+            action = menu.addAction(label)
+            action.setToolTip("\n".join(paths))
+            action.setStatusTip(first)
+            action.triggered.connect(lambda _=False, p=paths: self.open_paths(p))
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear Recent", self._clear_recent)
+        menu.setEnabled(bool(recent))
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self._rebuild_recent_menu()
+
+    def screenshot_name(self) -> str:
+        """A default file name for the current view."""
+        info = self._info.get(self.current_series.key, {}) if self.current_series else {}
+        state = self.viewer.state
+        k = state.slice_index(self.viewer.active_view.plane) + 1 if state is not None else 0
+        number = info.get("series_number")
+        return f"hounsfield-se{number if number is not None else 'x'}-im{k}.png"
+
+    def save_screenshot(self, path: str) -> bool:
+        """Save the visible views as PNG."""
+        return self.viewer.grab_views().save(path, "PNG")
+
+    def save_screenshot_dialog(self) -> None:
+        start = os.path.join(self.settings.last_folder or os.path.expanduser("~"), self.screenshot_name())
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", start, "PNG image (*.png)")
+        if path:
+            if not path.lower().endswith(".png"):
+                path += ".png"
+            ok = self.save_screenshot(path)
+            self.statusBar().showMessage(f"Saved {path}" if ok else f"Could not write {path}", 5000)
+
+    def copy_screenshot(self) -> None:
+        """Put a picture of the views on the clipboard."""
+        QGuiApplication.clipboard().setPixmap(self.viewer.grab_views())
+        self.statusBar().showMessage("Screenshot copied to the clipboard", 3000)
+
+    def show_shortcuts(self) -> None:
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
+    def about_text(self) -> str:
+        return (f"<h3>{APP_NAME} {_version()}</h3>"
+                f"<p><b>{DISCLAIMER}</b> This software is not a medical device and must not be used "
+                "for diagnosis or treatment decisions.</p>"
+                "<p>A desktop DICOM viewer with AI assistance. Built with Qt for Python (PySide6, LGPL), "
+                "pyqtgraph (MIT), pydicom (MIT), NumPy and SimpleITK.</p>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}", self.about_text())
+
+    # ------------------------------------------------------------------------------------------------------------
+    # drag and drop, close
+    # ------------------------------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event):  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def closeEvent(self, event):  # noqa: N802
+        self.viewer.stop_cine()
+        self.cancel_jobs()
+        self.save_settings()
+        job_pool().waitForDone(3000)
+        super().closeEvent(event)

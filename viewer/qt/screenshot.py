@@ -1,0 +1,121 @@
+"""Headless rendering of a series through the same viewer widgets: ``hounsfield screenshot``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from viewer.core.jobs import run_job
+
+VIEW_SIZE = 768  # pixels per view (square)
+
+
+def _quiet_offscreen_messages() -> None:
+    """The offscreen platform warns "does not support propagateSizeHints()" for every window: drop only that."""
+    import sys
+
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def handler(mode, context, message):
+        if "propagateSizeHints" not in message:
+            print(message, file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
+def _application():
+    """The running QApplication, or a new offscreen one (no display needed)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if os.environ["QT_QPA_PLATFORM"] == "offscreen":
+            _quiet_offscreen_messages()
+        app = QApplication(["hounsfield-screenshot"])
+    from viewer.qt.theme import apply_dark_theme
+
+    apply_dark_theme(app)
+    return app
+
+
+def _choose_series(catalog, series: str | None):
+    images = [s for s in catalog.all_series() if s.kind == "image" and s.n_instances]
+    if series:
+        found = catalog.find_series(series)
+        if found is None:
+            raise ValueError(f"no series {series!r} in {len(catalog.all_series())} series found")
+        if found.kind != "image":
+            raise ValueError(f"series {series!r} is a {found.kind.upper()} object, not an image")
+        return found
+    if not images:
+        raise ValueError("no DICOM image series found")
+    return max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
+
+
+def render_screenshot(path: str, out: str, series: str | None = None, slice_index: int | None = None,
+                      window: str | None = None, layout: str = "1x1") -> None:
+    """Render ``path`` (folder, files or DICOMDIR) to the PNG ``out`` through the viewer widgets, offscreen.
+
+    Parameters
+    ----------
+    series
+        SeriesInstanceUID (or catalog key) to show; default: the largest image series.
+    slice_index
+        0-based index along the volume's slice axis (the acquisition's slice order, as ``hounsfield info`` counts);
+        default: the middle slice. In 1x3 the other two planes cut through the middle of the volume.
+    window
+        A preset name (``lung``, ``mediastinum``, ``bone``, ``brain``, ``abdomen``, ``liver``) or ``"W,L"``
+        (width, level: ``"1500,-600"``); default: the DICOM VOI window, or automatic.
+    layout
+        ``"1x1"`` (the acquisition plane) or ``"1x3"`` (axial, coronal, sagittal).
+
+    Raises ``ValueError`` for a bad series, slice, window or layout, or when there is no image.
+    """
+    from viewer.core.dicom.load import iter_load
+    from viewer.core.dicom.scan import iter_scan
+    from viewer.core.windowing import parse_window
+    from viewer.qt.main_window import series_info
+
+    if layout not in ("1x1", "1x3"):
+        raise ValueError(f"unknown layout {layout!r}: use 1x1 or 1x3")
+    parsed_window = parse_window(window) if window else None
+    catalog = run_job(iter_scan([path]))
+    chosen = _choose_series(catalog, series)
+    volume = run_job(iter_load(chosen))
+    n = volume.shape[0]
+    if slice_index is not None and not 0 <= slice_index < n:
+        raise ValueError(f"slice {slice_index} is outside 0..{n - 1}")
+
+    app = _application()
+    from PySide6.QtCore import Qt
+
+    from viewer.qt.viewer_widget import ViewerWidget
+
+    info = {}
+    for patient in catalog.patients:
+        for study in patient.studies:
+            if chosen in study.series:
+                info = series_info(patient, study, chosen)
+    viewer = ViewerWidget()
+    viewer.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+    viewer.show_active_frame = False
+    viewer.set_layout(layout)
+    viewer.set_volume(volume, info)
+    z, y, x = volume.shape
+    viewer.state.set_position(((x - 1) / 2, (y - 1) / 2, slice_index if slice_index is not None else (n - 1) // 2))
+    if parsed_window is not None:
+        name = window.strip().lower() if not any(c.isdigit() for c in window) else "custom"
+        viewer.state.set_window(parsed_window, name)
+    width = VIEW_SIZE * (3 if layout == "1x3" else 1) + (4 if layout == "1x3" else 0)
+    viewer.resize(width, VIEW_SIZE)
+    viewer.show()
+    app.processEvents()
+    viewer.fit()
+    app.processEvents()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    image = viewer.grab_views()
+    viewer.close()
+    viewer.deleteLater()
+    app.processEvents()
+    if not image.save(str(out), "PNG"):
+        raise OSError(f"could not write {out}")

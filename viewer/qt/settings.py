@@ -1,0 +1,124 @@
+"""Persistent user settings (QSettings in an INI file under the user data folder)."""
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from viewer.core.paths import user_data_dir
+from viewer.core.windowing import CT_PRESETS, Preset
+
+MAX_RECENT = 10
+
+
+def default_qsettings() -> QSettings:
+    """``<user data dir>/settings.ini`` (``HOUNSFIELD_HOME`` moves it, e.g. for tests)."""
+    path = user_data_dir() / "settings.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+class Settings:
+    """Typed access to what persists between runs: layout, last folder, recent studies, presets, cine, look."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.q = qsettings if qsettings is not None else default_qsettings()
+
+    def _get(self, key: str, default, kind=None):
+        value = self.q.value(key, default)
+        if kind is bool:
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if kind is not None:
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                return default
+        return value
+
+    def sync(self) -> None:
+        """Write to disk now."""
+        self.q.sync()
+
+    # ---- view ---------------------------------------------------------------------------------------------------
+    @property
+    def layout(self) -> str:
+        value = self._get("view/layout", "1x1", str)
+        return value if value in ("1x1", "1x3") else "1x1"
+
+    @layout.setter
+    def layout(self, value: str) -> None:
+        self.q.setValue("view/layout", value)
+
+    @property
+    def cine_fps(self) -> int:
+        return max(1, min(60, self._get("view/cine_fps", 10, int)))
+
+    @cine_fps.setter
+    def cine_fps(self, value: int) -> None:
+        self.q.setValue("view/cine_fps", int(value))
+
+    @property
+    def smooth(self) -> bool:
+        return self._get("view/smooth", True, bool)
+
+    @smooth.setter
+    def smooth(self, value: bool) -> None:
+        self.q.setValue("view/smooth", bool(value))
+
+    @property
+    def presets(self) -> tuple[Preset, ...]:
+        """Window presets in number-key order (the built-in CT presets unless the user changed them)."""
+        raw = self._get("view/presets", "", str)
+        if not raw:
+            return CT_PRESETS
+        try:
+            items = json.loads(raw)
+            presets = tuple(Preset(str(p["name"]), str(p.get("label", p["name"])), float(p["center"]),
+                                   float(p["width"])) for p in items)
+        except (ValueError, KeyError, TypeError):
+            return CT_PRESETS
+        return presets or CT_PRESETS
+
+    @presets.setter
+    def presets(self, presets) -> None:
+        if presets is None or tuple(presets) == CT_PRESETS:
+            self.q.remove("view/presets")
+            return
+        self.q.setValue("view/presets", json.dumps(
+            [{"name": p.name, "label": p.label, "center": p.center, "width": p.width} for p in presets]))
+
+    # ---- files ----------------------------------------------------------------------------------------------------
+    @property
+    def last_folder(self) -> str:
+        return self._get("files/last_folder", "", str)
+
+    @last_folder.setter
+    def last_folder(self, value: str) -> None:
+        self.q.setValue("files/last_folder", str(value))
+
+    @property
+    def recent(self) -> list[list[str]]:
+        """Recently opened studies, newest first; each entry is the list of paths that was opened."""
+        raw = self._get("files/recent", "[]", str)
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            return []
+        return [[str(p) for p in item] for item in items if isinstance(item, list) and item][:MAX_RECENT]
+
+    def add_recent(self, paths: list[str]) -> None:
+        """Put ``paths`` at the top of the recent list."""
+        paths = [str(p) for p in paths]
+        items = [paths] + [item for item in self.recent if item != paths]
+        self.q.setValue("files/recent", json.dumps(items[:MAX_RECENT]))
+
+    def clear_recent(self) -> None:
+        self.q.setValue("files/recent", "[]")
+
+    # ---- window geometry ------------------------------------------------------------------------------------------
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        return self.q.value("window/geometry"), self.q.value("window/state")
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.q.setValue("window/geometry", geometry)
+        self.q.setValue("window/state", state)

@@ -1,0 +1,84 @@
+"""Mouse tools and the keyboard/mouse conventions, in one table shown by Help > Shortcuts and the docs."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Tool(str, Enum):
+    """What the left mouse button does in a view."""
+
+    WINDOW = "window"
+    PAN = "pan"
+    ZOOM = "zoom"
+    CROSSHAIR = "crosshair"
+    LENGTH = "length"
+    ELLIPSE = "ellipse"
+    RECTANGLE = "rectangle"
+    PROBE = "probe"
+
+
+#: (tool, menu label, shortcut key, tooltip)
+TOOLS: tuple[tuple[Tool, str, str, str], ...] = (
+    (Tool.WINDOW, "Window/Level", "W", "Left-drag: horizontal = width, vertical = level"),
+    (Tool.PAN, "Pan", "P", "Left-drag moves the image"),
+    (Tool.ZOOM, "Zoom", "Z", "Left-drag up/down zooms in/out"),
+    (Tool.CROSSHAIR, "Crosshair", "C", "Click or drag to move the linked crosshair in all views"),
+    (Tool.LENGTH, "Length", "L", "Left-drag draws a distance in mm"),
+    (Tool.ELLIPSE, "Ellipse ROI", "E", "Left-drag draws an ellipse: mean, SD, min, max, area"),
+    (Tool.RECTANGLE, "Rectangle ROI", "B", "Left-drag draws a box: mean, SD, min, max, area"),
+    (Tool.PROBE, "Probe", "V", "Click shows the voxel value (HU for CT)"),
+)
+
+#: The conventions, as (input, effect) rows grouped by section; OHIF / Horos / Slicer habits.
+SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("Mouse", (
+        ("Left drag", "Active tool (Window/Level by default)"),
+        ("Middle drag  or  Shift + left drag", "Pan"),
+        ("Right drag  or  Ctrl + left drag", "Zoom (drag up = in), around the point where the drag started"),
+        ("Wheel", "Next / previous slice (one notch = one slice)"),
+        ("Ctrl + wheel", "Zoom at the cursor"),
+        ("Right click", "View menu: presets, tools, layout, reset"),
+        ("Double click", "Maximise this view / back to 1x3"),
+        ("Drag a series from the browser", "Open it in the viewer"),
+    )),
+    ("Slices", (
+        ("Down / Right arrow,  Up / Left arrow", "Next / previous slice"),
+        ("Page Down / Page Up", "10 slices forward / back"),
+        ("Home / End", "First / last slice"),
+        ("Space", "Cine play / pause"),
+        ("]  /  [", "Cine faster / slower"),
+    )),
+    ("Window / level", (
+        ("1 … 6", "CT presets: lung, mediastinum, bone, brain, abdomen, liver"),
+        ("0", "DICOM default window (VOI)"),
+        ("A", "Auto window from percentiles (MR, PET, …)"),
+        ("I", "Invert grey scale"),
+    )),
+    ("View", (
+        ("F", "Fit image to view"),
+        ("R", "Reset view: fit, default window, no inversion"),
+        ("+  /  -", "Zoom in / out"),
+        ("Ctrl+1  /  Ctrl+3", "Layout 1x1 / 1x3 (axial, coronal, sagittal)"),
+        ("X", "Show / hide the crosshair"),
+    )),
+    ("Tools", tuple((key, label) for _, label, key, _ in TOOLS) + (
+        ("Delete / Backspace", "Delete the selected measurement"),
+        ("Esc", "Cancel drawing, clear selection"),
+    )),
+    ("Files", (
+        ("Ctrl+O / Ctrl+Shift+O", "Open folder / open files"),
+        ("Ctrl+S", "Save a screenshot of the views (PNG)"),
+        ("Ctrl+Shift+C", "Copy a screenshot to the clipboard"),
+        ("F1", "This help"),
+    )),
+)
+
+
+def shortcuts_html() -> str:
+    """The conventions as an HTML table (for the help dialog)."""
+    rows = []
+    for section, entries in SHORTCUTS:
+        rows.append(f"<tr><td colspan='2' style='padding-top:10px'><b>{section}</b></td></tr>")
+        for key, effect in entries:
+            rows.append(f"<tr><td style='padding-right:24px;color:#9cc9ff'>{key}</td><td>{effect}</td></tr>")
+    return "<table cellspacing='2'>" + "".join(rows) + "</table>"
