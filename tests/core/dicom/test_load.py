@@ -567,3 +567,21 @@ def test_signed_padding_written_as_unsigned_is_recognised(tmp_path):
     real_min = hu[0][4:, :].min()
     assert (volume.array[:, :4, :4] == min(real_min, hu[0][:, 4:].min())).all()  # MR: padding -> data minimum
     assert volume.array.min() > -2000
+
+
+def test_every_pydicom_and_pydicom_data_image_series_loads():
+    """The pydicom test files and the pydicom-data package: every image series loads or fails cleanly."""
+    data_store = pytest.importorskip("data_store")  # the pydicom-data package
+    folders = [Path(data_store.__file__).parent / "data", Path(pydicom.__file__).parent / "data" / "test_files"]
+    catalog = scan([f for f in folders if f.is_dir()])
+    images = [s for s in catalog.all_series() if s.kind == "image"]
+    assert len(images) >= 40
+    failures = []
+    for series in images:
+        try:
+            volume = load_series(series)
+        except Exception as error:  # noqa: BLE001 - collect them all
+            failures.append(f"{series.instances[0].path}: {type(error).__name__}: {error}")
+            continue
+        assert volume.complete and volume.array.shape[0] >= 1
+    assert not failures, "\n".join(failures)
