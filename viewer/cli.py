@@ -207,23 +207,31 @@ def cmd_models(args) -> int:
 
 def cmd_infer(args) -> int:
     """``hounsfield infer --model ID PATH --out DIR``."""
-    from viewer.core.run_model import infer_to_dir
+    from viewer.core.run_model import InferError, format_timings, infer_to_dir, pick_series
 
     catalog = _scan_or_explain(args.paths)
     if catalog is None:
         return EXIT_NO_DICOM
-    series = _pick_series(catalog, args.series)
-    if series is None:
-        return EXIT_FAILED
+
+    def show(progress) -> None:
+        print(f"\r{progress.message} {progress.done}/{progress.total}" if progress.total else f"\r{progress.message}",
+              end="", file=sys.stderr, flush=True)
+
     try:
-        timings = infer_to_dir(series, args.model, args.out, device=args.device,
-                               progress=lambda p: print(f"\r{p.message} {p.done}/{p.total}", end="", file=sys.stderr))
-    except Exception as error:
-        print(f"\nhounsfield: inference failed: {error}", file=sys.stderr)
+        series = pick_series(catalog, args.series)  # refuses to guess between several image series
+        report = infer_to_dir(series, args.model, args.out, device=args.device, progress=show)
+    except InferError as error:
+        print(f"\nhounsfield: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # a failing model is reported, never a traceback
+        print(f"\nhounsfield: inference failed: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
     print(file=sys.stderr)
-    for stage, seconds in timings.items():
-        print(f"{stage:<12} {seconds:8.2f} s")
+    for message in report["messages"]:
+        print(message, file=sys.stderr)
+    for kind, path in report["outputs"].items():
+        print(f"{kind}: {path}")
+    print("\n".join(format_timings(report["timings"])))
     return EXIT_OK
 
 

@@ -1,0 +1,66 @@
+"""Inference timings on the real LIDC-0001 chest CT (133 slices), and the Model Zoo RetinaNet as reference.
+
+1. The Model Zoo's spleen_ct_segmentation config (random weights: the zoo weights are not shipped) run end to
+   end through ``viewer.core.run_model.infer_to_dir`` on the whole of LIDC-0001: per-stage wall-clock times
+   (load, model, preprocess, network, postprocess, export) and seconds per 96^3 sliding window.
+2. The Model Zoo's lung_nodule_ct_detection network (RetinaNet, 3D ResNet50 + FPN, random weights) on one
+   192x192x80 patch: the reference the built-in detector is compared with (issue 5 quotes ~18.7 s here).
+
+torch uses ``max(1, cores - 1)`` threads, as in the app. Needs ../shared (skips with a line when absent).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HOUNSFIELD_SHARED", REPO.parent / "shared"))
+LIDC = SHARED / "data" / "lidc-idri-0001"
+ZOO = SHARED / "monai-model-zoo"
+PATCH = (192, 192, 80)
+
+
+def _retinanet_patch_seconds(repeats: int = 1) -> float:
+    import torch
+
+    from inference.bundle import load_bundle
+
+    bundle = load_bundle(ZOO / "lung_nodule_ct_detection", device="cpu", random_weights=True)
+    x = torch.rand(1, 1, *PATCH)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            bundle.network(x)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(workdir: Path) -> list[str]:
+    """Run both measurements; lines to print."""
+    if not (LIDC.is_dir() and (ZOO / "spleen_ct_segmentation").is_dir()):
+        return [f"skipped: needs {LIDC} and {ZOO}"]
+    from inference.device import configure_threads
+    from viewer.core.run_model import format_timings, infer_to_dir
+
+    threads = configure_threads()
+    lines = [f"torch threads: {threads} (cores - 1)"]
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench_infer_", dir=workdir) as out:
+        report = infer_to_dir(LIDC, str(ZOO / "spleen_ct_segmentation"), out, device="cpu", random_weights=True)
+    timings = report["timings"]
+    lines.append(f"spleen_ct_segmentation (zoo config, random weights) on LIDC-0001 133x512x512, "
+                 f"{report['patches']} windows of 96^3:")
+    lines += [f"  {line}" for line in format_timings(timings)]
+    lines.append(f"  network per 96^3 window: {timings['network'] / max(1, report['patches']):.2f} s")
+    seconds = _retinanet_patch_seconds()
+    lines.append(f"lung_nodule_ct_detection RetinaNet (ResNet50-FPN, random weights): {seconds:.2f} s per "
+                 f"{'x'.join(map(str, PATCH))} patch (reference for the built-in detector)")
+    return lines
+
+
+if __name__ == "__main__":
+    for line in run(Path(__file__).resolve().parent / "out"):
+        print(line)

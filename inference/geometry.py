@@ -1,0 +1,104 @@
+"""Our volume grid <-> the image convention MONAI bundles are written for.
+
+Ours: array ``(z, y, x)`` (slice, row, column) and an affine mapping ``(x, y, z, 1)`` to LPS mm.
+
+MONAI's: what ``LoadImage`` returns for a DICOM series read with ITK (``affine_lps_to_ras=True``, the default)
+or a NIfTI read with nibabel: array indexed ``(i, j, k)`` = (column, row, slice) and an affine mapping
+``(i, j, k, 1)`` to **RAS** mm; bundles then add the channel (``EnsureChannelFirstd``) and reorient/resample.
+So the conversion is a transpose of the array and a sign flip of the first two world axes - no resampling.
+:func:`to_monai` mirrors that, including the metadata ``LoadImage`` sets (but no file name or other patient data).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: diag(-1, -1, 1, 1): LPS <-> RAS (its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def ras_affine(affine_lps: np.ndarray) -> np.ndarray:
+    """Our ``(x, y, z)`` -> LPS affine as the ``(i, j, k)`` -> RAS affine MONAI uses (same index order)."""
+    return LPS_TO_RAS @ np.asarray(affine_lps, dtype=np.float64)
+
+
+def lps_affine(affine_ras: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ras_affine`."""
+    return LPS_TO_RAS @ np.asarray(affine_ras, dtype=np.float64)
+
+
+def to_monai(array_zyx: np.ndarray, affine_lps: np.ndarray, dtype=np.float32):
+    """Our array + affine as the channel-less ``MetaTensor`` ``LoadImaged`` would have produced.
+
+    The result is ``(x, y, z)`` with a RAS affine and ``original_channel_dim = "no_channel"``, so a bundle's
+    ``EnsureChannelFirstd`` adds the channel exactly as after loading a file.
+    """
+    import torch
+    from monai.data import MetaTensor
+    from monai.utils import MetaKeys, SpaceKeys
+
+    data = np.ascontiguousarray(np.asarray(array_zyx).transpose(2, 1, 0), dtype=dtype)
+    affine = torch.as_tensor(ras_affine(affine_lps), dtype=torch.float64)
+    meta = {
+        MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",
+        MetaKeys.SPATIAL_SHAPE: np.asarray(data.shape),
+        MetaKeys.ORIGINAL_AFFINE: affine.clone(),
+        MetaKeys.SPACE: SpaceKeys.RAS,
+        "filename_or_obj": "volume",  # no path: paths may carry patient names
+    }
+    return MetaTensor(torch.from_numpy(data), affine=affine, meta=meta)
+
+
+def from_monai(tensor_xyz) -> np.ndarray:
+    """A ``(x, y, z)`` or ``(C, x, y, z)`` tensor on our grid as ``(z, y, x)`` / ``(C, z, y, x)`` numpy."""
+    array = tensor_xyz.detach().cpu().numpy() if hasattr(tensor_xyz, "detach") else np.asarray(tensor_xyz)
+    if array.ndim == 3:
+        return np.ascontiguousarray(array.transpose(2, 1, 0))
+    if array.ndim == 4:
+        return np.ascontiguousarray(array.transpose(0, 3, 2, 1))
+    raise ValueError(f"expected a 3D or channel-first 4D tensor, got shape {array.shape}")
+
+
+def resample_to_grid(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, int], mode: str = "nearest"):
+    """Resample a channel-first ``MetaTensor`` (any affine) onto the grid ``(affine_ras, shape_xyz)``.
+
+    Used when a bundle's postprocessing does not invert its preprocessing (no ``Invertd``): the output is then
+    on the model's grid and is brought back here. Returns the tensor unchanged when it already is on the grid.
+    """
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    if not isinstance(tensor, MetaTensor):
+        raise TypeError("the model output has no affine (not a MetaTensor): cannot place it on the volume")
+    target = torch.as_tensor(affine_ras, dtype=torch.float64)
+    if tuple(tensor.shape[1:]) == tuple(shape_xyz) and torch.allclose(
+            tensor.affine.to(torch.float64).cpu(), target, atol=1e-4):
+        return tensor
+    resampler = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)
+    return resampler(tensor.float(), dst_affine=target, spatial_size=tuple(int(s) for s in shape_xyz))
+
+
+def voxel_box(corners_lps: np.ndarray, affine_lps: np.ndarray, shape_zyx: tuple[int, int, int]) -> np.ndarray:
+    """Half-open ``[z0, y0, x0, z1, y1, x1]`` of the voxels whose centres lie inside the box spanned by
+    ``corners_lps`` (``(8, 3)`` LPS mm), clipped to the grid; at least the voxel nearest the box centre."""
+    inverse = np.linalg.inv(np.asarray(affine_lps, dtype=np.float64))
+    index = corners_lps @ inverse[:3, :3].T + inverse[:3, 3]  # (8, 3) continuous (x, y, z)
+    lo, hi = index.min(axis=0), index.max(axis=0)
+    eps = 1e-6
+    start = np.ceil(lo - eps).astype(int)
+    stop = np.floor(hi + eps).astype(int) + 1
+    size_xyz = np.array(shape_zyx[::-1])
+    centre = np.clip(np.rint((lo + hi) / 2).astype(int), 0, size_xyz - 1)
+    start = np.clip(start, 0, size_xyz)
+    stop = np.clip(stop, 0, size_xyz)
+    empty = stop <= start
+    start[empty] = centre[empty]
+    stop[empty] = centre[empty] + 1
+    return np.array([start[2], start[1], start[0], stop[2], stop[1], stop[0]], dtype=np.int64)
+
+
+def box_corners(box_xyzxyz: np.ndarray) -> np.ndarray:
+    """The 8 corners ``(8, 3)`` of an axis-aligned box ``[x0, y0, z0, x1, y1, z1]``."""
+    lo, hi = np.asarray(box_xyzxyz[:3], float), np.asarray(box_xyzxyz[3:], float)
+    return np.array([[(hi if i & 1 else lo)[0], (hi if i & 2 else lo)[1], (hi if i & 4 else lo)[2]]
+                     for i in range(8)])

@@ -1,0 +1,1 @@
+"""Model-specific building blocks (feature extractors, detector wrappers). Importing this package loads no torch."""

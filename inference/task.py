@@ -1,0 +1,404 @@
+"""Run a model on a volume: preprocessing -> network (patch by patch) -> postprocessing, as a cancellable job.
+
+Jobs follow :mod:`inference.jobs`: a generator that yields :class:`Progress` ``(done, total, message, payload)``
+and returns its result; the GUI drains it on a worker thread, the CLI and tests with :func:`run_job`. A cancel
+token is a :class:`~inference.jobs.CancelToken` or anything with an ``is_set()`` method (``threading.Event``).
+
+The heavy work runs on a helper thread so the job can yield a :class:`Progress` for every sliding-window patch
+(MONAI's sliding window is a plain loop that cannot yield) and react to Cancel at once: the job polls the token
+every 50 ms and raises :class:`Cancelled` within that time; the helper thread stops before its next patch and its
+result is discarded. Importing this module loads no torch.
+
+Results land on the input grid (:mod:`inference.types`):
+
+- segmentation: the postprocessed prediction (``Invertd`` in the bundle brings it back; otherwise we resample
+  it) -> argmax -> ``SegResult``;
+- detection: the detector's boxes on the preprocessed image -> LPS mm via that image's affine -> our voxel
+  indices -> ``Detections``;
+- saliency: a float map resampled linearly -> ``SaliencyMap``.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, TypeVar
+
+import numpy as np
+
+from inference.jobs import Cancelled, Progress, is_cancelled, run_job
+from inference.types import Detections, SaliencyMap, SegResult, label_table
+
+T = TypeVar("T")
+
+POLL_SECONDS = 0.05
+#: How long a cancelled job waits for the helper thread to finish its patch before returning anyway.
+CANCEL_GRACE_SECONDS = 0.5
+
+
+@dataclass
+class InferenceResult:
+    """What a run returns.
+
+    ``timings`` in seconds per stage (``model`` when the bundle was loaded by the job, ``preprocess``,
+    ``network``, ``postprocess``); ``messages`` are notices for the user (e.g. the CPU fallback);
+    ``patches`` the number of network calls' windows; ``device`` where the network finally ran.
+    """
+
+    result: SegResult | Detections | SaliencyMap
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    messages: list[str] = field(default_factory=list)
+    patches: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running work on a helper thread while the job yields its progress.
+
+class _Stopped(Exception):
+    """Raised inside the helper thread at its next check after cancellation."""
+
+
+class Reporter:
+    """Handed to the work function: report progress, post notices, and check for cancellation."""
+
+    def __init__(self) -> None:
+        self._events: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.messages: list[str] = []
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """Queue a progress step for the job to yield."""
+        self._events.put(("progress", Progress(int(done), int(total), message)))
+
+    def notice(self, message: str) -> None:
+        """A message the user should see (kept in the result's ``messages`` too)."""
+        self.messages.append(message)
+        self._events.put(("progress", Progress(0, 0, message)))
+
+    def check(self) -> None:
+        """Raise inside the work when the job was cancelled."""
+        if self.stop.is_set():
+            raise _Stopped()
+
+
+def drive(work: Callable[[Reporter], T], cancel: Any = None, name: str = "hounsfield-inference"
+          ) -> Generator[Progress, None, T]:
+    """Run ``work(reporter)`` on a helper thread; yield its progress; return its result or raise its error.
+
+    Cancellation is noticed within :data:`POLL_SECONDS`; the job then raises :class:`Cancelled` after at most
+    :data:`CANCEL_GRACE_SECONDS` more, whether or not the helper thread has reached its next check.
+    """
+    reporter = Reporter()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(reporter)
+        except _Stopped:
+            outcome["stopped"] = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's thread
+            outcome["error"] = exc
+        finally:
+            reporter._events.put(("end", None))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            if is_cancelled(cancel):
+                reporter.stop.set()
+                thread.join(CANCEL_GRACE_SECONDS)
+                raise Cancelled()
+            try:
+                kind, payload = reporter._events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if kind == "progress":
+                yield payload
+                continue
+            thread.join()
+            if "error" in outcome:
+                raise outcome["error"]
+            if outcome.get("stopped"):
+                raise Cancelled()
+            return outcome["value"]
+    finally:
+        reporter.stop.set()  # also when the consumer drops the job (GeneratorExit)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Patch counting.
+
+def count_windows(image_size, roi_size, overlap) -> int:
+    """Number of sliding windows MONAI's ``sliding_window_inference`` visits for one image."""
+    from monai.inferers.utils import _get_scan_interval, dense_patch_slices
+    from monai.utils import ensure_tuple_rep, fall_back_tuple
+
+    dims = len(image_size)
+    roi = fall_back_tuple(roi_size, image_size)
+    size = tuple(max(int(image_size[i]), int(roi[i])) for i in range(dims))
+    interval = _get_scan_interval(size, roi, dims, ensure_tuple_rep(overlap, dims))
+    return len(dense_patch_slices(size, roi, interval))
+
+
+def _monitor(network, reporter: Reporter, state: dict):
+    """Wrap ``network`` so every call checks for cancel and reports the windows it processed."""
+    import torch
+
+    class Monitored(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, *args, **kwargs):
+            reporter.check()
+            out = self.inner(x, *args, **kwargs)
+            state["done"] += int(x.shape[0]) if hasattr(x, "shape") else 1
+            total = max(state["total"], state["done"])
+            reporter.progress(1 + state["done"], total + 2, f"Running the model: patch {state['done']}/{total}")
+            return out
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(super().__getattr__("inner"), name)
+
+    return Monitored(network).train(bool(getattr(network, "training", False)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pipeline.
+
+def _preprocess(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
+    from monai.transforms import EnsureChannelFirst
+
+    from inference.geometry import to_monai
+
+    image = to_monai(array, affine)
+    data = {bundle.image_key: image}
+    if bundle.preprocessing is not None:
+        data = bundle.preprocessing(data)
+    if data[bundle.image_key].ndim == 3:  # the bundle did not add a channel
+        data[bundle.image_key] = EnsureChannelFirst()(data[bundle.image_key])
+    return data
+
+
+def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+    import torch
+    from monai.inferers import SlidingWindowInferer
+
+    from inference.device import run_with_cpu_fallback
+
+    image = data[bundle.image_key]
+    inferer = bundle.inferer
+    if isinstance(inferer, SlidingWindowInferer):
+        if patch_batch:
+            inferer.sw_batch_size = int(patch_batch)
+        state["total"] = count_windows(tuple(image.shape[1:]), inferer.roi_size, inferer.overlap)
+        inferer.device = torch.device("cpu")  # stitch on the CPU: our results end there anyway
+    else:
+        state["total"] = 1
+
+    def step(device):
+        state["done"] = 0
+        bundle.to(device)
+        monitored = _monitor(bundle.network, reporter, state)
+        batch = image.unsqueeze(0).to(device)
+        return inferer(batch, monitored)
+
+    pred = run_with_cpu_fallback(step, bundle.device, notify)
+    return pred[0].detach().cpu() if hasattr(pred, "detach") else pred[0]
+
+
+def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
+    import torch
+
+    from inference.geometry import from_monai, ras_affine, resample_to_grid
+
+    data[bundle.pred_key] = pred
+    data[bundle.image_key] = data[bundle.image_key].cpu()
+    if bundle.postprocessing is not None:
+        data = bundle.postprocessing(data)
+    out = data[bundle.pred_key]
+    if out.ndim == 3:
+        out = out.unsqueeze(0)
+    shape_xyz = tuple(array_shape[::-1])
+    target = ras_affine(affine)
+    channels = out.shape[0]
+    if bundle.task == "saliency":
+        if channels > 1:
+            out = out[1:].amax(dim=0, keepdim=True)
+        out = resample_to_grid(out.float(), target, shape_xyz, mode="bilinear")
+        values = from_monai(out[0]).astype(np.float32)
+        return SaliencyMap(values, affine, model_id=bundle.info.id)
+    if channels > 1:  # probabilities / logits: resample linearly, then pick the label
+        out = resample_to_grid(out.float(), target, shape_xyz, mode="bilinear")
+        labels = torch.argmax(out, dim=0)
+    else:
+        out = resample_to_grid(out, target, shape_xyz, mode="nearest")
+        labels = torch.round(out[0].float())
+    labels = from_monai(labels).astype(np.int16 if labels.max() > 255 else np.uint8)
+    table = dict(bundle.info.table)
+    missing = {int(v): f"label {int(v)}" for v in np.flatnonzero(np.bincount(labels.ravel())) if v and v not in table}
+    if missing:  # a value the model card does not name: keep it, under a generic name
+        table.update(label_table(missing))
+    return SegResult(labels, affine, table, model_id=bundle.info.id)
+
+
+def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+    import torch
+
+    from inference.device import run_with_cpu_fallback
+
+    detector = bundle.detector
+    image = data[bundle.image_key]
+    spatial = tuple(int(s) for s in image.shape[1:])
+    divisible = tuple(int(d) for d in detector.size_divisible)
+    padded = tuple(int(math.ceil(s / d) * d) for s, d in zip(spatial, divisible))
+    sw = detector.inferer
+    use_sw = sw is not None and (bundle.force_sliding_window or int(np.prod(spatial)) >= int(np.prod(sw.roi_size)))
+    if use_sw:
+        if patch_batch:
+            sw.sw_batch_size = int(patch_batch)
+        state["total"] = count_windows(padded, sw.roi_size, sw.overlap)
+    else:
+        state["total"] = 1
+
+    def step(device):
+        state["done"] = 0
+        bundle.to(device)
+        original = detector.network
+        detector.network = _monitor(original, reporter, state)
+        try:
+            return detector([image.as_tensor().to(device)], use_inferer=use_sw)[0]
+        finally:
+            detector.network = original
+
+    out = run_with_cpu_fallback(step, bundle.device, notify)
+    boxes = out[detector.target_box_key].detach().cpu().to(torch.float64).numpy().reshape(-1, 6)
+    labels = out[detector.target_label_key].detach().cpu().numpy().reshape(-1)
+    scores = out[detector.pred_score_key].detach().cpu().to(torch.float64).numpy().reshape(-1)
+    return boxes, labels, scores, image.affine.detach().cpu().numpy().astype(np.float64), spatial
+
+
+def _detections(bundle, raw, array_shape, affine) -> Detections:
+    from inference.geometry import box_corners, lps_affine, voxel_box
+
+    boxes, labels, scores, pre_affine_ras, spatial = raw
+    # As the bundle's ClipBoxToImaged: clip to the (preprocessed) image, drop boxes left empty.
+    upper = np.array(spatial * 2, dtype=np.float64)
+    boxes = np.clip(boxes, 0, upper) if len(boxes) else boxes
+    keep = np.all(boxes[:, 3:] > boxes[:, :3], axis=1) if len(boxes) else np.zeros(0, bool)
+    boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    boxes, labels, scores = boxes[order], labels[order], scores[order]
+    to_lps = lps_affine(pre_affine_ras)
+    boxes_lps, boxes_voxel = [], []
+    for box in boxes:
+        corners = box_corners(box) @ to_lps[:3, :3].T + to_lps[:3, 3]
+        boxes_lps.append(np.concatenate([corners.min(axis=0), corners.max(axis=0)]))
+        boxes_voxel.append(voxel_box(corners, affine, array_shape))
+    table = bundle.info.table
+    return Detections(np.array(boxes_lps).reshape(-1, 6), np.array(boxes_voxel).reshape(-1, 6), scores,
+                      labels.astype(np.int64) + 1, affine, tuple(array_shape), table, bundle.info.id)
+
+
+def _default_patch_batch(device) -> int | None:
+    # One window per network call on the CPU: the same result (windows are independent in eval mode) with a
+    # progress step and a cancel check per window. GPUs keep the bundle's batch for throughput.
+    return 1 if getattr(device, "type", "cpu") == "cpu" else None
+
+
+def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = None, threads: int | None = None,
+               patch_batch: int | None = None) -> Generator[Progress, None, InferenceResult]:
+    """Run a loaded bundle on one volume (a job: yields :class:`Progress`, returns :class:`InferenceResult`).
+
+    Parameters
+    ----------
+    bundle
+        From :func:`inference.bundle.load_bundle`.
+    array, affine
+        The volume ``(z, y, x)`` (HU for CT) and its index -> LPS affine. Not modified.
+    cancel
+        A cancel token (see module docstring).
+    threads
+        torch CPU threads; default leaves the GUI a core.
+    patch_batch
+        Windows per network call; default 1 on the CPU (per-patch progress and cancel), the bundle's on a GPU.
+
+    Raises
+    ------
+    Cancelled
+        Within 50 ms of the token being set (plus at most 0.5 s grace for the running patch).
+    """
+    from inference.device import configure_threads
+
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"expected a (z, y, x) grey volume, got shape {array.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    configure_threads(threads)
+    batch = patch_batch if patch_batch is not None else _default_patch_batch(bundle.device)
+
+    def work(reporter: Reporter) -> InferenceResult:
+        import torch
+
+        timings: dict[str, float] = {}
+        state = {"done": 0, "total": 0}
+        with torch.no_grad():
+            reporter.progress(0, 0, "Preparing the image")
+            start = time.perf_counter()
+            data = _preprocess(bundle, array, affine)
+            timings["preprocess"] = time.perf_counter() - start
+            reporter.check()
+            start = time.perf_counter()
+            if bundle.task == "detection":
+                raw = _detect(bundle, data, reporter, state, batch, reporter.notice)
+            else:
+                raw = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
+            timings["network"] = time.perf_counter() - start
+            reporter.check()
+            total = state["total"] + 2
+            reporter.progress(total - 1, total, "Post-processing")
+            start = time.perf_counter()
+            if bundle.task == "detection":
+                result = _detections(bundle, raw, array.shape, affine)
+            else:
+                result = _postprocess_dense(bundle, data, raw, array.shape, affine)
+            timings["postprocess"] = time.perf_counter() - start
+            reporter.progress(total, total, "Done")
+        return InferenceResult(result, timings, str(bundle.device), list(reporter.messages), state["done"])
+
+    return (yield from drive(work, cancel))
+
+
+def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | None = None, cancel: Any = None,
+              trusted: bool | None = None, random_weights: bool = False, overrides: dict | None = None,
+              threads: int | None = None, patch_batch: int | None = None,
+              extra_dirs=()) -> Generator[Progress, None, InferenceResult]:
+    """Load a model (registry id, bundle folder or ``ModelInfo``) and run it on one volume (a job).
+
+    Same as :func:`inference.bundle.load_bundle` followed by :func:`run_bundle`; the load is timed as ``model``.
+    """
+    from inference.bundle import load_bundle
+    from inference.registry import ModelInfo, find_model
+
+    info = model if isinstance(model, ModelInfo) else find_model(model, extra_dirs)
+
+    def load(reporter: Reporter):
+        reporter.progress(0, 0, f"Loading {info.name}")
+        start = time.perf_counter()
+        loaded = load_bundle(info, device=device, trusted=trusted, random_weights=random_weights,
+                             overrides=overrides)
+        return loaded, time.perf_counter() - start
+
+    bundle, seconds = yield from drive(load, cancel)
+    if is_cancelled(cancel):
+        raise Cancelled()
+    outcome = yield from run_bundle(bundle, array, affine, cancel=cancel, threads=threads, patch_batch=patch_batch)
+    outcome.timings = {"model": seconds, **outcome.timings}
+    return outcome

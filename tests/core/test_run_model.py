@@ -1,0 +1,162 @@
+"""``infer_to_dir``: DICOM in, seg.dcm / findings.json / saliency.nii.gz out, with stage timings."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from viewer.core.jobs import CancelToken, Cancelled
+from tests.conftest import data_path
+from tests.inference.helpers import tiny_unet_config, tiny_unet_state, write_bundle
+from viewer.core.run_model import InferError, format_timings, infer_to_dir, models_json, pick_series
+
+STAGES = {"load", "model", "preprocess", "network", "postprocess", "export", "total"}
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    """A models folder with a tiny segmentation, detection and saliency bundle, found via HOUNSFIELD_MODELS."""
+    folder = tmp_path / "models"
+    write_bundle(folder / "tiny_seg", tiny_unet_config(spacing=(3.0, 3.0, 6.0), roi=(32, 32, 16)),
+                 {"name": "Tiny seg", "version": "1.2",
+                  "hounsfield": {"labels": {"1": "lung", "2": "nodule"}, "modality": "MR"}},
+                 state_dict=tiny_unet_state(seed=5))
+    write_bundle(folder / "tiny_det", _detector_config(), {"name": "Tiny det", "hounsfield": {
+        "task": "detection", "labels": {"1": "nodule"}}})
+    write_bundle(folder / "tiny_sal", _saliency_config(), {"name": "Tiny saliency", "hounsfield": {"task": "saliency"}})
+    for name in ("tiny_det", "tiny_sal"):  # seeded random weights saved as a real model.pt
+        import torch
+
+        from inference.bundle import load_bundle
+
+        torch.manual_seed(0)
+        network = load_bundle(folder / name, device="cpu", random_weights=True).network
+        (folder / name / "models").mkdir()
+        torch.save(network.state_dict(), folder / name / "models" / "model.pt")
+    monkeypatch.setenv("HOUNSFIELD_MODELS", str(folder))
+    monkeypatch.setenv("HOUNSFIELD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOUNSFIELD_RESOURCES", str(tmp_path / "no-resources"))
+    return folder
+
+
+def _preprocessing(pixdim):
+    return {"_target_": "Compose", "transforms": [
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": list(pixdim)},
+        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0, "a_max": 1000, "b_min": 0, "b_max": 1,
+         "clip": True}]}
+
+
+def _detector_config():
+    return {
+        "force_sliding_window": True,
+        "feature_extractor": {"_target_": "inference.models.resnet_fpn.ResNetFPNFeatureExtractor", "arch": "resnet10",
+                              "conv1_t_stride": [2, 2, 1], "returned_layers": [1], "block_inplanes": [8, 16, 32, 64],
+                              "out_channels": 16},
+        "anchor_generator": {"_target_": "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape",
+                             "feature_map_scales": [1, 2], "base_anchor_shapes": [[6, 8, 4], [8, 6, 5], [10, 10, 6]]},
+        "network_def": {"_target_": "RetinaNet", "spatial_dims": 3, "num_classes": 1, "num_anchors": 3,
+                        "feature_extractor": "@feature_extractor", "size_divisible": [8, 8, 4]},
+        "detector": {"_target_": "RetinaNetDetector", "network": "@network_def", "anchor_generator": "@anchor_generator",
+                     "spatial_dims": 3, "num_classes": 1, "size_divisible": [8, 8, 4]},
+        "detector_ops": [
+            "$@detector.set_box_selector_parameters(score_thresh=0.0, topk_candidates_per_level=20, nms_thresh=0.2,"
+            " detections_per_img=5)",
+            "$@detector.set_sliding_window_inferer(roi_size=[32, 32, 16], overlap=0.25, sw_batch_size=1,"
+            " mode='constant', device='cpu')"],
+        "preprocessing": _preprocessing((4.0, 4.0, 4.0)),
+    }
+
+
+def _saliency_config():
+    return {"network_def": {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
+            "preprocessing": _preprocessing((4.0, 4.0, 4.0))}
+
+
+def test_models_json_lists_the_bundles_with_the_issue_schema(models):
+    records = {r["id"]: r for r in models_json()}
+    assert set(records) == {"tiny_seg", "tiny_det", "tiny_sal"}
+    assert records["tiny_seg"]["labels"] == {"1": "lung", "2": "nodule"}
+    assert records["tiny_det"]["task"] == "detection" and records["tiny_sal"]["task"] == "saliency"
+    for record in records.values():
+        assert {"id", "name", "task", "modality", "labels", "builtin", "path", "trusted"} <= set(record)
+        assert record["builtin"] is False and record["trusted"] is False
+    json.dumps(list(records.values()))
+
+
+def test_segmentation_writes_a_seg_on_the_series_it_came_from(models, tmp_path):
+    import highdicom as hd
+
+    from inference.bundle import load_bundle
+    from inference.task import run_bundle, run_job
+    from tests.inference.helpers import real_volume
+
+    steps = []
+    report = infer_to_dir(data_path("mr-decubitus-hfdr"), "tiny_seg", tmp_path / "out", device="cpu",
+                          progress=steps.append)
+    assert report["task"] == "segmentation" and report["model"] == "tiny_seg" and STAGES <= set(report["timings"])
+    assert any(s.message.startswith("Running the model") for s in steps)
+    seg = hd.seg.segread(report["outputs"]["segmentation"])
+    _, volume = real_volume("mr-decubitus-hfdr")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.series_uid == report["series_uid"]
+    assert seg.SegmentSequence[0].SegmentAlgorithmName == "Tiny seg"
+    # The SEG holds exactly what the model produced on the volume's grid.
+    from viewer.core.export.seg import read_seg_labels
+
+    direct = run_job(run_bundle(load_bundle(models / "tiny_seg", device="cpu"), volume.array, volume.affine)).result
+    assert direct.present  # the (random) model does mark voxels, so the comparison below means something
+    back, names = read_seg_labels(report["outputs"]["segmentation"], volume.slice_sop_uids, volume.shape)
+    remapped = np.zeros_like(direct.labels)
+    for number, name in names.items():
+        value = {"lung": 1, "nodule": 2}[name]
+        remapped[back == number] = value
+    assert np.array_equal(remapped, direct.labels)
+    assert set(report["labels_present"].values()) == set(names.values())
+    assert len(format_timings(report["timings"])) == 7
+
+
+def test_detection_writes_findings_json(models, tmp_path):
+    report = infer_to_dir(data_path("mr-decubitus-hfdr"), "tiny_det", tmp_path / "out", device="cpu")
+    data = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert data["model"] == "tiny_det" and data["series_uid"] == report["series_uid"]
+    assert 0 < len(data["findings"]) <= 5 and len(data["findings"]) == report["n_findings"]
+    shape = (35, 256, 256)
+    for finding in data["findings"]:
+        assert finding["label"] == "nodule" and 0 <= finding["score"] <= 1
+        z0, y0, x0, z1, y1, x1 = finding["box_voxel"]
+        assert 0 <= z0 < z1 <= shape[0] and 0 <= y0 < y1 <= shape[1] and 0 <= x0 < x1 <= shape[2]
+        assert len(finding["center_lps"]) == 3 and all(s >= 0 for s in finding["size_mm"])
+    assert report["patches"] > 1  # force_sliding_window: windows, each reported
+
+
+def test_saliency_writes_nifti_on_the_volume_grid(models, tmp_path):
+    import SimpleITK as sitk
+
+    from tests.inference.helpers import real_volume
+
+    report = infer_to_dir(data_path("mr-decubitus-hfdr"), "tiny_sal", tmp_path / "out", device="cpu")
+    image = sitk.ReadImage(report["outputs"]["saliency"])
+    _, volume = real_volume("mr-decubitus-hfdr")
+    assert sitk.GetArrayFromImage(image).shape == volume.shape
+    assert np.isfinite(sitk.GetArrayFromImage(image)).all()
+    assert np.allclose(image.TransformIndexToPhysicalPoint((10, 20, 5)), volume.index_to_lps([10, 20, 5]), atol=1e-3)
+
+
+def test_series_choice_and_cancel(models, tmp_path):
+    from viewer.core.dicom.scan import scan
+
+    catalog = scan([data_path("mr-decubitus-hfdr"), data_path("lidc-idri-0001")])
+    with pytest.raises(InferError, match="choose one with --series"):
+        pick_series(catalog)
+    with pytest.raises(InferError, match="no series"):
+        pick_series(catalog, "1.2.3.4")
+    mr = [s for s in catalog.all_series() if s.modality == "MR"][0]
+    assert pick_series(catalog, mr.uid) is mr
+
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        infer_to_dir(mr, "tiny_seg", tmp_path / "c", device="cpu", cancel=cancel)
+    assert not (tmp_path / "c" / "seg.dcm").exists()

@@ -1,0 +1,72 @@
+"""Detections -> ``findings.json`` (the schema of issue 4), and back.
+
+::
+
+    {"model": "<id>", "series_uid": "<uid>",
+     "findings": [{"label": "nodule", "score": 0.93, "center_lps": [x, y, z], "size_mm": [x, y, z],
+                   "box_voxel": [z0, y0, x0, z1, y1, x1]}, ...]}
+
+``center_lps`` / ``size_mm`` are the box centre and extents along L, P, S in mm; ``box_voxel`` is the half-open
+voxel range on the series' volume grid (``(z, y, x)`` order, as the viewer's arrays). Findings are sorted by
+score, highest first; nothing about the patient is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_KEYS = ("label", "score", "center_lps", "size_mm", "box_voxel")
+
+
+def findings_dict(detections, model_id: str, series_uid: str, min_score: float = 0.0) -> dict[str, Any]:
+    """The findings document for ``detections`` (an ``inference.types.Detections``)."""
+    order = np.argsort(-np.asarray(detections.scores), kind="stable")
+    centers, sizes = detections.centers_lps, detections.sizes_mm
+    findings = []
+    for i in order:
+        score = float(detections.scores[i])
+        if score < min_score:
+            continue
+        value = int(detections.labels[i])
+        label = detections.table[value].name if value in detections.table else f"label {value}"
+        findings.append({
+            "label": label,
+            "score": round(score, 6),
+            "center_lps": [round(float(c), 3) for c in centers[i]],
+            "size_mm": [round(float(s), 3) for s in sizes[i]],
+            "box_voxel": [int(v) for v in detections.boxes_voxel[i]],
+        })
+    return {"model": model_id, "series_uid": series_uid, "findings": findings}
+
+
+def write_findings(path: str | os.PathLike, detections, model_id: str, series_uid: str, min_score: float = 0.0
+                   ) -> Path:
+    """Write :func:`findings_dict` as pretty JSON (atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    doc = findings_dict(detections, model_id, series_uid, min_score)
+    # One finding per line: readable, and diffs of two runs stay small.
+    lines = [json.dumps(f) for f in doc["findings"]]
+    body = ",\n  ".join(lines)
+    text = (f'{{"model": {json.dumps(doc["model"])}, "series_uid": {json.dumps(doc["series_uid"])},\n'
+            f' "findings": [' + (f"\n  {body}\n ]" if lines else "]") + "}\n")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_findings(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a findings document (raises ``ValueError`` when a key is missing)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not {"model", "series_uid", "findings"} <= set(data):
+        raise ValueError("not a findings document (needs model, series_uid, findings)")
+    for finding in data["findings"]:
+        missing = [k for k in SCHEMA_KEYS if k not in finding]
+        if missing:
+            raise ValueError(f"finding without {', '.join(missing)}")
+    return data

@@ -1,0 +1,179 @@
+"""Headless model runs: the glue behind ``hounsfield infer`` and ``hounsfield models --json``.
+
+``infer_to_dir`` = scan/load the series -> run the model (:mod:`inference.task`) -> export:
+
+- segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
+- detection -> ``findings.json``;
+- saliency -> ``saliency.nii.gz``;
+
+and returns what it did with per-stage timings in seconds (``load``, ``model``, ``preprocess``, ``network``,
+``postprocess``, ``export``, ``total``). No patient data is printed or returned.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from viewer.core.dicom.model import Catalog, Series
+from viewer.core.volume import Volume
+
+OUTPUT_NAMES = {"segmentation": "seg.dcm", "detection": "findings.json", "saliency": "saliency.nii.gz"}
+STAGES = ("load", "model", "preprocess", "network", "postprocess", "export")
+
+
+class InferError(RuntimeError):
+    """A headless run cannot go ahead (no such series/model, ambiguous input); the message says why."""
+
+
+def models_json(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[dict[str, Any]]:
+    """The model catalogue as JSON records (``hounsfield models --json``); imports no torch."""
+    from inference.registry import list_models
+
+    return [info.to_json() for info in list_models(extra_dirs)]
+
+
+def _image_series(catalog: Catalog) -> list[Series]:
+    return [s for s in catalog.all_series() if s.kind == "image"]
+
+
+def pick_series(catalog: Catalog, series_uid: str | None = None) -> Series:
+    """The series to run on: the one with ``series_uid`` (UID or catalog key), or the only image series.
+
+    Raises
+    ------
+    InferError
+        When the UID is unknown, or several image series are present and none was named (lists their UIDs).
+    """
+    if series_uid:
+        series = catalog.find_series(series_uid)
+        if series is None:
+            raise InferError(f"no series {series_uid} here")
+        return series
+    images = _image_series(catalog)
+    if not images:
+        raise InferError("no image series found")
+    if len(images) > 1:
+        listing = "; ".join(f"{s.key} ({s.modality}, {s.n_frames} frames)" for s in images)
+        raise InferError(f"{len(images)} image series found, choose one with --series: {listing}")
+    return images[0]
+
+
+def _report(progress: Callable[[Any], None] | None, message: str) -> None:
+    if progress is not None:
+        from inference.task import Progress
+
+        progress(Progress(0, 0, message))
+
+
+def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[str | os.PathLike], model_id: str,
+                 out_dir: str | os.PathLike, device: str | None = None, series_uid: str | None = None,
+                 progress: Callable[[Any], None] | None = None, *, cancel: Any = None,
+                 extra_model_dirs: Iterable[str | os.PathLike] = (), random_weights: bool = False,
+                 overrides: dict | None = None, sources: Sequence[Any] | None = None,
+                 min_score: float = 0.0) -> dict[str, Any]:
+    """Run a model on one series and write its result into ``out_dir``.
+
+    Parameters
+    ----------
+    series_or_path
+        A DICOM file/folder (or several), a catalogued :class:`Series`, or an already loaded :class:`Volume`
+        (then ``sources`` - the series' DICOM datasets - are needed for a SEG).
+    model_id
+        Registry id (see :func:`models_json`) or a bundle folder.
+    out_dir
+        Created if needed; receives ``seg.dcm``, ``findings.json`` or ``saliency.nii.gz``.
+    device
+        ``cpu``, ``cuda``, ``mps`` or None for the best available.
+    series_uid
+        Which series, when the path holds several.
+    progress
+        Called with each ``Progress`` (done, total, message).
+    cancel
+        A :class:`~viewer.core.jobs.CancelToken`; a cancelled run raises :class:`~viewer.core.jobs.Cancelled`
+        (also while the series is loading).
+    random_weights, overrides
+        For bundles without weights (tests, benchmarks) and config overrides (see ``inference.bundle``).
+    min_score
+        Detections below it are left out of findings.json.
+
+    Returns
+    -------
+    dict
+        ``model``, ``task``, ``series_uid``, ``outputs`` (``{kind: path}``), ``timings``, ``device``,
+        ``messages``, ``patches``, and ``labels_present`` (segmentation) or ``n_findings`` (detection).
+    """
+    from inference.registry import ModelInfo, find_model
+    from inference.task import run_job, run_model
+
+    started = time.perf_counter()
+    info = model_id if isinstance(model_id, ModelInfo) else find_model(model_id, extra_model_dirs)
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {}
+
+    _report(progress, "Loading the series")
+    start = time.perf_counter()
+    series: Series | None = None
+    if isinstance(series_or_path, Volume):
+        volume = series_or_path
+    else:
+        from viewer.core.dicom.load import load_series
+
+        if isinstance(series_or_path, Series):
+            series = series_or_path
+        else:
+            from viewer.core.dicom.scan import scan
+
+            paths = [series_or_path] if isinstance(series_or_path, (str, os.PathLike)) else list(series_or_path)
+            series = pick_series(scan(paths), series_uid)
+        volume = load_series(series, cancel)
+    if volume.is_rgb:
+        raise InferError("colour images cannot be run through the models")
+    timings["load"] = time.perf_counter() - start
+
+    outcome = run_job(run_model(info, volume.array, volume.affine, device=device, cancel=cancel,
+                                random_weights=random_weights, overrides=overrides), progress)
+    timings.update(outcome.timings)
+
+    _report(progress, "Writing the result")
+    start = time.perf_counter()
+    result = outcome.result
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    target = out_dir / OUTPUT_NAMES[info.task]
+    if info.task == "segmentation":
+        from viewer.core.export.seg import read_sources, write_seg
+
+        if sources is None:
+            if series is None:
+                raise InferError("a DICOM SEG needs the source images: pass a series or a path, or `sources`")
+            sources = read_sources([i.path for i in series.instances])
+        write_seg(target, result.labels, result.table, sources, volume.slice_sop_uids,
+                  slice_frame_numbers=volume.slice_frame_numbers or None, affine=volume.affine,
+                  algorithm_name=info.name,
+                  algorithm_version=info.version or "0", series_description=f"{info.name} (AI)"[:64])
+        summary["labels_present"] = {str(v): result.table[v].name if v in result.table else str(v)
+                                     for v in result.present}
+    elif info.task == "detection":
+        from viewer.core.export.findings import write_findings
+
+        write_findings(target, result, info.id, volume.series_uid, min_score=min_score)
+        summary["n_findings"] = int((result.scores >= min_score).sum())
+    else:
+        from viewer.core.export.nifti import write_nifti
+
+        write_nifti(target, result.values.astype("float32"), result.affine, description=f"{info.id} saliency")
+    timings["export"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - started
+    return {
+        "model": info.id, "task": info.task, "series_uid": volume.series_uid,
+        "outputs": {info.task: str(target)}, "timings": {k: round(v, 3) for k, v in timings.items()},
+        "device": outcome.device, "messages": list(outcome.messages), "patches": outcome.patches, **summary,
+    }
+
+
+def format_timings(timings: dict[str, float]) -> list[str]:
+    """``stage: 1.234 s`` lines in pipeline order, for the CLI."""
+    order = [s for s in (*STAGES, "total") if s in timings]
+    return [f"{stage:<12}{timings[stage]:8.3f} s" for stage in order]
