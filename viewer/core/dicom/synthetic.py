@@ -44,25 +44,36 @@ def write_series(
     description: str = "Synthetic CT",
     modality: str = "CT",
     window: tuple[float, float] = (40.0, 400.0),
+    uid_seed: str | None = None,
+    study_date: str | None = None,
+    study_description: str = "Synthetic study",
 ) -> list[Path]:
     """Write ``hu`` (``(z, y, x)``, HU) as one CT series of uncompressed single-frame files.
 
     Slices are written along ``row_dir x col_dir`` from ``origin`` with ``spacing`` = (slice, row, column) mm.
     Pixels are stored as unsigned 16-bit with RescaleIntercept -1024, as most scanners do. Returns the paths.
+    With ``uid_seed`` every UID not given explicitly is derived from it (and ``study_date`` fixes the date), so
+    the same call writes byte-identical files; otherwise UIDs are fresh and the date is today.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
-    frame_of_reference = generate_uid()
+
+    def new_uid(*role: object) -> str:
+        if uid_seed is None:
+            return generate_uid()
+        return generate_uid(entropy_srcs=[uid_seed, *(str(r) for r in role)])
+
+    study_uid = study_uid or new_uid("study")
+    series_uid = series_uid or new_uid("series", series_number)
+    frame_of_reference = new_uid("frame-of-reference")
     row_dir = np.array(orientation[:3], float)
     col_dir = np.array(orientation[3:], float)
     normal = np.cross(row_dir, col_dir)
-    today = datetime.date.today().strftime("%Y%m%d")
+    today = study_date or datetime.date.today().strftime("%Y%m%d")
     stored = np.clip(hu.astype(np.int32) + 1024, 0, 65535).astype(np.uint16)
     paths = []
     for k in range(hu.shape[0]):
-        sop_uid = generate_uid()
+        sop_uid = new_uid("instance", series_number, k)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = sop_uid
@@ -76,7 +87,7 @@ def write_series(
         ds.PatientName = patient_name
         ds.StudyInstanceUID = study_uid
         ds.StudyDate = today
-        ds.StudyDescription = "Synthetic study"
+        ds.StudyDescription = study_description
         ds.SeriesInstanceUID = series_uid
         ds.SeriesNumber = series_number
         ds.SeriesDescription = description
