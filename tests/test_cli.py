@@ -72,3 +72,40 @@ def test_sample_writes_a_series_that_scan_and_info_read(tmp_path):
     assert result.returncode == 0, result.stderr
     info = json.loads(hounsfield("info", str(tmp_path / "dicom"), "--json").stdout)
     assert info["modality"] == "CT" and info["shape"][0] >= 100 and info["warnings"] == []
+
+
+def test_models_and_infer_through_the_command_line(tmp_path, mr_sagittal_dir):
+    """A user bundle in HOUNSFIELD_MODELS is listed at once, and `infer` writes a SEG and prints its stages."""
+    import os
+
+    from tests.inference.helpers import tiny_unet_config, tiny_unet_state, write_bundle
+
+    models = tmp_path / "models"
+    write_bundle(models / "tiny_seg", tiny_unet_config(spacing=(3.0, 3.0, 6.0), roi=(32, 32, 16)),
+                 {"name": "Tiny seg", "hounsfield": {"labels": {"1": "brain"}, "modality": "MR"}},
+                 state_dict=tiny_unet_state(seed=5))
+    env = {**os.environ, "HOUNSFIELD_MODELS": str(models), "HOUNSFIELD_HOME": str(tmp_path / "home")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "viewer", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    listed = run("models", "--json")
+    assert listed.returncode == 0, listed.stderr
+    tiny = [m for m in json.loads(listed.stdout) if m["id"] == "tiny_seg"]
+    assert tiny and tiny[0]["task"] == "segmentation" and tiny[0]["builtin"] is False
+    assert tiny[0]["labels"] == {"1": "brain"}
+
+    out = tmp_path / "out"
+    result = run("infer", "--model", "tiny_seg", str(mr_sagittal_dir), "--out", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "network" in result.stdout and "total" in result.stdout
+    seg = pydicom.dcmread(out / "seg.dcm")
+    assert seg.Modality == "SEG"
+    source_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr_sagittal_dir.rglob("*")
+                   if p.is_file() and p.suffix not in (".txt", ".md")}
+    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced <= source_uids and referenced
+
+    missing = run("infer", "--model", "no_such_model", str(mr_sagittal_dir), "--out", str(tmp_path / "x"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no_such_model" in missing.stderr
