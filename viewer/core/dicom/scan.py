@@ -2,9 +2,10 @@
 
 Two readers produce the same :class:`InstanceHeader`:
 
-* a small dedicated tag reader for the common case (preamble + file meta, explicit or implicit VR little
-  endian dataset, a classic single-frame image): it reads a few KiB with ``pread`` and skips every value it
-  does not need, about 4x faster than pydicom's ``dcmread(stop_before_pixels=True)``;
+* the fast tag walker of :mod:`viewer.core.dicom.tags` (shared with the loader) for the common case
+  (preamble + file meta, explicit or implicit VR little endian dataset, a classic single-frame image): it
+  reads a few KiB with ``pread`` and skips every value it does not need, about 4x faster than pydicom's
+  ``dcmread(stop_before_pixels=True)``;
 * pydicom for everything else (big endian, deflate, no preamble, odd character sets, multi-frame functional
   groups, SEG/RTSTRUCT/SR/PR references, anything the fast reader is unsure about). The fast reader never
   guesses: on anything unexpected it hands the file to pydicom.
@@ -27,6 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from viewer.core.dicom.catalog import build_catalog, sop_kind
 from viewer.core.dicom.model import Catalog, FrameGeometry, InstanceHeader, UnreadableFile
+from viewer.core.dicom.tags import VRS, Fallback, NotPart10, Truncated, read_tags
 from viewer.core.jobs import CancelToken, Job, Progress, run_job
 
 __all__ = [
@@ -96,223 +98,43 @@ _SEQUENCE_TAGS: dict[int, str] = {
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _PYDICOM_TAGS = sorted(set(_WANTED) | set(_SEQUENCE_TAGS) | {0x00041130})  # + FileSetID (DICOMDIR)
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-_DEFLATED = "1.2.840.10008.1.2.1.99"
 # Character sets whose bytes decode with one Python codec (pydicom decodes the others, e.g. ISO 2022).
 _SIMPLE_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
-
-_VRS = frozenset(
-    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
-)
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length (explicit VR)
-_TAG_LEN = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR, items, delimiters)
-_U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
-_CHUNK = 8192
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-
-_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-if hasattr(os, "pread"):
-    _pread = os.pread
-else:  # Windows: no pread; a seek + read on our own descriptor is equivalent.
-
-    def _pread(fd: int, n: int, offset: int) -> bytes:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, n)
-
-
-class _Fallback(Exception):
-    """The fast reader met something it does not handle; pydicom reads the file instead."""
-
-
-class _Truncated(Exception):
-    """An element runs past the end of the file: the header is cut short (pydicom would half-read it)."""
-
-
-class _Window:
-    """A sliding window of a file's bytes: ``buf`` holds the file from offset ``base``."""
-
-    __slots__ = ("fd", "size", "base", "buf")
-
-    def __init__(self, fd: int, size: int, buf: bytes) -> None:
-        self.fd, self.size, self.base, self.buf = fd, size, 0, buf
-
-    def need(self, pos: int, n: int) -> int:
-        """Make bytes [pos, pos + n) available; return their offset in ``buf``."""
-        local = pos - self.base
-        if local >= 0 and local + n <= len(self.buf):
-            return local
-        if pos + n > self.size:
-            raise _Truncated()
-        self.buf = _pread(self.fd, max(n, _CHUNK), pos)
-        self.base = pos
-        if len(self.buf) < n:
-            raise _Fallback("short read")
-        return 0
 
 
 def _fast_values(path: str) -> tuple[dict[str, Any], str, str, bool] | None:
-    """Read the wanted elements of a file with the dedicated reader.
+    """Read the wanted elements of a file with the shared tag walker (:func:`~viewer.core.dicom.tags.read_tags`).
 
     Returns ``(values, transfer_syntax, media_storage_sop_class, has_pixels)``, or None when the file is
     not a plain case (pydicom must read it). Raises :class:`DicomReadError` for files that are clearly
     not DICOM and OSError when the file cannot be opened.
     """
-    fd = os.open(path, _O_FLAGS)
     try:
-        size = os.fstat(fd).st_size
-        head = _pread(fd, _CHUNK, 0)
-        if len(head) < 132 or head[128:132] != b"DICM":
-            if not _looks_like_raw_dicom(head):
-                raise DicomReadError(_not_dicom_reason(head))
-            return None  # DICOM without preamble: pydicom (force) reads it
-        win = _Window(fd, size, head)
-        try:
-            return _parse(win)
-        except _Truncated:
-            raise DicomReadError("truncated: the file ends inside the DICOM header") from None
-        except (_Fallback, struct.error, UnicodeDecodeError, ValueError):
-            return None
-    finally:
-        os.close(fd)
+        found = read_tags(path, _WANTED, _SEQUENCE_TAGS, stop_at_flagged=True)
+        return _decode_raw(found.raw), found.syntax, found.media_class, found.pixel_tag in _PIXEL_TAGS
+    except NotPart10 as exc:
+        if not _looks_like_raw_dicom(exc.head):
+            raise DicomReadError(_not_dicom_reason(exc.head)) from None
+        return None  # DICOM without preamble: pydicom (force) reads it
+    except Truncated:
+        raise DicomReadError("truncated: the file ends inside the DICOM header") from None
+    except (Fallback, ValueError):  # ValueError: UnicodeDecodeError of a value
+        return None
 
 
-def _parse(win: _Window) -> tuple[dict[str, Any], str, str, bool]:
-    # File meta information: always explicit VR little endian.
-    pos = 132
-    meta: dict[int, bytes] = {}
-    while True:
-        if pos + 8 > win.size:
-            raise _Truncated()  # nothing after the file meta
-        local = win.need(pos, 12)
-        group, elem, vr, length = _HEADER.unpack_from(win.buf, local)
-        if group != 0x0002:
-            break
-        if vr in _LONG_VRS:
-            length, header = _U32.unpack_from(win.buf, local + 8)[0], 12
-        elif vr in _VRS:
-            header = 8
-        else:
-            raise _Fallback("bad meta VR")
-        if length == _UNDEFINED:
-            raise _Fallback("undefined length in meta")
-        if elem in (0x0002, 0x0010):
-            local = win.need(pos + header, length)
-            meta[elem] = win.buf[local : local + length]
-        pos += header + length
-    if 0x0010 not in meta:
-        raise _Fallback("no transfer syntax")
-    syntax = meta[0x0010].decode("ascii").strip(" \x00")
-    media_class = meta.get(0x0002, b"").decode("ascii").strip(" \x00")
-    if syntax in (_BIG_ENDIAN, _DEFLATED):
-        raise _Fallback("big endian or deflated")
-    implicit = syntax == _IMPLICIT_LE
-    # pydicom's check: a dataset that says implicit but starts with a VR (or vice versa) is mis-labelled.
-    local = win.need(pos, 6)
-    looks_explicit = 0x40 < win.buf[local + 4] < 0x5B and 0x40 < win.buf[local + 5] < 0x5B
-    if looks_explicit == implicit:
-        raise _Fallback("VR encoding does not match the transfer syntax")
-
-    raw: dict[str, bytes] = {}
-    has_pixels = False
-    size = win.size
-    wanted = _WANTED
-    while pos < size:
-        local = win.need(pos, 8)
-        buf = win.buf
-        if implicit:
-            group, elem, length = _TAG_LEN.unpack_from(buf, local)
-            header = 8
-            vr = b"SQ" if length == _UNDEFINED else b""
-        else:
-            group, elem, vr, length = _HEADER.unpack_from(buf, local)
-            if vr in _LONG_VRS:
-                local = win.need(pos, 12)
-                length, header = _U32.unpack_from(win.buf, local + 8)[0], 12
-            elif vr in _VRS:
-                header = 8
-            else:
-                raise _Fallback("unknown VR")
-        tag = group << 16 | elem
-        if tag >= 0x7FE00008:
-            has_pixels = tag in _PIXEL_TAGS
-            break
-        if tag in _SEQUENCE_TAGS or group == 0xFFFE:
-            raise _Fallback("sequence of interest or stray item")
-        if length == _UNDEFINED:
-            if vr != b"SQ":
-                raise _Fallback("undefined length non-sequence")
-            pos = _skip_sequence(win, pos + header, implicit)
-            continue
-        entry = wanted.get(tag)
-        if entry is not None:
-            local = win.need(pos + header, length)
-            raw[entry[0]] = win.buf[local : local + length]
-        pos += header + length
-    if pos > size:
-        raise _Truncated()
-    return _decode_raw(raw), syntax, media_class, has_pixels
-
-
-def _skip_sequence(win: _Window, pos: int, implicit: bool) -> int:
-    """Skip an undefined-length sequence starting at its first item; return the offset after it."""
-    while True:
-        local = win.need(pos, 8)
-        group, elem, length = _TAG_LEN.unpack_from(win.buf, local)
-        tag = group << 16 | elem
-        pos += 8
-        if tag == _SEQ_END:
-            return pos
-        if tag != _ITEM:
-            raise _Fallback("bad item")
-        if length != _UNDEFINED:
-            pos += length
-            continue
-        while True:  # elements of an undefined-length item, up to its delimiter
-            local = win.need(pos, 8)
-            group, elem, vr, length = _HEADER.unpack_from(win.buf, local)
-            tag = group << 16 | elem
-            if tag == _ITEM_END:
-                pos += 8
-                break
-            if implicit:
-                length, header = _U32.unpack_from(win.buf, local + 4)[0], 8
-                vr = b"SQ" if length == _UNDEFINED else b""
-            elif vr in _LONG_VRS:
-                local = win.need(pos, 12)
-                length, header = _U32.unpack_from(win.buf, local + 8)[0], 12
-            elif vr in _VRS:
-                header = 8
-            else:
-                raise _Fallback("unknown VR in item")
-            if length == _UNDEFINED:
-                if vr != b"SQ":
-                    raise _Fallback("undefined length non-sequence in item")
-                pos = _skip_sequence(win, pos + header, implicit)
-            else:
-                pos += header + length
-            if pos > win.size:
-                raise _Truncated()
-
-
-def _decode_raw(raw: dict[str, bytes]) -> dict[str, Any]:
-    charset = raw.get("SpecificCharacterSet", b"").decode("ascii").strip(" \x00")
+def _decode_raw(raw: dict[tuple[str, int], bytes]) -> dict[str, Any]:
+    charset = raw.get(_WANTED[0x00080005], b"").decode("ascii").strip(" \x00")
     codec = _SIMPLE_CHARSETS.get(charset)
     if codec is None:
-        raise _Fallback("character set needs pydicom")
+        raise Fallback("character set needs pydicom")
     values: dict[str, Any] = {}
-    for keyword, value in raw.items():
-        if _WANTED_KIND[keyword] == _US:
+    for (keyword, kind), value in raw.items():
+        if kind == _US:
             values[keyword] = _U16.unpack_from(value)[0] if len(value) >= 2 else None
         else:
             values[keyword] = value.decode(codec)
     return values
-
-
-_WANTED_KIND = {keyword: kind for keyword, kind in _WANTED.values()}
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
@@ -326,7 +148,7 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     if group_le in (0x0002, 0x0008) and elem_le < 0x0200:
         return True
     group_be = struct.unpack_from(">H", head, 0)[0]
-    return group_be in (0x0002, 0x0008) and head[4:6] in _VRS
+    return group_be in (0x0002, 0x0008) and head[4:6] in VRS
 
 
 def _not_dicom_reason(head: bytes) -> str:
