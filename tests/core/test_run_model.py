@@ -8,7 +8,8 @@ import pytest
 
 from viewer.core.jobs import CancelToken, Cancelled
 from tests.conftest import data_path
-from tests.inference.helpers import tiny_unet_config, tiny_unet_state, write_bundle
+from tests.inference.helpers import (save_seeded_weights, tiny_detector_config, tiny_saliency_config,
+                                     tiny_unet_config, tiny_unet_state, write_bundle)
 from viewer.core.run_model import InferError, format_timings, infer_to_dir, models_json, pick_series
 
 STAGES = {"load", "model", "preprocess", "network", "postprocess", "export", "total"}
@@ -22,57 +23,16 @@ def models(tmp_path, monkeypatch):
                  {"name": "Tiny seg", "version": "1.2",
                   "hounsfield": {"labels": {"1": "lung", "2": "nodule"}, "modality": "MR"}},
                  state_dict=tiny_unet_state(seed=5))
-    write_bundle(folder / "tiny_det", _detector_config(), {"name": "Tiny det", "hounsfield": {
+    write_bundle(folder / "tiny_det", tiny_detector_config(), {"name": "Tiny det", "hounsfield": {
         "task": "detection", "labels": {"1": "nodule"}}})
-    write_bundle(folder / "tiny_sal", _saliency_config(), {"name": "Tiny saliency", "hounsfield": {"task": "saliency"}})
+    write_bundle(folder / "tiny_sal", tiny_saliency_config(), {"name": "Tiny saliency",
+                                                                "hounsfield": {"task": "saliency"}})
     for name in ("tiny_det", "tiny_sal"):  # seeded random weights saved as a real model.pt
-        import torch
-
-        from inference.bundle import load_bundle
-
-        torch.manual_seed(0)
-        network = load_bundle(folder / name, device="cpu", random_weights=True).network
-        (folder / name / "models").mkdir()
-        torch.save(network.state_dict(), folder / name / "models" / "model.pt")
+        save_seeded_weights(folder / name)
     monkeypatch.setenv("HOUNSFIELD_MODELS", str(folder))
     monkeypatch.setenv("HOUNSFIELD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HOUNSFIELD_RESOURCES", str(tmp_path / "no-resources"))
     return folder
-
-
-def _preprocessing(pixdim):
-    return {"_target_": "Compose", "transforms": [
-        {"_target_": "EnsureChannelFirstd", "keys": "image"},
-        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
-        {"_target_": "Spacingd", "keys": "image", "pixdim": list(pixdim)},
-        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0, "a_max": 1000, "b_min": 0, "b_max": 1,
-         "clip": True}]}
-
-
-def _detector_config():
-    return {
-        "force_sliding_window": True,
-        "feature_extractor": {"_target_": "inference.models.resnet_fpn.ResNetFPNFeatureExtractor", "arch": "resnet10",
-                              "conv1_t_stride": [2, 2, 1], "returned_layers": [1], "block_inplanes": [8, 16, 32, 64],
-                              "out_channels": 16},
-        "anchor_generator": {"_target_": "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape",
-                             "feature_map_scales": [1, 2], "base_anchor_shapes": [[6, 8, 4], [8, 6, 5], [10, 10, 6]]},
-        "network_def": {"_target_": "RetinaNet", "spatial_dims": 3, "num_classes": 1, "num_anchors": 3,
-                        "feature_extractor": "@feature_extractor", "size_divisible": [8, 8, 4]},
-        "detector": {"_target_": "RetinaNetDetector", "network": "@network_def", "anchor_generator": "@anchor_generator",
-                     "spatial_dims": 3, "num_classes": 1, "size_divisible": [8, 8, 4]},
-        "detector_ops": [
-            "$@detector.set_box_selector_parameters(score_thresh=0.0, topk_candidates_per_level=20, nms_thresh=0.2,"
-            " detections_per_img=5)",
-            "$@detector.set_sliding_window_inferer(roi_size=[32, 32, 16], overlap=0.25, sw_batch_size=1,"
-            " mode='constant', device='cpu')"],
-        "preprocessing": _preprocessing((4.0, 4.0, 4.0)),
-    }
-
-
-def _saliency_config():
-    return {"network_def": {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
-            "preprocessing": _preprocessing((4.0, 4.0, 4.0))}
 
 
 def test_models_json_lists_the_bundles_with_the_issue_schema(models):

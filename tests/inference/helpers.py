@@ -109,3 +109,59 @@ def run_in_subprocess(code: str, timeout: float = 240.0) -> str:
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny detection / saliency bundles (as tests/core/test_run_model.py builds them), for tests that need a real
+# bundle of every task.
+
+def resampling_preprocessing(pixdim=(4.0, 4.0, 4.0), a_min: float = 0, a_max: float = 1000) -> dict:
+    """Channel, RAS orientation, resampling to ``pixdim`` and intensity scaling (allow-listed targets only)."""
+    return {"_target_": "Compose", "transforms": [
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": list(pixdim)},
+        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": a_min, "a_max": a_max, "b_min": 0, "b_max": 1,
+         "clip": True}]}
+
+
+def tiny_detector_config(pixdim=(4.0, 4.0, 4.0), roi=(32, 32, 16), detections_per_img: int = 5) -> dict:
+    """A small RetinaNet detector bundle (our torchvision-free ResNet+FPN), sliding windows forced."""
+    return {
+        "force_sliding_window": True,
+        "feature_extractor": {"_target_": "inference.models.resnet_fpn.ResNetFPNFeatureExtractor", "arch": "resnet10",
+                              "conv1_t_stride": [2, 2, 1], "returned_layers": [1], "block_inplanes": [8, 16, 32, 64],
+                              "out_channels": 16},
+        "anchor_generator": {"_target_": "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape",
+                             "feature_map_scales": [1, 2], "base_anchor_shapes": [[6, 8, 4], [8, 6, 5], [10, 10, 6]]},
+        "network_def": {"_target_": "RetinaNet", "spatial_dims": 3, "num_classes": 1, "num_anchors": 3,
+                        "feature_extractor": "@feature_extractor", "size_divisible": [8, 8, 4]},
+        "detector": {"_target_": "RetinaNetDetector", "network": "@network_def",
+                     "anchor_generator": "@anchor_generator", "spatial_dims": 3, "num_classes": 1,
+                     "size_divisible": [8, 8, 4]},
+        "detector_ops": [
+            "$@detector.set_box_selector_parameters(score_thresh=0.0, topk_candidates_per_level=20, nms_thresh=0.2,"
+            f" detections_per_img={int(detections_per_img)})",
+            f"$@detector.set_sliding_window_inferer(roi_size={list(roi)}, overlap=0.25, sw_batch_size=1,"
+            " mode='constant', device='cpu')"],
+        "preprocessing": resampling_preprocessing(pixdim),
+    }
+
+
+def tiny_saliency_config(pixdim=(4.0, 4.0, 4.0)) -> dict:
+    """A one-voxel convolution whose output the pipeline treats as a heat map."""
+    return {"network_def": {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
+            "preprocessing": resampling_preprocessing(pixdim)}
+
+
+def save_seeded_weights(bundle: Path, seed: int = 0) -> Path:
+    """Build the bundle's network with seeded random weights and save them as models/model.pt (a real bundle)."""
+    import torch
+
+    from inference.bundle import load_bundle
+
+    torch.manual_seed(seed)
+    network = load_bundle(bundle, device="cpu", random_weights=True).network
+    (bundle / "models").mkdir(exist_ok=True)
+    torch.save(network.state_dict(), bundle / "models" / "model.pt")
+    return bundle

@@ -241,6 +241,14 @@ class SliceViewWidget(pg.GraphicsView):
         width, height = self.geometry_.scene_size
         self.view_box.setRange(QRectF(0, 0, width, height), padding=0.02)
 
+    def centre_on(self, xyz) -> None:
+        """Pan (keeping the zoom) so that voxel index ``xyz`` is in the middle of the view."""
+        if self.geometry_ is None:
+            return
+        _, sx, sy = self.geometry_.scene_from_index(xyz)
+        centre = self.view_box.viewRect().center()
+        self.view_box.translateBy(x=sx - centre.x(), y=sy - centre.y())
+
     def zoom_by(self, factor: float, center: QPointF | None = None) -> None:
         """Zoom in (factor > 1) or out around ``center`` (scene mm; the view centre by default)."""
         s = 1.0 / factor

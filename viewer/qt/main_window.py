@@ -1,4 +1,4 @@
-"""The main window: menus, toolbar, series browser, viewer, tag browser, measurements, status bar.
+"""The main window: menus, toolbar, series browser, viewer, tag browser, measurements, AI panel, findings, status bar.
 
 Opening is always asynchronous: scan (headers) and load (pixels) run as core jobs on worker threads, the status
 bar shows their progress with a Cancel button, and the first decoded slice is shown while the rest fill in.
@@ -23,6 +23,9 @@ from viewer.core.dicom.load import iter_load
 from viewer.core.dicom.scan import iter_scan
 from viewer.core.jobs import Progress
 from viewer.core.windowing import CT_PRESETS, Preset
+from viewer.qt.findings_panel import FindingsWidget
+from viewer.qt.inference_lane import InferenceLane
+from viewer.qt.inference_panel import InferencePanelWidget
 from viewer.qt.measurements_panel import MeasurementsWidget
 from viewer.qt.series_browser import SeriesBrowserWidget
 from viewer.qt.settings import Settings
@@ -180,12 +183,19 @@ class MainWindow(QMainWindow):
         self.browser = SeriesBrowserWidget(self)
         self.tags = TagBrowserWidget(self)
         self.measurements_panel = MeasurementsWidget(self)
+        self.ai_panel = InferencePanelWidget(self)
+        self.findings_panel = FindingsWidget(self)
         self.series_dock = self._dock("Series", "dock-series", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.ai_dock = self._dock("AI", "dock-ai", self.ai_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.measure_dock = self._dock("Measurements", "dock-measurements", self.measurements_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.findings_dock = self._dock("Findings", "dock-findings", self.findings_panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.tags_dock = self._dock("DICOM tags", "dock-tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.tabifyDockWidget(self.measure_dock, self.tags_dock)
+        self.tabifyDockWidget(self.measure_dock, self.findings_dock)
+        self.tabifyDockWidget(self.findings_dock, self.tags_dock)
         self.measure_dock.raise_()
+        self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
         self._build_status_bar()
         self._build_menus()
         self._build_toolbar()
@@ -271,8 +281,18 @@ class MainWindow(QMainWindow):
             view_menu.addAction(va[key])
         view_menu.addSeparator()
         panels = view_menu.addMenu("&Panels")
-        for dock in (self.series_dock, self.measure_dock, self.tags_dock):
+        for dock in (self.series_dock, self.ai_dock, self.measure_dock, self.findings_dock, self.tags_dock):
             panels.addAction(dock.toggleViewAction())
+
+        ai_menu = bar.addMenu("&AI")
+        self.action_run_model = self._menu_action(ai_menu, "&Run Model", self.inference.start, "Ctrl+R")
+        self.action_cancel_model = self._menu_action(ai_menu, "&Cancel Model Run", self.inference.cancel)
+        ai_menu.addSeparator()
+        self._menu_action(ai_menu, "Models &Folder…", self.inference.choose_models_folder)
+        self._menu_action(ai_menu, "Re&fresh Models", self.inference.refresh_models)
+        ai_menu.addSeparator()
+        self._menu_action(ai_menu, "Remove AI &Overlays", self.inference.clear_results)
+        ai_menu.aboutToShow.connect(self._update_ai_menu)
 
         tools_menu = bar.addMenu("&Tools")
         for tool, *_ in TOOLS:
@@ -379,6 +399,10 @@ class MainWindow(QMainWindow):
         self.measurements_panel.delete_requested.connect(self.viewer.remove_measurement)
         self.measurements_panel.clear_requested.connect(self._clear_measurements)
         self.tags_dock.visibilityChanged.connect(lambda visible: visible and self._update_tags())
+        lane = self.inference
+        lane.status_message.connect(self.statusBar().showMessage)
+        lane.result_applied.connect(lambda task: task == "detection" and self.findings_dock.raise_())
+        self.series_loaded.connect(lambda _key: lane.update_actions())
 
     def _restore_settings(self) -> None:
         geometry, state = self.settings.window_state()
@@ -388,6 +412,7 @@ class MainWindow(QMainWindow):
             self.resize(1440, 900)
         if state is None or not self.restoreState(state):
             self.resizeDocks([self.series_dock, self.measure_dock], [300, 380], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.ai_dock, self.measure_dock], [480, 320], Qt.Orientation.Vertical)
         self.viewer.set_layout(self.settings.layout)
         self.fps_box.setValue(self.settings.cine_fps)
         self.viewer.set_cine_fps(self.settings.cine_fps)
@@ -479,6 +504,7 @@ class MainWindow(QMainWindow):
             self._set_idle(f"No DICOM images found in {where}"
                            + (f" ({len(catalog.unreadable)} files not readable)" if catalog.unreadable else ""))
             self.viewer.set_volume(None)
+            self.inference.series_shown(None, None)
             return
         best = max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
         self.open_series(best.key)
@@ -562,6 +588,7 @@ class MainWindow(QMainWindow):
         self.current_series = series
         self._shown_volume = volume
         self.viewer.set_volume(volume, info, self._measurements.setdefault(series.key, []))
+        self.inference.series_shown(series.key, volume)
         self.browser.set_current(series.key)
         title = " · ".join(t for t in (info.get("patient_name"), info.get("series_description")) if t)
         self.setWindowTitle(f"{title + ' — ' if title else ''}{APP_NAME} — {DISCLAIMER}")
@@ -677,6 +704,10 @@ class MainWindow(QMainWindow):
             caption += f", frame {frame}"
         self.tags.show_file(inst.path, caption)
 
+    def _update_ai_menu(self) -> None:
+        self.action_run_model.setEnabled(self.ai_panel.run_button.isEnabled())
+        self.action_cancel_model.setEnabled(self.inference.busy)
+
     def _on_layout_changed(self, name: str) -> None:
         self.settings.layout = name
 
@@ -770,6 +801,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event):  # noqa: N802
         self.viewer.stop_cine()
         self.cancel_jobs()
+        self.inference.shutdown()
         self.save_settings()
         job_pool().waitForDone(3000)
         super().closeEvent(event)

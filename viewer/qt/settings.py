@@ -19,7 +19,7 @@ def default_qsettings() -> QSettings:
 
 
 class Settings:
-    """Typed access to what persists between runs: layout, last folder, recent studies, presets, cine, look."""
+    """Typed access to what persists between runs: layout, last folder, recent studies, presets, cine, look, AI."""
 
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.q = qsettings if qsettings is not None else default_qsettings()
@@ -114,6 +114,44 @@ class Settings:
 
     def clear_recent(self) -> None:
         self.q.setValue("files/recent", "[]")
+
+    # ---- AI ----------------------------------------------------------------------------------------------------
+    @property
+    def models_folder(self) -> str:
+        """An extra folder of model bundles (searched after the built-in ones), "" for none."""
+        return self._get("ai/models_folder", "", str)
+
+    @models_folder.setter
+    def models_folder(self, value: str) -> None:
+        self.q.setValue("ai/models_folder", str(value or ""))
+
+    @property
+    def model_id(self) -> str:
+        """The model last chosen in the AI panel."""
+        return self._get("ai/model", "", str)
+
+    @model_id.setter
+    def model_id(self, value: str) -> None:
+        self.q.setValue("ai/model", str(value or ""))
+
+    @property
+    def device(self) -> str:
+        """Where models run: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda`` or ``mps``."""
+        value = self._get("ai/device", "auto", str)
+        return value if value in ("auto", "cpu", "cuda", "mps") else "auto"
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self.q.setValue("ai/device", str(value))
+
+    @property
+    def min_score(self) -> float:
+        """Findings below this score are hidden (display only)."""
+        return max(0.0, min(1.0, self._get("ai/min_score", 0.5, float)))
+
+    @min_score.setter
+    def min_score(self, value: float) -> None:
+        self.q.setValue("ai/min_score", float(value))
 
     # ---- window geometry ------------------------------------------------------------------------------------------
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:

@@ -69,6 +69,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Ctrl+O / Ctrl+Shift+O", "Open folder / open files"),
         ("Ctrl+S", "Save a screenshot of the views (PNG)"),
         ("Ctrl+Shift+C", "Copy a screenshot to the clipboard"),
+        ("Ctrl+R", "Run the model chosen in the AI panel"),
         ("F1", "This help"),
     )),
 )

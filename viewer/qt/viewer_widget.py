@@ -467,6 +467,16 @@ class ViewerWidget(QWidget):
                 view.sync_measurements()
             self.measurement_selected.emit(measurement_id)
 
+    def go_to(self, xyz, centre: bool = True) -> None:
+        """Move the linked point (every plane's slice and the crosshair) to voxel index ``xyz`` and, with
+        ``centre``, pan every view so the point is in its middle (findings, "jump and centre")."""
+        if self.state is None:
+            return
+        self.state.set_position(xyz)
+        if centre:
+            for view in self.views.values():
+                view.centre_on(self.state.position)
+
     def _sync_plane(self, plane: str) -> None:
         self.views[Plane(plane)].sync_measurements()
 

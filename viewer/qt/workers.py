@@ -31,7 +31,7 @@ class JobHandle(QObject):
     finished(object)
         The job's return value.
     failed(str)
-        A one-line reason (the traceback goes to the log).
+        A one-line reason (the traceback goes to the log and to :attr:`error_details`).
     cancelled()
         The job stopped because :meth:`cancel` was called.
     done()
@@ -50,6 +50,7 @@ class JobHandle(QObject):
         self.token = CancelToken()
         self.running = True
         self.last_progress: Progress | None = None
+        self.error_details = ""  # the traceback of a failure, set before ``failed`` is emitted
         self.done.connect(self._mark_done)
 
     def cancel(self) -> None:
@@ -110,7 +111,9 @@ class JobRunnable(QRunnable):
         except Cancelled:
             handle.cancelled.emit()
         except Exception as exc:  # the job failed: report, never crash the GUI
-            log.error("job %s failed:\n%s", handle.name, traceback.format_exc())
+            details = traceback.format_exc()
+            log.error("job %s failed:\n%s", handle.name, details)
+            handle.error_details = details
             handle.failed.emit(f"{type(exc).__name__}: {exc}")
         finally:
             handle.done.emit()

@@ -1,0 +1,174 @@
+"""The findings of a detection model on the shown series: score, size, location, slice; click to jump there.
+
+The score threshold filters what is listed and drawn at display time only: the detections are kept whole, so
+lowering the threshold again brings findings back.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QTreeWidget, QTreeWidgetItem,
+    QVBoxLayout, QWidget,
+)
+
+from viewer.core.layers import Finding, visible_findings
+
+INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
+SLIDER_STEPS = 1000  # the slider moves in steps of 0.001
+
+
+class FindingsWidget(QWidget):
+    """The findings list with its score threshold.
+
+    Signals
+    -------
+    finding_activated(int)
+        A finding was clicked or reached with the arrow keys (its row in the detections).
+    min_score_changed(float)
+        The threshold moved.
+    """
+
+    finding_activated = Signal(int)
+    min_score_changed = Signal(float)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("findings")
+        self.findings: list[Finding] = []
+        self.model_name = ""
+        self.min_score = 0.5
+        self.tree = QTreeWidget(self)
+        self.tree.setColumnCount(5)
+        self.tree.setHeaderLabels(["#", "Score", "Size (mm)", "Location", "Slice"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setWordWrap(True)
+        self.tree.setUniformRowHeights(False)
+        self.tree.setSortingEnabled(False)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        for column in (0, 1, 2, 4):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.tree.itemClicked.connect(self._on_clicked)  # also a click on the row already selected
+        self.tree.currentItemChanged.connect(lambda item, _previous: item is not None and self._on_clicked(item))
+        self.slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.slider.setObjectName("score-threshold")
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setToolTip("Hide findings scoring below this (display only: nothing is deleted)")
+        self.slider.valueChanged.connect(lambda v: self.set_min_score(v / SLIDER_STEPS, from_slider=True))
+        self.threshold_label = QLabel(self)
+        self.threshold_label.setMinimumWidth(64)
+        self.summary = QLabel(self)
+        self.summary.setObjectName("findings-summary")
+        self.summary.setWordWrap(True)
+        self.copy_button = QPushButton("Copy", self)
+        self.copy_button.setToolTip("Copy the listed findings as tab-separated text")
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Min. score", self))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.threshold_label)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.summary, 1)
+        bottom.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(row)
+        layout.addWidget(self.tree)
+        layout.addLayout(bottom)
+        self.set_min_score(self.min_score)
+        self.set_findings([], "")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(360, 300)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def set_findings(self, findings: list[Finding], model_name: str = "") -> None:
+        """All findings of the shown series' detection result (empty list: none)."""
+        self.findings = list(findings)
+        self.model_name = model_name
+        self._fill()
+
+    def set_min_score(self, min_score: float, from_slider: bool = False) -> None:
+        """Show findings scoring at least ``min_score`` (0..1); emits ``min_score_changed`` when it changed."""
+        min_score = float(min(1.0, max(0.0, min_score)))
+        if not from_slider:
+            self.slider.blockSignals(True)
+            self.slider.setValue(int(round(min_score * SLIDER_STEPS)))
+            self.slider.blockSignals(False)
+        changed = min_score != self.min_score
+        self.min_score = min_score
+        self.threshold_label.setText(f"≥ {min_score:.3f}".rstrip("0").rstrip(".") if min_score else "≥ 0")
+        if changed:
+            self._fill()
+            self.min_score_changed.emit(min_score)
+
+    def shown(self) -> list[Finding]:
+        """The findings listed now (at or above the threshold)."""
+        return visible_findings(self.findings, self.min_score)
+
+    def select(self, index: int | None) -> None:
+        """Select the row of detection ``index`` without emitting."""
+        self.tree.blockSignals(True)
+        try:
+            self.tree.clearSelection()
+            item = self.item_for(index) if index is not None else None
+            if item is not None:
+                item.setSelected(True)
+                self.tree.setCurrentItem(item)
+                self.tree.scrollToItem(item)
+        finally:
+            self.tree.blockSignals(False)
+
+    def item_for(self, index: int) -> QTreeWidgetItem | None:
+        """The row of detection ``index`` (None when it is filtered out)."""
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, INDEX_ROLE) == index:
+                return item
+        return None
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The rows as shown (for tests and copying)."""
+        return [tuple(self.tree.topLevelItem(i).text(c).replace("\n", "  ") for c in range(5))
+                for i in range(self.tree.topLevelItemCount())]
+
+    def copy_to_clipboard(self) -> None:
+        """The listed findings as tab-separated text."""
+        lines = ["#\tScore\tSize (mm)\tLocation\tSlice"] + ["\t".join(r) for r in self.rows()]
+        QGuiApplication.clipboard().setText("\n".join(lines))
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _fill(self) -> None:
+        selected = self.tree.currentItem().data(0, INDEX_ROLE) if self.tree.currentItem() is not None else None
+        self.tree.blockSignals(True)
+        try:
+            self.tree.clear()
+            for f in self.shown():
+                item = QTreeWidgetItem([str(f.index + 1), f"{f.score:.3f}", f.size_text,
+                                        f"{f.description}\n{f.lps_text}", str(f.slice_number)])
+                item.setData(0, INDEX_ROLE, f.index)
+                item.setToolTip(3, f"{f.label}: centre {f.lps_text} mm (patient coordinates)")
+                item.setToolTip(2, "Extent along left-right x anterior-posterior x head-feet, in mm")
+                item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.tree.addTopLevelItem(item)
+                if f.index == selected:
+                    item.setSelected(True)
+                    self.tree.setCurrentItem(item)
+        finally:
+            self.tree.blockSignals(False)
+        total, shown = len(self.findings), self.tree.topLevelItemCount()
+        if not self.model_name:
+            self.summary.setText("No detection results on this series.")
+        else:
+            hidden = total - shown
+            self.summary.setText(f"{self.model_name}: {shown} of {total} finding{'s' if total != 1 else ''} shown"
+                                 + (f" ({hidden} below the threshold)" if hidden else ""))
+        self.copy_button.setEnabled(shown > 0)
+
+    def _on_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        index = item.data(0, INDEX_ROLE)
+        if index is not None:
+            self.finding_activated.emit(int(index))

@@ -1,0 +1,268 @@
+"""Model results drawn over the image in every view and plane: label maps, detection boxes, heat maps.
+
+Each class is a :class:`~viewer.qt.layers.ViewLayer`; the maths (colour tables, outlines, which boxes a slice
+cuts) lives in :mod:`viewer.core.layers`. What is kept per result is prepared once when it arrives - the label map
+as ``uint8``, the heat map quantised to ``uint8``, a colour table of 256 entries, which slices hold labels - so a
+slice change costs a view of the volume and one lookup through the table (plus one 2-D pass for outlines), never
+whole-volume work. Changing a colour, a visibility, an opacity or a threshold rebuilds the 256-entry table and
+recolours the slices on screen.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem
+
+from viewer.core.layers import (
+    FILL_OPACITY, as_label_volume, boxes_in_slice, heat_lut, label_lut, label_volumes_ml, labelled_slices, outline,
+    quantise_unit,
+)
+from viewer.core.reformat import PlaneGeometry
+from viewer.qt.layers import ViewLayer, VolumeImageLayer
+
+SALIENCY_Z = 8.0
+SEGMENTATION_Z = 10.0
+BOXES_Z = 20.0
+COLOUR_MAPS = ("inferno", "magma", "viridis", "plasma", "turbo")
+SELECTED_BOX_COLOUR = QColor("#ffd23f")
+
+
+def colormap_rgb(name: str) -> np.ndarray:
+    """``(256, 3)`` uint8 RGB of a pyqtgraph colour map ('inferno', 'viridis', ...)."""
+    return np.ascontiguousarray(pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=False), dtype=np.uint8)
+
+
+class SegmentationLayer(VolumeImageLayer):
+    """A label map (:class:`~inference.types.SegResult`) filled or outlined, with per-label colour, visibility and
+    opacity.
+
+    The ``uint8`` map is coloured slice by slice through :meth:`lut`; slices of a plane that hold no label are
+    known from the first visit (:func:`~viewer.core.layers.labelled_slices`, once per plane) and cost nothing.
+    """
+
+    def __init__(self, result, name: str = "Segmentation", z: float = SEGMENTATION_Z) -> None:
+        self.result = result
+        self.table = dict(result.table)
+        labels = as_label_volume(result.labels)
+        self.volumes_ml = label_volumes_ml(labels, result.affine)
+        self.present = sorted(self.volumes_ml)
+        self.values = sorted(set(self.table) | set(self.present))
+        self.label_colours = {v: tuple(self.table[v].color) if v in self.table else (255, 0, 0) for v in self.values}
+        self.label_visible = {v: True for v in self.values}
+        self.label_opacity = {v: FILL_OPACITY for v in self.values}
+        self.outlined = False
+        self._labelled: dict[object, np.ndarray] = {}
+        super().__init__(name, labels, self.lut(), z)
+
+    # ---- look -----------------------------------------------------------------------------------------------
+    def label_name(self, value: int) -> str:
+        """The model's name for a label value."""
+        return self.table[value].name if value in self.table else f"label {value}"
+
+    def lut(self) -> np.ndarray:
+        """The colour table for the current colours, visibilities, opacities and mode (outlines are drawn at
+        twice the fill opacity so a thin line stays visible)."""
+        opacities = self.label_opacity
+        if self.outlined:
+            opacities = {v: min(1.0, 2 * a) for v, a in opacities.items()}
+        return label_lut(self.label_colours, self.label_visible, opacities)
+
+    def set_label_colour(self, value: int, rgb) -> None:
+        """Draw label ``value`` in ``rgb`` (0-255)."""
+        self.label_colours[int(value)] = tuple(int(c) for c in rgb)[:3]
+        self.set_colours(self.lut())
+
+    def set_label_visible(self, value: int, visible: bool) -> None:
+        """Show or hide one label."""
+        self.label_visible[int(value)] = bool(visible)
+        self.set_colours(self.lut())
+
+    def set_label_opacity(self, value: int, opacity: float) -> None:
+        """Opacity 0..1 of one label's fill."""
+        self.label_opacity[int(value)] = float(min(1.0, max(0.0, opacity)))
+        self.set_colours(self.lut())
+
+    def set_outlined(self, outlined: bool) -> None:
+        """Outline (True) or fill (False) the regions."""
+        self.outlined = bool(outlined)
+        self.set_colours(self.lut())  # redraws
+
+    def labels_changed(self) -> None:
+        """The label map was edited in place (a brush, undo): forget what was derived from it and redraw."""
+        self._labelled.clear()
+        self.volumes_ml = label_volumes_ml(self.data, self.result.affine)
+        self.present = sorted(self.volumes_ml)
+        self.redraw()
+
+    # ---- drawing --------------------------------------------------------------------------------------------
+    def _labelled_slices(self, geometry: PlaneGeometry) -> np.ndarray:
+        key = (geometry.plane, geometry.through_axis)
+        flags = self._labelled.get(key)
+        if flags is None:
+            flags = self._labelled[key] = labelled_slices(self.data, geometry)
+        return flags
+
+    def update(self, view, items: list, geometry: PlaneGeometry, k: int) -> None:
+        item = items[0]
+        if self.data.shape[:3] != geometry.volume_shape:
+            item.clear()
+            return
+        flags = self._labelled_slices(geometry)
+        empty = not (0 <= k < len(flags) and flags[k])
+        item._hf_empty = empty
+        item.setVisible(self.visible and not empty)
+        if empty:
+            return
+        image = geometry.take(self.data, k)
+        self.show_image(item, outline(image) if self.outlined else image, geometry)
+
+    def set_visible(self, visible: bool) -> None:
+        self.visible = bool(visible)
+        for items in self._items.values():
+            items[0].setVisible(self.visible and not getattr(items[0], "_hf_empty", False))
+
+
+class SaliencyLayer(VolumeImageLayer):
+    """A heat map (:class:`~inference.types.SaliencyMap`) through a colour map, transparent below a threshold.
+
+    The map is quantised to ``uint8`` once (:func:`~viewer.core.layers.quantise_unit`); colour map and threshold
+    live in the 256-entry table, the opacity is the items' opacity.
+    """
+
+    def __init__(self, saliency, name: str = "Saliency", colour_map: str = "inferno", threshold: float = 0.2,
+                 opacity: float = 0.6, z: float = SALIENCY_Z) -> None:
+        self.saliency = saliency
+        data, self.span = quantise_unit(saliency.values)
+        self.colour_map = colour_map
+        self.threshold = float(threshold)
+        super().__init__(name, data, self.lut(), z)
+        self.opacity = float(opacity)
+
+    def lut(self) -> np.ndarray:
+        """Colour map + threshold as a table (alpha 255 above the threshold; the layer opacity applies on top)."""
+        return heat_lut(colormap_rgb(self.colour_map), self.threshold, 1.0)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Hide values below ``threshold`` (0..1 of the map's range)."""
+        self.threshold = float(min(1.0, max(0.0, threshold)))
+        self.set_colours(self.lut())
+
+    def set_colour_map(self, name: str) -> None:
+        """Use another colour map ('inferno', 'viridis', ...)."""
+        self.colour_map = name
+        self.set_colours(self.lut())
+
+    def value_at(self, fraction: float) -> float:
+        """The heat-map value a fraction 0..1 of the colour bar stands for."""
+        lo, hi = self.span
+        return lo + float(fraction) * (hi - lo)
+
+
+class BoxesItem(QGraphicsItem):
+    """The detection boxes one slice cuts, with their number and score: rectangles in scene mm, drawn with a
+    cosmetic pen, and labels painted in device pixels so they stay readable at any zoom."""
+
+    MARGIN_SHARE = 0.5  # labels may stick out of the image: the bounding rect covers that much more
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rects = np.zeros((0, 4))
+        self.texts: list[str] = []
+        self.colours: list[QColor] = []
+        self.selected: list[bool] = []
+        self._bounds = QRectF()
+        self._font = QFont()
+        self._font.setPixelSize(12)
+        self._font.setBold(True)
+        self._ascent = QFontMetrics(self._font).ascent()
+
+    def set_boxes(self, rects: np.ndarray, texts: list[str], colours: list[QColor], selected: list[bool],
+                  scene_size: tuple[float, float]) -> None:
+        """Show these rectangles ``[x0, y0, x1, y1]`` (scene mm) with their labels."""
+        width, height = scene_size
+        mx, my = width * self.MARGIN_SHARE, height * self.MARGIN_SHARE
+        bounds = QRectF(-mx, -my, width + 2 * mx, height + 2 * my)
+        if bounds != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = bounds
+        self.rects, self.texts, self.colours, self.selected = np.asarray(rects, float), texts, colours, selected
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return self._bounds
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        if not len(self.rects):
+            return
+        transform = painter.transform()
+        for (x0, y0, x1, y1), colour, selected in zip(self.rects, self.colours, self.selected):
+            pen = QPen(SELECTED_BOX_COLOUR if selected else colour, 3.0 if selected else 1.6)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self._font)
+        for (x0, y0, x1, y1), text, colour, selected in zip(self.rects, self.texts, self.colours, self.selected):
+            corner = transform.map(QPointF(min(x0, x1), min(y0, y1)))
+            origin = QPointF(corner.x(), corner.y() - 4)
+            painter.setPen(QColor(0, 0, 0, 220))
+            painter.drawText(origin + QPointF(1, 1), text)
+            painter.setPen(SELECTED_BOX_COLOUR if selected else colour.lighter(130))
+            painter.drawText(origin, text)
+        painter.restore()
+
+
+class DetectionLayer(ViewLayer):
+    """Detection boxes (:class:`~inference.types.Detections`, voxel boxes on the displayed grid) on every slice
+    of every plane they span, labelled ``#n score``. ``min_score`` filters at display time only: the detections
+    are kept whole, so lowering it brings boxes back."""
+
+    def __init__(self, detections, name: str = "Detections", min_score: float = 0.0, z: float = BOXES_Z) -> None:
+        super().__init__(name, z)
+        self.detections = detections
+        self.min_score = float(min_score)
+        self.selected: int | None = None
+        self._colours = {}
+        for value, label in detections.table.items():
+            self._colours[int(value)] = QColor(*label.color)
+
+    def colour_of(self, i: int) -> QColor:
+        """The colour of detection ``i`` (its label's)."""
+        return self._colours.get(int(self.detections.labels[i]), QColor(230, 25, 75))
+
+    def create_items(self, view) -> list:
+        return [BoxesItem()]
+
+    def shown_indices(self) -> np.ndarray:
+        """Rows of the detections at or above ``min_score``."""
+        return np.flatnonzero(self.detections.scores >= self.min_score)
+
+    def boxes_on(self, geometry: PlaneGeometry, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, rects)`` of the shown boxes slice ``k`` of ``geometry`` cuts (scene mm)."""
+        shown = self.shown_indices()
+        if tuple(self.detections.shape) != tuple(geometry.volume_shape) or not len(shown):
+            return np.zeros(0, int), np.zeros((0, 4))
+        cut, rects = boxes_in_slice(self.detections.boxes_voxel[shown], geometry, k)
+        return shown[cut], rects
+
+    def update(self, view, items: list, geometry: PlaneGeometry, k: int) -> None:
+        indices, rects = self.boxes_on(geometry, k)
+        scores = self.detections.scores
+        texts = [f"#{i + 1}  {scores[i]:.2f}" for i in indices]
+        colours = [self.colour_of(i) for i in indices]
+        selected = [int(i) == self.selected for i in indices]
+        items[0].set_boxes(rects, texts, colours, selected, geometry.scene_size)
+
+    def set_min_score(self, min_score: float) -> None:
+        """Show only boxes scoring at least ``min_score`` (the detections themselves are not changed)."""
+        self.min_score = float(min_score)
+        self.redraw()
+
+    def select(self, index: int | None) -> None:
+        """Highlight detection ``index`` (None: none)."""
+        self.selected = None if index is None else int(index)
+        self.redraw()
