@@ -6,6 +6,10 @@
      "findings": [{"label": "nodule", "score": 0.93, "center_lps": [x, y, z], "size_mm": [x, y, z],
                    "box_voxel": [z0, y0, x0, z1, y1, x1]}, ...]}
 
+A reviewed set (:class:`viewer.core.editing.review.FindingsReview`, :func:`review_dict`) adds per finding
+``"status"`` (``pending`` / ``accepted`` / ``rejected``), ``"source"`` (``model`` / ``manual``) and ``"edited"``
+(a person moved or resized the box); a finding added by hand has ``"score": null``.
+
 ``center_lps`` / ``size_mm`` are the box centre and extents along L, P, S in mm; ``box_voxel`` is the half-open
 voxel range on the series' volume grid (``(z, y, x)`` order, as the viewer's arrays). Findings are sorted by
 score, highest first; nothing about the patient is written.
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 SCHEMA_KEYS = ("label", "score", "center_lps", "size_mm", "box_voxel")
+REVIEW_STATUSES = ("pending", "accepted", "rejected")
 
 
 def findings_dict(detections, model_id: str, series_uid: str, min_score: float = 0.0) -> dict[str, Any]:
@@ -46,10 +51,36 @@ def findings_dict(detections, model_id: str, series_uid: str, min_score: float =
 def write_findings(path: str | os.PathLike, detections, model_id: str, series_uid: str, min_score: float = 0.0
                    ) -> Path:
     """Write :func:`findings_dict` as pretty JSON (atomically); returns the path."""
+    return _write_doc(path, findings_dict(detections, model_id, series_uid, min_score))
+
+
+def review_dict(review, series_uid: str, model_id: str | None = None) -> dict[str, Any]:
+    """The findings document of a :class:`~viewer.core.editing.review.FindingsReview`, with each finding's
+    review ``status``, ``source`` and ``edited`` (model findings by score, then those added by hand)."""
+    ordered = sorted(review.findings, key=lambda f: (f.score is None, -(f.score or 0.0), f.id))
+    findings = []
+    for f in ordered:
+        findings.append({
+            "label": f.label,
+            "score": None if f.score is None else round(float(f.score), 6),
+            "center_lps": [round(float(c), 3) for c in f.center_lps],
+            "size_mm": [round(float(s), 3) for s in f.size_mm],
+            "box_voxel": [int(v) for v in review.box_voxel(f)],
+            "status": f.status, "source": f.source, "edited": bool(f.edited),
+        })
+    return {"model": review.model_id if model_id is None else model_id, "series_uid": series_uid,
+            "findings": findings}
+
+
+def write_review(path: str | os.PathLike, review, series_uid: str, model_id: str | None = None) -> Path:
+    """Write :func:`review_dict` as pretty JSON (atomically); returns the path."""
+    return _write_doc(path, review_dict(review, series_uid, model_id))
+
+
+def _write_doc(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    doc = findings_dict(detections, model_id, series_uid, min_score)
     # One finding per line: readable, and diffs of two runs stay small.
     lines = [json.dumps(f) for f in doc["findings"]]
     body = ",\n  ".join(lines)
@@ -69,4 +100,6 @@ def read_findings(path: str | os.PathLike) -> dict[str, Any]:
         missing = [k for k in SCHEMA_KEYS if k not in finding]
         if missing:
             raise ValueError(f"finding without {', '.join(missing)}")
+        if "status" in finding and finding["status"] not in REVIEW_STATUSES:
+            raise ValueError(f"unknown finding status {finding['status']!r}")
     return data

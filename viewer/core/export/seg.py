@@ -6,6 +6,11 @@ viewers overlay it on the same slices and ``highdicom`` maps it back onto the sa
 category/type concepts for labels we know (SNOMED CT; e.g. lung, spleen, nodule) and a private code otherwise,
 plus the algorithm identification (model name, version, family "Artificial Intelligence") and whether a person
 edited the result (``SEMIAUTOMATIC``) or not (``AUTOMATIC``).
+
+:func:`build_seg` / :func:`read_seg_labels` work on a label map (one label per voxel). The editor's overlapping
+segments use :func:`build_seg_segments` / :func:`read_seg_segments`: one binary bit-plane per segment, each
+with its own algorithm type (MANUAL included), codes and colour, read back without flattening; the reader also
+opens SEGs that omit "spatial locations preserved" (dcmqi) after checking each frame's plane geometry itself.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,8 @@ _KNOWN_LABELS: dict[str, tuple[tuple[str, str, str], tuple[str, str, str]]] = {
     "mass": (_ALTERED, ("4147007", "SCT", "Mass")),
     "tumor": (_ALTERED, ("108369006", "SCT", "Neoplasm")),
     "tumour": (_ALTERED, ("108369006", "SCT", "Neoplasm")),
+    "airway": (_ANATOMY, ("89187006", "SCT", "Airway structure")),
+    "airways": (_ANATOMY, ("89187006", "SCT", "Airway structure")),
 }
 
 
@@ -275,3 +283,241 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
             for k, frame in enumerate(frames):
                 labels[index_of_frame[frame]][mask[k, ..., 0] > 0] = number
     return labels, names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlapping segments (the editor's Segmentation): one binary bit-plane per segment, so nothing is flattened.
+
+@dataclass
+class SegmentSpec:
+    """One segment to write: its mask on the volume grid and its description.
+
+    Parameters
+    ----------
+    label
+        Segment label (name).
+    mask
+        ``(z, y, x)`` boolean mask on the volume grid; segments may overlap.
+    algorithm_type
+        ``"AUTOMATIC"``, ``"SEMIAUTOMATIC"`` or ``"MANUAL"``.
+    algorithm_name, algorithm_version
+        The model (required unless MANUAL; written with family "Artificial Intelligence").
+    category, type
+        ``(value, scheme, meaning)`` codes; ``None`` derives them from the label (:func:`segment_codes`).
+    color
+        RGB 0-255 display colour (stored as the recommended CIELab value), or None.
+    """
+
+    label: str
+    mask: np.ndarray
+    algorithm_type: str = "MANUAL"
+    algorithm_name: str = ""
+    algorithm_version: str = ""
+    category: tuple[str, str, str] | None = None
+    type: tuple[str, str, str] | None = None
+    color: tuple[int, int, int] | None = None
+
+
+@dataclass
+class SegmentRead:
+    """One segment read from a DICOM SEG onto a volume grid (see :func:`read_seg_segments`)."""
+
+    number: int
+    label: str
+    mask: np.ndarray
+    algorithm_type: str
+    algorithm_name: str
+    algorithm_version: str
+    category: tuple[str, str, str] | None
+    type: tuple[str, str, str] | None
+    color: tuple[int, int, int] | None
+
+
+def build_seg_segments(segments: Sequence[SegmentSpec], sources: Sequence[Dataset], slice_sop_uids: Sequence[str],
+                       *, slice_frame_numbers: Sequence[int] | None = None, affine: np.ndarray | None = None,
+                       series_description: str = "Segmentation", series_number: int = 901,
+                       content_label: str = "SEGMENTATION") -> Dataset:
+    """A BINARY SEG with one segment per :class:`SegmentSpec` (numbered 1..N in order), overlaps kept.
+
+    Same source referencing as :func:`build_seg`; each segment carries its own algorithm type and, unless
+    MANUAL, its algorithm identification.
+    """
+    import highdicom as hd
+    from highdicom.sr import CodedConcept
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    if not segments:
+        raise ValueError("no segments to write")
+    shape = tuple(np.asarray(segments[0].mask).shape)
+    if len(shape) != 3 or any(tuple(np.asarray(s.mask).shape) != shape for s in segments):
+        raise ValueError("every segment mask must be (z, y, x) on the same grid")
+    ordered, frame_numbers = _order_sources(sources, slice_sop_uids, slice_frame_numbers, shape[0])
+    pixels = np.stack([np.asarray(s.mask, dtype=bool) for s in segments], axis=-1).astype(np.uint8)
+    present = bool(pixels.any())
+    geometry = {}
+    if frame_numbers is not None:
+        if affine is None:
+            raise ValueError("a multi-frame source needs the volume's affine")
+        order = np.argsort(frame_numbers)
+        pixels = pixels[order]
+        measures, plane, positions = _plane_geometry(hd, affine, order)
+        geometry = {"pixel_measures": measures, "plane_orientation": plane, "plane_positions": positions}
+    ordered = [_complete(ds) for ds in ordered]
+    descriptions = []
+    for number, spec in enumerate(segments, start=1):
+        category, kind = segment_codes(spec.label, number)
+        if spec.category:
+            category = CodedConcept(*spec.category)
+        if spec.type:
+            kind = CodedConcept(*spec.type)
+        algorithm_type = hd.seg.SegmentAlgorithmTypeValues(spec.algorithm_type)
+        algorithm = None
+        if algorithm_type != hd.seg.SegmentAlgorithmTypeValues.MANUAL:
+            algorithm = hd.AlgorithmIdentificationSequence(
+                name=(spec.algorithm_name or "unknown")[:64], family=codes.cid7162.ArtificialIntelligence,
+                version=str(spec.algorithm_version or "0")[:64])
+        color = hd.color.CIELabColor.from_rgb(*spec.color) if spec.color is not None else None
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=(spec.label or f"segment {number}")[:64],
+            segmented_property_category=category, segmented_property_type=kind, algorithm_type=algorithm_type,
+            algorithm_identification=algorithm, tracking_uid=generate_uid(),
+            tracking_id=f"{spec.label} {number}"[:64], display_color=color))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # see build_seg: warnings would log source values
+        seg = _segmentation(hd, ordered, pixels, list(range(1, len(segments) + 1)), descriptions, series_number,
+                            content_label, series_description, present, geometry)
+    seg.SeriesDescription = series_description[:64]
+    return seg
+
+
+def write_seg_segments(path: str | os.PathLike, segments: Sequence[SegmentSpec], sources: Sequence[Dataset],
+                       slice_sop_uids: Sequence[str], **kwargs) -> Path:
+    """Build (:func:`build_seg_segments`) and write atomically; returns the path."""
+    seg = build_seg_segments(segments, sources, slice_sop_uids, **kwargs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    seg.save_as(str(tmp), enforce_file_format=True)
+    tmp.replace(path)
+    return path
+
+
+def _code(item) -> tuple[str, str, str] | None:
+    if not item:
+        return None
+    c = item[0]
+    value = c.get("CodeValue") or c.get("LongCodeValue") or c.get("URNCodeValue") or ""
+    return (str(value), str(c.get("CodingSchemeDesignator", "")), str(c.get("CodeMeaning", "")))
+
+
+def _rgb(item) -> tuple[int, int, int] | None:
+    lab = item.get("RecommendedDisplayCIELabValue")
+    if lab is None:
+        return None
+    import highdicom as hd
+
+    try:
+        return tuple(int(v) for v in hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))
+    except Exception:  # noqa: BLE001 - a malformed colour is not worth refusing the segment
+        return None
+
+
+def _check_frame_geometry(seg, uids: Sequence[str], frame_numbers: Sequence[int] | None, affine: np.ndarray,
+                          slice_positions: np.ndarray | None = None, tol_mm: float = 0.05) -> None:
+    """Raise ``ValueError`` when a SEG frame's plane position/orientation is not that of the slice it references.
+
+    Writers such as dcmqi omit "spatial locations preserved"; highdicom then refuses to index by source frames
+    unless told to ignore it, so we check the geometry ourselves before doing that.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    index_of = {u: k for k, u in enumerate(uids)} if len(set(uids)) == len(uids) else None
+    frame_of = {int(f): k for k, f in enumerate(frame_numbers or [])}
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    orientation = None
+    if shared and "PlaneOrientationSequence" in shared[0]:
+        orientation = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    columns = affine[:3, :2] / np.linalg.norm(affine[:3, :2], axis=0)
+    for group in seg.PerFrameFunctionalGroupsSequence:
+        try:
+            source = group.DerivationImageSequence[0].SourceImageSequence[0]
+            position = np.array(group.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        except (AttributeError, IndexError):
+            continue
+        uid = str(source.ReferencedSOPInstanceUID)
+        if index_of is not None:
+            k = index_of.get(uid)
+        else:
+            k = frame_of.get(int(source.get("ReferencedFrameNumber", 0) or 0))
+        if k is None:
+            continue
+        frame_orientation = orientation
+        if "PlaneOrientationSequence" in group:
+            frame_orientation = group.PlaneOrientationSequence[0].ImageOrientationPatient
+        if frame_orientation is not None and not np.allclose(
+                np.array(frame_orientation, float).reshape(2, 3).T, columns, atol=1e-3):
+            raise ValueError("a SEG frame's orientation differs from the slice it references")
+        # Uneven stacks: the true slice position, not the affine's regular one.
+        expected = slice_positions[k] if slice_positions is not None else affine[:3, 2] * k + affine[:3, 3]
+        if np.linalg.norm(position - expected) > tol_mm:
+            raise ValueError("a SEG frame's position differs from the slice it references")
+
+
+def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
+                      slice_frame_numbers: Sequence[int] | None = None, affine: np.ndarray | None = None,
+                      slice_positions: np.ndarray | None = None) -> list[SegmentRead]:
+    """Read every segment of a SEG onto a volume grid through its source references, overlaps kept.
+
+    Frames that reference images outside the volume are ignored; raises ``ValueError`` when none of its
+    frames reference this volume, or (given the volume's ``affine`` and, for uneven stacks, its
+    ``slice_positions``) when a frame's plane geometry is not that of its referenced slice. FRACTIONAL segments
+    are binarised at 0.5.
+    """
+    import highdicom as hd
+
+    seg = hd.seg.segread(str(path))
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    uids = [str(u) for u in slice_sop_uids]
+    masks = np.zeros((len(numbers), *shape_zyx), dtype=bool)
+    fractional = str(seg.SegmentationType) == "FRACTIONAL"
+    # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
+    ignore = affine is not None
+    if ignore:
+        _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
+                              None if slice_positions is None else np.asarray(slice_positions, dtype=float))
+    if len(set(uids)) == len(uids):
+        index_of = {u: k for k, u in enumerate(uids)}
+        referenced = {str(x[2]) for x in seg.get_source_image_uids()}
+        present = [u for u in uids if u in referenced]
+        if not present:
+            raise ValueError("the SEG references none of this volume's images")
+        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=present, segment_numbers=numbers,
+                                                   combine_segments=False, assert_missing_frames_are_empty=True,
+                                                   ignore_spatial_locations=ignore)
+        slices = [index_of[u] for u in present]
+    else:
+        frame_of = {int(f): k for k, f in enumerate(slice_frame_numbers or [])}
+        frames = sorted(frame_of)
+        pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0], source_frame_numbers=frames,
+                                                segment_numbers=numbers, combine_segments=False,
+                                                assert_missing_frames_are_empty=True,
+                                                ignore_spatial_locations=ignore)
+        slices = [frame_of[f] for f in frames]
+    if pixels.shape[1:3] != tuple(shape_zyx[1:]):
+        raise ValueError(f"SEG frames are {pixels.shape[1:3]}, the volume's slices {tuple(shape_zyx[1:])}")
+    hits = pixels >= 0.5 if fractional else pixels > 0
+    masks[:, slices] = np.moveaxis(hits, -1, 0)
+    out = []
+    for i, item in enumerate(seg.SegmentSequence):
+        algorithm = item.get("SegmentationAlgorithmIdentificationSequence")
+        name = str(item.get("SegmentAlgorithmName", "") or "")
+        version = ""
+        if algorithm:
+            name = str(algorithm[0].get("AlgorithmName", name))
+            version = str(algorithm[0].get("AlgorithmVersion", ""))
+        out.append(SegmentRead(
+            number=numbers[i], label=str(item.get("SegmentLabel", f"segment {numbers[i]}")), mask=masks[i],
+            algorithm_type=str(item.get("SegmentAlgorithmType", "MANUAL")), algorithm_name=name,
+            algorithm_version=version, category=_code(item.get("SegmentedPropertyCategoryCodeSequence")),
+            type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item)))
+    return out

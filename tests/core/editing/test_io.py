@@ -1,0 +1,149 @@
+"""Save and open: DICOM SEG round trip voxel-exact with overlaps and provenance (LIDC, sagittal MR), real SEGs by
+dcmqi and highdicom read into Segmentations, NIfTI label maps with the RAS affine that refuse to flatten."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.types import SegResult, label_table
+from tests.conftest import data_path
+from tests.inference.helpers import real_volume
+from viewer.core.editing import tools
+from viewer.core.editing.io import open_seg, save_nifti_labels, save_seg
+from viewer.core.editing.segmentation import Segmentation
+from viewer.core.export.seg import read_sources
+
+
+def _load(folder):
+    from viewer.core.dicom.load import load_series
+    from viewer.core.dicom.scan import scan
+
+    series = max((s for s in scan([folder]).all_series() if s.kind == "image"), key=lambda s: s.n_frames)
+    return series, load_series(series)
+
+
+def _annotated(volume) -> Segmentation:
+    """A model's lung and nodule (nodule inside the lung: overlap), the nodule corrected, plus a manual airway."""
+    seg = Segmentation.for_volume(volume)
+    nz, ny, nx = volume.shape
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[nz // 3:2 * nz // 3, ny // 4:ny // 2, nx // 4:nx // 2] = 1
+    result = SegResult(labels, volume.affine, label_table({1: "lung"}), model_id="lung-seg")
+    seg.import_seg_result(result, algorithm_version="2.0")
+    nodule = seg.new_segment("nodule", (255, 200, 0), origin="AUTOMATIC", algorithm_name="nodule-det",
+                             algorithm_version="1.1")
+    seg.add(nodule)
+    center = [nz // 2, 3 * ny // 8, 3 * nx // 8]
+    seg.apply(tools.brush(seg, 2, center, 8.0, 0), by_person=False)  # the model's nodule...
+    seg.apply(tools.brush(seg, 2, [center[0], center[1] + 6, center[2]], 5.0, 1))  # ...corrected by a person
+    seg.add_segment("airway", (0, 128, 255))
+    seg.apply(tools.brush(seg, 3, [nz // 2, ny // 8, nx // 2], 6.0, 2))
+    return seg
+
+
+@pytest.mark.parametrize("name", ["lidc-idri-0001", "mr-decubitus-hfdr"])
+def test_seg_round_trip_is_voxel_exact_with_overlaps_names_colours_codes_and_provenance(tmp_path, name):
+    import highdicom as hd
+
+    series, volume = real_volume(name)
+    seg = _annotated(volume)
+    assert seg.overlap_count() > 0
+    assert [s.algorithm_type for s in seg] == ["AUTOMATIC", "SEMIAUTOMATIC", "MANUAL"]
+    path = save_seg(seg, tmp_path / "seg.dcm", volume, read_sources([i.path for i in series.instances]))
+    back = open_seg(path, volume)
+    assert [s.name for s in back] == ["lung", "nodule", "airway"]
+    for a, b in zip(seg, back):
+        assert np.array_equal(a.mask.full(), b.mask.full()), a.name
+        assert (b.color, b.algorithm_type, b.algorithm_name, b.algorithm_version) == (
+            a.color, a.algorithm_type, a.algorithm_name, a.algorithm_version)
+    assert back.overlap_count() == seg.overlap_count()
+    assert back[1].type == ("39607008", "SCT", "Lung") and back[2].type == ("27925004", "SCT", "Nodule")
+    assert back[3].type == ("89187006", "SCT", "Airway structure")
+    dataset = hd.seg.segread(str(path))  # highdicom reads it cleanly
+    assert dataset.SegmentationType == "BINARY" and len(dataset.SegmentSequence) == 3
+    lung = dataset.SegmentSequence[0]
+    assert lung.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "lung-seg"
+    assert "SegmentationAlgorithmIdentificationSequence" not in dataset.SegmentSequence[2]  # MANUAL
+    assert dataset.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.series_uid
+
+
+def test_a_known_lps_point_lands_on_the_same_voxel_in_the_segmentation_and_the_seg(tmp_path):
+    series, volume = real_volume("mr-decubitus-hfdr")
+    seg = Segmentation.for_volume(volume)
+    seg.add_segment("point")
+    point = volume.index_to_lps([100, 140, 17])
+    z, y, x = np.rint(volume.lps_to_index(point)[::-1]).astype(int)
+    seg.apply(tools.brush(seg, 1, [z, y, x], 0.1))
+    assert seg[1].mask.count() == 1
+    back = open_seg(save_seg(seg, tmp_path / "p.dcm", volume, read_sources([i.path for i in series.instances])),
+                    volume)
+    assert list(zip(*np.nonzero(back.mask(1)))) == [(17, 140, 100)]
+
+
+def test_dcmqi_segs_open_as_segmentations_with_their_overlaps():
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    folder = data_path("seg-rtstruct", "dcmqi", "segmentations")
+    liver = open_seg(folder / "liver.dcm", volume)
+    (segment,) = list(liver)
+    assert segment.name == "Liver" and segment.algorithm_type == "SEMIAUTOMATIC" and segment.mask.count() > 10_000
+    assert segment.type[2] == "Liver"
+    overlaps = open_seg(folder / "partial_overlaps.dcm", volume)
+    assert [s.name for s in overlaps] == ["GREEN", "ORANGE", "PURPLE", "LIGHT_BLUE", "DARK_BLUE"]
+    assert overlaps.overlap_count() > 0  # preserved, not flattened
+    total = sum(s.mask.count() for s in overlaps)
+    labels, _ = overlaps.label_map(on_overlap="last_wins")
+    assert np.count_nonzero(labels) < total
+
+
+def test_highdicom_segs_open_over_their_uneven_referenced_ct():
+    _, volume = _load(data_path("seg-rtstruct", "highdicom", "referenced_pydicom_CT2"))
+    folder = data_path("seg-rtstruct", "highdicom")
+    binary = open_seg(folder / "seg_image_ct_binary.dcm", volume)
+    overlap = open_seg(folder / "seg_image_ct_binary_overlap.dcm", volume)
+    fractional = open_seg(folder / "seg_image_ct_binary_fractional.dcm", volume)
+    assert [s.name for s in overlap] == ["first segment", "second segment"] and overlap.overlap_count() > 0
+    assert np.array_equal(binary.mask(1), fractional.mask(1)) and binary[1].mask.count() > 0
+    # the first slice (far from the others) is not referenced by these SEGs and stays empty
+    assert not binary.mask(1)[0].any()
+
+
+def test_a_seg_of_another_series_is_refused(tmp_path):
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    with pytest.raises(ValueError, match="references none"):
+        open_seg(data_path("seg-rtstruct", "highdicom", "seg_image_ct_binary.dcm"), volume)
+
+
+def test_nifti_label_map_has_the_ras_affine_and_refuses_to_flatten_overlaps(tmp_path):
+    import SimpleITK as sitk
+
+    _, volume = real_volume("mr-decubitus-hfdr")
+    seg = _annotated(volume)
+    with pytest.raises(ValueError, match="more than one segment"):
+        save_nifti_labels(seg, tmp_path / "labels.nii.gz")
+    seg.delete(1)  # the lung held the overlap; numbers 2 and 3 stay as they are
+    path = save_nifti_labels(seg, tmp_path / "labels.nii.gz")
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    assert np.array_equal(array == 2, seg.mask(2)) and np.array_equal(array == 3, seg.mask(3))
+    for index in ([0, 0, 0], [255, 0, 34], [17, 200, 9]):  # ITK reports LPS: the file's RAS sform was right
+        assert np.allclose(image.TransformIndexToPhysicalPoint(index), volume.index_to_lps(index), atol=1e-3)
+    import nibabel
+
+    ras = nibabel.load(str(path)).affine
+    assert np.allclose(ras, np.diag([-1, -1, 1, 1]) @ volume.affine, atol=1e-4)
+
+
+def test_seg_round_trip_over_an_enhanced_multiframe_source(tmp_path):
+    series, volume = _load(data_path("enh-multiframe", "dcm_qa_xa30", "5_anat-T1w_acq-tfl"))
+    assert len(set(volume.slice_sop_uids)) == 1  # one object, one frame per slice
+    seg = Segmentation.for_volume(volume)
+    seg.add_segment("a")
+    seg.add_segment("b")
+    seg.apply(tools.brush(seg, 1, [5, 15, 35], 6.0))
+    seg.apply(tools.brush(seg, 2, [5, 15, 37], 4.0, 1))
+    seg.apply(tools.brush(seg, 2, [80, 62, 62], 3.0))
+    path = save_seg(seg, tmp_path / "mf.dcm", volume, read_sources([i.path for i in series.instances]))
+    back = open_seg(path, volume)
+    assert back.overlap_count() == seg.overlap_count() > 0
+    for a, b in zip(seg, back):
+        assert np.array_equal(a.mask.full(), b.mask.full())

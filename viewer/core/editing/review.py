@@ -1,0 +1,217 @@
+"""Review of a detector's findings: accept, reject, move/resize (in LPS mm) or add by hand - each an undo step.
+
+Boxes stay in LPS mm (the design's rule for boxes); the voxel box on the grid is derived on demand, so moving a
+finding never drifts through rounding.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+STATUSES = (PENDING, ACCEPTED, REJECTED)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding under review.
+
+    Parameters
+    ----------
+    id
+        Stable within the review (model findings keep their detection order 0..N-1; added ones follow).
+    label
+        Label name ("nodule").
+    score
+        Model score, ``None`` for a finding added by hand.
+    box_lps
+        ``(x0, y0, z0, x1, y1, z1)`` axis-aligned LPS mm (min corner, max corner).
+    status
+        ``"pending"``, ``"accepted"`` or ``"rejected"``.
+    source
+        ``"model"`` or ``"manual"``; ``edited`` is True once a person moved or resized a model box.
+    """
+
+    id: int
+    label: str
+    score: float | None
+    box_lps: tuple[float, float, float, float, float, float]
+    status: str = PENDING
+    source: str = "model"
+    edited: bool = False
+
+    @property
+    def center_lps(self) -> np.ndarray:
+        """Box centre in LPS mm."""
+        b = np.asarray(self.box_lps, float)
+        return (b[:3] + b[3:]) / 2
+
+    @property
+    def size_mm(self) -> np.ndarray:
+        """Extents along L, P, S in mm."""
+        b = np.asarray(self.box_lps, float)
+        return b[3:] - b[:3]
+
+    @property
+    def diameter_mm(self) -> float:
+        """Largest box extent in mm (the nodule's diameter for a box drawn around it)."""
+        return float(self.size_mm.max())
+
+
+def _box(center, size) -> tuple[float, ...]:
+    center, size = np.asarray(center, float), np.abs(np.asarray(size, float))
+    return tuple(float(v) for v in np.concatenate([center - size / 2, center + size / 2]))
+
+
+@dataclass(eq=False)
+class FindingChange:
+    """Undo atom: a finding's state before and after (``None`` = absent)."""
+
+    review: "FindingsReview"
+    before: Finding | None
+    after: Finding | None
+    nbytes: int = 300
+
+    def _set(self, finding: Finding | None, other: Finding | None) -> None:
+        key = (finding or other).id  # type: ignore[union-attr]
+        if finding is None:
+            self.review._findings.pop(key, None)
+        else:
+            self.review._findings[key] = finding
+            self.review._findings = dict(sorted(self.review._findings.items()))
+        for listener in list(self.review.listeners):
+            listener(key)
+
+    def undo(self) -> None:
+        self._set(self.before, self.after)
+
+    def redo(self) -> None:
+        self._set(self.after, self.before)
+
+
+class FindingsReview:
+    """The findings of one series and what the reader decided about each.
+
+    Parameters
+    ----------
+    affine, shape
+        The volume grid (to give each finding its voxel box).
+    history
+        The shared :class:`~viewer.core.editing.history.EditHistory`; every change is pushed as a named step.
+    model_id
+        The detector that produced the findings ("" for none).
+    """
+
+    def __init__(self, affine: np.ndarray, shape: Sequence[int], history=None, model_id: str = "") -> None:
+        self.affine = np.asarray(affine, dtype=np.float64)
+        self.shape = tuple(int(s) for s in shape)
+        self.history = history
+        self.model_id = model_id
+        self._findings: dict[int, Finding] = {}
+        self.listeners: list = []
+
+    @classmethod
+    def from_detections(cls, detections, history=None) -> "FindingsReview":
+        """All detections as pending findings (in the detector's order)."""
+        review = cls(detections.affine, detections.shape, history, detections.model_id)
+        for i in range(len(detections)):
+            value = int(detections.labels[i])
+            label = detections.table[value].name if value in detections.table else f"label {value}"
+            review._findings[i] = Finding(i, label, float(detections.scores[i]),
+                                          tuple(float(v) for v in detections.boxes_lps[i]))
+        return review
+
+    @property
+    def findings(self) -> list[Finding]:
+        """All findings, by id."""
+        return list(self._findings.values())
+
+    def __getitem__(self, finding_id: int) -> Finding:
+        return self._findings[finding_id]
+
+    def __len__(self) -> int:
+        return len(self._findings)
+
+    def with_status(self, status: str) -> list[Finding]:
+        """Findings with that status."""
+        return [f for f in self._findings.values() if f.status == status]
+
+    def box_voxel(self, finding: Finding) -> np.ndarray:
+        """Half-open ``[z0, y0, x0, z1, y1, x1]`` on the grid (as :class:`inference.types.Detections`)."""
+        from inference.geometry import box_corners, voxel_box
+
+        return voxel_box(box_corners(np.asarray(finding.box_lps)), self.affine, self.shape)
+
+    # -- changes (each one undo step) -------------------------------------------------------------------------
+    def _commit(self, name: str, before: Finding | None, after: Finding | None) -> Finding | None:
+        atom = FindingChange(self, before, after)
+        atom.redo()
+        if self.history is not None:
+            self.history.push(name, [atom])
+        return after
+
+    def accept(self, finding_id: int) -> Finding:
+        """Mark accepted ("Accept finding")."""
+        old = self._findings[finding_id]
+        return self._commit("Accept finding", old, dataclasses.replace(old, status=ACCEPTED))
+
+    def reject(self, finding_id: int) -> Finding:
+        """Mark rejected ("Reject finding")."""
+        old = self._findings[finding_id]
+        return self._commit("Reject finding", old, dataclasses.replace(old, status=REJECTED))
+
+    def reset(self, finding_id: int) -> Finding:
+        """Back to pending ("Reset finding")."""
+        old = self._findings[finding_id]
+        return self._commit("Reset finding", old, dataclasses.replace(old, status=PENDING))
+
+    def set_box(self, finding_id: int, box_lps, name: str = "Edit finding") -> Finding:
+        """Replace the box ``(x0, y0, z0, x1, y1, z1)`` LPS mm (move/resize)."""
+        old = self._findings[finding_id]
+        b = np.asarray(box_lps, float).reshape(6)
+        box = tuple(float(v) for v in np.concatenate([np.minimum(b[:3], b[3:]), np.maximum(b[:3], b[3:])]))
+        return self._commit(name, old, dataclasses.replace(old, box_lps=box, edited=True))
+
+    def move(self, finding_id: int, delta_lps) -> Finding:
+        """Shift by ``delta_lps`` mm ("Move finding")."""
+        old = self._findings[finding_id]
+        return self.set_box(finding_id, _box(old.center_lps + np.asarray(delta_lps, float), old.size_mm),
+                            "Move finding")
+
+    def resize(self, finding_id: int, size_mm) -> Finding:
+        """New extents in mm about the same centre ("Resize finding")."""
+        old = self._findings[finding_id]
+        return self.set_box(finding_id, _box(old.center_lps, size_mm), "Resize finding")
+
+    def add(self, center_lps, size_mm, label: str = "nodule", status: str = ACCEPTED) -> Finding:
+        """A finding drawn by hand ("Add finding"), accepted by default."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        new_id = max(self._findings, default=-1) + 1
+        finding = Finding(new_id, label, None, _box(center_lps, size_mm), status, "manual")
+        return self._commit("Add finding", None, finding)
+
+    def remove(self, finding_id: int) -> None:
+        """Delete a finding added by hand ("Delete finding"); model findings are rejected instead."""
+        old = self._findings[finding_id]
+        if old.source != "manual":
+            raise ValueError("model findings are rejected, not deleted")
+        self._commit("Delete finding", old, None)
+
+    # -- persistence ------------------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """JSON-ready state (autosave)."""
+        return {"model_id": self.model_id, "affine": self.affine.tolist(), "shape": list(self.shape),
+                "findings": [dataclasses.asdict(f) for f in self._findings.values()]}
+
+    @classmethod
+    def from_state(cls, state: dict, history=None) -> "FindingsReview":
+        """Rebuild from :meth:`to_state`."""
+        review = cls(np.asarray(state["affine"]), state["shape"], history, state.get("model_id", ""))
+        for item in state["findings"]:
+            item = dict(item, box_lps=tuple(item["box_lps"]))
+            review._findings[int(item["id"])] = Finding(**item)
+        return review
