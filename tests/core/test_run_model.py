@@ -89,6 +89,13 @@ def test_detection_writes_findings_json(models, tmp_path):
         assert 0 <= z0 < z1 <= shape[0] and 0 <= y0 < y1 <= shape[1] and 0 <= x0 < x1 <= shape[2]
         assert len(finding["center_lps"]) == 3 and all(s >= 0 for s in finding["size_mm"])
     assert report["patches"] > 1  # force_sliding_window: windows, each reported
+    # The same findings as a TID 1500 SR: one measurement group per finding, centres equal to the JSON's.
+    from viewer.core.export.sr import read_measurements
+
+    measured = read_measurements(report["outputs"]["sr"])
+    assert len(measured) == len(data["findings"])
+    for finding, measurement in zip(data["findings"], measured):
+        assert np.allclose(measurement["center_lps"], finding["center_lps"], atol=0.01)
 
 
 def test_saliency_writes_nifti_on_the_volume_grid(models, tmp_path):

@@ -142,6 +142,7 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     target = out_dir / OUTPUT_NAMES[info.task]
+    outputs = {info.task: str(target)}
     if info.task == "segmentation":
         from viewer.core.export.seg import read_sources, write_seg
 
@@ -160,6 +161,8 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
 
         write_findings(target, result, info.id, volume.series_uid, min_score=min_score)
         summary["n_findings"] = int((result.scores >= min_score).sum())
+        if summary["n_findings"] and series is not None:
+            outputs["sr"] = str(_write_findings_sr(out_dir / "findings.sr.dcm", result, series, min_score, info))
     else:
         from viewer.core.export.nifti import write_nifti
 
@@ -168,9 +171,27 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     timings["total"] = time.perf_counter() - started
     return {
         "model": info.id, "task": info.task, "series_uid": volume.series_uid,
-        "outputs": {info.task: str(target)}, "timings": {k: round(v, 3) for k, v in timings.items()},
+        "outputs": outputs, "timings": {k: round(v, 3) for k, v in timings.items()},
         "device": outcome.device, "messages": list(outcome.messages), "patches": outcome.patches, **summary,
     }
+
+
+def _write_findings_sr(path: Path, detections, series: Series, min_score: float, info) -> Path:
+    """The detections at or above ``min_score`` as a TID 1500 SR (centre and diameter of each, model-sourced).
+
+    Headless runs have no reader to accept findings, so every reported one goes in; the SR's algorithm
+    identification says they come from the model.
+    """
+    from viewer.core.editing.review import FindingsReview
+    from viewer.core.export.seg import read_sources
+    from viewer.core.export.sr import write_measurement_report
+
+    review = FindingsReview.from_detections(detections)
+    for finding in review.findings:
+        if finding.score is not None and finding.score >= min_score:
+            review.accept(finding.id)
+    sources = read_sources([i.path for i in series.instances])
+    return write_measurement_report(path, review, sources, algorithm_version=info.version or "0")
 
 
 def format_timings(timings: dict[str, float]) -> list[str]:
