@@ -157,14 +157,9 @@ def build_seg(labels: np.ndarray, table: Mapping[int, object], sources: Sequence
     edited
         True when a person corrected the result (algorithm type SEMIAUTOMATIC).
     """
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
-
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"expected a (z, y, x) label map, got shape {labels.shape}")
-    ordered, frame_numbers = _order_sources(sources, slice_sop_uids, slice_frame_numbers, labels.shape[0])
     names = {int(v): (getattr(lab, "name", None) or str(lab)) for v, lab in table.items() if int(v) != 0}
     if labels.dtype.kind not in "ui":
         raise ValueError(f"the label map must hold integers, got {labels.dtype}")
@@ -178,45 +173,14 @@ def build_seg(labels: np.ndarray, table: Mapping[int, object], sources: Sequence
     described = present or sorted(names)[:1]
     if not described:
         raise ValueError("the label table is empty")
-    # highdicom wants segment numbers 1..N: renumber in label order.
-    segment_of = {value: i + 1 for i, value in enumerate(described)}
-    lut = np.zeros(max(high, max(described)) + 1, dtype=np.uint8 if len(described) < 256 else np.uint16)
-    for value, number in segment_of.items():
-        lut[value] = number
-    segments = lut[labels]
-    geometry = {}
-    if frame_numbers is not None:
-        # One multi-frame source: SEG frames follow the source's frame order.
-        if affine is None:
-            raise ValueError("a multi-frame source needs the volume's affine")
-        order = np.argsort(frame_numbers)
-        segments = segments[order]
-        measures, plane, positions = _plane_geometry(hd, affine, order)
-        geometry = {"pixel_measures": measures, "plane_orientation": plane, "plane_positions": positions}
-    ordered = [_complete(ds) for ds in ordered]
-
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name=algorithm_name[:64], family=codes.cid7162.ArtificialIntelligence, version=str(algorithm_version)[:64]
-        or "0")
-    descriptions = []
-    for value in described:
-        category, kind = segment_codes(names.get(value, f"label {value}"), value)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=segment_of[value], segment_label=names.get(value, f"label {value}")[:64],
-            segmented_property_category=category, segmented_property_type=kind,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if edited
-            else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-            tracking_uid=generate_uid(), tracking_id=f"{names.get(value, value)} {value}"[:64],
-        ))
-    with warnings.catch_warnings():
-        # highdicom re-checks the source's attributes (e.g. single-component patient names) and warns; the
-        # values are copied as they are, and a warning would carry them into the log.
-        warnings.simplefilter("ignore", UserWarning)
-        seg = _segmentation(hd, ordered, segments, described, descriptions, series_number, content_label,
-                            series_description, present, geometry)
-    seg.SeriesDescription = series_description[:64]
-    return seg
+    algorithm_type = "SEMIAUTOMATIC" if edited else "AUTOMATIC"
+    # One BINARY segment per label value, numbered 1..N in label order (highdicom wants 1..N).
+    specs = [SegmentSpec(label=names.get(value, f"label {value}"), mask=labels == value,
+                         algorithm_type=algorithm_type, algorithm_name=algorithm_name,
+                         algorithm_version=str(algorithm_version)) for value in described]
+    return build_seg_segments(specs, sources, slice_sop_uids, slice_frame_numbers=slice_frame_numbers,
+                              affine=affine, series_description=series_description, series_number=series_number,
+                              content_label=content_label)
 
 
 def _segmentation(hd, ordered, segments, described, descriptions, series_number, content_label,
@@ -238,16 +202,20 @@ def read_sources(paths: Sequence[str | os.PathLike]) -> list[Dataset]:
     return [pydicom.dcmread(str(p), stop_before_pixels=True) for p in paths]
 
 
-def write_seg(path: str | os.PathLike, labels: np.ndarray, table: Mapping[int, object],
-              sources: Sequence[Dataset], slice_sop_uids: Sequence[str], **kwargs) -> Path:
-    """Build the SEG (see :func:`build_seg`) and write it to ``path`` atomically; returns the path."""
-    seg = build_seg(labels, table, sources, slice_sop_uids, **kwargs)
+def save_atomically(dataset: Dataset, path: str | os.PathLike) -> Path:
+    """Write a DICOM dataset to ``path`` via a temporary file and a rename, so no half-written file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    seg.save_as(str(tmp), enforce_file_format=True)
+    dataset.save_as(str(tmp), enforce_file_format=True)
     tmp.replace(path)
     return path
+
+
+def write_seg(path: str | os.PathLike, labels: np.ndarray, table: Mapping[int, object],
+              sources: Sequence[Dataset], slice_sop_uids: Sequence[str], **kwargs) -> Path:
+    """Build the SEG (see :func:`build_seg`) and write it to ``path`` atomically; returns the path."""
+    return save_atomically(build_seg(labels, table, sources, slice_sop_uids, **kwargs), path)
 
 
 def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
@@ -384,7 +352,9 @@ def build_seg_segments(segments: Sequence[SegmentSpec], sources: Sequence[Datase
             algorithm_identification=algorithm, tracking_uid=generate_uid(),
             tracking_id=f"{spec.label} {number}"[:64], display_color=color))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # see build_seg: warnings would log source values
+        # highdicom re-checks the source's attributes (e.g. single-component patient names) and warns; the
+        # values are copied as they are, and a warning would carry them into the log.
+        warnings.simplefilter("ignore", UserWarning)
         seg = _segmentation(hd, ordered, pixels, list(range(1, len(segments) + 1)), descriptions, series_number,
                             content_label, series_description, present, geometry)
     seg.SeriesDescription = series_description[:64]
@@ -394,13 +364,7 @@ def build_seg_segments(segments: Sequence[SegmentSpec], sources: Sequence[Datase
 def write_seg_segments(path: str | os.PathLike, segments: Sequence[SegmentSpec], sources: Sequence[Dataset],
                        slice_sop_uids: Sequence[str], **kwargs) -> Path:
     """Build (:func:`build_seg_segments`) and write atomically; returns the path."""
-    seg = build_seg_segments(segments, sources, slice_sop_uids, **kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    seg.save_as(str(tmp), enforce_file_format=True)
-    tmp.replace(path)
-    return path
+    return save_atomically(build_seg_segments(segments, sources, slice_sop_uids, **kwargs), path)
 
 
 def _code(item) -> tuple[str, str, str] | None:

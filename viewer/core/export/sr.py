@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from viewer.core.export.seg import MANUFACTURER, _complete, _software_version, segment_codes
+from viewer.core.export.seg import MANUFACTURER, _complete, _software_version, save_atomically, segment_codes
 
 
 def _procedure(modality: str):
@@ -77,13 +77,7 @@ def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_ve
 
 def write_measurement_report(path: str | os.PathLike, review, sources: Sequence[Dataset], **kwargs) -> Path:
     """Build (:func:`build_measurement_report`) and write atomically; returns the path."""
-    sr = build_measurement_report(review, sources, **kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    sr.save_as(str(tmp), enforce_file_format=True)
-    tmp.replace(path)
-    return path
+    return save_atomically(build_measurement_report(review, sources, **kwargs), path)
 
 
 def read_measurements(path: str | os.PathLike) -> list[dict]:
