@@ -16,20 +16,23 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QSizePolicy
+from PySide6.QtWidgets import QGraphicsEllipseItem, QSizePolicy
 
 from viewer.core.measure import Measurement
 from viewer.core.reformat import Plane, PlaneGeometry
 from viewer.core.windowing import drag_window
 from viewer.qt.measure_items import MeasurementGraphic
 from viewer.qt.theme import PLANE_COLOURS, VIEW_BACKGROUND
-from viewer.qt.tools import Tool
+from viewer.qt.tools import PAINT_TOOLS, Tool
 
 if TYPE_CHECKING:  # pragma: no cover
     from viewer.qt.viewer_widget import ViewerWidget
 
 SERIES_MIME = "application/x-hounsfield-series"
 CROSSHAIR_Z = 200
+BRUSH_CURSOR_Z = 210
+BRUSH_COLOUR = QColor(255, 255, 255, 200)
+ERASER_COLOUR = QColor(255, 120, 120, 220)
 STILL_DELAY_MS = 150
 TEXT_COLOUR = QColor(230, 230, 230)
 SHADOW_COLOUR = QColor(0, 0, 0, 230)
@@ -101,6 +104,14 @@ class SliceViewWidget(pg.GraphicsView):
             line.setZValue(CROSSHAIR_Z)
             line.setVisible(False)
             self.view_box.addItem(line, ignoreBounds=True)
+        self.brush_cursor = QGraphicsEllipseItem()
+        pen = QPen(BRUSH_COLOUR, 1.2)
+        pen.setCosmetic(True)
+        self.brush_cursor.setPen(pen)
+        self.brush_cursor.setZValue(BRUSH_CURSOR_Z)
+        self.brush_cursor.setVisible(False)
+        self.view_box.addItem(self.brush_cursor, ignoreBounds=True)
+        self._brush_centre: QPointF | None = None
         self.graphics: dict[int, MeasurementGraphic] = {}
         self.geometry_: PlaneGeometry | None = None
         self.k: int | None = None
@@ -293,10 +304,36 @@ class SliceViewWidget(pg.GraphicsView):
     # ------------------------------------------------------------------------------------------------------------
     # mouse
     # ------------------------------------------------------------------------------------------------------------
+    def update_brush_cursor(self, centre: QPointF | None = None, erase: bool | None = None) -> None:
+        """The round brush outline at ``centre`` (scene mm; the last mouse position by default), its radius the
+        brush's in mm; shown only with a paint tool."""
+        if centre is not None:
+            self._brush_centre = centre
+        viewer = self.viewer
+        show = viewer.painting and self.state is not None and self._brush_centre is not None
+        self.brush_cursor.setVisible(show)
+        if not show:
+            return
+        r = viewer.brush_radius_mm
+        c = self._brush_centre
+        self.brush_cursor.setRect(QRectF(c.x() - r, c.y() - r, 2 * r, 2 * r))
+        if erase is None:
+            erase = viewer.tool == Tool.ERASER
+        pen = self.brush_cursor.pen()
+        pen.setColor(ERASER_COLOUR if erase else BRUSH_COLOUR)
+        self.brush_cursor.setPen(pen)
+
+    def paint_point(self, scene_mm: QPointF) -> np.ndarray | None:
+        """Continuous ``(z, y, x)`` array index of a scene point on this view's slice (what the editing tools take)."""
+        index = self.index_at(scene_mm)
+        return None if index is None else np.asarray(index, dtype=float)[::-1]
+
     def _on_mouse_moved(self, scene_pos):
         if self.state is None or self.geometry_ is None:
             return
         point = self.view_box.mapSceneToView(scene_pos)
+        if self.viewer.painting:
+            self.update_brush_cursor(point)
         index = self.index_at(point)
         self.cursor_moved.emit(index if index is not None and self.inside(index) else None)
 
@@ -327,6 +364,9 @@ class SliceViewWidget(pg.GraphicsView):
                           "anchor": self.scene_mm(ev.buttonDownPos())}
             if mode in (Tool.LENGTH.value, Tool.ELLIPSE.value, Tool.RECTANGLE.value):
                 self._start_drawing(mode, self._drag["anchor"])
+            elif mode in (Tool.BRUSH.value, Tool.ERASER.value):
+                erase = mode == Tool.ERASER.value or bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
+                self._drag["painting"] = self._begin_paint(self._drag["anchor"], erase)
         drag = self._drag
         if drag is None:
             return
@@ -344,8 +384,25 @@ class SliceViewWidget(pg.GraphicsView):
             self._move_crosshair(self.scene_mm(ev.pos()))
         elif mode in (Tool.LENGTH.value, Tool.ELLIPSE.value, Tool.RECTANGLE.value):
             self._continue_drawing(self.scene_mm(ev.pos()), finish=ev.isFinish())
+        elif mode in (Tool.BRUSH.value, Tool.ERASER.value) and drag.get("painting"):
+            point = self.scene_mm(ev.pos())
+            self.update_brush_cursor(point)
+            zyx = self.paint_point(point)
+            if zyx is not None:
+                self.viewer.paint_handler.paint_to(self, zyx)
+            if ev.isFinish():
+                self.viewer.paint_handler.end(self)
         if ev.isFinish():
             self._drag = None
+
+    def _begin_paint(self, point: QPointF, erase: bool) -> bool:
+        """Press of a paint stroke: returns False when there is nothing to paint into (the handler says why)."""
+        handler = self.viewer.paint_handler
+        zyx = self.paint_point(point)
+        if handler is None or zyx is None:
+            return False
+        self.update_brush_cursor(point, erase)
+        return bool(handler.begin(self, zyx, erase))
 
     def handle_click(self, ev) -> None:
         """Mouse click: select the view, move the crosshair, add a probe, maximise, or show the menu."""
@@ -365,7 +422,11 @@ class SliceViewWidget(pg.GraphicsView):
             return
         point = self.scene_mm(ev.pos())
         tool = self.viewer.tool
-        if tool == Tool.CROSSHAIR:
+        if tool in PAINT_TOOLS:  # a click paints one dab
+            erase = tool == Tool.ERASER or bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
+            if self._begin_paint(point, erase):
+                self.viewer.paint_handler.end(self)
+        elif tool == Tool.CROSSHAIR:
             self._move_crosshair(point)
         elif tool == Tool.PROBE:
             index = self.index_at(point)

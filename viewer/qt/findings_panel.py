@@ -8,8 +8,8 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QTreeWidget, QTreeWidgetItem,
-    QVBoxLayout, QWidget,
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QToolButton, QTreeWidget,
+    QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from viewer.core.layers import Finding, visible_findings
@@ -27,10 +27,13 @@ class FindingsWidget(QWidget):
         A finding was clicked or reached with the arrow keys (its row in the detections).
     min_score_changed(float)
         The threshold moved.
+    review_requested(int, str)
+        Accept or Reject was pressed for the selected finding (``"accept"`` / ``"reject"``).
     """
 
     finding_activated = Signal(int)
     min_score_changed = Signal(float)
+    review_requested = Signal(int, str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -38,9 +41,10 @@ class FindingsWidget(QWidget):
         self.findings: list[Finding] = []
         self.model_name = ""
         self.min_score = 0.5
+        self.statuses: dict[int, str] = {}
         self.tree = QTreeWidget(self)
-        self.tree.setColumnCount(5)
-        self.tree.setHeaderLabels(["#", "Score", "Size (mm)", "Location", "Slice"])
+        self.tree.setColumnCount(6)
+        self.tree.setHeaderLabels(["#", "Score", "Size (mm)", "Location", "Slice", "Review"])
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setWordWrap(True)
@@ -48,7 +52,7 @@ class FindingsWidget(QWidget):
         self.tree.setSortingEnabled(False)
         header = self.tree.header()
         header.setStretchLastSection(False)
-        for column in (0, 1, 2, 4):
+        for column in (0, 1, 2, 4, 5):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.tree.itemClicked.connect(self._on_clicked)  # also a click on the row already selected
@@ -70,6 +74,16 @@ class FindingsWidget(QWidget):
         row.addWidget(QLabel("Min. score", self))
         row.addWidget(self.slider, 1)
         row.addWidget(self.threshold_label)
+        self.accept_button = QToolButton(self)
+        self.accept_button.setText("Accept")
+        self.accept_button.setToolTip("Accept the selected finding (goes into the SR and findings exports)")
+        self.reject_button = QToolButton(self)
+        self.reject_button.setText("Reject")
+        self.reject_button.setToolTip("Reject the selected finding")
+        self.accept_button.clicked.connect(lambda: self._request_review("accept"))
+        self.reject_button.clicked.connect(lambda: self._request_review("reject"))
+        row.addWidget(self.accept_button)
+        row.addWidget(self.reject_button)
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
         bottom.addWidget(self.copy_button)
@@ -104,6 +118,17 @@ class FindingsWidget(QWidget):
         if changed:
             self._fill()
             self.min_score_changed.emit(min_score)
+
+    def set_statuses(self, statuses: dict[int, str]) -> None:
+        """The review state per finding index (``pending`` / ``accepted`` / ``rejected``)."""
+        if statuses != self.statuses:
+            self.statuses = dict(statuses)
+            self._fill()
+
+    def _request_review(self, action: str) -> None:
+        item = self.tree.currentItem()
+        if item is not None and item.data(0, INDEX_ROLE) is not None:
+            self.review_requested.emit(int(item.data(0, INDEX_ROLE)), action)
 
     def shown(self) -> list[Finding]:
         """The findings listed now (at or above the threshold)."""
@@ -148,7 +173,8 @@ class FindingsWidget(QWidget):
             self.tree.clear()
             for f in self.shown():
                 item = QTreeWidgetItem([str(f.index + 1), f"{f.score:.3f}", f.size_text,
-                                        f"{f.description}\n{f.lps_text}", str(f.slice_number)])
+                                        f"{f.description}\n{f.lps_text}", str(f.slice_number),
+                                        self.statuses.get(f.index, "")])
                 item.setData(0, INDEX_ROLE, f.index)
                 item.setToolTip(3, f"{f.label}: centre {f.lps_text} mm (patient coordinates)")
                 item.setToolTip(2, "Extent along left-right x anterior-posterior x head-feet, in mm")
@@ -167,6 +193,8 @@ class FindingsWidget(QWidget):
             self.summary.setText(f"{self.model_name}: {shown} of {total} finding{'s' if total != 1 else ''} shown"
                                  + (f" ({hidden} below the threshold)" if hidden else ""))
         self.copy_button.setEnabled(shown > 0)
+        self.accept_button.setEnabled(shown > 0 and bool(self.statuses))
+        self.reject_button.setEnabled(shown > 0 and bool(self.statuses))
 
     def _on_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         index = item.data(0, INDEX_ROLE)

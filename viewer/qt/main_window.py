@@ -23,6 +23,7 @@ from viewer.core.dicom.load import iter_load
 from viewer.core.dicom.scan import iter_scan
 from viewer.core.jobs import Progress
 from viewer.core.windowing import CT_PRESETS, Preset
+from viewer.qt.annotation import AnnotationController, SegmentsWidget
 from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_lane import InferenceLane
 from viewer.qt.inference_panel import InferencePanelWidget
@@ -185,6 +186,7 @@ class MainWindow(QMainWindow):
         self.measurements_panel = MeasurementsWidget(self)
         self.ai_panel = InferencePanelWidget(self)
         self.findings_panel = FindingsWidget(self)
+        self.segments_panel = SegmentsWidget(self)
         self.series_dock = self._dock("Series", "dock-series", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.ai_dock = self._dock("AI", "dock-ai", self.ai_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.measure_dock = self._dock("Measurements", "dock-measurements", self.measurements_panel,
@@ -192,10 +194,15 @@ class MainWindow(QMainWindow):
         self.findings_dock = self._dock("Findings", "dock-findings", self.findings_panel,
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.tags_dock = self._dock("DICOM tags", "dock-tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.segments_dock = self._dock("Segments", "dock-segments", self.segments_panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.measure_dock, self.findings_dock)
         self.tabifyDockWidget(self.findings_dock, self.tags_dock)
+        self.tabifyDockWidget(self.tags_dock, self.segments_dock)
         self.measure_dock.raise_()
         self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
+        self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
+                                               parent=self)
         self._build_status_bar()
         self._build_menus()
         self._build_toolbar()
@@ -254,6 +261,16 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._menu_action(file_menu, "Open Sample Study", self.open_demo)
         file_menu.addSeparator()
+        an = self.annotation
+        self.action_open_seg = self._menu_action(file_menu, "Open Segmentation (DICOM SEG)…",
+                                                 lambda: an.open_seg_dialog(self.settings.last_folder))
+        export_menu = file_menu.addMenu("&Export Annotation")
+        self.export_actions = {}
+        for kind, text in (("seg", "Segmentation as DICOM &SEG…"), ("nifti", "Segmentation as &NIfTI Labels…"),
+                           ("findings", "Findings as &JSON…"), ("sr", "Findings as DICOM S&R…")):
+            self.export_actions[kind] = self._menu_action(
+                export_menu, text, lambda _=False, k=kind: an.export_dialog(k, self.settings.last_folder))
+        file_menu.addSeparator()
         self.action_save_screenshot = self._menu_action(file_menu, "&Save Screenshot…", self.save_screenshot_dialog,
                                                         "Ctrl+S")
         self.action_copy_screenshot = self._menu_action(file_menu, "&Copy Screenshot", self.copy_screenshot,
@@ -261,6 +278,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._menu_action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         self._rebuild_recent_menu()
+
+        edit_menu = bar.addMenu("&Edit")
+        self.edit_menu = edit_menu
+        edit_menu.addAction(self.annotation.undo_action)
+        edit_menu.addAction(self.annotation.redo_action)
+        edit_menu.addSeparator()
+        self._menu_action(edit_menu, "Add Segment", lambda: self.annotation.add_segment())
 
         view_menu = bar.addMenu("&View")
         for key in ("layout_1x1", "layout_1x3"):
@@ -281,7 +305,8 @@ class MainWindow(QMainWindow):
             view_menu.addAction(va[key])
         view_menu.addSeparator()
         panels = view_menu.addMenu("&Panels")
-        for dock in (self.series_dock, self.ai_dock, self.measure_dock, self.findings_dock, self.tags_dock):
+        for dock in (self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
+                     self.tags_dock):
             panels.addAction(dock.toggleViewAction())
 
         ai_menu = bar.addMenu("&AI")
@@ -346,7 +371,7 @@ class MainWindow(QMainWindow):
             tb.addAction(action)
         tb.addSeparator()
         short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
-                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe"}
+                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase"}
         for tool, label, key, tip in TOOLS:
             action = va[f"tool_{tool.value}"]
             action.setIconText(short[tool.value])
@@ -403,6 +428,14 @@ class MainWindow(QMainWindow):
         lane.status_message.connect(self.statusBar().showMessage)
         lane.result_applied.connect(lambda task: task == "detection" and self.findings_dock.raise_())
         self.series_loaded.connect(lambda _key: lane.update_actions())
+        an = self.annotation
+        an.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        an.job_started.connect(self._set_busy)
+        an.job_progress.connect(self._on_progress)
+        an.job_ended.connect(self._set_idle)
+        lane.result_applied.connect(lambda _task: an._refresh_panel())
+        self.series_loaded.connect(self._after_series_loaded)
+        v.tool_changed.connect(lambda _tool: self.viewer.painting and self.segments_dock.raise_())
 
     def _restore_settings(self) -> None:
         geometry, state = self.settings.window_state()
@@ -470,6 +503,8 @@ class MainWindow(QMainWindow):
         paths = [str(p) for p in paths if str(p)]
         if not paths:
             return
+        if not self.confirm_unsaved("Open another study"):
+            return
         self.cancel_jobs()
         self.paths = paths
         if remember:
@@ -505,6 +540,7 @@ class MainWindow(QMainWindow):
                            + (f" ({len(catalog.unreadable)} files not readable)" if catalog.unreadable else ""))
             self.viewer.set_volume(None)
             self.inference.series_shown(None, None)
+            self.annotation.series_shown(None, None)
             return
         best = max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
         self.open_series(best.key)
@@ -589,6 +625,7 @@ class MainWindow(QMainWindow):
         self._shown_volume = volume
         self.viewer.set_volume(volume, info, self._measurements.setdefault(series.key, []))
         self.inference.series_shown(series.key, volume)
+        self.annotation.series_shown(series.key, volume, series)
         self.browser.set_current(series.key)
         title = " · ".join(t for t in (info.get("patient_name"), info.get("series_description")) if t)
         self.setWindowTitle(f"{title + ' — ' if title else ''}{APP_NAME} — {DISCLAIMER}")
@@ -798,7 +835,49 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.open_paths(paths)
 
+    # ------------------------------------------------------------------------------------------------------------
+    # annotation: restore, SEGs of the study, unsaved work
+    # ------------------------------------------------------------------------------------------------------------
+    def _after_series_loaded(self, _key: str) -> None:
+        """A series finished loading: offer its autosave, else a SEG of the study that references it."""
+        if not self.annotation.check_restore():
+            self.annotation.offer_segs(self.catalog)
+
+    def ask_unsaved(self, action: str) -> str:
+        """Ask what to do with annotations not exported (tests replace this): ``"keep"`` (go on; the autosave
+        is offered again next time), ``"discard"`` or ``"cancel"``."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved annotation",
+                          "The annotation has changes that were not exported.", parent=self)
+        box.setInformativeText(f"{action}: keep them for later (the autosave is offered when the series is opened "
+                               "again), discard them, or cancel and export first (File > Export Annotation).")
+        keep = box.addButton("Keep for Later", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else "discard" if clicked is discard else "cancel"
+
+    def confirm_unsaved(self, action: str) -> bool:
+        """True when ``action`` (closing, opening another study) may go on; asks first when there is unsaved
+        annotation work."""
+        an = self.annotation
+        an.end_strokes()
+        if not an.modified:
+            return True
+        answer = self.ask_unsaved(action)
+        if answer == "cancel":
+            return False
+        if answer == "discard":
+            an.discard_all()
+        else:
+            an.autosave_now(force=True)
+        return True
+
     def closeEvent(self, event):  # noqa: N802
+        if not self.confirm_unsaved("Close"):
+            event.ignore()
+            return
         self.viewer.stop_cine()
         self.cancel_jobs()
         self.inference.shutdown()

@@ -15,6 +15,12 @@ class Tool(str, Enum):
     ELLIPSE = "ellipse"
     RECTANGLE = "rectangle"
     PROBE = "probe"
+    BRUSH = "brush"
+    ERASER = "eraser"
+
+
+#: Tools that paint into the active segment (``[`` / ``]`` size the brush while one of them is chosen).
+PAINT_TOOLS = (Tool.BRUSH, Tool.ERASER)
 
 
 #: (tool, menu label, shortcut key, tooltip)
@@ -27,6 +33,8 @@ TOOLS: tuple[tuple[Tool, str, str, str], ...] = (
     (Tool.ELLIPSE, "Ellipse ROI", "E", "Left-drag draws an ellipse: mean, SD, min, max, area"),
     (Tool.RECTANGLE, "Rectangle ROI", "B", "Left-drag draws a box: mean, SD, min, max, area"),
     (Tool.PROBE, "Probe", "V", "Click shows the voxel value (HU for CT)"),
+    (Tool.BRUSH, "Brush", "D", "Left-drag paints the active segment (Alt + drag erases); [ ] size"),
+    (Tool.ERASER, "Eraser", "Shift+D", "Left-drag erases from the active segment; [ ] size"),
 )
 
 #: The conventions, as (input, effect) rows grouped by section; OHIF / Horos / Slicer habits.
@@ -37,6 +45,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Right drag  or  Ctrl + left drag", "Zoom (drag up = in), around the point where the drag started"),
         ("Wheel", "Next / previous slice (one notch = one slice)"),
         ("Ctrl + wheel", "Zoom at the cursor"),
+        ("Alt + left drag (Brush tool)", "Erase from the active segment"),
         ("Right click", "View menu: presets, tools, layout, reset"),
         ("Double click", "Maximise this view / back to 1x3"),
         ("Drag a series from the browser", "Open it in the viewer"),
@@ -46,7 +55,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Page Down / Page Up", "10 slices forward / back"),
         ("Home / End", "First / last slice"),
         ("Space", "Cine play / pause"),
-        ("]  /  [", "Cine faster / slower"),
+        ("]  /  [", "Cine faster / slower (with the Brush or Eraser tool: brush larger / smaller)"),
     )),
     ("Window / level", (
         ("1 … 6", "CT presets: lung, mediastinum, bone, brain, abdomen, liver"),
@@ -64,6 +73,10 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Tools", tuple((key, label) for _, label, key, _ in TOOLS) + (
         ("Delete / Backspace", "Delete the selected measurement"),
         ("Esc", "Cancel drawing, clear selection"),
+    )),
+    ("Edit", (
+        ("Ctrl+Z", "Undo the last annotation step (the Edit menu names it)"),
+        ("Ctrl+Shift+Z  or  Ctrl+Y", "Redo"),
     )),
     ("Files", (
         ("Ctrl+O / Ctrl+Shift+O", "Open folder / open files"),

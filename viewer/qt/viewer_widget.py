@@ -14,11 +14,13 @@ from viewer.core.reformat import Plane
 from viewer.core.windowing import CT_PRESETS, Preset, apply_window, lut_index_view, window_lut
 from viewer.qt.canvas import SliceViewWidget
 from viewer.qt.layers import ViewLayer
-from viewer.qt.tools import TOOLS, Tool
+from viewer.qt.tools import PAINT_TOOLS, TOOLS, Tool
 
 PLANE_NAMES = {Plane.AXIAL: "Axial", Plane.CORONAL: "Coronal", Plane.SAGITTAL: "Sagittal"}
 LAYOUTS = ("1x1", "1x3")
 PAGE_STEP = 10
+BRUSH_RADIUS_MM = (0.5, 50.0)  # smallest and largest brush radius
+BRUSH_STEP = 1.25  # one press of [ or ] scales the brush by this
 
 
 def _format_date(value: str) -> str:
@@ -62,6 +64,7 @@ class ViewerWidget(QWidget):
     tool_changed = Signal(str)
     cine_changed = Signal(bool)
     presets_changed = Signal()
+    brush_changed = Signal(float)
 
     def __init__(self, parent: QWidget | None = None, presets: tuple[Preset, ...] = CT_PRESETS) -> None:
         super().__init__(parent)
@@ -79,6 +82,10 @@ class ViewerWidget(QWidget):
         self.primary_plane = Plane.AXIAL
         self.loading: tuple[int, int] | None = None
         self.cine_fps = 10
+        self.brush_radius_mm = 5.0
+        #: What the Brush/Eraser tools paint into: an object with ``begin(view, zyx, erase)``, ``paint_to(view,
+        #: zyx)`` and ``end(view)`` (the main window's :class:`~viewer.qt.annotation.AnnotationController`).
+        self.paint_handler = None
         self.last_cursor: dict | None = None
         self._lut: np.ndarray | None = None
         self._lut_dtype = None
@@ -338,7 +345,28 @@ class ViewerWidget(QWidget):
         for view in self.views.values():
             view.viewport().setCursor(cursor)
             view.update_crosshair()
+            view.update_brush_cursor()
         self.tool_changed.emit(self.tool.value)
+
+    @property
+    def painting(self) -> bool:
+        """True while the Brush or Eraser tool is chosen."""
+        return self.tool in PAINT_TOOLS
+
+    def set_brush_radius(self, radius_mm: float) -> None:
+        """Brush radius in mm (clamped to 0.5..50); the round cursor follows."""
+        lo, hi = BRUSH_RADIUS_MM
+        self.brush_radius_mm = float(min(hi, max(lo, radius_mm)))
+        for view in self.views.values():
+            view.update_brush_cursor()
+        self.brush_changed.emit(self.brush_radius_mm)
+
+    def bracket(self, direction: int) -> None:
+        """``]`` (+1) / ``[`` (-1): brush larger/smaller while a paint tool is chosen, otherwise cine faster/slower."""
+        if self.painting:
+            self.set_brush_radius(self.brush_radius_mm * (BRUSH_STEP if direction > 0 else 1 / BRUSH_STEP))
+        else:
+            self.set_cine_fps(self.cine_fps + 2 * (1 if direction > 0 else -1))
 
     def step(self, delta: int) -> None:
         """Move ``delta`` slices in the active view."""
@@ -522,8 +550,8 @@ class ViewerWidget(QWidget):
         a("first_slice", "First slice", "Home", lambda: self.go_to_end(False))
         a("last_slice", "Last slice", "End", lambda: self.go_to_end(True))
         a("cine", "Cine play/pause", "Space", self.toggle_cine)
-        a("cine_faster", "Cine faster", "]", lambda: self.set_cine_fps(self.cine_fps + 2))
-        a("cine_slower", "Cine slower", "[", lambda: self.set_cine_fps(self.cine_fps - 2))
+        a("cine_faster", "Cine faster / larger brush", "]", lambda: self.bracket(+1))
+        a("cine_slower", "Cine slower / smaller brush", "[", lambda: self.bracket(-1))
         self._build_preset_actions()
         a("window_default", "DICOM default window", "0", self.reset_window)
         a("window_auto", "Auto window (percentiles)", "A", self.auto_window)

@@ -200,6 +200,10 @@ class EditHistory:
         """Remember the current state as saved (an explicit export)."""
         self._saved_at = self._undo[-1] if self._undo else None
 
+    def mark_unsaved(self) -> None:
+        """Count the current state as not saved (e.g. restored from an autosave, never exported)."""
+        self._saved_at = False
+
     @property
     def modified(self) -> bool:
         """True when the state differs from the last :meth:`mark_saved` (or from the start)."""

@@ -1,0 +1,883 @@
+"""Editing the annotation of the shown series: its overlay, the Segments panel, and the controller that binds the
+views, the panels and the menus to one :class:`~viewer.core.editing.editor.AnnotationEditor` per series.
+
+- **Drawing.** :class:`AnnotationLayer` draws the editor's overlapping segments in every view and plane. Each view
+  keeps its current slice composed as RGBA in array order; a dab (or an undo) re-composes only the box it changed,
+  on the views whose slice it cuts, and a slice change composes one slice from the segments' sparse boxes.
+- **One history.** Every stroke, fill, segment change, accepted model result and finding decision is a named step of
+  the editor's :class:`~viewer.core.editing.history.EditHistory`; the Edit menu's Undo/Redo actions live here and
+  are renamed from its listeners ("Undo Brush stroke (nodule)").
+- **Files.** Exports (DICOM SEG, NIfTI labels, findings JSON, DICOM SR) run on the worker pool from a frozen copy of
+  the annotation, so editing can go on while they write; a SEG that references the shown series is offered as an
+  editable layer when the series has loaded.
+- **Never lose work.** Each editor autosaves (:class:`~viewer.core.editing.autosave.Autosave`) from a timer; when a
+  series with an autosave newer than its last export is shown, :meth:`AnnotationController.ask_restore` offers it.
+  Prompts are methods (``ask_*``) so tests can answer them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView, QColorDialog, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+    QMessageBox, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from viewer.core.editing.segmentation import Segmentation, SegmentLockedError, box_intersection
+from viewer.core.jobs import Progress
+from viewer.core.layers import FILL_OPACITY
+from viewer.core.reformat import PlaneGeometry
+from viewer.qt.layers import ViewLayer
+from viewer.qt.workers import JobHandle, start_job
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_Z = 12.0  # above the model's segmentation (10)
+AUTOSAVE_TICK_MS = 2000
+NUMBER_ROLE = Qt.ItemDataRole.UserRole + 1
+SOURCE_TEXT = {"MANUAL": "manual", "AUTOMATIC": "model", "SEMIAUTOMATIC": "model, edited"}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the overlay
+# ------------------------------------------------------------------------------------------------------------------
+def _in_plane_axes(axis: int) -> tuple[int, int]:
+    return tuple(a for a in range(3) if a != axis)  # type: ignore[return-value]
+
+
+class AnnotationLayer(ViewLayer):
+    """The segments of a :class:`~viewer.core.editing.segmentation.Segmentation`, filled in their colours (later
+    segments drawn over earlier ones where they overlap), in every view and plane.
+
+    Listens to the segmentation: a change with a box re-composes that box of the slices it cuts; a change without
+    one (a segment added, removed, recoloured, shown or hidden) recomposes the slices on screen.
+    """
+
+    def __init__(self, segmentation: Segmentation, name: str = "Annotation", z: float = ANNOTATION_Z) -> None:
+        super().__init__(name, z)
+        self.segmentation = segmentation
+        self.alpha = int(round(FILL_OPACITY * 255))
+        self._slices: dict[object, dict] = {}  # view -> {"key": (axis, k), "rgba": (n_b, n_c, 4) uint8 array order}
+        segmentation.listeners.append(self.on_changed)
+
+    def close(self) -> None:
+        """Stop listening to the segmentation (the layer is dropped)."""
+        if self.on_changed in self.segmentation.listeners:
+            self.segmentation.listeners.remove(self.on_changed)
+
+    def create_items(self, view) -> list:
+        return [pg.ImageItem(axisOrder="row-major")]
+
+    def detach(self, view) -> None:
+        self._slices.pop(view, None)
+        super().detach(view)
+
+    # ---- composing ------------------------------------------------------------------------------------------
+    def compose(self, axis: int, k: int, rect: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """RGBA ``(n_b, n_c, 4)`` of slice ``k`` along array ``axis`` over ``rect = (b0, c0, b1, c1)`` (in-plane
+        array axes in order; the whole slice by default)."""
+        b, c = _in_plane_axes(axis)
+        shape = self.segmentation.shape
+        b0, c0, b1, c1 = rect if rect is not None else (0, 0, shape[b], shape[c])
+        lo, hi = [0, 0, 0], [0, 0, 0]
+        lo[axis], hi[axis] = k, k + 1
+        lo[b], hi[b], lo[c], hi[c] = b0, b1, c0, c1
+        box = (*lo, *hi)
+        out = np.zeros((b1 - b0, c1 - c0, 4), dtype=np.uint8)
+        for segment in self.segmentation:
+            stored = segment.mask.box
+            if not segment.visible or stored is None or box_intersection(stored, box) is None:
+                continue
+            mask = segment.mask.region(box).reshape(out.shape[:2])
+            out[mask] = (*segment.color, self.alpha)
+        return out
+
+    def _show(self, view, item, geometry: PlaneGeometry, entry: dict) -> None:
+        rgba = entry["rgba"]
+        axis = entry["key"][0]
+        if not rgba[..., 3].any():
+            item.setVisible(False)
+            return
+        image = geometry.take(np.expand_dims(rgba, axis), 0)
+        item.setImage(np.ascontiguousarray(image), autoLevels=False, levels=None)
+        width, height = geometry.scene_size
+        key = (item.width(), item.height(), width, height)
+        if key != getattr(item, "_hf_rect_key", None):
+            from PySide6.QtCore import QRectF
+
+            item.setRect(QRectF(0, 0, width, height))
+            item._hf_rect_key = key
+        item.setVisible(self.visible)
+
+    def update(self, view, items: list, geometry: PlaneGeometry, k: int) -> None:
+        item = items[0]
+        if tuple(geometry.volume_shape) != self.segmentation.shape:
+            item.setVisible(False)
+            self._slices.pop(view, None)
+            return
+        axis = 2 - geometry.through_axis
+        entry = {"key": (axis, int(k)), "rgba": self.compose(axis, int(k))}
+        self._slices[view] = entry
+        self._show(view, item, geometry, entry)
+
+    def on_changed(self, number, box) -> None:
+        """The segmentation changed (segment ``number``, over ``box``, or everything when ``box`` is None)."""
+        if box is None:
+            self.redraw()
+            return
+        for view, items in self._items.items():
+            entry = self._slices.get(view)
+            geometry = getattr(view, "geometry_", None)
+            if entry is None or geometry is None:
+                continue
+            axis, k = entry["key"]
+            if not box[axis] <= k < box[axis + 3]:
+                continue
+            b, c = _in_plane_axes(axis)
+            rect = (box[b], box[c], box[b + 3], box[c + 3])
+            entry["rgba"][rect[0]:rect[2], rect[1]:rect[3]] = self.compose(axis, k, rect)
+            self._show(view, items[0], geometry, entry)
+
+    def set_visible(self, visible: bool) -> None:
+        self.visible = bool(visible)
+        self.redraw()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the Segments panel
+# ------------------------------------------------------------------------------------------------------------------
+def colour_icon(rgb, size: int = 14) -> QIcon:
+    """A filled square of ``rgb`` (0-255)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(*rgb))
+    return QIcon(pixmap)
+
+
+class SegmentsWidget(QWidget):
+    """The segments of the shown series: colour, name (double-click to rename), shown, locked, where it came from;
+    the current row is the active segment (what the brush paints).
+
+    Signals
+    -------
+    add_requested(), delete_requested(int), colour_requested(int)
+        The buttons (the segment number).
+    renamed(int, str), visibility_changed(int, bool), lock_changed(int, bool), active_changed(object)
+        Edits in the list (active: a number or None).
+    radius_changed(float)
+        The brush radius box (mm).
+    accept_model_requested()
+        "Accept model result into the annotation".
+    """
+
+    add_requested = Signal()
+    delete_requested = Signal(int)
+    colour_requested = Signal(int)
+    renamed = Signal(int, str)
+    visibility_changed = Signal(int, bool)
+    lock_changed = Signal(int, bool)
+    active_changed = Signal(object)
+    radius_changed = Signal(float)
+    accept_model_requested = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("segments")
+        self.tree = QTreeWidget(self)
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Show", "Name", "Lock", "Source"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        for column in (0, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.tree.itemChanged.connect(self._on_item_changed)
+        self.tree.currentItemChanged.connect(self._on_current_changed)
+        self.add_button = QPushButton("Add", self)
+        self.add_button.setToolTip("New manual segment (made active)")
+        self.delete_button = QPushButton("Delete", self)
+        self.colour_button = QPushButton("Colour…", self)
+        self.add_button.clicked.connect(self.add_requested)
+        self.delete_button.clicked.connect(lambda: self._emit_for_current(self.delete_requested))
+        self.colour_button.clicked.connect(lambda: self._emit_for_current(self.colour_requested))
+        self.radius = QDoubleSpinBox(self)
+        self.radius.setObjectName("brush-radius")
+        self.radius.setRange(0.5, 50.0)
+        self.radius.setDecimals(1)
+        self.radius.setSingleStep(0.5)
+        self.radius.setSuffix(" mm")
+        self.radius.setToolTip("Brush radius ([ and ] with the Brush or Eraser tool)")
+        self.radius.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.radius.valueChanged.connect(self.radius_changed)
+        self.accept_model_button = QPushButton("Accept model result into annotation", self)
+        self.accept_model_button.setToolTip("Add the AI segmentation of this series as model (AUTOMATIC) segments")
+        self.accept_model_button.clicked.connect(self.accept_model_requested)
+        self.summary = QLabel(self)
+        self.summary.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for button in (self.add_button, self.delete_button, self.colour_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        brush = QHBoxLayout()
+        brush.addWidget(QLabel("Brush radius", self))
+        brush.addWidget(self.radius)
+        brush.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.tree)
+        layout.addLayout(buttons)
+        layout.addLayout(brush)
+        layout.addWidget(self.accept_model_button)
+        layout.addWidget(self.summary)
+        self.set_segmentation(None)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(320, 260)
+
+    def set_segmentation(self, segmentation: Segmentation | None) -> None:
+        """Show these segments (None: no series)."""
+        self.tree.blockSignals(True)
+        try:
+            self.tree.clear()
+            current = None
+            for segment in (segmentation or []):
+                item = QTreeWidgetItem(["", segment.name, "", SOURCE_TEXT.get(segment.algorithm_type, "")])
+                item.setData(0, NUMBER_ROLE, segment.number)
+                item.setIcon(0, colour_icon(segment.color))
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(0, Qt.CheckState.Checked if segment.visible else Qt.CheckState.Unchecked)
+                item.setCheckState(2, Qt.CheckState.Checked if segment.locked else Qt.CheckState.Unchecked)
+                if segment.algorithm_name:
+                    item.setToolTip(3, f"{segment.algorithm_name} {segment.algorithm_version}".strip())
+                self.tree.addTopLevelItem(item)
+                if segmentation.active == segment.number:
+                    current = item
+            if current is not None:
+                self.tree.setCurrentItem(current)
+        finally:
+            self.tree.blockSignals(False)
+        n = len(segmentation) if segmentation is not None else 0
+        self.delete_button.setEnabled(n > 0)
+        self.colour_button.setEnabled(n > 0)
+        self.add_button.setEnabled(segmentation is not None)
+        if segmentation is None:
+            self.summary.setText("Open a series to annotate it.")
+        elif not n:
+            self.summary.setText("No segments: Add one, or paint with the Brush (D) to start one.")
+        else:
+            self.summary.setText(f"{n} segment{'s' if n != 1 else ''}; the selected one is painted.")
+
+    def set_model_available(self, available: bool) -> None:
+        """Enable "Accept model result" when the shown series has an AI segmentation."""
+        self.accept_model_button.setEnabled(bool(available))
+
+    def numbers(self) -> list[int]:
+        """Segment numbers in list order."""
+        return [self.tree.topLevelItem(i).data(0, NUMBER_ROLE) for i in range(self.tree.topLevelItemCount())]
+
+    def item_for(self, number: int) -> QTreeWidgetItem | None:
+        """The row of segment ``number``."""
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, NUMBER_ROLE) == number:
+                return item
+        return None
+
+    def _emit_for_current(self, signal) -> None:
+        item = self.tree.currentItem()
+        if item is not None:
+            signal.emit(int(item.data(0, NUMBER_ROLE)))
+
+    def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        number = int(item.data(0, NUMBER_ROLE))
+        if column == 0:
+            self.visibility_changed.emit(number, item.checkState(0) == Qt.CheckState.Checked)
+        elif column == 1:
+            self.renamed.emit(number, item.text(1).strip())
+        elif column == 2:
+            self.lock_changed.emit(number, item.checkState(2) == Qt.CheckState.Checked)
+
+    def _on_current_changed(self, item, _previous) -> None:
+        self.active_changed.emit(None if item is None else int(item.data(0, NUMBER_ROLE)))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# jobs (run on the worker pool)
+# ------------------------------------------------------------------------------------------------------------------
+def frozen_copy(segmentation: Segmentation) -> Segmentation:
+    """An independent copy (masks copied) an export can read on a worker while the user goes on editing."""
+    copy = Segmentation(segmentation.shape, segmentation.affine, segmentation.series_uid,
+                        segmentation.frame_of_reference_uid)
+    for s in segmentation:
+        segment = copy.new_segment(s.name, s.color, number=s.number, origin=s.origin,
+                                   algorithm_name=s.algorithm_name, algorithm_version=s.algorithm_version,
+                                   category=s.category, type=s.type, mask=s.mask.copy())
+        segment.edited = s.edited.copy()
+        segment.visible, segment.locked = s.visible, s.locked
+        copy.add(segment, make_active=False)
+    copy.active = segmentation.active
+    return copy
+
+
+def export_job(kind: str, path: str, segmentation, review, volume, source_paths, series_uid: str):
+    """Write one export (``seg``, ``nifti``, ``findings``, ``sr``); returns the path written."""
+    yield Progress(0, 1, f"Exporting {kind.upper() if kind in ('seg', 'sr') else kind}")
+    if kind == "seg":
+        from viewer.core.editing.io import save_seg
+        from viewer.core.export.seg import read_sources
+
+        if not len(segmentation):
+            raise ValueError("there are no segments to export")
+        sources = read_sources(source_paths)
+        yield Progress(0, 1, "Writing DICOM SEG")
+        written = save_seg(segmentation, path, volume, sources)
+    elif kind == "nifti":
+        from viewer.core.editing.io import save_nifti_labels
+
+        written = save_nifti_labels(segmentation, path)
+    elif kind == "findings":
+        from viewer.core.export.findings import write_review
+
+        written = write_review(path, review, series_uid)
+    elif kind == "sr":
+        from viewer.core.export.seg import read_sources
+        from viewer.core.export.sr import write_measurement_report
+
+        written = write_measurement_report(path, review, read_sources(source_paths))
+    else:
+        raise ValueError(f"unknown export {kind!r}")
+    yield Progress(1, 1, "Exported")
+    return str(written)
+
+
+def open_seg_job(path: str, volume):
+    """Read a DICOM SEG onto ``volume``'s grid; returns the Segmentation."""
+    yield Progress(0, 1, "Reading DICOM SEG")
+    from viewer.core.editing.io import open_seg
+
+    return open_seg(path, volume)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the controller
+# ------------------------------------------------------------------------------------------------------------------
+class AnnotationController(QObject):
+    """One :class:`~viewer.core.editing.editor.AnnotationEditor` per series, bound to the views (as their paint
+    handler), the Segments panel, the findings panel, the Edit menu and the exports.
+
+    Signals
+    -------
+    status_message(str)
+        Text for the status bar.
+    job_started(str), job_progress(object), job_ended(str)
+        An export or SEG read runs on a worker (for the window's progress bar; the end carries a message).
+    changed()
+        The shown annotation changed (after each history step, undo, redo, or a series switch).
+    """
+
+    status_message = Signal(str)
+    job_started = Signal(str)
+    job_progress = Signal(object)
+    job_ended = Signal(str)
+    changed = Signal()
+
+    def __init__(self, viewer, panel: SegmentsWidget, lane, findings_panel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.panel = panel
+        self.lane = lane
+        self.findings_panel = findings_panel
+        self.editors: dict[str, object] = {}
+        self.layers: dict[str, AnnotationLayer] = {}
+        self.series_key: str | None = None
+        self.series = None
+        self.volume = None
+        self.autosave_root = None  # None: the user data dir (autosave_root())
+        self._asked_restore: set[str] = set()
+        self._jobs: list[JobHandle] = []
+        viewer.paint_handler = self
+        self.undo_action = QAction("Undo", self)
+        self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
+        self.undo_action.triggered.connect(self.undo)
+        self.redo_action = QAction("Redo", self)
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.redo_action.triggered.connect(self.redo)
+        panel.add_requested.connect(self.add_segment)
+        panel.delete_requested.connect(self.delete_segment)
+        panel.colour_requested.connect(self.choose_colour)
+        panel.renamed.connect(self.rename_segment)
+        panel.visibility_changed.connect(self.set_segment_visible)
+        panel.lock_changed.connect(self.set_segment_locked)
+        panel.active_changed.connect(self.set_active)
+        panel.accept_model_requested.connect(self.accept_model_result)
+        panel.radius.setValue(viewer.brush_radius_mm)
+        panel.radius_changed.connect(lambda r: abs(r - viewer.brush_radius_mm) > 1e-6 and viewer.set_brush_radius(r))
+        viewer.brush_changed.connect(self._on_brush_changed)
+        lane.result_applied.connect(self._on_result_applied)
+        findings_panel.review_requested.connect(self.review_finding)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_TICK_MS)
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        self.autosave_timer.start()
+        self._panel_timer = QTimer(self)
+        self._panel_timer.setSingleShot(True)
+        self._panel_timer.setInterval(0)
+        self._panel_timer.timeout.connect(self._refresh_panel_now)
+        self._refresh()
+
+    # ---- the shown series -----------------------------------------------------------------------------------
+    @property
+    def editor(self):
+        """The shown series' editor (None without a series)."""
+        return self.editors.get(self.series_key) if self.series_key is not None else None
+
+    def series_shown(self, key: str | None, volume, series=None) -> None:
+        """The window now shows ``volume`` of ``series`` (None: nothing): swap the annotation layer."""
+        old = self.layers.get(self.series_key)
+        if old is not None and key != self.series_key:
+            self.viewer.remove_layer(old)
+        self.series_key, self.volume, self.series = key, volume, series
+        if key is not None and volume is not None:
+            editor = self.editors.get(key)
+            if editor is not None and tuple(editor.segmentation.shape) != tuple(volume.shape):
+                editor = None  # another copy of the series: start afresh
+            if editor is None:
+                self._install(key, self._new_editor(volume))
+            else:
+                editor.volume = volume
+        self._refresh()
+
+    def _new_editor(self, volume, segmentation=None, review=None):
+        from viewer.core.editing.autosave import Autosave
+        from viewer.core.editing.editor import AnnotationEditor
+        from viewer.core.editing.history import EditHistory
+
+        history = EditHistory()
+        if segmentation is None:
+            segmentation = Segmentation.for_volume(volume)
+        description = (self.series.description or "") if self.series is not None else ""
+        autosave = Autosave(segmentation, review, root=self.autosave_root, description=description)
+        editor = AnnotationEditor(volume, segmentation, review, history, autosave)
+        autosave.review = editor.review
+        return editor
+
+    def _install(self, key: str, editor) -> None:
+        old_layer = self.layers.pop(key, None)
+        if old_layer is not None:
+            self.viewer.remove_layer(old_layer)
+            old_layer.close()
+        self.editors[key] = editor
+        editor.history.listeners.append(self._on_history)
+        self.layers[key] = AnnotationLayer(editor.segmentation)
+        self._sync_layer()
+
+    def _sync_layer(self) -> None:
+        """Draw the shown annotation once it has a segment (a series never annotated costs no layer)."""
+        editor, layer = self.editor, self.layers.get(self.series_key)
+        if editor is not None and layer is not None and len(editor.segmentation) and layer not in self.viewer.layers:
+            self.viewer.add_layer(layer)
+
+    def _on_history(self) -> None:
+        self._refresh()
+
+    def _refresh_panel(self) -> None:
+        # deferred: the list is rebuilt outside its own signals (a rename arrives from its itemChanged)
+        self._panel_timer.start()
+
+    def _refresh_panel_now(self) -> None:
+        editor = self.editor
+        self.panel.set_segmentation(editor.segmentation if editor is not None else None)
+        self.panel.set_model_available(self.lane.layer("segmentation") is not None and editor is not None)
+
+    def _refresh(self) -> None:
+        self._sync_layer()
+        editor = self.editor
+        history = editor.history if editor is not None else None
+        undo_name = history.undo_name if history is not None else None
+        redo_name = history.redo_name if history is not None else None
+        self.undo_action.setText(f"&Undo {undo_name}" if undo_name else "&Undo")
+        self.undo_action.setEnabled(undo_name is not None)
+        self.redo_action.setText(f"&Redo {redo_name}" if redo_name else "&Redo")
+        self.redo_action.setEnabled(redo_name is not None)
+        self._refresh_panel()
+        self._refresh_review()
+        self.changed.emit()
+
+    @property
+    def modified(self) -> bool:
+        """True when some series' annotation has changes not exported."""
+        return any(e.history.modified for e in self.editors.values())
+
+    def discard_all(self) -> None:
+        """Forget every annotation (the user chose to discard them): layers, editors and their autosaves."""
+        for key, editor in list(self.editors.items()):
+            if editor.autosave is not None:
+                editor.autosave.discard()
+            layer = self.layers.pop(key, None)
+            if layer is not None:
+                self.viewer.remove_layer(layer)
+                layer.close()
+        self.editors.clear()
+        self._refresh()
+
+    # ---- painting (the views' paint handler) ----------------------------------------------------------------
+    def begin(self, view, zyx, erase: bool) -> bool:
+        """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint."""
+        editor = self.editor
+        if editor is None or view.geometry_ is None:
+            return False
+        segmentation = editor.segmentation
+        if segmentation.active is None:
+            if erase:
+                self.status_message.emit("Choose a segment to erase from")
+                return False
+            editor.add_segment(f"Segment {segmentation.next_number()}")
+        axis = 2 - view.geometry_.through_axis
+        try:
+            editor.begin_stroke(zyx, self.viewer.brush_radius_mm, axis, erase=erase)
+        except (SegmentLockedError, ValueError, KeyError) as exc:
+            self.status_message.emit(f"Cannot paint: {exc}")
+            return False
+        return True
+
+    def paint_to(self, view, zyx) -> None:
+        """Mouse move of the stroke."""
+        if self.editor is not None:
+            self.editor.stroke_to(zyx)
+
+    def end(self, view) -> None:
+        """Release: the stroke becomes one undo step."""
+        if self.editor is not None:
+            self.editor.end_stroke()
+
+    def end_strokes(self) -> None:
+        """Close a stroke left open (the window loses the mouse mid-stroke)."""
+        for editor in self.editors.values():
+            if editor.history.in_step:
+                editor.end_stroke()
+
+    def _on_brush_changed(self, radius: float) -> None:
+        if abs(self.panel.radius.value() - radius) > 1e-6:
+            self.panel.radius.blockSignals(True)
+            self.panel.radius.setValue(radius)
+            self.panel.radius.blockSignals(False)
+        self.status_message.emit(f"Brush radius {radius:.1f} mm")
+
+    # ---- history --------------------------------------------------------------------------------------------
+    def undo(self) -> str | None:
+        """Undo the shown annotation's last step; returns its name."""
+        if self.editor is None:
+            return None
+        name = self.editor.undo()
+        if name:
+            self.status_message.emit(f"Undid {name}")
+        return name
+
+    def redo(self) -> str | None:
+        """Redo; returns the step's name."""
+        if self.editor is None:
+            return None
+        name = self.editor.redo()
+        if name:
+            self.status_message.emit(f"Redid {name}")
+        return name
+
+    # ---- segments -------------------------------------------------------------------------------------------
+    def add_segment(self, name: str | None = None):
+        """A new manual segment (made active)."""
+        editor = self.editor
+        if editor is None:
+            return None
+        return editor.add_segment(name or f"Segment {editor.segmentation.next_number()}")
+
+    def delete_segment(self, number: int) -> None:
+        if self.editor is not None and number in self.editor.segmentation.segments:
+            self.editor.delete_segment(number)
+
+    def rename_segment(self, number: int, name: str) -> None:
+        editor = self.editor
+        if editor is None or number not in editor.segmentation.segments:
+            return
+        if name and name != editor.segmentation[number].name:
+            editor.rename_segment(number, name)
+        else:
+            self._refresh_panel()
+
+    def ask_colour(self, initial) -> tuple[int, int, int] | None:
+        """The colour dialog (tests replace this)."""
+        colour = QColorDialog.getColor(QColor(*initial), self.panel, "Segment colour")
+        return (colour.red(), colour.green(), colour.blue()) if colour.isValid() else None
+
+    def choose_colour(self, number: int) -> None:
+        editor = self.editor
+        if editor is None or number not in editor.segmentation.segments:
+            return
+        colour = self.ask_colour(editor.segmentation[number].color)
+        if colour is not None:
+            editor.recolor_segment(number, colour)
+
+    def set_segment_visible(self, number: int, visible: bool) -> None:
+        if self.editor is not None and number in self.editor.segmentation.segments:
+            self.editor.set_visible(number, visible)
+
+    def set_segment_locked(self, number: int, locked: bool) -> None:
+        if self.editor is not None and number in self.editor.segmentation.segments:
+            self.editor.lock_segment(number, locked)
+
+    def set_active(self, number) -> None:
+        editor = self.editor
+        if editor is not None and (number is None or number in editor.segmentation.segments):
+            editor.set_active(number)
+
+    # ---- model results and findings -------------------------------------------------------------------------
+    def accept_model_result(self) -> list:
+        """Add the shown series' AI segmentation as AUTOMATIC segments (one undo step); the model overlay is
+        hidden, its voxels now drawn (and editable) as the annotation."""
+        editor, layer = self.editor, self.lane.layer("segmentation")
+        if editor is None or layer is None:
+            self.status_message.emit("No model segmentation on this series to accept")
+            return []
+        try:
+            segments = editor.accept_model_result(layer.result, algorithm_name=layer.name)
+        except ValueError as exc:
+            self.status_message.emit(f"Cannot accept the model result: {exc}")
+            return []
+        layer.set_visible(False)
+        self.lane._show_controls()
+        self.status_message.emit(f"Accepted {len(segments)} model segment{'s' if len(segments) != 1 else ''} "
+                                 "into the annotation (Ctrl+Z undoes)")
+        return segments
+
+    def _on_result_applied(self, task: str) -> None:
+        if task == "detection" and self.editor is not None:
+            layer = self.lane.layer("detection")
+            if layer is not None:
+                self.editor.accept_detections(layer.detections)
+        self._refresh()
+
+    def review_finding(self, finding_id: int, action: str) -> None:
+        """Accept or reject a finding of the shown series (one undo step)."""
+        editor = self.editor
+        if editor is None or finding_id not in {f.id for f in editor.review.findings}:
+            self.status_message.emit("No reviewable finding selected")
+            return
+        getattr(editor.review, action)(finding_id)
+
+    def _refresh_review(self) -> None:
+        editor = self.editor
+        statuses = {f.id: f.status for f in editor.review.findings} if editor is not None else {}
+        self.findings_panel.set_statuses(statuses)
+
+    # ---- autosave and restore -------------------------------------------------------------------------------
+    def autosave_now(self, force: bool = False) -> int:
+        """Save the annotations that are due (all with unsaved edits when ``force``); returns how many."""
+        saved = 0
+        for editor in self.editors.values():
+            autosave = editor.autosave
+            if autosave is None or editor.history.in_step or not autosave.segmentation.series_uid:
+                continue
+            try:
+                if force and autosave.pending:
+                    autosave.save()
+                    saved += 1
+                elif autosave.maybe_save():
+                    saved += 1
+            except OSError as exc:
+                log.warning("autosave failed: %s", exc)
+                self.status_message.emit(f"Autosave failed: {exc}")
+        return saved
+
+    def ask_restore(self, info) -> bool:
+        """Offer an autosave (tests replace this): True restores it."""
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(info.saved_at).strftime("%Y-%m-%d %H:%M")
+        answer = QMessageBox.question(
+            self.panel.window(), "Restore annotation",
+            f"An annotation of this series ({info.description or 'no description'}) was autosaved at {when} and "
+            f"not exported: {info.n_segments} segment(s), {info.n_findings} finding(s), {info.edits} edit(s).\n\n"
+            "Restore it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def check_restore(self) -> bool:
+        """When the shown series has an autosave newer than its export, offer it (once per series and session);
+        returns True when one was restored."""
+        from viewer.core.editing.autosave import find_restorable, restore
+
+        editor, volume = self.editor, self.volume
+        if editor is None or volume is None or not volume.series_uid or self.series_key in self._asked_restore:
+            return False
+        root = editor.autosave.root if editor.autosave is not None else None
+        found = [i for i in find_restorable(root) if i.series_uid == volume.series_uid]
+        if not found:
+            return False
+        self._asked_restore.add(self.series_key)
+        info = found[0]
+        if not self.ask_restore(info):
+            editor.autosave.discard()
+            self.status_message.emit("Autosaved annotation discarded")
+            return False
+        try:
+            segmentation, review = restore(info.folder)
+        except Exception as exc:  # noqa: BLE001 - a damaged autosave must not take the window down
+            self.status_message.emit(f"Could not restore the autosave: {exc}")
+            return False
+        if tuple(segmentation.shape) != tuple(volume.shape):
+            self.status_message.emit("The autosave is on another grid than this series; not restored")
+            return False
+        restored = self._new_editor(volume, segmentation, review)  # the restored state is the undo base
+        self._install(self.series_key, restored)
+        restored.autosave.note_edit()  # still not exported: stays restorable
+        restored.history.mark_unsaved()  # modified until exported, so closing asks
+        self._refresh()
+        self.status_message.emit(f"Restored the autosaved annotation ({len(segmentation)} segments)")
+        return True
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def _start(self, factory, name: str, on_finished) -> JobHandle:
+        job = start_job(factory, name, parent=self)
+        job.progressed.connect(self.job_progress)
+        job.finished.connect(on_finished)
+        job.failed.connect(lambda reason: self.job_ended.emit(f"{name.capitalize()} failed: {reason}"))
+        job.cancelled.connect(lambda: self.job_ended.emit(f"{name.capitalize()} cancelled"))
+        job.done.connect(lambda j=job: j in self._jobs and self._jobs.remove(j))
+        self._jobs.append(job)
+        self.job_started.emit(name.capitalize())
+        return job
+
+    @property
+    def busy(self) -> bool:
+        """True while an export or SEG read runs."""
+        return any(j.running for j in self._jobs)
+
+    def source_paths(self) -> list[str]:
+        """Files of the shown series (the SEG and SR reference them)."""
+        return [inst.path for inst in self.series.instances] if self.series is not None else []
+
+    def export(self, kind: str, path: str | os.PathLike) -> JobHandle | None:
+        """Export the shown annotation on a worker: ``seg`` (DICOM SEG), ``nifti`` (label map), ``findings``
+        (reviewed findings JSON) or ``sr`` (DICOM SR of the accepted findings)."""
+        editor, volume = self.editor, self.volume
+        if editor is None or volume is None:
+            self.status_message.emit("Nothing to export: open a series")
+            return None
+        if kind in ("seg", "sr") and not volume.complete:
+            self.status_message.emit("Wait until the series has loaded")
+            return None
+        from viewer.core.editing.review import FindingsReview
+
+        segmentation = frozen_copy(editor.segmentation)
+        review = FindingsReview.from_state(editor.review.to_state())  # a copy, by its state
+        revision = editor.history.revision
+        path, series_uid, sources = str(path), volume.series_uid, self.source_paths()
+
+        def finished(written, e=editor, r=revision):
+            if kind in ("seg", "nifti"):
+                if e.history.revision == r:  # nothing changed while it was written
+                    e.history.mark_saved()
+                if e.autosave is not None:
+                    e.autosave.note_exported()
+            self.job_ended.emit(f"Exported {written}")
+            self._refresh()
+
+        return self._start(lambda token: export_job(kind, path, segmentation, review, volume, sources, series_uid),
+                           f"export {kind}", finished)
+
+    def open_seg_file(self, path: str | os.PathLike) -> JobHandle | None:
+        """Read a DICOM SEG on a worker and add its segments to the shown annotation (one undo step)."""
+        editor, volume = self.editor, self.volume
+        if editor is None or volume is None or not volume.complete:
+            self.status_message.emit("Open and load the series the SEG belongs to first")
+            return None
+        path = str(path)
+
+        def finished(loaded, e=editor):
+            if e is not self.editors.get(self.series_key):
+                self.job_ended.emit("The series changed: the SEG was not added")
+                return
+            n = self.merge(e, loaded, Path(path).name)
+            self.job_ended.emit(f"Opened {n} segment{'s' if n != 1 else ''} from {Path(path).name}")
+
+        return self._start(lambda token: open_seg_job(path, volume), "open SEG", finished)
+
+    @staticmethod
+    def merge(editor, loaded: Segmentation, name: str) -> int:
+        """Add the segments of ``loaded`` to ``editor`` as one step ("Open segmentation (name)"); an unmodified
+        annotation stays unmodified (what was opened is saved on disk)."""
+        segmentation = editor.segmentation
+        was_modified = editor.history.modified
+        atoms: list = []
+        for s in loaded:
+            segment = segmentation.new_segment(s.name, s.color, origin=s.origin, algorithm_name=s.algorithm_name,
+                                               algorithm_version=s.algorithm_version, category=s.category,
+                                               type=s.type, mask=s.mask)
+            segment.edited = s.edited
+            atoms += segmentation.add(segment, make_active=segmentation.active is None)
+        editor.history.push(f"Open segmentation ({name})", atoms)
+        if not was_modified:
+            editor.history.mark_saved()
+        return len(loaded)
+
+    def ask_open_seg(self, seg_series) -> bool:
+        """Offer a SEG that references the shown series (tests replace this)."""
+        answer = QMessageBox.question(
+            self.panel.window(), "Segmentation found",
+            f"This study holds a segmentation of the shown series ({seg_series.description or seg_series.uid}).\n\n"
+            "Open it as an editable annotation?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def offer_segs(self, catalog) -> JobHandle | None:
+        """After the shown series loaded: if the catalog holds a SEG that references it, offer to open it."""
+        series = self.series
+        if catalog is None or series is None or self.editor is None:
+            return None
+        segs = [s for s in catalog.all_series() if s.kind == "seg" and series.uid in (s.references or [])
+                and s.instances]
+        key = f"seg:{series.key}"
+        if not segs or key in self._asked_restore:
+            return None
+        self._asked_restore.add(key)
+        if not self.ask_open_seg(segs[0]):
+            return None
+        return self.open_seg_file(segs[0].instances[0].path)
+
+    # ---- dialogs for the File menu --------------------------------------------------------------------------
+    def ask_save_path(self, title: str, name: str, filter_: str, folder: str = "") -> str:
+        """A save dialog (tests replace this); "" when cancelled."""
+        path, _ = QFileDialog.getSaveFileName(self.panel.window(), title, os.path.join(folder, name), filter_)
+        return path
+
+    def export_dialog(self, kind: str, folder: str = "") -> JobHandle | None:
+        names = {"seg": ("Export segmentation as DICOM SEG", "segmentation.seg.dcm", "DICOM SEG (*.dcm)"),
+                 "nifti": ("Export segmentation as NIfTI labels", "segmentation.nii.gz", "NIfTI (*.nii.gz *.nii)"),
+                 "findings": ("Export findings as JSON", "findings.json", "JSON (*.json)"),
+                 "sr": ("Export findings as DICOM SR", "findings.sr.dcm", "DICOM SR (*.dcm)")}
+        title, name, filter_ = names[kind]
+        path = self.ask_save_path(title, name, filter_, folder)
+        return self.export(kind, path) if path else None
+
+    def open_seg_dialog(self, folder: str = "") -> JobHandle | None:
+        path, _ = QFileDialog.getOpenFileName(self.panel.window(), "Open DICOM SEG", folder,
+                                              "DICOM SEG (*.dcm *.DCM *);;All files (*)")
+        return self.open_seg_file(path) if path else None
+
+    def ask_rename(self, number: int) -> None:
+        """Rename through a dialog (the list also renames on double-click)."""
+        editor = self.editor
+        if editor is None or number not in editor.segmentation.segments:
+            return
+        name, ok = QInputDialog.getText(self.panel.window(), "Rename segment", "Name",
+                                        text=editor.segmentation[number].name)
+        if ok and name.strip():
+            self.rename_segment(number, name.strip())
