@@ -25,8 +25,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QColorDialog, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-    QMessageBox, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView,
+    QInputDialog, QLabel, QMessageBox, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from viewer.core.editing.segmentation import Segmentation, SegmentLockedError, box_intersection
@@ -42,6 +42,11 @@ ANNOTATION_Z = 12.0  # above the model's segmentation (10)
 AUTOSAVE_TICK_MS = 2000
 NUMBER_ROLE = Qt.ItemDataRole.UserRole + 1
 SOURCE_TEXT = {"MANUAL": "manual", "AUTOMATIC": "model", "SEMIAUTOMATIC": "model, edited"}
+#: HU ranges of the threshold brush and fill: (label, low, high)
+THRESHOLD_PRESETS = (("Nodule -600..200", -600.0, 200.0), ("Lung -1000..-400", -1000.0, -400.0),
+                     ("Soft tissue -100..300", -100.0, 300.0), ("Bone 200..3000", 200.0, 3000.0))
+DEFAULT_ISLAND_MM3 = 10.0
+PERSON_ALPHA = 235  # provenance display: the hatch stripes of person-set voxels
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -63,6 +68,7 @@ class AnnotationLayer(ViewLayer):
         super().__init__(name, z)
         self.segmentation = segmentation
         self.alpha = int(round(FILL_OPACITY * 255))
+        self.show_provenance = False
         self._slices: dict[object, dict] = {}  # view -> {"key": (axis, k), "rgba": (n_b, n_c, 4) uint8 array order}
         segmentation.listeners.append(self.on_changed)
 
@@ -94,8 +100,21 @@ class AnnotationLayer(ViewLayer):
             stored = segment.mask.box
             if not segment.visible or stored is None or box_intersection(stored, box) is None:
                 continue
-            mask = segment.mask.region(box).reshape(out.shape[:2])
-            out[mask] = (*segment.color, self.alpha)
+            if not self.show_provenance:
+                mask = segment.mask.region(box).reshape(out.shape[:2])
+                out[mask] = (*segment.color, self.alpha)
+                continue
+            # provenance: model voxels plain, voxels a person set hatched in a brighter tint (stripes fixed to
+            # the grid, so a partly recomposed box matches the rest of the slice)
+            provenance = segment.provenance(box).reshape(out.shape[:2])
+            out[provenance == 1] = (*segment.color, self.alpha)
+            person = provenance == 2
+            if person.any():
+                rows, cols = np.ogrid[b0:b1, c0:c1]
+                stripe = ((rows + cols) % 4) < 2
+                bright = tuple(min(255, int(v) // 2 + 128) for v in segment.color)
+                out[person & stripe] = (*bright, PERSON_ALPHA)
+                out[person & ~stripe] = (*segment.color, self.alpha)
         return out
 
     def _show(self, view, item, geometry: PlaneGeometry, entry: dict) -> None:
@@ -148,6 +167,12 @@ class AnnotationLayer(ViewLayer):
         self.visible = bool(visible)
         self.redraw()
 
+    def set_show_provenance(self, show: bool) -> None:
+        """Draw voxels a person set (hatched, brighter) apart from the model's (plain)."""
+        if bool(show) != self.show_provenance:
+            self.show_provenance = bool(show)
+            self.redraw()
+
 
 # ------------------------------------------------------------------------------------------------------------------
 # the Segments panel
@@ -173,6 +198,12 @@ class SegmentsWidget(QWidget):
         The brush radius box (mm).
     accept_model_requested()
         "Accept model result into the annotation".
+    threshold_changed()
+        The threshold check box or its HU range changed (:meth:`hu_range`).
+    interpolate_requested(), remove_islands_requested(float)
+        "Interpolate" / "Remove islands" (the minimum volume in mm³).
+    provenance_toggled(bool)
+        "Show who set the voxels".
     """
 
     add_requested = Signal()
@@ -184,6 +215,10 @@ class SegmentsWidget(QWidget):
     active_changed = Signal(object)
     radius_changed = Signal(float)
     accept_model_requested = Signal()
+    threshold_changed = Signal()
+    interpolate_requested = Signal()
+    remove_islands_requested = Signal(float)
+    provenance_toggled = Signal(bool)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -221,6 +256,7 @@ class SegmentsWidget(QWidget):
         self.accept_model_button = QPushButton("Accept model result into annotation", self)
         self.accept_model_button.setToolTip("Add the AI segmentation of this series as model (AUTOMATIC) segments")
         self.accept_model_button.clicked.connect(self.accept_model_requested)
+        self._build_tools()
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
         buttons = QHBoxLayout()
@@ -236,9 +272,96 @@ class SegmentsWidget(QWidget):
         layout.addWidget(self.tree)
         layout.addLayout(buttons)
         layout.addLayout(brush)
+        layout.addLayout(self.threshold_row)
+        layout.addLayout(self.tools_row)
+        layout.addWidget(self.provenance)
         layout.addWidget(self.accept_model_button)
         layout.addWidget(self.summary)
         self.set_segmentation(None)
+
+    def _build_tools(self) -> None:
+        """Threshold (HU range with presets), interpolate, remove islands, provenance display."""
+        self.threshold = QCheckBox("Threshold", self)
+        self.threshold.setObjectName("threshold")
+        self.threshold.setToolTip("T: the brush and the fills touch only voxels inside this HU range")
+        self.hu_min, self.hu_max = QDoubleSpinBox(self), QDoubleSpinBox(self)
+        for box, name, value in ((self.hu_min, "hu-min", THRESHOLD_PRESETS[0][1]),
+                                 (self.hu_max, "hu-max", THRESHOLD_PRESETS[0][2])):
+            box.setObjectName(name)
+            box.setRange(-4000.0, 40000.0)
+            box.setDecimals(0)
+            box.setSingleStep(10.0)
+            box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+            box.setValue(value)
+            box.valueChanged.connect(self._on_range_edited)
+        self.hu_min.setToolTip("Lowest value painted (HU for CT)")
+        self.hu_max.setToolTip("Highest value painted (HU for CT)")
+        self.threshold_preset = QComboBox(self)
+        self.threshold_preset.setObjectName("threshold-preset")
+        self.threshold_preset.addItem("Custom")
+        for label, *_ in THRESHOLD_PRESETS:
+            self.threshold_preset.addItem(label)
+        self.threshold_preset.setCurrentIndex(1)
+        self.threshold_preset.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.threshold_preset.activated.connect(self._on_preset_chosen)
+        self.threshold.toggled.connect(lambda _on: self.threshold_changed.emit())
+        self.threshold_row = QHBoxLayout()
+        self.threshold_row.addWidget(self.threshold)
+        self.threshold_row.addWidget(self.hu_min)
+        self.threshold_row.addWidget(QLabel("..", self))
+        self.threshold_row.addWidget(self.hu_max)
+        self.threshold_row.addWidget(self.threshold_preset, 1)
+        self.interpolate_button = QPushButton("Interpolate", self)
+        self.interpolate_button.setObjectName("interpolate")
+        self.interpolate_button.setToolTip("Fill the slices between edited slices of the active segment, along "
+                                           "the active view's slice direction")
+        self.interpolate_button.clicked.connect(self.interpolate_requested)
+        self.island_volume = QDoubleSpinBox(self)
+        self.island_volume.setObjectName("island-volume")
+        self.island_volume.setRange(0.1, 100000.0)
+        self.island_volume.setDecimals(1)
+        self.island_volume.setValue(DEFAULT_ISLAND_MM3)
+        self.island_volume.setSuffix(" mm³")
+        self.island_volume.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.island_volume.setToolTip("Pieces of the active segment smaller than this are removed")
+        self.islands_button = QPushButton("Remove islands <", self)
+        self.islands_button.setObjectName("remove-islands")
+        self.islands_button.clicked.connect(lambda: self.remove_islands_requested.emit(self.island_volume.value()))
+        self.tools_row = QHBoxLayout()
+        self.tools_row.addWidget(self.interpolate_button)
+        self.tools_row.addWidget(self.islands_button)
+        self.tools_row.addWidget(self.island_volume)
+        self.tools_row.addStretch(1)
+        self.provenance = QCheckBox("Show who set the voxels (person: hatched)", self)
+        self.provenance.setObjectName("provenance")
+        self.provenance.setToolTip("Voxels from a model drawn plain, voxels a person painted hatched and brighter")
+        self.provenance.toggled.connect(self.provenance_toggled)
+
+    def hu_range(self) -> tuple[float, float] | None:
+        """The threshold's ``(low, high)`` when Threshold is on, else None."""
+        if not self.threshold.isChecked():
+            return None
+        low, high = self.hu_min.value(), self.hu_max.value()
+        return (min(low, high), max(low, high))
+
+    def set_hu_range(self, low: float, high: float) -> None:
+        """Set the range (the preset box shows the matching preset, or Custom)."""
+        for box, value in ((self.hu_min, low), (self.hu_max, high)):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+        self._on_range_edited()
+
+    def _on_preset_chosen(self, index: int) -> None:
+        if index > 0:
+            _, low, high = THRESHOLD_PRESETS[index - 1]
+            self.set_hu_range(low, high)
+
+    def _on_range_edited(self, *_args) -> None:
+        current = (self.hu_min.value(), self.hu_max.value())
+        index = next((i + 1 for i, (_, lo, hi) in enumerate(THRESHOLD_PRESETS) if (lo, hi) == current), 0)
+        self.threshold_preset.setCurrentIndex(index)
+        self.threshold_changed.emit()
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(320, 260)
@@ -268,6 +391,8 @@ class SegmentsWidget(QWidget):
         n = len(segmentation) if segmentation is not None else 0
         self.delete_button.setEnabled(n > 0)
         self.colour_button.setEnabled(n > 0)
+        self.interpolate_button.setEnabled(n > 0)
+        self.islands_button.setEnabled(n > 0)
         self.add_button.setEnabled(segmentation is not None)
         if segmentation is None:
             self.summary.setText("Open a series to annotate it.")
@@ -419,6 +544,19 @@ class AnnotationController(QObject):
         panel.lock_changed.connect(self.set_segment_locked)
         panel.active_changed.connect(self.set_active)
         panel.accept_model_requested.connect(self.accept_model_result)
+        self.threshold_action = QAction("Threshold Brush and Fill", self)
+        self.threshold_action.setCheckable(True)
+        self.threshold_action.setShortcut(QKeySequence("T"))
+        self.threshold_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.threshold_action.toggled.connect(panel.threshold.setChecked)
+        viewer.addAction(self.threshold_action)  # T in the views only (not while typing in a box)
+        panel.threshold_changed.connect(self._on_threshold_changed)
+        self.provenance_action = QAction("Show Who Set the Voxels", self)
+        self.provenance_action.setCheckable(True)
+        self.provenance_action.toggled.connect(panel.provenance.setChecked)
+        panel.provenance_toggled.connect(self.set_show_provenance)
+        panel.interpolate_requested.connect(self.interpolate)
+        panel.remove_islands_requested.connect(self.remove_small_islands)
         panel.radius.setValue(viewer.brush_radius_mm)
         panel.radius_changed.connect(lambda r: abs(r - viewer.brush_radius_mm) > 1e-6 and viewer.set_brush_radius(r))
         viewer.brush_changed.connect(self._on_brush_changed)
@@ -478,6 +616,7 @@ class AnnotationController(QObject):
         self.editors[key] = editor
         editor.history.listeners.append(self._on_history)
         self.layers[key] = AnnotationLayer(editor.segmentation)
+        self.layers[key].show_provenance = self.panel.provenance.isChecked()
         self._sync_layer()
 
     def _sync_layer(self) -> None:
@@ -530,24 +669,133 @@ class AnnotationController(QObject):
         self._refresh()
 
     # ---- painting (the views' paint handler) ----------------------------------------------------------------
-    def begin(self, view, zyx, erase: bool) -> bool:
-        """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint."""
+    def _target_editor(self, erase: bool):
+        """The shown editor with an active segment (painting into none starts one); None when it cannot edit."""
         editor = self.editor
-        if editor is None or view.geometry_ is None:
-            return False
+        if editor is None:
+            return None
         segmentation = editor.segmentation
         if segmentation.active is None:
             if erase:
                 self.status_message.emit("Choose a segment to erase from")
-                return False
+                return None
             editor.add_segment(f"Segment {segmentation.next_number()}")
+        return editor
+
+    def hu_range(self) -> tuple[float, float] | None:
+        """The threshold brush's and fill's HU range (None: Threshold off)."""
+        return self.panel.hu_range()
+
+    def _on_threshold_changed(self) -> None:
+        on = self.panel.threshold.isChecked()
+        if self.threshold_action.isChecked() != on:
+            self.threshold_action.blockSignals(True)
+            self.threshold_action.setChecked(on)
+            self.threshold_action.blockSignals(False)
+        hu = self.panel.hu_range()
+        self.status_message.emit(f"Threshold {hu[0]:g}..{hu[1]:g}: brush and fill paint only inside it"
+                                 if hu else "Threshold off")
+
+    def begin(self, view, zyx, erase: bool) -> bool:
+        """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint.
+        With Threshold on, the brush paints only voxels inside the HU range ("Threshold brush stroke")."""
+        if view.geometry_ is None:
+            return False
+        editor = self._target_editor(erase)
+        if editor is None:
+            return False
         axis = 2 - view.geometry_.through_axis
         try:
-            editor.begin_stroke(zyx, self.viewer.brush_radius_mm, axis, erase=erase)
+            editor.begin_stroke(zyx, self.viewer.brush_radius_mm, axis, erase=erase,
+                                hu_range=None if erase else self.hu_range())
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot paint: {exc}")
             return False
         return True
+
+    def fill(self, view, zyx, erase: bool = False, three_d: bool = False) -> int:
+        """Fill tool click at ``zyx`` in ``view``: the connected region of the HU range (Threshold on) or of the
+        seed's label, on the clicked slice or in 3D; one "Fill (name)" step. Returns the voxels changed."""
+        if view.geometry_ is None:
+            return 0
+        editor = self._target_editor(erase)
+        if editor is None:
+            return 0
+        axis = None if three_d else 2 - view.geometry_.through_axis
+        try:
+            n = editor.fill(zyx, hu_range=self.hu_range(), axis=axis, erase=erase)
+        except (SegmentLockedError, ValueError, KeyError) as exc:
+            self.status_message.emit(f"Cannot fill: {exc}")
+            return 0
+        where = "in 3D" if three_d else "on this slice"
+        self.status_message.emit(f"{'Removed' if erase else 'Filled'} {n} voxels {where}" if n else
+                                 "Nothing to fill there (the seed is outside the range, or already filled)")
+        return n
+
+    def polygon(self, view, vertices, erase: bool = False) -> int:
+        """A closed polygon/lasso ``(M, 3)`` ``(z, y, x)`` on ``view``'s slice: fill it ("Polygon fill (name)")."""
+        if view.geometry_ is None:
+            return 0
+        editor = self._target_editor(erase)
+        if editor is None:
+            return 0
+        try:
+            n = editor.polygon(vertices, 2 - view.geometry_.through_axis, erase=erase)
+        except (SegmentLockedError, ValueError, KeyError) as exc:
+            self.status_message.emit(f"Cannot fill the polygon: {exc}")
+            return 0
+        self.status_message.emit(f"Polygon: {'removed' if erase else 'filled'} {n} voxels")
+        return n
+
+    def _drawing_axis(self) -> int:
+        view = self.viewer.active_view
+        geometry = getattr(view, "geometry_", None)
+        return 2 - geometry.through_axis if geometry is not None else 0
+
+    def interpolate(self, axis: int | None = None) -> int:
+        """Interpolate the active segment between its edited slices along ``axis`` (the active view's slice
+        direction by default): one "Interpolate (name)" step."""
+        editor = self.editor
+        if editor is None or editor.segmentation.active is None:
+            self.status_message.emit("Choose a segment to interpolate")
+            return 0
+        axis = self._drawing_axis() if axis is None else axis
+        try:
+            n = editor.interpolate(axis)
+        except (SegmentLockedError, ValueError, KeyError) as exc:
+            self.status_message.emit(f"Cannot interpolate: {exc}")
+            return 0
+        self.status_message.emit(f"Interpolated {n} voxels" if n else
+                                 "Nothing to interpolate: paint two slices with a gap between them")
+        return n
+
+    def remove_small_islands(self, min_volume_mm3: float | None = None) -> int:
+        """Remove pieces of the active segment below ``min_volume_mm3`` (the panel's value by default)."""
+        editor = self.editor
+        if editor is None or editor.segmentation.active is None:
+            self.status_message.emit("Choose a segment to clean")
+            return 0
+        volume = self.panel.island_volume.value() if min_volume_mm3 is None else float(min_volume_mm3)
+        try:
+            n = editor.remove_small_islands(volume)
+        except (SegmentLockedError, ValueError, KeyError) as exc:
+            self.status_message.emit(f"Cannot remove islands: {exc}")
+            return 0
+        self.status_message.emit(f"Removed {n} voxels in islands under {volume:g} mm³" if n else
+                                 f"No islands under {volume:g} mm³")
+        return n
+
+    def set_show_provenance(self, show: bool) -> None:
+        """Draw person-set voxels hatched and brighter than model voxels, in every annotation layer."""
+        if self.provenance_action.isChecked() != bool(show):
+            self.provenance_action.blockSignals(True)
+            self.provenance_action.setChecked(bool(show))
+            self.provenance_action.blockSignals(False)
+        if self.panel.provenance.isChecked() != bool(show):
+            self.panel.provenance.setChecked(bool(show))  # comes back here once
+            return
+        for layer in self.layers.values():
+            layer.set_show_provenance(show)
 
     def paint_to(self, view, zyx) -> None:
         """Mouse move of the stroke."""

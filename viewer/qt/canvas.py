@@ -33,6 +33,8 @@ CROSSHAIR_Z = 200
 BRUSH_CURSOR_Z = 210
 BRUSH_COLOUR = QColor(255, 255, 255, 200)
 ERASER_COLOUR = QColor(255, 120, 120, 220)
+POLYGON_COLOUR = QColor(255, 220, 80, 230)
+BRUSH_WHEEL_STEP = 1.25  # Ctrl + one wheel notch scales the brush by this (as [ and ])
 STILL_DELAY_MS = 150
 TEXT_COLOUR = QColor(230, 230, 230)
 SHADOW_COLOUR = QColor(0, 0, 0, 230)
@@ -112,6 +114,11 @@ class SliceViewWidget(pg.GraphicsView):
         self.brush_cursor.setVisible(False)
         self.view_box.addItem(self.brush_cursor, ignoreBounds=True)
         self._brush_centre: QPointF | None = None
+        self.polygon_curve = pg.PlotCurveItem(pen=pg.mkPen(POLYGON_COLOUR, width=1.5, cosmetic=True))
+        self.polygon_curve.setZValue(BRUSH_CURSOR_Z)
+        self.polygon_curve.setVisible(False)
+        self.view_box.addItem(self.polygon_curve, ignoreBounds=True)
+        self._polygon: dict | None = None  # {"scene": [(x, y)...], "zyx": [array...], "erase": bool}
         self.graphics: dict[int, MeasurementGraphic] = {}
         self.geometry_: PlaneGeometry | None = None
         self.k: int | None = None
@@ -367,6 +374,9 @@ class SliceViewWidget(pg.GraphicsView):
             elif mode in (Tool.BRUSH.value, Tool.ERASER.value):
                 erase = mode == Tool.ERASER.value or bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
                 self._drag["painting"] = self._begin_paint(self._drag["anchor"], erase)
+            elif mode == Tool.POLYGON.value:
+                erase = bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
+                self.add_polygon_point(self._drag["anchor"], erase)
         drag = self._drag
         if drag is None:
             return
@@ -392,6 +402,10 @@ class SliceViewWidget(pg.GraphicsView):
                 self.viewer.paint_handler.paint_to(self, zyx)
             if ev.isFinish():
                 self.viewer.paint_handler.end(self)
+        elif mode == Tool.POLYGON.value:  # a lasso: the drag's path, closed on release
+            self.add_polygon_point(self.scene_mm(ev.pos()))
+            if ev.isFinish():
+                self.close_polygon()
         if ev.isFinish():
             self._drag = None
 
@@ -412,6 +426,9 @@ class SliceViewWidget(pg.GraphicsView):
         if self.state is None:
             return
         if ev.button() == Qt.MouseButton.LeftButton and ev.double():
+            if self.viewer.tool == Tool.POLYGON:  # closes the polygon instead of maximising
+                self.close_polygon()
+                return
             self.viewer.toggle_maximized(self)
             return
         if ev.button() == Qt.MouseButton.RightButton:
@@ -426,6 +443,14 @@ class SliceViewWidget(pg.GraphicsView):
             erase = tool == Tool.ERASER or bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
             if self._begin_paint(point, erase):
                 self.viewer.paint_handler.end(self)
+        elif tool in (Tool.FILL, Tool.FILL_3D):
+            erase = bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier)
+            zyx = self.paint_point(point)
+            handler = self.viewer.paint_handler
+            if zyx is not None and handler is not None:
+                handler.fill(self, zyx, erase=erase, three_d=tool == Tool.FILL_3D)
+        elif tool == Tool.POLYGON:
+            self.add_polygon_point(point, bool(ev.modifiers() & Qt.KeyboardModifier.AltModifier))
         elif tool == Tool.CROSSHAIR:
             self._move_crosshair(point)
         elif tool == Tool.PROBE:
@@ -444,6 +469,9 @@ class SliceViewWidget(pg.GraphicsView):
         self.viewer.set_active_view(self)
         delta = ev.delta()
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            if self.viewer.painting:  # Ctrl + wheel sizes the brush while the Brush or Eraser is chosen
+                self.viewer.set_brush_radius(self.viewer.brush_radius_mm * BRUSH_WHEEL_STEP ** (delta / WHEEL_STEP))
+                return
             self.zoom_by(1.0015 ** delta, self.scene_mm(ev.pos()))
             return
         self._wheel_rest += delta
@@ -451,6 +479,45 @@ class SliceViewWidget(pg.GraphicsView):
         if steps:
             self._wheel_rest -= steps * WHEEL_STEP
             self.state.step(self.plane, -steps)
+
+    # ---- polygon / lasso ----------------------------------------------------------------------------------------
+    def add_polygon_point(self, point: QPointF, erase: bool | None = None) -> None:
+        """Add a vertex (scene mm) to the polygon being drawn on this slice (the first one starts it)."""
+        zyx = self.paint_point(point)
+        if zyx is None:
+            return
+        if self._polygon is None:
+            self._polygon = {"scene": [], "zyx": [], "erase": bool(erase), "k": self.k}
+        elif self._polygon["k"] != self.k:  # the slice changed under it: start again here
+            self.cancel_polygon()
+            self._polygon = {"scene": [], "zyx": [], "erase": bool(erase), "k": self.k}
+        polygon = self._polygon
+        if polygon["scene"] and polygon["scene"][-1] == (point.x(), point.y()):
+            return
+        polygon["scene"].append((point.x(), point.y()))
+        polygon["zyx"].append(zyx)
+        xs = [p[0] for p in polygon["scene"]]
+        ys = [p[1] for p in polygon["scene"]]
+        self.polygon_curve.setData(xs + xs[:1], ys + ys[:1])
+        self.polygon_curve.setVisible(True)
+
+    def close_polygon(self) -> bool:
+        """Fill the polygon drawn so far (3 vertices or more) into the active segment; returns True when one was
+        handed to the paint handler."""
+        polygon, self._polygon = self._polygon, None
+        self.polygon_curve.setVisible(False)
+        self.polygon_curve.setData([], [])
+        handler = self.viewer.paint_handler
+        if polygon is None or handler is None or len(polygon["zyx"]) < 3:
+            return False
+        handler.polygon(self, np.array(polygon["zyx"]), erase=polygon["erase"])
+        return True
+
+    def cancel_polygon(self) -> None:
+        """Forget the polygon being drawn (Esc, another tool)."""
+        self._polygon = None
+        self.polygon_curve.setVisible(False)
+        self.polygon_curve.setData([], [])
 
     def _move_crosshair(self, point: QPointF) -> None:
         index = self.index_at(point)

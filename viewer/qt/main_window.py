@@ -285,6 +285,11 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.annotation.redo_action)
         edit_menu.addSeparator()
         self._menu_action(edit_menu, "Add Segment", lambda: self.annotation.add_segment())
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.annotation.threshold_action)
+        self._menu_action(edit_menu, "Interpolate Between Edited Slices", lambda: self.annotation.interpolate())
+        self._menu_action(edit_menu, "Remove Small Islands", lambda: self.annotation.remove_small_islands())
+        edit_menu.addAction(self.annotation.provenance_action)
 
         view_menu = bar.addMenu("&View")
         for key in ("layout_1x1", "layout_1x3"):
@@ -371,7 +376,8 @@ class MainWindow(QMainWindow):
             tb.addAction(action)
         tb.addSeparator()
         short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
-                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase"}
+                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase",
+                 "fill": "Fill", "fill3d": "Fill 3D", "polygon": "Lasso"}
         for tool, label, key, tip in TOOLS:
             action = va[f"tool_{tool.value}"]
             action.setIconText(short[tool.value])
@@ -435,7 +441,7 @@ class MainWindow(QMainWindow):
         an.job_ended.connect(self._set_idle)
         lane.result_applied.connect(lambda _task: an._refresh_panel())
         self.series_loaded.connect(self._after_series_loaded)
-        v.tool_changed.connect(lambda _tool: self.viewer.painting and self.segments_dock.raise_())
+        v.tool_changed.connect(lambda _tool: self.viewer.editing and self.segments_dock.raise_())
 
     def _restore_settings(self) -> None:
         geometry, state = self.settings.window_state()

@@ -17,10 +17,16 @@ class Tool(str, Enum):
     PROBE = "probe"
     BRUSH = "brush"
     ERASER = "eraser"
+    FILL = "fill"
+    FILL_3D = "fill3d"
+    POLYGON = "polygon"
 
 
 #: Tools that paint into the active segment (``[`` / ``]`` size the brush while one of them is chosen).
 PAINT_TOOLS = (Tool.BRUSH, Tool.ERASER)
+
+#: Tools that edit the active segment (the Segments panel comes to the front when one is chosen).
+EDIT_TOOLS = (Tool.BRUSH, Tool.ERASER, Tool.FILL, Tool.FILL_3D, Tool.POLYGON)
 
 
 #: (tool, menu label, shortcut key, tooltip)
@@ -35,6 +41,12 @@ TOOLS: tuple[tuple[Tool, str, str, str], ...] = (
     (Tool.PROBE, "Probe", "V", "Click shows the voxel value (HU for CT)"),
     (Tool.BRUSH, "Brush", "D", "Left-drag paints the active segment (Alt + drag erases); [ ] size"),
     (Tool.ERASER, "Eraser", "Shift+D", "Left-drag erases from the active segment; [ ] size"),
+    (Tool.FILL, "Fill 2D", "G", "Click fills the connected region on this slice (HU range when Threshold is on, "
+     "else the same-label region; Alt + click removes it)"),
+    (Tool.FILL_3D, "Fill 3D", "Shift+G", "Click fills the connected region in 3D (HU range or same label; "
+     "Alt + click removes it)"),
+    (Tool.POLYGON, "Polygon / Lasso", "O", "Click points and double-click to close, or drag a lasso and release; "
+     "Alt erases; Esc cancels"),
 )
 
 #: The conventions, as (input, effect) rows grouped by section; OHIF / Horos / Slicer habits.
@@ -44,8 +56,9 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Middle drag  or  Shift + left drag", "Pan"),
         ("Right drag  or  Ctrl + left drag", "Zoom (drag up = in), around the point where the drag started"),
         ("Wheel", "Next / previous slice (one notch = one slice)"),
-        ("Ctrl + wheel", "Zoom at the cursor"),
+        ("Ctrl + wheel", "Zoom at the cursor (with the Brush or Eraser tool: brush larger / smaller)"),
         ("Alt + left drag (Brush tool)", "Erase from the active segment"),
+        ("Alt + click / drag (Fill, Polygon)", "Remove the region from the active segment instead"),
         ("Right click", "View menu: presets, tools, layout, reset"),
         ("Double click", "Maximise this view / back to 1x3"),
         ("Drag a series from the browser", "Open it in the viewer"),
@@ -75,6 +88,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Esc", "Cancel drawing, clear selection"),
     )),
     ("Edit", (
+        ("T", "Threshold on / off: brush and fill only voxels in the Segments panel's HU range"),
         ("Ctrl+Z", "Undo the last annotation step (the Edit menu names it)"),
         ("Ctrl+Shift+Z  or  Ctrl+Y", "Redo"),
     )),

@@ -14,7 +14,7 @@ from viewer.core.reformat import Plane
 from viewer.core.windowing import CT_PRESETS, Preset, apply_window, lut_index_view, window_lut
 from viewer.qt.canvas import SliceViewWidget
 from viewer.qt.layers import ViewLayer
-from viewer.qt.tools import PAINT_TOOLS, TOOLS, Tool
+from viewer.qt.tools import EDIT_TOOLS, PAINT_TOOLS, TOOLS, Tool
 
 PLANE_NAMES = {Plane.AXIAL: "Axial", Plane.CORONAL: "Coronal", Plane.SAGITTAL: "Sagittal"}
 LAYOUTS = ("1x1", "1x3")
@@ -346,12 +346,24 @@ class ViewerWidget(QWidget):
             view.viewport().setCursor(cursor)
             view.update_crosshair()
             view.update_brush_cursor()
+            view.cancel_polygon()
         self.tool_changed.emit(self.tool.value)
 
     @property
     def painting(self) -> bool:
         """True while the Brush or Eraser tool is chosen."""
         return self.tool in PAINT_TOOLS
+
+    def cancel(self) -> None:
+        """Esc: drop a polygon being drawn and the measurement selection."""
+        for view in self.views.values():
+            view.cancel_polygon()
+        self.select_measurement(None, jump=False)
+
+    @property
+    def editing(self) -> bool:
+        """True while a tool that edits the active segment (brush, eraser, fill, polygon) is chosen."""
+        return self.tool in EDIT_TOOLS
 
     def set_brush_radius(self, radius_mm: float) -> None:
         """Brush radius in mm (clamped to 0.5..50); the round cursor follows."""
@@ -573,7 +585,7 @@ class ViewerWidget(QWidget):
             tools.addAction(act)
         self.actions["tool_window"].setChecked(True)
         a("delete_measurement", "Delete measurement", ["Delete", "Backspace"], self.delete_selected_measurement)
-        a("escape", "Cancel", "Esc", lambda: self.select_measurement(None, jump=False))
+        a("escape", "Cancel", "Esc", self.cancel)
 
     def _build_preset_actions(self) -> None:
         for key in [k for k in self.actions if k.startswith("preset_")]:
