@@ -28,6 +28,7 @@ from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_lane import InferenceLane
 from viewer.qt.inference_panel import InferencePanelWidget
 from viewer.qt.measurements_panel import MeasurementsWidget
+from viewer.qt.rtstruct_layer import RTStructController
 from viewer.qt.series_browser import SeriesBrowserWidget
 from viewer.qt.settings import Settings
 from viewer.qt.tag_browser import TagBrowserWidget
@@ -203,6 +204,7 @@ class MainWindow(QMainWindow):
         self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
                                                parent=self)
+        self.rtstruct = RTStructController(self.viewer, parent=self)
         self._build_status_bar()
         self._build_menus()
         self._build_toolbar()
@@ -301,6 +303,7 @@ class MainWindow(QMainWindow):
         self.action_smooth = QAction("Smooth Interpolation", self, checkable=True)
         self.action_smooth.toggled.connect(self._set_smooth)
         view_menu.addAction(self.action_smooth)
+        view_menu.addAction(self.rtstruct.action)
         view_menu.addSeparator()
         self.window_menu = view_menu.addMenu("&Window/Level")
         self._fill_window_menu(self.window_menu)
@@ -441,6 +444,7 @@ class MainWindow(QMainWindow):
         an.job_ended.connect(self._set_idle)
         lane.result_applied.connect(lambda _task: an._refresh_panel())
         self.series_loaded.connect(self._after_series_loaded)
+        self.rtstruct.status_message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         v.tool_changed.connect(lambda _tool: self.viewer.editing and self.segments_dock.raise_())
 
     def _restore_settings(self) -> None:
@@ -629,6 +633,7 @@ class MainWindow(QMainWindow):
         info["warnings"] = [w.message for w in (volume.warnings or series.warnings)]
         self.current_series = series
         self._shown_volume = volume
+        self.rtstruct.clear()
         self.viewer.set_volume(volume, info, self._measurements.setdefault(series.key, []))
         self.inference.series_shown(series.key, volume)
         self.annotation.series_shown(series.key, volume, series)
@@ -845,7 +850,9 @@ class MainWindow(QMainWindow):
     # annotation: restore, SEGs of the study, unsaved work
     # ------------------------------------------------------------------------------------------------------------
     def _after_series_loaded(self, _key: str) -> None:
-        """A series finished loading: offer its autosave, else a SEG of the study that references it."""
+        """A series finished loading: show the RTSTRUCTs referencing it (read-only); offer its autosave, else a SEG
+        of the study that references it."""
+        self.rtstruct.series_loaded(self.catalog, self.current_series, self._shown_volume)
         if not self.annotation.check_restore():
             self.annotation.offer_segs(self.catalog)
 

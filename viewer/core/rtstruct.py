@@ -1,0 +1,159 @@
+"""DICOM RT Structure Sets, read-only: the ROI contours of an RTSTRUCT and where they fall on a volume's slices.
+
+An RTSTRUCT holds, per ROI, planar polygons in patient coordinates (LPS mm): StructureSetROISequence gives the
+ROI numbers and names, ROIContourSequence the display colour and the ContourSequence of each ROI (ContourData
+x, y, z triples; ContourGeometricType CLOSED_PLANAR, OPEN_PLANAR or POINT). :func:`read_rtstruct` reads them with
+pydicom, :class:`RTStructOnVolume` maps them once into a volume's voxel index space (``Volume.lps_to_index``) and
+answers, for an index axis and a slice number, which contours lie on that slice (``|index - k| < 0.5`` for every
+point): the through axis of the acquisition plane (index z) for ordinary structure sets, and any other axis when a
+contour happens to lie in that plane.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_COLOUR = (255, 0, 0)
+ON_SLICE_TOLERANCE = 0.5  # voxels: a contour is on slice k when every point is within this of k
+
+
+@dataclass
+class ROI:
+    """One structure: ``contours`` are ``(N, 3)`` LPS mm arrays, ``geometric_types`` their ContourGeometricType."""
+
+    name: str
+    number: int
+    colour: tuple[int, int, int] = DEFAULT_COLOUR
+    contours: list[np.ndarray] = field(default_factory=list)
+    geometric_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StructureSet:
+    """What :func:`read_rtstruct_set` keeps of one RTSTRUCT file."""
+
+    path: str
+    label: str
+    frame_of_reference_uid: str
+    referenced_series_uids: list[str]
+    rois: list[ROI]
+
+
+def _colour(value) -> tuple[int, int, int]:
+    try:
+        rgb = tuple(int(round(float(c))) for c in value)
+    except (TypeError, ValueError):
+        return DEFAULT_COLOUR
+    if len(rgb) != 3:
+        return DEFAULT_COLOUR
+    return tuple(min(255, max(0, c)) for c in rgb)  # type: ignore[return-value]
+
+
+def _referenced_series(ds) -> list[str]:
+    uids = []
+    for frame in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []:
+        for study in getattr(frame, "RTReferencedStudySequence", []) or []:
+            for series in getattr(study, "RTReferencedSeriesSequence", []) or []:
+                uid = str(getattr(series, "SeriesInstanceUID", "") or "")
+                if uid and uid not in uids:
+                    uids.append(uid)
+    return uids
+
+
+def read_rtstruct_set(path: str | os.PathLike) -> StructureSet:
+    """Read an RTSTRUCT file: its label, frame of reference, referenced series and ROIs (see :func:`read_rtstruct`)."""
+    import pydicom
+
+    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    if str(getattr(ds, "Modality", "")) != "RTSTRUCT" and "StructureSetROISequence" not in ds:
+        raise ValueError(f"{os.path.basename(str(path))} is not an RT Structure Set")
+    names: dict[int, str] = {}
+    frames: dict[int, str] = {}
+    for item in getattr(ds, "StructureSetROISequence", []) or []:
+        number = int(getattr(item, "ROINumber", 0) or 0)
+        names[number] = str(getattr(item, "ROIName", "") or f"ROI {number}")
+        frames[number] = str(getattr(item, "ReferencedFrameOfReferenceUID", "") or "")
+    rois: dict[int, ROI] = {n: ROI(name, n) for n, name in names.items()}
+    for item in getattr(ds, "ROIContourSequence", []) or []:
+        number = int(getattr(item, "ReferencedROINumber", 0) or 0)
+        roi = rois.setdefault(number, ROI(f"ROI {number}", number))
+        if "ROIDisplayColor" in item:
+            roi.colour = _colour(item.ROIDisplayColor)
+        for contour in getattr(item, "ContourSequence", []) or []:
+            data = getattr(contour, "ContourData", None)
+            if data is None or len(data) < 3:
+                continue
+            points = np.asarray([float(v) for v in data], dtype=float)
+            points = points[: len(points) // 3 * 3].reshape(-1, 3)
+            if not np.all(np.isfinite(points)):
+                continue
+            roi.contours.append(points)
+            kind = str(getattr(contour, "ContourGeometricType", "") or "CLOSED_PLANAR")
+            roi.geometric_types.append(kind)
+    frame_uid = next((f for f in frames.values() if f), "")
+    return StructureSet(
+        path=str(path),
+        label=str(getattr(ds, "StructureSetLabel", "") or os.path.basename(str(path))),
+        frame_of_reference_uid=frame_uid,
+        referenced_series_uids=_referenced_series(ds),
+        rois=[rois[n] for n in sorted(rois)],
+    )
+
+
+def read_rtstruct(path: str | os.PathLike) -> list[ROI]:
+    """The ROIs of an RTSTRUCT file in ROI number order: name, number, display colour and contours (LPS mm)."""
+    return read_rtstruct_set(path).rois
+
+
+def contours_to_index(rois: list[ROI], volume) -> list[list[np.ndarray]]:
+    """Each ROI's contours as ``(N, 3)`` continuous voxel indices ``(x, y, z)`` of ``volume``."""
+    return [[volume.lps_to_index(c) for c in roi.contours] for roi in rois]
+
+
+class RTStructOnVolume:
+    """The ROIs of a structure set mapped once onto one volume, bucketed by slice on demand.
+
+    :meth:`on_slice` gives the contours lying on slice ``k`` along index axis ``axis`` (0=x, 1=y, 2=z) as
+    polylines of the two other index coordinates (for ``axis=2``: ``(x, y)`` = column, row).
+    """
+
+    def __init__(self, rois: list[ROI], volume) -> None:
+        self.rois = list(rois)
+        self.shape = tuple(volume.shape)
+        self.affine = np.array(volume.affine, dtype=float)
+        self.index_contours = contours_to_index(self.rois, volume)
+        self._buckets: dict[int, dict[int, list[tuple[int, int]]]] = {}
+
+    def _bucket(self, axis: int) -> dict[int, list[tuple[int, int]]]:
+        buckets = self._buckets.get(axis)
+        if buckets is None:
+            buckets = {}
+            for r, contours in enumerate(self.index_contours):
+                for c, points in enumerate(contours):
+                    along = points[:, axis]
+                    k = int(np.floor(along.mean() + 0.5))
+                    if np.all(np.abs(along - k) < ON_SLICE_TOLERANCE):
+                        buckets.setdefault(k, []).append((r, c))
+            self._buckets[axis] = buckets
+        return buckets
+
+    def on_slice(self, k: int, axis: int = 2) -> list[tuple[ROI, np.ndarray, str]]:
+        """``(roi, polyline, geometric type)`` of every contour on slice ``k`` along ``axis``; ``polyline`` is
+        ``(N, 2)`` of the two in-plane index coordinates in ``(x, y, z)`` order with ``axis`` left out."""
+        keep = [a for a in range(3) if a != axis]
+        out = []
+        for r, c in self._bucket(axis).get(int(k), []):
+            out.append((self.rois[r], self.index_contours[r][c][:, keep], self.rois[r].geometric_types[c]))
+        return out
+
+    def slices(self, axis: int = 2) -> list[int]:
+        """Slice numbers along ``axis`` that hold at least one contour."""
+        return sorted(self._bucket(axis))
+
+
+def polylines_on_slice(rois: list[ROI], volume, k: int) -> list[tuple[ROI, np.ndarray]]:
+    """The contours on slice ``k`` of the volume's array z axis, as ``(roi, (N, 2) array of (x, y) voxel
+    coordinates)`` (continuous column, row)."""
+    return [(roi, line) for roi, line, _ in RTStructOnVolume(rois, volume).on_slice(k, axis=2)]

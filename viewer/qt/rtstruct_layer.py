@@ -1,0 +1,184 @@
+"""RT Structure Set contours drawn read-only over the image, and the controller that finds them for the shown series.
+
+:class:`RTStructLayer` is a :class:`~viewer.qt.layers.ViewLayer`: on every slice change it asks
+:class:`~viewer.core.rtstruct.RTStructOnVolume` for the contours lying on that slice along the view's through axis
+(the acquisition plane for ordinary structure sets; a coronal or sagittal view shows a contour only when it lies in
+that plane) and draws them as polylines in the ROI colour with a cosmetic pen, in scene mm like every overlay.
+:class:`RTStructController` adds the layer after a series loaded when the catalog holds an RTSTRUCT referencing it,
+lists the ROIs in the status bar and owns the View-menu toggle.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QPainter, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem
+
+from viewer.core.reformat import PlaneGeometry
+from viewer.core.rtstruct import ROI, RTStructOnVolume, read_rtstruct_set
+from viewer.qt.layers import ViewLayer
+
+RTSTRUCT_Z = 15.0
+POINT_HALF_SIZE_MM = 2.0
+
+
+class ContoursItem(QGraphicsItem):
+    """Polylines in scene mm, each with a colour and whether it is closed (a POINT is drawn as a small cross)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[np.ndarray, QColor, str]] = []  # (scene (N, 2), colour, geometric type)
+        self._bounds = QRectF()
+
+    def set_lines(self, lines: list[tuple[np.ndarray, QColor, str]], scene_size: tuple[float, float]) -> None:
+        width, height = scene_size
+        bounds = QRectF(-width, -height, 3 * width, 3 * height)
+        if bounds != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = bounds
+        self.lines = lines
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return self._bounds
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for points, colour, kind in self.lines:
+            pen = QPen(colour, 1.6)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            if kind == "POINT" or len(points) == 1:
+                for x, y in points:
+                    h = POINT_HALF_SIZE_MM
+                    painter.drawLine(QPointF(x - h, y), QPointF(x + h, y))
+                    painter.drawLine(QPointF(x, y - h), QPointF(x, y + h))
+                continue
+            polygon = QPolygonF([QPointF(float(x), float(y)) for x, y in points])
+            if kind == "OPEN_PLANAR" or kind == "OPEN_NONPLANAR":
+                painter.drawPolyline(polygon)
+            else:
+                painter.drawPolygon(polygon)
+
+
+class RTStructLayer(ViewLayer):
+    """The ROIs of one or more RT Structure Sets on one volume, read-only."""
+
+    def __init__(self, rois: list[ROI], volume, name: str = "RT Structures", z: float = RTSTRUCT_Z) -> None:
+        super().__init__(name, z)
+        self.rois = list(rois)
+        self.mapped = RTStructOnVolume(self.rois, volume)
+        self._colours = {id(roi): QColor(*roi.colour) for roi in self.rois}
+
+    def create_items(self, view) -> list:
+        return [ContoursItem()]
+
+    def lines_on(self, geometry: PlaneGeometry, k: int) -> list[tuple[ROI, np.ndarray, str]]:
+        """``(roi, scene mm (N, 2), geometric type)`` of the contours on slice ``k`` of ``geometry``."""
+        if tuple(geometry.volume_shape) != tuple(self.mapped.shape) or not np.allclose(geometry.affine,
+                                                                                        self.mapped.affine):
+            return []
+        axis = geometry.through_axis
+        keep = [a for a in range(3) if a != axis]
+        out = []
+        for roi, polyline, kind in self.mapped.on_slice(k, axis):
+            xyz = np.empty((len(polyline), 3))
+            xyz[:, axis] = k
+            xyz[:, keep] = polyline
+            _, row, col = np.moveaxis(geometry.display_from_index(xyz), -1, 0)
+            sx, sy = geometry.scene_from_display(row, col)
+            out.append((roi, np.stack([sx, sy], axis=-1), kind))
+        return out
+
+    def update(self, view, items: list, geometry: PlaneGeometry, k: int) -> None:
+        lines = [(scene, self._colours[id(roi)], kind) for roi, scene, kind in self.lines_on(geometry, k)]
+        items[0].set_lines(lines, geometry.scene_size)
+
+
+def _colour_name(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+
+
+class RTStructController(QObject):
+    """Shows the RT Structure Sets of the study that reference the shown series, read-only.
+
+    Signals
+    -------
+    status_message(str)
+        The ROIs found (name and colour), for the status bar.
+    """
+
+    status_message = Signal(str)
+
+    def __init__(self, viewer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer: RTStructLayer | None = None
+        self.sources: list[str] = []
+        self.action = QAction("Show RT Structures", self, checkable=True)
+        self.action.setChecked(True)
+        self.action.setEnabled(False)
+        self.action.setToolTip("Show or hide the contours of the RT Structure Sets referencing the shown series")
+        self.action.toggled.connect(self.set_visible)
+
+    def clear(self) -> None:
+        """Remove the layer (another series is shown)."""
+        if self.layer is not None:
+            self.viewer.remove_layer(self.layer)
+        self.layer = None
+        self.sources = []
+        self.action.setEnabled(False)
+
+    def set_visible(self, visible: bool) -> None:
+        if self.layer is not None:
+            self.layer.set_visible(visible)
+
+    def rtstructs_for(self, catalog, series) -> list:
+        """RTSTRUCT series of ``catalog`` that reference ``series``."""
+        if catalog is None or series is None:
+            return []
+        return [s for s in catalog.all_series()
+                if s.kind == "rtstruct" and series.uid in (s.references or []) and s.instances]
+
+    def series_loaded(self, catalog, series, volume) -> RTStructLayer | None:
+        """After ``series`` loaded into ``volume``: add the contours of every RTSTRUCT referencing it."""
+        self.clear()
+        found = self.rtstructs_for(catalog, series)
+        if not found or volume is None:
+            return None
+        rois, sources, failed = [], [], []
+        for rt_series in found:
+            for instance in rt_series.instances:
+                try:
+                    structure_set = read_rtstruct_set(instance.path)
+                except Exception as exc:  # noqa: BLE001 - a broken file must not stop the viewer
+                    failed.append(f"{os.path.basename(instance.path)} ({type(exc).__name__})")
+                    continue
+                rois += structure_set.rois
+                sources.append(structure_set.label)
+        if not rois:
+            if failed:
+                self.status_message.emit("RT Structure Set not readable: " + ", ".join(failed))
+            return None
+        self.layer = RTStructLayer(rois, volume)
+        self.layer.set_visible(self.action.isChecked())
+        self.viewer.add_layer(self.layer)
+        self.sources = sources
+        self.action.setEnabled(True)
+        self.status_message.emit(self.summary())
+        return self.layer
+
+    def summary(self) -> str:
+        """``RT structures (read-only): BODY #9a9b64, Heart #ff8000, ...``."""
+        if self.layer is None:
+            return ""
+        shown = set(self.layer.mapped.slices(2))
+        names = []
+        for roi in self.layer.rois:
+            names.append(f"{roi.name} {_colour_name(roi.colour)}")
+        text = f"RT structures (read-only, {', '.join(dict.fromkeys(self.sources))}): " + ", ".join(names)
+        if shown and not any(0 <= k < self.layer.mapped.shape[0] for k in shown):
+            text += "  (no contour lies on a loaded slice)"
+        return text
