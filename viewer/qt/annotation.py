@@ -46,6 +46,7 @@ SOURCE_TEXT = {"MANUAL": "manual", "AUTOMATIC": "model", "SEMIAUTOMATIC": "model
 THRESHOLD_PRESETS = (("Nodule -600..200", -600.0, 200.0), ("Lung -1000..-400", -1000.0, -400.0),
                      ("Soft tissue -100..300", -100.0, 300.0), ("Bone 200..3000", 200.0, 3000.0))
 DEFAULT_ISLAND_MM3 = 10.0
+REVIEWED_FINDINGS = "Reviewed findings"  # the detection overlay of findings added without a detector
 PERSON_ALPHA = 235  # provenance display: the hatch stripes of person-set voxels
 
 
@@ -562,6 +563,8 @@ class AnnotationController(QObject):
         viewer.brush_changed.connect(self._on_brush_changed)
         lane.result_applied.connect(self._on_result_applied)
         findings_panel.review_requested.connect(self.review_finding)
+        findings_panel.add_requested.connect(self.add_finding_dialog)
+        findings_panel.edit_requested.connect(self.edit_finding_dialog)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_TICK_MS)
         self.autosave_timer.timeout.connect(self.autosave_now)
@@ -920,10 +923,77 @@ class AnnotationController(QObject):
             return
         getattr(editor.review, action)(finding_id)
 
+    def add_finding_dialog(self) -> None:
+        """Add… in the Findings panel: a finding by hand, centred on the crosshair ("Add finding" step)."""
+        editor, volume = self.editor, self.volume
+        if editor is None or volume is None:
+            return
+        from viewer.qt.findings_panel import DEFAULT_FINDING_SIZE_MM
+
+        centre = self.viewer.state.position_lps  # the crosshair
+        answer = self.findings_panel.ask_box("Add finding", centre, (DEFAULT_FINDING_SIZE_MM,) * 3)
+        if answer is not None:
+            finding = editor.review.add(answer[0], answer[1])
+            self.findings_panel.select(finding.id)
+
+    def edit_finding_dialog(self, finding_id: int) -> None:
+        """Edit… in the Findings panel: move ("Move finding") and/or resize ("Resize finding") one finding."""
+        editor = self.editor
+        if editor is None or finding_id not in {f.id for f in editor.review.findings}:
+            self.status_message.emit("No reviewable finding selected")
+            return
+        old = editor.review[finding_id]
+        answer = self.findings_panel.ask_box(f"Edit finding #{finding_id + 1}", old.center_lps, old.size_mm)
+        if answer is None:
+            return
+        centre, size = np.asarray(answer[0], float), np.asarray(answer[1], float)
+        if not np.allclose(centre, old.center_lps, atol=1e-3):
+            editor.review.move(finding_id, centre - old.center_lps)
+        if not np.allclose(size, old.size_mm, atol=1e-3):
+            editor.review.resize(finding_id, size)
+
+    def _sync_review_boxes(self, review) -> None:
+        """Draw the review's boxes (moved, resized, added) with the detection overlay and list them."""
+        if review is None or self.volume is None:
+            return
+        rows = sorted(review.findings, key=lambda f: f.id)
+        if [f.id for f in rows] != list(range(len(rows))):
+            return  # a finding added by hand was deleted: ids are no longer detection rows
+        from inference.types import Detections, Label
+
+        layer = self.lane.layer("detection")
+        if not rows and (layer is None or layer.name != REVIEWED_FINDINGS):
+            return  # nothing reviewed yet: a detector's boxes stay as they are
+        base = layer.detections if layer is not None else None
+        table = dict(base.table) if base is not None and base.table else {1: Label(1, "nodule")}
+        values = {label.name: int(value) for value, label in table.items()}
+        boxes = np.array([f.box_lps for f in rows], float).reshape(-1, 6)
+        scores = np.array([1.0 if f.score is None else f.score for f in rows])  # by hand: above any threshold
+        if base is not None and len(base) == len(rows) and np.allclose(base.boxes_lps, boxes) \
+                and np.allclose(base.scores, scores):
+            return
+        voxels = [base.boxes_voxel[f.id] if base is not None and f.id < len(base)
+                  and np.allclose(base.boxes_lps[f.id], f.box_lps) else review.box_voxel(f) for f in rows]
+        detections = Detections(boxes, np.array(voxels), scores,
+                                np.array([values.get(f.label, min(table)) for f in rows]), review.affine,
+                                review.shape, table, review.model_id)
+        if layer is None:
+            if rows and getattr(self.lane, "series_key", None) == self.series_key:
+                try:
+                    self.lane.apply_result(detections, REVIEWED_FINDINGS)
+                except ValueError as exc:  # not on the shown grid: list only
+                    log.warning("findings not drawn: %s", exc)
+            return
+        self.lane.replace_detections(layer, detections)
+
     def _refresh_review(self) -> None:
         editor = self.editor
-        statuses = {f.id: f.status for f in editor.review.findings} if editor is not None else {}
-        self.findings_panel.set_statuses(statuses)
+        review = editor.review if editor is not None else None
+        self._sync_review_boxes(review)
+        statuses = {f.id: f.status for f in review.findings} if review is not None else {}
+        manual = {f.id for f in review.findings if f.source == "manual"} if review is not None else set()
+        self.findings_panel.set_review_available(editor is not None)
+        self.findings_panel.set_statuses(statuses, manual)
 
     # ---- autosave and restore -------------------------------------------------------------------------------
     def autosave_now(self, force: bool = False) -> int:

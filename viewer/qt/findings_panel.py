@@ -1,21 +1,57 @@
 """The findings of a detection model on the shown series: score, size, location, slice; click to jump there.
 
 The score threshold filters what is listed and drawn at display time only: the detections are kept whole, so
-lowering the threshold again brings findings back.
+lowering the threshold again brings findings back. Once a review exists the list shows its state (the Review
+column; findings added by hand score "manual"), and Add…/Edit… ask for a box (:class:`FindingBoxDialog`).
 """
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QToolButton, QTreeWidget,
-    QTreeWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+    QPushButton, QSlider, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from viewer.core.layers import Finding, visible_findings
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
 SLIDER_STEPS = 1000  # the slider moves in steps of 0.001
+DEFAULT_FINDING_SIZE_MM = 10.0
+
+
+class FindingBoxDialog(QDialog):
+    """Centre (LPS mm) and size (mm along L, P, S) of a finding's box."""
+
+    def __init__(self, title: str, centre, size, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        form = QFormLayout()
+        self.centre = [self._box(-10000.0, 10000.0, v) for v in centre]
+        self.size = [self._box(0.5, 1000.0, v) for v in size]
+        for name, boxes in (("Centre L, P, S (mm)", self.centre), ("Size L x P x S (mm)", self.size)):
+            row = QHBoxLayout()
+            for box in boxes:
+                row.addWidget(box)
+            form.addRow(name, row)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
+                                   parent=self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def _box(self, low: float, high: float, value: float) -> QDoubleSpinBox:
+        box = QDoubleSpinBox(self)
+        box.setRange(low, high)
+        box.setDecimals(1)
+        box.setValue(float(value))
+        return box
+
+    def values(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(centre, size)`` as entered."""
+        return tuple(b.value() for b in self.centre), tuple(b.value() for b in self.size)
 
 
 class FindingsWidget(QWidget):
@@ -29,11 +65,15 @@ class FindingsWidget(QWidget):
         The threshold moved.
     review_requested(int, str)
         Accept or Reject was pressed for the selected finding (``"accept"`` / ``"reject"``).
+    add_requested(), edit_requested(int)
+        Add… (a finding by hand) / Edit… (move or resize the selected finding) was pressed.
     """
 
     finding_activated = Signal(int)
     min_score_changed = Signal(float)
     review_requested = Signal(int, str)
+    add_requested = Signal()
+    edit_requested = Signal(int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -42,6 +82,8 @@ class FindingsWidget(QWidget):
         self.model_name = ""
         self.min_score = 0.5
         self.statuses: dict[int, str] = {}
+        self.manual: set[int] = set()
+        self.review_available = False
         self.tree = QTreeWidget(self)
         self.tree.setColumnCount(6)
         self.tree.setHeaderLabels(["#", "Score", "Size (mm)", "Location", "Slice", "Review"])
@@ -82,8 +124,18 @@ class FindingsWidget(QWidget):
         self.reject_button.setToolTip("Reject the selected finding")
         self.accept_button.clicked.connect(lambda: self._request_review("accept"))
         self.reject_button.clicked.connect(lambda: self._request_review("reject"))
+        self.add_button = QToolButton(self)
+        self.add_button.setText("Add…")
+        self.add_button.setToolTip("Add a finding by hand (centre and size; an undo step)")
+        self.edit_button = QToolButton(self)
+        self.edit_button.setText("Edit…")
+        self.edit_button.setToolTip("Move or resize the selected finding (an undo step each)")
+        self.add_button.clicked.connect(self.add_requested)
+        self.edit_button.clicked.connect(self._request_edit)
         row.addWidget(self.accept_button)
         row.addWidget(self.reject_button)
+        row.addWidget(self.add_button)
+        row.addWidget(self.edit_button)
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
         bottom.addWidget(self.copy_button)
@@ -119,11 +171,27 @@ class FindingsWidget(QWidget):
             self._fill()
             self.min_score_changed.emit(min_score)
 
-    def set_statuses(self, statuses: dict[int, str]) -> None:
-        """The review state per finding index (``pending`` / ``accepted`` / ``rejected``)."""
-        if statuses != self.statuses:
-            self.statuses = dict(statuses)
+    def set_statuses(self, statuses: dict[int, str], manual=()) -> None:
+        """The review state per finding index (``pending`` / ``accepted`` / ``rejected``); ``manual``: the
+        indices of findings added by hand (their score shows as "manual")."""
+        if statuses != self.statuses or set(manual) != self.manual:
+            self.statuses, self.manual = dict(statuses), set(manual)
             self._fill()
+
+    def set_review_available(self, available: bool) -> None:
+        """Whether findings can be added (a series with an annotation is shown)."""
+        self.review_available = bool(available)
+        self._enable_buttons()
+
+    def ask_box(self, title: str, centre, size):
+        """Ask for a finding's box (tests replace this): ``(centre_lps, size_mm)``, or None when cancelled."""
+        dialog = FindingBoxDialog(title, centre, size, self.window())
+        return dialog.values() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+    def _request_edit(self) -> None:
+        item = self.tree.currentItem()
+        if item is not None and item.data(0, INDEX_ROLE) is not None:
+            self.edit_requested.emit(int(item.data(0, INDEX_ROLE)))
 
     def _request_review(self, action: str) -> None:
         item = self.tree.currentItem()
@@ -172,7 +240,8 @@ class FindingsWidget(QWidget):
         try:
             self.tree.clear()
             for f in self.shown():
-                item = QTreeWidgetItem([str(f.index + 1), f"{f.score:.3f}", f.size_text,
+                score = "manual" if f.index in self.manual else f"{f.score:.3f}"
+                item = QTreeWidgetItem([str(f.index + 1), score, f.size_text,
                                         f"{f.description}\n{f.lps_text}", str(f.slice_number),
                                         self.statuses.get(f.index, "")])
                 item.setData(0, INDEX_ROLE, f.index)
@@ -193,8 +262,14 @@ class FindingsWidget(QWidget):
             self.summary.setText(f"{self.model_name}: {shown} of {total} finding{'s' if total != 1 else ''} shown"
                                  + (f" ({hidden} below the threshold)" if hidden else ""))
         self.copy_button.setEnabled(shown > 0)
-        self.accept_button.setEnabled(shown > 0 and bool(self.statuses))
-        self.reject_button.setEnabled(shown > 0 and bool(self.statuses))
+        self._enable_buttons()
+
+    def _enable_buttons(self) -> None:
+        reviewable = self.tree.topLevelItemCount() > 0 and bool(self.statuses)
+        self.accept_button.setEnabled(reviewable)
+        self.reject_button.setEnabled(reviewable)
+        self.edit_button.setEnabled(reviewable)
+        self.add_button.setEnabled(self.review_available)
 
     def _on_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         index = item.data(0, INDEX_ROLE)

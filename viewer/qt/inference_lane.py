@@ -396,6 +396,13 @@ class InferenceLane(QObject):
             self._findings.pop(id(layer), None)
         self._show_controls()
 
+    def replace_detections(self, layer, detections: Detections) -> None:
+        """Show edited detections (e.g. the reviewed findings) in ``layer`` and in the findings panel."""
+        layer.detections = detections
+        self._findings[id(layer)] = findings(detections, self.volume.affine, self.volume.shape)
+        layer.redraw()
+        self.findings_panel.set_findings(self.findings(), layer.name)
+
     def findings(self) -> list[Finding]:
         """All findings of the shown series' detection result (the threshold not applied)."""
         layer = self.layer("detection")
