@@ -2,7 +2,9 @@
 (:func:`viewer.qt.app.run_gui`) on LIDC-IDRI-0001, paints two brush strokes with mouse events on the view, waits
 until the autosave timer has written them, and is then killed with SIGKILL - no close event, no "unsaved changes"
 prompt, no clean shutdown. A fresh window in the test process, on the same user data dir (``HOUNSFIELD_HOME``),
-opens the study again, is offered the autosave, restores it, and holds exactly the voxels the child painted."""
+opens the study again, is offered the autosave, restores it, and holds exactly the voxels the child painted.
+The ``start-up`` variant starts the fresh window without paths: the start-up offer (the autosave records the
+study's paths) reopens the study and restores it without a second question."""
 from __future__ import annotations
 
 import json
@@ -18,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.qt.conftest import open_and_wait
+from tests.qt.conftest import LOAD_TIMEOUT_MS, open_and_wait
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
@@ -143,7 +145,8 @@ def _read_lines(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def test_killed_app_restores_its_autosaved_strokes(tmp_path, lidc_dir, main_window, qtbot, monkeypatch):
+@pytest.mark.parametrize("start", ["same-study", "start-up"])
+def test_killed_app_restores_its_autosaved_strokes(start, tmp_path, lidc_dir, main_window, qtbot, monkeypatch):
     from viewer.qt.main_window import MainWindow
 
     monkeypatch.setattr(MainWindow, "ask_unsaved", lambda self, action: "discard")
@@ -186,13 +189,25 @@ def test_killed_app_restores_its_autosaved_strokes(tmp_path, lidc_dir, main_wind
     assert os.path.isfile(expected["autosave"])
     assert expected["autosave"].startswith(home), "the autosave must go to the user data dir (HOUNSFIELD_HOME)"
 
-    # the restarted app: same user data dir, same study; the restore prompt is answered yes
     an = main_window.annotation
     asked = []
-    monkeypatch.setattr(an, "ask_restore", lambda info: asked.append(info) or True)
-    open_and_wait(qtbot, main_window, [lidc_dir])
+    if start == "same-study":
+        # the restarted app: same user data dir, same study; the restore prompt is answered yes
+        monkeypatch.setattr(an, "ask_restore", lambda info: asked.append(info) or True)
+        open_and_wait(qtbot, main_window, [lidc_dir])
+    else:
+        # the restarted app, started without paths: the start-up offer (answered yes) reopens the study and
+        # restores it; the per-series prompt must not ask a second time
+        monkeypatch.setattr(an, "ask_restore", lambda info: pytest.fail("asked a second time"))
+        monkeypatch.setattr(main_window, "ask_startup_restore", lambda info: asked.append(info) or True)
+        assert main_window.paths == []
+        with qtbot.waitSignal(main_window.series_loaded, timeout=LOAD_TIMEOUT_MS):
+            assert main_window.offer_startup_restore()
+        qtbot.wait(20)
+        assert main_window.paths == [str(lidc_dir)]
     assert len(asked) == 1, "the restarted app must offer the autosave once"
     info = asked[0]
+    assert info.source_paths == (str(lidc_dir),), "the autosave records the paths the study was opened from"
     assert info.series_uid == expected["series_uid"] == main_window.viewer.volume.series_uid
     assert info.n_segments == 1 and info.edits >= 3  # add segment + two strokes
     segmentation = an.editor.segmentation

@@ -529,6 +529,10 @@ class AnnotationController(QObject):
         self.volume = None
         self.autosave_root = None  # None: the user data dir (autosave_root())
         self._asked_restore: set[str] = set()
+        #: Paths the shown study was opened from (the window sets them); recorded in each autosave.
+        self.study_paths: list[str] = []
+        #: Series UIDs whose autosave the user already chose to restore (the start-up offer): no second question.
+        self.restore_approved: set[str] = set()
         self._jobs: list[JobHandle] = []
         viewer.paint_handler = self
         self.undo_action = QAction("Undo", self)
@@ -606,7 +610,8 @@ class AnnotationController(QObject):
         if segmentation is None:
             segmentation = Segmentation.for_volume(volume)
         description = (self.series.description or "") if self.series is not None else ""
-        autosave = Autosave(segmentation, review, root=self.autosave_root, description=description)
+        autosave = Autosave(segmentation, review, root=self.autosave_root, description=description,
+                            source_paths=self.study_paths)
         editor = AnnotationEditor(volume, segmentation, review, history, autosave)
         autosave.review = editor.review
         return editor
@@ -1041,7 +1046,9 @@ class AnnotationController(QObject):
             return False
         self._asked_restore.add(self.series_key)
         info = found[0]
-        if not self.ask_restore(info):
+        approved = info.series_uid in self.restore_approved
+        self.restore_approved.discard(info.series_uid)
+        if not approved and not self.ask_restore(info):
             editor.autosave.discard()
             self.status_message.emit("Autosaved annotation discarded")
             return False

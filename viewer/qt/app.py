@@ -51,4 +51,6 @@ def run_gui(paths: list[str], demo: bool = False) -> int:
         QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
     elif demo:
         QTimer.singleShot(0, window.open_demo)
+    else:  # a plain start: offer the newest autosave that was not exported (after a crash, say)
+        QTimer.singleShot(0, window.offer_startup_restore)
     return int(app.exec())

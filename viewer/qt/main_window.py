@@ -517,6 +517,7 @@ class MainWindow(QMainWindow):
             return
         self.cancel_jobs()
         self.paths = paths
+        self.annotation.study_paths = list(paths)
         if remember:
             first = Path(paths[0])
             self.settings.last_folder = str(first if first.is_dir() else first.parent)
@@ -553,6 +554,9 @@ class MainWindow(QMainWindow):
             self.annotation.series_shown(None, None)
             return
         best = max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
+        approved = [s for s in images if s.uid in self.annotation.restore_approved]  # the start-up restore's series
+        if approved:
+            best = max(approved, key=lambda s: (s.n_frames, s.rows * s.columns))
         self.open_series(best.key)
 
     def open_series(self, key: str) -> None:
@@ -855,6 +859,37 @@ class MainWindow(QMainWindow):
         self.rtstruct.series_loaded(self.catalog, self.current_series, self._shown_volume)
         if not self.annotation.check_restore():
             self.annotation.offer_segs(self.catalog)
+
+    def ask_startup_restore(self, info) -> bool:
+        """Offer, at start-up, to reopen the study of an autosave and restore it (tests replace this)."""
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(info.saved_at).strftime("%Y-%m-%d %H:%M")
+        answer = QMessageBox.question(
+            self, "Restore annotation",
+            f"Unsaved annotation from {when} ({info.n_segments} segments) — reopen its study and restore?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def offer_startup_restore(self) -> bool:
+        """At start-up without paths: when an autosave newer than its export records study paths that still
+        exist, ask once (newest first); yes opens those paths and restores when the series loads, without asking
+        again. No leaves it (it is still offered when that series is opened). Returns True when it reopened."""
+        from viewer.core.editing.autosave import find_restorable
+
+        try:
+            found = [i for i in find_restorable(self.annotation.autosave_root)
+                     if i.source_paths and all(os.path.exists(p) for p in i.source_paths)]
+        except OSError:
+            return False
+        if not found:
+            return False
+        info = found[0]
+        if not self.ask_startup_restore(info):
+            return False
+        self.annotation.restore_approved.add(info.series_uid)
+        self.open_paths(list(info.source_paths))
+        return True
 
     def ask_unsaved(self, action: str) -> str:
         """Ask what to do with annotations not exported (tests replace this): ``"keep"`` (go on; the autosave

@@ -148,3 +148,27 @@ def test_a_killed_session_is_restored_in_a_fresh_process(tmp_path):
     assert segmentation.shape == (35, 256, 256) and segmentation[1].name == "nodule A"
     meta = json.loads(json.dumps(read_meta(info.folder / "annotation.npz")))
     assert meta["segments"][0]["origin"] == "MANUAL"
+
+
+def test_source_paths_round_trip_and_old_autosaves_without_them_still_restore(tmp_path):
+    editor, autosave, _clock = _editor(tmp_path, source_paths=[tmp_path / "study", "/data/more"])
+    editor.add_segment("nodule")
+    editor.begin_stroke([2, 20, 20], 4.0)
+    editor.end_stroke()
+    autosave.save()
+    assert read_meta(autosave.path)["source_paths"] == [str(tmp_path / "study"), "/data/more"]
+    [info] = find_restorable(autosave.root)
+    assert info.source_paths == (str(tmp_path / "study"), "/data/more")
+
+    # an autosave written before the field existed: no "source_paths" in its metadata
+    with np.load(autosave.path) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    del meta["source_paths"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    np.savez_compressed(autosave.path, **arrays)
+    assert "source_paths" not in read_meta(autosave.path)
+    [info] = find_restorable(autosave.root)
+    assert info.source_paths == () and info.n_segments == 1
+    segmentation, _review = restore(info.folder)
+    assert np.array_equal(segmentation.mask(1), editor.segmentation.mask(1)) and segmentation.mask(1).any()

@@ -74,8 +74,13 @@ def _unpack_mask(shape, box, bits: np.ndarray) -> SparseMask:
     return SparseMask.from_box(shape, tuple(box), data)
 
 
-def snapshot(segmentation: Segmentation, review=None, description: str = "", edits: int = 0) -> bytes:
-    """The annotation as the bytes of an ``.npz`` (what :func:`restore` reads)."""
+def snapshot(segmentation: Segmentation, review=None, description: str = "", edits: int = 0,
+             source_paths=()) -> bytes:
+    """The annotation as the bytes of an ``.npz`` (what :func:`restore` reads).
+
+    ``source_paths`` are the paths the study was opened from (so the next start can reopen it); optional: older
+    autosaves have none.
+    """
     arrays: dict[str, np.ndarray] = {}
     segments = []
     for i, s in enumerate(segmentation):
@@ -89,7 +94,8 @@ def snapshot(segmentation: Segmentation, review=None, description: str = "", edi
     meta = {"format": FORMAT, "saved_at": time.time(), "description": description, "edits": int(edits),
             "series_uid": segmentation.series_uid, "frame_of_reference_uid": segmentation.frame_of_reference_uid,
             "shape": list(segmentation.shape), "affine": segmentation.affine.tolist(), "active": segmentation.active,
-            "segments": segments, "review": review.to_state() if review is not None else None}
+            "segments": segments, "review": review.to_state() if review is not None else None,
+            "source_paths": [str(p) for p in source_paths]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -146,6 +152,8 @@ class AutosaveInfo:
     edits: int
     n_segments: int
     n_findings: int
+    #: Paths the study was opened from (empty for autosaves written before they were recorded).
+    source_paths: tuple[str, ...] = ()
 
 
 def _exported_at(folder: Path) -> float | None:
@@ -170,7 +178,8 @@ def find_restorable(root: str | os.PathLike | None = None) -> list[AutosaveInfo]
         review = meta.get("review") or {}
         found.append(AutosaveInfo(path.parent, meta["series_uid"], meta["saved_at"], exported,
                                   meta.get("description", ""), int(meta.get("edits", 0)), len(meta["segments"]),
-                                  len(review.get("findings", []))))
+                                  len(review.get("findings", [])),
+                                  tuple(str(p) for p in meta.get("source_paths") or ())))
     return sorted(found, key=lambda info: -info.saved_at)
 
 
@@ -189,15 +198,18 @@ class Autosave:
         Shown in the restore dialog (no patient data: e.g. the series description).
     clock
         Monotonic seconds (tests pass their own).
+    source_paths
+        The paths the study was opened from (recorded so the next start can offer to reopen it).
     """
 
     def __init__(self, segmentation: Segmentation, review=None, *, every_edits: int = 5,
                  every_seconds: float = 30.0, root: str | os.PathLike | None = None, description: str = "",
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, source_paths=()) -> None:
         self.segmentation, self.review = segmentation, review
         self.every_edits, self.every_seconds = int(every_edits), float(every_seconds)
         self.root = Path(root) if root is not None else autosave_root()
         self.description = description
+        self.source_paths = [str(p) for p in source_paths]
         self.clock = clock
         self.pending = 0
         self.total_edits = 0
@@ -237,7 +249,8 @@ class Autosave:
 
     def save(self) -> Path:
         """Save now (atomically)."""
-        data = snapshot(self.segmentation, self.review, self.description, self.total_edits)
+        data = snapshot(self.segmentation, self.review, self.description, self.total_edits,
+                        self.source_paths)
         write_atomic(self.path, data)
         self.pending = 0
         self._first_pending = None
