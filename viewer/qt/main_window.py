@@ -896,8 +896,8 @@ class MainWindow(QMainWindow):
         is offered again next time), ``"discard"`` or ``"cancel"``."""
         box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved annotation",
                           "The annotation has changes that were not exported.", parent=self)
-        box.setInformativeText(f"{action}: keep them for later (the autosave is offered when the series is opened "
-                               "again), discard them, or cancel and export first (File > Export Annotation).")
+        box.setInformativeText(f"{action}: keep them for later (the autosave is offered at the next start and "
+                               "when the series is opened again), discard them, or cancel and export first (File > Export Annotation).")
         keep = box.addButton("Keep for Later", QMessageBox.ButtonRole.AcceptRole)
         discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
