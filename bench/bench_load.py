@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
+
+from bench.common import best_of, warm_cache
 
 SHAPE = (300, 512, 512)
-REPEATS = 3
 
 
 def make_series(workdir: Path) -> Path:
@@ -40,21 +39,8 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.glob("*.dcm"))
 
 
-def _warm(files: list[str]) -> None:
-    for path in files:
-        with open(path, "rb") as f:
-            while f.read(1 << 20):
-                pass
 
 
-def _best_of(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        result = None  # drop the previous volume first so runs do not stack up memory
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def _raw(files: list[str]):
@@ -139,17 +125,17 @@ def run(workdir: Path) -> list[str]:
 
     folder = make_series(Path(workdir))
     files = _files(folder)
-    _warm(files)
+    warm_cache(files)
     rss = _peak_rss(folder)  # first, while this process is still small (see _RSS_CHILD)
     sitk_files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
     series = scan(folder).all_series()[0]
     volume_mb = np.prod(SHAPE) * 2 / 1e6
 
-    t_raw, _ = _best_of(lambda: _raw(files))
-    t_pyd, pyd = _best_of(lambda: _pydicom(files))
-    t_sitk, image = _best_of(lambda: _sitk(sitk_files))
-    t_ours, volume = _best_of(lambda: load_series(series))
-    t_ours_2, _ = _best_of(lambda: load_series(series, workers=2))
+    t_raw, _ = best_of(lambda: _raw(files))
+    t_pyd, pyd = best_of(lambda: _pydicom(files))
+    t_sitk, image = best_of(lambda: _sitk(sitk_files))
+    t_ours, volume = best_of(lambda: load_series(series))
+    t_ours_2, _ = best_of(lambda: load_series(series, workers=2))
 
     # The figures mean nothing unless all readers agree on every voxel.
     ours = volume.array

@@ -10,7 +10,8 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+
+from bench.common import best_of, warm_cache
 
 N_SERIES = 20
 FILES_PER_SERIES = 150
@@ -47,21 +48,8 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*.dcm"))
 
 
-def _warm(folder: Path) -> None:
-    # Read every byte once so every timing below sees the same (warm) page cache.
-    for path in _files(folder):
-        with open(path, "rb") as f:
-            while f.read(1 << 20):
-                pass
 
 
-def _best_of(fn: Callable[[], object], repeats: int = 3) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def run(workdir: Path) -> list[str]:
@@ -72,7 +60,7 @@ def run(workdir: Path) -> list[str]:
     from viewer.core.dicom import scan as scan_mod
 
     folder = make_folder(Path(workdir))
-    _warm(folder)
+    warm_cache(_files(folder))
     n_files = len(_files(folder))
     lines = [f"folder: {n_files} files, {N_SERIES} series of {FILES_PER_SERIES} x {MATRIX}x{MATRIX}"]
 
@@ -82,24 +70,24 @@ def run(workdir: Path) -> list[str]:
         return catalog
 
     cores = os.cpu_count() or 1
-    t_ours, _ = _best_of(ours)  # the default: inline
-    t_sitk, ids = _best_of(lambda: sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    t_ours, _ = best_of(ours)  # the default: inline
+    t_sitk, ids = best_of(lambda: sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     assert len(ids) == N_SERIES, f"SimpleITK found {len(ids)} series"
 
     def pydicom_sequential():
         for path in _files(folder):
             pydicom.dcmread(path, stop_before_pixels=True)
 
-    t_pyd, _ = _best_of(pydicom_sequential)
-    t_threads, _ = _best_of(lambda: ours(workers=cores, executor="thread"))
+    t_pyd, _ = best_of(pydicom_sequential)
+    t_threads, _ = best_of(lambda: ours(workers=cores, executor="thread"))
     # The first process pool also starts the forkserver: reported apart from the best of 3.
     start = time.perf_counter()
     ours(workers=cores, executor="process")
     t_proc_first = time.perf_counter() - start
-    t_proc, _ = _best_of(lambda: ours(workers=cores, executor="process"))
+    t_proc, _ = best_of(lambda: ours(workers=cores, executor="process"))
     # The GIL-bound case the issue names: every file through pydicom, in threads vs processes.
-    t_pyd_threads, _ = _best_of(lambda: _pydicom_pool(folder, "thread", cores))
-    t_pyd_procs, _ = _best_of(lambda: _pydicom_pool(folder, "process", cores))
+    t_pyd_threads, _ = best_of(lambda: _pydicom_pool(folder, "thread", cores))
+    t_pyd_procs, _ = best_of(lambda: _pydicom_pool(folder, "process", cores))
 
     lines += [
         f"hounsfield scan, inline (default):   {t_ours:.3f} s",

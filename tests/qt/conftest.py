@@ -132,3 +132,23 @@ def wheel(widget, pos, notches: int, modifiers=Qt.KeyboardModifier.NoModifier):
                         Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(widget, event)
     QApplication.processEvents()
+
+
+def widget_pos_of_voxel(view, xyz):
+    """Widget pixel (rounded, as a mouse would be) of a voxel index in ``view``'s plane."""
+    _, sx, sy = view.geometry_.scene_from_index(xyz)
+    p = view.view_pos_of_scene(sx, sy)
+    return QPointF(round(p.x()), round(p.y()))
+
+
+def two_detections(volume):
+    """Two nodule detections at known voxel boxes on ``volume`` (scores 0.9 and 0.8)."""
+    import numpy as np
+
+    from inference.types import Detections, Label
+
+    boxes_voxel = np.array([[60, 200, 200, 70, 220, 220], [30, 300, 300, 36, 310, 310]])
+    corners = [volume.index_to_lps(np.stack([b[[2, 1, 0]], b[[5, 4, 3]] - 1]).astype(float)) for b in boxes_voxel]
+    boxes_lps = np.array([np.r_[c.min(axis=0), c.max(axis=0)] for c in corners])
+    return Detections(boxes_lps, boxes_voxel, np.array([0.9, 0.8]), np.array([1, 1]), volume.affine,
+                      tuple(volume.shape), {1: Label(1, "nodule")}, "test-detector")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
-from tests.qt.conftest import click, drag, open_and_wait
+from tests.qt.conftest import click, drag, open_and_wait, two_detections, widget_pos_of_voxel
 from viewer.core.reformat import Plane
 from viewer.qt.tools import Tool
 
@@ -24,10 +24,6 @@ def _answer_prompts(monkeypatch):
     monkeypatch.setattr(MainWindow, "ask_unsaved", lambda self, action: "discard")
 
 
-def widget_pos_of_voxel(view, xyz):
-    _, sx, sy = view.geometry_.scene_from_index(xyz)
-    p = view.view_pos_of_scene(sx, sy)
-    return QPointF(round(p.x()), round(p.y()))
 
 
 def lps_under(view, pos):
@@ -206,7 +202,7 @@ def test_autosave_is_offered_and_restored(lidc_window, qtbot, monkeypatch):
 
 
 def test_accept_model_result_and_review_findings(lidc_window, qtbot):
-    from inference.types import Detections, Label, SegResult
+    from inference.types import Label, SegResult
 
     window, viewer, an = lidc_window, lidc_window.viewer, lidc_window.annotation
     volume, lane, panel = viewer.volume, window.inference, window.segments_panel
@@ -230,11 +226,7 @@ def test_accept_model_result_and_review_findings(lidc_window, qtbot):
     assert segment.algorithm_type == "SEMIAUTOMATIC"
     assert panel.item_for(segment.number).text(3) == "model, edited"
 
-    boxes_voxel = np.array([[60, 200, 200, 70, 220, 220], [30, 300, 300, 36, 310, 310]])
-    corners = [volume.index_to_lps(np.stack([b[[2, 1, 0]], b[[5, 4, 3]] - 1]).astype(float)) for b in boxes_voxel]
-    boxes_lps = np.array([np.r_[c.min(axis=0), c.max(axis=0)] for c in corners])
-    detections = Detections(boxes_lps, boxes_voxel, np.array([0.9, 0.8]), np.array([1, 1]), volume.affine,
-                            tuple(volume.shape), {1: Label(1, "nodule")}, "test-detector")
+    detections = two_detections(volume)
     lane.findings_panel.set_min_score(0.0)
     lane.apply_result(detections, "Test detector")
     lane.result_applied.emit("detection")

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from tests.qt.conftest import two_detections
+
 SLICE = 66
 
 
@@ -20,15 +22,10 @@ def _answer_prompts(monkeypatch):
 @pytest.fixture
 def reviewed(lidc_window, qtbot):
     """The window with two detections under review."""
-    from inference.types import Detections, Label
 
     window, viewer = lidc_window, lidc_window.viewer
     volume, lane = viewer.volume, window.inference
-    boxes_voxel = np.array([[60, 200, 200, 70, 220, 220], [30, 300, 300, 36, 310, 310]])
-    corners = [volume.index_to_lps(np.stack([b[[2, 1, 0]], b[[5, 4, 3]] - 1]).astype(float)) for b in boxes_voxel]
-    boxes_lps = np.array([np.r_[c.min(axis=0), c.max(axis=0)] for c in corners])
-    detections = Detections(boxes_lps, boxes_voxel, np.array([0.9, 0.8]), np.array([1, 1]), volume.affine,
-                            tuple(volume.shape), {1: Label(1, "nodule")}, "test-detector")
+    detections = two_detections(volume)
     window.findings_panel.set_min_score(0.5)
     lane.apply_result(detections, "Test detector")
     lane.result_applied.emit("detection")

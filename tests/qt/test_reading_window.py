@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
-from tests.qt.conftest import click, drag, open_and_wait, wheel
+from tests.qt.conftest import click, drag, open_and_wait, wheel, widget_pos_of_voxel
 from viewer.core.reformat import Plane
 from viewer.core.windowing import Window
 
@@ -14,11 +14,6 @@ def centre_of(view):
     return QPointF(view.viewport().width() / 2, view.viewport().height() / 2)
 
 
-def widget_pos_of_voxel(view, xyz):
-    """Widget pixel (rounded, as a mouse would be) of a voxel index in ``view``'s plane."""
-    _, sx, sy = view.geometry_.scene_from_index(xyz)
-    p = view.view_pos_of_scene(sx, sy)
-    return QPointF(round(p.x()), round(p.y()))
 
 
 def scene_of_widget_pos(view, pos):
