@@ -1,0 +1,119 @@
+"""Evaluation metrics: Dice overlap for masks and LUNA16-style FROC for nodule detections.
+
+Pure numpy on purpose: the evaluation scripts and tests use it without torch, Qt or the viewer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# With 2.5 mm slices a 4 mm nodule's radius is under one slice, so a radius-only criterion (as LUNA16)
+# would reject detections one slice off; the floor keeps small nodules matchable.
+MIN_MATCH_RADIUS_MM = 4.0
+DEFAULT_FP_RATES = (0.125, 0.25, 0.5, 1, 2, 4, 8)
+
+
+def dice(pred: np.ndarray, ref: np.ndarray) -> float | None:
+    """Dice coefficient of two boolean masks of the same shape.
+
+    Returns None when both masks are empty (undefined, not perfect) and 0.0 when only one is.
+    """
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"mask shapes differ: {pred.shape} vs {ref.shape}")
+    total = int(pred.sum()) + int(ref.sum())
+    if total == 0:
+        return None
+    return 2.0 * int(np.logical_and(pred, ref).sum()) / total
+
+
+@dataclass
+class ScanDetections:
+    """One scan's detections and its reference nodules, all in LPS mm."""
+
+    centers_lps: np.ndarray  # (n, 3)
+    scores: np.ndarray  # (n,)
+    truth_lps: np.ndarray  # (m, 3)
+    truth_diameters_mm: np.ndarray  # (m,)
+
+    def __post_init__(self):
+        self.centers_lps = np.asarray(self.centers_lps, dtype=float).reshape(-1, 3)
+        self.scores = np.asarray(self.scores, dtype=float).reshape(-1)
+        self.truth_lps = np.asarray(self.truth_lps, dtype=float).reshape(-1, 3)
+        self.truth_diameters_mm = np.asarray(self.truth_diameters_mm, dtype=float).reshape(-1)
+        if len(self.centers_lps) != len(self.scores):
+            raise ValueError("centers_lps and scores differ in length")
+        if len(self.truth_lps) != len(self.truth_diameters_mm):
+            raise ValueError("truth_lps and truth_diameters_mm differ in length")
+
+
+def match_radius(diameter_mm) -> float:
+    """Distance (mm) within which a detection centre hits a nodule of this diameter: max(d/2, 4 mm)."""
+    return max(float(diameter_mm) / 2.0, MIN_MATCH_RADIUS_MM)
+
+
+def _hit_matrix(scan: ScanDetections) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, hits)``, both ``(n_detections, n_nodules)``."""
+    dist = np.linalg.norm(scan.centers_lps[:, None, :] - scan.truth_lps[None, :, :], axis=-1)
+    radii = np.array([match_radius(d) for d in scan.truth_diameters_mm])
+    return dist, dist <= radii[None, :]
+
+
+def froc(scans: list[ScanDetections], fp_rates=DEFAULT_FP_RATES) -> dict:
+    """Free-response ROC over pooled scans, as LUNA16 computes it.
+
+    A nodule is found at threshold t when some detection with score >= t hits it, so its effective score is
+    the best score among hitting detections. A detection hitting no nodule is a false positive; one that only
+    re-detects a nodule is neither TP nor FP. ``sensitivity_at[rate]`` is the highest sensitivity reached with
+    FP/scan <= rate (0.0 if none); all sensitivities are None when there are no true nodules.
+    ``curve`` lists ``(fp_per_scan, sensitivity, threshold)`` for each distinct score, highest first.
+    """
+    nodule_scores: list[float] = []  # best hitting score per nodule, -inf when never hit
+    fp_scores: list[float] = []
+    all_scores: list[float] = []
+    for scan in scans:
+        _, hits = _hit_matrix(scan)
+        all_scores.extend(scan.scores.tolist())
+        fp_scores.extend(scan.scores[~hits.any(axis=1)].tolist())
+        for j in range(hits.shape[1]):
+            hitting = scan.scores[hits[:, j]]
+            nodule_scores.append(float(hitting.max()) if hitting.size else -np.inf)
+
+    n_scans, n_nodules = len(scans), len(nodule_scores)
+    nod = np.asarray(nodule_scores, dtype=float)
+    fps = np.asarray(fp_scores, dtype=float)
+    curve = []
+    if n_nodules and n_scans:
+        for threshold in sorted(set(all_scores), reverse=True):
+            sens = float((nod >= threshold).sum()) / n_nodules
+            fp_rate = float((fps >= threshold).sum()) / n_scans
+            curve.append((fp_rate, sens, float(threshold)))
+
+    sensitivity_at: dict = {}
+    for rate in fp_rates:
+        if not n_nodules:
+            sensitivity_at[rate] = None
+            continue
+        reached = [sens for fp_rate, sens, _ in curve if fp_rate <= rate]
+        sensitivity_at[rate] = max(reached) if reached else 0.0
+    return {"sensitivity_at": sensitivity_at, "n_scans": n_scans, "n_nodules": n_nodules,
+            "n_detections": len(all_scores), "curve": curve}
+
+
+def best_hits(scan: ScanDetections) -> list[dict]:
+    """Per true nodule: ``found``, the best ``score`` among hitting detections (None if none) and
+    ``distance_mm`` from that detection (when not found: from the nearest detection; None without detections).
+    """
+    dist, hits = _hit_matrix(scan)
+    out = []
+    for j in range(hits.shape[1]):
+        idx = np.flatnonzero(hits[:, j])
+        if idx.size:
+            best = idx[np.argmax(scan.scores[idx])]
+            out.append({"found": True, "score": float(scan.scores[best]), "distance_mm": float(dist[best, j])})
+        else:
+            nearest = float(dist[:, j].min()) if dist.shape[0] else None
+            out.append({"found": False, "score": None, "distance_mm": nearest})
+    return out

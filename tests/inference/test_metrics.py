@@ -1,0 +1,112 @@
+"""Dice and FROC on small hand-computed cases."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.metrics import MIN_MATCH_RADIUS_MM, ScanDetections, best_hits, dice, froc, match_radius
+
+
+def test_dice_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    assert dice(a, b) is None
+    b[0, :3] = True
+    assert dice(a, b) == 0.0
+    assert dice(b, a) == 0.0
+    a[0, :4] = True  # 4 voxels
+    b[1, :3] = True  # 6 voxels, 3 shared
+    assert dice(a, b) == pytest.approx(0.6)
+    assert dice(a, a) == 1.0
+    with pytest.raises(ValueError):
+        dice(a, np.zeros((3, 3), bool))
+
+
+def test_match_radius_floor():
+    assert MIN_MATCH_RADIUS_MM == 4.0
+    assert match_radius(4.0) == 4.0
+    assert match_radius(6.0) == 4.0
+    assert match_radius(20.0) == 10.0
+
+
+def _two_scans() -> list[ScanDetections]:
+    # Scan A: nodule 1 (d 10, r 5) at origin, nodule 2 (d 6, radius 3 but floor 4) at x=50.
+    a = ScanDetections(
+        centers_lps=[[1, 0, 0], [0, 2, 0], [100, 0, 0], [53.5, 0, 0]],
+        scores=[0.9, 0.8, 0.7, 0.3],  # TP, duplicate of nodule 1, FP, TP only thanks to the 4 mm floor
+        truth_lps=[[0, 0, 0], [50, 0, 0]],
+        truth_diameters_mm=[10, 6])
+    # Scan B: one nodule (d 20, r 10) at origin.
+    b = ScanDetections(
+        centers_lps=[[30, 0, 0], [0, 0, 9], [200, 0, 0], [-300, 0, 0]],
+        scores=[0.85, 0.6, 0.5, 0.2],  # FP, TP at 9 mm, FP, FP
+        truth_lps=[[0, 0, 0]],
+        truth_diameters_mm=[20])
+    return [a, b]
+
+
+def test_froc_hand_computed():
+    # Pooled by score: .9 TP | .85 FP | .8 dup | .7 FP | .6 TP | .5 FP | .3 TP | .2 FP, 3 nodules, 2 scans.
+    result = froc(_two_scans())
+    assert (result["n_scans"], result["n_nodules"], result["n_detections"]) == (2, 3, 8)
+    expected_curve = [(0.0, 1 / 3, 0.9), (0.5, 1 / 3, 0.85), (0.5, 1 / 3, 0.8), (1.0, 1 / 3, 0.7),
+                      (1.0, 2 / 3, 0.6), (1.5, 2 / 3, 0.5), (1.5, 1.0, 0.3), (2.0, 1.0, 0.2)]
+    assert np.allclose(result["curve"], expected_curve)
+    sens = result["sensitivity_at"]
+    # A duplicate counted as FP would give 1/3 at 1 FP/scan; no 4 mm floor would give 2/3 at 2.
+    assert sens[0.125] == pytest.approx(1 / 3)
+    assert sens[0.5] == pytest.approx(1 / 3)
+    assert sens[1] == pytest.approx(2 / 3)
+    assert sens[2] == pytest.approx(1.0)
+    assert sens[4] == pytest.approx(1.0)
+    assert sens[8] == pytest.approx(1.0)
+
+
+def test_froc_scan_without_nodules_adds_fps_and_scans():
+    empty = ScanDetections(centers_lps=[[0, 0, 0]], scores=[0.95], truth_lps=np.zeros((0, 3)),
+                           truth_diameters_mm=np.zeros(0))
+    result = froc(_two_scans() + [empty])
+    # 3 scans now: the .95 FP costs 1/3 FP/scan before the first TP, so at 0.25 nothing is found.
+    assert result["n_scans"] == 3
+    assert result["sensitivity_at"][0.25] == 0.0
+    assert result["sensitivity_at"][0.5] == pytest.approx(1 / 3)
+    # 3 FPs / 3 scans at the second TP (.6); 4 FPs / 3 scans = 1.33 at the last TP (.3).
+    assert result["sensitivity_at"][1] == pytest.approx(2 / 3)
+    assert result["sensitivity_at"][2] == pytest.approx(1.0)
+
+
+def test_froc_edge_cases():
+    no_truth = ScanDetections(centers_lps=[[0, 0, 0]], scores=[0.5], truth_lps=np.zeros((0, 3)),
+                              truth_diameters_mm=np.zeros(0))
+    result = froc([no_truth], fp_rates=(1, 2))
+    assert result["sensitivity_at"] == {1: None, 2: None}
+    no_dets = ScanDetections(centers_lps=np.zeros((0, 3)), scores=np.zeros(0), truth_lps=[[0, 0, 0]],
+                             truth_diameters_mm=[8])
+    result = froc([no_dets], fp_rates=(1,))
+    assert result["sensitivity_at"] == {1: 0.0}
+    assert result["curve"] == []
+
+
+def test_best_hits():
+    a, b = _two_scans()
+    hits = best_hits(a)
+    assert [h["found"] for h in hits] == [True, True]
+    assert hits[0]["score"] == pytest.approx(0.9) and hits[0]["distance_mm"] == pytest.approx(1.0)
+    assert hits[1]["score"] == pytest.approx(0.3) and hits[1]["distance_mm"] == pytest.approx(3.5)
+    missed = ScanDetections(centers_lps=[[12, 0, 0], [40, 0, 0]], scores=[0.9, 0.8], truth_lps=[[0, 0, 0]],
+                            truth_diameters_mm=[20])
+    assert best_hits(missed) == [{"found": False, "score": None, "distance_mm": 12.0}]
+
+
+def test_metrics_imports_no_torch_qt_or_viewer():
+    source = Path(__file__).resolve().parents[2] / "inference" / "metrics.py"
+    roots = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    assert not roots & {"torch", "PySide6", "pyqtgraph", "viewer", "scipy"}
