@@ -1,0 +1,108 @@
+"""Train the built-in lung / airway / nodule segmentation model (MONAI UNet) on synthetic phantoms.
+
+    python -m inference.training.train_segmentation            # ~40 min on 2 CPU cores, seeded
+
+The network and the preprocessing come from the bundle's own ``configs/inference.json``
+(``resources/models/chest_ct_lung_nodule_segmentation``), so what is trained is exactly what the app runs.
+Writes ``models/model.pt`` (``state_dict``, loaded with ``weights_only=True``) and ``models/training.json``
+(seed, steps, data, time and the loss curve). Same seed, same steps, same machine type: the same weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inference.resources import builtin_models_dir
+from inference.training.data import (NODULE, TRAIN_SEEDS, augment_intensity, load_cases, random_patch,
+                                     schedule)
+
+BUNDLE = "chest_ct_lung_nodule_segmentation"
+
+
+def default_cache() -> Path:
+    from inference.registry import user_data_dir
+
+    return user_data_dir() / "training-cache" / "chest-ct-1.25x1.25x2.5"
+
+
+def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, int], lr: float, seed: int,
+          threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, log=print) -> dict:
+    """Train the bundle's network; returns the training record (also written to models/training.json)."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    from inference.bundle import load_bundle
+    from inference.device import configure_threads
+
+    cases = load_cases(seeds, bundle_dir, cache, workers=workers, log=log)
+    configure_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    network = load_bundle(bundle_dir, device="cpu", random_weights=True).network.train()
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
+                         lambda_dice=1.0, lambda_ce=1.0)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    boxes = [case.nodule_boxes() for case in cases]
+    curve, start, running = [], time.perf_counter(), []
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = schedule(step, steps, lr)
+        images, targets = [], []
+        for _ in range(batch):
+            k = int(rng.integers(len(cases)))
+            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=0.5, boxes=boxes[k])
+            images.append(augment_intensity(rng, image))
+            targets.append(labels)
+        x = torch.from_numpy(np.stack(images)[:, None])
+        y = torch.from_numpy(np.stack(targets)[:, None].astype(np.int64))
+        loss = loss_fn(network(x), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        running.append(loss.item())
+        if (step + 1) % 25 == 0 or step + 1 == steps:
+            mean = float(np.mean(running))
+            running = []
+            curve.append([step + 1, round(mean, 4)])
+            elapsed = time.perf_counter() - start
+            log(f"step {step + 1}/{steps} loss {mean:.4f} ({elapsed / (step + 1):.2f} s/step, {elapsed / 60:.1f} min)")
+    seconds = time.perf_counter() - start
+    models = bundle_dir / "models"
+    models.mkdir(exist_ok=True)
+    state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    tmp = models / "model.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(models / "model.pt")
+    record = {"script": "python -m inference.training.train_segmentation", "seed": seed, "steps": steps,
+              "batch": batch, "patch": list(patch), "lr": lr, "threads": threads,
+              "training_seeds": [min(seeds), max(seeds)], "cases": len(cases),
+              "nodule_label": NODULE, "seconds": round(seconds, 1), "loss_curve": curve,
+              "torch": torch.__version__}
+    (models / "training.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--patch", type=int, nargs=3, default=(144, 144, 64))
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes generating the phantom cases")
+    parser.add_argument("--cache", type=Path, default=None, help="folder of the preprocessed phantom cases")
+    args = parser.parse_args(argv)
+    record = train(args.bundle, steps=args.steps, batch=args.batch, patch=tuple(args.patch), lr=args.lr,
+                   seed=args.seed, threads=args.threads, cache=args.cache or default_cache(), workers=args.workers)
+    print(f"trained in {record['seconds'] / 60:.1f} min; weights in {args.bundle / 'models' / 'model.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The training scripts: seeded (same seed, same weights), and what they write is a bundle the app loads."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from inference.resources import builtin_models_dir
+from inference.training import train_detection, train_segmentation
+from inference.training.data import TRAIN_SEEDS, acquisition_grid, nodule_boxes
+
+
+def _copy_configs(name: str, dest):
+    shutil.copytree(builtin_models_dir() / name / "configs", dest / "configs")
+    return dest
+
+
+@pytest.mark.parametrize("module", [train_segmentation, train_detection], ids=["segmentation", "detection"])
+def test_training_is_seeded_and_writes_a_loadable_bundle(module, tmp_path):
+    import torch
+
+    from inference.bundle import load_bundle
+
+    cache = tmp_path / "cache"
+    weights = []
+    for run in ("a", "b"):
+        bundle = _copy_configs(module.BUNDLE, tmp_path / run)
+        record = module.train(bundle, steps=2, batch=1, patch=(48, 48, 32), lr=1e-3, seed=3, threads=1,
+                              cache=cache, workers=1, seeds=TRAIN_SEEDS[:1], log=lambda _m: None)
+        assert record["steps"] == 2 and record["seed"] == 3
+        assert json.loads((bundle / "models" / "training.json").read_text())["cases"] == 1
+        weights.append(torch.load(bundle / "models" / "model.pt", weights_only=True))
+        loaded = load_bundle(bundle, device="cpu")  # strict: no random_weights
+        assert loaded.weights.endswith("model.pt")
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    # training moved the weights away from the seeded initialisation
+    torch.manual_seed(3)
+    untrained = _copy_configs(module.BUNDLE, tmp_path / "untrained")
+    fresh = load_bundle(untrained, device="cpu", random_weights=True).network.state_dict()
+    assert any(not torch.equal(fresh[k], weights[0][k]) for k in fresh if fresh[k].is_floating_point())
+
+
+def test_training_grids_vary_and_boxes_follow_the_labels():
+    grids = {acquisition_grid(seed) for seed in TRAIN_SEEDS[:8]}
+    assert len(grids) == 8
+    for shape, spacing in grids:
+        assert 0.65 <= spacing[1] <= 0.95 and spacing[0] in (1.25, 2.0, 2.5)
+        assert 300 <= shape[1] * spacing[1] <= 385
+    labels = np.zeros((40, 30, 20), np.uint8)
+    labels[5:9, 10:12, 3:4] = 4
+    labels[30:33, 20:25, 10:15] = 4
+    labels[0:40, 0:2, 0:2] = 1  # other labels are not nodules
+    boxes = sorted(nodule_boxes(labels).tolist())
+    assert boxes == [[4.5, 9.5, 2.5, 8.5, 11.5, 3.5], [29.5, 19.5, 9.5, 32.5, 24.5, 14.5]]
