@@ -217,7 +217,7 @@ def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_bat
 def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
     import torch
 
-    from inference.geometry import from_monai, ras_affine, resample_to_grid
+    from inference.geometry import from_monai, ras_affine, resample_argmax, resample_to_grid
 
     data[bundle.pred_key] = pred
     data[bundle.image_key] = data[bundle.image_key].cpu()
@@ -236,8 +236,7 @@ def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
         values = from_monai(out[0]).astype(np.float32)
         return SaliencyMap(values, affine, model_id=bundle.info.id)
     if channels > 1:  # probabilities / logits: resample linearly, then pick the label
-        out = resample_to_grid(out.float(), target, shape_xyz, mode="bilinear")
-        labels = torch.argmax(out, dim=0)
+        labels = resample_argmax(out.float(), target, shape_xyz)
     else:
         out = resample_to_grid(out, target, shape_xyz, mode="nearest")
         labels = torch.round(out[0].float())

@@ -159,3 +159,18 @@ def test_detector_boxes_map_to_lps_and_to_our_voxels(tmp_path):
     points = lps_grid(array.shape, affine)[z0:z1, y0:y1, x0:x1].reshape(-1, 3)
     lo, hi = detections.boxes_lps[0][:3], detections.boxes_lps[0][3:]
     assert np.all(points >= lo - 1e-6) and np.all(points <= hi + 1e-6)
+
+
+def test_slab_wise_resample_argmax_equals_the_whole_volume_at_once():
+    import torch
+    from monai.data import MetaTensor
+
+    from inference.geometry import resample_argmax, resample_to_grid
+
+    torch.manual_seed(0)
+    source = MetaTensor(torch.rand(4, 20, 18, 11), affine=torch.tensor(np.diag([-1.5, -1.5, 2.5, 1.0])))
+    target = np.diag([-0.7, -0.7, 1.25, 1.0])
+    target[:3, 3] = [0.3, -0.4, 0.6]
+    whole = torch.argmax(resample_to_grid(source, target, (41, 37, 21), mode="bilinear"), dim=0)
+    slabs = resample_argmax(source, target, (41, 37, 21), slab=4)
+    assert slabs.shape == (41, 37, 21) and torch.equal(slabs, whole)
