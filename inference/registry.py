@@ -72,7 +72,8 @@ class ModelInfo:
 
     ``labels`` maps label values (1-based; 0 is background) to names, ``colors`` to RGB 0-255.
     ``spacing`` is the voxel size (mm, along the bundle's x, y, z after its Orientation) the model works at,
-    when its preprocessing resamples. ``overrides`` are config items replaced before parsing.
+    when its preprocessing resamples. ``overrides`` are config items replaced before parsing. ``gradcam_layer``
+    names the network layer Grad-CAM explains at (empty: no Grad-CAM); ``metrics`` are the model card's figures.
     """
 
     id: str
@@ -92,6 +93,8 @@ class ModelInfo:
     has_weights: bool = False
     config_file: str = "inference.json"
     overrides: dict[str, Any] = field(default_factory=dict)
+    gradcam_layer: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def table(self) -> dict[int, Label]:
@@ -360,7 +363,8 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         licence=licence, notice=notice, builtin=builtin, trusted=bool(trusted),
         version=str(metadata.get("version", "")), description=str(metadata.get("description", "")),
         has_weights=(weights / "model.pt").is_file() or (weights / "model.ts").is_file(),
-        config_file=cfg_path.name, overrides=overrides,
+        config_file=cfg_path.name, overrides=overrides, gradcam_layer=str(ours.get("gradcam_layer") or ""),
+        metrics=ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {},
     )
 
 

@@ -75,7 +75,7 @@ def test_broken_and_duplicate_bundles_are_reported_not_listed(isolated):
     (bad / "configs" / "metadata.json").write_text("{not json")
     (bad / "configs" / "inference.json").write_text("{}")
     write_bundle(folder / "twin", tiny_unet_config(), {"name": "t", "hounsfield": {"id": "good"}})
-    models, problems = scan_models([folder])
+    models, problems = scan_models([folder], include_builtin=False)
     assert [m.id for m in models] == ["good"]
     reasons = dict(problems)
     assert "cannot read" in reasons[str(bad)]

@@ -1,0 +1,186 @@
+"""Grad-CAM (``monai.visualize.GradCAM``) for one finding or one label: what drove the model's score there.
+
+* a **finding** of a detection bundle: the score is the largest classification logit of the anchors centred in
+  the finding's box (the anchors that produced it), so the map shows what made the detector fire there;
+* a **label** (or a box) of a segmentation bundle: the score is the mean logit of that label over its region
+  (the model's own mask of the label, or the box), so the map shows what made the model call those voxels so.
+
+Only a crop around the target (plus a margin of context) is preprocessed and run, which keeps one map to a
+forward and a backward pass of a small patch. The map is computed at the bundle's target layer (metadata
+``hounsfield.gradcam_layer``), upsampled by MONAI, normalised to [0, 1], resampled onto the study's grid and
+returned as a :class:`inference.types.SaliencyMap` (zero outside the crop).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Generator
+
+import numpy as np
+
+from inference.jobs import Progress
+from inference.task import Reporter, drive
+from inference.types import SaliencyMap
+
+DEFAULT_MARGIN_MM = 30.0
+
+
+def _region(shape, affine, box_lps, mask, margin_mm: float) -> tuple[slice, slice, slice]:
+    """``(z, y, x)`` slices of the input grid around the target, ``margin_mm`` wider on every side."""
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)  # x, y, z mm
+    if box_lps is not None:
+        corners = np.array([[box_lps[i], box_lps[j], box_lps[k]] for i in (0, 3) for j in (1, 4) for k in (2, 5)])
+        inverse = np.linalg.inv(affine)
+        ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
+        low, high = ijk.min(axis=0), ijk.max(axis=0)
+    elif mask is not None and np.any(mask):
+        idx = [np.flatnonzero(np.any(mask, axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z
+        low = np.array([i[0] for i in idx], float)
+        high = np.array([i[-1] for i in idx], float)
+    else:
+        return slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2])
+    pad = margin_mm / spacing
+    low = np.maximum(np.floor(low - pad), 0).astype(int)
+    high = np.minimum(np.ceil(high + pad) + 1, np.array(shape[::-1])).astype(int)
+    return slice(low[2], high[2]), slice(low[1], high[1]), slice(low[0], high[0])
+
+
+def _detector_score(network, box_voxel_xyz: np.ndarray):
+    """A module whose (B, 1) output is the top classification logit of the anchors centred in the box."""
+    import torch
+
+    class FindingScore(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            out = self.network(x)
+            size = np.array(x.shape[2:], float)
+            best = []
+            for logits in out[self.network.cls_key]:
+                stride = size / np.array(logits.shape[2:], float)
+                low = np.clip(np.floor(box_voxel_xyz[:3] / stride), 0, np.array(logits.shape[2:]) - 1).astype(int)
+                high = np.clip(np.ceil(box_voxel_xyz[3:] / stride), low + 1, np.array(logits.shape[2:])).astype(int)
+                cells = logits[:, :, low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+                best.append(cells.flatten(1).amax(dim=1))
+            return torch.stack(best, dim=1).amax(dim=1, keepdim=True)
+
+    return FindingScore()
+
+
+def _label_score(network, channel: int, region):
+    """A module whose (B, 1) output is the mean logit of ``channel`` over ``region`` (or its own argmax mask)."""
+    import torch
+
+    class LabelScore(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            logits = self.network(x)
+            mask = region if region is not None else (logits.detach().argmax(dim=1, keepdim=True) == channel)
+            mask = mask.to(logits.dtype)
+            return ((logits[:, channel:channel + 1] * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1))[:, None]
+
+    return LabelScore()
+
+
+def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, label: int | None = None,
+            mask: np.ndarray | None = None, margin_mm: float = DEFAULT_MARGIN_MM, target_name: str | None = None,
+            cancel: Any = None) -> Generator[Progress, None, SaliencyMap]:
+    """Grad-CAM map of one target (a job: yields :class:`Progress`, returns a :class:`SaliencyMap`).
+
+    Parameters
+    ----------
+    bundle
+        A loaded detection or segmentation bundle (:func:`inference.bundle.load_bundle`) whose metadata names its
+        ``gradcam_layer``.
+    array, affine
+        The study volume ``(z, y, x)`` and its index -> LPS affine (not modified).
+    box_lps
+        ``[x0, y0, z0, x1, y1, z1]`` LPS mm: the finding to explain (detection bundles need it).
+    label
+        Segmentation bundles: the label value to explain (its channel); with ``box_lps`` only voxels in the box count,
+        with ``mask`` (a bool map on the input grid) only those voxels, otherwise the model's own mask of the label.
+    margin_mm
+        Context kept around the target.
+    target_name
+        What the map explains, for display (``SaliencyMap.target``), e.g. "finding 2" or "nodule".
+    """
+    layer = bundle.info.gradcam_layer
+    if not layer:
+        raise ValueError(f"{bundle.info.name} does not name a Grad-CAM layer (metadata hounsfield.gradcam_layer)")
+    if bundle.task == "detection" and box_lps is None:
+        raise ValueError("a detector explains one finding: give its box")
+    if bundle.task == "segmentation" and label is None:
+        raise ValueError("a segmentation model explains one label: give its value")
+    array = np.asarray(array)
+    affine = np.asarray(affine, dtype=np.float64)
+
+    def work(reporter: Reporter) -> SaliencyMap:
+        import torch
+        from monai.data import MetaTensor
+        from monai.transforms import DivisiblePad
+        from monai.visualize import GradCAM
+
+        from inference.geometry import from_monai, lps_affine, ras_affine, resample_to_grid
+        from inference.task import _preprocess
+
+        start = time.perf_counter()
+        reporter.progress(0, 3, "Preparing the region")
+        zs, ys, xs = _region(array.shape, affine, box_lps, mask, margin_mm)
+        shift = np.eye(4)
+        shift[:3, 3] = [xs.start, ys.start, zs.start]
+        crop_affine = affine @ shift
+        data = _preprocess(bundle, np.ascontiguousarray(array[zs, ys, xs]), crop_affine)
+        image = data[bundle.image_key]
+        pre_affine = image.affine.detach().cpu().numpy().astype(np.float64)
+        spatial = tuple(int(s) for s in image.shape[1:])
+        x = DivisiblePad(k=16, method="end")(image).as_tensor()[None].to(bundle.device)
+        reporter.check()
+
+        to_voxel = np.linalg.inv(lps_affine(pre_affine))
+        if bundle.task == "detection":
+            corners = np.array([[box_lps[i], box_lps[j], box_lps[k]] for i in (0, 3) for j in (1, 4) for k in (2, 5)])
+            ijk = corners @ to_voxel[:3, :3].T + to_voxel[:3, 3]
+            scorer = _detector_score(bundle.network, np.concatenate([ijk.min(0), ijk.max(0)]))
+        else:
+            region = None
+            if box_lps is not None or mask is not None:
+                if mask is not None:
+                    grid = np.ascontiguousarray(np.asarray(mask)[zs, ys, xs], dtype=np.float32)
+                else:
+                    grid = np.zeros((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), np.float32)
+                    inner = _region(array.shape, affine, box_lps, None, 0.0)
+                    grid[tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(inner, (zs, ys, xs)))] = 1
+                placed = MetaTensor(torch.from_numpy(np.ascontiguousarray(grid.transpose(2, 1, 0)))[None],
+                                    affine=torch.as_tensor(ras_affine(crop_affine)))
+                region = resample_to_grid(placed, pre_affine, spatial, mode="nearest")
+                region = DivisiblePad(k=16, method="end")(region).as_tensor()[None].to(bundle.device) > 0.5
+            scorer = _label_score(bundle.network, int(label), region)
+        reporter.progress(1, 3, "Computing Grad-CAM")
+        target_module = scorer.get_submodule(f"network.{layer}")
+        keep = {id(p) for p in target_module.parameters()}
+        saved = [(p, p.requires_grad) for p in scorer.parameters()]
+        try:
+            # Gradients are needed from the score back to the target layer only: layers before it need no
+            # backward pass at all, which makes a whole-chest label map several times faster.
+            for param, _ in saved:
+                param.requires_grad_(id(param) in keep)
+            with torch.enable_grad():  # the scorer wraps the network as `network`
+                cam = GradCAM(nn_module=scorer, target_layers=f"network.{layer}")(x, class_idx=0)
+        finally:
+            for param, flag in saved:
+                param.requires_grad_(flag)
+        reporter.check()
+        reporter.progress(2, 3, "Placing the map")
+        cam = cam[0, :, :spatial[0], :spatial[1], :spatial[2]].detach().cpu().float()
+        placed = resample_to_grid(MetaTensor(cam, affine=torch.as_tensor(pre_affine)), ras_affine(crop_affine),
+                                  (xs.stop - xs.start, ys.stop - ys.start, zs.stop - zs.start), mode="bilinear")
+        values = np.zeros(array.shape, np.float32)
+        values[zs, ys, xs] = np.clip(from_monai(placed[0]), 0, 1)
+        reporter.progress(3, 3, f"Done in {time.perf_counter() - start:.1f} s")
+        return SaliencyMap(values, affine, target=target_name, model_id=bundle.info.id)
+
+    return (yield from drive(work, cancel))
