@@ -2,8 +2,10 @@
 
 * a **finding** of a detection bundle: the score is the largest classification logit of the anchors centred in
   the finding's box (the anchors that produced it), so the map shows what made the detector fire there;
-* a **label** (or a box) of a segmentation bundle: the score is the mean logit of that label over its region
-  (the model's own mask of the label, or the box), so the map shows what made the model call those voxels so.
+* a **label** (or a box) of a segmentation bundle: the score is the mean logit of that label's network channel
+  over its region (the model's own mask of the label, or the box), so the map shows what made the model call
+  those voxels so. A detector that reads a segmentation label (:mod:`inference.models.seg_detector`) is explained
+  the same way, over the finding's box.
 
 Only a crop around the target (plus a margin of context) is preprocessed and run, which keeps one map to a
 forward and a backward pass of a small patch. The map is computed at the bundle's target layer (metadata
@@ -13,22 +15,26 @@ returned as a :class:`inference.types.SaliencyMap` (zero outside the crop).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Generator
 
 import numpy as np
 
+from inference.geometry import box_corners
 from inference.jobs import Progress
 from inference.task import Reporter, drive
 from inference.types import SaliencyMap
 
 DEFAULT_MARGIN_MM = 30.0
+RETINANET_LAYER = "feature_extractor.body.layer1"
+"""Where a RetinaNet detector that names no layer (e.g. the Model Zoo's) is explained: its first ResNet stage."""
 
 
 def _region(shape, affine, box_lps, mask, margin_mm: float) -> tuple[slice, slice, slice]:
     """``(z, y, x)`` slices of the input grid around the target, ``margin_mm`` wider on every side."""
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)  # x, y, z mm
     if box_lps is not None:
-        corners = np.array([[box_lps[i], box_lps[j], box_lps[k]] for i in (0, 3) for j in (1, 4) for k in (2, 5)])
+        corners = box_corners(box_lps)
         inverse = np.linalg.inv(affine)
         ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
         low, high = ijk.min(axis=0), ijk.max(axis=0)
@@ -108,9 +114,11 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
     target_name
         What the map explains, for display (``SaliencyMap.target``), e.g. "finding 2" or "nodule".
     """
-    layer = bundle.info.gradcam_layer
+    layer = bundle.info.gradcam_layer or (RETINANET_LAYER if hasattr(bundle.network, "cls_key") else "")
     if not layer:
         raise ValueError(f"{bundle.info.name} does not name a Grad-CAM layer (metadata hounsfield.gradcam_layer)")
+    # a detector reading a segmentation label (inference.models.seg_detector) is explained as that label in the box
+    reads_label = bundle.task == "segmentation" or hasattr(bundle.detector, "channel")
     if bundle.task == "detection" and box_lps is None:
         raise ValueError("a detector explains one finding: give its box")
     if bundle.task == "segmentation" and label is None:
@@ -141,8 +149,8 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
         reporter.check()
 
         to_voxel = np.linalg.inv(lps_affine(pre_affine))
-        if bundle.task == "detection":
-            corners = np.array([[box_lps[i], box_lps[j], box_lps[k]] for i in (0, 3) for j in (1, 4) for k in (2, 5)])
+        if not reads_label:
+            corners = box_corners(box_lps)
             ijk = corners @ to_voxel[:3, :3].T + to_voxel[:3, 3]
             scorer = _detector_score(bundle.network, np.concatenate([ijk.min(0), ijk.max(0)]))
         else:
@@ -158,7 +166,8 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
                                     affine=torch.as_tensor(ras_affine(crop_affine)))
                 region = resample_to_grid(placed, pre_affine, spatial, mode="nearest")
                 region = DivisiblePad(k=16, method="end")(region).as_tensor()[None].to(bundle.device) > 0.5
-            scorer = _label_score(bundle.network, int(label), region)
+            channel = bundle.detector.channel if bundle.task == "detection" else bundle.info.channel_of(int(label))
+            scorer = _label_score(bundle.network, channel, region)
         reporter.progress(1, 3, "Computing Grad-CAM")
         target_module = scorer.get_submodule(f"network.{layer}")
         keep = {id(p) for p in target_module.parameters()}
@@ -168,7 +177,9 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
             # backward pass at all, which makes a whole-chest label map several times faster.
             for param, _ in saved:
                 param.requires_grad_(id(param) in keep)
-            with torch.enable_grad():  # the scorer wraps the network as `network`
+            with torch.enable_grad(), warnings.catch_warnings():
+                # "full backward hook fires ... no inputs require gradients": exactly what is wanted here
+                warnings.simplefilter("ignore", UserWarning)
                 cam = GradCAM(nn_module=scorer, target_layers=f"network.{layer}")(x, class_idx=0)
         finally:
             for param, flag in saved:

@@ -73,7 +73,8 @@ class ModelInfo:
     ``labels`` maps label values (1-based; 0 is background) to names, ``colors`` to RGB 0-255.
     ``spacing`` is the voxel size (mm, along the bundle's x, y, z after its Orientation) the model works at,
     when its preprocessing resamples. ``overrides`` are config items replaced before parsing. ``gradcam_layer``
-    names the network layer Grad-CAM explains at (empty: no Grad-CAM); ``metrics`` are the model card's figures.
+    names the network layer Grad-CAM explains at (empty: no Grad-CAM), ``gradcam_channels`` the network channel of
+    each output label where postprocessing changes them; ``metrics`` are the model card's figures.
     """
 
     id: str
@@ -94,7 +95,13 @@ class ModelInfo:
     config_file: str = "inference.json"
     overrides: dict[str, Any] = field(default_factory=dict)
     gradcam_layer: str = ""
+    gradcam_channels: dict[int, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def channel_of(self, label: int) -> int:
+        """The network output channel behind output ``label`` (metadata ``hounsfield.gradcam_channels``; default
+        the label itself), for Grad-CAM."""
+        return int(self.gradcam_channels.get(int(label), int(label)))
 
     @property
     def table(self) -> dict[int, Label]:
@@ -243,6 +250,12 @@ def _color(value: Any, fallback: tuple[int, int, int]) -> tuple[int, int, int]:
     return fallback
 
 
+def _int_map(value: Any) -> dict[int, int]:
+    if not isinstance(value, dict):
+        return {}
+    return {int(k): int(v) for k, v in value.items() if str(k).isdigit() and str(v).isdigit()}
+
+
 def guess_task(config: dict, metadata: dict) -> str:
     """``detection`` when the config builds a detector or the output is a box dict, ``saliency`` when declared,
     else ``segmentation``."""
@@ -364,6 +377,7 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         version=str(metadata.get("version", "")), description=str(metadata.get("description", "")),
         has_weights=(weights / "model.pt").is_file() or (weights / "model.ts").is_file(),
         config_file=cfg_path.name, overrides=overrides, gradcam_layer=str(ours.get("gradcam_layer") or ""),
+        gradcam_channels=_int_map(ours.get("gradcam_channels")),
         metrics=ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {},
     )
 

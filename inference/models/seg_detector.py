@@ -1,0 +1,71 @@
+"""A detector built on a segmentation network: findings are the connected components of one of its labels.
+
+It offers the part of MONAI's ``RetinaNetDetector`` interface that :mod:`inference.task` uses (``network``,
+``inferer``, ``size_divisible``, the result keys, ``detector([image], use_inferer=...)``), so a bundle names it as
+its ``detector`` and runs through the same code as the Model Zoo's RetinaNet. The built-in nodule detector is the
+built-in segmentation network read this way (see its model card for why not a RetinaNet).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+
+class SegmentationDetector(nn.Module):
+    """Boxes around the connected components of ``channel`` in ``network``'s softmax, scored by their peak
+    probability. Boxes are in the input's voxel coordinates, ``x0 y0 z0 x1 y1 z1`` with edges half a voxel outside
+    the outermost voxel centres (MONAI's convention).
+
+    Parameters
+    ----------
+    network
+        A segmentation network returning per-label logits ``(B, C, x, y, z)``.
+    channel
+        The label whose components are findings.
+    roi_size, overlap
+        Sliding windows for large images (Gaussian blending).
+    threshold
+        Probability above which a voxel belongs to a candidate.
+    min_voxels
+        Smaller components are dropped.
+    """
+
+    def __init__(self, network: nn.Module, channel: int, roi_size, overlap: float = 0.125, threshold: float = 0.3,
+                 min_voxels: int = 2, size_divisible=(16, 16, 16)):
+        super().__init__()
+        self.network = network
+        self.channel = int(channel)
+        self.threshold = float(threshold)
+        self.min_voxels = int(min_voxels)
+        self.size_divisible = [int(v) for v in size_divisible]
+        self.inferer = SlidingWindowInferer(roi_size=list(roi_size), overlap=overlap, mode="gaussian",
+                                            sw_batch_size=1)
+        self.target_box_key, self.target_label_key, self.pred_score_key = "box", "label", "label_scores"
+
+    def forward(self, images: list[torch.Tensor], use_inferer: bool = False) -> list[dict[str, torch.Tensor]]:
+        results = []
+        for image in images:
+            batch = image[None]
+            logits = self.inferer(batch, self.network) if use_inferer else self.network(batch)
+            probability = torch.softmax(logits.float(), dim=1)[0, self.channel].cpu().numpy()
+            results.append(self._boxes(probability))
+        return results
+
+    def _boxes(self, probability: np.ndarray) -> dict[str, torch.Tensor]:
+        import SimpleITK as sitk
+
+        mask = (probability >= self.threshold).astype(np.uint8)
+        boxes, scores = [], []
+        if mask.any():
+            components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask), True))
+            for value in range(1, int(components.max()) + 1):
+                where = np.argwhere(components == value)
+                if len(where) < self.min_voxels:
+                    continue
+                boxes.append(np.concatenate([where.min(axis=0) - 0.5, where.max(axis=0) + 0.5]))
+                scores.append(float(probability[tuple(where.T)].max()))
+        box = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 6))
+        return {self.target_box_key: box, self.target_label_key: torch.zeros(len(box), dtype=torch.long),
+                self.pred_score_key: torch.as_tensor(np.asarray(scores, np.float32))}

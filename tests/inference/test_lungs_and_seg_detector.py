@@ -1,0 +1,79 @@
+"""Post-processing of the built-in models: left/right lung split by anatomy, findings from a segmentation label."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from inference.models.lungs import SplitLungsd, side_map
+from inference.models.seg_detector import SegmentationDetector
+
+
+@pytest.fixture(scope="module")
+def phantom_case():
+    from inference.bundle import load_bundle
+    from inference.resources import builtin_models_dir
+    from inference.training.data import prepare_case
+
+    bundle = load_bundle(builtin_models_dir() / "chest_ct_lung_nodule_segmentation", device="cpu",
+                         random_weights=True)
+    return prepare_case(0, bundle.preprocessing)  # the demo phantom on the model's grid (RAS, 1.25/2.5 mm)
+
+
+def _scores(labels: np.ndarray) -> torch.Tensor:
+    """Network-style scores [background, lung, airway, nodule] from a phantom label map."""
+    classes = np.array([0, 1, 1, 2, 3])[labels]
+    return torch.nn.functional.one_hot(torch.from_numpy(classes), 4).permute(3, 0, 1, 2).float()
+
+
+def test_split_lungs_gives_each_lung_its_side(phantom_case):
+    labels = phantom_case.labels
+    pred = MetaTensor(_scores(labels), affine=torch.as_tensor(phantom_case.affine_ras))
+    out = SplitLungsd(keys="pred")({"pred": pred})["pred"]
+    assert out.shape[0] == 5 and torch.allclose(out.affine.double(), pred.affine.double())
+    split = out.argmax(dim=0).numpy()
+    for value in (1, 2, 3, 4):
+        truth, got = labels == value, split == value
+        assert (truth & got).sum() / truth.sum() > 0.999, value
+    assert np.array_equal(split == 0, labels == 0)
+
+
+def test_lungs_touching_at_the_front_are_cut_at_the_midline(phantom_case):
+    import SimpleITK as sitk
+
+    lungs = np.isin(phantom_case.labels, (1, 2))
+    # bridge the lungs in front of the mediastinum (an anterior junction): one connected component
+    xs = [np.argwhere(phantom_case.labels == v)[:, 0].mean() for v in (1, 2)]
+    ys = np.flatnonzero(lungs.any(axis=(0, 2)))
+    zs = np.flatnonzero(lungs.any(axis=(0, 1)))
+    grown = lungs.copy()
+    grown[int(min(xs)):int(max(xs)), ys[0] + 15:ys[0] + 25, zs[0] + 10:zs[-1] - 10] = True
+    parts = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(grown.astype(np.uint8))))
+    assert np.bincount(parts[grown]).max() > 0.98 * grown.sum()  # both lungs are one component now
+    left = side_map(grown, phantom_case.affine_ras)
+    truth_left, truth_right = phantom_case.labels == 1, phantom_case.labels == 2
+    assert left[truth_left].mean() > 0.98 and (~left[truth_right]).mean() > 0.98
+
+
+class _Blobs(torch.nn.Module):
+    """Scores whose nodule channel is the image above 0.5 (a stand-in network)."""
+
+    def forward(self, x):
+        nodule = (x - 0.5) * 20
+        return torch.cat([-nodule, torch.zeros_like(x) - 5, torch.zeros_like(x) - 5, nodule], dim=1)
+
+
+def test_the_segmentation_detector_boxes_each_component():
+    image = torch.zeros(1, 40, 32, 24)
+    image[0, 5:9, 10:14, 3:5] = 1.0
+    image[0, 30:33, 20:26, 10:20] = 0.8
+    image[0, 2, 2, 2] = 1.0  # a single voxel: below min_voxels
+    detector = SegmentationDetector(_Blobs(), channel=3, roi_size=(32, 32, 16), threshold=0.5, min_voxels=3)
+    for use_inferer in (False, True):
+        out = detector([image], use_inferer=use_inferer)[0]
+        boxes = sorted(out["box"].tolist())
+        assert boxes == [[4.5, 9.5, 2.5, 8.5, 13.5, 4.5], [29.5, 19.5, 9.5, 32.5, 25.5, 19.5]]
+        assert torch.all(out["label"] == 0) and len(out["label_scores"]) == 2
+        assert sorted(out["label_scores"].tolist())[-1] == pytest.approx(torch.sigmoid(torch.tensor(20.0)).item(),
+                                                                          abs=1e-3)
