@@ -1,11 +1,13 @@
-"""Train the built-in lung / airway / nodule segmentation model (MONAI UNet) on synthetic phantoms.
+"""Train the built-in lung / airway / nodule network (MONAI UNet) on synthetic phantoms.
 
-    python -m inference.training.train_segmentation            # ~40 min on 2 CPU cores, seeded
+    python -m inference.training.train_segmentation            # ~25 min on 2 CPU cores, seeded
 
 The network and the preprocessing come from the bundle's own ``configs/inference.json``
 (``resources/models/chest_ct_lung_nodule_segmentation``), so what is trained is exactly what the app runs.
 Writes ``models/model.pt`` (``state_dict``, loaded with ``weights_only=True``) and ``models/training.json``
-(seed, steps, data, time and the loss curve). Same seed, same steps, same machine type: the same weights.
+(seed, steps, data, time and the loss curve) into that bundle and into the built-in nodule detector
+(``chest_ct_nodule_detection``), which reads the nodule label of the same network. Same seed, same steps, same
+machine type: the same weights.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ from inference.training.data import (NODULE, TRAIN_SEEDS, augment_intensity, loa
                                      schedule)
 
 BUNDLE = "chest_ct_lung_nodule_segmentation"
+DETECTOR_BUNDLE = "chest_ct_nodule_detection"  # reads the nodule label of the same network
+# The network learns lung / airway / nodule; which lung is left and which right is decided after it, from the
+# anatomy (inference.models.lungs.SplitLungsd): patches too small to hold both lungs cannot tell them apart.
+CLASSES = np.array([0, 1, 1, 2, 3], np.int64)  # phantom label (0 bg, 1 L lung, 2 R lung, 3 airway, 4 nodule) -> class
 
 
 def default_cache() -> Path:
@@ -29,9 +35,27 @@ def default_cache() -> Path:
     return user_data_dir() / "training-cache" / "chest-ct-1.25x1.25x2.5"
 
 
+def save_weights(network, bundle_dir: Path) -> Path:
+    """``models/model.pt`` of ``bundle_dir``: the ``state_dict`` in float16 (half the download; the loader copies
+    it into the float32 network), written atomically."""
+    import torch
+
+    models = Path(bundle_dir) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone()
+             for k, v in network.state_dict().items()}
+    tmp = models / "model.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(models / "model.pt")
+    return models / "model.pt"
+
+
 def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, int], lr: float, seed: int,
-          threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, log=print) -> dict:
-    """Train the bundle's network; returns the training record (also written to models/training.json)."""
+          threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, also_to=(), log=print) -> dict:
+    """Train the bundle's network; returns the training record (also written to models/training.json).
+
+    ``also_to``: more bundle folders that run the same network (the built-in nodule detector) get the weights too.
+    """
     import torch
     from monai.losses import DiceCELoss
 
@@ -43,8 +67,9 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     network = load_bundle(bundle_dir, device="cpu", random_weights=True).network.train()
+    # smooth_nr=0: a label absent from the batch adds a constant, not a push towards predicting nothing anywhere
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
-                         lambda_dice=1.0, lambda_ce=1.0)
+                         smooth_nr=0.0, smooth_dr=1e-5, lambda_dice=1.0, lambda_ce=1.0)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     boxes = [case.nodule_boxes() for case in cases]
     curve, start, running = [], time.perf_counter(), []
@@ -54,11 +79,11 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
         images, targets = [], []
         for _ in range(batch):
             k = int(rng.integers(len(cases)))
-            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=0.5, boxes=boxes[k])
+            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=0.6, boxes=boxes[k])
             images.append(augment_intensity(rng, image))
-            targets.append(labels)
+            targets.append(CLASSES[labels])
         x = torch.from_numpy(np.stack(images)[:, None])
-        y = torch.from_numpy(np.stack(targets)[:, None].astype(np.int64))
+        y = torch.from_numpy(np.stack(targets)[:, None])
         loss = loss_fn(network(x), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -71,35 +96,36 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
             elapsed = time.perf_counter() - start
             log(f"step {step + 1}/{steps} loss {mean:.4f} ({elapsed / (step + 1):.2f} s/step, {elapsed / 60:.1f} min)")
     seconds = time.perf_counter() - start
-    models = bundle_dir / "models"
-    models.mkdir(exist_ok=True)
-    state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-    tmp = models / "model.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(models / "model.pt")
+    for folder in (bundle_dir, *also_to):
+        save_weights(network, folder)
     record = {"script": "python -m inference.training.train_segmentation", "seed": seed, "steps": steps,
               "batch": batch, "patch": list(patch), "lr": lr, "threads": threads,
               "training_seeds": [min(seeds), max(seeds)], "cases": len(cases),
               "nodule_label": NODULE, "seconds": round(seconds, 1), "loss_curve": curve,
               "torch": torch.__version__}
-    (models / "training.json").write_text(json.dumps(record, indent=1))
+    for folder in (bundle_dir, *also_to):
+        (Path(folder) / "models" / "training.json").write_text(json.dumps(record, indent=1))
     return record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--patch", type=int, nargs=3, default=(144, 144, 64))
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--patch", type=int, nargs=3, default=(128, 128, 64))
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="processes generating the phantom cases")
     parser.add_argument("--cache", type=Path, default=None, help="folder of the preprocessed phantom cases")
+    parser.add_argument("--no-detector", action="store_true",
+                        help=f"do not copy the weights into the built-in detector ({DETECTOR_BUNDLE})")
     args = parser.parse_args(argv)
+    also = [] if args.no_detector else [builtin_models_dir() / DETECTOR_BUNDLE]
     record = train(args.bundle, steps=args.steps, batch=args.batch, patch=tuple(args.patch), lr=args.lr,
-                   seed=args.seed, threads=args.threads, cache=args.cache or default_cache(), workers=args.workers)
+                   seed=args.seed, threads=args.threads, cache=args.cache or default_cache(), workers=args.workers,
+                   also_to=also)
     print(f"trained in {record['seconds'] / 60:.1f} min; weights in {args.bundle / 'models' / 'model.pt'}")
     return 0
 
