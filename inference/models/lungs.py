@@ -1,10 +1,19 @@
-"""Left and right lung from one "lung" channel: which lung is which is anatomy, not texture.
+"""Post-processing of the built-in chest network: left and right lung by anatomy, nothing "lung" outside the body.
 
-The built-in segmentation network learns lung / airway / nodule on patches too small to hold both lungs, so it is
-not asked which lung it sees. :class:`SplitLungsd` (a MONAI transform for the bundle's postprocessing) splits the
-lung channel by side: the lungs' connected components, each given whole to the side of the midline its centre lies
-on, and a component that straddles the midline (lungs touching at the anterior junction) cut at the midline. The
-midline is the emptiest sagittal plane between the two lungs (the mediastinum). Patient left is larger LPS x.
+The built-in network labels lung / airway / nodule on patches too small to hold both lungs, so it is not asked
+which lung it sees. :class:`ChestPostprocessd` (a MONAI transform for the bundle's postprocessing), on the model's
+own grid:
+
+1. keeps only the "lung" components inside the patient (the body: the largest soft-tissue component, its axial
+   holes filled) and none touching the in-plane border: on a real scan the network called the air inside the
+   patient table lung;
+2. splits the lung channel by side: each lung component goes whole to the side of the midline its centre lies on,
+   and a component that straddles the midline (lungs touching at the anterior junction) is cut at the midline;
+   the midline is the emptiest sagittal plane between the lungs (the mediastinum). Patient left is larger LPS x;
+3. weights the nodule channel before the argmax (``nodule_weight``): nodules are a tiny class whose
+   probabilities run low at their edges and in ground glass.
+
+It works on probabilities, so the result can still be resampled linearly onto the study's grid before the argmax.
 """
 from __future__ import annotations
 
@@ -15,65 +24,130 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    import SimpleITK as sitk
+
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    return labels, int(labels.max())
+
+
+def body_mask(image: np.ndarray, threshold: float) -> np.ndarray:
+    """The patient in an ``(x, y, z)`` image: the largest component above ``threshold`` (soft tissue and bone),
+    with the holes of every axial slice filled (the lungs are such holes). A table separated from the patient by
+    air is another component and stays out."""
+    import SimpleITK as sitk
+
+    labels, n = _components(image > threshold)
+    if n == 0:
+        return np.zeros(image.shape, bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body = labels == int(np.argmax(sizes))
+    for z in range(body.shape[2]):
+        if body[:, :, z].any():
+            body[:, :, z] = sitk.GetArrayFromImage(
+                sitk.BinaryFillhole(sitk.GetImageFromArray(body[:, :, z].astype(np.uint8)))).astype(bool)
+    return body
+
+
+def lung_components(lung: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+    """The part of the ``(x, y, z)`` ``lung`` mask that is lung: components inside the patient.
+
+    A component is dropped when it touches the in-plane border (air around the patient) or, given the ``body``
+    mask, when less than half of it lies inside the body (on a real scan the network called the air inside the
+    patient table lung).
+    """
+    labels, n = _components(lung)
+    if n == 0:
+        return lung
+    border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
+                                       labels[:, -1].ravel()]))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes > 0
+    keep[0] = False
+    keep[border] = False
+    if body is not None:
+        inside = np.bincount(labels[body], minlength=n + 1)
+        keep &= inside >= 0.5 * sizes
+    return keep[labels]
+
+
 def side_map(lung: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
-    """``True`` where a voxel of the ``(x, y, z)`` grid belongs to the patient's left lung side.
+    """``True`` where a voxel of the ``(x, y, z)`` grid belongs to the patient's left side.
 
     ``lung`` is the boolean lung mask; ``affine_ras`` the grid's index -> RAS affine (used to know which way is
     left, and assumed close to axis-aligned, as after MONAI's ``Orientation``).
     """
-    import SimpleITK as sitk
-
     to_left = -np.sign(affine_ras[0, 0]) if affine_ras[0, 0] else 1.0  # RAS x grows to the patient's right
     nx = lung.shape[0]
+    xs = np.arange(nx, dtype=float)
     profile = lung.sum(axis=(1, 2)).astype(float)
-    # the midline: the emptiest column of the lung profile in the central 40 % of the lungs' extent
     occupied = np.flatnonzero(profile)
-    if occupied.size == 0:
-        midline = nx / 2
-    else:
+    midline = nx / 2
+    if occupied.size:  # the emptiest column of the lung profile in the central 40 % of the lungs' extent
         lo, hi = occupied[0], occupied[-1]
         a, b = int(lo + 0.3 * (hi - lo)), int(lo + 0.7 * (hi - lo)) + 1
-        smooth = np.convolve(profile, np.ones(5) / 5, mode="same")
-        midline = a + int(np.argmin(smooth[a:b])) if b > a else nx / 2
-    index = np.arange(nx, dtype=float)[:, None, None]
-    left = np.broadcast_to((index - midline) * to_left > 0, lung.shape).copy()
-    if not lung.any():
+        if b > a:
+            smooth = np.convolve(profile, np.ones(5) / 5, mode="same")
+            midline = a + int(np.argmin(smooth[a:b]))
+    left_of = (xs - midline) * to_left > 0
+    left = np.broadcast_to(left_of[:, None, None], lung.shape).copy()
+    labels, n = _components(lung)
+    if n == 0:
         return left
-    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(lung.astype(np.uint8))))
-    xs = np.arange(nx, dtype=float)
-    for value in range(1, int(components.max()) + 1):
-        part = components == value
-        counts = part.sum(axis=(1, 2))
-        centre = float((counts * xs).sum() / counts.sum())
-        share_left = counts[(xs - midline) * to_left > 0].sum() / counts.sum()
-        if 0.1 < share_left < 0.9:
-            continue  # straddles the midline: keep the cut at the midline
-        left[part] = (centre - midline) * to_left > 0
+    # per component: voxel count, mean x and share left of the midline, in one pass each
+    flat = labels.ravel()
+    x_index = np.broadcast_to(xs[:, None, None], lung.shape).ravel()
+    counts = np.bincount(flat, minlength=n + 1).astype(float)
+    centre = np.bincount(flat, weights=x_index, minlength=n + 1) / np.maximum(counts, 1)
+    share = np.bincount(flat, weights=np.broadcast_to(left_of[:, None, None], lung.shape).ravel(),
+                        minlength=n + 1) / np.maximum(counts, 1)
+    whole = (share <= 0.1) | (share >= 0.9)  # components that straddle the midline keep the cut
+    side = (centre - midline) * to_left > 0
+    assign = whole & (np.arange(n + 1) > 0)
+    pick = assign[labels]
+    left[pick] = side[labels][pick]
     return left
 
 
-class SplitLungsd(MapTransform):
-    """Turn channels ``[background, lung, *others]`` into ``[background, left lung, right lung, *others]``.
+class ChestPostprocessd(MapTransform):
+    """Turn the network's ``[background, lung, airway, nodule]`` probabilities into
+    ``[background, left lung, right lung, airway, nodule]`` scores (see the module docstring).
 
-    Works on probabilities (the lung channel goes whole to one side per voxel), so the result can still be
-    resampled linearly before the argmax.
+    ``body_threshold`` is soft tissue on the scale of the preprocessed ``image_key`` (e.g. -500 HU); None: no body
+    check, only the border rule.
     """
 
-    def __init__(self, keys: KeysCollection, lung_channel: int = 1, allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, lung_channel: int = 1, nodule_channel: int = 3,
+                 nodule_weight: float = 1.0, image_key: str = "image", body_threshold: float | None = None,
+                 allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.lung_channel = int(lung_channel)
+        self.image_key = image_key
+        self.body_threshold = body_threshold
+        self.nodule_channel = int(nodule_channel)
+        self.nodule_weight = float(nodule_weight)
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
             affine = (pred.affine if isinstance(pred, MetaTensor) else torch.eye(4)).detach().cpu().numpy()
-            scores = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
+            scores = (pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)).clone()
+            scores[self.nodule_channel] *= self.nodule_weight
             lung_mask = (scores.argmax(dim=0) == self.lung_channel).cpu().numpy()
-            left = torch.from_numpy(side_map(lung_mask, affine)).to(scores.device)
+            body = None
+            if self.body_threshold is not None and self.image_key in d:
+                image = d[self.image_key]
+                image = (image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image))
+                body = body_mask(image[0].cpu().numpy(), self.body_threshold)
+            kept = lung_components(lung_mask, body)
+            outside = torch.from_numpy(lung_mask & ~kept).to(scores.device)
+            scores[0][outside] += scores[self.lung_channel][outside]  # outside air: background after all
+            scores[self.lung_channel][outside] = 0
+            left = torch.from_numpy(side_map(kept, affine)).to(scores.device)
             lung = scores[self.lung_channel]
-            channels = [scores[:self.lung_channel], (lung * left)[None], (lung * ~left)[None],
-                        scores[self.lung_channel + 1:]]
-            out = torch.cat(channels, dim=0)
+            out = torch.cat([scores[:self.lung_channel], (lung * left)[None], (lung * ~left)[None],
+                             scores[self.lung_channel + 1:]], dim=0)
             d[key] = MetaTensor(out, meta=dict(pred.meta)) if isinstance(pred, MetaTensor) else out
         return d

@@ -47,8 +47,13 @@ class SegmentationDetector(nn.Module):
     def forward(self, images: list[torch.Tensor], use_inferer: bool = False) -> list[dict[str, torch.Tensor]]:
         results = []
         for image in images:
-            batch = image[None]
-            logits = self.inferer(batch, self.network) if use_inferer else self.network(batch)
+            spatial = image.shape[1:]
+            if use_inferer:
+                logits = self.inferer(image[None], self.network)
+            else:  # one pass: pad the end of each axis to a multiple of size_divisible, as MONAI's detectors do
+                pad = [(-s) % d for s, d in zip(spatial, self.size_divisible)]
+                batch = torch.nn.functional.pad(image[None], [v for p in reversed(pad) for v in (0, p)])
+                logits = self.network(batch)[..., :spatial[0], :spatial[1], :spatial[2]]
             probability = torch.softmax(logits.float(), dim=1)[0, self.channel].cpu().numpy()
             results.append(self._boxes(probability))
         return results

@@ -51,10 +51,12 @@ def save_weights(network, bundle_dir: Path) -> Path:
 
 
 def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, int], lr: float, seed: int,
-          threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, also_to=(), log=print) -> dict:
+          threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, also_to=(), nodule_fraction: float = 0.6,
+          init: Path | None = None, log=print) -> dict:
     """Train the bundle's network; returns the training record (also written to models/training.json).
 
     ``also_to``: more bundle folders that run the same network (the built-in nodule detector) get the weights too.
+    ``init``: start from these weights (a ``model.pt``) instead of the seeded initialisation (a second stage).
     """
     import torch
     from monai.losses import DiceCELoss
@@ -66,7 +68,11 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
     configure_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    network = load_bundle(bundle_dir, device="cpu", random_weights=True).network.train()
+    network = load_bundle(bundle_dir, device="cpu", random_weights=True).network
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    network.train()
     # smooth_nr=0: a label absent from the batch adds a constant, not a push towards predicting nothing anywhere
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
                          smooth_nr=0.0, smooth_dr=1e-5, lambda_dice=1.0, lambda_ce=1.0)
@@ -79,7 +85,7 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
         images, targets = [], []
         for _ in range(batch):
             k = int(rng.integers(len(cases)))
-            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=0.6, boxes=boxes[k])
+            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=nodule_fraction, boxes=boxes[k])
             images.append(augment_intensity(rng, image))
             targets.append(CLASSES[labels])
         x = torch.from_numpy(np.stack(images)[:, None])
@@ -99,7 +105,8 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
     for folder in (bundle_dir, *also_to):
         save_weights(network, folder)
     record = {"script": "python -m inference.training.train_segmentation", "seed": seed, "steps": steps,
-              "batch": batch, "patch": list(patch), "lr": lr, "threads": threads,
+              "batch": batch, "patch": list(patch), "lr": lr, "threads": threads, "nodule_fraction": nodule_fraction,
+              "init": str(init) if init else None,
               "training_seeds": [min(seeds), max(seeds)], "cases": len(cases),
               "nodule_label": NODULE, "seconds": round(seconds, 1), "loss_curve": curve,
               "torch": torch.__version__}
@@ -119,13 +126,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="processes generating the phantom cases")
     parser.add_argument("--cache", type=Path, default=None, help="folder of the preprocessed phantom cases")
+    parser.add_argument("--nodule-fraction", type=float, default=0.6, help="share of patches centred on a nodule")
+    parser.add_argument("--init", type=Path, help="start from these weights (model.pt): a second training stage")
     parser.add_argument("--no-detector", action="store_true",
                         help=f"do not copy the weights into the built-in detector ({DETECTOR_BUNDLE})")
     args = parser.parse_args(argv)
     also = [] if args.no_detector else [builtin_models_dir() / DETECTOR_BUNDLE]
     record = train(args.bundle, steps=args.steps, batch=args.batch, patch=tuple(args.patch), lr=args.lr,
                    seed=args.seed, threads=args.threads, cache=args.cache or default_cache(), workers=args.workers,
-                   also_to=also)
+                   also_to=also, nodule_fraction=args.nodule_fraction, init=args.init)
     print(f"trained in {record['seconds'] / 60:.1f} min; weights in {args.bundle / 'models' / 'model.pt'}")
     return 0
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from inference.models.lungs import SplitLungsd, side_map
+from inference.models.lungs import ChestPostprocessd, side_map
 from inference.models.seg_detector import SegmentationDetector
 
 
@@ -30,7 +30,7 @@ def _scores(labels: np.ndarray) -> torch.Tensor:
 def test_split_lungs_gives_each_lung_its_side(phantom_case):
     labels = phantom_case.labels
     pred = MetaTensor(_scores(labels), affine=torch.as_tensor(phantom_case.affine_ras))
-    out = SplitLungsd(keys="pred")({"pred": pred})["pred"]
+    out = ChestPostprocessd(keys="pred")({"pred": pred})["pred"]
     assert out.shape[0] == 5 and torch.allclose(out.affine.double(), pred.affine.double())
     split = out.argmax(dim=0).numpy()
     for value in (1, 2, 3, 4):
@@ -65,7 +65,7 @@ class _Blobs(torch.nn.Module):
 
 
 def test_the_segmentation_detector_boxes_each_component():
-    image = torch.zeros(1, 40, 32, 24)
+    image = torch.zeros(1, 40, 32, 23)  # not a multiple of size_divisible: padded inside
     image[0, 5:9, 10:14, 3:5] = 1.0
     image[0, 30:33, 20:26, 10:20] = 0.8
     image[0, 2, 2, 2] = 1.0  # a single voxel: below min_voxels
@@ -77,3 +77,27 @@ def test_the_segmentation_detector_boxes_each_component():
         assert torch.all(out["label"] == 0) and len(out["label_scores"]) == 2
         assert sorted(out["label_scores"].tolist())[-1] == pytest.approx(torch.sigmoid(torch.tensor(20.0)).item(),
                                                                           abs=1e-3)
+
+
+def test_lung_outside_the_body_is_dropped():
+    """Air inside a patient table (called lung by the network on a real scan) becomes background."""
+    x, y, z = np.meshgrid(np.arange(80), np.arange(70), np.arange(12), indexing="ij")
+    image = np.zeros((80, 70, 12), np.float32)  # (x, y, z), scaled: 0 = air
+    body = ((x - 40) / 34) ** 2 + ((y - 30) / 24) ** 2 < 1
+    image[body] = 0.7
+    lungs = (((x - 24) / 10) ** 2 + ((y - 30) / 14) ** 2 < 1) | (((x - 56) / 10) ** 2 + ((y - 30) / 14) ** 2 < 1)
+    image[lungs] = 0.1
+    image[10:70, 58:68] = 0.8  # the table, apart from the patient
+    pocket = np.zeros_like(lungs)
+    pocket[20:60, 61:65] = True
+    image[pocket] = 0.0
+    classes = np.where(lungs | pocket, 1, 0)
+    scores = torch.nn.functional.one_hot(torch.from_numpy(classes), 4).permute(3, 0, 1, 2).float()
+    affine = torch.diag(torch.tensor([1.25, 1.25, 2.5, 1.0], dtype=torch.float64))
+    data = {"pred": MetaTensor(scores, affine=affine), "image": MetaTensor(torch.from_numpy(image)[None], affine=affine)}
+    without = ChestPostprocessd(keys="pred")(dict(data))["pred"].argmax(dim=0).numpy()
+    assert np.isin(without[pocket], (1, 2)).all()  # the border rule alone keeps it (it does not touch the edge)
+    out = ChestPostprocessd(keys="pred", body_threshold=0.357)(dict(data))["pred"].argmax(dim=0).numpy()
+    assert (out[pocket] == 0).all()
+    # RAS x grows to the patient's right: the lung at small x is the left one
+    assert (out[:40][lungs[:40]] == 1).all() and (out[40:][lungs[40:]] == 2).all()
