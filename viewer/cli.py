@@ -12,7 +12,7 @@ from pathlib import Path
 from viewer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_DICOM = 0, 1, 2
-SUBCOMMANDS = ("scan", "info", "models", "infer", "sample", "screenshot")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "sample", "screenshot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +65,16 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     infer.add_argument("--out", required=True, type=Path, help="output folder")
     infer.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: best available")
     infer.set_defaults(handler=cmd_infer)
+
+    evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
+                              description="DATA: phantom:SEEDS (e.g. phantom:5000-5009, generated in memory), a "
+                              "folder written by `hounsfield sample`, or a DICOM folder with an LIDC-IDRI XML. "
+                              "Default: the 10 evaluation phantoms (seeds never used in training).")
+    evaluate.add_argument("data", nargs="*", metavar="DATA")
+    evaluate.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
+    evaluate.add_argument("--json", type=Path, help="also write the full report (per case) to this file")
+    evaluate.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     sample = sub.add_parser("sample", help="write the built-in sample study")
     sample.add_argument("--out", required=True, type=Path)
@@ -232,6 +242,24 @@ def cmd_infer(args) -> int:
     for kind, path in report["outputs"].items():
         print(f"{kind}: {path}")
     print("\n".join(format_timings(report["timings"])))
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    """``hounsfield evaluate --model ID [--model ID2] [DATA...] [--json FILE]``."""
+    from inference.registry import ModelNotFound
+    from inference.training.data import EVAL_SEEDS
+    from viewer.core.evaluation import evaluate, format_report
+
+    data = args.data or [f"phantom:{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}"]
+    try:
+        report = evaluate(args.model, data, threads=args.threads)
+    except (ModelNotFound, ValueError, OSError) as error:
+        print(f"hounsfield: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=float))
     return EXIT_OK
 
 

@@ -1,0 +1,45 @@
+"""``hounsfield evaluate``: references, scoring and the report, on real data with the built-in models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from viewer.cli import main
+from viewer.core.evaluation import lung_reference, parse_seeds
+from viewer.core.sample import DEMO_MODELS
+
+
+def test_seed_ranges():
+    assert parse_seeds("5000-5002,7") == [5000, 5001, 5002, 7]
+
+
+def test_threshold_lung_reference_on_lidc(lidc_dir):
+    from tests.inference.helpers import real_volume
+
+    _, volume = real_volume("lidc-idri-0001")
+    lungs = lung_reference(volume.array)
+    ml = lungs.sum() * np.prod(volume.spacing) / 1000
+    assert 3000 < ml < 8000, ml  # an adult pair of lungs
+    assert not lungs[:, :5].any() and not lungs[:, :, :5].any()  # nothing of the air around the patient
+    assert np.median(volume.array[lungs]) < -700  # mostly aerated lung, vessels put back
+
+
+def test_evaluate_cli_on_phantoms_and_lidc(lidc_dir, tmp_path, capsys):
+    """The reduced evaluation CI runs: two unseen phantoms and LIDC-0001, both built-in models, issue targets."""
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--model", DEMO_MODELS[1], "--model", DEMO_MODELS[0], "phantom:5001,5003",
+                 str(lidc_dir), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sensitivity at 1/2/4 FP per scan" in printed and "Dice lung_left" in printed
+    report = json.loads(out.read_text())
+    seg, det = report[DEMO_MODELS[1]], report[DEMO_MODELS[0]]
+    phantoms = [c for c in seg["cases"] if c["case"].startswith("phantom")]
+    for case in phantoms:
+        assert case["dice"]["lung_left"] >= 0.95 and case["dice"]["lung_right"] >= 0.95, case["dice"]
+    lidc = [c for c in seg["cases"] if not c["case"].startswith("phantom")][0]
+    assert lidc["dice"]["lungs+airways"] >= 0.9, lidc["dice"]
+    lidc_det = [c for c in det["cases"] if not c["case"].startswith("phantom")][0]
+    assert lidc_det["nodules"] and lidc_det["nodules"][0]["found"], lidc_det["nodules"]
+    sensitivity = det["summary"]["detection"]["sensitivity_at_fp_per_scan"]
+    assert sensitivity["4"] >= 0.75, sensitivity  # 4 nodules of 12-33 mm in three scans

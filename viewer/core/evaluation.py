@@ -1,0 +1,310 @@
+"""``hounsfield evaluate``: how well a model does on studies with a known answer.
+
+Data (``DATA...`` on the command line):
+
+* ``phantom:SEEDS`` - phantoms generated in memory at the routine 2.5 / 0.9 mm grid (``phantom:5000-5009``,
+  ``phantom:0,7``); ground truth from the generator. :data:`inference.training.data.EVAL_SEEDS` are never trained on.
+* a folder written by ``hounsfield sample`` (``dicom/`` + ``ground_truth/``).
+* a DICOM folder with an LIDC-IDRI XML: the readers' nodules >= 3 mm (:mod:`viewer.core.lidc`) and a lung reference
+  from thresholding and connected components (:func:`lung_reference`), since LIDC has no lung masks.
+
+Metrics: Dice per reference label (per case; the summary is the mean over cases where the label exists in the
+reference), and for detection models the FROC sensitivity at 1/8 ... 8 false positives per scan
+(:mod:`inference.metrics`: a hit is a box centre within ``max(radius, 4 mm)`` of a nodule centre). Segmentation
+models are also scored as nodule detectors at their single operating point (one candidate per connected nodule
+component).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from inference.metrics import ScanDetections, best_hits, dice, froc
+
+LUNG_NAMES = ("lung_left", "lung_right")
+AIRWAY = "airway"
+NODULE = "nodule"
+LUNGS_WITH_AIRWAYS = "lungs+airways"
+
+
+@dataclass
+class EvalCase:
+    """A volume with its reference: label masks by name and nodules (LPS centres, diameters)."""
+
+    name: str
+    array: np.ndarray
+    affine: np.ndarray
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    nodules_lps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    nodule_diameters: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reference: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# References.
+
+def lung_reference(array: np.ndarray, threshold_hu: float = -400.0) -> np.ndarray:
+    """Lungs (with airways) of a chest CT by threshold and connected components - no learning involved.
+
+    Air below ``threshold_hu`` is split into 3D components; those touching the in-plane border are outside the
+    body and go; of the rest, components of at least 20 % of the largest are the lungs (one or two: the airways
+    join them). Vessels inside the lungs (above the threshold) are put back by a small closing and by filling
+    the holes of every axial slice.
+    """
+    import SimpleITK as sitk
+
+    air = sitk.GetImageFromArray((np.asarray(array) < threshold_hu).astype(np.uint8))
+    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(air, False))
+    border = np.unique(np.concatenate([components[:, 0].ravel(), components[:, -1].ravel(),
+                                       components[:, :, 0].ravel(), components[:, :, -1].ravel()]))
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    sizes[border] = 0
+    if not sizes.any():
+        return np.zeros(components.shape, bool)
+    keep = np.flatnonzero(sizes >= 0.2 * sizes.max())
+    lungs = sitk.GetImageFromArray(np.isin(components, keep).astype(np.uint8))
+    lungs = sitk.BinaryMorphologicalClosing(lungs, [2, 2, 1])
+    filled = sitk.GetArrayFromImage(lungs).astype(bool)
+    for z in range(filled.shape[0]):
+        if filled[z].any():
+            filled[z] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(filled[z].astype(np.uint8))))
+    return filled
+
+
+def _reference_masks(labels: np.ndarray, names: dict[int, str]) -> dict[str, np.ndarray]:
+    masks = {name: labels == value for value, name in names.items() if value}
+    if all(n in masks for n in LUNG_NAMES):
+        masks[LUNGS_WITH_AIRWAYS] = masks[LUNG_NAMES[0]] | masks[LUNG_NAMES[1]] | masks.get(AIRWAY, False)
+    return masks
+
+
+def phantom_case(seed: int) -> EvalCase:
+    """Phantom ``seed`` at the default (routine chest CT) grid with its generated truth."""
+    from inference.training.phantom import LABELS, generate_phantom
+
+    phantom = generate_phantom(seed)
+    centres = np.array([n.center_lps for n in phantom.nodules], float).reshape(-1, 3)
+    diameters = np.array([n.diameter_mm for n in phantom.nodules], float)
+    return EvalCase(f"phantom {seed}", phantom.hu, phantom.affine, _reference_masks(phantom.labels, LABELS),
+                    centres, diameters, "generated")
+
+
+def load_largest_series(folder: Path):
+    """The volume of the image series with the most frames under ``folder``."""
+    from viewer.core.dicom.load import load_series
+    from viewer.core.dicom.scan import scan
+
+    series = [s for s in scan([folder]).all_series() if s.kind == "image"]
+    if not series:
+        raise ValueError(f"{folder}: no image series")
+    return load_series(max(series, key=lambda s: s.n_frames))
+
+
+def sample_case(folder: str | Path) -> EvalCase:
+    """A study written by ``hounsfield sample``: its DICOM volume and ``ground_truth/``."""
+    import nibabel as nib
+
+    from inference.geometry import lps_affine
+
+    folder = Path(folder)
+    volume = load_largest_series(folder / "dicom")
+    truth = folder / "ground_truth"
+    image = nib.load(str(truth / "labels.nii.gz"))
+    index_to_volume = np.linalg.inv(volume.affine) @ lps_affine(image.affine)
+    if not np.allclose(index_to_volume, np.eye(4), atol=1e-3):
+        raise ValueError(f"{truth}: labels.nii.gz is not on the DICOM series' grid")
+    labels = np.asarray(image.dataobj).transpose(2, 1, 0)
+    names = {int(k): v for k, v in json.loads((truth / "labels.json").read_text())["labels"].items()}
+    nodules = json.loads((truth / "nodules.json").read_text())["nodules"]
+    return EvalCase(folder.name, volume.array, volume.affine, _reference_masks(labels, names),
+                    np.array([n["center_lps"] for n in nodules], float).reshape(-1, 3),
+                    np.array([n["diameter_mm"] for n in nodules], float), "sample ground truth")
+
+
+def lidc_case(folder: str | Path) -> EvalCase:
+    """An LIDC-IDRI study: readers' nodules >= 3 mm from its XML, lungs by :func:`lung_reference`."""
+    from viewer.core.lidc import find_lidc_xml, read_lidc_nodules
+
+    folder = Path(folder)
+    xmls = find_lidc_xml(folder)
+    if not xmls:
+        raise ValueError(f"{folder}: no LIDC XML (nothing to compare with)")
+    volume = load_largest_series(folder)
+    nodules = read_lidc_nodules(xmls[0], volume.affine, getattr(volume, "slice_positions", None))
+    return EvalCase(folder.name, volume.array, volume.affine, {LUNGS_WITH_AIRWAYS: lung_reference(volume.array)},
+                    np.array([n.center_lps for n in nodules], float).reshape(-1, 3),
+                    np.array([n.diameter_mm for n in nodules], float), "LIDC readers + threshold lungs")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"5000-5009"`` / ``"0,7,9"`` -> seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part[1:]:
+            a, b = part.split("-", 1)
+            seeds.extend(range(int(a), int(b) + 1))
+        elif part:
+            seeds.append(int(part))
+    return seeds
+
+
+def cases_from(data: list[str]) -> Iterator[EvalCase]:
+    """The cases named on the command line, built one at a time (phantoms are generated on the way)."""
+    for item in data:
+        if item.startswith("phantom:"):
+            for seed in parse_seeds(item.split(":", 1)[1]):
+                yield phantom_case(seed)
+        elif (Path(item) / "ground_truth").is_dir():
+            yield sample_case(item)
+        else:
+            yield lidc_case(item)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring.
+
+def _component_centres(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return np.zeros((0, 3))
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(labels)
+    centres = np.array([stats.GetCentroid(k) for k in stats.GetLabels()], float)  # (x, y, z) index units
+    return centres @ affine[:3, :3].T + affine[:3, 3]
+
+
+def score_case(model, case: EvalCase, *, threads: int | None = None) -> dict:
+    """Run ``model`` (a registry id, folder or ``ModelInfo``) on one case and score it against the reference."""
+    from inference.jobs import run_job
+    from inference.task import run_model
+    from inference.types import Detections, SegResult
+
+    start = time.perf_counter()
+    outcome = run_job(run_model(model, case.array, case.affine, device="cpu", threads=threads))
+    seconds = time.perf_counter() - start
+    result = outcome.result
+    row: dict = {"case": case.name, "seconds": round(seconds, 2), "n_nodules": int(len(case.nodules_lps))}
+    if isinstance(result, SegResult):
+        names = {v: label.name for v, label in result.table.items()}
+        predicted = _reference_masks(result.labels, names)
+        row["dice"] = {name: dice(predicted.get(name, np.zeros(ref.shape, bool)), ref)
+                       for name, ref in case.masks.items()}
+        centres = _component_centres(predicted.get(NODULE, np.zeros(case.array.shape, bool)), case.affine)
+        scores = np.ones(len(centres))
+    elif isinstance(result, Detections):
+        centres, scores = result.centers_lps, result.scores
+    else:
+        raise ValueError(f"cannot evaluate a {type(result).__name__}")
+    scan = ScanDetections(centres, scores, case.nodules_lps, case.nodule_diameters)
+    row["scan"] = scan
+    row["nodules"] = [{"center_lps": [round(float(v), 1) for v in c], "diameter_mm": round(float(d), 1), **hit}
+                      for c, d, hit in zip(case.nodules_lps, case.nodule_diameters, best_hits(scan))]
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean Dice per label (over cases whose reference has it) and the FROC of all cases together."""
+    summary: dict = {"cases": len(rows), "seconds_mean": round(float(np.mean([r["seconds"] for r in rows])), 2)}
+    names = sorted({name for r in rows for name in r.get("dice", {})})
+    if names:
+        summary["dice"] = {}
+        for name in names:
+            values = [r["dice"][name] for r in rows if r["dice"].get(name) is not None]
+            present = [r["dice"][name] for r in rows
+                       if r["dice"].get(name) is not None and _present(r, name)]
+            summary["dice"][name] = {"mean": round(float(np.mean(present)), 4) if present else None,
+                                     "min": round(float(np.min(present)), 4) if present else None,
+                                     "cases": len(present), "all_cases": len(values)}
+    curve = froc([r["scan"] for r in rows])
+    summary["detection"] = {"nodules": curve["n_nodules"], "detections": curve["n_detections"]}
+    if not any("dice" in r for r in rows):  # a detector: scores to rank by
+        summary["detection"]["sensitivity_at_fp_per_scan"] = {str(k): v for k, v in curve["sensitivity_at"].items()}
+    else:  # a segmentation: one operating point
+        found = sum(h["found"] for r in rows for h in r["nodules"])
+        false = sum(_false_positives(r["scan"]) for r in rows)
+        summary["detection"]["operating_point"] = {"found": found, "false_positives_per_scan":
+                                                   round(false / max(1, len(rows)), 2)}
+    return summary
+
+
+def _present(row: dict, name: str) -> bool:
+    return row.get("_present", {}).get(name, True)
+
+
+def _false_positives(scan: ScanDetections) -> int:
+    from inference.metrics import match_radius
+
+    if not len(scan.centers_lps):
+        return 0
+    if not len(scan.truth_lps):
+        return len(scan.centers_lps)
+    d = np.linalg.norm(scan.centers_lps[:, None] - scan.truth_lps[None], axis=2)
+    radius = np.array([match_radius(v) for v in scan.truth_diameters_mm])
+    return int((~np.any(d <= radius[None], axis=1)).sum())
+
+
+def evaluate(models: list, data: list[str], *, threads: int | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready)."""
+    from inference.registry import ModelInfo, find_model
+
+    infos = [m if isinstance(m, ModelInfo) else find_model(m) for m in models]
+    rows: dict[str, list[dict]] = {info.id: [] for info in infos}
+    for case in cases_from(data):
+        present = {name: bool(mask.any()) for name, mask in case.masks.items()}
+        for info in infos:
+            row = score_case(info, case, threads=threads)
+            row["_present"] = present
+            rows[info.id].append(row)
+            log(_case_line(info.id, row))
+    report = {}
+    for model_id, model_rows in rows.items():
+        summary = summarise(model_rows)
+        cases = [{k: v for k, v in r.items() if k not in ("scan", "_present")} for r in model_rows]
+        report[model_id] = {"summary": summary, "cases": cases}
+    return report
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _case_line(model_id: str, row: dict) -> str:
+    parts = [f"{model_id} | {row['case']}: {row['seconds']:.1f} s"]
+    if "dice" in row:
+        parts.append("Dice " + ", ".join(f"{k} {_fmt(v)}" for k, v in row["dice"].items()))
+    hits = row["nodules"]
+    if hits:
+        parts.append("nodules " + ", ".join(
+            f"{h['diameter_mm']:.0f} mm {'found' if h['found'] else 'missed'}"
+            + (f" ({h['score']:.2f})" if h["found"] and h["score"] is not None else "") for h in hits))
+    return "; ".join(parts)
+
+
+def format_report(report: dict) -> str:
+    """The summary table ``hounsfield evaluate`` prints."""
+    lines = []
+    for model_id, entry in report.items():
+        s = entry["summary"]
+        lines.append(f"{model_id}: {s['cases']} cases, {s['seconds_mean']:.1f} s per case")
+        for name, d in s.get("dice", {}).items():
+            lines.append(f"  Dice {name:<14} mean {_fmt(d['mean'])}  min {_fmt(d['min'])}  ({d['cases']} cases)")
+        det = s["detection"]
+        sens = det.get("sensitivity_at_fp_per_scan", {})
+        if "operating_point" in det:
+            op = det["operating_point"]
+            lines.append(f"  nodules found {op['found']}/{det['nodules']}, "
+                         f"{op['false_positives_per_scan']:.2f} false positives per scan")
+        else:
+            lines.append(f"  nodules {det['nodules']}, sensitivity at 1/2/4 FP per scan: "
+                         f"{_fmt(sens.get('1'))} / {_fmt(sens.get('2'))} / {_fmt(sens.get('4'))}")
+    return "\n".join(lines)
