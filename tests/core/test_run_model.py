@@ -36,8 +36,12 @@ def models(tmp_path, monkeypatch):
 
 
 def test_models_json_lists_the_bundles_with_the_issue_schema(models):
-    records = {r["id"]: r for r in models_json()}
-    assert set(records) == {"tiny_seg", "tiny_det", "tiny_sal"}
+    from viewer.core.sample import DEMO_MODELS
+
+    everything = {r["id"]: r for r in models_json()}
+    assert set(everything) == {"tiny_seg", "tiny_det", "tiny_sal", *DEMO_MODELS}
+    assert all(everything[m]["builtin"] and everything[m]["trusted"] for m in DEMO_MODELS)
+    records = {k: v for k, v in everything.items() if k not in DEMO_MODELS}
     assert records["tiny_seg"]["labels"] == {"1": "lung", "2": "nodule"}
     assert records["tiny_det"]["task"] == "detection" and records["tiny_sal"]["task"] == "saliency"
     for record in records.values():

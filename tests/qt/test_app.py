@@ -28,11 +28,53 @@ def test_run_gui_opens_the_paths_and_returns_the_exit_code(themed_app, qtbot, li
     assert seen["shape"] == (133, 512, 512)
 
 
-def test_demo_opens_the_sample_study(main_window, qtbot):
+def test_demo_opens_the_sample_study_and_the_built_in_models_find_its_nodules(main_window, qtbot):
+    import json
+
+    import numpy as np
+
+    from inference.metrics import match_radius
+    from viewer.core.sample import DEMO_MODELS, demo_study_path
+
+    lane = main_window.inference
+    applied = []
+    lane.result_applied.connect(applied.append)
     with qtbot.waitSignal(main_window.series_loaded, timeout=120_000):
         main_window.open_demo()
     volume = main_window.viewer.volume
     assert volume is not None and volume.modality == "CT" and volume.shape[0] > 10
+    # both built-in models run by themselves, one after the other, on the worker
+    qtbot.waitUntil(lambda: len(applied) == len(DEMO_MODELS) and not lane.busy, timeout=180_000)
+    assert applied == ["detection", "segmentation"]
+    truth = json.loads((demo_study_path().parent / "ground_truth" / "nodules.json").read_text())["nodules"]
+    shown = [f for f in main_window.findings_panel.shown()]
+    centres = np.array([lane.layer("detection").detections.centers_lps[f.index] for f in shown])
+    for nodule in truth:
+        distance = np.linalg.norm(centres - np.array(nodule["center_lps"]), axis=1)
+        assert distance.min() <= match_radius(nodule["diameter_mm"]), nodule
+    assert len(shown) <= len(truth) + 2  # at the default display threshold
+    seg = lane.layer("segmentation")
+    assert {seg.label_name(v) for v in seg.present} >= {"lung_left", "lung_right", "airway", "nodule"}
+
+    # Explain the top finding: a Grad-CAM map becomes the saliency overlay, hottest near the finding
+    main_window.findings_panel.select(shown[0].index)
+    with qtbot.waitSignal(lane.result_applied, timeout=60_000) as blocker:
+        main_window.findings_panel.explain_button.click()
+    assert blocker.args == ["saliency"]
+    saliency = lane.layer("saliency").saliency
+    assert saliency.target == f"finding #{shown[0].index + 1}"
+    hot = np.argwhere(saliency.values >= 0.9 * saliency.values.max())
+    z0, y0, x0, z1, y1, x1 = lane.layer("detection").detections.boxes_voxel[shown[0].index]
+    centre = np.array([(z0 + z1) / 2, (y0 + y1) / 2, (x0 + x1) / 2])
+    spacing = np.array(volume.spacing)
+    assert np.linalg.norm((hot.mean(axis=0) - centre) * spacing) < 20.0
+
+    # ... and one label of the segmentation: the map replaces the finding's
+    nodule = next(v for v in seg.present if seg.label_name(v) == "nodule")
+    with qtbot.waitSignal(lane.result_applied, timeout=60_000):
+        lane.explain_label(nodule)
+    assert lane.layer("saliency").saliency.target == "nodule"
+    assert "Grad-CAM of nodule" in main_window.statusBar().currentMessage()
 
 
 def test_open_a_dicomdir(main_window, qtbot, shared_data):

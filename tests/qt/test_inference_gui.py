@@ -102,8 +102,11 @@ def expected_bands(array):
 
 
 def test_model_picker_lists_bundles_from_the_settings_folder(main_window, models, settings, qtbot):
+    from viewer.core.sample import DEMO_MODELS
+
     panel, lane = main_window.ai_panel, main_window.inference
-    assert panel.current_model() is None and not panel.run_button.isEnabled()
+    assert {m.id for m in panel.models} >= set(DEMO_MODELS)  # the built-in models, before any folder is set
+    assert not panel.run_button.isEnabled() and "Open a series" in panel.run_button.toolTip()
     lane.set_models_folder(str(models))
     ids = {m.id for m in panel.models}
     assert {"tiny_unet", "tiny_det", "tiny_sal", "band", "slow_band", "exploding"} <= ids

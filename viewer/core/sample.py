@@ -21,6 +21,8 @@ from viewer.core.dicom.synthetic import write_series
 from viewer.core.paths import user_cache_dir
 
 LUNG_WINDOW = (-600.0, 1500.0)
+DEMO_MODELS = ("hounsfield-chest-ct-nodule-detection", "hounsfield-chest-ct-segmentation")
+"""The built-in models the app runs on the sample study when it opens it (in this order)."""
 
 
 def write_sample_study(out_dir: str | Path, seed: int = 0) -> Path:

@@ -74,6 +74,7 @@ class FindingsWidget(QWidget):
     review_requested = Signal(int, str)
     add_requested = Signal()
     edit_requested = Signal(int)
+    explain_requested = Signal(int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -132,10 +133,15 @@ class FindingsWidget(QWidget):
         self.edit_button.setToolTip("Move or resize the selected finding (an undo step each)")
         self.add_button.clicked.connect(self.add_requested)
         self.edit_button.clicked.connect(self._request_edit)
+        self.explain_button = QToolButton(self)
+        self.explain_button.setText("Explain")
+        self.explain_button.setToolTip("Grad-CAM: show what drove the selected finding's score (saliency overlay)")
+        self.explain_button.clicked.connect(self._request_explain)
         row.addWidget(self.accept_button)
         row.addWidget(self.reject_button)
         row.addWidget(self.add_button)
         row.addWidget(self.edit_button)
+        row.addWidget(self.explain_button)
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
         bottom.addWidget(self.copy_button)
@@ -192,6 +198,16 @@ class FindingsWidget(QWidget):
         item = self.tree.currentItem()
         if item is not None and item.data(0, INDEX_ROLE) is not None:
             self.edit_requested.emit(int(item.data(0, INDEX_ROLE)))
+
+    def selected_index(self) -> int | None:
+        """The detection index of the current row (None when no row is current)."""
+        item = self.tree.currentItem()
+        return None if item is None or item.data(0, INDEX_ROLE) is None else int(item.data(0, INDEX_ROLE))
+
+    def _request_explain(self) -> None:
+        index = self.selected_index()
+        if index is not None:
+            self.explain_requested.emit(index)
 
     def _request_review(self, action: str) -> None:
         item = self.tree.currentItem()
@@ -270,6 +286,7 @@ class FindingsWidget(QWidget):
         self.reject_button.setEnabled(reviewable)
         self.edit_button.setEnabled(reviewable)
         self.add_button.setEnabled(self.review_available)
+        self.explain_button.setEnabled(self.tree.topLevelItemCount() > 0)
 
     def _on_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         index = item.data(0, INDEX_ROLE)

@@ -52,6 +52,26 @@ def inference_job(info, array, affine, device: str | None, cancel, threads: int 
     return (yield from run_model(info, array, affine, device=device, cancel=cancel, threads=threads))
 
 
+def explain_job(info, array, affine, device: str | None, cancel, *, target_name: str, box_lps=None,
+                label: int | None = None, mask=None) -> Job:
+    """The worker's job for one Grad-CAM map (see :func:`inference.gradcam.explain`); returns an
+    :class:`~inference.task.InferenceResult` holding the :class:`~inference.types.SaliencyMap`."""
+    yield Progress(0, 0, "Starting the inference engine")
+    from inference.bundle import load_bundle
+    from inference.device import configure_threads
+    from inference.gradcam import explain
+    from inference.task import InferenceResult
+
+    configure_threads()
+    start = time.perf_counter()
+    bundle = load_bundle(info, device=None if device in (None, "", "auto") else device)
+    loaded = time.perf_counter()
+    saliency = yield from explain(bundle, array, affine, box_lps=box_lps, label=label, mask=mask,
+                                  target_name=target_name, cancel=cancel)
+    timings = {"model": loaded - start, "grad-cam": time.perf_counter() - loaded}
+    return InferenceResult(saliency, timings, str(bundle.device))
+
+
 def result_shape(result) -> tuple[int, ...]:
     """The ``(z, y, x)`` grid a model result lies on."""
     if isinstance(result, SegResult):
@@ -215,15 +235,54 @@ class InferenceLane(QObject):
 
     def start(self) -> JobHandle | None:
         """Run the chosen model on the shown series (None when it cannot start: busy, nothing to run on)."""
-        if self.run is not None:
-            return None
         info, volume = self.panel.current_model(), self.volume
-        if info is None or volume is None or not volume.complete or volume.is_rgb:
+        if self.run is not None or info is None or volume is None or not volume.complete or volume.is_rgb:
             self.update_actions()
             return None
         device = self.panel.device
         array, affine = volume.array, volume.affine
-        handle = start_job(lambda token: inference_job(info, array, affine, device, token), "inference", parent=self)
+        return self._launch(info, lambda token: inference_job(info, array, affine, device, token),
+                            f"Running {info.name}…")
+
+    def explain_finding(self, index: int) -> JobHandle | None:
+        """Grad-CAM of finding ``index`` with the detector that found it, shown as the saliency overlay."""
+        layer = self.layer("detection")
+        rows = {f.index: f for f in self.findings()}
+        if layer is None or index not in rows:
+            return None
+        box = layer.detections.boxes_lps[index]
+        return self._explain(layer.detections.model_id, f"finding #{index + 1}", box_lps=box)
+
+    def explain_label(self, value: int) -> JobHandle | None:
+        """Grad-CAM of one label of the shown segmentation (over the voxels the model gave that label)."""
+        layer = self.layer("segmentation")
+        if layer is None:
+            return None
+        result = layer.result
+        return self._explain(result.model_id, layer.label_name(value), label=int(value),
+                             mask=result.labels == value)
+
+    def _explain(self, model_id: str, target_name: str, **target) -> JobHandle | None:
+        from inference.registry import ModelNotFound, find_model
+
+        volume = self.volume
+        if self.run is not None or volume is None:
+            return None
+        try:
+            info = find_model(model_id, self.model_dirs())
+        except ModelNotFound:
+            self.status_message.emit(f"Grad-CAM: the model {model_id} is no longer available")
+            return None
+        if not info.gradcam_layer and info.task != "detection":  # (RetinaNet detectors have a default layer)
+            self.status_message.emit(f"Grad-CAM: {info.name} does not name a layer to explain at")
+            return None
+        array, affine, device = volume.array, volume.affine, self.panel.device
+        return self._launch(info, lambda token: explain_job(info, array, affine, device, token,
+                                                            target_name=target_name, **target),
+                            f"Grad-CAM of {target_name} ({info.name})…")
+
+    def _launch(self, info, job_factory, status: str) -> JobHandle:
+        handle = start_job(job_factory, "inference", parent=self)
         run = _Run(handle, self.generation, self.series_key, info, time.perf_counter())
         handle.progressed.connect(lambda p, r=run: self._on_progress(r, p))
         handle.finished.connect(lambda outcome, r=run: self._on_finished(r, outcome))
@@ -234,7 +293,7 @@ class InferenceLane(QObject):
         self.panel.set_running(True)
         self.update_actions()
         self._tick.start()
-        self.status_message.emit(f"Running {info.name}…")
+        self.status_message.emit(status)
         self.run_started.emit(info.id)
         return handle
 
@@ -450,4 +509,5 @@ class InferenceLane(QObject):
             return f"{n} finding{'s' if n != 1 else ''}, {len(layer.shown_indices())} at or above " \
                    f"{layer.min_score:.2f}"
         lo, hi = layer.span
-        return f"saliency map ({lo:.3g} to {hi:.3g})"
+        target = getattr(layer.saliency, "target", None)
+        return f"{'Grad-CAM of ' + target if target else 'saliency map'} ({lo:.3g} to {hi:.3g})"

@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
+    QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox,
     QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser, QToolBar, QToolButton,
     QVBoxLayout, QWidget,
 )
@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.findings_dock, self.tags_dock)
         self.tabifyDockWidget(self.tags_dock, self.segments_dock)
         self.measure_dock.raise_()
+        self._demo_models: list[str] = []  # built-in models still to run on the sample study
         self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
                                                parent=self)
@@ -321,6 +322,10 @@ class MainWindow(QMainWindow):
         self.action_run_model = self._menu_action(ai_menu, "&Run Model", self.inference.start, "Ctrl+R")
         self.action_cancel_model = self._menu_action(ai_menu, "&Cancel Model Run", self.inference.cancel)
         ai_menu.addSeparator()
+        self.action_explain_finding = self._menu_action(ai_menu, "&Explain Selected Finding (Grad-CAM)",
+                                                        self._explain_selected_finding, "Ctrl+E")
+        self.action_explain_label = self._menu_action(ai_menu, "Explain &Label (Grad-CAM)…", self._explain_label)
+        ai_menu.addSeparator()
         self._menu_action(ai_menu, "Models &Folder…", self.inference.choose_models_folder)
         self._menu_action(ai_menu, "Re&fresh Models", self.inference.refresh_models)
         ai_menu.addSeparator()
@@ -436,6 +441,8 @@ class MainWindow(QMainWindow):
         lane = self.inference
         lane.status_message.connect(self.statusBar().showMessage)
         lane.result_applied.connect(lambda task: task == "detection" and self.findings_dock.raise_())
+        self.findings_panel.explain_requested.connect(lane.explain_finding)
+        lane.run_done.connect(self._run_next_demo_model)
         self.series_loaded.connect(lambda _key: lane.update_actions())
         an = self.annotation
         an.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
@@ -504,13 +511,26 @@ class MainWindow(QMainWindow):
 
         handle = start_job(job, "sample", parent=self)
         handle.progressed.connect(self._on_progress)
-        handle.finished.connect(lambda path: self.open_paths([path], remember=False))
+        handle.finished.connect(self._open_demo_study)
         handle.failed.connect(self._on_failed)
         self._set_busy("Preparing the sample study")
+
+    def _open_demo_study(self, path: str) -> None:
+        """Open the sample study and queue the built-in models to run on it once it has loaded."""
+        from viewer.core.sample import DEMO_MODELS
+
+        self.open_paths([path], remember=False)
+        self._demo_models = [m for m in DEMO_MODELS if any(info.id == m for info in self.ai_panel.models)]
+
+    def _run_next_demo_model(self) -> None:
+        while self._demo_models and not self.inference.busy:
+            if self.ai_panel.select_model(self._demo_models.pop(0)) and self.inference.start() is not None:
+                return
 
     def open_paths(self, paths, remember: bool = True) -> None:
         """Scan ``paths`` (folders, files, DICOMDIR) on a worker, then open the largest image series."""
         paths = [str(p) for p in paths if str(p)]
+        self._demo_models = []
         if not paths:
             return
         if not self.confirm_unsaved("Open another study"):
@@ -759,6 +779,24 @@ class MainWindow(QMainWindow):
     def _update_ai_menu(self) -> None:
         self.action_run_model.setEnabled(self.ai_panel.run_button.isEnabled())
         self.action_cancel_model.setEnabled(self.inference.busy)
+        idle = not self.inference.busy
+        self.action_explain_finding.setEnabled(idle and self.findings_panel.selected_index() is not None)
+        self.action_explain_label.setEnabled(idle and self.inference.layer("segmentation") is not None)
+
+    def _explain_selected_finding(self) -> None:
+        index = self.findings_panel.selected_index()
+        if index is not None:
+            self.inference.explain_finding(index)
+
+    def _explain_label(self) -> None:
+        """Ask which label of the shown segmentation to explain, then run Grad-CAM for it."""
+        layer = self.inference.layer("segmentation")
+        if layer is None or not layer.present:
+            return
+        names = [layer.label_name(v) for v in layer.present]
+        name, ok = QInputDialog.getItem(self, "Explain Label", "Grad-CAM of which label?", names, 0, False)
+        if ok:
+            self.inference.explain_label(layer.present[names.index(name)])
 
     def _on_layout_changed(self, name: str) -> None:
         self.settings.layout = name
@@ -859,6 +897,7 @@ class MainWindow(QMainWindow):
         self.rtstruct.series_loaded(self.catalog, self.current_series, self._shown_volume)
         if not self.annotation.check_restore():
             self.annotation.offer_segs(self.catalog)
+        self._run_next_demo_model()
 
     def ask_startup_restore(self, info) -> bool:
         """Offer, at start-up, to reopen the study of an autosave and restore it (tests replace this)."""
