@@ -1,0 +1,69 @@
+"""The built-in models: shipped as bundles with model cards, small, and really working on unseen phantoms."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.registry import find_model, list_models
+from inference.resources import builtin_models_dir
+from viewer.core.sample import DEMO_MODELS
+
+SEGMENTATION, DETECTION = DEMO_MODELS[1], DEMO_MODELS[0]
+CARD_FIELDS = ("name", "version", "description", "intended_use", "data_source", "training", "limitations",
+               "license")
+
+
+def test_built_in_bundles_are_listed_with_weights_and_model_cards():
+    builtin = {m.id: m for m in list_models() if m.builtin}
+    assert set(DEMO_MODELS) <= set(builtin)
+    total = 0
+    for model_id in DEMO_MODELS:
+        info = builtin[model_id]
+        assert info.has_weights and info.trusted and info.gradcam_layer
+        metadata = json.loads((builtin_models_dir() / info.path.split("/")[-1] / "configs" / "metadata.json")
+                              .read_text())
+        for key in CARD_FIELDS:
+            assert str(metadata.get(key, "")).strip(), key
+        assert "synthetic" in metadata["data_source"].lower()
+        assert "not for diagnosis" in metadata["intended_use"].lower()
+        metrics = metadata["hounsfield"]["metrics"]
+        assert metrics["phantoms"]["seeds"] and metrics["lidc_idri_0001"], "the card quotes its evaluation"
+        total += sum(f.stat().st_size for f in (builtin_models_dir() / info.path.split("/")[-1] / "models").iterdir())
+    assert total <= 20 * 2 ** 20, f"shipped weights {total / 2 ** 20:.1f} MB > 20 MB"
+
+
+def test_weights_load_strictly_through_the_safe_loader():
+    from inference.bundle import load_bundle
+
+    for model_id in DEMO_MODELS:
+        bundle = load_bundle(find_model(model_id), device="cpu")
+        assert bundle.weights.endswith("model.pt") and not bundle.dropped
+
+
+@pytest.fixture(scope="module")
+def unseen_phantom():
+    from inference.training.data import EVAL_SEEDS
+    from viewer.core.evaluation import phantom_case
+
+    return phantom_case(EVAL_SEEDS[3])  # two nodules, 26 and 12 mm
+
+
+def test_segmentation_of_an_unseen_phantom(unseen_phantom):
+    """Regression guards at the measured level (lungs meet the issue's 0.95; nodules do not reach its 0.7)."""
+    from viewer.core.evaluation import score_case
+
+    row = score_case(SEGMENTATION, unseen_phantom)
+    assert row["dice"]["lung_left"] >= 0.97 and row["dice"]["lung_right"] >= 0.97, row["dice"]
+    assert row["dice"]["airway"] >= 0.6, row["dice"]
+    assert row["dice"]["nodule"] >= 0.55, row["dice"]
+
+
+def test_detection_of_an_unseen_phantom(unseen_phantom):
+    from viewer.core.evaluation import score_case
+
+    row = score_case(DETECTION, unseen_phantom)
+    assert row["n_nodules"] == 2
+    assert all(h["found"] and h["score"] >= 0.9 and h["distance_mm"] < 5 for h in row["nodules"]), row["nodules"]
+    assert len(row["scan"].scores) <= 20  # candidates, false positives included
