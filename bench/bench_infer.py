@@ -5,6 +5,9 @@
    (load, model, preprocess, network, postprocess, export) and seconds per 96^3 sliding window.
 2. The Model Zoo's lung_nodule_ct_detection network (RetinaNet, 3D ResNet50 + FPN, random weights) on one
    192x192x80 patch: the reference the built-in detector is compared with (issue 5 quotes ~18.7 s here).
+3. The built-in models on the whole of LIDC-0001, wall clock from the volume in memory to the result on its grid
+   (model load included): segmentation, nodule detection, and one Grad-CAM map each for the top finding and for
+   the nodule and left-lung labels. Targets (issue 5): 15 s, 20 s, 5 s.
 
 torch uses ``max(1, cores - 1)`` threads, as in the app. Needs ../shared (skips with a line when absent).
 """
@@ -38,6 +41,42 @@ def _retinanet_patch_seconds(repeats: int = 1) -> float:
     return best
 
 
+def _builtin_lines() -> list[str]:
+    from inference.bundle import load_bundle
+    from inference.gradcam import explain
+    from inference.jobs import run_job
+    from inference.registry import find_model
+    from inference.task import run_model
+    from viewer.core.evaluation import load_largest_series
+    from viewer.core.sample import DEMO_MODELS
+
+    volume = load_largest_series(LIDC)
+    array, affine = volume.array, volume.affine
+    lines = []
+    results = {}
+    for model_id in DEMO_MODELS[::-1]:
+        info = find_model(model_id)
+        if not info.has_weights:
+            lines.append(f"{model_id}: no weights (train it first)")
+            continue
+        start = time.perf_counter()
+        outcome = run_job(run_model(info, array, affine, device="cpu"))
+        total = time.perf_counter() - start
+        results[info.task] = (info, outcome.result)
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings.items())
+        lines.append(f"built-in {info.task} on LIDC-0001: {total:.2f} s ({stages})")
+    for task, (info, result) in results.items():
+        bundle = load_bundle(info, device="cpu")
+        targets = ([("top finding", {"box_lps": result.boxes_lps[0]})] if task == "detection" and len(result)
+                   else [(name, {"label": v, "mask": result.labels == v}) for v, name in
+                         ((4, "nodule label"), (1, "left-lung label")) if task == "segmentation"])
+        for name, target in targets:
+            start = time.perf_counter()
+            run_job(explain(bundle, array, affine, **target))
+            lines.append(f"  Grad-CAM of the {name} ({info.task} model): {time.perf_counter() - start:.2f} s")
+    return lines
+
+
 def run(workdir: Path) -> list[str]:
     """Run both measurements; lines to print."""
     if not (LIDC.is_dir() and (ZOO / "spleen_ct_segmentation").is_dir()):
@@ -58,6 +97,7 @@ def run(workdir: Path) -> list[str]:
     seconds = _retinanet_patch_seconds()
     lines.append(f"lung_nodule_ct_detection RetinaNet (ResNet50-FPN, random weights): {seconds:.2f} s per "
                  f"{'x'.join(map(str, PATCH))} patch (reference for the built-in detector)")
+    lines += _builtin_lines()
     return lines
 
 
