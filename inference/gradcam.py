@@ -87,7 +87,8 @@ def _label_score(network, channel: int, region):
             logits = self.network(x)
             mask = region if region is not None else (logits.detach().argmax(dim=1, keepdim=True) == channel)
             mask = mask.to(logits.dtype)
-            return ((logits[:, channel:channel + 1] * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1))[:, None]
+            total = (logits[:, channel:channel + 1] * mask).flatten(1).sum(1)
+            return (total / mask.flatten(1).sum(1).clamp(min=1))[:, None]
 
     return LabelScore()
 

@@ -94,7 +94,8 @@ def test_lung_outside_the_body_is_dropped():
     classes = np.where(lungs | pocket, 1, 0)
     scores = torch.nn.functional.one_hot(torch.from_numpy(classes), 4).permute(3, 0, 1, 2).float()
     affine = torch.diag(torch.tensor([1.25, 1.25, 2.5, 1.0], dtype=torch.float64))
-    data = {"pred": MetaTensor(scores, affine=affine), "image": MetaTensor(torch.from_numpy(image)[None], affine=affine)}
+    data = {"pred": MetaTensor(scores, affine=affine),
+            "image": MetaTensor(torch.from_numpy(image)[None], affine=affine)}
     without = ChestPostprocessd(keys="pred")(dict(data))["pred"].argmax(dim=0).numpy()
     assert np.isin(without[pocket], (1, 2)).all()  # the border rule alone keeps it (it does not touch the edge)
     out = ChestPostprocessd(keys="pred", body_threshold=0.357)(dict(data))["pred"].argmax(dim=0).numpy()
