@@ -91,6 +91,8 @@ def drive(work: Callable[[Reporter], T], cancel: Any = None, name: str = "hounsf
     Cancellation is noticed within :data:`POLL_SECONDS`; the job then raises :class:`Cancelled` after at most
     :data:`CANCEL_GRACE_SECONDS` more, whether or not the helper thread has reached its next check.
     """
+    if is_cancelled(cancel):  # cancelled before it started: never start the helper thread
+        raise Cancelled()
     reporter = Reporter()
     outcome: dict[str, Any] = {}
 
