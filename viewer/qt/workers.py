@@ -64,6 +64,9 @@ class JobHandle(QObject):
 
     def _mark_done(self) -> None:
         self.running = False
+        # Drop the registry's reference on the GUI thread, a moment after the worker dropped its own: the last
+        # reference to a QObject must not go on a worker thread while queued signals for it are pending.
+        QTimer.singleShot(100, lambda: _live_handles.discard(self))
 
 
 class JobRunnable(QRunnable):
@@ -117,9 +120,11 @@ class JobRunnable(QRunnable):
             handle.failed.emit(f"{type(exc).__name__}: {exc}")
         finally:
             handle.done.emit()
+            self._handle = None  # the GUI thread releases the handle (see JobHandle._mark_done)
 
 
 _pool: QThreadPool | None = None
+_live_handles: set[JobHandle] = set()  # handles of running jobs, released on the GUI thread when done
 
 
 def job_pool() -> QThreadPool:
@@ -147,6 +152,7 @@ def start_job(
     ``finished``. Connect right after this returns, without going back to the event loop in between.
     """
     handle = JobHandle(name, parent)
+    _live_handles.add(handle)
     runnable = JobRunnable(factory, handle, progress_interval)
     target = pool or job_pool()
     QTimer.singleShot(0, handle, lambda: target.start(runnable))
