@@ -74,7 +74,7 @@ class ModelInfo:
     ``spacing`` is the voxel size (mm, along the bundle's x, y, z after its Orientation) the model works at,
     when its preprocessing resamples. ``overrides`` are config items replaced before parsing. ``gradcam_layer``
     names the network layer Grad-CAM explains at (empty: no Grad-CAM), ``gradcam_channels`` the network channel of
-    each output label where postprocessing changes them; ``metrics`` are the model card's figures.
+    each output label where postprocessing changes them.
     """
 
     id: str
@@ -96,7 +96,6 @@ class ModelInfo:
     overrides: dict[str, Any] = field(default_factory=dict)
     gradcam_layer: str = ""
     gradcam_channels: dict[int, int] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
 
     def channel_of(self, label: int) -> int:
         """The network output channel behind output ``label`` (metadata ``hounsfield.gradcam_channels``; default
@@ -378,7 +377,6 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         has_weights=(weights / "model.pt").is_file() or (weights / "model.ts").is_file(),
         config_file=cfg_path.name, overrides=overrides, gradcam_layer=str(ours.get("gradcam_layer") or ""),
         gradcam_channels=_int_map(ours.get("gradcam_channels")),
-        metrics=ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {},
     )
 
 

@@ -509,5 +509,5 @@ class InferenceLane(QObject):
             return f"{n} finding{'s' if n != 1 else ''}, {len(layer.shown_indices())} at or above " \
                    f"{layer.min_score:.2f}"
         lo, hi = layer.span
-        target = getattr(layer.saliency, "target", None)
+        target = layer.saliency.target
         return f"{'Grad-CAM of ' + target if target else 'saliency map'} ({lo:.3g} to {hi:.3g})"
