@@ -27,6 +27,7 @@ from viewer.qt.annotation import AnnotationController, SegmentsWidget
 from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_lane import InferenceLane
 from viewer.qt.inference_panel import InferencePanelWidget
+from viewer.qt.key_routing import install_text_input_guard
 from viewer.qt.measurements_panel import MeasurementsWidget
 from viewer.qt.rtstruct_layer import RTStructController
 from viewer.qt.series_browser import SeriesBrowserWidget
@@ -52,6 +53,16 @@ def _version() -> str:
         return version("hounsfield")
     except Exception:  # noqa: BLE001 - running from a plain checkout
         return "dev"
+
+
+def window_title(shown: str = "") -> str:
+    """The window title: what is shown, the disclaimer, and the app name once, last.
+
+    Qt appends the application display name to a title that does not already end with it (X11, Windows), so a
+    title ending anywhere else would name the app twice.
+    """
+    parts = [shown] if shown else []
+    return " — ".join(parts + [DISCLAIMER.rstrip("."), APP_NAME])
 
 
 def series_info(patient, study, series) -> dict:
@@ -165,7 +176,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else Settings()
-        self.setWindowTitle(f"{APP_NAME} — {DISCLAIMER}")
+        self.setWindowTitle(window_title())
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self.catalog = None
@@ -211,6 +222,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._connect()
         self._restore_settings()
+        install_text_input_guard(self)  # slice keys work in every panel; inputs keep theirs
         self._show_placeholder()
 
     # ------------------------------------------------------------------------------------------------------------
@@ -663,7 +675,7 @@ class MainWindow(QMainWindow):
         self.annotation.series_shown(series.key, volume, series)
         self.browser.set_current(series.key)
         title = " · ".join(t for t in (info.get("patient_name"), info.get("series_description")) if t)
-        self.setWindowTitle(f"{title + ' — ' if title else ''}{APP_NAME} — {DISCLAIMER}")
+        self.setWindowTitle(window_title(title))
         self._update_tags()
 
     def _start_thumbnails(self) -> None:

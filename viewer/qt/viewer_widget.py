@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
-from PySide6.QtCore import QTimer, Qt, Signal
+from PySide6.QtCore import QPointF, QTimer, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QMenu, QWidget
 
@@ -21,6 +21,11 @@ LAYOUTS = ("1x1", "1x3")
 PAGE_STEP = 10
 BRUSH_RADIUS_MM = (0.5, 50.0)  # smallest and largest brush radius
 BRUSH_STEP = 1.25  # one press of [ or ] scales the brush by this
+#: Actions whose keys work whatever panel of the window has focus (inputs keep their own keys: see
+#: :mod:`viewer.qt.key_routing`); the window preset actions (number keys) too. The others (tools, Space, Delete,
+#: letters) stay live only while the viewer has focus, so buttons, lists and type-ahead keep theirs.
+WINDOW_WIDE_ACTIONS = frozenset({"next_slice", "previous_slice", "page_forward", "page_back", "first_slice",
+                                 "last_slice", "window_default"})
 
 
 def _format_date(value: str) -> str:
@@ -35,7 +40,8 @@ class ViewerWidget(QWidget):
 
     All views share one :class:`~viewer.core.display.DisplayState`: scrolling in one view moves the linked point,
     which moves the crosshair in the others. Keyboard actions (see :mod:`viewer.qt.tools`) act on the active view
-    and are live while the viewer has focus.
+    and are live while the viewer has focus; the slice and window keys (:data:`WINDOW_WIDE_ACTIONS`) anywhere in
+    its window.
 
     Signals
     -------
@@ -87,6 +93,7 @@ class ViewerWidget(QWidget):
         #: zyx)`` and ``end(view)`` (the main window's :class:`~viewer.qt.annotation.AnnotationController`).
         self.paint_handler = None
         self.last_cursor: dict | None = None
+        self._cursor_at: tuple = (None, (0.0, 0.0))  # (view, scene mm) of the last read-out under the mouse
         self._lut: np.ndarray | None = None
         self._lut_dtype = None
         self.views = {plane: SliceViewWidget(plane, self) for plane in Plane}
@@ -120,6 +127,7 @@ class ViewerWidget(QWidget):
         self.info = dict(info or {})
         self.measurements = measurements if measurements is not None else []
         self.selected_measurement_id = None
+        self._cursor_at = (None, (0.0, 0.0))
         if self.state is not None:
             self.state.position_changed.connect(self._on_position_changed)
             self.state.window_changed.connect(self._on_window_changed)
@@ -257,6 +265,7 @@ class ViewerWidget(QWidget):
     def _on_position_changed(self, _position) -> None:
         for view in self.views.values():
             view.refresh()
+        self._follow_cursor_to_slice()
         self.position_changed.emit()
 
     def _on_window_changed(self, *_args) -> None:
@@ -286,11 +295,24 @@ class ViewerWidget(QWidget):
         self.window_text_changed.emit(self.window_text())
 
     def _on_cursor_moved(self, index) -> None:
-        view = self.sender()
+        self._show_cursor(self.sender(), index)
+
+    def _follow_cursor_to_slice(self) -> None:
+        """The slice moved under a still mouse (keys, wheel, cine): read out the voxel now under it."""
+        view, scene = self._cursor_at
+        if view is None or self.state is None or view.geometry_ is None:
+            return
+        index = view.index_at(QPointF(*scene))
+        self._show_cursor(view, index if index is not None and view.inside(index) else None)
+
+    def _show_cursor(self, view, index) -> None:
         if index is None or self.state is None:
             self.last_cursor = None
+            self._cursor_at = (None, (0.0, 0.0))
             self.cursor_info.emit("")
             return
+        if getattr(view, "geometry_", None) is not None:  # remembered in scene mm: the in-plane place stays put
+            self._cursor_at = (view, view.geometry_.scene_from_index(index)[1:])
         volume = self.state.volume
         voxel = np.floor(np.asarray(index) + 0.5).astype(int)
         lps = volume.index_to_lps(index)
@@ -546,7 +568,9 @@ class ViewerWidget(QWidget):
             if isinstance(shortcuts, (str, QKeySequence)):
                 shortcuts = [shortcuts]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        window_wide = key in WINDOW_WIDE_ACTIONS or key.startswith("preset_")
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut if window_wide
+                                  else Qt.ShortcutContext.WidgetWithChildrenShortcut)
         action.setCheckable(checkable)
         action.triggered.connect(slot)
         self.addAction(action)

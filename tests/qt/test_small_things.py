@@ -1,0 +1,110 @@
+"""Small things a reader notices: keys reach the views from any panel, the read-out follows the slice, the title
+names the app once, single click opens a series and look-alike series are told apart, the Min. score control
+works with the mouse, rejected findings look different and can be hidden, exports default to a user folder and
+NIfTI export of overlapping segments asks how."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QLineEdit
+
+from tests.qt.conftest import open_and_wait, widget_pos_of_voxel
+from viewer.core.reformat import Plane
+
+APP = "Hounsfield"
+
+
+def axial_slice(window) -> int:
+    return window.viewer.state.slice_index("axial")
+
+
+# ---- keys from any panel --------------------------------------------------------------------------------------------
+def _focus(qtbot, widget):
+    widget.window().activateWindow()
+    widget.setFocus(Qt.FocusReason.OtherFocusReason)
+    qtbot.waitUntil(widget.hasFocus, timeout=2000)
+
+
+def test_slice_keys_work_with_focus_in_the_panels(lidc_window, qtbot):
+    window = lidc_window
+    window.viewer.state.set_slice("axial", 60)
+    for dock, widget in ((window.series_dock, window.browser), (window.findings_dock, window.findings_panel.tree),
+                         (window.tags_dock, window.tags)):
+        dock.show()
+        dock.raise_()
+        qtbot.wait(10)
+        _focus(qtbot, widget)
+        before = axial_slice(window)
+        qtbot.keyClick(widget, Qt.Key.Key_Down)
+        after_down = axial_slice(window)
+        assert abs(after_down - before) == 1, f"Down in {widget.objectName() or widget} did not move the slice"
+        qtbot.keyClick(widget, Qt.Key.Key_PageDown)
+        assert abs(axial_slice(window) - after_down) == 10, f"PageDown in {widget} did not page"
+        assert widget.hasFocus(), "the key took the focus away from the panel"
+        qtbot.keyClick(widget, Qt.Key.Key_PageUp)
+        qtbot.keyClick(widget, Qt.Key.Key_Up)
+        assert axial_slice(window) == before
+
+
+def test_slice_keys_stay_in_text_fields_and_spin_boxes(lidc_window, qtbot):
+    window = lidc_window
+    window.viewer.state.set_slice("axial", 60)
+    window.tags_dock.show()
+    window.tags_dock.raise_()
+    fields = window.tags.findChildren(QLineEdit)
+    assert fields, "the tag browser has a search field"
+    field = fields[0]
+    _focus(qtbot, field)
+    field.setText("Patient")
+    field.setCursorPosition(3)
+    for key in (Qt.Key.Key_Down, Qt.Key.Key_PageDown, Qt.Key.Key_Up, Qt.Key.Key_End, Qt.Key.Key_1):
+        qtbot.keyClick(field, key)
+    assert axial_slice(window) == 60, "a key typed in a text field moved the slice"
+    assert field.text() == "Patient1" and field.cursorPosition() == 8  # End, then the 1 went into the text
+    fps = window.fps_box
+    _focus(qtbot, fps)
+    value = fps.value()
+    qtbot.keyClick(fps, Qt.Key.Key_Up)
+    assert fps.value() == value + 1 and axial_slice(window) == 60
+
+
+# ---- status-bar read-out ----------------------------------------------------------------------------------------------
+def test_readout_follows_slice_changes_under_a_still_mouse(lidc_window, qtbot):
+    viewer = lidc_window.viewer
+    view = viewer.active_view
+    viewer.state.set_slice("axial", 66)
+    pos = widget_pos_of_voxel(view, (256.0, 200.0, 66.0))
+    view.scene().sigMouseMoved.emit(view.mapToScene(pos.toPoint()))
+    assert viewer.last_cursor["voxel"][2] == 66
+    _focus(qtbot, lidc_window.browser)
+    qtbot.keyClick(lidc_window.browser, Qt.Key.Key_PageDown)  # the mouse does not move
+    k = axial_slice(lidc_window)
+    assert k != 66
+    x, y, z = viewer.last_cursor["voxel"]
+    assert z == k and abs(x - 256) <= 1 and abs(y - 200) <= 1
+    assert viewer.last_cursor["value"] == float(viewer.volume.array[z, y, x])
+    assert f"Voxel ({x}, {y}, {k})" in lidc_window.cursor_label.text()
+    viewer.state.set_slice("axial", 3)  # any other way of changing the slice (wheel, cine, a finding)
+    assert viewer.last_cursor["voxel"][2] == 3 and f", 3)" in lidc_window.cursor_label.text()
+
+
+# ---- window title ---------------------------------------------------------------------------------------------------
+def shown_title(window) -> str:
+    """The title as the window manager shows it: Qt appends the application display name to a title that does not
+    already end with it (QPlatformWindow::formatWindowTitle)."""
+    from PySide6.QtGui import QGuiApplication
+
+    title, name = window.windowTitle(), QGuiApplication.applicationDisplayName()
+    return title if not name or title.endswith(name) else f"{title} \u2014 {name}"
+
+
+def test_title_names_the_app_once(main_window, qtbot, lidc_dir, qapp):
+    qapp.setApplicationDisplayName(APP)  # as create_application does
+    try:
+        assert shown_title(main_window).count(APP) == 1
+        open_and_wait(qtbot, main_window, [lidc_dir])
+        title = shown_title(main_window)
+        assert title.count(APP) == 1 and title.endswith(APP)
+        assert main_window.current_series.description in title or "LIDC" in title
+        assert "Research use only" in title
+    finally:
+        qapp.setApplicationDisplayName("")
