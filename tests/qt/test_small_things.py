@@ -108,3 +108,79 @@ def test_title_names_the_app_once(main_window, qtbot, lidc_dir, qapp):
         assert "Research use only" in title
     finally:
         qapp.setApplicationDisplayName("")
+
+
+# ---- series browser -------------------------------------------------------------------------------------------------
+def twin_series(lidc_dir, folder, n=3, same_file_names=False):
+    """Two series of ``n`` LIDC slices that read the same (description, number, count): the second is a copy with a
+    new SeriesInstanceUID (and SOP instance UIDs)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    files = sorted(lidc_dir.rglob("*.dcm"))[:n]
+    series_uid = generate_uid()
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.save_as(folder / "a" / path.name)
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(folder / "b" / (path.name if same_file_names else f"copy-{path.name}"))
+    return folder
+
+
+def series_entries(window):
+    browser = window.browser
+    return {s.uid: browser.item_for(s.key).text(0) for s in window.catalog.all_series()}
+
+
+def test_look_alike_series_are_told_apart(main_window, qtbot, lidc_dir, tmp_path):
+    open_and_wait(qtbot, main_window, [twin_series(lidc_dir, tmp_path / "named")])
+    texts = list(series_entries(main_window).values())
+    assert len(texts) == 2 and texts[0] != texts[1]
+    assert all("3 images" in t for t in texts)
+    assert {t.splitlines()[-1] for t in texts} == {"000001.dcm", "copy-000001.dcm"}
+    for series in main_window.catalog.all_series():
+        tip = main_window.browser.item_for(series.key).toolTip(0)
+        assert "CT Image" in tip and series.uid in tip and "First file" in tip
+
+
+def test_look_alike_series_with_the_same_file_names(main_window, qtbot, lidc_dir, tmp_path):
+    open_and_wait(qtbot, main_window, [twin_series(lidc_dir, tmp_path / "same", same_file_names=True)])
+    entries = series_entries(main_window)
+    assert len(set(entries.values())) == 2
+    for uid, text in entries.items():
+        assert text.splitlines()[-1].endswith(uid[-8:])
+
+
+def test_distinguishing_line_names_the_sop_class_when_it_differs():
+    from viewer.core.dicom.model import Series
+    from viewer.qt.series_browser import distinguishing_lines
+
+    ct = Series(key="1", uid="1.2.3.1", modality="CT", description="Chest", series_number=2,
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.2")
+    enhanced = Series(key="2", uid="1.2.3.2", modality="CT", description="Chest", series_number=2,
+                      sop_class_uid="1.2.840.10008.5.1.4.1.1.2.1")
+    other = Series(key="3", uid="1.2.3.3", modality="CT", description="Abdomen", series_number=3,
+                   sop_class_uid="1.2.840.10008.5.1.4.1.1.2")
+    extra = distinguishing_lines([ct, enhanced, other])
+    assert extra["1"].startswith("CT Image") and extra["2"].startswith("Enhanced CT Image")
+    assert "3" not in extra  # an entry that reads differently gets no extra line
+
+
+def test_a_single_click_opens_a_series(main_window, qtbot, lidc_dir, tmp_path):
+    open_and_wait(qtbot, main_window, [twin_series(lidc_dir, tmp_path / "click")])
+    browser = main_window.browser
+    other = next(s for s in main_window.catalog.all_series() if s.key != main_window.current_series.key)
+    item = browser.item_for(other.key)
+    browser.scrollToItem(item)
+    opened = []
+    browser.series_activated.connect(opened.append)
+    with qtbot.waitSignal(main_window.series_loaded, timeout=30000) as blocker:
+        qtbot.mouseClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=browser.visualItemRect(item).center())
+    assert blocker.args == [other.key] and main_window.current_series.key == other.key
+    qtbot.mouseDClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=browser.visualItemRect(item).center())
+    qtbot.wait(50)
+    assert opened == [other.key], "a click on the shown series, or a double click, asked to open it again"

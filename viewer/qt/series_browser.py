@@ -1,10 +1,14 @@
 """Patient / study / series tree with thumbnails, modality, image count and warning badges."""
 from __future__ import annotations
 
+import os
+import time
+from collections import defaultdict
+
 import numpy as np
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTreeWidget, QTreeWidgetItem
 
 from viewer.qt.canvas import SERIES_MIME
 
@@ -16,6 +20,52 @@ WARN_COLOUR = QColor(255, 190, 60)
 def _format_date(value: str) -> str:
     value = value or ""
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
+
+
+def sop_class_name(uid: str) -> str:
+    """``CT Image Storage`` -> ``CT Image``: the SOP class as a reader knows it (the UID when unknown)."""
+    from pydicom.uid import UID
+
+    name = UID(uid).name if uid else ""
+    return name[:-len(" Storage")] if name.endswith(" Storage") else (name or "unknown SOP class")
+
+
+def first_file_name(series) -> str:
+    """The name of the series' first file as a file manager lists them (alphabetically); "" for none."""
+    return min((os.path.basename(i.path) for i in series.instances), default="")
+
+
+def series_lines(series) -> list[str]:
+    """The lines of a series entry: description, modality and number, image count."""
+    description = series.description or "(no description)"
+    kind = "" if series.kind == "image" else f"{series.kind.upper()}: "
+    count = series.n_frames if series.kind == "image" else series.n_instances
+    unit = "image" if series.kind == "image" else "object"
+    line2 = series.modality or "?"
+    if series.series_number is not None:
+        line2 += f"  ·  Se {series.series_number}"
+    return [f"{kind}{description}", line2, f"{count} {unit}{'s' if count != 1 else ''}"]
+
+
+def distinguishing_lines(study_series: list) -> dict[str, str]:
+    """For series of one study whose entries would read the same: a line that tells each apart (SOP class when it
+    differs, else the first file name, else the end of the SeriesInstanceUID), by series key."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for series in study_series:
+        groups[tuple(series_lines(series))].append(series)
+    extra: dict[str, str] = {}
+    for group in (g for g in groups.values() if len(g) > 1):
+        for series in group:
+            parts = []
+            if len({s.sop_class_uid for s in group}) > 1:
+                parts.append(sop_class_name(series.sop_class_uid))
+            if len({first_file_name(s) for s in group}) > 1 or not parts:
+                parts.append(first_file_name(series) or "no files")
+            extra[series.key] = "  ·  ".join(parts)
+        if len({extra[s.key] for s in group}) < len(group):  # same class and file name in different folders
+            for series in group:
+                extra[series.key] += f"  ·  …{series.uid[-8:]}"
+    return extra
 
 
 def numpy_to_qimage(image: np.ndarray) -> QImage:
@@ -30,7 +80,8 @@ def numpy_to_qimage(image: np.ndarray) -> QImage:
 
 
 class SeriesBrowserWidget(QTreeWidget):
-    """The catalog as a tree. Double-click (or Enter) opens a series; series can be dragged onto a view.
+    """The catalog as a tree. A click (or Enter) opens a series; series can be dragged onto a view. Entries that
+    would read the same (description, modality, number, image count) get a line that tells them apart.
 
     Signals
     -------
@@ -59,8 +110,10 @@ class SeriesBrowserWidget(QTreeWidget):
         self.setAlternatingRowColors(False)
         self.setIndentation(14)
         self.itemActivated.connect(self._on_activated)
+        self.itemClicked.connect(self._on_clicked)
         self._items: dict[str, QTreeWidgetItem] = {}
         self._current: str | None = None
+        self._last_request: tuple[str, float] = ("", 0.0)  # (key, time): a double click asks only once
         self.catalog = None
         self._placeholder = QPixmap(48, 48)
         self._placeholder.fill(QColor(24, 24, 26))
@@ -88,8 +141,9 @@ class SeriesBrowserWidget(QTreeWidget):
                 s_item.setToolTip(COL_SERIES, f"StudyInstanceUID {study.uid}")
                 p_item.addChild(s_item)
                 s_item.setFirstColumnSpanned(True)
+                extra = distinguishing_lines(study.series)
                 for series in study.series:
-                    s_item.addChild(self._series_item(series))
+                    s_item.addChild(self._series_item(series, extra.get(series.key, "")))
                 s_item.setExpanded(True)
             p_item.setExpanded(True)
         if catalog.unreadable:
@@ -103,27 +157,23 @@ class SeriesBrowserWidget(QTreeWidget):
             item.setFirstColumnSpanned(True)
             self.addTopLevelItem(item)
 
-    def _series_item(self, series) -> QTreeWidgetItem:
+    def _series_item(self, series, extra: str = "") -> QTreeWidgetItem:
         description = series.description or "(no description)"
-        kind = "" if series.kind == "image" else f"{series.kind.upper()}: "
         count = series.n_frames if series.kind == "image" else series.n_instances
-        unit = "image" if series.kind == "image" else "object"
-        line2 = series.modality or "?"
-        if series.series_number is not None:
-            line2 += f"  ·  Se {series.series_number}"
-        line3 = f"{count} {unit}{'s' if count != 1 else ''}"
-        item = QTreeWidgetItem([f"{kind}{description}\n{line2}\n{line3}", ""])
+        lines = series_lines(series) + ([extra] if extra else [])
+        item = QTreeWidgetItem(["\n".join(lines), ""])
         item.setData(COL_SERIES, KEY_ROLE, series.key)
         item.setData(COL_SERIES, Qt.ItemDataRole.UserRole + 2, (series.modality, count))
         tip = [f"{description}", f"{series.modality} series {series.series_number if series.series_number is not None else ''}",
-               f"SeriesInstanceUID {series.uid}",
+               f"SeriesInstanceUID {series.uid}", sop_class_name(series.sop_class_uid),
+               f"First file {first_file_name(series)}",
                f"{series.n_instances} files, {series.n_frames} frames, {series.columns}x{series.rows}"]
         if series.references:
             tip.append("References series " + ", ".join(series.references))
         if series.kind == "image":
             item.setIcon(COL_SERIES, QIcon(self._placeholder))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsDragEnabled)
-            tip.append("Double-click or drag onto the viewer to open")
+            tip.append("Click or drag onto the viewer to open")
         else:
             item.setForeground(COL_SERIES, QBrush(QColor(150, 150, 150)))
             item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsDragEnabled)
@@ -199,10 +249,23 @@ class SeriesBrowserWidget(QTreeWidget):
             self.setCurrentItem(item)
 
     # ---- interaction --------------------------------------------------------------------------------------------
+    def _on_clicked(self, item: QTreeWidgetItem, _column: int) -> None:
+        if item.data(COL_SERIES, KEY_ROLE) != self._current:  # a click on the shown series (to drag it) is no reload
+            self._request(item)
+
     def _on_activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        self._request(item)  # Enter; also a double click (its first click already asked: see _request)
+
+    def _request(self, item: QTreeWidgetItem) -> None:
         key = item.data(COL_SERIES, KEY_ROLE)
-        if key:
-            self.series_activated.emit(str(key))
+        if not key:
+            return
+        last_key, last_time = self._last_request
+        now = time.monotonic()
+        if key == last_key and now - last_time < QApplication.doubleClickInterval() / 1000:
+            return  # the second half of a double click (or a style that activates on single click)
+        self._last_request = (str(key), now)
+        self.series_activated.emit(str(key))
 
     def mimeTypes(self):  # noqa: N802 - Qt override
         return [SERIES_MIME]
