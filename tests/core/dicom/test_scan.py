@@ -72,9 +72,10 @@ def test_fast_reader_agrees_with_pydicom_on_every_file():
             continue
         if fast is None:
             continue
-        values, syntax, media_class, has_pixels, ds = scan_mod._pydicom_values(path)
+        values, syntax, media_class, has_pixels, ds, pixels = scan_mod._pydicom_values(path)
         slow = scan_mod._build_header(path, values, syntax, media_class, has_pixels)
-        assert scan_mod._build_header(path, *fast) == slow, path
+        assert scan_mod._build_header(path, *fast[0]) == slow, path
+        assert fast[1] == pixels, path  # both find the pixel data at the same offset, with the same length
         compared += 1
     assert compared > 400  # the fast path really covers the common case
 

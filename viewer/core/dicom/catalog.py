@@ -18,13 +18,14 @@ image (same SOPInstanceUID) are kept once, with a ``duplicate_instances`` warnin
 """
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from typing import Iterable
 
 from viewer.core.dicom.model import Catalog, InstanceHeader, Patient, Series, Study, UnreadableFile
 from viewer.core.issues import SeriesWarning
 
-__all__ = ["build_catalog", "catalog_to_json", "sop_kind"]
+__all__ = ["build_catalog", "catalog_to_json", "default_image_series", "sop_kind"]
 
 _SEG = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # Segmentation, Label Map Segmentation
 _RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -312,6 +313,43 @@ def build_catalog(headers: Iterable[InstanceHeader], unreadable: Iterable[Unread
         patient.studies.sort(key=lambda st: (st.date, st.uid))
         patients.append(patient)
     return Catalog(patients=patients, unreadable=list(unreadable))
+
+
+def _bytes_present(series: Series) -> int:
+    total = 0
+    for h in series.instances:
+        try:
+            total += os.path.getsize(h.path)
+        except OSError:
+            pass  # gone since the scan: it holds nothing
+    return total
+
+
+def default_image_series(catalog: Catalog, candidates: Iterable[Series] | None = None) -> Series | None:
+    """The image series to open when none is named: the one with the most real content.
+
+    One rule for the CLI (``info``, ``screenshot``) and the GUI. Ranked by the bytes its files hold, then
+    by instances, then by frames - never by declared sizes alone: a file claiming 2^31 frames or 65535 x 65535
+    pixels over a few KiB must not take the study over (the scan already refuses frame counts beyond the
+    bytes present, see :mod:`viewer.core.dicom.limits`).
+
+    Parameters
+    ----------
+    catalog
+        What the scan found.
+    candidates
+        Choose among these series only (e.g. the ones a restored session names); default: all of the catalog.
+
+    Returns
+    -------
+    Series or None
+        None when there is no image series with instances.
+    """
+    pool = catalog.all_series() if candidates is None else list(candidates)
+    images = [s for s in pool if s.kind == "image" and s.n_instances]
+    if not images:
+        return None
+    return max(images, key=lambda s: (_bytes_present(s), s.n_instances, s.n_frames))
 
 
 def catalog_to_json(catalog: Catalog) -> dict:

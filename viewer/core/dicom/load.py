@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.core.dicom import geometry
+from viewer.core.dicom import geometry, limits
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.issues import SeriesWarning
@@ -190,6 +190,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     rows, columns = lead.size
     dtype = _choose_dtype(lead_header)
     shape = (total, rows, columns, 3) if dtype == np.uint8 else (total, rows, columns)
+    try:  # declared sizes are claims: refuse before allocating (Rows = Columns = 65535 would be 8 GiB)
+        limits.check_decoded_size(total, rows, columns, shape[3] if len(shape) == 4 else 1, dtype.itemsize)
+    except limits.SizeLimitError as error:
+        raise DecodeError(error.reason) from None
     # np.zeros: the OS hands out zeroed pages lazily, so this costs nothing until a slice is written and
     # unloaded slices read as 0 rather than junk in reformatted views.
     array = np.zeros(shape, dtype)
@@ -234,8 +238,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         try:
             return sources.get(frame.instance).read_frame_into(frame.frame, target[z], padding_fill=padding_fill,
                                                                  floor=floor)
-        except Exception as error:  # noqa: BLE001 - one bad frame must not lose the series
-            return error
+        except BaseException as error:  # noqa: BLE001 - one bad frame must not lose the series
+            if not limits.is_decoder_failure(error):  # Ctrl-C, exit: not the frame's fault
+                raise
+            return error  # incl. a Rust decoder's PanicException, which is no Exception
 
     n_workers = max(1, workers or (1 if lead_header.fast else DEFAULT_WORKERS))
     window = 2 * n_workers + 2 if n_workers > 1 else 1  # few in flight: quick cancel, flat memory

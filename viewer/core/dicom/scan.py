@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import struct
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
+from viewer.core.dicom import limits
 from viewer.core.dicom.catalog import build_catalog, sop_kind
 from viewer.core.dicom.model import Catalog, FrameGeometry, InstanceHeader, UnreadableFile
-from viewer.core.dicom.tags import VRS, Fallback, NotPart10, Truncated, read_tags
+from viewer.core.dicom.tags import UNDEFINED, VRS, Fallback, NotPart10, Truncated, _pread, read_tags
 from viewer.core.jobs import CancelToken, Job, Progress, run_job
 
 __all__ = [
@@ -103,16 +105,27 @@ _SIMPLE_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1
 _U16 = struct.Struct("<H")
 
 
-def _fast_values(path: str) -> tuple[dict[str, Any], str, str, bool] | None:
+class _Pixels(NamedTuple):
+    """Where a file's pixel data is: what its declared sizes are checked against (:func:`_check_pixel_claims`)."""
+
+    length: int | None  #: value length of native pixel data; None when encapsulated
+    offset: int  #: where the value starts, in ``source``
+    source: str | bytes  #: the file's path, or the inflated data set of a deflated file
+
+
+def _fast_values(path: str) -> tuple[tuple[dict[str, Any], str, str, bool], _Pixels | None] | None:
     """Read the wanted elements of a file with the shared tag walker (:func:`~viewer.core.dicom.tags.read_tags`).
 
-    Returns ``(values, transfer_syntax, media_storage_sop_class, has_pixels)``, or None when the file is
-    not a plain case (pydicom must read it). Raises :class:`DicomReadError` for files that are clearly
+    Returns ``((values, transfer_syntax, media_storage_sop_class, has_pixels), pixels)``, or None when the
+    file is not a plain case (pydicom must read it). Raises :class:`DicomReadError` for files that are clearly
     not DICOM and OSError when the file cannot be opened.
     """
     try:
         found = read_tags(path, _WANTED, _SEQUENCE_TAGS, stop_at_flagged=True)
-        return _decode_raw(found.raw), found.syntax, found.media_class, found.pixel_tag in _PIXEL_TAGS
+        has_pixels = found.pixel_tag in _PIXEL_TAGS
+        pixels = _Pixels(None if found.pixel_length == UNDEFINED else found.pixel_length, found.pixel_offset,
+                         path) if has_pixels else None
+        return (_decode_raw(found.raw), found.syntax, found.media_class, has_pixels), pixels
     except NotPart10 as exc:
         if not _looks_like_raw_dicom(exc.head):
             raise DicomReadError(_not_dicom_reason(exc.head)) from None
@@ -160,8 +173,9 @@ def _not_dicom_reason(head: bytes) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------
-def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any]:
-    """The pydicom path: same values as the fast reader, plus the dataset for sequences."""
+def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any, _Pixels | None]:
+    """The pydicom path: same values as the fast reader, plus the dataset for sequences and where the pixel
+    data is. A deflated data set is inflated with a cap (:func:`~viewer.core.dicom.limits.read_deflated_dataset`)."""
     from pydicom.errors import InvalidDicomError
     from pydicom.filereader import read_partial
 
@@ -171,18 +185,27 @@ def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any]:
         if force and not _looks_like_raw_dicom(head):
             raise DicomReadError(_not_dicom_reason(head))
         f.seek(0)
-        pixels = []
+        pixels: list[_Pixels] = []
+        inflated: list[Any] = []  # the deflated path's buffer: positions below are in it
 
         def at_pixels(tag: int, vr: Any, length: int) -> bool:
             if tag in _PIXEL_TAGS:
-                pixels.append(tag)
+                where = inflated[0] if inflated else f
+                pixels.append(_Pixels(None if length == UNDEFINED else length, where.tell(),
+                                      where.getvalue() if inflated else path))
                 return True
             return False
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = read_partial(f, at_pixels, force=force, specific_tags=_PYDICOM_TAGS)
+                if not force and limits.is_deflated(path):
+                    ds = limits.read_deflated_dataset(path, stop_when=at_pixels, specific_tags=_PYDICOM_TAGS,
+                                                      keep_buffer=inflated)
+                else:
+                    ds = read_partial(f, at_pixels, force=force, specific_tags=_PYDICOM_TAGS)
+        except limits.SizeLimitError as exc:
+            raise DicomReadError(exc.reason) from None
         except InvalidDicomError as exc:
             raise DicomReadError(f"not DICOM: {_short(exc)}") from None
         except UnboundLocalError:  # pydicom's read_partial after an EOFError in the data set
@@ -202,7 +225,36 @@ def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any]:
             values[keyword] = _int_or_none(elem) if kind == _US else _text(elem)
     if force:
         _require_identity(values, media_class, "not DICOM: no recognisable DICOM elements")
-    return values, syntax, media_class, bool(pixels), ds
+    return values, syntax, media_class, bool(pixels), ds, (pixels[0] if pixels else None)
+
+
+def _check_pixel_claims(header: InstanceHeader, pixels: _Pixels | None) -> None:
+    """Refuse a header whose NumberOfFrames or Rows x Columns claim more pixel data than the file holds.
+
+    Done before anything loops over the claimed frames (functional groups, the loader's frame list): a file
+    declaring 2^31 frames would otherwise cost minutes and gigabytes, and take over the default series.
+    """
+    if pixels is None or not header.has_pixels:
+        return
+
+    def fragments(limit: int) -> int:
+        if isinstance(pixels.source, bytes):
+            data = pixels.source
+            return limits.count_fragments(lambda n, at: data[at:at + n], pixels.offset, len(data), limit)
+        fd = os.open(pixels.source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            return limits.count_fragments(lambda n, at: _pread(fd, n, at), pixels.offset, os.fstat(fd).st_size,
+                                          limit)
+        finally:
+            os.close(fd)
+
+    # Native YBR_FULL_422 stores two samples per pixel (Y Y Cb Cr for two pixels), not three.
+    samples = 2 if header.samples_per_pixel == 3 and header.photometric.endswith("_422") else header.samples_per_pixel
+    try:
+        limits.check_frames_present(header.number_of_frames, header.rows, header.columns, samples,
+                                    header.bits_allocated, pixels.length, fragments)
+    except limits.SizeLimitError as exc:
+        raise DicomReadError(exc.reason) from None
 
 
 def _require_identity(values: dict[str, Any], media_class: str, reason: str) -> None:
@@ -435,12 +487,16 @@ def read_header(path: PathLike) -> InstanceHeader:
     path = os.fspath(path)
     try:
         fast = _fast_values(path)
-        if fast is not None and sop_kind(_clean(fast[0].get("SOPClassUID"))) == "image":
-            _require_identity(fast[0], fast[2], _INCOMPLETE)
-            return _build_header(path, *fast)
-        values, syntax, media_class, has_pixels, ds = _pydicom_values(path)
+        if fast is not None and sop_kind(_clean(fast[0][0].get("SOPClassUID"))) == "image":
+            (values, syntax, media_class, has_pixels), pixels = fast
+            _require_identity(values, media_class, _INCOMPLETE)
+            header = _build_header(path, values, syntax, media_class, has_pixels)
+            _check_pixel_claims(header, pixels)
+            return header
+        values, syntax, media_class, has_pixels, ds, pixels = _pydicom_values(path)
         _require_identity(values, media_class, _INCOMPLETE)
         header = _build_header(path, values, syntax, media_class, has_pixels)
+        _check_pixel_claims(header, pixels)
         _add_dataset_details(header, ds)
         return header
     except DicomReadError:
@@ -479,12 +535,15 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
     -------
     files, problems
         Existing referenced files (absolute paths, in record order) and an :class:`UnreadableFile` for the
-        DICOMDIR itself when it lists nothing, or for each listed file that is missing.
+        DICOMDIR itself when it lists nothing, or for each listed file that is missing, is not a regular file,
+        or lies outside the DICOMDIR's folder (``../..`` or an absolute path in a ReferencedFileID, or a link
+        leading out): such files are listed, never opened.
     """
     import pydicom
 
     path = os.fspath(path)
     root = os.path.dirname(os.path.abspath(path))
+    real_root = os.path.realpath(root)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -506,10 +565,16 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
         if target in seen:
             continue
         seen.add(target)
-        if os.path.isfile(target):
+        if not _inside(os.path.realpath(target), real_root):
+            problems.append(UnreadableFile(target, "listed in DICOMDIR but outside the DICOMDIR's folder; not read"))
+            continue
+        kind = _file_kind(target)
+        if kind == "file":
             files.append(target)
-        else:
+        elif kind is None:
             problems.append(UnreadableFile(target, "listed in DICOMDIR but not found"))
+        else:
+            problems.append(UnreadableFile(target, f"listed in DICOMDIR but is a {kind}, not a file; not read"))
     if not files and not problems:
         problems.append(UnreadableFile(path, "DICOMDIR lists no files"))
     return files, problems
@@ -543,8 +608,37 @@ def _is_dicomdir(path: str) -> bool:
         return os.path.basename(path).upper() == "DICOMDIR"
 
 
-def _walk(folder: str, out: list[str]) -> None:
-    """Every file under ``folder`` (sorted, recursive); hidden entries (.DS_Store, .git) are skipped."""
+def _inside(real_path: str, real_root: str) -> bool:
+    """True when ``real_path`` (resolved) is ``real_root`` or lies under it."""
+    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISREG, "file"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+          (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+
+
+def _file_kind(path: str) -> str | None:
+    """``"file"``, ``"folder"``, ``"FIFO (named pipe)"``, a device...; None when it does not exist.
+
+    Follows links. Only regular files are ever opened: opening a FIFO blocks until someone writes to it,
+    and a device can be read forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+def _walk(folder: str, out: list[str], problems: list[UnreadableFile] | None = None) -> None:
+    """Every file under ``folder`` (sorted, recursive); hidden entries (.DS_Store, .git) are skipped.
+
+    Links are followed only while they stay inside ``folder``; links leading out of it, FIFOs, sockets and
+    devices go to ``problems`` with the reason (listed, never opened). Links to folders inside it are not
+    followed (their files are found under their real place).
+    """
+    problems = [] if problems is None else problems
+    real_root = os.path.realpath(folder)
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -559,8 +653,18 @@ def _walk(folder: str, out: list[str]) -> None:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append(entry.path)
-                elif entry.is_file():
+                    continue
+                link = entry.is_symlink()
+                if link and not _inside(os.path.realpath(entry.path), real_root):
+                    problems.append(UnreadableFile(entry.path, "link to outside the scanned folder; not read"))
+                    continue
+                kind = _file_kind(entry.path)
+                if kind == "file":
                     out.append(entry.path)
+                elif kind is None:
+                    problems.append(UnreadableFile(entry.path, "broken link" if link else "vanished while scanning"))
+                elif kind != "folder":
+                    problems.append(UnreadableFile(entry.path, f"a {kind}, not a file; not read"))
             except OSError:
                 continue
         stack.extend(reversed(subdirs))
@@ -571,17 +675,20 @@ def _collect_files(paths: Iterable[PathLike]) -> tuple[list[str], list[Unreadabl
     problems: list[UnreadableFile] = []
     for raw in paths:
         path = os.fspath(raw)
-        if os.path.isdir(path):
-            _walk(path, files)
-        elif os.path.isfile(path):
+        kind = _file_kind(path)
+        if kind == "folder":
+            _walk(path, files, problems)
+        elif kind == "file":
             if _is_dicomdir(path):
                 listed, bad = read_dicomdir(path)
                 files.extend(listed)
                 problems.extend(bad)
             else:
                 files.append(path)
-        else:
+        elif kind is None:
             problems.append(UnreadableFile(path, "no such file or folder"))
+        else:
+            problems.append(UnreadableFile(path, f"a {kind}, not a file; not read"))
     # A file named twice (folder + DICOMDIR, or two overlapping folders) is read once.
     unique = list(dict.fromkeys(os.path.abspath(f) for f in files))
     return unique, problems

@@ -8,7 +8,9 @@ caller reads the file with pydicom instead.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 from typing import Any, Container, Mapping, NamedTuple
 
@@ -29,7 +31,9 @@ _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXELS_FROM = 0x7FE00008  # FloatPixelData, DoubleFloatPixelData, PixelData, then only trailing elements
 _MAX_DEPTH = 32  # nested sequences; real files nest a few levels
 
-_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+# O_NONBLOCK: should a FIFO slip in between the scan's check and this open, the open returns at once
+# instead of waiting for a writer (and the fstat below refuses it); it changes nothing for regular files.
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 if hasattr(os, "pread"):
     _pread = os.pread
 else:  # Windows: no pread; a seek + read on our own descriptor is equivalent.
@@ -118,6 +122,8 @@ def read_tags(
     """
     fd = os.open(path, _O_FLAGS)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         head = _pread(fd, _CHUNK, 0)
         if len(head) < 132 or head[128:132] != b"DICM":
             raise NotPart10(head)

@@ -1,0 +1,193 @@
+"""Hostile input (issue 10): references outside the folder, special files, and declared sizes that lie.
+
+Every case is built from a real file of ../shared/data (or with pydicom) in the test; each asserts the clear
+refusal *and* that nothing beyond it is lost.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from tests.conftest import data_path
+from viewer.core.dicom import limits
+from viewer.core.dicom.catalog import default_image_series
+from viewer.core.dicom.load import load_series
+from viewer.core.dicom.scan import DicomReadError, read_dicomdir, read_header, scan
+
+CT_NATIVE = ("ts-cornerstone-ct", "CTImage.dcm_LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm")
+CT_DEFLATED = ("ts-cornerstone-ct",
+               "CTImage.dcm_DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm")
+CT_JPEG_LS = ("ts-cornerstone-ct", "CTImage.dcm_JPEGLSLosslessTransferSyntax_1.2.840.10008.1.2.4.80.dcm")
+
+
+def _reasons(catalog) -> dict[str, str]:
+    return {os.path.basename(u.path): u.reason for u in catalog.unreadable}
+
+
+def _paths(catalog) -> set[str]:
+    return {os.path.realpath(h.path) for s in catalog.all_series() for h in s.instances}
+
+
+# ----------------------------------------------------------------------------------- DICOMDIR containment
+@pytest.mark.parametrize("file_id", [["..", "..", "outside.dcm"], "ABSOLUTE"])
+def test_dicomdir_reference_outside_its_folder_is_listed_never_read(tmp_path, file_id):
+    src = data_path("dicomdir-pydicom")
+    media = tmp_path / "media" / "disc"
+    shutil.copytree(src, media, ignore=shutil.ignore_patterns("*.txt", "README*"))
+    outside = tmp_path / "outside.dcm"  # a real image a hostile DICOMDIR points at
+    shutil.copy(data_path(*CT_NATIVE), outside)
+    ds = pydicom.dcmread(media / "DICOMDIR")
+    records = [r for r in ds.DirectoryRecordSequence if "ReferencedFileID" in r]
+    records[0].ReferencedFileID = [str(outside)] if file_id == "ABSOLUTE" else file_id
+    ds.save_as(media / "DICOMDIR")
+
+    files, problems = read_dicomdir(media / "DICOMDIR")
+    assert str(outside) not in {os.path.realpath(f) for f in files}
+    assert len(files) == len(records) - 1  # every other record still gives its file
+    (problem,) = [p for p in problems if os.path.realpath(p.path) == str(outside)]
+    assert "outside the DICOMDIR's folder" in problem.reason
+    catalog = scan(media / "DICOMDIR")
+    assert str(outside) not in _paths(catalog)
+    assert catalog.all_series()
+
+
+# -------------------------------------------------------------------------------------- links, FIFOs
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and symlinks need a POSIX system")
+def test_links_out_of_the_folder_and_fifos_are_listed_never_opened(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    shutil.copy(data_path(*CT_NATIVE), folder / "inside.dcm")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(data_path(*CT_JPEG_LS), elsewhere / "secret.dcm")
+    (folder / "out-link.dcm").symlink_to(elsewhere / "secret.dcm")
+    (folder / "out-dir").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "in-link.dcm").symlink_to(folder / "inside.dcm")
+    os.mkfifo(folder / "pipe.dcm")  # opening it for reading would block the scan forever
+
+    catalog = scan(folder)  # returns at all: the FIFO was not opened
+    reasons = _reasons(catalog)
+    assert "link to outside the scanned folder" in reasons["out-link.dcm"]
+    assert "link to outside the scanned folder" in reasons["out-dir"]
+    assert "FIFO" in reasons["pipe.dcm"]
+    assert str((elsewhere / "secret.dcm").resolve()) not in _paths(catalog)
+    assert str((folder / "inside.dcm").resolve()) in _paths(catalog)  # the link inside is fine
+    with pytest.raises(DicomReadError, match="regular file"):
+        read_header(folder / "pipe.dcm")  # named directly it is refused, not read
+    assert "FIFO" in _reasons(scan(folder / "pipe.dcm"))["pipe.dcm"]
+
+
+# ------------------------------------------------------------------------------------- declared sizes
+def _native_copy(tmp_path: Path, name: str, **changes) -> Path:
+    ds = pydicom.dcmread(data_path(*CT_NATIVE))
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[name])
+    out = tmp_path / name
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.mark.parametrize("frames", [2**31 - 1, 1_000_000_000, 2])
+def test_number_of_frames_beyond_the_bytes_present_is_refused_with_the_real_reason(tmp_path, frames):
+    liar = _native_copy(tmp_path, "liar.dcm", NumberOfFrames=frames)
+    with pytest.raises(DicomReadError, match=f"declares {frames} frames but holds 1"):
+        read_header(liar)
+
+
+def test_enhanced_file_claiming_a_billion_frames_is_refused_fast(tmp_path):
+    src = next(p for p in data_path("enh-multiframe").rglob("*") if p.is_file() and _is_enhanced(p))
+    ds = pydicom.dcmread(src)
+    real = int(ds.NumberOfFrames)
+    ds.NumberOfFrames = 1_000_000_000
+    ds.save_as(tmp_path / "enh.dcm")
+    with pytest.raises(DicomReadError, match=rf"declares 1000000000 frames but holds {real}\b"):
+        read_header(tmp_path / "enh.dcm")
+
+
+def _is_enhanced(path: Path) -> bool:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - text files among the data
+        return False
+    return "PerFrameFunctionalGroupsSequence" in ds and int(ds.get("NumberOfFrames", 1) or 1) > 1
+
+
+def test_a_lying_file_does_not_take_over_the_default_series(tmp_path):
+    series = data_path("ct-gantry-tilt")
+    folder = tmp_path / "study"
+    shutil.copytree(series, folder)
+    honest = default_image_series(scan(folder))
+    ds = pydicom.dcmread(data_path(*CT_NATIVE))
+    ds.NumberOfFrames = 2**31 - 1
+    ds.save_as(folder / "liar.dcm")
+    catalog = scan(folder)
+    assert "declares 2147483647 frames but holds 1" in _reasons(catalog)["liar.dcm"]
+    assert default_image_series(catalog).key == honest.key
+
+
+def test_rows_and_columns_beyond_the_pixel_data_are_refused(tmp_path):
+    liar = _native_copy(tmp_path, "big.dcm", Rows=65535, Columns=65535)
+    with pytest.raises(DicomReadError, match=r"declares 65535 x 65535 pixels \(8.0 GiB a frame\) but holds 512.0 KiB"):
+        read_header(liar)
+
+
+def test_decoded_size_cap_refuses_before_allocating(tmp_path, monkeypatch):
+    # A compressed file cannot be checked against its bytes at scan time: the loader's cap stops it.
+    ds = pydicom.dcmread(data_path(*CT_JPEG_LS))
+    catalog = scan(data_path(*CT_JPEG_LS))
+    monkeypatch.setenv(limits.ENV_MAX_SERIES_BYTES, "100K")
+    with pytest.raises(Exception, match="above the 100.0 KiB limit") as info:
+        load_series(default_image_series(catalog))
+    assert f"{ds.Rows} x {ds.Columns}" in str(info.value)
+    monkeypatch.setenv(limits.ENV_MAX_SERIES_BYTES, "1M")
+    assert load_series(default_image_series(catalog)).shape == (1, ds.Rows, ds.Columns)
+
+
+# ------------------------------------------------------------------------------------------------ deflate
+def _deflate_bomb(tmp_path: Path, expanded: int) -> Path:
+    """A real CT data set plus a trailing private OB element of ``expanded`` zero bytes, all deflated."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    ds = pydicom.dcmread(data_path(*CT_NATIVE))
+    del ds.PixelData
+    plain = tmp_path / "plain.dcm"
+    ds.save_as(plain, enforce_file_format=True)
+    raw = plain.read_bytes()
+    dataset = raw[132 + 12 + int.from_bytes(raw[140:144], "little"):]
+    squash = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = squash.compress(dataset + b"\x09\x00\x10\x10OB\x00\x00" + expanded.to_bytes(4, "little"))
+    zeros = bytes(1 << 20)
+    body += b"".join(squash.compress(zeros) for _ in range(expanded >> 20)) + squash.flush()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta = DicomBytesIO()
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(b"\0" * 128 + b"DICM" + meta.getvalue() + body)
+    return bomb
+
+
+def test_deflate_bomb_is_refused_without_inflating_it(tmp_path):
+    bomb = _deflate_bomb(tmp_path, 1 << 30)  # 1 GiB of zeros: about 1 MB on disk
+    assert bomb.stat().st_size < 3 << 20
+    with pytest.raises(DicomReadError, match="expands beyond"):
+        read_header(bomb)
+
+
+def test_a_real_deflated_file_still_reads_and_decodes():
+    path = data_path(*CT_DEFLATED)
+    header = read_header(path)
+    assert (header.rows, header.columns) == (512, 512)
+    volume = load_series(default_image_series(scan(path)))
+    reference = pydicom.dcmread(path)
+    expected = reference.pixel_array * float(reference.RescaleSlope) + float(reference.RescaleIntercept)
+    assert np.array_equal(volume.array[0], np.maximum(expected, -1024).astype(volume.array.dtype))

@@ -1,0 +1,348 @@
+"""Declared sizes are claims, not facts: caps and checks made before anything is allocated or inflated.
+
+A DICOM header says how many frames a file holds, how large each is, and (inside compressed frames) how large
+the codec will make them. Any of these can lie - a damaged file, or a hostile one - and trusting them costs
+gigabytes or hours: NumberOfFrames 2^31 loops per claimed frame, Rows = Columns = 65535 over 512 x 512 data
+allocates 8 GiB, a JPEG SOF claiming 65500 x 65500 makes the decoder allocate 4 GiB, a 2 MB deflated data set
+inflates to 2 GB. So every claim is checked here against the bytes present, or against a cap, *before* the
+allocation, and the refusal says what was claimed and what is there ("declares 2147483647 frames but holds 1").
+
+The cap on one series' decoded voxels is :data:`DEFAULT_MAX_SERIES_BYTES` (4 GiB), overridable with the
+environment variable ``HOUNSFIELD_MAX_SERIES_BYTES`` (bytes, or with a K/M/G suffix).
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from typing import Any, Callable, Iterable
+
+__all__ = [
+    "DEFAULT_MAX_SERIES_BYTES",
+    "DEFLATED",
+    "ENV_MAX_SERIES_BYTES",
+    "SizeLimitError",
+    "check_codestream",
+    "check_decoded_size",
+    "check_frames_present",
+    "count_fragments",
+    "deflate_limit",
+    "format_bytes",
+    "inflate_bounded",
+    "is_decoder_failure",
+    "max_series_bytes",
+    "read_deflated_dataset",
+]
+
+GiB = 1 << 30
+MiB = 1 << 20
+DEFAULT_MAX_SERIES_BYTES = 4 * GiB
+ENV_MAX_SERIES_BYTES = "HOUNSFIELD_MAX_SERIES_BYTES"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+#: Deflate: an inflated data set may be this many times its compressed size (or _DEFLATE_FLOOR, whichever is
+#: larger). Real image data deflates 2-10x; only runs of one value (a blank image) reach zlib's ~1000x, and
+#: the floor lets those through for any image of realistic size.
+_DEFLATE_RATIO = 100
+_DEFLATE_FLOOR = 256 * MiB
+
+_ITEM, _SEQ_END = 0xFFFEE000, 0xFFFEE0DD
+_TAG_LEN = struct.Struct("<HHI")
+
+
+class SizeLimitError(ValueError):
+    """A declared size does not match the bytes present, or exceeds a cap. ``reason`` is short and has no
+    patient data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def format_bytes(n: float) -> str:
+    """``1536 -> '1.5 KiB'``: sizes in refusal messages."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def max_series_bytes() -> int:
+    """The cap on one series' decoded voxels, in bytes (``HOUNSFIELD_MAX_SERIES_BYTES`` or 4 GiB)."""
+    text = os.environ.get(ENV_MAX_SERIES_BYTES, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return DEFAULT_MAX_SERIES_BYTES
+    scale = {"K": 1 << 10, "M": MiB, "G": GiB, "T": 1 << 40}.get(text[-1], 1)
+    try:
+        value = int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        return DEFAULT_MAX_SERIES_BYTES  # a typo in the variable must not disable the cap
+    return value if value > 0 else DEFAULT_MAX_SERIES_BYTES
+
+
+# ------------------------------------------------------------------------------------------ frames and bytes
+def count_fragments(read_at: Callable[[int, int], bytes], offset: int, end: int, limit: int) -> int:
+    """Fragments of encapsulated pixel data (after the Basic Offset Table), counted from the item headers.
+
+    Each frame starts at least one fragment, so this bounds the number of frames the file can hold. Only the
+    8-byte item headers are read; counting stops at ``limit`` (the frames declared: more proves nothing more).
+
+    Parameters
+    ----------
+    read_at
+        ``read_at(n, offset) -> bytes`` (``os.pread`` on an open descriptor, or a slice of a buffer).
+    offset
+        Where the pixel data's value starts (its first item: the Basic Offset Table).
+    end
+        File (or buffer) size.
+    limit
+        Stop counting here.
+    """
+    count, first, pos = 0, True, offset
+    while pos + 8 <= end and count < limit:
+        head = read_at(8, pos)
+        if len(head) < 8:
+            break
+        group, elem, length = _TAG_LEN.unpack(head)
+        tag = group << 16 | elem
+        if tag != _ITEM:
+            break  # sequence delimiter, or junk: what came before is all there is
+        pos += 8 + length
+        if pos > end:
+            break  # a fragment cut short by the end of the file holds no complete frame
+        if first:
+            first = False  # the Basic Offset Table item, not a fragment
+        else:
+            count += 1
+    return count
+
+
+def check_frames_present(declared: int, rows: int, columns: int, samples: int, bits_allocated: int,
+                         pixel_length: int | None, fragments: Callable[[int], int] | None) -> None:
+    """Refuse a header that declares more pixel data than its file holds.
+
+    Parameters
+    ----------
+    declared
+        NumberOfFrames (1 when absent).
+    rows, columns, samples, bits_allocated
+        As declared.
+    pixel_length
+        The native PixelData's value length, or None when the pixel data is encapsulated.
+    fragments
+        For encapsulated data: ``fragments(limit) -> count`` (see :func:`count_fragments`).
+
+    Raises
+    ------
+    SizeLimitError
+        "declares 2147483647 frames but holds 1", or "declares 65535 x 65535 pixels (8.0 GiB a frame) but
+        holds 512.0 KiB of pixel data".
+    """
+    if pixel_length is None:
+        if fragments is None or declared <= 1:
+            return
+        held = fragments(declared)
+        if held < declared:
+            raise SizeLimitError(f"declares {declared} frames but holds {held} (compressed fragments)")
+        return
+    frame_bits = rows * columns * max(1, samples) * bits_allocated
+    if frame_bits <= 0:
+        return
+    held = pixel_length * 8 // frame_bits
+    if held == 0:
+        raise SizeLimitError(
+            f"declares {rows} x {columns} pixels ({format_bytes(frame_bits / 8)} a frame) but holds "
+            f"{format_bytes(pixel_length)} of pixel data")
+    if held < declared:
+        raise SizeLimitError(f"declares {declared} frames but holds {held}")
+
+
+def check_decoded_size(frames: int, rows: int, columns: int, samples: int, itemsize: int,
+                       cap: int | None = None) -> None:
+    """Refuse a volume whose decoded size exceeds the cap (:func:`max_series_bytes`), before allocating it.
+
+    Raises
+    ------
+    SizeLimitError
+        Saying the size, the cap and how to raise it.
+    """
+    cap = max_series_bytes() if cap is None else cap
+    size = frames * rows * columns * max(1, samples) * itemsize
+    if size > cap:
+        raise SizeLimitError(
+            f"decoding {frames} x {rows} x {columns} pixels needs {format_bytes(size)}, above the "
+            f"{format_bytes(cap)} limit (set {ENV_MAX_SERIES_BYTES} to raise it)")
+
+
+# ---------------------------------------------------------------------------------------------- codecs
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # JPEG start-of-frame (not DHT/JPG/DAC)
+_JPEG_LS_SOF = 0xF7
+_J2K_SIZ = 0xFF51
+
+
+def _codestream_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) a JPEG / JPEG-LS / JPEG 2000 codestream declares in its frame header, or None."""
+    if data[:2] == b"\xff\xd8":  # JPEG family: walk the marker segments up to the SOF
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if marker in _SOF_MARKERS or marker == _JPEG_LS_SOF:
+                if pos + 9 > len(data):
+                    return None
+                height, width = struct.unpack_from(">HH", data, pos + 5)
+                return height, width
+            if marker == 0xDA:  # start of scan before any SOF: nothing declared
+                return None
+            pos += 2 + length
+        return None
+    j2k = data.find(b"\xff\x4f\xff\x51", 0, 256)  # SOC + SIZ (raw codestream or inside a JP2 box)
+    if j2k >= 0 and j2k + 20 <= len(data):
+        xsiz, ysiz, xoff, yoff = struct.unpack_from(">IIII", data, j2k + 8)
+        return max(0, ysiz - yoff), max(0, xsiz - xoff)
+    return None
+
+
+def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
+    """Refuse a compressed frame whose own header declares a larger image than Rows x Columns.
+
+    Decoders allocate what the codestream's frame header declares before they find the data is missing (a
+    JPEG SOF of 65500 x 65500 made libjpeg reach 3.6 GB). ``first_bytes`` is the start of the frame (the
+    first few KiB suffice).
+
+    Raises
+    ------
+    SizeLimitError
+        When the codestream declares more rows or columns than the DICOM header.
+    """
+    size = _codestream_size(first_bytes)
+    if size is None or not rows or not columns:
+        return
+    height, width = size
+    # JPEG may leave the height 0 (defined by a later DNL marker); any real excess is a lie.
+    if height > rows or width > columns:
+        raise SizeLimitError(
+            f"a compressed frame declares {height} x {width} pixels but the header says {rows} x {columns}")
+
+
+def is_decoder_failure(error: BaseException) -> bool:
+    """True for any failure a decoder can raise - including Rust panics (pyo3's ``PanicException`` derives
+    from BaseException, so ``except Exception`` misses it) - but not for interpreter exits or Ctrl-C."""
+    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
+# --------------------------------------------------------------------------------------------- deflate
+def deflate_limit(compressed_size: int) -> int:
+    """Most bytes a deflated data set of ``compressed_size`` bytes may inflate to."""
+    return min(max_series_bytes(), max(_DEFLATE_FLOOR, _DEFLATE_RATIO * compressed_size))
+
+
+def inflate_bounded(chunks: Iterable[bytes], compressed_size: int, limit: int | None = None) -> bytes:
+    """Inflate a raw deflate stream (no zlib header) in pieces, refusing to grow past ``limit``.
+
+    Raises
+    ------
+    SizeLimitError
+        When the output would exceed the limit (a deflate bomb, or a damaged stream).
+    """
+    limit = deflate_limit(compressed_size) if limit is None else limit
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = io.BytesIO()
+    budget = limit + 1  # one byte over says "too much"
+    for chunk in chunks:
+        data = chunk
+        while data and budget > 0:
+            piece = inflater.decompress(data, min(budget, 64 * MiB))
+            out.write(piece)
+            budget -= len(piece)
+            data = inflater.unconsumed_tail
+        if budget <= 0:
+            raise SizeLimitError(
+                f"deflated data set of {format_bytes(compressed_size)} expands beyond {format_bytes(limit)}; "
+                f"refused as a likely deflate bomb")
+        if inflater.eof:
+            break
+    out.write(inflater.flush())
+    if out.tell() > limit:
+        raise SizeLimitError(
+            f"deflated data set of {format_bytes(compressed_size)} expands beyond {format_bytes(limit)}")
+    return out.getvalue()
+
+
+def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], bool] | None = None,
+                          specific_tags: list | None = None, keep_buffer: list | None = None) -> Any:
+    """Read a Deflated Explicit VR Little Endian file with a bounded inflate, as pydicom would.
+
+    pydicom inflates the whole data set with one ``zlib.decompress`` call, whatever its size, even to read
+    a header; here the inflate is streamed and capped (:func:`deflate_limit`).
+
+    Returns
+    -------
+    pydicom.dataset.FileDataset
+        With ``file_meta``; stops where ``stop_when(tag, vr, length)`` is true. ``keep_buffer`` (a list), when
+        given, receives the inflated data set's buffer before it is parsed.
+
+    Raises
+    ------
+    SizeLimitError
+        When the data set inflates beyond the limit.
+    """
+    from pydicom.dataset import FileDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as fp:
+        preamble = read_preamble(fp, True)
+        meta = _read_file_meta_info(fp)
+        compressed = size - fp.tell()
+
+        def chunks() -> Iterable[bytes]:
+            while True:
+                block = fp.read(4 * MiB)
+                if not block:
+                    return
+                yield block
+
+        raw = inflate_bounded(chunks(), compressed)
+    buffer = DicomBytesIO(raw)
+    buffer.name = path
+    if keep_buffer is not None:
+        keep_buffer.append(buffer)  # for callers that need offsets in the inflated data (``stop_when``)
+    ds = read_dataset(buffer, False, True, stop_when=stop_when, specific_tags=specific_tags)
+    return FileDataset(path, ds, preamble=preamble, file_meta=meta, is_implicit_VR=False,
+                       is_little_endian=True)
+
+
+def is_deflated(path: str) -> bool:
+    """True when a Part 10 file's transfer syntax is Deflated Explicit VR Little Endian (reads its meta only)."""
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(16384)
+    except OSError:
+        return False
+    if head[128:132] != b"DICM":
+        return False
+    pos = 132
+    while pos + 8 <= len(head):  # the file meta: explicit VR little endian, group 0002
+        group, elem = struct.unpack_from("<HH", head, pos)
+        if group != 0x0002:
+            return False
+        vr = head[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"UN", b"UT", b"SQ", b"UC", b"UR"):
+            if pos + 12 > len(head):
+                return False
+            (length,), start = struct.unpack_from("<I", head, pos + 8), pos + 12
+        else:
+            (length,), start = struct.unpack_from("<H", head, pos + 6), pos + 8
+        if elem == 0x0010:
+            return head[start:start + length].strip(b" \x00") == DEFLATED.encode()
+        pos = start + length
+    return False
