@@ -191,3 +191,30 @@ def test_a_real_deflated_file_still_reads_and_decodes():
     reference = pydicom.dcmread(path)
     expected = reference.pixel_array * float(reference.RescaleSlope) + float(reference.RescaleIntercept)
     assert np.array_equal(volume.array[0], np.maximum(expected, -1024).astype(volume.array.dtype))
+
+
+# --------------------------------------------------------------------------------------- decoder failures
+def test_rle_frame_that_panics_the_rust_decoder_is_one_blank_slice_not_a_crash(tmp_path):
+    from pydicom.encaps import encapsulate, generate_frames
+    from rle.rle import decode_frame
+
+    source = data_path("ts-pylibjpeg-data", "RLELossless", "emri_small_RLE.dcm")
+    ds = pydicom.dcmread(source)
+    n = int(ds.NumberOfFrames)
+    frames = [bytes(f) for f in generate_frames(ds.PixelData, number_of_frames=n)]
+    bad = bytearray(frames[3])
+    bad[8] = 0xFE  # second segment's offset now points past its data: pylibjpeg-rle panics (Rust)
+    with pytest.raises(BaseException) as panic:
+        decode_frame(bytes(bad), ds.Rows * ds.Columns, ds.BitsAllocated, "<")
+    assert not isinstance(panic.value, Exception)  # what `except Exception` missed
+    frames[3] = bytes(bad)
+    ds.PixelData = encapsulate(frames)
+    ds.save_as(tmp_path / "rle.dcm")
+
+    volume = load_series(default_image_series(scan(tmp_path)))
+    (warning,) = [w for w in volume.warnings if w.code == "decode_failed"]
+    assert warning.message.startswith(f"1 of {n} slices could not be decoded")
+    reference = pydicom.dcmread(source).pixel_array
+    for k in range(n):
+        expected = np.zeros_like(reference[k]) if k == 3 else reference[k]
+        assert np.array_equal(volume.array[k], expected), k

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from viewer.core.dicom import limits
 from viewer.core.dicom.model import FrameGeometry
 from viewer.core.dicom.tags import UNDEFINED, Fallback, NotPart10, Tags, Truncated, read_tags
 
@@ -381,7 +382,10 @@ def read_pixel_header(path: str, *, functional_groups: bool = True) -> PixelHead
         return _header_from_tags(path, tags)
     import pydicom
 
-    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    try:
+        ds = limits.dcmread(path, stop_before_pixels=True)  # a deflated data set inflates with a cap
+    except limits.SizeLimitError as error:
+        raise DecodeError(error.reason) from None
     header = header_from_dataset(ds, path)
     if native and not tags.flagged & _NEEDS_PYDICOM:
         header.pixel_offset = tags.pixel_offset  # enhanced but native: keep the fast read of the frames
@@ -406,6 +410,7 @@ class FrameSource:
         self._dataset: Any = None
         self._sitk_array: np.ndarray | None = None
         self._retained: tuple[int, np.ndarray] | None = None  # last frame that did not fit int16
+        self._sitk_failed = False  # GDCM could not read this file: do not try it again per frame
         self.route = "native" if self.header.fast else "pydicom"
 
     # -- stored values ----------------------------------------------------------------------------
@@ -427,7 +432,8 @@ class FrameSource:
             if self._dataset is None:
                 import pydicom
 
-                self._dataset = pydicom.dcmread(self.path, force=True)
+                self._dataset = limits.dcmread(self.path)  # a deflated data set inflates with a cap
+                limits.check_encapsulated_frames(self._dataset, self.header.rows, self.header.columns)
                 if not hasattr(self._dataset, "file_meta") or "TransferSyntaxUID" not in self._dataset.file_meta:
                     self._dataset.file_meta = getattr(self._dataset, "file_meta", pydicom.dataset.FileMetaDataset())
                     self._dataset.file_meta.TransferSyntaxUID = IMPLICIT_VR_LE
@@ -473,15 +479,28 @@ class FrameSource:
         if self.route != "sitk":
             try:
                 return self._decode_pydicom(index)
-            except Exception as error:  # noqa: BLE001 - any decoder failure means: try GDCM
+            except limits.SizeLimitError as error:  # a size lie: GDCM must not be handed it either
+                raise DecodeError(error.reason) from None
+            except BaseException as error:  # noqa: BLE001 - any decoder failure (a Rust panic too) means: try GDCM
+                if not limits.is_decoder_failure(error):
+                    raise
                 log.info("pydicom could not decode a %s frame (%s); trying SimpleITK/GDCM",
                          self.header.transfer_syntax, type(error).__name__)
-                self.route = "sitk"
+                if self._sitk_failed:  # GDCM reads the whole file: it failed once, it fails again
+                    raise DecodeError(f"no decoder could read this {self.header.transfer_syntax} frame: "
+                                      f"{type(error).__name__}") from None
         try:
-            return self._decode_sitk(index)
-        except Exception as error:  # noqa: BLE001
+            arr = self._decode_sitk(index)
+        except BaseException as error:  # noqa: BLE001
+            if not limits.is_decoder_failure(error):
+                raise
+            self._sitk_failed = True
             raise DecodeError(f"no decoder could read this {self.header.transfer_syntax} frame: "
                               f"{type(error).__name__}") from error
+        # Only once GDCM has read the file does it take over its other frames: one corrupt frame that both
+        # fail on must not send the good frames to a decoder that rejects the whole file.
+        self.route = "sitk"
+        return arr
 
     def release(self) -> None:
         """Drop cached datasets/arrays (called when all frames of the file are done)."""

@@ -346,3 +346,47 @@ def is_deflated(path: str) -> bool:
             return head[start:start + length].strip(b" \x00") == DEFLATED.encode()
         pos = start + length
     return False
+
+
+def dcmread(path: str, *, stop_before_pixels: bool = False) -> Any:
+    """``pydicom.dcmread(path, force=True)``, but a deflated data set is inflated with a cap
+    (:func:`read_deflated_dataset`).
+
+    Raises
+    ------
+    SizeLimitError
+        When a deflated data set inflates beyond :func:`deflate_limit`.
+    """
+    import pydicom
+
+    if not is_deflated(path):
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    stop = (lambda tag, vr, length: tag in (0x7FE00008, 0x7FE00009, 0x7FE00010)) if stop_before_pixels else None
+    return read_deflated_dataset(path, stop_when=stop)
+
+
+def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
+    """Check every compressed frame's own size claim (:func:`check_codestream`) before a decoder sees it.
+
+    Only each fragment's first bytes are parsed; fragments that do not start a codestream are skipped.
+    Does nothing for native (uncompressed) pixel data.
+
+    Raises
+    ------
+    SizeLimitError
+        When a frame's codestream declares more rows or columns than the header.
+    """
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is None or not getattr(syntax, "is_compressed", False) or "PixelData" not in ds:
+        return
+    from pydicom.encaps import generate_fragments
+
+    try:
+        fragments = generate_fragments(ds.PixelData)
+        for fragment in fragments:
+            check_codestream(bytes(fragment[:8192]), rows, columns)
+    except SizeLimitError:
+        raise
+    except Exception:  # noqa: BLE001 - a malformed item layout is the decoder's to report
+        return
