@@ -4,6 +4,7 @@ works with the mouse, rejected findings look different and can be hidden, export
 NIfTI export of overlapping segments asks how."""
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QLineEdit
 
@@ -27,22 +28,46 @@ def _focus(qtbot, widget):
 def test_slice_keys_work_with_focus_in_the_panels(lidc_window, qtbot):
     window = lidc_window
     window.viewer.state.set_slice("axial", 60)
-    for dock, widget in ((window.series_dock, window.browser), (window.findings_dock, window.findings_panel.tree),
-                         (window.tags_dock, window.tags)):
+    for dock, widget, arrows in ((window.series_dock, window.browser, True),
+                                 (window.findings_dock, window.findings_panel.tree, False),
+                                 (window.tags_dock, window.tags, True)):
         dock.show()
         dock.raise_()
         qtbot.wait(10)
         _focus(qtbot, widget)
         before = axial_slice(window)
-        qtbot.keyClick(widget, Qt.Key.Key_Down)
-        after_down = axial_slice(window)
-        assert abs(after_down - before) == 1, f"Down in {widget.objectName() or widget} did not move the slice"
+        if arrows:
+            qtbot.keyClick(widget, Qt.Key.Key_Down)
+            assert abs(axial_slice(window) - before) == 1, f"Down in {widget.objectName()} did not move the slice"
+            qtbot.keyClick(widget, Qt.Key.Key_Up)
+            assert axial_slice(window) == before
         qtbot.keyClick(widget, Qt.Key.Key_PageDown)
-        assert abs(axial_slice(window) - after_down) == 10, f"PageDown in {widget} did not page"
+        assert abs(axial_slice(window) - before) == 10, f"PageDown in {widget.objectName()} did not page"
         assert widget.hasFocus(), "the key took the focus away from the panel"
         qtbot.keyClick(widget, Qt.Key.Key_PageUp)
-        qtbot.keyClick(widget, Qt.Key.Key_Up)
         assert axial_slice(window) == before
+        qtbot.keyClick(widget, Qt.Key.Key_1)  # the first window preset
+        assert window.viewer.state.window_name == window.viewer.presets[0].name
+        window.viewer.state.reset_window()
+
+
+def test_up_down_walk_the_findings_list(lidc_window, qtbot):
+    from tests.qt.conftest import two_detections
+
+    window = lidc_window
+    window.findings_panel.set_min_score(0.5)
+    window.inference.apply_result(two_detections(window.viewer.volume), "Test detector")
+    window.findings_dock.raise_()
+    tree = window.findings_panel.tree
+    _focus(qtbot, tree)
+    tree.setCurrentItem(tree.topLevelItem(0))
+    first = axial_slice(window)
+    qtbot.keyClick(tree, Qt.Key.Key_Down)
+    assert tree.currentItem() is tree.topLevelItem(1), "Down in the findings list walks to the next finding"
+    assert axial_slice(window) != first  # ... which jumps to it
+    at_second = axial_slice(window)
+    qtbot.keyClick(tree, Qt.Key.Key_PageDown)
+    assert abs(axial_slice(window) - at_second) == 10 and tree.currentItem() is tree.topLevelItem(1)
 
 
 def test_slice_keys_stay_in_text_fields_and_spin_boxes(lidc_window, qtbot):
@@ -184,3 +209,117 @@ def test_a_single_click_opens_a_series(main_window, qtbot, lidc_dir, tmp_path):
     qtbot.mouseDClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=browser.visualItemRect(item).center())
     qtbot.wait(50)
     assert opened == [other.key], "a click on the shown series, or a double click, asked to open it again"
+
+
+# ---- findings: Min. score with the mouse, rejected findings ---------------------------------------------------------
+@pytest.fixture
+def reviewed(lidc_window, qtbot, monkeypatch):
+    """LIDC with two detections (scores 0.9 and 0.8) under review, the Findings panel in front."""
+    from tests.qt.conftest import two_detections
+    from viewer.qt.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "ask_unsaved", lambda self, action: "discard")
+    window = lidc_window
+    window.findings_panel.set_min_score(0.5)
+    window.inference.apply_result(two_detections(window.viewer.volume), "Test detector")
+    window.inference.result_applied.emit("detection")
+    window.findings_dock.raise_()
+    qtbot.wait(20)
+    assert len(window.annotation.editor.review) == 2
+    return window
+
+
+def _groove_x(slider, fraction):
+    """Widget x of a value (as a fraction of the range) on a slider: where its handle's centre would be."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+
+    option = QStyleOptionSlider()
+    slider.initStyleOption(option)
+    groove = slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                           QStyle.SubControl.SC_SliderGroove, slider)
+    handle = slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                           QStyle.SubControl.SC_SliderHandle, slider)
+    return groove.x() + handle.width() / 2 + fraction * (groove.width() - handle.width())
+
+
+def test_min_score_control_works_with_the_mouse(reviewed, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QStyle, QStyleOptionSpinBox
+
+    window, panel = reviewed, reviewed.findings_panel
+    layer = window.inference.layer("detection")
+    slider = panel.slider
+    assert slider.isVisible() and slider.width() >= 100, "the slider has room to be used"
+    assert len(panel.rows()) == 2 and panel.below_label.text() == "0 below"
+    y = slider.height() // 2
+    qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=QPoint(round(_groove_x(slider, 0.85)), y))
+    assert panel.min_score == pytest.approx(0.85, abs=0.02), "a click sets the threshold where it lands"
+    assert [r[0] for r in panel.rows()] == ["1"] and panel.below_label.text() == "1 below"
+    assert layer.min_score == panel.min_score and list(layer.shown_indices()) == [0]
+    assert panel.score_box.value() == pytest.approx(panel.min_score, abs=1e-3)
+    # drag the handle back down: press on it, move, release
+    start = QPoint(round(_groove_x(slider, panel.min_score)), y)
+    qtbot.mousePress(slider, Qt.MouseButton.LeftButton, pos=start)
+    for fraction in (0.6, 0.4, 0.2):
+        qtbot.mouseMove(slider, QPoint(round(_groove_x(slider, fraction)), y))
+    qtbot.mouseRelease(slider, Qt.MouseButton.LeftButton, pos=QPoint(round(_groove_x(slider, 0.2)), y))
+    assert panel.min_score == pytest.approx(0.2, abs=0.02) and len(panel.rows()) == 2
+    assert list(layer.shown_indices()) == [0, 1]
+    # the spin box's arrows, by mouse
+    box = panel.score_box
+    panel.set_min_score(0.85)
+    option = QStyleOptionSpinBox()
+    box.initStyleOption(option)
+    down = box.style().subControlRect(QStyle.ComplexControl.CC_SpinBox, option, QStyle.SubControl.SC_SpinBoxDown, box)
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=down.center())
+    assert panel.min_score == pytest.approx(0.80) and len(panel.rows()) == 2 and window.settings.min_score == 0.8
+
+
+def test_rejected_finding_is_drawn_dashed_grey_and_can_be_hidden(reviewed, qtbot):
+    from viewer.qt.overlays import REJECTED_BOX_COLOUR
+
+    window, panel = reviewed, reviewed.findings_panel
+    viewer = window.viewer
+    layer = window.inference.layer("detection")
+    viewer.state.set_slice("axial", 33)  # the second detection spans slices 30-35
+    view = viewer.active_view
+    item = layer._items[view][0]
+    assert item.rejected == [False] and item.colours[0] != REJECTED_BOX_COLOUR
+    window.annotation.review_finding(1, "reject")
+    qtbot.wait(10)
+    assert layer.statuses.get(1) == "rejected"
+    assert item.rejected == [True] and item.colours[0] == REJECTED_BOX_COLOUR
+    assert panel.item_for(1).foreground(0).color() != panel.item_for(0).foreground(0).color()
+    checkbox = panel.show_rejected_box
+    assert checkbox.isVisible() and checkbox.isChecked()
+    qtbot.mouseClick(checkbox, Qt.MouseButton.LeftButton, pos=checkbox.rect().center())
+    assert not checkbox.isChecked() and not layer.show_rejected
+    assert list(layer.shown_indices()) == [0] and len(item.rects) == 0, "a rejected box is hidden by the toggle"
+    assert panel.item_for(1) is not None, "the list keeps it (to accept it again)"
+    window.annotation.review_finding(1, "accept")
+    qtbot.wait(10)
+    assert list(layer.shown_indices()) == [0, 1] and item.rejected == [False] and len(item.rects) == 1
+
+
+def painted_fraction_along_top_edge(rejected: bool) -> float:
+    """Paint one box as the view would and measure how much of its top edge is inked."""
+    import numpy as np
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from viewer.qt.overlays import BoxesItem
+
+    item = BoxesItem()
+    item.set_boxes(np.array([[20.0, 40.0, 180.0, 180.0]]), [""], [QColor(230, 25, 75)], [False], (200.0, 200.0),
+                   [rejected])
+    image = QImage(200, 200, QImage.Format.Format_ARGB32)
+    image.fill(0)
+    painter = QPainter(image)
+    item.paint(painter, None, None)
+    painter.end()
+    inked = [image.pixelColor(x, 40).alpha() > 0 for x in range(30, 170)]
+    return sum(inked) / len(inked)
+
+
+def test_rejected_pen_is_dashed():
+    assert painted_fraction_along_top_edge(False) > 0.95
+    assert 0.2 < painted_fraction_along_top_edge(True) < 0.85

@@ -569,6 +569,7 @@ class AnnotationController(QObject):
         findings_panel.review_requested.connect(self.review_finding)
         findings_panel.add_requested.connect(self.add_finding_dialog)
         findings_panel.edit_requested.connect(self.edit_finding_dialog)
+        findings_panel.show_rejected_changed.connect(lambda _show: self._draw_review_state())
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_TICK_MS)
         self.autosave_timer.timeout.connect(self.autosave_now)
@@ -999,6 +1000,13 @@ class AnnotationController(QObject):
         manual = {f.id for f in review.findings if f.source == "manual"} if review is not None else set()
         self.findings_panel.set_review_available(editor is not None)
         self.findings_panel.set_statuses(statuses, manual)
+        self._draw_review_state()
+
+    def _draw_review_state(self) -> None:
+        """Rejected findings drawn grey and dashed in the views, or hidden ("Show rejected" in the panel)."""
+        layer = self.lane.layer("detection")
+        if layer is not None and hasattr(layer, "set_review"):
+            layer.set_review(self.findings_panel.statuses, self.findings_panel.show_rejected)
 
     # ---- autosave and restore -------------------------------------------------------------------------------
     def autosave_now(self, force: bool = False) -> int:

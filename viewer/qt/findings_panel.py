@@ -7,17 +7,52 @@ column; findings added by hand score "manual"), and Add…/Edit… ask for a box
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
-    QPushButton, QSlider, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView,
+    QLabel, QPushButton, QSlider, QStyle, QStyleOptionSlider, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+    QWidget,
 )
 
 from viewer.core.layers import Finding, visible_findings
+from viewer.qt.key_routing import KEEPS_ARROWS
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
 SLIDER_STEPS = 1000  # the slider moves in steps of 0.001
 DEFAULT_FINDING_SIZE_MM = 10.0
+REJECTED_TEXT_COLOUR = QColor(140, 140, 140)
+
+
+class ScoreSliderWidget(QSlider):
+    """A horizontal slider that jumps to where it is clicked (a plain QSlider only pages by one step towards the
+    click, 0.01 of the score range here) and keeps following the mouse while the button is held."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.setMinimumWidth(120)
+
+    def value_at(self, x: float) -> int:
+        """The value under widget x position ``x``."""
+        option = QStyleOptionSlider()
+        self.initStyleOption(option)
+        style = self.style()
+        groove = style.subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                      QStyle.SubControl.SC_SliderGroove, self)
+        handle = style.subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                      QStyle.SubControl.SC_SliderHandle, self)
+        span = max(1, groove.width() - handle.width())
+        offset = int(round(x - groove.x() - handle.width() / 2))
+        return QStyle.sliderValueFromPosition(self.minimum(), self.maximum(), min(max(offset, 0), span), span)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.LeftButton:
+            option = QStyleOptionSlider()
+            self.initStyleOption(option)
+            handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                                 QStyle.SubControl.SC_SliderHandle, self)
+            if not handle.contains(event.position().toPoint()):
+                self.setValue(self.value_at(event.position().x()))  # the handle is now under the mouse: a drag
+        super().mousePressEvent(event)
 
 
 class FindingBoxDialog(QDialog):
@@ -67,6 +102,8 @@ class FindingsWidget(QWidget):
         Accept or Reject was pressed for the selected finding (``"accept"`` / ``"reject"``).
     add_requested(), edit_requested(int)
         Add… (a finding by hand) / Edit… (move or resize the selected finding) was pressed.
+    show_rejected_changed(bool)
+        "Show rejected" was toggled: whether rejected findings are drawn in the views.
     """
 
     finding_activated = Signal(int)
@@ -75,6 +112,7 @@ class FindingsWidget(QWidget):
     add_requested = Signal()
     edit_requested = Signal(int)
     explain_requested = Signal(int)
+    show_rejected_changed = Signal(bool)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -85,6 +123,7 @@ class FindingsWidget(QWidget):
         self.statuses: dict[int, str] = {}
         self.manual: set[int] = set()
         self.review_available = False
+        self.show_rejected = True
         self.tree = QTreeWidget(self)
         self.tree.setColumnCount(6)
         self.tree.setHeaderLabels(["#", "Score", "Size (mm)", "Location", "Slice", "Review"])
@@ -93,6 +132,7 @@ class FindingsWidget(QWidget):
         self.tree.setWordWrap(True)
         self.tree.setUniformRowHeights(False)
         self.tree.setSortingEnabled(False)
+        self.tree.setProperty(KEEPS_ARROWS, True)  # Up/Down walk the findings (each jumps there); PgUp/PgDn page
         header = self.tree.header()
         header.setStretchLastSection(False)
         for column in (0, 1, 2, 4, 5):
@@ -100,23 +140,41 @@ class FindingsWidget(QWidget):
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.tree.itemClicked.connect(self._on_clicked)  # also a click on the row already selected
         self.tree.currentItemChanged.connect(lambda item, _previous: item is not None and self._on_clicked(item))
-        self.slider = QSlider(Qt.Orientation.Horizontal, self)
+        tip = "Hide findings scoring below this (display only: nothing is deleted)"
+        self.slider = ScoreSliderWidget(self)
         self.slider.setObjectName("score-threshold")
         self.slider.setRange(0, SLIDER_STEPS)
-        self.slider.setToolTip("Hide findings scoring below this (display only: nothing is deleted)")
+        self.slider.setPageStep(SLIDER_STEPS // 10)
+        self.slider.setToolTip(tip + ". Click or drag to set it.")
         self.slider.valueChanged.connect(lambda v: self.set_min_score(v / SLIDER_STEPS, from_slider=True))
-        self.threshold_label = QLabel(self)
-        self.threshold_label.setMinimumWidth(64)
+        self.score_box = QDoubleSpinBox(self)
+        self.score_box.setObjectName("score-threshold-value")
+        self.score_box.setRange(0.0, 1.0)
+        self.score_box.setDecimals(2)
+        self.score_box.setSingleStep(0.05)
+        self.score_box.setToolTip(tip)
+        self.score_box.setKeyboardTracking(False)  # typing "0.35" filters once, not at "0.3" first
+        self.score_box.valueChanged.connect(lambda v: self.set_min_score(v, from_box=True))
+        self.below_label = QLabel(self)
+        self.below_label.setObjectName("findings-below-threshold")
+        self.below_label.setToolTip("Findings hidden by the threshold")
+        self.show_rejected_box = QCheckBox("Show rejected", self)
+        self.show_rejected_box.setObjectName("show-rejected")
+        self.show_rejected_box.setToolTip("Draw rejected findings in the views (grey, dashed); the list keeps them")
+        self.show_rejected_box.setChecked(True)
+        self.show_rejected_box.toggled.connect(self.set_show_rejected)
         self.summary = QLabel(self)
         self.summary.setObjectName("findings-summary")
         self.summary.setWordWrap(True)
         self.copy_button = QPushButton("Copy", self)
         self.copy_button.setToolTip("Copy the listed findings as tab-separated text")
         self.copy_button.clicked.connect(self.copy_to_clipboard)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Min. score", self))
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.threshold_label)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(QLabel("Min. score", self))
+        threshold_row.addWidget(self.slider, 1)
+        threshold_row.addWidget(self.score_box)
+        threshold_row.addWidget(self.below_label)
+        row = QHBoxLayout()  # the buttons get a row of their own: the slider keeps a usable width in a narrow dock
         self.accept_button = QToolButton(self)
         self.accept_button.setText("Accept")
         self.accept_button.setToolTip("Accept the selected finding (goes into the SR and findings exports)")
@@ -142,11 +200,14 @@ class FindingsWidget(QWidget):
         row.addWidget(self.add_button)
         row.addWidget(self.edit_button)
         row.addWidget(self.explain_button)
+        row.addStretch(1)
+        row.addWidget(self.show_rejected_box)
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
         bottom.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(threshold_row)
         layout.addLayout(row)
         layout.addWidget(self.tree)
         layout.addLayout(bottom)
@@ -163,16 +224,20 @@ class FindingsWidget(QWidget):
         self.model_name = model_name
         self._fill()
 
-    def set_min_score(self, min_score: float, from_slider: bool = False) -> None:
+    def set_min_score(self, min_score: float, from_slider: bool = False, from_box: bool = False) -> None:
         """Show findings scoring at least ``min_score`` (0..1); emits ``min_score_changed`` when it changed."""
         min_score = float(min(1.0, max(0.0, min_score)))
         if not from_slider:
             self.slider.blockSignals(True)
             self.slider.setValue(int(round(min_score * SLIDER_STEPS)))
             self.slider.blockSignals(False)
+        if not from_box:
+            self.score_box.blockSignals(True)
+            self.score_box.setDecimals(2 if round(min_score, 2) == min_score else 3)
+            self.score_box.setValue(min_score)
+            self.score_box.blockSignals(False)
         changed = min_score != self.min_score
         self.min_score = min_score
-        self.threshold_label.setText(f"≥ {min_score:.3f}".rstrip("0").rstrip(".") if min_score else "≥ 0")
         if changed:
             self._fill()
             self.min_score_changed.emit(min_score)
@@ -183,6 +248,16 @@ class FindingsWidget(QWidget):
         if statuses != self.statuses or set(manual) != self.manual:
             self.statuses, self.manual = dict(statuses), set(manual)
             self._fill()
+
+    def set_show_rejected(self, show: bool) -> None:
+        """Draw rejected findings in the views (True) or hide them; emits ``show_rejected_changed``."""
+        show = bool(show)
+        if self.show_rejected_box.isChecked() != show:
+            self.show_rejected_box.setChecked(show)  # comes back here through toggled
+            return
+        if show != self.show_rejected:
+            self.show_rejected = show
+            self.show_rejected_changed.emit(show)
 
     def set_review_available(self, available: bool) -> None:
         """Whether findings can be added (a series with an annotation is shown)."""
@@ -264,6 +339,9 @@ class FindingsWidget(QWidget):
                 item.setToolTip(3, f"{f.label}: centre {f.lps_text} mm (patient coordinates)")
                 item.setToolTip(2, "Extent along left-right x anterior-posterior x head-feet, in mm")
                 item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if self.statuses.get(f.index) == "rejected":  # set aside, as in the views
+                    for column in range(self.tree.columnCount()):
+                        item.setForeground(column, QBrush(REJECTED_TEXT_COLOUR))
                 self.tree.addTopLevelItem(item)
                 if f.index == selected:
                     item.setSelected(True)
@@ -271,6 +349,7 @@ class FindingsWidget(QWidget):
         finally:
             self.tree.blockSignals(False)
         total, shown = len(self.findings), self.tree.topLevelItemCount()
+        self.below_label.setText(f"{total - shown} below" if self.model_name else "")
         if not self.model_name:
             self.summary.setText("No detection results on this series.")
         else:

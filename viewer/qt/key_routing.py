@@ -4,7 +4,9 @@ The viewer's navigation actions (arrows, Page Up/Down, Home/End, the preset numb
 ``Qt.WindowShortcut``: a key pressed in the series browser, the findings list or the tag browser reaches the
 views. Inputs that own those keys themselves - text fields, spin boxes, combo boxes, sliders - keep them:
 :class:`TextInputKeyGuard` accepts the ``ShortcutOverride`` event Qt sends before it looks up shortcuts,
-which hands the key to the focused input instead of the shortcut.
+which hands the key to the focused input instead of the shortcut. A list whose arrow keys walk items that
+themselves move the image (the findings list: each row jumps to its finding) sets :data:`KEEPS_ARROWS` and keeps
+Up/Down; its other keys still reach the views.
 """
 from __future__ import annotations
 
@@ -17,15 +19,22 @@ from PySide6.QtWidgets import (
 #: Widgets whose own key handling wins over the window-wide navigation keys.
 KEY_OWNING_INPUTS = (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit, QComboBox, QAbstractSlider)
 
+#: Dynamic property of a widget that keeps Up/Down for itself although it is not an input.
+KEEPS_ARROWS = "keepsArrowKeys"
+ARROW_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down)
+
 #: Modifiers that make a key a command (Ctrl+O, Alt+F): those stay shortcuts even inside an input.
 COMMAND_MODIFIERS = (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
                      | Qt.KeyboardModifier.MetaModifier)
 
 
-def owns_its_keys(widget: QWidget | None) -> bool:
-    """True for an input (or a child of one, like a spin box's line edit) that handles plain keys itself."""
+def owns_its_keys(widget: QWidget | None, key: int | None = None) -> bool:
+    """True for an input (or a child of one, like a spin box's line edit) that handles plain keys itself, and for
+    a widget marked :data:`KEEPS_ARROWS` when ``key`` is Up or Down."""
     while widget is not None:
         if isinstance(widget, KEY_OWNING_INPUTS):
+            return True
+        if key in ARROW_KEYS and widget.property(KEEPS_ARROWS):
             return True
         if widget.isWindow():
             return False
@@ -38,7 +47,7 @@ class TextInputKeyGuard(QObject):
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.ShortcutOverride and not (event.modifiers() & COMMAND_MODIFIERS) \
-                and owns_its_keys(QApplication.focusWidget()):
+                and owns_its_keys(QApplication.focusWidget(), event.key()):
             event.accept()  # an accepted override: Qt delivers the key to the focus widget, not to a shortcut
             return True
         return False

@@ -27,6 +27,7 @@ SEGMENTATION_Z = 10.0
 BOXES_Z = 20.0
 COLOUR_MAPS = ("inferno", "magma", "viridis", "plasma", "turbo")
 SELECTED_BOX_COLOUR = QColor("#ffd23f")
+REJECTED_BOX_COLOUR = QColor(150, 150, 150)  # a rejected finding: grey and dashed, so it reads as set aside
 
 
 def colormap_rgb(name: str) -> np.ndarray:
@@ -172,6 +173,7 @@ class BoxesItem(QGraphicsItem):
         self.texts: list[str] = []
         self.colours: list[QColor] = []
         self.selected: list[bool] = []
+        self.rejected: list[bool] = []
         self._bounds = QRectF()
         self._font = QFont()
         self._font.setPixelSize(12)
@@ -179,8 +181,9 @@ class BoxesItem(QGraphicsItem):
         self._ascent = QFontMetrics(self._font).ascent()
 
     def set_boxes(self, rects: np.ndarray, texts: list[str], colours: list[QColor], selected: list[bool],
-                  scene_size: tuple[float, float]) -> None:
-        """Show these rectangles ``[x0, y0, x1, y1]`` (scene mm) with their labels."""
+                  scene_size: tuple[float, float], rejected: list[bool] | None = None) -> None:
+        """Show these rectangles ``[x0, y0, x1, y1]`` (scene mm) with their labels (``rejected`` ones dashed)."""
+        self.rejected = list(rejected) if rejected is not None else [False] * len(texts)
         width, height = scene_size
         mx, my = width * self.MARGIN_SHARE, height * self.MARGIN_SHARE
         bounds = QRectF(-mx, -my, width + 2 * mx, height + 2 * my)
@@ -197,8 +200,11 @@ class BoxesItem(QGraphicsItem):
         if not len(self.rects):
             return
         transform = painter.transform()
-        for (x0, y0, x1, y1), colour, selected in zip(self.rects, self.colours, self.selected):
+        for (x0, y0, x1, y1), colour, selected, rejected in zip(self.rects, self.colours, self.selected,
+                                                                 self.rejected):
             pen = QPen(SELECTED_BOX_COLOUR if selected else colour, 3.0 if selected else 1.6)
+            if rejected:
+                pen.setStyle(Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
@@ -219,13 +225,16 @@ class BoxesItem(QGraphicsItem):
 class DetectionLayer(ViewLayer):
     """Detection boxes (:class:`~inference.types.Detections`, voxel boxes on the displayed grid) on every slice
     of every plane they span, labelled ``#n score``. ``min_score`` filters at display time only: the detections
-    are kept whole, so lowering it brings boxes back."""
+    are kept whole, so lowering it brings boxes back. Findings the reader rejected (:meth:`set_review`) are drawn
+    grey and dashed, or hidden while ``show_rejected`` is off."""
 
     def __init__(self, detections, name: str = "Detections", min_score: float = 0.0, z: float = BOXES_Z) -> None:
         super().__init__(name, z)
         self.detections = detections
         self.min_score = float(min_score)
         self.selected: int | None = None
+        self.statuses: dict[int, str] = {}
+        self.show_rejected = True
         self._colours = {}
         for value, label in detections.table.items():
             self._colours[int(value)] = QColor(*label.color)
@@ -238,8 +247,23 @@ class DetectionLayer(ViewLayer):
         return [BoxesItem()]
 
     def shown_indices(self) -> np.ndarray:
-        """Rows of the detections at or above ``min_score``."""
-        return np.flatnonzero(self.detections.scores >= self.min_score)
+        """Rows of the detections at or above ``min_score`` (without the rejected ones unless they are shown)."""
+        shown = np.flatnonzero(self.detections.scores >= self.min_score)
+        if not self.show_rejected:
+            shown = np.array([i for i in shown if not self.is_rejected(i)], dtype=int)
+        return shown
+
+    def is_rejected(self, i: int) -> bool:
+        """True when the reader rejected detection ``i``."""
+        return self.statuses.get(int(i)) == "rejected"
+
+    def set_review(self, statuses: dict[int, str], show_rejected: bool) -> None:
+        """The review state per detection row (``pending`` / ``accepted`` / ``rejected``) and whether rejected
+        findings are drawn; redraws only when something changed."""
+        statuses, show_rejected = {int(k): v for k, v in statuses.items()}, bool(show_rejected)
+        if statuses != self.statuses or show_rejected != self.show_rejected:
+            self.statuses, self.show_rejected = statuses, show_rejected
+            self.redraw()
 
     def boxes_on(self, geometry: PlaneGeometry, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, rects)`` of the shown boxes slice ``k`` of ``geometry`` cuts (scene mm)."""
@@ -253,9 +277,10 @@ class DetectionLayer(ViewLayer):
         indices, rects = self.boxes_on(geometry, k)
         scores = self.detections.scores
         texts = [f"#{i + 1}  {scores[i]:.2f}" for i in indices]
-        colours = [self.colour_of(i) for i in indices]
+        rejected = [self.is_rejected(i) for i in indices]
+        colours = [REJECTED_BOX_COLOUR if r else self.colour_of(i) for i, r in zip(indices, rejected)]
         selected = [int(i) == self.selected for i in indices]
-        items[0].set_boxes(rects, texts, colours, selected, geometry.scene_size)
+        items[0].set_boxes(rects, texts, colours, selected, geometry.scene_size, rejected)
 
     def set_min_score(self, min_score: float) -> None:
         """Show only boxes scoring at least ``min_score`` (the detections themselves are not changed)."""
