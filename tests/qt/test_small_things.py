@@ -4,6 +4,8 @@ works with the mouse, rejected findings look different and can be hidden, export
 NIfTI export of overlapping segments asks how."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QLineEdit
@@ -323,3 +325,45 @@ def painted_fraction_along_top_edge(rejected: bool) -> float:
 def test_rejected_pen_is_dashed():
     assert painted_fraction_along_top_edge(False) > 0.95
     assert 0.2 < painted_fraction_along_top_edge(True) < 0.85
+
+
+# ---- export dialogs start in a user exports folder ------------------------------------------------------------------
+def test_export_dialog_starts_in_the_exports_folder_never_the_source(lidc_window, qtbot, lidc_dir, tmp_path,
+                                                                      monkeypatch):
+    from viewer.core.paths import user_exports_dir
+
+    window, an = lidc_window, lidc_window.annotation
+    source_dirs = {p.parent.resolve() for p in lidc_dir.rglob("*.dcm")} | {lidc_dir.resolve()}
+    window.settings.exports_folder = str(next(iter(source_dirs)))  # say an old version remembered the source
+    asked = []
+
+    def answer(title, name, filter_, folder):
+        asked.append(folder)
+        return str(tmp_path / "mine" / name) if len(asked) == 1 else ""
+
+    monkeypatch.setattr(an, "ask_save_path", answer)
+    (tmp_path / "mine").mkdir()
+    window.export_actions["findings"].trigger()
+    start = Path(asked[0]).resolve()
+    assert not any(start == s or s in start.parents for s in source_dirs), f"export dialog opened in {start}"
+    assert start == user_exports_dir().resolve() and start.is_dir()
+    qtbot.waitUntil(lambda: (tmp_path / "mine" / "findings.json").exists() and not an.busy, timeout=20000)
+    assert window.settings.exports_folder == str(tmp_path / "mine")
+    window.export_actions["seg"].trigger()
+    assert Path(asked[1]) == tmp_path / "mine", "the folder exported to last is remembered"
+
+
+def test_export_start_folder_refuses_folders_inside_the_sources(tmp_path, monkeypatch):
+    from viewer.core.paths import export_start_folder, user_exports_dir
+
+    monkeypatch.setenv("HOUNSFIELD_HOME", str(tmp_path / "home"))
+    study = tmp_path / "study"
+    (study / "series1").mkdir(parents=True)
+    (study / "series1" / "IM0001").write_bytes(b"")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert export_start_folder("", [study]) == user_exports_dir()
+    assert export_start_folder(study / "series1", [study]) == user_exports_dir()
+    assert export_start_folder(study / "series1", [study / "series1" / "IM0001"]) == user_exports_dir()
+    assert export_start_folder(elsewhere, [study]) == elsewhere.resolve()
+    assert export_start_folder(tmp_path / "gone", [study]) == user_exports_dir()

@@ -516,8 +516,11 @@ class AnnotationController(QObject):
     job_ended = Signal(str)
     changed = Signal()
 
-    def __init__(self, viewer, panel: SegmentsWidget, lane, findings_panel, parent: QObject | None = None) -> None:
+    def __init__(self, viewer, panel: SegmentsWidget, lane, findings_panel, parent: QObject | None = None,
+                 settings=None) -> None:
         super().__init__(parent)
+        #: The window's :class:`~viewer.qt.settings.Settings` (remembers the export folder); None: not remembered.
+        self.settings = settings
         self.viewer = viewer
         self.panel = panel
         self.lane = lane
@@ -1191,14 +1194,33 @@ class AnnotationController(QObject):
         path, _ = QFileDialog.getSaveFileName(self.panel.window(), title, os.path.join(folder, name), filter_)
         return path
 
+    def export_folder(self, folder: str = "") -> str:
+        """Where an export dialog opens: ``folder``, else the last export folder, unless it lies in a folder the
+        study was read from; then the user's exports folder (created when missing)."""
+        from viewer.core.paths import export_start_folder
+
+        remembered = folder or (self.settings.exports_folder if self.settings is not None else "")
+        sources = list(self.study_paths) + sorted({os.path.dirname(p) for p in self.source_paths()})
+        start = export_start_folder(remembered, sources)
+        try:
+            start.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only home: the dialog still opens, wherever the platform puts it
+            log.warning("cannot create the exports folder %s: %s", start, exc)
+        return str(start)
+
     def export_dialog(self, kind: str, folder: str = "") -> JobHandle | None:
+        """Ask where to export (starting in :meth:`export_folder`, never a source folder) and export there."""
         names = {"seg": ("Export segmentation as DICOM SEG", "segmentation.seg.dcm", "DICOM SEG (*.dcm)"),
                  "nifti": ("Export segmentation as NIfTI labels", "segmentation.nii.gz", "NIfTI (*.nii.gz *.nii)"),
                  "findings": ("Export findings as JSON", "findings.json", "JSON (*.json)"),
                  "sr": ("Export findings as DICOM SR", "findings.sr.dcm", "DICOM SR (*.dcm)")}
         title, name, filter_ = names[kind]
-        path = self.ask_save_path(title, name, filter_, folder)
-        return self.export(kind, path) if path else None
+        path = self.ask_save_path(title, name, filter_, self.export_folder(folder))
+        if not path:
+            return None
+        if self.settings is not None:
+            self.settings.exports_folder = os.path.dirname(os.path.abspath(path))
+        return self.export(kind, path)
 
     def open_seg_dialog(self, folder: str = "") -> JobHandle | None:
         path, _ = QFileDialog.getOpenFileName(self.panel.window(), "Open DICOM SEG", folder,

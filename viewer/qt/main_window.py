@@ -215,7 +215,7 @@ class MainWindow(QMainWindow):
         self._demo_models: list[str] = []  # built-in models still to run on the sample study
         self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
-                                               parent=self)
+                                               parent=self, settings=self.settings)
         self.rtstruct = RTStructController(self.viewer, parent=self)
         self._build_status_bar()
         self._build_menus()
@@ -284,7 +284,7 @@ class MainWindow(QMainWindow):
         for kind, text in (("seg", "Segmentation as DICOM &SEG…"), ("nifti", "Segmentation as &NIfTI Labels…"),
                            ("findings", "Findings as &JSON…"), ("sr", "Findings as DICOM S&R…")):
             self.export_actions[kind] = self._menu_action(
-                export_menu, text, lambda _=False, k=kind: an.export_dialog(k, self.settings.last_folder))
+                export_menu, text, lambda _=False, k=kind: an.export_dialog(k))  # starts in the exports folder
         file_menu.addSeparator()
         self.action_save_screenshot = self._menu_action(file_menu, "&Save Screenshot…", self.save_screenshot_dialog,
                                                         "Ctrl+S")
@@ -859,9 +859,10 @@ class MainWindow(QMainWindow):
         return self.viewer.grab_views().save(path, "PNG")
 
     def save_screenshot_dialog(self) -> None:
-        start = os.path.join(self.settings.last_folder or os.path.expanduser("~"), self.screenshot_name())
+        start = os.path.join(self.annotation.export_folder(), self.screenshot_name())
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", start, "PNG image (*.png)")
         if path:
+            self.settings.exports_folder = os.path.dirname(os.path.abspath(path))
             if not path.lower().endswith(".png"):
                 path += ".png"
             ok = self.save_screenshot(path)

@@ -97,6 +97,15 @@ class Settings:
         self.q.setValue("files/last_folder", str(value))
 
     @property
+    def exports_folder(self) -> str:
+        """The folder the user last exported to ("" before the first export)."""
+        return self._get("files/exports_folder", "", str)
+
+    @exports_folder.setter
+    def exports_folder(self, value: str) -> None:
+        self.q.setValue("files/exports_folder", str(value))
+
+    @property
     def recent(self) -> list[list[str]]:
         """Recently opened studies, newest first; each entry is the list of paths that was opened."""
         raw = self._get("files/recent", "[]", str)
