@@ -92,8 +92,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _scan_or_explain(paths: list[Path]):
-    """Scan ``paths``; returns the catalog, or None after printing why there is nothing to show."""
+def _scan_or_explain(paths: list[Path], report_skipped: bool = True):
+    """Scan ``paths``; returns the catalog, or None after printing why there is nothing to show.
+
+    Files skipped are listed on stderr with their reasons (``report_skipped``), whatever the outcome.
+    """
     from viewer.core.dicom.scan import scan
 
     missing = [p for p in paths if not p.exists()]
@@ -101,6 +104,8 @@ def _scan_or_explain(paths: list[Path]):
         print(f"hounsfield: no such file or folder: {missing[0]}", file=sys.stderr)
         return None
     catalog = scan(paths)
+    if report_skipped or not catalog.all_series():
+        _print_skipped(catalog.unreadable)
     if not catalog.all_series():
         reason = f"{len(catalog.unreadable)} file(s) unreadable" if catalog.unreadable else "no files found"
         print(f"hounsfield: no readable DICOM in {', '.join(map(str, paths))} ({reason})", file=sys.stderr)
@@ -108,25 +113,40 @@ def _scan_or_explain(paths: list[Path]):
     return catalog
 
 
+_SKIPPED_SHOWN = 50  # lines of skipped files on stderr; `scan --json` lists them all
+
+
+def _print_skipped(unreadable) -> None:
+    """Each skipped file and why, on stderr (reasons carry no patient data)."""
+    if not unreadable:
+        return
+    print(f"hounsfield: {len(unreadable)} file(s) skipped:", file=sys.stderr)
+    for bad in unreadable[:_SKIPPED_SHOWN]:
+        print(f"  {bad.path}: {bad.reason}", file=sys.stderr)
+    if len(unreadable) > _SKIPPED_SHOWN:
+        print(f"  ... and {len(unreadable) - _SKIPPED_SHOWN} more (hounsfield scan --json lists all)", file=sys.stderr)
+
+
 def _pick_series(catalog, key: str | None):
-    """The requested series, or the image series with the most frames."""
+    """The requested series, or the default image series (:func:`~viewer.core.dicom.catalog.default_image_series`)."""
     if key:
         series = catalog.find_series(key)
         if series is None:
             print(f"hounsfield: no series {key}", file=sys.stderr)
         return series
-    images = [s for s in catalog.all_series() if s.kind == "image"]
-    if not images:
+    from viewer.core.dicom.catalog import default_image_series
+
+    series = default_image_series(catalog)
+    if series is None:
         print("hounsfield: no image series found", file=sys.stderr)
-        return None
-    return max(images, key=lambda s: s.n_frames)
+    return series
 
 
 def cmd_scan(args) -> int:
     """``hounsfield scan PATH [--json]``."""
     from viewer.core.dicom.catalog import catalog_to_json
 
-    catalog = _scan_or_explain(args.paths)
+    catalog = _scan_or_explain(args.paths, report_skipped=args.json)  # as text they are listed on stdout
     if catalog is None:
         return EXIT_NO_DICOM
     if args.json:
@@ -284,4 +304,7 @@ def cmd_screenshot(args) -> int:
     except ValueError as error:  # bad --window / --series / --slice, or no readable DICOM
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_NO_DICOM
+    except Exception as error:  # noqa: BLE001 - an undecodable series (any decoder error) is reported, never a traceback
+        print(f"hounsfield: cannot render {args.path}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK

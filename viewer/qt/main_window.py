@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
+from viewer.core.dicom.catalog import default_image_series
 from viewer.core.dicom.load import iter_load
 from viewer.core.dicom.scan import iter_scan
 from viewer.core.jobs import Progress
@@ -585,10 +586,9 @@ class MainWindow(QMainWindow):
             self.inference.series_shown(None, None)
             self.annotation.series_shown(None, None)
             return
-        best = max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
+        # One rule with the CLI: the most real content, never a header's claims (a lying file must not win).
         approved = [s for s in images if s.uid in self.annotation.restore_approved]  # the start-up restore's series
-        if approved:
-            best = max(approved, key=lambda s: (s.n_frames, s.rows * s.columns))
+        best = default_image_series(catalog, approved or images)
         self.open_series(best.key)
 
     def open_series(self, key: str) -> None:

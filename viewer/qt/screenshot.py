@@ -39,7 +39,8 @@ def _application():
 
 
 def _choose_series(catalog, series: str | None):
-    images = [s for s in catalog.all_series() if s.kind == "image" and s.n_instances]
+    from viewer.core.dicom.catalog import default_image_series
+
     if series:
         found = catalog.find_series(series)
         if found is None:
@@ -47,9 +48,12 @@ def _choose_series(catalog, series: str | None):
         if found.kind != "image":
             raise ValueError(f"series {series!r} is a {found.kind.upper()} object, not an image")
         return found
-    if not images:
-        raise ValueError("no DICOM image series found")
-    return max(images, key=lambda s: (s.n_frames, s.rows * s.columns))
+    chosen = default_image_series(catalog)
+    if chosen is None:
+        skipped = catalog.unreadable
+        detail = f" ({len(skipped)} file(s) skipped; first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
+        raise ValueError(f"no DICOM image series found{detail}")
+    return chosen
 
 
 def render_screenshot(path: str, out: str, series: str | None = None, slice_index: int | None = None,
@@ -69,7 +73,9 @@ def render_screenshot(path: str, out: str, series: str | None = None, slice_inde
     layout
         ``"1x1"`` (the acquisition plane) or ``"1x3"`` (axial, coronal, sagittal).
 
-    Raises ``ValueError`` for a bad series, slice, window or layout, or when there is no image.
+    Raises ``ValueError`` for a bad series, slice, window or layout, or when there is no image;
+    ``RuntimeError`` when the series cannot be decoded at all (the reason, e.g. a declared size refused, is in
+    the message).
     """
     from viewer.core.dicom.load import iter_load
     from viewer.core.dicom.scan import iter_scan
@@ -81,7 +87,10 @@ def render_screenshot(path: str, out: str, series: str | None = None, slice_inde
     parsed_window = parse_window(window) if window else None
     catalog = run_job(iter_scan([path]))
     chosen = _choose_series(catalog, series)
-    volume = run_job(iter_load(chosen))
+    try:
+        volume = run_job(iter_load(chosen))
+    except Exception as error:  # noqa: BLE001 - untrusted files: any decoder failure is a refusal
+        raise RuntimeError(f"cannot load series {chosen.key}: {error}") from error
     n = volume.shape[0]
     if slice_index is not None and not 0 <= slice_index < n:
         raise ValueError(f"slice {slice_index} is outside 0..{n - 1}")

@@ -126,6 +126,14 @@ def _choose_dtype(header: PixelHeader) -> np.dtype:
     return np.dtype(np.int16)
 
 
+def _why(error: BaseException) -> str:
+    """Our own errors' messages (written without patient data); only the type of anyone else's (a parser's
+    message may quote a header value)."""
+    if isinstance(error, (DecodeError, limits.SizeLimitError)):
+        return str(error)
+    return type(error).__name__
+
+
 def _dedupe(warnings: list[SeriesWarning]) -> list[SeriesWarning]:
     seen, out = set(), []
     for w in warnings:
@@ -163,7 +171,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         frames, headers = _collect_frames(instances)
         first_header = headers.get(0) or read_pixel_header(instances[0].path)
     except Exception as error:  # noqa: BLE001 - untrusted files: report, do not crash
-        raise DecodeError(f"cannot read the series' pixel headers ({type(error).__name__})") from error
+        raise DecodeError(f"cannot read the series' pixel headers ({_why(error)})") from error
     headers[0] = first_header
 
     fallback_step = first_header.spacing_between_slices or first_header.slice_thickness
@@ -185,7 +193,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     try:
         lead_header = headers.get(lead.instance) or read_pixel_header(instances[lead.instance].path)
     except Exception as error:  # noqa: BLE001
-        raise DecodeError(f"cannot read the first slice's header ({type(error).__name__})") from error
+        raise DecodeError(f"cannot read the first slice's header ({_why(error)})") from error
     headers[lead.instance] = lead_header
     rows, columns = lead.size
     dtype = _choose_dtype(lead_header)
