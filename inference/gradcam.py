@@ -9,8 +9,18 @@
 
 Only a crop around the target (plus a margin of context) is preprocessed and run, which keeps one map to a
 forward and a backward pass of a small patch. The map is computed at the bundle's target layer (metadata
-``hounsfield.gradcam_layer``), upsampled by MONAI, normalised to [0, 1], resampled onto the study's grid and
-returned as a :class:`inference.types.SaliencyMap` (zero outside the crop).
+``hounsfield.gradcam_layer``), resampled onto the study's grid and returned as a
+:class:`inference.types.SaliencyMap` scaled to [0, 1] (1 = most activation; zero outside the crop).
+
+Two things keep the map free of artefacts that are not the model's:
+
+* **no checkerboard** - a strided layer's map alternates from cell to cell; it is smoothed on the layer's own
+  grid with a [1, 2, 1] binomial kernel (zero response at that grid's Nyquist frequency) before it is upsampled
+  trilinearly (:func:`smooth_upsampler`);
+* **no hard crop edge** - the map fades to zero over the outer :data:`TAPER_MM` of the crop (a raised cosine,
+  :func:`edge_taper`) wherever the crop ends inside the volume, so it blends into the surroundings.
+
+MONAI's default post-processing maps (min, max) to (1, 0) - it *flips* the map; ours scales by the maximum instead.
 """
 from __future__ import annotations
 
@@ -26,6 +36,8 @@ from inference.task import Reporter, drive
 from inference.types import SaliencyMap
 
 DEFAULT_MARGIN_MM = 30.0
+TAPER_MM = 15.0
+"""Width of the fade to zero at the crop's faces (half the default margin, so the target itself is untouched)."""
 RETINANET_LAYER = "feature_extractor.body.layer1"
 """Where a RetinaNet detector that names no layer (e.g. the Model Zoo's) is explained: its first ResNet stage."""
 
@@ -48,6 +60,53 @@ def _region(shape, affine, box_lps, mask, margin_mm: float) -> tuple[slice, slic
     low = np.maximum(np.floor(low - pad), 0).astype(int)
     high = np.minimum(np.ceil(high + pad) + 1, np.array(shape[::-1])).astype(int)
     return slice(low[2], high[2]), slice(low[1], high[1]), slice(low[0], high[0])
+
+
+def smooth_upsampler(spatial_size):
+    """MONAI ``upsampler``: smooth the layer-grid map with a separable [1, 2, 1] / 4 kernel (replicated edges),
+    then interpolate (tri)linearly to ``spatial_size``. Removes the layer grid's checkerboard, which a linear
+    upsampling alone would only stretch."""
+    import torch
+    import torch.nn.functional as F
+
+    def up(cam):
+        dims = cam.ndim - 2
+        kernel = torch.tensor([0.25, 0.5, 0.25], dtype=cam.dtype, device=cam.device)
+        for axis in range(dims):
+            if cam.shape[2 + axis] < 2:
+                continue
+            pad = [0, 0] * dims
+            pad[2 * (dims - 1 - axis)] = pad[2 * (dims - 1 - axis) + 1] = 1
+            padded = F.pad(cam, pad, mode="replicate")
+            cam = sum(w * padded.narrow(2 + axis, k, cam.shape[2 + axis]) for k, w in enumerate(kernel))
+        mode = ("linear", "bilinear", "trilinear")[dims - 1]
+        return F.interpolate(cam, size=tuple(int(s) for s in spatial_size), mode=mode, align_corners=False)
+
+    return up
+
+
+def _scale_to_max(cam):
+    """[0, 1] by the maximum (ReLU maps start at 0); an all-zero map stays zero."""
+    top = cam.flatten(1).amax(dim=1).clamp(min=1e-12).view(-1, *[1] * (cam.ndim - 1))
+    return cam / top
+
+
+def edge_taper(crop: tuple[slice, slice, slice], shape: tuple[int, ...], affine: np.ndarray,
+               width_mm: float = TAPER_MM) -> np.ndarray:
+    """Weights on the crop, 1 inside and falling to 0 (raised cosine over ``width_mm``) towards each face of the
+    crop that lies inside the volume (faces on the volume's own border are not an edge of the map)."""
+    spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)[::-1]  # z, y, x mm
+    weights = np.ones(tuple(s.stop - s.start for s in crop), np.float32)
+    for axis, part in enumerate(crop):
+        n = part.stop - part.start
+        index = np.arange(n, dtype=np.float64)
+        # distance (mm) of each voxel centre from the first voxel outside the crop, on each side
+        low = (index + 1) * spacing[axis] if part.start > 0 else np.full(n, np.inf)
+        high = (n - index) * spacing[axis] if part.stop < shape[axis] else np.full(n, np.inf)
+        ramp = np.clip(np.minimum(low, high) / max(width_mm, 1e-6), 0, 1)
+        profile = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+        weights *= profile.reshape([-1 if a == axis else 1 for a in range(3)])
+    return weights
 
 
 def _detector_score(network, box_voxel_xyz: np.ndarray):
@@ -181,7 +240,8 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
             with torch.enable_grad(), warnings.catch_warnings():
                 # "full backward hook fires ... no inputs require gradients": exactly what is wanted here
                 warnings.simplefilter("ignore", UserWarning)
-                cam = GradCAM(nn_module=scorer, target_layers=f"network.{layer}")(x, class_idx=0)
+                cam = GradCAM(nn_module=scorer, target_layers=f"network.{layer}", upsampler=smooth_upsampler,
+                              postprocessing=_scale_to_max)(x, class_idx=0)
         finally:
             for param, flag in saved:
                 param.requires_grad_(flag)
@@ -190,8 +250,10 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
         cam = cam[0, :, :spatial[0], :spatial[1], :spatial[2]].detach().cpu().float()
         placed = resample_to_grid(MetaTensor(cam, affine=torch.as_tensor(pre_affine)), ras_affine(crop_affine),
                                   (xs.stop - xs.start, ys.stop - ys.start, zs.stop - zs.start), mode="bilinear")
+        inside = np.clip(from_monai(placed[0]), 0, None) * edge_taper((zs, ys, xs), array.shape, affine)
+        top = float(inside.max()) if inside.size else 0.0
         values = np.zeros(array.shape, np.float32)
-        values[zs, ys, xs] = np.clip(from_monai(placed[0]), 0, 1)
+        values[zs, ys, xs] = inside / top if top > 0 else inside
         reporter.progress(3, 3, f"Done in {time.perf_counter() - start:.1f} s")
         return SaliencyMap(values, affine, target=target_name, model_id=bundle.info.id)
 

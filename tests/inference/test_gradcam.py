@@ -91,3 +91,60 @@ def test_a_retinanet_finding_is_explained_through_its_classification_head(tmp_pa
     saliency = run_job(explain(bundle, demo_phantom.hu, demo_phantom.affine, box_lps=_nodule_box(nodule)))
     assert saliency.values.shape == demo_phantom.hu.shape and np.isfinite(saliency.values).all()
     assert saliency.values[0, 0, 0] == 0 and 0 <= saliency.values.min() and saliency.values.max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Smooth maps: no hard crop edge, no checkerboard from the layer's grid (both measured on the finding's map).
+
+def _finding_map(bundle, phantom):
+    from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
+
+    nodule = max(phantom.nodules, key=lambda n: n.diameter_mm)
+    box = _nodule_box(nodule)
+    shapes = {}
+    layer = bundle.network.get_submodule(bundle.info.gradcam_layer)
+    hooks = [bundle.network.register_forward_hook(lambda _m, inputs, _out: shapes.update(x=inputs[0].shape)),
+             layer.register_forward_hook(lambda _m, _inputs, out: shapes.update(out=out.shape))]
+    try:
+        saliency = run_job(explain(bundle, phantom.hu, phantom.affine, box_lps=box))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    crop = _region(phantom.hu.shape, phantom.affine, box, None, DEFAULT_MARGIN_MM)
+    stride = np.array(shapes["x"][2:], float) / np.array(shapes["out"][2:], float)  # layer grid / input grid
+    return saliency.values, crop, stride
+
+
+def test_a_finding_map_has_no_step_at_the_crop_border(bundles, demo_phantom):
+    values, crop, _ = _finding_map(bundles[DEMO_MODELS[0]], demo_phantom)
+    inside = values[crop]
+    interior = max(np.abs(np.diff(inside, axis=a)).max() for a in range(3))
+    steps = []
+    for axis, part in enumerate(crop):
+        for first, beyond in ((part.start, part.start - 1), (part.stop - 1, part.stop)):
+            if 0 <= beyond < values.shape[axis]:  # a face inside the volume: the map must fade, not stop
+                at, out = list(crop), list(crop)
+                at[axis], out[axis] = first, beyond
+                steps.append(np.abs(values[tuple(at)] - values[tuple(out)]).max())
+    assert steps, "the crop should not fill the whole phantom"
+    assert interior > 0.01  # a map with something in it
+    assert max(steps) < 0.25 * interior, (max(steps), interior)  # the old map stopped from ~1 to 0 at the border
+
+
+def test_a_finding_map_has_no_checkerboard_of_the_layer_grid(bundles, demo_phantom):
+    """Power at the layer grid's Nyquist frequency (one cycle per two layer cells) along the in-plane axes is a
+    small share of the map's varying power."""
+    values, crop, stride = _finding_map(bundles[DEMO_MODELS[0]], demo_phantom)
+    inside = values[crop].astype(np.float64)
+    spacing = np.linalg.norm(demo_phantom.affine[:3, :3], axis=0)  # x, y, z mm of the study grid
+    model_spacing = np.array(bundles[DEMO_MODELS[0]].info.spacing, float)  # x, y, z mm of the network's grid
+    shares = []
+    for axis, xyz in ((2, 0), (1, 1)):  # array x and y
+        period_voxels = 2 * stride[xyz] * model_spacing[xyz] / spacing[xyz]
+        power = np.abs(np.fft.rfft(inside - inside.mean(axis=axis, keepdims=True), axis=axis)) ** 2
+        power = power.sum(axis=tuple(a for a in range(3) if a != axis))
+        freqs = np.fft.rfftfreq(inside.shape[axis])
+        band = np.abs(freqs - 1 / period_voxels) <= 0.15 / period_voxels
+        assert band.any()
+        shares.append(power[band].sum() / power[1:].sum())
+    assert max(shares) < 0.01, shares
