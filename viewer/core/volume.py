@@ -42,6 +42,9 @@ class Volume:
         ``index_to_lps((0, 0, k))`` for regular stacks; for uneven ones it says where each slice really is.
     frame_of_reference_uid
         FrameOfReferenceUID (volumes sharing it share patient coordinates).
+    failed_slices
+        Array indices (along z) of the slices that could not be decoded and are left blank (a truncated file, a
+        broken codec stream); the views say so on those slices and models are not run on such a volume.
     """
 
     array: np.ndarray
@@ -58,6 +61,7 @@ class Volume:
     photometric: str = "MONOCHROME2"
     slice_positions: np.ndarray | None = None
     frame_of_reference_uid: str = ""
+    failed_slices: list[int] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int, int]:

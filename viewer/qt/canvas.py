@@ -22,6 +22,7 @@ from viewer.core.measure import Measurement
 from viewer.core.reformat import Plane, PlaneGeometry
 from viewer.core.windowing import drag_window
 from viewer.qt.measure_items import MeasurementGraphic
+from viewer.qt.text_layout import GAP, MARGIN, TextBox, place_corner_lines, place_letters, place_scale_bar
 from viewer.qt.theme import PLANE_COLOURS, VIEW_BACKGROUND
 from viewer.qt.tools import PAINT_TOOLS, Tool
 
@@ -39,6 +40,7 @@ STILL_DELAY_MS = 150
 TEXT_COLOUR = QColor(230, 230, 230)
 SHADOW_COLOUR = QColor(0, 0, 0, 230)
 LETTER_COLOUR = QColor(255, 196, 92)
+NOTICE_COLOUR = QColor(255, 140, 120)
 WHEEL_STEP = 120  # angle delta of one wheel notch
 
 
@@ -133,7 +135,9 @@ class SliceViewWidget(pg.GraphicsView):
         self._letter_font = QFont()
         self._letter_font.setPixelSize(15)
         self._letter_font.setBold(True)
-        self._line_height = QFontMetrics(self._font).height()
+        self._line_height = QFontMetrics(self._font).height() + 1  # as tall as a rendered line (shadow included)
+        self._layout_key = None
+        self._layout: list[TextBox] = []
         self._still = QTimer(self)
         self._still.setSingleShot(True)
         self._still.setInterval(STILL_DELAY_MS)
@@ -656,18 +660,78 @@ class SliceViewWidget(pg.GraphicsView):
             self._pixmaps.popitem(last=False)
         return pixmap
 
-    def _draw_lines(self, painter: QPainter, lines: list[str], corner: str, width: int, height: int) -> None:
+    def _measure(self, text: str, font: QFont | None = None) -> float:
+        """Width in device pixels of ``text`` as :meth:`_text` renders it (shadow included)."""
+        return QFontMetrics(font or self._font).horizontalAdvance(text) + 2
+
+    def _elide(self, text: str, width: float) -> str:
+        return QFontMetrics(self._font).elidedText(text, Qt.TextElideMode.ElideRight, max(0, int(width) - 2))
+
+    def scale_bar_options(self, width: int) -> list[tuple[float, str]]:
+        """``(length_px, label)`` of the scale bars worth drawing, preferred first: a round length near a fifth
+        of the view, then shorter round lengths (the layout takes the first that fits). Empty when the view has
+        no usable scale."""
+        mm_per_px = self.view_box.viewPixelSize()[0]
+        if not mm_per_px or mm_per_px <= 0 or not math.isfinite(mm_per_px):
+            return []
+        target_mm = mm_per_px * width * 0.2
+        exponent = math.floor(math.log10(target_mm)) if target_mm > 0 else 0
+        nice = [c * 10 ** e for e in (exponent - 1, exponent) for c in (1, 2, 5)] + [10 ** (exponent + 1)]
+        best = min(nice, key=lambda v: abs(v - target_mm))
+        options = []
+        for length_mm in sorted((v for v in nice if v <= best), reverse=True):
+            length_px = length_mm / mm_per_px
+            if 20 <= length_px <= width * 0.6:
+                options.append((length_px, f"{length_mm:g} mm" if length_mm < 10 else f"{length_mm / 10:g} cm"))
+        return options
+
+    def notice_text(self) -> str:
+        """A short sentence painted in the middle of the view when what it shows is not an image: the viewer's
+        message without a volume, or a slice that could not be decoded."""
+        state = self.state
+        if state is None:
+            return getattr(self.viewer, "empty_text", "") or ""
+        failed = getattr(state.volume, "failed_slices", None) or ()
+        if self.geometry_ is not None and self.geometry_.through_axis == 2 and self.k in failed:
+            return "This slice could not be decoded (left blank)"
+        return ""
+
+    def overlay_texts(self) -> list[TextBox]:
+        """Every text painted over the image (orientation letters, corner texts, scale bar, notice) with its place
+        in device pixels, laid out by priority so that none covers another (see :mod:`viewer.qt.text_layout`).
+        Finding labels are placed by their layer around these."""
+        width, height = self.viewport().width(), self.viewport().height()
+        notice = self.notice_text()
+        if self.state is None or self.geometry_ is None or self.k is None:
+            corners, letters, bars = {}, {}, []
+        else:
+            corners = self.viewer.overlay_lines(self)
+            letters = dict(self._labels)
+            bars = self.scale_bar_options(width)
+        key = (width, height, notice, tuple((c, tuple(v)) for c, v in corners.items()),
+               tuple(letters.items()), tuple(bars))
+        if self._layout_key == key:
+            return self._layout
         line_h = self._line_height
-        margin = 6
-        n = len(lines)
-        for i, line in enumerate(lines):
-            if not line:
-                continue
-            pixmap = self._text(line, self._font)
-            w = pixmap.width() / pixmap.devicePixelRatio()
-            x = margin if corner.endswith("left") else width - margin - w
-            y = margin + i * line_h if corner.startswith("top") else height - margin - (n - i) * line_h
-            painter.drawPixmap(QPointF(x, y), pixmap)
+        metrics = QFontMetrics(self._letter_font)
+        letter_h = metrics.capHeight() + 2  # the ink of a capital and its shadow: rows above may come that close
+        placed = place_letters(width, height, {edge: (text, self._measure(text, self._letter_font), letter_h)
+                                               for edge, text in letters.items()})
+        placed += place_corner_lines(width, height, corners, line_h, placed, self._measure, self._elide)
+        if notice:
+            side = max((b.w for b in placed if b.where in ("left", "right")), default=0)
+            room = width - 2 * (MARGIN + side + GAP)
+            text = notice if self._measure(notice) <= room else self._elide(notice, room)
+            box = TextBox("notice", text, (width - self._measure(text)) / 2, height / 2 + line_h, self._measure(text),
+                          line_h, "centre")
+            if text and box.inside(width, height) and not any(box.overlaps(p) for p in placed):
+                placed.append(box)
+        scale = place_scale_bar(width, height, [(px, label, self._measure(label)) for px, label in bars],
+                                line_h, placed)
+        if scale is not None:
+            placed.append(scale)
+        self._layout_key, self._layout = key, placed
+        return placed
 
     def drawForeground(self, painter: QPainter, rect) -> None:  # noqa: N802 - Qt override
         super().drawForeground(painter, rect)
@@ -678,43 +742,27 @@ class SliceViewWidget(pg.GraphicsView):
         if viewer.is_active_view(self):
             painter.setPen(QPen(QColor(PLANE_COLOURS[self.plane.value]), 2))
             painter.drawRect(QRectF(1, 1, width - 2, height - 2))
-        if self.state is None or self.geometry_ is None or self.k is None:
-            painter.restore()
-            return
-        corners = viewer.overlay_lines(self)
-        for corner, lines in corners.items():
-            self._draw_lines(painter, lines, corner, width, height)
-        self._draw_orientation(painter, width, height)
-        self._draw_scale_bar(painter, width, height)
+        for box in self.overlay_texts():
+            if box.kind == "scale":
+                self._draw_scale_bar(painter, box)
+            elif box.kind == "letter":
+                ink_top = QFontMetrics(self._letter_font).ascent() - QFontMetrics(self._letter_font).capHeight()
+                painter.drawPixmap(QPointF(box.x, box.y - ink_top),
+                                   self._text(box.text, self._letter_font, LETTER_COLOUR))
+            else:
+                colour = NOTICE_COLOUR if box.kind == "notice" else None
+                painter.drawPixmap(QPointF(box.x, box.y), self._text(box.text, self._font, colour))
         painter.restore()
 
-    def _draw_orientation(self, painter: QPainter, width: int, height: int) -> None:
-        for edge, text in self._labels.items():
-            pixmap = self._text(text, self._letter_font, LETTER_COLOUR)
-            ratio = pixmap.devicePixelRatio()
-            w, h = pixmap.width() / ratio, pixmap.height() / ratio
-            x, y = {"left": (8, (height - h) / 2), "right": (width - 8 - w, (height - h) / 2),
-                    "top": ((width - w) / 2, 6), "bottom": ((width - w) / 2, height - 6 - h)}[edge]
-            painter.drawPixmap(QPointF(x, y), pixmap)
-
-    def _draw_scale_bar(self, painter: QPainter, width: int, height: int) -> None:
-        mm_per_px = self.view_box.viewPixelSize()[0]
-        if not mm_per_px or mm_per_px <= 0:
-            return
-        target_mm = mm_per_px * width * 0.2
-        exponent = math.floor(math.log10(target_mm)) if target_mm > 0 else 0
-        nice = min((c * 10**exponent for c in (1, 2, 5, 10)), key=lambda v: abs(v - target_mm))
-        length_px = nice / mm_per_px
-        if length_px < 20 or length_px > width * 0.6:
-            return
-        x1 = width / 2 + length_px / 2
-        x0 = width / 2 - length_px / 2
-        y = height - 8 - 3 * self._line_height - 6  # above the bottom corner text
-        label = f"{nice:g} mm" if nice < 10 else f"{nice / 10:g} cm"
+    def _draw_scale_bar(self, painter: QPainter, box: TextBox) -> None:
+        label_w = self._measure(box.text)
+        x0 = box.x
+        x1 = box.x + box.w - 6 - label_w
+        y = box.y + box.h / 2 + 2
         for pen in (QPen(QColor(0, 0, 0, 200), 3), QPen(QColor(230, 230, 230), 1)):
             painter.setPen(pen)
             painter.drawLine(QPointF(x0, y), QPointF(x1, y))
             painter.drawLine(QPointF(x0, y - 5), QPointF(x0, y + 1))
             painter.drawLine(QPointF(x1, y - 5), QPointF(x1, y + 1))
             painter.drawLine(QPointF((x0 + x1) / 2, y - 3), QPointF((x0 + x1) / 2, y))
-        painter.drawPixmap(QPointF(x1 + 6, y - self._line_height / 2 - 1), self._text(label, self._font))
+        painter.drawPixmap(QPointF(x1 + 6, box.y), self._text(box.text, self._font))

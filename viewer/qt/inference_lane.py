@@ -31,6 +31,7 @@ from viewer.qt.inference_panel import InferencePanelWidget, format_elapsed
 from viewer.qt.layers import ViewLayer
 from viewer.qt.overlays import DetectionLayer, SaliencyLayer, SegmentationLayer
 from viewer.qt.workers import JobHandle, start_job
+from viewer.core.load_report import blocked_reason
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class InferenceLane(QObject):
             reason = "No model: add a bundle folder with AI > Models Folder…"
         elif volume is None:
             reason = "Open a series first"
-        elif not volume.complete:
+        elif not volume.complete and self.viewer.loading is not None:
             reason = "Wait until the series has loaded"
         elif volume.is_rgb:
             reason = "Colour images cannot be run through the models"
@@ -230,13 +231,16 @@ class InferenceLane(QObject):
     # ------------------------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
+        elif blocked_reason(volume):  # stopped part-way, or slices that could not be decoded (left blank)
+            reason = f"Not on this series: {blocked_reason(volume)}"
         """True while a job runs."""
         return self.run is not None
 
     def start(self) -> JobHandle | None:
         """Run the chosen model on the shown series (None when it cannot start: busy, nothing to run on)."""
         info, volume = self.panel.current_model(), self.volume
-        if self.run is not None or info is None or volume is None or not volume.complete or volume.is_rgb:
+        if (self.run is not None or info is None or volume is None or not volume.complete or volume.is_rgb
+                or blocked_reason(volume)):
             self.update_actions()
             return None
         device = self.panel.device

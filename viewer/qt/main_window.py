@@ -11,18 +11,19 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-    QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser, QToolBar, QToolButton,
-    QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser, QToolBar,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from viewer.core.dicom.catalog import default_image_series
 from viewer.core.dicom.load import iter_load
 from viewer.core.dicom.scan import iter_scan
 from viewer.core.jobs import Progress
+from viewer.core.load_report import report_failed, report_no_images, report_volume
 from viewer.core.windowing import CT_PRESETS, Preset
 from viewer.qt.annotation import AnnotationController, SegmentsWidget
 from viewer.qt.findings_panel import FindingsWidget
@@ -33,6 +34,7 @@ from viewer.qt.measurements_panel import MeasurementsWidget
 from viewer.qt.rtstruct_layer import RTStructController
 from viewer.qt.series_browser import SeriesBrowserWidget
 from viewer.qt.settings import Settings
+from viewer.qt.status_banner import StatusBannerWidget
 from viewer.qt.tag_browser import TagBrowserWidget
 from viewer.qt.thumbnails import iter_thumbnails
 from viewer.qt.tools import TOOLS, shortcuts_html
@@ -45,6 +47,9 @@ APP_NAME = "Hounsfield"
 DISCLAIMER = "Research use only — not for diagnosis."
 VOLUME_CACHE_BYTES = 1_500_000_000
 VOLUME_CACHE_COUNT = 3
+#: Most of the window's width the side docks take by default (left, right), so the image keeps the rest.
+DOCK_SHARES = (0.16, 0.25)
+DOCK_MIN_WIDTHS = (150, 240)
 
 
 def _version() -> str:
@@ -193,7 +198,15 @@ class MainWindow(QMainWindow):
         self._load_started = 0.0
 
         self.viewer = ViewerWidget(self, presets=self.settings.presets)
-        self.setCentralWidget(self.viewer)
+        self.banner = StatusBannerWidget(self)
+        central = QWidget(self)
+        central.setObjectName("central")
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
         self.browser = SeriesBrowserWidget(self)
         self.tags = TagBrowserWidget(self)
         self.measurements_panel = MeasurementsWidget(self)
@@ -205,10 +218,10 @@ class MainWindow(QMainWindow):
         self.measure_dock = self._dock("Measurements", "dock-measurements", self.measurements_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.findings_dock = self._dock("Findings", "dock-findings", self.findings_panel,
-                                        Qt.DockWidgetArea.RightDockWidgetArea)
+                                        Qt.DockWidgetArea.RightDockWidgetArea, scrollable=True)
         self.tags_dock = self._dock("DICOM tags", "dock-tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
         self.segments_dock = self._dock("Segments", "dock-segments", self.segments_panel,
-                                        Qt.DockWidgetArea.RightDockWidgetArea)
+                                        Qt.DockWidgetArea.RightDockWidgetArea, scrollable=True)
         self.tabifyDockWidget(self.measure_dock, self.findings_dock)
         self.tabifyDockWidget(self.findings_dock, self.tags_dock)
         self.tabifyDockWidget(self.tags_dock, self.segments_dock)
@@ -229,10 +242,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------------------
     # construction
     # ------------------------------------------------------------------------------------------------------------
-    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+    def _dock(self, title: str, name: str, widget: QWidget, area, scrollable: bool = False) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        if scrollable:  # a panel with a wide row of buttons scrolls instead of widening the dock (and the image)
+            scroll = QScrollArea(dock)
+            scroll.setObjectName(f"{name}-scroll")
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            scroll.setWidget(widget)
+            dock.setWidget(scroll)
+        else:
+            dock.setWidget(widget)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -243,6 +264,43 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.cursor_label = QLabel("", self)
         self.cursor_label.setObjectName("cursor-info")
+    def docks(self) -> list[QDockWidget]:
+        """Every panel dock."""
+        return [self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
+                self.tags_dock]
+
+    def set_panels_hidden(self, hidden: bool) -> None:
+        """Hide every dock (remembering which were shown) or bring those back: the image gets the whole window."""
+        if hidden:
+            self._docks_before_hiding = [d for d in self.docks() if d.isVisible()]
+            for dock in self._docks_before_hiding:
+                dock.hide()
+        else:
+            for dock in getattr(self, "_docks_before_hiding", None) or self.docks():
+                dock.show()
+            self._docks_before_hiding = []
+            self.fit_docks()
+        if self.action_hide_panels.isChecked() != hidden:
+            self.action_hide_panels.setChecked(hidden)
+
+    def fit_docks(self) -> None:
+        """Narrow side docks wider than their share of the window (:data:`DOCK_SHARES`), so a small window still
+        shows the image large; a dock narrower than that is left as the user made it."""
+        for area, share, least in zip((Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea),
+                                      DOCK_SHARES, DOCK_MIN_WIDTHS):
+            cap = max(least, int(self.width() * share))
+            wide = [d for d in self.docks() if self.dockWidgetArea(d) == area and d.isVisible() and not d.isFloating()
+                    and d.width() > cap]
+            if wide:
+                self.resizeDocks(wide, [cap] * len(wide), Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        old = event.oldSize()
+        if not old.isValid() or event.size().width() < old.width():
+            QTimer.singleShot(0, self.fit_docks)  # once the layout has given the docks their new widths
+        self._wrap_toolbars()
+
         self.cursor_label.setMinimumWidth(420)
         self.window_label = QLabel("", self)
         self.progress = QProgressBar(self)
@@ -327,8 +385,15 @@ class MainWindow(QMainWindow):
             view_menu.addAction(va[key])
         view_menu.addSeparator()
         panels = view_menu.addMenu("&Panels")
-        for dock in (self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
-                     self.tags_dock):
+        self.action_hide_panels = QAction("Hide All Panels", self, checkable=True)
+        self.action_hide_panels.setShortcut(QKeySequence("Ctrl+Shift+H"))
+        self.action_hide_panels.setIconText("Panels")
+        self.action_hide_panels.setToolTip("Hide all panels so the image has the whole window (Ctrl+Shift+H); "
+                                           "again to bring them back")
+        self.action_hide_panels.toggled.connect(self.set_panels_hidden)
+        panels.addAction(self.action_hide_panels)
+        panels.addSeparator()
+        for dock in self.docks():
             panels.addAction(dock.toggleViewAction())
 
         ai_menu = bar.addMenu("&AI")
@@ -396,14 +461,6 @@ class MainWindow(QMainWindow):
             action.setIconText(text)
             tb.addAction(action)
         tb.addSeparator()
-        short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
-                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase",
-                 "fill": "Fill", "fill3d": "Fill 3D", "polygon": "Lasso"}
-        for tool, label, key, tip in TOOLS:
-            action = va[f"tool_{tool.value}"]
-            action.setIconText(short[tool.value])
-            tb.addAction(action)
-        tb.addSeparator()
         presets_button = QToolButton(self)
         presets_button.setText("Presets")
         presets_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -432,7 +489,43 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         v = self.viewer
+        tb.addSeparator()
+        tb.addAction(self.action_hide_panels)
         v.cursor_info.connect(self.cursor_label.setText)
+        # The mouse tools get a bar of their own: side by side when the window is wide enough, on a second row
+        # when it is not (see _wrap_toolbars), so no tool hides behind the overflow button at 1024 px.
+        tools = QToolBar("Mouse tools", self)
+        tools.setObjectName("toolbar-tools")
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tools.setMovable(False)
+        short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
+                 "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase",
+                 "fill": "Fill", "fill3d": "Fill 3D", "polygon": "Lasso"}
+        for tool, label, key, tip in TOOLS:
+            action = va[f"tool_{tool.value}"]
+            action.setIconText(short[tool.value])
+            tools.addAction(action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tools)
+        self.tools_toolbar = tools
+        self._toolbars_wrapped = False
+        for bar in (tb, tools):  # the overflow button ("»") of a bar too narrow for its actions: say what it is
+            extension = bar.findChild(QToolButton, "qt_toolbar_ext_button")
+            if extension is not None:
+                extension.setToolTip("More tools")
+
+    def _wrap_toolbars(self) -> None:
+        """Put the mouse tools on a second toolbar row when both bars do not fit side by side."""
+        if not hasattr(self, "tools_toolbar"):
+            return
+        need = self.toolbar.sizeHint().width() + self.tools_toolbar.sizeHint().width() + 8
+        wrap = need > self.width()
+        if wrap == self._toolbars_wrapped:
+            return
+        self._toolbars_wrapped = wrap
+        if wrap:
+            self.insertToolBarBreak(self.tools_toolbar)
+        else:
+            self.removeToolBarBreak(self.tools_toolbar)
         v.window_text_changed.connect(self.window_label.setText)
         v.files_dropped.connect(self.open_paths)
         v.series_dropped.connect(self.open_series)
@@ -495,6 +588,7 @@ class MainWindow(QMainWindow):
                                      "F1 lists the keys.")
 
     # ------------------------------------------------------------------------------------------------------------
+        self.viewer.empty_text = "Open a DICOM folder (Ctrl+O) or drop files here"
     # opening
     # ------------------------------------------------------------------------------------------------------------
     def open_folder_dialog(self) -> None:
@@ -554,6 +648,7 @@ class MainWindow(QMainWindow):
         if remember:
             first = Path(paths[0])
             self.settings.last_folder = str(first if first.is_dir() else first.parent)
+        self.show_report(None)
             self.settings.add_recent(paths)
             self._rebuild_recent_menu()
         job = start_job(lambda token: iter_scan(paths, cancel=token), "scan", parent=self)
@@ -579,14 +674,14 @@ class MainWindow(QMainWindow):
         self.catalog_loaded.emit(catalog)
         images = [s for s in catalog.all_series() if s.kind == "image" and s.n_instances]
         if not images:
-            where = ", ".join(os.path.basename(p.rstrip("/")) or p for p in self.paths)
-            self._set_idle(f"No DICOM images found in {where}"
-                           + (f" ({len(catalog.unreadable)} files not readable)" if catalog.unreadable else ""))
+            report = report_no_images(self.paths, catalog)
+            self._set_idle(report.headline)
             self.viewer.set_volume(None)
             self.inference.series_shown(None, None)
             self.annotation.series_shown(None, None)
             return
         # One rule with the CLI: the most real content, never a header's claims (a lying file must not win).
+            self.show_report(report)
         approved = [s for s in images if s.uid in self.annotation.restore_approved]  # the start-up restore's series
         best = default_image_series(catalog, approved or images)
         self.open_series(best.key)
@@ -614,6 +709,7 @@ class MainWindow(QMainWindow):
             self.series_loaded.emit(series.key)
             return
         job = start_job(lambda token: iter_load(series, cancel=token), "load", parent=self)
+            self.show_report(report_volume(cached, self.catalog, series.warnings))
         job.progressed.connect(lambda p, j=job, s=series: self._on_load_progress(j, s, p))
         job.finished.connect(lambda volume, j=job, s=series: self._on_loaded(j, s, volume))
         job.failed.connect(lambda reason, j=job: j is self._load_job and self._on_failed(reason))
@@ -646,6 +742,7 @@ class MainWindow(QMainWindow):
         self._set_idle(self._loaded_message(series, volume, time.perf_counter() - self._load_started))
         self.series_loaded.emit(series.key)
         self._start_thumbnails()
+        self.show_report(report_volume(volume, self.catalog, series.warnings))
 
     def _loaded_message(self, series, volume, seconds: float | None) -> str:
         z, y, x = volume.shape
@@ -653,14 +750,24 @@ class MainWindow(QMainWindow):
         text = f"{series.modality} {x}x{y}x{z}, {dx:.2f}x{dy:.2f}x{dz:.2f} mm"
         if seconds is not None:
             text += f", loaded in {seconds:.2f} s"
-        if volume.warnings:
-            text += "   ⚠ " + "; ".join(w.message for w in volume.warnings)
+        if volume.warnings:  # the whole text is in the banner over the views (a long one was cut off here)
+            n = len(volume.warnings)
+            text += f"   ⚠ {n} warning{'s' if n != 1 else ''} (see above the image)"
         return text
 
     def _cache_volume(self, key: str, volume) -> None:
         self._volumes[key] = volume
         self._volumes.move_to_end(key)
         while len(self._volumes) > VOLUME_CACHE_COUNT or (
+    def show_report(self, report) -> None:
+        """Say what went wrong (or what to read with care) over the views; the views themselves say it too
+        while nothing is shown. None clears it."""
+        self.banner.show_report(report)
+        if self.viewer.volume is None or report is None:
+            self.viewer.empty_text = report.headline if report is not None else ""
+            for view in self.viewer.views.values():
+                view.viewport().update()
+
                 len(self._volumes) > 1 and sum(v.array.nbytes for v in self._volumes.values()) > VOLUME_CACHE_BYTES):
             self._volumes.popitem(last=False)
 
@@ -711,6 +818,8 @@ class MainWindow(QMainWindow):
 
     @property
     def busy(self) -> bool:
+            self.show_report(report_volume(volume, self.catalog))
+            self.inference.update_actions()
         """True while a scan or load runs."""
         return any(j is not None and j.running for j in (self._scan_job, self._load_job))
 
@@ -745,6 +854,7 @@ class MainWindow(QMainWindow):
 
     def _on_cancelled(self) -> None:
         self._set_idle("Cancelled")
+        self.show_report(report_failed("Opening" if self.viewer.volume is None else "Loading", reason, self.catalog))
 
     # ------------------------------------------------------------------------------------------------------------
     # panels

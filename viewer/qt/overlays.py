@@ -21,6 +21,7 @@ from viewer.core.layers import (
 )
 from viewer.core.reformat import PlaneGeometry
 from viewer.qt.layers import ViewLayer, VolumeImageLayer
+from viewer.qt.text_layout import place_label
 
 SALIENCY_Z = 8.0
 SEGMENTATION_Z = 10.0
@@ -178,7 +179,10 @@ class BoxesItem(QGraphicsItem):
         self._font = QFont()
         self._font.setPixelSize(12)
         self._font.setBold(True)
-        self._ascent = QFontMetrics(self._font).ascent()
+        self._metrics = QFontMetrics(self._font)
+        self._ascent = self._metrics.ascent()
+        #: ``(TextBox, colour, selected)`` of the labels drawn last, in the view's device pixels.
+        self.label_boxes: list = []
 
     def set_boxes(self, rects: np.ndarray, texts: list[str], colours: list[QColor], selected: list[bool],
                   scene_size: tuple[float, float], rejected: list[bool] | None = None) -> None:
@@ -198,6 +202,7 @@ class BoxesItem(QGraphicsItem):
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
         if not len(self.rects):
+            self.label_boxes = []
             return
         transform = painter.transform()
         for (x0, y0, x1, y1), colour, selected, rejected in zip(self.rects, self.colours, self.selected,
@@ -212,14 +217,35 @@ class BoxesItem(QGraphicsItem):
         painter.save()
         painter.resetTransform()
         painter.setFont(self._font)
-        for (x0, y0, x1, y1), text, colour, selected in zip(self.rects, self.texts, self.colours, self.selected):
-            corner = transform.map(QPointF(min(x0, x1), min(y0, y1)))
-            origin = QPointF(corner.x(), corner.y() - 4)
+        self.label_boxes = self._place_labels(transform, widget)
+        for box, colour, selected in self.label_boxes:
+            origin = QPointF(box.x, box.y + self._ascent)
             painter.setPen(QColor(0, 0, 0, 220))
-            painter.drawText(origin + QPointF(1, 1), text)
+            painter.drawText(origin + QPointF(1, 1), box.text)
             painter.setPen(SELECTED_BOX_COLOUR if selected else colour.lighter(130))
-            painter.drawText(origin, text)
+            painter.drawText(origin, box.text)
         painter.restore()
+
+    def _place_labels(self, transform, widget) -> list:
+        """``(TextBox, colour, selected)`` of each label that fits beside its box without covering the view's
+        orientation letters, corner texts, scale bar or another label (the selected box is placed first; a label
+        that fits nowhere is shortened to its number, then left out: the box itself is always drawn)."""
+        width, height = (widget.width(), widget.height()) if widget is not None else (1 << 20, 1 << 20)
+        view = widget.parent() if widget is not None else None
+        placed = list(view.overlay_texts()) if hasattr(view, "overlay_texts") else []
+        order = sorted(range(len(self.rects)), key=lambda i: not self.selected[i])
+        out = []
+        for i in order:
+            x0, y0, x1, y1 = self.rects[i]
+            a = transform.map(QPointF(min(x0, x1), min(y0, y1)))
+            b = transform.map(QPointF(max(x0, x1), max(y0, y1)))
+            text = self.texts[i]
+            texts = [(t, self._metrics.horizontalAdvance(t) + 2) for t in dict.fromkeys((text, (text.split() or [text])[0]))]
+            box = place_label((a.x(), a.y(), b.x(), b.y()), texts, self._metrics.height() + 1, width, height, placed)
+            if box is not None:
+                placed.append(box)
+                out.append((box, self.colours[i], self.selected[i]))
+        return out
 
 
 class DetectionLayer(ViewLayer):

@@ -87,6 +87,8 @@ class ViewerWidget(QWidget):
         self.layout_name = "1x1"
         self.primary_plane = Plane.AXIAL
         self.loading: tuple[int, int] | None = None
+        #: What the views say in their middle while no volume is shown ("No DICOM images found in ...").
+        self.empty_text = ""
         self.cine_fps = 10
         self.brush_radius_mm = 5.0
         #: What the Brush/Eraser tools paint into: an object with ``begin(view, zyx, erase)``, ``paint_to(view,

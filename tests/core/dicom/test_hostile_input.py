@@ -218,3 +218,17 @@ def test_rle_frame_that_panics_the_rust_decoder_is_one_blank_slice_not_a_crash(t
     for k in range(n):
         expected = np.zeros_like(reference[k]) if k == 3 else reference[k]
         assert np.array_equal(volume.array[k], expected), k
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+def test_non_orthogonal_orientation_loads_with_a_warning_and_the_stored_affine(tmp_path):
+    ds = pydicom.dcmread(data_path(*CT_NATIVE))
+    ds.ImageOrientationPatient = [1, 0, 0, 0.2, 0.9797959, 0]  # column direction 78.5 degrees from the row
+    ds.save_as(tmp_path / "skew.dcm")
+    volume = load_series(default_image_series(scan(tmp_path)))
+    (warning,) = [w for w in volume.warnings if w.code == "non_orthogonal"]
+    assert "78.46° apart" in warning.message
+    spacing = [float(v) for v in ds.PixelSpacing]
+    assert np.allclose(volume.affine[:3, 1], np.array([0.2, 0.9797959, 0]) * spacing[0], atol=1e-6)
+    plain = load_series(default_image_series(scan(data_path(*CT_NATIVE))))
+    assert not [w for w in plain.warnings if w.code == "non_orthogonal"]

@@ -69,6 +69,30 @@ def direction_cosines(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndar
     return row_dir, col_dir, normal / normal_norm
 
 
+#: Row and column directions whose cosine exceeds this (0.06 degrees off perpendicular) are not orthogonal:
+#: real files round to 5-6 decimals, far below it.
+ORTHOGONAL_TOL = 1e-3
+
+
+def _orthogonality_warnings(orientation: Sequence[float]) -> list[SeriesWarning]:
+    """A ``non_orthogonal`` warning when ImageOrientationPatient's two directions are not perpendicular.
+
+    The affine keeps the directions as stored (pixels become parallelograms in patient space), so every
+    distance and overlay stays true to the file; but such a file is almost certainly damaged, and the
+    reader must know the grid is skewed.
+    """
+    row_dir, col_dir, _ = direction_cosines(orientation)
+    cosine = float(np.dot(row_dir, col_dir))
+    if abs(cosine) <= ORTHOGONAL_TOL:
+        return []
+    angle = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+    return [SeriesWarning(
+        "non_orthogonal",
+        f"ImageOrientationPatient's row and column directions are {angle:.2f}° apart, not 90°: the image grid "
+        "is skewed in patient space (kept as stored; the header is probably damaged).",
+    )]
+
+
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # np.cross is ~10x slower for single 3-vectors, and plan_stack calls this per distinct orientation.
     return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
@@ -366,6 +390,7 @@ def plan_stack(
 
     orientation = ori[candidates[0]]
     _, _, normal = direction_cosines(orientation)
+    warnings += _orthogonality_warnings(orientation)
     cand = np.asarray(candidates, dtype=int)
     cand_pos = np.array([pos[i] for i in candidates])
     sort = np.argsort(cand_pos @ normal, kind="stable")

@@ -329,3 +329,4 @@ def load_series(series: Series, cancel: CancelToken | None = None, *, workers: i
                 repeat: int = 0) -> Volume:
     """Load ``series`` synchronously (drains :func:`iter_load`; same parameters)."""
     return run_job(iter_load(series, cancel, workers=workers, repeat=repeat))
+        volume.failed_slices = sorted(failures)
