@@ -308,8 +308,14 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
         config = read_config(cfg_path)
+    except InvalidBundle:
+        raise
+    except RecursionError:  # a hostile or broken file nesting thousands of levels deep
+        raise InvalidBundle(f"{bundle.name}: a config nests too deeply to read") from None
     except (OSError, ValueError) as exc:
         raise InvalidBundle(f"{bundle.name}: cannot read its configs ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. YAML errors: one bad bundle never hides the others
+        raise InvalidBundle(f"{bundle.name}: cannot read its configs ({type(exc).__name__})") from None
     if not isinstance(metadata, dict):
         raise InvalidBundle(f"{bundle.name}: metadata.json must be a mapping")
     ours = metadata.get("hounsfield") if isinstance(metadata.get("hounsfield"), dict) else {}
@@ -398,6 +404,9 @@ def scan_models(extra_dirs: Iterable[str | os.PathLike] = (), include_builtin: b
                 info = read_bundle(path, builtin=builtin)
             except InvalidBundle as exc:
                 problems.append((str(path), str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad bundle (any fault in its metadata) never hides the others
+                problems.append((str(path), f"{path.name}: unreadable bundle ({type(exc).__name__})"))
                 continue
             if info.id in seen:
                 problems.append((str(path), f"id '{info.id}' is already used by another model; skipped"))

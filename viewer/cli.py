@@ -220,9 +220,12 @@ def cmd_info(args) -> int:
 
 def cmd_models(args) -> int:
     """``hounsfield models [--json]``."""
+    from inference.registry import scan_models
     from viewer.core.run_model import models_json
 
     models = models_json()
+    for path, reason in scan_models()[1]:  # broken bundles: listed with the reason, never hiding the others
+        print(f"hounsfield: model bundle skipped: {path}: {reason}", file=sys.stderr)
     if args.json:
         json.dump(models, sys.stdout, indent=1)
         print()
