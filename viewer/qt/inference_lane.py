@@ -26,12 +26,12 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from inference.types import Detections, SaliencyMap, SegResult
 from viewer.core.jobs import Job, Progress
 from viewer.core.layers import Finding, findings
+from viewer.core.load_report import blocked_reason
 from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_panel import InferencePanelWidget, format_elapsed
 from viewer.qt.layers import ViewLayer
 from viewer.qt.overlays import DetectionLayer, SaliencyLayer, SegmentationLayer
 from viewer.qt.workers import JobHandle, start_job
-from viewer.core.load_report import blocked_reason
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,8 @@ class InferenceLane(QObject):
             reason = "Open a series first"
         elif not volume.complete and self.viewer.loading is not None:
             reason = "Wait until the series has loaded"
+        elif blocked_reason(volume):  # stopped part-way, or slices that could not be decoded (left blank)
+            reason = f"Not on this series: {blocked_reason(volume)}"
         elif volume.is_rgb:
             reason = "Colour images cannot be run through the models"
         self.panel.set_run_enabled(not reason, reason)
@@ -231,8 +233,6 @@ class InferenceLane(QObject):
     # ------------------------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        elif blocked_reason(volume):  # stopped part-way, or slices that could not be decoded (left blank)
-            reason = f"Not on this series: {blocked_reason(volume)}"
         """True while a job runs."""
         return self.run is not None
 

@@ -260,10 +260,6 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.cursor_label = QLabel("", self)
-        self.cursor_label.setObjectName("cursor-info")
     def docks(self) -> list[QDockWidget]:
         """Every panel dock."""
         return [self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
@@ -301,6 +297,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.fit_docks)  # once the layout has given the docks their new widths
         self._wrap_toolbars()
 
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.cursor_label = QLabel("", self)
+        self.cursor_label.setObjectName("cursor-info")
         self.cursor_label.setMinimumWidth(420)
         self.window_label = QLabel("", self)
         self.progress = QProgressBar(self)
@@ -485,13 +485,9 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         self.action_save_screenshot.setIconText("Screenshot")
         tb.addAction(self.action_save_screenshot)
-        self.toolbar = tb
-
-    def _connect(self) -> None:
-        v = self.viewer
         tb.addSeparator()
         tb.addAction(self.action_hide_panels)
-        v.cursor_info.connect(self.cursor_label.setText)
+        self.toolbar = tb
         # The mouse tools get a bar of their own: side by side when the window is wide enough, on a second row
         # when it is not (see _wrap_toolbars), so no tool hides behind the overflow button at 1024 px.
         tools = QToolBar("Mouse tools", self)
@@ -526,6 +522,10 @@ class MainWindow(QMainWindow):
             self.insertToolBarBreak(self.tools_toolbar)
         else:
             self.removeToolBarBreak(self.tools_toolbar)
+
+    def _connect(self) -> None:
+        v = self.viewer
+        v.cursor_info.connect(self.cursor_label.setText)
         v.window_text_changed.connect(self.window_label.setText)
         v.files_dropped.connect(self.open_paths)
         v.series_dropped.connect(self.open_series)
@@ -584,11 +584,11 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def _show_placeholder(self) -> None:
+        self.viewer.empty_text = "Open a DICOM folder (Ctrl+O) or drop files here"
         self.statusBar().showMessage("Open a DICOM folder (Ctrl+O), drop files here, or File > Open Sample Study. "
                                      "F1 lists the keys.")
 
     # ------------------------------------------------------------------------------------------------------------
-        self.viewer.empty_text = "Open a DICOM folder (Ctrl+O) or drop files here"
     # opening
     # ------------------------------------------------------------------------------------------------------------
     def open_folder_dialog(self) -> None:
@@ -644,11 +644,11 @@ class MainWindow(QMainWindow):
             return
         self.cancel_jobs()
         self.paths = paths
+        self.show_report(None)
         self.annotation.study_paths = list(paths)
         if remember:
             first = Path(paths[0])
             self.settings.last_folder = str(first if first.is_dir() else first.parent)
-        self.show_report(None)
             self.settings.add_recent(paths)
             self._rebuild_recent_menu()
         job = start_job(lambda token: iter_scan(paths, cancel=token), "scan", parent=self)
@@ -677,11 +677,11 @@ class MainWindow(QMainWindow):
             report = report_no_images(self.paths, catalog)
             self._set_idle(report.headline)
             self.viewer.set_volume(None)
+            self.show_report(report)
             self.inference.series_shown(None, None)
             self.annotation.series_shown(None, None)
             return
         # One rule with the CLI: the most real content, never a header's claims (a lying file must not win).
-            self.show_report(report)
         approved = [s for s in images if s.uid in self.annotation.restore_approved]  # the start-up restore's series
         best = default_image_series(catalog, approved or images)
         self.open_series(best.key)
@@ -705,11 +705,11 @@ class MainWindow(QMainWindow):
             self._load_job = None
             self._show_volume(series, cached)
             self.viewer.volume_complete()
+            self.show_report(report_volume(cached, self.catalog, series.warnings))
             self._set_idle(self._loaded_message(series, cached, None))
             self.series_loaded.emit(series.key)
             return
         job = start_job(lambda token: iter_load(series, cancel=token), "load", parent=self)
-            self.show_report(report_volume(cached, self.catalog, series.warnings))
         job.progressed.connect(lambda p, j=job, s=series: self._on_load_progress(j, s, p))
         job.finished.connect(lambda volume, j=job, s=series: self._on_loaded(j, s, volume))
         job.failed.connect(lambda reason, j=job: j is self._load_job and self._on_failed(reason))
@@ -738,11 +738,11 @@ class MainWindow(QMainWindow):
             self._show_volume(series, volume)
         self.viewer.volume_complete()
         self.browser.set_warnings(series.key, list(series.warnings) + list(volume.warnings or []))
+        self.show_report(report_volume(volume, self.catalog, series.warnings))
         self._cache_volume(series.key, volume)
         self._set_idle(self._loaded_message(series, volume, time.perf_counter() - self._load_started))
         self.series_loaded.emit(series.key)
         self._start_thumbnails()
-        self.show_report(report_volume(volume, self.catalog, series.warnings))
 
     def _loaded_message(self, series, volume, seconds: float | None) -> str:
         z, y, x = volume.shape
@@ -755,10 +755,6 @@ class MainWindow(QMainWindow):
             text += f"   ⚠ {n} warning{'s' if n != 1 else ''} (see above the image)"
         return text
 
-    def _cache_volume(self, key: str, volume) -> None:
-        self._volumes[key] = volume
-        self._volumes.move_to_end(key)
-        while len(self._volumes) > VOLUME_CACHE_COUNT or (
     def show_report(self, report) -> None:
         """Say what went wrong (or what to read with care) over the views; the views themselves say it too
         while nothing is shown. None clears it."""
@@ -768,6 +764,10 @@ class MainWindow(QMainWindow):
             for view in self.viewer.views.values():
                 view.viewport().update()
 
+    def _cache_volume(self, key: str, volume) -> None:
+        self._volumes[key] = volume
+        self._volumes.move_to_end(key)
+        while len(self._volumes) > VOLUME_CACHE_COUNT or (
                 len(self._volumes) > 1 and sum(v.array.nbytes for v in self._volumes.values()) > VOLUME_CACHE_BYTES):
             self._volumes.popitem(last=False)
 
@@ -814,12 +814,12 @@ class MainWindow(QMainWindow):
             message += f": {volume.slices_loaded} of {volume.shape[0]} slices loaded"
             self.viewer.loading = None
             self.viewer.volume_updated()
+            self.show_report(report_volume(volume, self.catalog))
+            self.inference.update_actions()
         self._set_idle(message)
 
     @property
     def busy(self) -> bool:
-            self.show_report(report_volume(volume, self.catalog))
-            self.inference.update_actions()
         """True while a scan or load runs."""
         return any(j is not None and j.running for j in (self._scan_job, self._load_job))
 
@@ -850,11 +850,11 @@ class MainWindow(QMainWindow):
 
     def _on_failed(self, reason: str) -> None:
         self._set_idle(f"Failed: {reason}")
+        self.show_report(report_failed("Opening" if self.viewer.volume is None else "Loading", reason, self.catalog))
         self.job_failed.emit(reason)
 
     def _on_cancelled(self) -> None:
         self._set_idle("Cancelled")
-        self.show_report(report_failed("Opening" if self.viewer.volume is None else "Loading", reason, self.catalog))
 
     # ------------------------------------------------------------------------------------------------------------
     # panels

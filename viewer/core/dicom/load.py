@@ -315,6 +315,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         if len(failures) == total:
             raise DecodeError(f"no slice could be decoded: {next(iter(failures.values()))}")
         first = min(failures)
+        volume.failed_slices = sorted(failures)
         volume.warnings.append(SeriesWarning(
             "decode_failed",
             f"{len(failures)} of {total} slices could not be decoded and are left blank "
@@ -329,4 +330,3 @@ def load_series(series: Series, cancel: CancelToken | None = None, *, workers: i
                 repeat: int = 0) -> Volume:
     """Load ``series`` synchronously (drains :func:`iter_load`; same parameters)."""
     return run_job(iter_load(series, cancel, workers=workers, repeat=repeat))
-        volume.failed_slices = sorted(failures)
