@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from viewer.core.dicom import codecs
+from viewer.core.dicom.encapsulated import EncapsulatedFrames, FrameLayoutError
 from viewer.core.dicom import limits
 from viewer.core.dicom.model import FrameGeometry
 from viewer.core.dicom.tags import UNDEFINED, Fallback, NotPart10, Tags, Truncated, read_tags
@@ -117,6 +119,9 @@ class PixelHeader:
     pixel_offset: int | None = None
     needs_pydicom: bool = False
     frames: list[FrameGeometry] = field(default_factory=list)
+    #: File offset of encapsulated (compressed) PixelData's value, when the tag walker read the header; the
+    #: frames are then cut from the file directly (:mod:`viewer.core.dicom.encapsulated`). None otherwise.
+    encapsulated_offset: int | None = None
 
     @property
     def is_colour(self) -> bool:
@@ -380,6 +385,13 @@ def read_pixel_header(path: str, *, functional_groups: bool = True) -> PixelHead
               and tags.pixel_length != UNDEFINED)  # else: encapsulated, float or no pixel data, or unwalkable
     if native and not (functional_groups and tags.flagged & _FUNCTIONAL_GROUPS):
         return _header_from_tags(path, tags)
+    if (tags is not None and tags.pixel_tag == _PIXEL_DATA and tags.pixel_length == UNDEFINED
+            and tags.syntax in codecs.RANKED and not tags.flagged & _FLAGGED):
+        # Compressed, plain (not enhanced, no Modality LUT): the walker's values are all decoding needs, and
+        # pydicom (0.2 s to import, ~1 ms a file to parse) stays out of the way of the direct codecs.
+        header = _header_from_tags(path, tags)
+        header.encapsulated_offset, header.pixel_offset = tags.pixel_offset, None
+        return header
     import pydicom
 
     try:
@@ -411,7 +423,13 @@ class FrameSource:
         self._sitk_array: np.ndarray | None = None
         self._retained: tuple[int, np.ndarray] | None = None  # last frame that did not fit int16
         self._sitk_failed = False  # GDCM could not read this file: do not try it again per frame
-        self.route = "native" if self.header.fast else "pydicom"
+        self._encapsulated: EncapsulatedFrames | None = None
+        if self.header.fast:
+            self.route = "native"
+        elif self.header.encapsulated_offset is not None and codecs.handles(self.header):
+            self.route = "codec"  # the fastest installed codec on the frame's bytes; pydicom if it declines
+        else:
+            self.route = "pydicom"
 
     # -- stored values ----------------------------------------------------------------------------
     def read_native_into(self, index: int, buffer: np.ndarray) -> None:
@@ -474,8 +492,24 @@ class FrameSource:
             arr = np.repeat(arr[..., None], 3, axis=2)
         return arr
 
+    def _decode_codec(self, index: int) -> np.ndarray:
+        with self._lock:
+            if self._encapsulated is None:
+                self._encapsulated = EncapsulatedFrames(self.path, self.header.encapsulated_offset,
+                                                        self.header.number_of_frames)
+            frames = self._encapsulated
+        arr, _name = codecs.decode_frame(frames.frame(index), self.header)
+        return arr
+
     def decoded(self, index: int) -> np.ndarray:
-        """Frame ``index`` decoded through pydicom, or SimpleITK when pydicom cannot (a new array)."""
+        """Frame ``index`` as stored values: direct codec, else pydicom, else SimpleITK (a new array)."""
+        if self.route == "codec":
+            try:
+                return self._decode_codec(index)
+            except (codecs.Unsupported, FrameLayoutError) as error:
+                log.info("direct decoding of a %s frame declined (%s); using pydicom",
+                         self.header.transfer_syntax, error)
+                self.route = "pydicom"
         if self.route != "sitk":
             try:
                 return self._decode_pydicom(index)
@@ -502,9 +536,15 @@ class FrameSource:
         self.route = "sitk"
         return arr
 
+    def provide(self, index: int, stored: np.ndarray) -> None:
+        """Hand over frame ``index``'s stored values decoded elsewhere (a worker process): the next
+        :meth:`read_frame_into` of that frame uses them instead of decoding."""
+        self._retained = (index, stored)
+
     def release(self) -> None:
         """Drop cached datasets/arrays (called when all frames of the file are done)."""
         with self._lock:
+            self._encapsulated = None
             self._dataset = None
             self._sitk_array = None
             self._retained = None

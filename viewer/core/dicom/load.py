@@ -22,12 +22,14 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from viewer.core.dicom import geometry, limits
+from viewer.core.dicom.decode_pool import ProcessDecoder, default_processes, frame_slot_bytes, worth_processes
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.issues import SeriesWarning
@@ -144,7 +146,7 @@ def _dedupe(warnings: list[SeriesWarning]) -> list[SeriesWarning]:
 
 
 def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int | None = None,
-              repeat: int = 0) -> Job[Volume]:
+              repeat: int = 0, processes: int | None = None) -> Job[Volume]:
     """Load ``series`` into a Volume, yielding :class:`Progress` with the (partly filled) volume as payload.
 
     Parameters
@@ -158,6 +160,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         :data:`DEFAULT_WORKERS` for compressed ones.
     repeat
         Where several frames share one position (time points, echoes), which one to load (0 = first).
+    processes
+        Compressed series only: decoding worker processes. None (default, with ``workers`` None): decided
+        from the time slice 1 took here (:func:`~viewer.core.dicom.decode_pool.worth_processes`); 0: never;
+        N > 0: always N (after slices 0 and 1, decoded here).
 
     Returns
     -------
@@ -252,10 +258,56 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             return error  # incl. a Rust decoder's PanicException, which is no Exception
 
     n_workers = max(1, workers or (1 if lead_header.fast else DEFAULT_WORKERS))
+    # Compressed: slices 0 and 1 are decoded right here (slice 0 on screen at once), slice 1's time then says
+    # whether worker processes pay for themselves (decode_pool.worth_processes); threads only if they do not.
+    deciding = not lead_header.fast and total > 2 and (processes is None and workers is None or bool(processes))
+    if deciding:
+        n_workers = 1
     window = 2 * n_workers + 2 if n_workers > 1 else 1  # few in flight: quick cancel, flat memory
     batch = max(1, total // 100)
     pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="hf-decode") if n_workers > 1 else None
-    pending: deque[tuple[int, Future]] = deque()
+    procs: ProcessDecoder | None = None
+
+    def decide(seconds_per_frame: float) -> None:
+        nonlocal deciding, procs, pool, window
+        deciding = False
+        count = processes or default_processes()
+        if processes or worth_processes(seconds_per_frame, total - 2, count):
+            try:
+                procs = ProcessDecoder(count, frame_slot_bytes(lead_header), 2 * count + 2)
+                window = 2 * count + 2
+                log.debug("decoding on %d %s processes (%.1f ms a slice here)", count, procs.method,
+                          seconds_per_frame * 1e3)
+                return
+            except Exception as error:  # noqa: BLE001 - no processes here (sandbox, no /dev/shm): threads
+                log.info("no decoding processes (%s); using threads", error)
+        if workers is None and DEFAULT_WORKERS > 1:
+            pool = ThreadPoolExecutor(max_workers=DEFAULT_WORKERS, thread_name_prefix="hf-decode")
+            window = 2 * DEFAULT_WORKERS + 2
+
+    def from_process(z: int, ticket) -> bool | BaseException:
+        """The outcome of a slice sent to a worker process (decoded here after all if the pool broke)."""
+        nonlocal procs
+        try:
+            stored = procs.result(ticket) if procs is not None else None
+        except BrokenExecutor:
+            # A worker died (a codec crashed on this series): carry on in this process, as without a pool.
+            log.warning("a decoding process died; decoding the rest in the loader")
+            broken, procs = procs, None
+            broken.close()
+            stored = None
+        except BaseException as error:  # noqa: BLE001 - the worker's own failure is this slice's failure
+            if not limits.is_decoder_failure(error):
+                raise
+            return error
+        if stored is not None:
+            frame = order[z]
+            sources.get(frame.instance).provide(frame.frame, stored)
+        return decode(z, volume.array)
+
+    def outcome(z: int, item) -> bool | BaseException:
+        return from_process(z, item) if isinstance(item, tuple) else item.result()
+    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, process ticket)
     retry: deque[int] = deque()
     finished: set[int] = set()
     failures: dict[int, str] = {}
@@ -281,17 +333,24 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 z = retry.popleft() if retry else next_z
                 if z == next_z:
                     next_z += 1
+                if procs is not None:
+                    source = sources.get(order[z].instance)
+                    pending.append((z, procs.submit(source.path, source.header, order[z].frame)))
+                    continue
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
                     future: Future = Future()
+                    tic = time.perf_counter()
                     future.set_result(decode(z, volume.array))
+                    if deciding and z == 1:  # slice 0 paid for imports and caches; slice 1 is typical
+                        decide(time.perf_counter() - tic)
                 else:
                     future = pool.submit(decode, z, volume.array)
                 pending.append((z, future))
-            z, future = pending.popleft()
-            if not settle(z, future.result()):
+            z, item = pending.popleft()
+            if not settle(z, outcome(z, item)):
                 # This slice needs float32: let the slices in flight land in the old array (astype copies
                 # them), promote once, then redo every slice that could not be written as int16.
-                redo = [z] + [oz for oz, other in pending if not settle(oz, other.result())]
+                redo = [z] + [oz for oz, other in pending if not settle(oz, outcome(oz, other))]
                 pending.clear()
                 log.info("promoting volume to float32 (rescale or range does not fit int16)")
                 volume.array = volume.array.astype(np.float32)
@@ -307,15 +366,16 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled()
     finally:
-        for _, future in pending:
-            future.cancel()
+        for _, item in pending:
+            (item[1] if isinstance(item, tuple) else item).cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if procs is not None:
+            procs.close()
     if failures:
         if len(failures) == total:
             raise DecodeError(f"no slice could be decoded: {next(iter(failures.values()))}")
         first = min(failures)
-        volume.failed_slices = sorted(failures)
         volume.warnings.append(SeriesWarning(
             "decode_failed",
             f"{len(failures)} of {total} slices could not be decoded and are left blank "
@@ -327,6 +387,6 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
 
 def load_series(series: Series, cancel: CancelToken | None = None, *, workers: int | None = None,
-                repeat: int = 0) -> Volume:
+                repeat: int = 0, processes: int | None = None) -> Volume:
     """Load ``series`` synchronously (drains :func:`iter_load`; same parameters)."""
-    return run_job(iter_load(series, cancel, workers=workers, repeat=repeat))
+    return run_job(iter_load(series, cancel, workers=workers, repeat=repeat, processes=processes))

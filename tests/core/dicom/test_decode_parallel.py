@@ -1,0 +1,225 @@
+"""The compressed-series speed path: direct codecs, encapsulated frames cut from the file, worker processes.
+
+Every decode is compared with pydicom's (``pixel_array`` through our pydicom route), frame by frame, for every
+transfer syntax in ../shared/data; a LIDC-IDRI-0001 subset is re-encoded here with pydicom and must load
+identically to the original through the serial and the process paths; cancelling mid-load leaves no process
+behind; slice 0 is in the volume before later slices are decoded.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from tests.conftest import DATA, data_path
+from viewer.core.dicom import codecs
+from viewer.core.dicom.decode import FrameSource, read_pixel_header
+from viewer.core.dicom.decode_pool import MIN_FRAME_SECONDS, worth_processes
+from viewer.core.dicom.encapsulated import EncapsulatedFrames, FrameLayoutError
+from viewer.core.dicom.load import iter_load, load_series
+from viewer.core.dicom.scan import scan
+from viewer.core.dicom.tags import read_tags
+from viewer.core.jobs import CancelToken, Cancelled
+
+
+def _encapsulated_files() -> list[Path]:
+    """Every encapsulated-syntax file under ../shared/data/ts-* (empty when the data is absent)."""
+    found = []
+    for path in sorted(DATA.glob("ts-*/**/*")) if DATA.exists() else []:
+        if not path.is_file() or path.suffix in (".txt", ".rst", ".md") or path.name == "LICENSE":
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not DICOM
+            continue
+        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        if syntax is not None and syntax.is_encapsulated and "PixelData" in pydicom.dcmread(path):
+            found.append(path)
+    return found
+
+
+ENCAPSULATED = _encapsulated_files()
+
+
+def _pydicom_stored(path: Path, index: int) -> np.ndarray:
+    source = FrameSource(str(path))
+    source.route = "pydicom"  # the reference: pydicom's own plugin choice and corrections
+    return source.decoded(index)
+
+
+# ---------------------------------------------------------------------------- every syntax vs pydicom
+@pytest.mark.parametrize("path", ENCAPSULATED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_frame_matches_pydicom(path):
+    source = FrameSource(str(path))
+    for index in range(source.header.number_of_frames):
+        try:
+            expected = _pydicom_stored(path, index)
+        except Exception as error:  # noqa: BLE001 - pydicom cannot either: nothing to compare with
+            pytest.skip(f"pydicom cannot decode it ({type(error).__name__})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = source.decoded(index)
+        assert got.dtype == expected.dtype and got.shape == expected.shape, (source.route, got.dtype, got.shape)
+        assert np.array_equal(got, expected), f"frame {index} differs from pydicom (route {source.route})"
+
+
+def _cornerstone(name_part: str) -> Path:
+    folder = data_path("ts-cornerstone-ct")
+    matches = [p for p in folder.iterdir() if name_part in p.name]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+@pytest.mark.parametrize("name_part, decoder", [
+    ("RLELossless", "pylibjpeg-rle"),
+    ("JPEGLSLosslessTransferSyntax", "pyjpegls"),
+    ("JPEGLSLossyTransferSyntax", "pyjpegls"),
+    ("JPEG2000LosslessOnly", "openjpeg"),
+    ("JPEG2000TransferSyntax", "openjpeg"),
+    ("JPEGProcess14TransferSyntax", "libjpeg"),
+    ("JPEGProcess14SV1", "libjpeg"),
+])
+def test_the_fastest_decoder_takes_the_real_ct(name_part, decoder):
+    # The equality test above passes even if every frame fell back to pydicom: here the direct route must work.
+    path = _cornerstone(name_part)
+    header = read_pixel_header(str(path))
+    assert header.encapsulated_offset is not None, "the header should come from the tag walker"
+    data = EncapsulatedFrames(str(path), header.encapsulated_offset, header.number_of_frames).frame(0)
+    arr, used = codecs.decode_frame(data, header)
+    assert used == decoder == codecs.decoders_for(header.transfer_syntax)[0]
+    assert np.array_equal(arr, _pydicom_stored(path, 0))
+    assert FrameSource(str(path), header).route == "codec"
+
+
+def test_undecidable_fragments_fall_back_to_pydicom():
+    # Two frames in 11 fragments and no offset table: only JPEG-marker heuristics (pydicom's) can split them.
+    path = _cornerstone("fragmented_no_bot")
+    tags = read_tags(str(path), {}, set())
+    with pytest.raises(FrameLayoutError, match="no usable offset table"):
+        EncapsulatedFrames(str(path), tags.pixel_offset, int(pydicom.dcmread(path).NumberOfFrames))
+
+
+# ------------------------------------------------------------------------------------ encapsulated
+def _write_encapsulated(path: Path, fragments_per_frame: list[list[bytes]], *, with_table: bool) -> int:
+    """A minimal RLE file whose PixelData holds the given fragments; returns the value offset."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    frames = [b"".join(f) for f in fragments_per_frame]
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.NumberOfFrames = len(frames)
+    if with_table:
+        ds.PixelData = encapsulate(frames, fragments_per_frame=1, has_bot=True)
+    else:
+        items = b"".join(b"\xfe\xff\x00\xe0" + len(f).to_bytes(4, "little") + f for f in frames)
+        ds.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + items + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    assert ExplicitVRLittleEndian  # (imported for the reader's benefit: RLE data sets are explicit VR LE)
+    raw = path.read_bytes()
+    return raw.index(b"\xe0\x7f\x10\x00") + 12  # tag, VR OB, 2 reserved bytes, 4-byte length
+
+
+def test_frames_by_offset_table_and_one_fragment_per_frame(tmp_path):
+    frames = [[b"first frame!"], [b"second frame"], [b"3rd."]]
+    offset = _write_encapsulated(tmp_path / "bot.dcm", frames, with_table=True)
+    got = EncapsulatedFrames(str(tmp_path / "bot.dcm"), offset, 3)
+    assert [got.frame(i) for i in range(3)] == [b"first frame!", b"second frame", b"3rd."]
+    offset = _write_encapsulated(tmp_path / "nobot.dcm", frames, with_table=False)
+    got = EncapsulatedFrames(str(tmp_path / "nobot.dcm"), offset, 3)
+    assert got.frame(2) == b"3rd."
+    with pytest.raises(IndexError):
+        got.frame(3)
+
+
+def test_a_fragment_past_the_end_of_the_file_is_refused(tmp_path):
+    path = tmp_path / "cut.dcm"
+    offset = _write_encapsulated(path, [[b"x" * 4000]], with_table=False)
+    path.write_bytes(path.read_bytes()[: offset + 8 + 8 + 100])  # the fragment claims 4000 bytes, 100 remain
+    with pytest.raises(FrameLayoutError, match="past the end"):
+        EncapsulatedFrames(str(path), offset, 1)
+
+
+# --------------------------------------------------------------------------- LIDC re-encoded, in processes
+SUBSET = 14
+
+
+@pytest.fixture(scope="module")
+def lidc_subset(tmp_path_factory):
+    """The first SUBSET LIDC-IDRI-0001 slices: the original and three lossless re-encodes (pydicom)."""
+    files = sorted(data_path("lidc-idri-0001").rglob("*.dcm"))[:SUBSET]
+    root = tmp_path_factory.mktemp("lidc_codecs")
+    folders = {}
+    for name, syntax in (("native", None), ("rle", RLELossless), ("jpeg-ls", JPEGLSLossless),
+                         ("jpeg2000", JPEG2000Lossless)):
+        folder = root / name
+        folder.mkdir()
+        for path in files:
+            ds = pydicom.dcmread(path)
+            if syntax is not None:
+                ds.compress(syntax)
+            ds.save_as(folder / path.name, enforce_file_format=True)
+        folders[name] = folder
+    return folders
+
+
+@pytest.mark.parametrize("syntax", ["rle", "jpeg-ls", "jpeg2000"])
+def test_lidc_reencoded_loads_identically_serial_and_in_processes(lidc_subset, syntax):
+    original = load_series(scan(lidc_subset["native"]).all_series()[0]).array
+    series = scan(lidc_subset[syntax]).all_series()[0]
+    serial = load_series(series, processes=0, workers=1)
+    parallel = load_series(series, processes=2)
+    assert original.shape == (SUBSET, 512, 512) and original.dtype == np.int16
+    assert np.array_equal(serial.array, original)
+    assert np.array_equal(parallel.array, original)
+    assert not multiprocessing.active_children(), "the decoding processes outlived the load"
+
+
+def test_first_slice_is_in_the_volume_before_the_rest(lidc_subset):
+    series = scan(lidc_subset["jpeg2000"]).all_series()[0]
+    job = iter_load(series, processes=2)
+    first = next(job)
+    assert first.done == 0
+    progress = next(job)
+    volume = progress.payload
+    assert progress.done >= 1 and volume.slices_loaded >= 1
+    slice0 = volume.array[0].copy()
+    assert slice0.any(), "slice 0 should be decoded at the first progress step"
+    assert not volume.array[-1].any(), "the last slice should still be pending at the first progress step"
+    for _ in job:
+        pass
+    final = load_series(scan(lidc_subset["native"]).all_series()[0]).array
+    assert np.array_equal(slice0, final[0])
+
+
+def test_cancel_mid_load_stops_the_processes(lidc_subset):
+    series = scan(lidc_subset["jpeg2000"]).all_series()[0]
+    cancel = CancelToken()
+    job = iter_load(series, cancel, processes=2)
+    seen = 0
+    with pytest.raises(Cancelled):
+        for progress in job:
+            seen = progress.done
+            if progress.done >= 3:
+                cancel.cancel()
+    assert 3 <= seen < SUBSET
+    assert not multiprocessing.active_children(), "cancelled load left decoding processes running"
+
+
+# --------------------------------------------------------------------------------------- the decision
+def test_processes_only_when_the_measured_time_pays_for_them():
+    assert worth_processes(0.03, 131, 2)  # JPEG 2000 CT: 30 ms a slice, 131 to go
+    assert not worth_processes(MIN_FRAME_SECONDS / 2, 10_000, 2)  # RLE: the hand-off costs more than the codec
+    assert not worth_processes(0.01, 3, 2)  # three slices: start-up dominates
+    assert not worth_processes(0.03, 131, 1)  # one core: nothing to share

@@ -1,0 +1,191 @@
+"""Decode compressed frames in worker processes: the codecs hold the GIL, so threads cannot share the work.
+
+Measured on the 2-core target (bench/bench_codecs.py, LIDC-IDRI-0001 re-encoded): openjpeg, CharLS and
+pylibjpeg-rle never release the GIL - a second decoding thread gains nothing for JPEG 2000 and ~20% for
+JPEG-LS - while two processes halve the decoding time. The loader (:mod:`viewer.core.dicom.load`) decodes the
+first slices itself, so slice 0 is on screen before any process exists, and starts a pool only when the
+measured time per slice says the rest is worth it (:func:`worth_processes`).
+
+Frames travel back through one shared-memory block of fixed slots, not pickles: a 512 x 512 int16 frame
+through a pipe cost ~3 ms on the loaded 2-core machine, as much as decoding it. Workers return stored values;
+the rescale, padding and floor stay in the loading process, on the one code path every route shares.
+
+Start method: ``fork`` when the calling process runs a single thread (the CLI, a batch job) - a child costs
+~15 ms; otherwise (the GUI, whose loader runs beside Qt's threads) ``forkserver``, whose server is a clean
+single-threaded process started once per session (~0.4 s, paid by the first large compressed load only);
+``spawn`` where neither exists (Windows).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import shared_memory
+import numpy as np
+
+from viewer.core.dicom.decode import FrameSource, PixelHeader
+
+log = logging.getLogger(__name__)
+
+#: Estimated cost of starting a pool (seconds) by start method: measured for fork (~15 ms to the first result)
+#: and forkserver (its server imports numpy and the decoder modules once); spawn imports them in every worker.
+STARTUP_SECONDS = {"fork": 0.05, "forkserver": 0.4, "spawn": 1.0}
+#: Below this many milliseconds per frame the hand-off (submit, slot copy, wake-ups) eats the gain.
+MIN_FRAME_SECONDS = 0.002
+
+_forkserver_primed = False
+
+
+def start_method() -> str:
+    """The start method a pool would use now (see the module docstring)."""
+    methods = multiprocessing.get_all_start_methods()
+    # macOS system frameworks are not fork-safe even in a single-threaded process.
+    if "fork" in methods and sys.platform != "darwin" and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def default_processes() -> int:
+    """Worker processes for a large compressed series: one per core we may use (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def worth_processes(seconds_per_frame: float, frames_left: int, processes: int) -> bool:
+    """True when ``processes`` workers would finish ``frames_left`` frames sooner than this thread alone.
+
+    Parameters
+    ----------
+    seconds_per_frame
+        Measured on a slice decoded here (not the first: that one pays for imports and caches).
+    frames_left
+        Frames still to decode.
+    processes
+        Workers the pool would run.
+    """
+    if processes < 2 or seconds_per_frame < MIN_FRAME_SECONDS:
+        return False
+    method = start_method()
+    startup = STARTUP_SECONDS[method] if method != "forkserver" or not _forkserver_primed else STARTUP_SECONDS["fork"]
+    serial = seconds_per_frame * frames_left
+    return startup + serial / processes < serial
+
+
+# ------------------------------------------------------------------------------------------- worker side
+_worker_memory: shared_memory.SharedMemory | None = None
+_worker_source: FrameSource | None = None
+
+
+def _attach(name: str) -> None:
+    # Python < 3.13 registers this attachment with the resource tracker too; the tracker is shared with the
+    # loading process and keeps a set, so the loader's unlink still clears the one entry (unregistering here
+    # would make that unlink's own unregister fail).
+    global _worker_memory
+    _worker_memory = shared_memory.SharedMemory(name=name)
+
+
+def _decode_into_slot(path: str, header: PixelHeader, index: int, offset: int, slot_bytes: int):
+    """Worker: decode one frame's stored values into the shared slot at ``offset`` (or return them when they
+    do not fit one). Returns ``(shape, dtype, array_or_None)``."""
+    global _worker_source
+    if _worker_source is None or _worker_source.path != path:
+        if _worker_source is not None:
+            _worker_source.release()
+        _worker_source = FrameSource(path, header)
+    stored = np.ascontiguousarray(_worker_source.decoded(index))
+    if _worker_memory is None or stored.nbytes > slot_bytes:
+        return stored.shape, stored.dtype.str, stored
+    target = np.ndarray(stored.shape, stored.dtype, buffer=_worker_memory.buf, offset=offset)
+    target[...] = stored
+    del target  # no export of the buffer may outlive the call, or the block cannot close
+    return stored.shape, stored.dtype.str, None
+
+
+# ------------------------------------------------------------------------------------------- loader side
+class ProcessDecoder:
+    """A pool of decoding processes with ``slots`` shared frame buffers of ``slot_bytes`` each.
+
+    Use :meth:`submit` (returns a ticket, or None when every slot is taken) and :meth:`result`; always
+    :meth:`close` (cancels what has not started, waits for what has, frees the shared memory).
+    """
+
+    def __init__(self, processes: int, slot_bytes: int, slots: int) -> None:
+        global _forkserver_primed
+        method = start_method()
+        context = multiprocessing.get_context(method)
+        if method == "forkserver" and not _forkserver_primed:
+            # The server imports these once; every worker forked from it starts with them loaded.
+            context.set_forkserver_preload(["numpy", "viewer.core.dicom.decode_pool"])
+        self.method = method
+        self.slot_bytes = max(1, int(slot_bytes))
+        self._memory = shared_memory.SharedMemory(create=True, size=self.slot_bytes * max(1, slots))
+        self._free = deque(range(max(1, slots)))
+        try:
+            self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_attach,
+                                             initargs=(self._memory.name,))
+        except BaseException:
+            self._memory.close()
+            self._memory.unlink()
+            raise
+        _forkserver_primed = _forkserver_primed or method == "forkserver"
+
+    @property
+    def has_free_slot(self) -> bool:
+        """True when another frame can be submitted."""
+        return bool(self._free)
+
+    def submit(self, path: str, header: PixelHeader, index: int) -> tuple[int, Future]:
+        """Queue frame ``index`` of ``path``; returns ``(slot, future)`` for :meth:`result`."""
+        slot = self._free.popleft()
+        try:
+            future = self._pool.submit(_decode_into_slot, path, header, index, slot * self.slot_bytes,
+                                       self.slot_bytes)
+        except BaseException:
+            self._free.append(slot)
+            raise
+        return slot, future
+
+    def result(self, ticket: tuple[int, Future]) -> np.ndarray:
+        """The stored values of a submitted frame (a new array); raises what the worker raised."""
+        slot, future = ticket
+        try:
+            shape, dtype, array = future.result()
+            if array is not None:
+                return array
+            view = np.ndarray(shape, np.dtype(dtype), buffer=self._memory.buf, offset=slot * self.slot_bytes)
+            out = view.copy()  # the slot is reused at once; a retry in float32 may still need these values
+            del view
+            return out
+        finally:
+            self._free.append(slot)
+
+    def discard(self, ticket: tuple[int, Future]) -> None:
+        """Forget a submitted frame (cancel it if it has not started)."""
+        ticket[1].cancel()
+
+    def close(self) -> None:
+        """Stop the workers (running frames finish, queued ones are dropped) and free the shared memory."""
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            try:
+                self._memory.close()
+            except BufferError:  # a view is still alive somewhere: leave closing to the garbage collector
+                log.debug("shared decode buffer still referenced at close")
+            self._memory.unlink()
+
+
+def frame_slot_bytes(header: PixelHeader) -> int:
+    """Bytes one frame's stored values need (grey: rows x columns x the widest sample a decoder returns)."""
+    return max(1, header.rows * header.columns * max(header.samples, 1) * max(2, header.bits_allocated // 8))
+
+
+__all__ = ["ProcessDecoder", "default_processes", "frame_slot_bytes", "start_method",
+                      "worth_processes", "STARTUP_SECONDS", "MIN_FRAME_SECONDS"]
