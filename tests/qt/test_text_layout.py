@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from viewer.qt.text_layout import (
-    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar,
+    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar, wrap_words,
 )
 
 CHAR = 7.0  # a fixed-pitch stand-in for font metrics: every character 7 px wide
@@ -78,3 +78,11 @@ def test_finding_labels_move_out_of_the_way_or_shorten_or_go():
     assert label is not None and not any(label.overlaps(b) for b in letters) and label.y >= anchor[3]
     crowded = letters + [TextBox("corner", "x", 0, 0, 400, 400)]
     assert place_label(anchor, [("#1", measure("#1"))], LINE, 400, 400, crowded) is None
+
+
+def test_notices_wrap_at_spaces_to_the_width():
+    text = "No DICOM images found in not-dicom — 2 files skipped"
+    lines = wrap_words(text, measure("No DICOM images found"), measure)
+    assert lines == ["No DICOM images found", "in not-dicom — 2", "files skipped"]
+    assert all(measure(line) <= measure("No DICOM images found") for line in lines)
+    assert wrap_words("averyveryverylongword x", 30, measure) == ["averyveryverylongword", "x"]

@@ -22,7 +22,9 @@ from viewer.core.measure import Measurement
 from viewer.core.reformat import Plane, PlaneGeometry
 from viewer.core.windowing import drag_window
 from viewer.qt.measure_items import MeasurementGraphic
-from viewer.qt.text_layout import GAP, MARGIN, TextBox, place_corner_lines, place_letters, place_scale_bar
+from viewer.qt.text_layout import (
+    MARGIN, TextBox, place_corner_lines, place_letters, place_scale_bar, wrap_words,
+)
 from viewer.qt.theme import PLANE_COLOURS, VIEW_BACKGROUND
 from viewer.qt.tools import PAINT_TOOLS, Tool
 
@@ -718,12 +720,11 @@ class SliceViewWidget(pg.GraphicsView):
         placed = place_letters(width, height, {edge: (text, self._measure(text, self._letter_font), letter_h)
                                                for edge, text in letters.items()})
         placed += place_corner_lines(width, height, corners, line_h, placed, self._measure, self._elide)
-        if notice:
-            side = max((b.w for b in placed if b.where in ("left", "right")), default=0)
-            room = width - 2 * (MARGIN + side + GAP)
-            text = notice if self._measure(notice) <= room else self._elide(notice, room)
-            box = TextBox("notice", text, (width - self._measure(text)) / 2, height / 2 + line_h, self._measure(text),
-                          line_h, "centre")
+        # the notice goes just below the left/right letters, wrapped to the view's width (at most 4 lines)
+        for i, text in enumerate(wrap_words(notice, width - 2 * MARGIN - 2, self._measure)[:4]):
+            text = text if self._measure(text) <= width - 2 * MARGIN else self._elide(text, width - 2 * MARGIN)
+            box = TextBox("notice", text, (width - self._measure(text)) / 2, height / 2 + (i + 1) * line_h,
+                          self._measure(text), line_h, "centre")
             if text and box.inside(width, height) and not any(box.overlaps(p) for p in placed):
                 placed.append(box)
         scale = place_scale_bar(width, height, [(px, label, self._measure(label)) for px, label in bars],

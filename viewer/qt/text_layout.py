@@ -158,3 +158,15 @@ def place_label(anchor: tuple[float, float, float, float], texts: Sequence[tuple
             if box.inside(width, height) and not any(box.overlaps(p, 1) for p in placed):
                 return box
     return None
+
+
+def wrap_words(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` (a single word wider than that keeps a line
+    of its own; the caller elides it)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and measure(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
