@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QApplication, QToolButton
 
 from tests.core.test_load_report import truncated_lidc
 from tests.conftest import data_path
-from tests.qt.conftest import LOAD_TIMEOUT_MS, open_and_wait, two_detections
+from tests.qt.conftest import LOAD_TIMEOUT_MS, click, open_and_wait, two_detections
 from viewer.qt.overlays import BoxesItem
 from viewer.qt.text_layout import overlapping_pairs
 
@@ -133,6 +133,10 @@ def test_folder_without_dicom_says_so_in_the_views(main_window, qtbot, tmp_path)
     notices = [b.text for b in drawn_text_boxes(view) if b.kind == "notice"]
     assert " ".join(notices) == banner.text, "the views say it in their middle, wrapped, not black"
     assert not main_window.ai_panel.run_button.isEnabled()
+    click(view.viewport(), view.viewport().rect().center())  # the view's message opens the details too
+    assert banner.dialog is not None and banner.dialog.isVisible()
+    banner.dialog.close()
+    settle(qtbot)
     qtbot.mouseClick(banner.details_button, Qt.MouseButton.LeftButton)
     dialog = banner.dialog
     assert dialog is not None and dialog.isVisible()

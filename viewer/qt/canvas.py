@@ -430,6 +430,8 @@ class SliceViewWidget(pg.GraphicsView):
         self.viewer.set_active_view(self)
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         if self.state is None:
+            if ev.button() == Qt.MouseButton.LeftButton and self.notice_text():
+                self.viewer.notice_clicked.emit()  # "No DICOM images found": show which files and why
             return
         if ev.button() == Qt.MouseButton.LeftButton and ev.double():
             if self.viewer.tool == Tool.POLYGON:  # closes the polygon instead of maximising

@@ -528,6 +528,7 @@ class MainWindow(QMainWindow):
         v.cursor_info.connect(self.cursor_label.setText)
         v.window_text_changed.connect(self.window_label.setText)
         v.files_dropped.connect(self.open_paths)
+        v.notice_clicked.connect(self.banner.show_details)
         v.series_dropped.connect(self.open_series)
         v.measurements_changed.connect(self._refresh_measurements)
         v.measurement_selected.connect(self.measurements_panel.select)

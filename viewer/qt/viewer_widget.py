@@ -47,6 +47,8 @@ class ViewerWidget(QWidget):
     -------
     files_dropped(list), series_dropped(str)
         Something was dropped on a view (paths, or a series key from the browser).
+    notice_clicked()
+        A view showing no volume (and so its :attr:`empty_text`) was clicked: the details of why are wanted.
     cursor_info(str)
         Voxel index, LPS and value under the mouse ("" when outside the image).
     position_changed()
@@ -71,6 +73,7 @@ class ViewerWidget(QWidget):
     cine_changed = Signal(bool)
     presets_changed = Signal()
     brush_changed = Signal(float)
+    notice_clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None, presets: tuple[Preset, ...] = CT_PRESETS) -> None:
         super().__init__(parent)
