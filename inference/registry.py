@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 from inference.resources import builtin_models_dir
 from inference.safety import literal_value
+from inference.suitability import ExpectedInput, expected_input_from_metadata, max_finding_from_metadata
 from inference.types import Label, default_color, label_table
 
 TASKS = ("segmentation", "detection", "saliency")
@@ -49,10 +50,14 @@ RESEARCH_NOTICE = "For research and demonstration only - not a medical device, n
 KNOWN_BUNDLES: dict[str, dict[str, Any]] = {
     "Lung nodule CT detection": {
         "task": "detection", "labels": {1: "nodule"}, "overrides": {"whether_raw_luna16": True},
+        # LUNA16: chest CT; its reference nodules are 3-30 mm, so a box over 40 mm is no nodule it learnt
+        "expected_input": {"modality": ["CT"], "body_part": ["CHEST"], "lung_air_fraction": [0.05, 1.0]},
+        "max_finding_mm": 40.0,
         "licence": "Apache-2.0 (MONAI Model Zoo bundle); see the bundle's docs for its training data's terms",
     },
     "Spleen CT segmentation": {
         "task": "segmentation", "labels": {1: "spleen"},
+        "expected_input": {"modality": ["CT"], "body_part": ["ABDOMEN"]},
         "licence": "Apache-2.0 (MONAI Model Zoo bundle); see the bundle's docs for its training data's terms",
     },
 }
@@ -74,7 +79,9 @@ class ModelInfo:
     ``spacing`` is the voxel size (mm, along the bundle's x, y, z after its Orientation) the model works at,
     when its preprocessing resamples. ``overrides`` are config items replaced before parsing. ``gradcam_layer``
     names the network layer Grad-CAM explains at (empty: no Grad-CAM), ``gradcam_channels`` the network channel of
-    each output label where postprocessing changes them.
+    each output label where postprocessing changes them. ``expected_input`` is what the model was made for
+    (:mod:`inference.suitability`; declared in metadata ``hounsfield.expected_input`` or inferred), and
+    ``max_finding_mm`` the longest box side a detection may have (larger ones are dropped with a note).
     """
 
     id: str
@@ -96,6 +103,8 @@ class ModelInfo:
     overrides: dict[str, Any] = field(default_factory=dict)
     gradcam_layer: str = ""
     gradcam_channels: dict[int, int] = field(default_factory=dict)
+    expected_input: ExpectedInput = field(default_factory=ExpectedInput)
+    max_finding_mm: float | None = None
 
     def channel_of(self, label: int) -> int:
         """The network output channel behind output ``label`` (metadata ``hounsfield.gradcam_channels``; default
@@ -116,6 +125,7 @@ class ModelInfo:
             "colors": {str(k): list(v) for k, v in sorted(self.colors.items())},
             "spacing": list(self.spacing) if self.spacing else None, "licence": self.licence,
             "notice": self.notice, "version": self.version, "has_weights": self.has_weights,
+            "expected_input": self.expected_input.to_json(), "max_finding_mm": self.max_finding_mm,
         }
 
 
@@ -383,6 +393,8 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         has_weights=(weights / "model.pt").is_file() or (weights / "model.ts").is_file(),
         config_file=cfg_path.name, overrides=overrides, gradcam_layer=str(ours.get("gradcam_layer") or ""),
         gradcam_channels=_int_map(ours.get("gradcam_channels")),
+        expected_input=expected_input_from_metadata(metadata, known),
+        max_finding_mm=max_finding_from_metadata(metadata, known),
     )
 
 

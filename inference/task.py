@@ -14,7 +14,7 @@ Results land on the input grid (:mod:`inference.types`):
 - segmentation: the postprocessed prediction (``Invertd`` in the bundle brings it back; otherwise we resample
   it) -> argmax -> ``SegResult``;
 - detection: the detector's boxes on the preprocessed image -> LPS mm via that image's affine -> our voxel
-  indices -> ``Detections``;
+  indices -> ``Detections``; boxes longer than the model's ``max_finding_mm`` are dropped with a notice;
 - saliency: a float map resampled linearly -> ``SaliencyMap``.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Callable, Generator, TypeVar
 import numpy as np
 
 from inference.jobs import Cancelled, Progress, is_cancelled, run_job
+from inference.suitability import drop_oversized
 from inference.types import Detections, SaliencyMap, SegResult, label_table
 
 T = TypeVar("T")
@@ -368,6 +369,10 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
             start = time.perf_counter()
             if bundle.task == "detection":
                 result = _detections(bundle, raw, array.shape, affine)
+                # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
+                result, note = drop_oversized(result, getattr(bundle.info, "max_finding_mm", None))
+                if note:
+                    reporter.notice(note)
             else:
                 result = _postprocess_dense(bundle, data, raw, array.shape, affine)
             timings["postprocess"] = time.perf_counter() - start

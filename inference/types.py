@@ -100,6 +100,9 @@ class Detections:
         The input grid the voxel boxes refer to.
     table
         ``{value: Label}``.
+    notes
+        What the user should know about these detections (e.g. oversized ones dropped by
+        :func:`inference.suitability.drop_oversized`).
     """
 
     boxes_lps: np.ndarray
@@ -110,6 +113,7 @@ class Detections:
     shape: tuple[int, int, int]
     table: dict[int, Label] = field(default_factory=dict)
     model_id: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.affine = _check_grid(tuple(self.shape), self.affine)
@@ -138,7 +142,7 @@ class Detections:
         """The detections scoring at least ``min_score`` (a filtered copy; the original is kept whole)."""
         keep = self.scores >= min_score
         return Detections(self.boxes_lps[keep], self.boxes_voxel[keep], self.scores[keep], self.labels[keep],
-                          self.affine, tuple(self.shape), dict(self.table), self.model_id)
+                          self.affine, tuple(self.shape), dict(self.table), self.model_id, list(self.notes))
 
 
 @dataclass(eq=False)

@@ -64,6 +64,9 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     infer.add_argument("--series", help="SeriesInstanceUID; default: the largest image series")
     infer.add_argument("--out", required=True, type=Path, help="output folder")
     infer.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: best available")
+    infer.add_argument("--force", action="store_true",
+                       help="run even when the series is not what the model was made for (modality, body part, "
+                       "spacing); without it such a run is refused")
     infer.set_defaults(handler=cmd_infer)
 
     evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
@@ -252,7 +255,7 @@ def cmd_infer(args) -> int:
 
     try:
         series = pick_series(catalog, args.series)  # refuses to guess between several image series
-        report = infer_to_dir(series, args.model, args.out, device=args.device, progress=show)
+        report = infer_to_dir(series, args.model, args.out, device=args.device, progress=show, force=args.force)
     except InferError as error:
         print(f"\nhounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -8,6 +8,10 @@
 
 and returns what it did with per-stage timings in seconds (``load``, ``model``, ``preprocess``, ``network``,
 ``postprocess``, ``export``, ``total``). No patient data is printed or returned.
+
+Before the model runs, the series is checked against what the model was made for
+(:mod:`inference.suitability`): an unsuitable one raises :class:`UnsuitableInput` unless ``force`` is given,
+and a forced run says in its messages what did not fit.
 """
 from __future__ import annotations
 
@@ -25,6 +29,38 @@ STAGES = ("load", "model", "preprocess", "network", "postprocess", "export")
 
 class InferError(RuntimeError):
     """A headless run cannot go ahead (no such series/model, ambiguous input); the message says why."""
+
+
+class UnsuitableInput(InferError):
+    """The series is not what the model was made for; ``reasons`` (:class:`inference.suitability.Unsuitable`)
+    say why. Run anyway with ``force``."""
+
+    def __init__(self, model_name: str, reasons: list) -> None:
+        self.reasons = list(reasons)
+        super().__init__(f"{model_name} is not made for this series: "
+                         + "; ".join(str(r) for r in self.reasons) + " (use --force to run it anyway)")
+
+
+def body_part_of(series: Series | None) -> str:
+    """BodyPartExamined of the series' first image ("" when absent or unreadable); reads one header only."""
+    if series is None or not series.instances:
+        return ""
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(series.instances[0].path, stop_before_pixels=True, specific_tags=["BodyPartExamined"])
+        return str(ds.get("BodyPartExamined", "") or "").strip()
+    except Exception:  # noqa: BLE001 - an unreadable header only means the tag is unknown
+        return ""
+
+
+def unsuitable_reasons(info, volume: Volume, body_part: str = "") -> list:
+    """Why ``volume`` is not what model ``info`` was made for (empty: it fits or nothing is known); well under
+    0.2 s on a 512 x 512 x 133 CT (the content test runs on a 4 mm subsample)."""
+    from inference.suitability import check_input
+
+    return check_input(getattr(info, "expected_input", None), volume.array, volume.affine, volume.modality,
+                       body_part)
 
 
 def models_json(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[dict[str, Any]]:
@@ -72,7 +108,7 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
                  progress: Callable[[Any], None] | None = None, *, cancel: Any = None,
                  extra_model_dirs: Iterable[str | os.PathLike] = (), random_weights: bool = False,
                  overrides: dict | None = None, sources: Sequence[Any] | None = None,
-                 min_score: float = 0.0) -> dict[str, Any]:
+                 min_score: float = 0.0, force: bool = False, body_part: str | None = None) -> dict[str, Any]:
     """Run a model on one series and write its result into ``out_dir``.
 
     Parameters
@@ -97,6 +133,15 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         For bundles without weights (tests, benchmarks) and config overrides (see ``inference.bundle``).
     min_score
         Detections below it are left out of findings.json.
+    force
+        Run even when the series is not what the model was made for (the reasons go into ``messages``).
+    body_part
+        The series' BodyPartExamined when known; read from the series' first header otherwise.
+
+    Raises
+    ------
+    UnsuitableInput
+        When the series does not fit the model's expected input and ``force`` is not given (nothing is written).
 
     Returns
     -------
@@ -131,6 +176,11 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     if volume.is_rgb:
         raise InferError("colour images cannot be run through the models")
     timings["load"] = time.perf_counter() - start
+
+    reasons = unsuitable_reasons(info, volume, body_part if body_part is not None else body_part_of(series))
+    if reasons and not force:
+        raise UnsuitableInput(info.name, reasons)
+    forced = [f"Run anyway (forced), although: {r}" for r in reasons]
 
     outcome = run_job(run_model(info, volume.array, volume.affine, device=device, cancel=cancel,
                                 random_weights=random_weights, overrides=overrides), progress)
@@ -172,7 +222,8 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     return {
         "model": info.id, "task": info.task, "series_uid": volume.series_uid,
         "outputs": outputs, "timings": {k: round(v, 3) for k, v in timings.items()},
-        "device": outcome.device, "messages": list(outcome.messages), "patches": outcome.patches, **summary,
+        "device": outcome.device, "messages": forced + list(outcome.messages), "patches": outcome.patches,
+        "unsuitable": [{"code": r.code, "message": r.message} for r in reasons], **summary,
     }
 
 

@@ -4,7 +4,8 @@
 
     {"model": "<id>", "series_uid": "<uid>",
      "findings": [{"label": "nodule", "score": 0.93, "center_lps": [x, y, z], "size_mm": [x, y, z],
-                   "box_voxel": [z0, y0, x0, z1, y1, x1]}, ...]}
+                   "box_voxel": [z0, y0, x0, z1, y1, x1]}, ...],
+     "notes": ["1 detection larger than the model's maximum finding size (40 mm) dropped ..."]}   # when any
 
 A reviewed set (:class:`viewer.core.editing.review.FindingsReview`, :func:`review_dict`) adds per finding
 ``"status"`` (``pending`` / ``accepted`` / ``rejected``), ``"source"`` (``model`` / ``manual``) and ``"edited"``
@@ -45,7 +46,10 @@ def findings_dict(detections, model_id: str, series_uid: str, min_score: float =
             "size_mm": [round(float(s), 3) for s in sizes[i]],
             "box_voxel": [int(v) for v in detections.boxes_voxel[i]],
         })
-    return {"model": model_id, "series_uid": series_uid, "findings": findings}
+    doc = {"model": model_id, "series_uid": series_uid, "findings": findings}
+    if getattr(detections, "notes", None):  # e.g. oversized detections the model dropped: say so in the file
+        doc["notes"] = [str(n) for n in detections.notes]
+    return doc
 
 
 def write_findings(path: str | os.PathLike, detections, model_id: str, series_uid: str, min_score: float = 0.0
@@ -84,8 +88,9 @@ def _write_doc(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
     # One finding per line: readable, and diffs of two runs stay small.
     lines = [json.dumps(f) for f in doc["findings"]]
     body = ",\n  ".join(lines)
+    notes = f',\n "notes": {json.dumps(doc["notes"])}' if doc.get("notes") else ""
     text = (f'{{"model": {json.dumps(doc["model"])}, "series_uid": {json.dumps(doc["series_uid"])},\n'
-            f' "findings": [' + (f"\n  {body}\n ]" if lines else "]") + "}\n")
+            f' "findings": [' + (f"\n  {body}\n ]" if lines else "]") + notes + "}\n")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
