@@ -240,7 +240,8 @@ class BoxesItem(QGraphicsItem):
             a = transform.map(QPointF(min(x0, x1), min(y0, y1)))
             b = transform.map(QPointF(max(x0, x1), max(y0, y1)))
             text = self.texts[i]
-            texts = [(t, self._metrics.horizontalAdvance(t) + 2) for t in dict.fromkeys((text, (text.split() or [text])[0]))]
+            short = (text.split() or [text])[0]  # "#3" when "#3  0.87" fits nowhere
+            texts = [(t, self._metrics.horizontalAdvance(t) + 2) for t in dict.fromkeys((text, short))]
             box = place_label((a.x(), a.y(), b.x(), b.y()), texts, self._metrics.height() + 1, width, height, placed)
             if box is not None:
                 placed.append(box)
