@@ -367,3 +367,68 @@ def test_export_start_folder_refuses_folders_inside_the_sources(tmp_path, monkey
     assert export_start_folder(study / "series1", [study / "series1" / "IM0001"]) == user_exports_dir()
     assert export_start_folder(elsewhere, [study]) == elsewhere.resolve()
     assert export_start_folder(tmp_path / "gone", [study]) == user_exports_dir()
+
+
+# ---- NIfTI export of overlapping segments asks how ------------------------------------------------------------------
+def test_nifti_export_of_overlapping_segments_asks_one_file_per_segment_or_last_wins(lidc_window, qtbot, tmp_path,
+                                                                                      monkeypatch):
+    import nibabel
+    import numpy as np
+
+    from viewer.core.editing.segmentation import SparseMask
+
+    window, an = lidc_window, lidc_window.annotation
+    seg = an.editor.segmentation
+    lung = np.zeros(seg.shape, bool)
+    lung[50:80, 150:300, 100:250] = True
+    nodule = np.zeros(seg.shape, bool)
+    nodule[60:66, 200:210, 150:160] = True
+    seg.add(seg.new_segment("lung", (200, 80, 80), mask=SparseMask.from_full(lung)))
+    seg.add(seg.new_segment("nodule", (255, 200, 0), mask=SparseMask.from_full(nodule)))
+    questions, answers = [], ["per_segment", "last_wins", None]
+    monkeypatch.setattr(an, "ask_save_path", lambda title, name, filter_, folder: str(tmp_path / name))
+    monkeypatch.setattr(an, "ask_nifti_mode", lambda overlaps: (questions.append(overlaps), answers.pop(0))[1])
+    messages = []
+    an.job_ended.connect(messages.append)
+    an.status_message.connect(messages.append)
+
+    def read(name):
+        return np.asarray(nibabel.load(str(tmp_path / name)).dataobj).transpose(2, 1, 0)
+
+    window.export_actions["nifti"].trigger()
+    qtbot.waitUntil(lambda: any("one per segment" in m for m in messages), timeout=30000)
+    assert [(o.earlier_name, o.later_name, o.voxels) for o in questions[0]] == [("lung", "nodule", 600)]
+    assert sorted(p.name for p in tmp_path.glob("*.nii.gz")) == ["segmentation_1_lung.nii.gz",
+                                                                  "segmentation_2_nodule.nii.gz"]
+    assert np.array_equal(read("segmentation_1_lung.nii.gz").astype(bool), lung)
+    assert np.array_equal(read("segmentation_2_nodule.nii.gz").astype(bool), nodule)
+
+    window.export_actions["nifti"].trigger()
+    qtbot.waitUntil(lambda: (tmp_path / "segmentation.nii.gz").exists() and not an.busy, timeout=30000)
+    labels = read("segmentation.nii.gz")
+    assert np.array_equal(labels == 2, nodule) and np.array_equal(labels == 1, lung & ~nodule)
+    assert any("600 overlapping voxels went to the later segment" in m for m in messages)
+
+    (tmp_path / "segmentation.nii.gz").unlink()
+    window.export_actions["nifti"].trigger()  # cancelled: nothing written, and it says so
+    qtbot.wait(50)
+    assert len(questions) == 3 and not (tmp_path / "segmentation.nii.gz").exists()
+    assert messages[-1] == "NIfTI export cancelled"
+
+
+def test_nifti_export_without_overlaps_asks_nothing(lidc_window, qtbot, tmp_path, monkeypatch):
+    import numpy as np
+
+    from viewer.core.editing.segmentation import SparseMask
+
+    an = lidc_window.annotation
+    seg = an.editor.segmentation
+    mask = np.zeros(seg.shape, bool)
+    mask[10:20, 100:120, 100:120] = True
+    seg.add(seg.new_segment("lesion", (255, 0, 0), mask=SparseMask.from_full(mask)))
+    out = tmp_path / "out"
+    monkeypatch.setattr(an, "ask_save_path", lambda title, name, filter_, folder: str(out / name))
+    monkeypatch.setattr(an, "ask_nifti_mode", lambda overlaps: pytest.fail("asked although nothing overlaps"))
+    lidc_window.export_actions["nifti"].trigger()
+    qtbot.waitUntil(lambda: (out / "segmentation.nii.gz").exists() and not an.busy, timeout=30000)
+    assert sorted(p.name for p in out.iterdir()) == ["segmentation.nii.gz"]

@@ -454,8 +454,11 @@ def frozen_copy(segmentation: Segmentation) -> Segmentation:
     return copy
 
 
-def export_job(kind: str, path: str, segmentation, review, volume, source_paths, series_uid: str):
-    """Write one export (``seg``, ``nifti``, ``findings``, ``sr``); returns the path written."""
+def export_job(kind: str, path: str, segmentation, review, volume, source_paths, series_uid: str,
+               nifti_mode: str = "last_wins"):
+    """Write one export (``seg``, ``nifti``, ``findings``, ``sr``); returns what was written (a path, or for NIfTI
+    a summary: see :class:`~viewer.core.export.nifti_segments.NiftiExport`). ``nifti_mode``: ``"last_wins"`` (one
+    label map) or ``"per_segment"`` (one file per segment)."""
     yield Progress(0, 1, f"Exporting {kind.upper() if kind in ('seg', 'sr') else kind}")
     if kind == "seg":
         from viewer.core.editing.io import save_seg
@@ -467,9 +470,9 @@ def export_job(kind: str, path: str, segmentation, review, volume, source_paths,
         yield Progress(0, 1, "Writing DICOM SEG")
         written = save_seg(segmentation, path, volume, sources)
     elif kind == "nifti":
-        from viewer.core.editing.io import save_nifti_labels
+        from viewer.core.export.nifti_segments import export_segments_nifti
 
-        written = save_nifti_labels(segmentation, path)
+        written = export_segments_nifti(segmentation, path, nifti_mode).summary()
     elif kind == "findings":
         from viewer.core.export.findings import write_review
 
@@ -1100,9 +1103,12 @@ class AnnotationController(QObject):
         """Files of the shown series (the SEG and SR reference them)."""
         return [inst.path for inst in self.series.instances] if self.series is not None else []
 
-    def export(self, kind: str, path: str | os.PathLike) -> JobHandle | None:
+    def export(self, kind: str, path: str | os.PathLike, nifti_mode: str | None = None) -> JobHandle | None:
         """Export the shown annotation on a worker: ``seg`` (DICOM SEG), ``nifti`` (label map), ``findings``
-        (reviewed findings JSON) or ``sr`` (DICOM SR of the accepted findings)."""
+        (reviewed findings JSON) or ``sr`` (DICOM SR of the accepted findings).
+
+        NIfTI of overlapping segments asks how (:meth:`ask_nifti_mode`) unless ``nifti_mode`` is given: one file
+        per segment, or one label map where the later segment wins. None when nothing was started."""
         editor, volume = self.editor, self.volume
         if editor is None or volume is None:
             self.status_message.emit("Nothing to export: open a series")
@@ -1113,6 +1119,14 @@ class AnnotationController(QObject):
         from viewer.core.editing.review import FindingsReview
 
         segmentation = frozen_copy(editor.segmentation)
+        if kind == "nifti" and nifti_mode is None:
+            from viewer.core.export.nifti_segments import LAST_WINS, segment_overlaps
+
+            overlaps = segment_overlaps(segmentation)
+            nifti_mode = self.ask_nifti_mode(overlaps) if overlaps else LAST_WINS
+            if nifti_mode is None:
+                self.status_message.emit("NIfTI export cancelled")
+                return None
         review = FindingsReview.from_state(editor.review.to_state())  # a copy, by its state
         revision = editor.history.revision
         path, series_uid, sources = str(path), volume.series_uid, self.source_paths()
@@ -1126,8 +1140,32 @@ class AnnotationController(QObject):
             self.job_ended.emit(f"Exported {written}")
             self._refresh()
 
-        return self._start(lambda token: export_job(kind, path, segmentation, review, volume, sources, series_uid),
-                           f"export {kind}", finished)
+        return self._start(lambda token: export_job(kind, path, segmentation, review, volume, sources, series_uid,
+                                                    nifti_mode or "last_wins"), f"export {kind}", finished)
+
+    def ask_nifti_mode(self, overlaps) -> str | None:
+        """Segments overlap and a NIfTI label map holds one value per voxel: ask how to export (tests replace
+        this). Returns ``"per_segment"``, ``"last_wins"`` or None (cancel)."""
+        from viewer.core.export.nifti_segments import LAST_WINS, PER_SEGMENT
+
+        box = QMessageBox(QMessageBox.Icon.Question, "Segments overlap",
+                          "Some segments share voxels, and a NIfTI label map holds one label per voxel.",
+                          QMessageBox.StandardButton.Cancel, self.panel.window())
+        lines = [f"• {o.describe()}" for o in overlaps[:12]]
+        if len(overlaps) > 12:
+            lines.append(f"… and {len(overlaps) - 12} more pairs")
+        box.setInformativeText(
+            "Overlapping segments:\n" + "\n".join(lines) + "\n\n"
+            "One file per segment keeps every voxel (a 0/1 NIfTI per segment, named after it).\n"
+            "One label map gives each shared voxel to the later segment in the list: the earlier one loses "
+            "those voxels in the file (your annotation is not changed).\n"
+            "DICOM SEG keeps overlaps in one file.")
+        per_segment = box.addButton("One File per Segment", QMessageBox.ButtonRole.AcceptRole)
+        last_wins = box.addButton("One Label Map (Last Wins)", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(per_segment)
+        box.exec()
+        clicked = box.clickedButton()
+        return PER_SEGMENT if clicked is per_segment else LAST_WINS if clicked is last_wins else None
 
     def open_seg_file(self, path: str | os.PathLike) -> JobHandle | None:
         """Read a DICOM SEG on a worker and add its segments to the shown annotation (one undo step)."""
