@@ -62,11 +62,14 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Right click", "View menu: presets, tools, layout, reset"),
         ("Double click", "Maximise this view / back to 1x3"),
         ("Drag a series from the browser", "Open it in the viewer"),
+        ("Click a series in the browser", "Open it"),
     )),
     ("Slices", (
         ("Down / Right arrow,  Up / Left arrow", "Next / previous slice"),
         ("Page Down / Page Up", "10 slices forward / back"),
         ("Home / End", "First / last slice"),
+        ("These keys and 0 … 9 in a panel", "Work there too, except in text fields, spin boxes, lists of choices "
+                                             "and sliders; Up / Down walk the findings list"),
         ("Space", "Cine play / pause"),
         ("]  /  [", "Cine faster / slower (with the Brush or Eraser tool: brush larger / smaller)"),
     )),
