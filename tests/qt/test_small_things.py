@@ -432,3 +432,25 @@ def test_nifti_export_without_overlaps_asks_nothing(lidc_window, qtbot, tmp_path
     lidc_window.export_actions["nifti"].trigger()
     qtbot.waitUntil(lambda: (out / "segmentation.nii.gz").exists() and not an.busy, timeout=30000)
     assert sorted(p.name for p in out.iterdir()) == ["segmentation.nii.gz"]
+
+
+def test_the_overlap_dialog_explains_both_choices(main_window, qtbot):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from viewer.core.export.nifti_segments import LAST_WINS, PER_SEGMENT, SegmentOverlap
+
+    overlaps = [SegmentOverlap(1, "lung", 2, "nodule", 600)]
+    seen = []
+
+    def answer(button_text):
+        box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())
+        seen.append(box.text() + "\n" + box.informativeText())
+        next(b for b in box.buttons() if b.text() == button_text).click()
+
+    for text, expected in (("One File per Segment", PER_SEGMENT), ("One Label Map (Last Wins)", LAST_WINS),
+                           ("Cancel", None)):
+        QTimer.singleShot(50, lambda t=text: answer(t))
+        assert main_window.annotation.ask_nifti_mode(overlaps) == expected
+    assert "lung (#1) and nodule (#2): 600 voxels" in seen[0]
+    assert "later segment" in seen[0] and "every voxel" in seen[0]
