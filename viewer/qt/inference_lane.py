@@ -12,6 +12,10 @@ overlays, per series.
   were. So does Cancel.
 - Results are kept per series (one per task: running a second segmentation model replaces the first), and come
   back when the series is shown again, like measurements.
+- **Models only on what they were made for.** Before a run, the series is checked against the model's expected
+  input (:mod:`inference.suitability`: modality, spacing, extent, lung-like air for a chest model; a few ms on the
+  GUI thread); when it does not fit, :attr:`InferenceLane.confirm_unsuitable` asks first (the window answers with
+  :meth:`~viewer.qt.main_window.MainWindow.confirm_unsuitable`), and "no" runs nothing.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -136,6 +141,10 @@ class InferenceLane(QObject):
         self.run: _Run | None = None
         self.last_elapsed = 0.0
         self.error_dialog: QMessageBox | None = None
+        #: ``(reasons, model_name) -> bool``: run a model on a series it was not made for? (the window sets it)
+        self.confirm_unsuitable: Callable[[list, str], bool] = self.ask_unsuitable
+        #: ``() -> str``: BodyPartExamined of the shown series (the window sets it; "" when unknown)
+        self.body_part: Callable[[], str] = lambda: ""
         self._tick = QTimer(self)
         self._tick.setInterval(ELAPSED_TICK_MS)
         self._tick.timeout.connect(self._show_elapsed)
@@ -243,10 +252,34 @@ class InferenceLane(QObject):
                 or blocked_reason(volume)):
             self.update_actions()
             return None
+        reasons = self.unsuitable_reasons(info, volume)
+        if reasons and not self.confirm_unsuitable(reasons, info.name):
+            self.status_message.emit(f"{info.name} not run: {'; '.join(str(r) for r in reasons)}")
+            return None
         device = self.panel.device
         array, affine = volume.array, volume.affine
         return self._launch(info, lambda token: inference_job(info, array, affine, device, token),
                             f"Running {info.name}…")
+
+    def unsuitable_reasons(self, info, volume) -> list:
+        """Why the shown ``volume`` is not what model ``info`` was made for (empty: it fits)."""
+        from viewer.core.run_model import unsuitable_reasons
+
+        try:
+            body_part = self.body_part() or ""
+        except Exception:  # noqa: BLE001 - an unknown body part is no reason to stop; the content still decides
+            body_part = ""
+        return unsuitable_reasons(info, volume, body_part)
+
+    def ask_unsuitable(self, reasons: list, model_name: str = "The model") -> bool:
+        """Ask whether to run a model on a series it was not made for (default No)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Not what the model was made for",
+                          f"{model_name} is not made for this series.", parent=self.panel.window())
+        box.setInformativeText("\n".join(f"• {r}" for r in reasons)
+                               + "\n\nWhat it finds here may be meaningless. Run it anyway?")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def explain_finding(self, index: int) -> JobHandle | None:
         """Grad-CAM of finding ``index`` with the detector that found it, shown as the saliency overlay."""

@@ -196,6 +196,7 @@ class MainWindow(QMainWindow):
         self._thumb_job: JobHandle | None = None
         self._shown_volume = None
         self._load_started = 0.0
+        self._body_parts: dict[str, str] = {}  # series key -> BodyPartExamined, for the models' input check
 
         self.viewer = ViewerWidget(self, presets=self.settings.presets)
         self.banner = StatusBannerWidget(self)
@@ -228,6 +229,9 @@ class MainWindow(QMainWindow):
         self.measure_dock.raise_()
         self._demo_models: list[str] = []  # built-in models still to run on the sample study
         self.inference = InferenceLane(self.viewer, self.ai_panel, self.findings_panel, self.settings, parent=self)
+        # late-bound, so a test can answer by replacing window.confirm_unsuitable
+        self.inference.confirm_unsuitable = lambda reasons, name="": self.confirm_unsuitable(reasons, name)
+        self.inference.body_part = self._shown_body_part
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
                                                parent=self, settings=self.settings)
         self.rtstruct = RTStructController(self.viewer, parent=self)
@@ -1053,6 +1057,21 @@ class MainWindow(QMainWindow):
         self.annotation.restore_approved.add(info.series_uid)
         self.open_paths(list(info.source_paths))
         return True
+
+    def confirm_unsuitable(self, reasons: list, model_name: str = "") -> bool:
+        """Ask before running a model on a series it was not made for (tests replace this); True runs it."""
+        return self.inference.ask_unsuitable(reasons, model_name or "The model")
+
+    def _shown_body_part(self) -> str:
+        """BodyPartExamined of the shown series (one header read, then remembered per series)."""
+        from viewer.core.run_model import body_part_of
+
+        series = self.current_series
+        if series is None:
+            return ""
+        if series.key not in self._body_parts:
+            self._body_parts[series.key] = body_part_of(series)
+        return self._body_parts[series.key]
 
     def ask_unsaved(self, action: str) -> str:
         """Ask what to do with annotations not exported (tests replace this): ``"keep"`` (go on; the autosave
