@@ -223,3 +223,44 @@ def test_processes_only_when_the_measured_time_pays_for_them():
     assert not worth_processes(MIN_FRAME_SECONDS / 2, 10_000, 2)  # RLE: the hand-off costs more than the codec
     assert not worth_processes(0.01, 3, 2)  # three slices: start-up dominates
     assert not worth_processes(0.03, 131, 1)  # one core: nothing to share
+
+
+# A GUI-like process: the load runs on a worker thread beside another thread, so fork is unsafe and the pool
+# must come from the forkserver - which re-imports __main__, hence only under our own (guarded) entry point.
+_GUI_LIKE = r'''
+import sys, threading, time
+import numpy as np
+from viewer.core.dicom import decode_pool
+from viewer.core.dicom.load import load_series
+from viewer.core.dicom.scan import scan
+
+
+def main():
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()  # as Qt's threads would be
+    series = scan(sys.argv[1]).all_series()[0]
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(
+        method=decode_pool.start_method(), volume=load_series(series, processes=2)))
+    worker.start()
+    worker.join()
+    serial = load_series(series, processes=0, workers=1)
+    print(out["method"], np.array_equal(out["volume"].array, serial.array))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("script_name, expected", [("hounsfield", "forkserver True"), ("other_tool.py", "None True")])
+def test_a_multithreaded_caller_uses_the_forkserver_only_under_our_entry_point(lidc_subset, tmp_path, script_name,
+                                                                                 expected):
+    import subprocess
+    import sys
+
+    script = tmp_path / script_name
+    script.write_text(_GUI_LIKE)
+    done = subprocess.run([sys.executable, str(script), str(lidc_subset["jpeg-ls"])], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]

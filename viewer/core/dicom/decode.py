@@ -6,9 +6,13 @@ Routes, cheapest first:
    walker (:mod:`viewer.core.dicom.tags`) finds the PixelData value offset and the frame's bytes are
    ``readinto`` the caller's output slice - no pydicom dataset, no intermediate copy. This is what makes a
    300-slice CT load in about a tenth of a second.
-2. **pydicom** with pylibjpeg (libjpeg, openjpeg, rle) for every other transfer syntax (big endian, deflate,
-   RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000).
-3. **SimpleITK (GDCM)** when pydicom has no decoder or its decoder fails (retired JPEG processes 6-8 / 10-12,
+2. **Direct codec** for grey RLE, JPEG-LS, JPEG 2000 / HTJ2K and JPEG Lossless: the walker also finds
+   encapsulated PixelData, :mod:`viewer.core.dicom.encapsulated` cuts the frame's bytes from the file and
+   :mod:`viewer.core.dicom.codecs` runs the fastest installed decoder on them (measured ranking there) - no
+   pydicom import or parse. Whatever it declines (colour, odd layouts, widths) goes on to pydicom.
+3. **pydicom** with pylibjpeg (libjpeg, openjpeg, rle) for every other transfer syntax (big endian, deflate,
+   JPEG baseline/extended, colour, enhanced objects, Modality LUTs).
+4. **SimpleITK (GDCM)** when pydicom has no decoder or its decoder fails (retired JPEG processes 6-8 / 10-12,
    12-bit JPEG Extended streams libjpeg rejects). GDCM applies the rescale itself; it is undone so every
    route feeds the same stored-value pipeline.
 

@@ -40,12 +40,30 @@ MIN_FRAME_SECONDS = 0.002
 _forkserver_primed = False
 
 
-def start_method() -> str:
-    """The start method a pool would use now (see the module docstring)."""
+def _main_is_ours() -> bool:
+    """True when ``__main__`` is one of our guarded entry points (``python -m viewer``, the ``hounsfield``
+    script) or absent (an interactive session)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name.split(".")[0] == "viewer"
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.basename(path).lower() in ("hounsfield", "hounsfield.exe", "hounsfield-script.py")
+
+
+def start_method() -> str | None:
+    """The start method a pool would use now (see the module docstring), or None: no processes here.
+
+    ``forkserver`` and ``spawn`` children re-import the ``__main__`` module; a script without an
+    ``if __name__ == "__main__"`` guard would then run again in every worker. So they are used only under
+    our own entry points, and never in a frozen build (which would need ``freeze_support``).
+    """
     methods = multiprocessing.get_all_start_methods()
     # macOS system frameworks are not fork-safe even in a single-threaded process.
     if "fork" in methods and sys.platform != "darwin" and threading.active_count() == 1:
         return "fork"
+    if getattr(sys, "frozen", False) or not _main_is_ours():
+        return None
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
@@ -73,6 +91,8 @@ def worth_processes(seconds_per_frame: float, frames_left: int, processes: int) 
     if processes < 2 or seconds_per_frame < MIN_FRAME_SECONDS:
         return False
     method = start_method()
+    if method is None:
+        return False
     startup = STARTUP_SECONDS[method] if method != "forkserver" or not _forkserver_primed else STARTUP_SECONDS["fork"]
     serial = seconds_per_frame * frames_left
     return startup + serial / processes < serial
@@ -119,6 +139,8 @@ class ProcessDecoder:
     def __init__(self, processes: int, slot_bytes: int, slots: int) -> None:
         global _forkserver_primed
         method = start_method()
+        if method is None:
+            raise RuntimeError("no safe way to start decoding processes here (see decode_pool.start_method)")
         context = multiprocessing.get_context(method)
         if method == "forkserver" and not _forkserver_primed:
             # The server imports these once; every worker forked from it starts with them loaded.

@@ -3,7 +3,8 @@
 Steps: collect every frame's geometry (from the scan's :class:`InstanceHeader` frames; enhanced objects carry
 per-frame geometry from their functional groups), plan the stack (:func:`geometry.plan_stack`: sort along the
 normal, affine from positions, warnings), choose the voxel type from the first slice's header, preallocate the
-whole volume, then decode slice by slice on a small thread pool.
+whole volume, then decode slice by slice: inline for uncompressed data, and for compressed data slices 0 and 1
+inline, then on worker processes when slice 1's decoding time says they pay (:mod:`decode_pool`), else threads.
 
 Progress and order: the job yields right after allocation (``slices_loaded == 0``) and then every few slices.
 Slices are filled in **ascending slice order**; ``volume.slices_loaded == k`` means slices ``0..k-1`` are final
@@ -38,10 +39,11 @@ from viewer.core.volume import Volume
 
 log = logging.getLogger(__name__)
 
-#: Decoding threads for compressed series. Measured on the 2-core target (bench/bench_load.py and a 40-slice
-#: LIDC subset re-encoded): JPEG 2000 gains ~15% from 2 threads (openjpeg releases the GIL), RLE and JPEG-LS
-#: neither gain nor lose. Native (uncompressed) series decode inline on one thread: there the per-file
-#: header walk holds the GIL and a second thread only adds hand-offs - 0.083 s vs 0.042 s for 300 slices.
+#: Decoding threads for compressed series when worker processes do not pay (short series, fast codecs, or no
+#: safe way to start them: see decode_pool). The codecs hold the GIL (bench/bench_codecs.py), so threads gain
+#: little - JPEG-LS ~20%, JPEG 2000 and RLE nothing; long compressed series go to processes instead.
+#: Native (uncompressed) series decode inline on one thread: there the per-file header walk holds the GIL and
+#: a second thread only adds hand-offs - 0.083 s vs 0.042 s for 300 slices.
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
