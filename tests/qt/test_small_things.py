@@ -94,7 +94,7 @@ def test_slice_keys_stay_in_text_fields_and_spin_boxes(lidc_window, qtbot):
     assert fps.value() == value + 1 and axial_slice(window) == 60
 
 
-# ---- status-bar read-out ----------------------------------------------------------------------------------------------
+# ---- status-bar read-out ---------------------------------------------------------------------------------------------
 def test_readout_follows_slice_changes_under_a_still_mouse(lidc_window, qtbot):
     viewer = lidc_window.viewer
     view = viewer.active_view

@@ -164,9 +164,9 @@ class SeriesBrowserWidget(QTreeWidget):
         item = QTreeWidgetItem(["\n".join(lines), ""])
         item.setData(COL_SERIES, KEY_ROLE, series.key)
         item.setData(COL_SERIES, Qt.ItemDataRole.UserRole + 2, (series.modality, count))
-        tip = [f"{description}", f"{series.modality} series {series.series_number if series.series_number is not None else ''}",
-               f"SeriesInstanceUID {series.uid}", sop_class_name(series.sop_class_uid),
-               f"First file {first_file_name(series)}",
+        number = series.series_number if series.series_number is not None else ""
+        tip = [f"{description}", f"{series.modality} series {number}", f"SeriesInstanceUID {series.uid}",
+               sop_class_name(series.sop_class_uid), f"First file {first_file_name(series)}",
                f"{series.n_instances} files, {series.n_frames} frames, {series.columns}x{series.rows}"]
         if series.references:
             tip.append("References series " + ", ".join(series.references))
