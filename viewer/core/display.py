@@ -6,12 +6,55 @@ the axial, coronal and sagittal views, the way 3D Slicer's views share a volume'
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Callable
 
 import numpy as np
 
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
-from viewer.core.windowing import CT_PRESETS, Preset, Window, auto_window, find_preset, initial_window
+from viewer.core.windowing import (CT_PRESETS, Preset, Window, auto_window, central_slab, find_preset,
+                                   initial_window)
+
+
+class ImageOrder(str, Enum):
+    """Which image of a plane is "1" and which way Down / wheel-down scrolls.
+
+    ``HEAD_FIRST`` follows PACS habit: axial from the head to the feet, coronal from the front to the back,
+    sagittal from the patient's right to left. ``AS_ACQUIRED`` counts in InstanceNumber order for the
+    acquisition plane (the array's slice order where instance numbers are missing) and in array order for
+    the reformatted planes.
+    """
+
+    HEAD_FIRST = "head_first"
+    AS_ACQUIRED = "as_acquired"
+
+
+#: For each plane, the LPS axis and sign of the direction image 1 lies towards (head-first order).
+_FIRST_TOWARDS = {Plane.AXIAL: (2, +1), Plane.CORONAL: (1, -1), Plane.SAGITTAL: (0, -1)}
+
+
+def display_reversed(geometry: PlaneGeometry, order: ImageOrder = ImageOrder.HEAD_FIRST,
+                     instance_numbers=None) -> bool:
+    """True when display image 1 is the *last* slice index of ``geometry`` (arrays stay ascending).
+
+    Parameters
+    ----------
+    geometry
+        The plane's geometry.
+    order
+        The image order setting.
+    instance_numbers
+        InstanceNumber per array slice (acquisition plane only), used by ``AS_ACQUIRED``.
+    """
+    if order == ImageOrder.AS_ACQUIRED:
+        numbers = [n for n in (instance_numbers or []) if n is not None]
+        if geometry.through_axis == 2 and len(numbers) >= 2 and len(numbers) == len(instance_numbers):
+            return numbers[-1] < numbers[0]
+        return False
+    axis, sign = _FIRST_TOWARDS[geometry.plane]
+    _, _, through = geometry.screen_directions()
+    # index ascends towards where image 1 lies -> image 1 is the highest index
+    return bool(through[axis] * sign > 0)
 
 
 class Signal:
@@ -66,8 +109,9 @@ class DisplayState:
         self.position_changed = Signal()
         self.window_changed = Signal()
         self.zoom_changed = Signal()
-        z, y, x = volume.shape
-        self._position = np.array([(x - 1) / 2, (y - 1) / 2, 0.0])
+        self._order = ImageOrder.HEAD_FIRST
+        self._reversed = self._compute_reversed()
+        self._position = self.opening_position()
         self._default_window, self._default_name = initial_window(volume)
         self._window = self._default_window
         self._window_name = self._default_name
@@ -96,6 +140,64 @@ class DisplayState:
     def n_slices(self, plane: Plane | str) -> int:
         """Number of slices of ``plane``."""
         return self.geometries[Plane(plane)].n_slices
+
+    # ---- display order: which image is "1", which way Down goes ------------------------------------------------
+    @property
+    def image_order(self) -> ImageOrder:
+        """The image order setting (head first as PACS, or as acquired)."""
+        return self._order
+
+    def set_image_order(self, order: ImageOrder | str) -> None:
+        """Change the image order; the shown slice stays, its number changes (emits ``position_changed``)."""
+        self._order = ImageOrder(order)
+        self._reversed = self._compute_reversed()
+        self.position_changed.emit(self.position)
+
+    def _compute_reversed(self) -> dict[Plane, bool]:
+        numbers = getattr(self.volume, "instance_numbers", None) or None
+        return {p: display_reversed(g, self._order, numbers) for p, g in self.geometries.items()}
+
+    def is_reversed(self, plane: Plane | str) -> bool:
+        """True when image 1 of ``plane`` is its last array slice."""
+        return self._reversed[Plane(plane)]
+
+    def display_number(self, plane: Plane | str, k: int | None = None) -> int:
+        """The 1-based image number shown for slice ``k`` (array index; default: the current slice)."""
+        plane = Plane(plane)
+        k = self.slice_index(plane) if k is None else int(k)
+        return self.n_slices(plane) - k if self._reversed[plane] else k + 1
+
+    def slice_for_number(self, plane: Plane | str, number: int) -> int:
+        """The array slice index of 1-based image ``number`` (clipped into the plane)."""
+        plane = Plane(plane)
+        n = self.n_slices(plane)
+        number = int(np.clip(int(number), 1, n))
+        return n - number if self._reversed[plane] else number - 1
+
+    def go_to_number(self, plane: Plane | str, number: int) -> None:
+        """Show image ``number`` (1-based, display order) of ``plane``."""
+        self.set_slice(plane, self.slice_for_number(plane, number))
+
+    def step_display(self, plane: Plane | str, delta: int, wrap: bool = False) -> int:
+        """Move ``delta`` images in display order (Down / wheel-down = +1); returns the new image number."""
+        plane = Plane(plane)
+        n = self.n_slices(plane)
+        number = self.display_number(plane) + int(delta)
+        number = (number - 1) % n + 1 if wrap else int(np.clip(number, 1, n))
+        self.go_to_number(plane, number)
+        return number
+
+    def opening_position(self) -> np.ndarray:
+        """Where a series opens: image 1 for axial CT, the middle image otherwise (voxel index ``(x, y, z)``)."""
+        z, y, x = self.volume.shape
+        position = np.array([(x - 1) / 2, (y - 1) / 2, (z - 1) / 2])
+        plane = self.native_plane
+        geometry = self.geometries[plane]
+        if plane == Plane.AXIAL and str(self.volume.modality).upper() == "CT":
+            position[geometry.through_axis] = (geometry.n_slices - 1) if self._reversed[plane] else 0
+        else:
+            position[geometry.through_axis] = (geometry.n_slices - 1) // 2
+        return position
 
     def set_position(self, xyz) -> None:
         """Move the linked point (clipped into the volume); emits ``position_changed`` when it moved."""
@@ -172,11 +274,25 @@ class DisplayState:
         self.set_window(self._default_window, self._default_name)
 
     def auto_window(self) -> Window:
-        """Window from the 0.5..99.5 percentiles of the loaded slices."""
-        vol = self.volume
-        loaded = vol.array[: vol.slices_loaded] if 0 < vol.slices_loaded < vol.shape[0] else vol.array
-        window = auto_window(loaded)
+        """Window from the 0.5..99.5 percentiles of the central slab of the series (of the loaded slices)."""
+        window = auto_window(central_slab(self.volume))
         self.set_window(window, "auto")
+        return window
+
+    def image_window(self) -> Window | None:
+        """The stored VOI window of the image shown in the acquisition plane ("DICOM window (this image)").
+
+        Applies it (name ``"VOI image"``) and returns it; None (nothing changes) when that image has none.
+        """
+        windows = getattr(self.volume, "slice_windows", None) or []
+        k = self.slice_index(self.native_plane) if self.geometries[self.native_plane].through_axis == 2 else None
+        stored = windows[k] if k is not None and k < len(windows) else None
+        if stored is None and not windows and self.volume.default_window is not None:
+            stored = self.volume.default_window
+        if stored is None or not stored[1] or stored[1] <= 0:
+            return None
+        window = Window(*stored)
+        self.set_window(window, "VOI image")
         return window
 
     def set_invert(self, invert: bool) -> None:

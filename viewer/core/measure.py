@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.calibration import Calibration, measure_length
 from viewer.core.reformat import PlaneGeometry
 
 KINDS = ("length", "ellipse", "rectangle", "probe")
@@ -144,7 +145,10 @@ class Measurement:
             return ""
         suffix = f" {unit}" if unit else ""
         if self.kind == "length":
-            return f"{r['length_mm']:.1f} mm"
+            if r.get("refused"):
+                return f"not measurable: {r['refused']}"
+            note = " (at detector)" if r.get("caveat") == "imager_pixel_spacing" else ""
+            return f"{r.get('length', r.get('length_mm')):.1f} {r.get('unit', 'mm')}{note}"
         if self.kind == "probe":
             value = r.get("value")
             if value is None:
@@ -154,16 +158,22 @@ class Measurement:
             return f"{value:.0f}{suffix}" if float(value).is_integer() else f"{value:.2f}{suffix}"
         if r.get("n_pixels", 0) == 0:
             return f"area {r['area_mm2']:.1f} mm² (no pixels)"
-        parts = (f"Mean {r['mean']:.1f}{suffix}  SD {r['sd']:.1f}", f"Min {r['min']:.0f}  Max {r['max']:.0f}",
-                 f"Area {r['area_mm2']:.1f} mm²")
+        area = (f"Area {r['area_mm2']:.1f} mm²" if r.get("area_unit", "mm²") == "mm²"
+                else f"Area {r['area_mm2']:.0f} px²")
+        parts = (f"Mean {r['mean']:.1f}{suffix}  SD {r['sd']:.1f}", f"Min {r['min']:.0f}  Max {r['max']:.0f}", area)
         return "\n".join(parts) if multiline else "  ".join(parts)
 
 
 def evaluate(measurement: Measurement, volume, geometry: PlaneGeometry) -> Measurement:
     """Fill ``measurement.result`` from the volume (call again after the points move). Returns it."""
     pts = measurement.points
+    calibration: Calibration | None = getattr(volume, "calibration", None)
     if measurement.kind == "length":
-        measurement.result = {"length_mm": length_mm(volume.affine, pts[0], pts[1])}
+        length = measure_length(calibration, volume.affine, pts[0], pts[1])
+        measurement.result = {"length": length.value, "unit": length.unit, "refused": length.refused,
+                              "caveat": calibration.source if calibration is not None else "pixel_spacing"}
+        if length.unit == "mm" and length.value is not None:
+            measurement.result["length_mm"] = length.value
     elif measurement.kind in ("ellipse", "rectangle"):
         fn = ellipse_stats if measurement.kind == "ellipse" else rectangle_stats
         stats = fn(volume.array, geometry, measurement.slice_index, pts[0], pts[1])
@@ -171,6 +181,9 @@ def evaluate(measurement: Measurement, volume, geometry: PlaneGeometry) -> Measu
             "mean": stats.mean, "sd": stats.sd, "min": stats.min, "max": stats.max,
             "n_pixels": stats.n_pixels, "area_mm2": stats.area_mm2,
         }
+        if calibration is not None and calibration.source != "pixel_spacing":
+            # The affine is a nominal 1 mm grid here: its "mm²" are pixels² (see viewer.core.calibration).
+            measurement.result["area_unit"] = "px²"
     elif measurement.kind == "probe":
         measurement.result = {
             "value": probe_value(volume.array, pts[0]),

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.calibration import Calibration
 from viewer.core.issues import SeriesWarning
 
 
@@ -42,6 +43,17 @@ class Volume:
         ``index_to_lps((0, 0, k))`` for regular stacks; for uneven ones it says where each slice really is.
     frame_of_reference_uid
         FrameOfReferenceUID (volumes sharing it share patient coordinates).
+    slice_windows
+        ``(center, width)`` of each slice's own VOI window (None where a slice has none); empty when unknown.
+        ``default_window`` is only the first slice's; the series window comes from these
+        (:func:`~viewer.core.windowing.series_window`).
+    calibration
+        What a pixel measures (:class:`~viewer.core.calibration.Calibration`); None means PixelSpacing with
+        geometry (volumes built in code).
+    frame_rate
+        Frames per second the file asks for cine (FrameTime, RecommendedDisplayFrameRate, CineRate), or None.
+    instance_numbers
+        InstanceNumber of each slice (None where absent); gives the "as acquired" image order.
     failed_slices
         Array indices (along z) of the slices that could not be decoded and are left blank (a truncated file, a
         broken codec stream); the views say so on those slices and models are not run on such a volume.
@@ -61,6 +73,10 @@ class Volume:
     photometric: str = "MONOCHROME2"
     slice_positions: np.ndarray | None = None
     frame_of_reference_uid: str = ""
+    slice_windows: list = field(default_factory=list)
+    calibration: Calibration | None = None
+    frame_rate: float | None = None
+    instance_numbers: list = field(default_factory=list)
     failed_slices: list[int] = field(default_factory=list)
 
     @property

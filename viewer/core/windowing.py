@@ -118,20 +118,74 @@ def auto_window(array: np.ndarray, low: float = 0.5, high: float = 99.5, max_sam
     return Window((lo + hi) / 2.0 + 0.5, hi - lo + 1.0)
 
 
+#: Stored windows of the central images "disagree" when their widths differ by more than this factor; the
+#: series then opens with a percentile window of the central slab instead of any one image's window.
+WINDOW_DISAGREEMENT = 4.0
+
+
+def central_range(n: int, fraction: float = 0.5) -> tuple[int, int]:
+    """``(start, stop)`` of the central ``fraction`` of ``n`` slices (at least one slice)."""
+    if n <= 0:
+        return 0, 0
+    keep = max(1, int(round(n * fraction)))
+    start = (n - keep) // 2
+    return start, start + keep
+
+
+def series_window(slice_windows) -> Window | None:
+    """The window a series' own VOI windows agree on: the median over the central images, or None.
+
+    A series whose first image is noise (a localiser-like first slice with W 22 L 11) must not impose that
+    window on every slice, so only the central half of the stack votes. None when the central images carry no
+    window or their widths disagree by more than :data:`WINDOW_DISAGREEMENT` (the caller then uses a percentile
+    window of the central slab).
+
+    Parameters
+    ----------
+    slice_windows
+        ``(center, width)`` (or None) of each slice, in slice order.
+    """
+    windows = list(slice_windows or [])
+    start, stop = central_range(len(windows))
+    central = np.array([w for w in windows[start:stop] if w is not None and w[1] and w[1] > 0], dtype=float)
+    if central.size == 0:
+        return None
+    widths = central[:, 1]
+    if widths.max() > WINDOW_DISAGREEMENT * widths.min():
+        return None
+    return Window(float(np.median(central[:, 0])), float(np.median(widths)))
+
+
+def central_slab(volume) -> np.ndarray:
+    """The central half of the loaded slices of ``volume`` (all loaded slices while fewer than half are in)."""
+    n = volume.shape[0]
+    loaded = volume.slices_loaded if 0 < volume.slices_loaded < n else n
+    start, stop = central_range(n)
+    if loaded < stop:  # progressive load: slices beyond ``loaded`` are still zeros
+        return volume.array[: max(1, loaded)]
+    return volume.array[start:stop]
+
+
 def initial_window(volume) -> tuple[Window, str]:
     """The window a series opens with, and where it came from (``"VOI"``, ``"default"`` or ``"auto"``).
 
-    DICOM VOI (WindowCenter/Width of the first slice) first; CT without VOI gets a soft-tissue window; other
-    modalities without VOI get :func:`auto_window` over the loaded slices.
+    The series' DICOM VOI windows first (:func:`series_window`: the median over the central images); when the
+    loader knows no per-image windows, the first slice's VOI. When the central images' windows disagree, or
+    there is none, CT gets a soft-tissue window and other modalities :func:`auto_window` over the central slab.
     """
-    if volume.default_window is not None:
+    windows = [w for w in (getattr(volume, "slice_windows", None) or [])]
+    stored = any(w is not None for w in windows)
+    if stored:
+        window = series_window(windows)
+        if window is not None:
+            return window, "VOI"
+    elif volume.default_window is not None:  # e.g. enhanced multi-frame: windows in the functional groups
         center, width = volume.default_window
         if width and width > 0:
             return Window(center, width), "VOI"
-    if str(volume.modality).upper() == "CT":
+    if str(volume.modality).upper() == "CT" and not stored:
         return CT_FALLBACK, "default"
-    loaded = volume.array[: max(1, volume.slices_loaded)] if volume.slices_loaded else volume.array
-    return auto_window(loaded), "auto"
+    return auto_window(central_slab(volume)), "auto"
 
 
 def _ramp(values: np.ndarray, window: Window, invert: bool) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 
 from viewer.core.dicom import geometry, limits
 from viewer.core.dicom.decode_pool import ProcessDecoder, default_processes, frame_slot_bytes, worth_processes
+from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.issues import SeriesWarning
@@ -232,6 +233,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         slice_positions=plan.slice_positions,
         frame_of_reference_uid=lead_header.frame_of_reference_uid,
     )
+    attach_display_info(volume, [instances[f.instance] for f in order], plan.slice_positions is not None)
     if lead_header.photometric == "MONOCHROME1":
         volume.warnings.append(SeriesWarning(
             "monochrome1", "MONOCHROME1: low values are white; the display inverts the grey scale."))

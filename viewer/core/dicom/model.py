@@ -50,6 +50,14 @@ class InstanceHeader:
     has_pixels: bool = False
     frames: list[FrameGeometry] = field(default_factory=list)
     gantry_tilt: float | None = None
+    #: (center, width) of this image's first VOI window, or None (per image: a series' windows may differ).
+    window: tuple[float, float] | None = None
+    #: ImagerPixelSpacing (row, column) mm at the detector (projection radiography), or None.
+    imager_pixel_spacing: tuple[float, float] | None = None
+    #: Spatially calibrated SequenceOfUltrasoundRegions items (:class:`~viewer.core.calibration.UltrasoundRegion`).
+    ultrasound_regions: list = field(default_factory=list)
+    #: Frames per second the file asks for (FrameTime / RecommendedDisplayFrameRate / CineRate), or None.
+    frame_rate: float | None = None
     referenced_series_uids: list[str] = field(default_factory=list)
     referenced_sop_uids: list[str] = field(default_factory=list)
 

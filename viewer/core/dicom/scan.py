@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterable, NamedTuple, Sequence
 
+from viewer.core.calibration import frame_rate_from, ultrasound_regions_from
 from viewer.core.dicom import limits
 from viewer.core.dicom.catalog import build_catalog, sop_kind
 from viewer.core.dicom.model import Catalog, FrameGeometry, InstanceHeader, UnreadableFile
@@ -85,6 +86,13 @@ _WANTED: dict[int, tuple[str, int]] = {
     0x00280011: ("Columns", _US),
     0x00280030: ("PixelSpacing", _STR),
     0x00280100: ("BitsAllocated", _US),
+    # Display: per-image window, calibration without PixelSpacing, cine rate.
+    0x00281050: ("WindowCenter", _STR),
+    0x00281051: ("WindowWidth", _STR),
+    0x00181164: ("ImagerPixelSpacing", _STR),
+    0x00181063: ("FrameTime", _STR),
+    0x00082144: ("RecommendedDisplayFrameRate", _STR),
+    0x00180040: ("CineRate", _STR),
 }
 # Sequences the fast reader does not parse: their presence sends the file to pydicom.
 _SEQUENCE_TAGS: dict[int, str] = {
@@ -96,6 +104,7 @@ _SEQUENCE_TAGS: dict[int, str] = {
     0x3004000C: "GridFrameOffsetVector",
     0x52009229: "SharedFunctionalGroupsSequence",
     0x52009230: "PerFrameFunctionalGroupsSequence",
+    0x00186011: "SequenceOfUltrasoundRegions",
 }
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _PYDICOM_TAGS = sorted(set(_WANTED) | set(_SEQUENCE_TAGS) | {0x00041130})  # + FileSetID (DICOMDIR)
@@ -362,7 +371,21 @@ def _build_header(path: str, v: dict[str, Any], syntax: str, media_class: str, h
             )
         ],
         gantry_tilt=_float_or_none(v.get("GantryDetectorTilt")),
+        window=_window_or_none(v.get("WindowCenter"), v.get("WindowWidth")),
+        imager_pixel_spacing=_floats(v.get("ImagerPixelSpacing"), 2),
+        frame_rate=frame_rate_from(_float_or_none(v.get("FrameTime")),
+                                   _float_or_none(v.get("RecommendedDisplayFrameRate")),
+                                   _float_or_none(v.get("CineRate"))),
     )
+
+
+def _window_or_none(center: Any, width: Any) -> tuple[float, float] | None:
+    """The first (center, width) pair of a possibly multi-valued VOI window; None when absent or width <= 0."""
+    c = _floats(center.split("\\")[0], 1) if isinstance(center, str) and center.strip() else None
+    w = _floats(width.split("\\")[0], 1) if isinstance(width, str) and width.strip() else None
+    if not c or not w or not w[0] > 0:
+        return None
+    return c[0], w[0]
 
 
 def _add_dataset_details(header: InstanceHeader, ds: Any) -> None:
@@ -375,6 +398,8 @@ def _add_dataset_details(header: InstanceHeader, ds: Any) -> None:
                 header.frames = frames
         elif "GridFrameOffsetVector" in ds and header.number_of_frames > 1:
             header.frames = _grid_offset_frames(ds, header) or header.frames
+        if "SequenceOfUltrasoundRegions" in ds:
+            header.ultrasound_regions = ultrasound_regions_from(ds.SequenceOfUltrasoundRegions)
         if sop_kind(header.sop_class_uid) != "image":
             series, sops = _collect_references(ds)
             # Kept even when equal to the object's own series UID: test SRs reuse the image series' UID.
