@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from viewer.core.dicom import geometry, limits
-from viewer.core.dicom.decode_pool import ProcessDecoder, default_processes, frame_slot_bytes, worth_processes
 from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
@@ -274,6 +273,9 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     def decide(seconds_per_frame: float) -> None:
         nonlocal deciding, procs, pool, window
+        # Imported here: multiprocessing and shared memory cost ~30 ms of start-up that native loads never need.
+        from viewer.core.dicom.decode_pool import ProcessDecoder, default_processes, frame_slot_bytes, worth_processes
+
         deciding = False
         count = processes or default_processes()
         if processes or worth_processes(seconds_per_frame, total - 2, count):
