@@ -41,6 +41,10 @@ def test_truncated_file_is_an_error_that_blocks_models(tmp_path):
     assert "could not be decoded" in blocked_reason(volume)
     assert report.models_blocked == blocked_reason(volume)
     assert "[decode_failed]" in report.details_text()
+    # named as the views number them (image 1 at the head: the array's last slice)
+    numbered = report_volume(volume, catalog, series.warnings, image_number=lambda z: volume.shape[0] - z)
+    assert numbered.headline.startswith(f"Image {volume.shape[0] - k} of {volume.shape[0]} could not be decoded")
+    assert "[decode_failed]" in numbered.details_text(), "the loader's own words stay in the details"
 
 
 def test_tilted_ct_warns_with_every_warning_in_the_details():

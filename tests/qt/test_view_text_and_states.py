@@ -95,7 +95,8 @@ def test_truncated_file_shows_an_error_in_the_view_and_blocks_run(main_window, q
     assert len(volume.failed_slices) == 1
     banner = window.banner
     assert banner.isVisible() and banner.level == "error"
-    assert "could not be decoded" in banner.text
+    number = window.viewer.state.display_number(window.viewer.state.native_plane, volume.failed_slices[0])
+    assert banner.text.startswith(f"Image {number} of 133 could not be decoded"), "numbered as the views number it"
     run = window.ai_panel.run_button
     assert window.ai_panel.current_model() is not None, "the built-in models are listed"
     assert not run.isEnabled()
@@ -110,6 +111,7 @@ def test_truncated_file_shows_an_error_in_the_view_and_blocks_run(main_window, q
     view = window.viewer.active_view
     notices = [b for b in drawn_text_boxes(view) if b.kind == "notice"]
     assert [b.text for b in notices] == ["This slice could not be decoded (left blank)"]
+    assert any(b.text.startswith(f"Im {number}/") for b in drawn_text_boxes(view)), "the same number in the corner"
     window.viewer.go_to((256, 256, (volume.failed_slices[0] + 5) % volume.shape[0]))
     settle(qtbot)
     assert not [b for b in drawn_text_boxes(view) if b.kind == "notice"]

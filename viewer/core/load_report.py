@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from viewer.core.issues import SeriesWarning
 
@@ -91,11 +91,13 @@ def report_failed(what: str, reason: str, catalog=None) -> LoadReport:
     return LoadReport(ERROR, f"{what} failed: {reason}", [], _skipped(catalog), "Nothing is loaded")
 
 
-def report_volume(volume, catalog=None, series_warnings: Iterable[SeriesWarning] = ()) -> LoadReport | None:
+def report_volume(volume, catalog=None, series_warnings: Iterable[SeriesWarning] = (),
+                  image_number: Callable[[int], int] | None = None) -> LoadReport | None:
     """What the reader must know about a shown volume (None when there is nothing to say).
 
     Blank (undecodable) slices are an error, a volume stopped part-way or any loader warning a warning; files
-    skipped while scanning alone give an info line.
+    skipped while scanning alone give an info line. ``image_number`` maps an array slice to the image number the
+    views show (display order may run the other way); with it the blank images are named as the reader sees them.
     """
     warnings = list(volume.warnings or [])
     for w in series_warnings:
@@ -109,6 +111,12 @@ def report_volume(volume, catalog=None, series_warnings: Iterable[SeriesWarning]
     if failed or decode is not None:
         headline = decode.message if decode is not None else (
             f"{len(failed)} of {volume.shape[0]} slices could not be decoded and are left blank.")
+        if failed and image_number is not None:
+            numbers = sorted(image_number(k) for k in failed)
+            named = ", ".join(str(n) for n in numbers[:5]) + (", …" if len(numbers) > 5 else "")
+            headline = (f"Image {named} of {volume.shape[0]} could not be decoded and is left blank."
+                        if len(numbers) == 1 else f"{len(numbers)} of {volume.shape[0]} images could not be "
+                        f"decoded and are left blank (images {named}).")
         return LoadReport(ERROR, headline + " AI models are off for this series.", warnings, skipped, blocked)
     if not volume.complete:
         headline = f"Partly loaded: {volume.slices_loaded} of {volume.shape[0]} slices. AI models are off."

@@ -710,7 +710,7 @@ class MainWindow(QMainWindow):
             self._load_job = None
             self._show_volume(series, cached)
             self.viewer.volume_complete()
-            self.show_report(report_volume(cached, self.catalog, series.warnings))
+            self.show_report(report_volume(cached, self.catalog, series.warnings, self._image_number))
             self._set_idle(self._loaded_message(series, cached, None))
             self.series_loaded.emit(series.key)
             return
@@ -743,7 +743,7 @@ class MainWindow(QMainWindow):
             self._show_volume(series, volume)
         self.viewer.volume_complete()
         self.browser.set_warnings(series.key, list(series.warnings) + list(volume.warnings or []))
-        self.show_report(report_volume(volume, self.catalog, series.warnings))
+        self.show_report(report_volume(volume, self.catalog, series.warnings, self._image_number))
         self._cache_volume(series.key, volume)
         self._set_idle(self._loaded_message(series, volume, time.perf_counter() - self._load_started))
         self.series_loaded.emit(series.key)
@@ -759,6 +759,11 @@ class MainWindow(QMainWindow):
             n = len(volume.warnings)
             text += f"   ⚠ {n} warning{'s' if n != 1 else ''} (see above the image)"
         return text
+
+    def _image_number(self, k: int) -> int:
+        """The image number the views show for array slice ``k`` of the acquisition plane (display order)."""
+        state = self.viewer.state
+        return state.display_number(state.native_plane, k) if state is not None else k + 1
 
     def show_report(self, report) -> None:
         """Say what went wrong (or what to read with care) over the views; the views themselves say it too
