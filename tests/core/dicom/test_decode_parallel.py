@@ -264,3 +264,16 @@ def test_a_multithreaded_caller_uses_the_forkserver_only_under_our_entry_point(l
                           text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]
+
+
+def test_multiframe_colour_and_32_bit_series_load_the_same_in_processes():
+    # Not just grey CT: an RGB RLE cine (10 frames), a grey RLE MR (10) and a 32-bit RT dose (15 frames, float32
+    # volume) go through worker processes - pydicom's route there - and must equal the inline load.
+    series = [s for s in scan(data_path("ts-pylibjpeg-data")).all_series() if s.kind == "image" and s.n_frames >= 3]
+    kinds = set()
+    for s in series:
+        inline = load_series(s, processes=0, workers=1).array
+        parallel = load_series(s, processes=2).array
+        assert parallel.dtype == inline.dtype and np.array_equal(parallel, inline), s.key
+        kinds.add(str(inline.dtype) + ("rgb" if inline.ndim == 4 else ""))
+    assert {"uint8rgb", "int16", "float32"} <= kinds, kinds

@@ -613,7 +613,8 @@ class FrameSource:
                 self.read_native_into(index, planes)
                 out[...] = np.moveaxis(planes, 0, -1)
             return
-        arr = self.decoded(index)
+        retained, self._retained = self._retained, None  # decoded by a worker process (provide)
+        arr = retained[1] if retained is not None and retained[0] == index else self.decoded(index)
         if arr.ndim == 2:  # a grey frame in a colour stack (or GDCM's palette) - show it grey
             arr = np.repeat(arr[..., None], 3, axis=2)
         # Palette LUT output uses its full width; other colour samples have BitsStored significant bits.
