@@ -88,7 +88,8 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     shot.add_argument("path", type=Path, metavar="PATH")
     shot.add_argument("--out", required=True, type=Path)
     shot.add_argument("--series")
-    shot.add_argument("--slice", type=int, dest="slice_index")
+    shot.add_argument("--slice", type=int, dest="image_number", metavar="N",
+                      help="image number N (1-based) as the viewer shows it: axial counts from the head down")
     shot.add_argument("--window", help="preset name (lung, bone, ...) or W,L")
     shot.add_argument("--layout", choices=("1x1", "1x3"), default="1x1")
     shot.set_defaults(handler=cmd_screenshot)
@@ -305,7 +306,7 @@ def cmd_screenshot(args) -> int:
         print(f"hounsfield: no such file or folder: {args.path}", file=sys.stderr)
         return EXIT_NO_DICOM
     try:
-        render_screenshot(str(args.path), str(args.out), series=args.series, slice_index=args.slice_index,
+        render_screenshot(str(args.path), str(args.out), series=args.series, image_number=args.image_number,
                           window=args.window, layout=args.layout)
     except ValueError as error:  # bad --window / --series / --slice, or no readable DICOM
         print(f"hounsfield: {error}", file=sys.stderr)

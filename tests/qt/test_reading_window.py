@@ -36,7 +36,7 @@ def test_open_shows_the_series_progressively(main_window, qtbot, lidc_dir, monke
     assert viewer.volume.shape == (133, 512, 512)
     assert shown_at and 1 <= shown_at[0][0] < 133, "the first slice was not shown before the whole series loaded"
     view = viewer.views[Plane.AXIAL]
-    assert view.isVisible() and view.k == 0
+    assert view.isVisible() and view.k == 132  # image 1 of axial CT: the most superior slice (head first)
     image = view.image_item.image
     assert image.dtype == np.uint8 and image.shape == (512, 512) and image.std() > 10
     lines = viewer.overlay_lines(view)
@@ -72,29 +72,40 @@ def test_scroll_with_keys_and_wheel(lidc_window, qtbot):
     view = viewer.active_view
     view.setFocus()
     state = viewer.state
-    assert state.slice_index("axial") == 0
+    volume = viewer.volume
+    z_mm = lambda: float(volume.index_to_lps((0, 0, state.slice_index("axial")))[2])  # noqa: E731 (LPS +z: head)
+    # head first, as PACS: image 1 is the most superior slice (the array ascends towards the head: index 132)
+    assert state.slice_index("axial") == 132 and state.display_number("axial") == 1
+    top = z_mm()
+    assert top == max(float(volume.index_to_lps((0, 0, k))[2]) for k in range(133))
     qtbot.keyClick(view, Qt.Key.Key_Down)
+    assert z_mm() < top  # Down goes towards the feet
     qtbot.keyClick(view, Qt.Key.Key_Right)
-    assert state.slice_index("axial") == 2
+    assert state.display_number("axial") == 3 and state.slice_index("axial") == 130
     qtbot.keyClick(view, Qt.Key.Key_PageDown)
-    assert state.slice_index("axial") == 12
+    assert state.display_number("axial") == 13
     qtbot.keyClick(view, Qt.Key.Key_Up)
-    assert state.slice_index("axial") == 11
+    assert state.display_number("axial") == 12
     qtbot.keyClick(view, Qt.Key.Key_End)
-    assert state.slice_index("axial") == 132 and view.k == 132
+    assert state.slice_index("axial") == 0 and view.k == 0  # the last image: the most inferior slice
     assert viewer.overlay_lines(view)["bottom-left"][0] == "Im 133/133"
     qtbot.keyClick(view, Qt.Key.Key_PageUp)
-    assert state.slice_index("axial") == 122
+    assert state.display_number("axial") == 123
     qtbot.keyClick(view, Qt.Key.Key_Home)
-    assert state.slice_index("axial") == 0
-    wheel(view.viewport(), centre_of(view), -3)  # three notches towards the user: three slices on
-    assert state.slice_index("axial") == 3
+    assert state.display_number("axial") == 1
+    assert viewer.overlay_lines(view)["bottom-left"][0] == "Im 1/133"
+    wheel(view.viewport(), centre_of(view), -3)  # three notches wheel-down (towards the user): three images on
+    assert state.display_number("axial") == 4 and z_mm() < top
     wheel(view.viewport(), centre_of(view), 1)
-    assert state.slice_index("axial") == 2
+    assert state.display_number("axial") == 3
     before = view.image_item.image.copy()
     wheel(view.viewport(), centre_of(view), -40)
-    assert state.slice_index("axial") == 42 and not np.array_equal(before, view.image_item.image)
-    np.testing.assert_array_equal(view.image_item.image, viewer.display_image(viewer.volume.array[42]))
+    assert state.display_number("axial") == 43 and not np.array_equal(before, view.image_item.image)
+    np.testing.assert_array_equal(view.image_item.image, viewer.display_image(viewer.volume.array[133 - 43]))
+    # "as acquired" counts in InstanceNumber order: LIDC's InstanceNumber 1 is also its top slice
+    viewer.set_image_order("as_acquired")
+    assert volume.instance_numbers[state.slice_for_number("axial", 1)] == 1
+    viewer.set_image_order("head_first")
 
 
 def test_cine_plays_and_pauses_with_space(lidc_window, qtbot):
@@ -104,7 +115,7 @@ def test_cine_plays_and_pauses_with_space(lidc_window, qtbot):
     viewer.set_cine_fps(50)
     qtbot.keyClick(view, Qt.Key.Key_Space)
     assert viewer.cine_running
-    qtbot.waitUntil(lambda: viewer.state.slice_index("axial") >= 3, timeout=3000)
+    qtbot.waitUntil(lambda: viewer.state.display_number("axial") >= 4, timeout=3000)  # plays head to feet
     qtbot.keyClick(view, Qt.Key.Key_Space)
     assert not viewer.cine_running
     k = viewer.state.slice_index("axial")

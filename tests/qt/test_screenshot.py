@@ -17,7 +17,7 @@ def image_array(path) -> np.ndarray:
 
 def test_render_1x1_and_1x3_with_windows(themed_app, lidc_dir, tmp_path):
     one = tmp_path / "one.png"
-    render_screenshot(str(lidc_dir), str(one), window="lung", slice_index=80)
+    render_screenshot(str(lidc_dir), str(one), window="lung", image_number=80)
     a = image_array(one)
     assert a.shape == (VIEW_SIZE, VIEW_SIZE, 3)
     centre = a[VIEW_SIZE // 4 : 3 * VIEW_SIZE // 4, VIEW_SIZE // 4 : 3 * VIEW_SIZE // 4]
@@ -27,7 +27,7 @@ def test_render_1x1_and_1x3_with_windows(themed_app, lidc_dir, tmp_path):
     b = image_array(wide)
     assert b.shape[1] > 3 * VIEW_SIZE - 10 and b.shape[0] == VIEW_SIZE
     other = tmp_path / "bone.png"
-    render_screenshot(str(lidc_dir), str(other), window="bone", slice_index=80)
+    render_screenshot(str(lidc_dir), str(other), window="bone", image_number=80)
     assert not np.array_equal(a, image_array(other))  # the window is applied
 
 
@@ -36,7 +36,9 @@ def test_render_rejects_bad_arguments(themed_app, lidc_dir, tmp_path):
     with pytest.raises(ValueError, match="window"):
         render_screenshot(str(lidc_dir), out, window="lungs")
     with pytest.raises(ValueError, match="slice"):
-        render_screenshot(str(lidc_dir), out, slice_index=500)
+        render_screenshot(str(lidc_dir), out, image_number=500)
+    with pytest.raises(ValueError, match="slice"):
+        render_screenshot(str(lidc_dir), out, image_number=0)  # numbers start at 1, as on screen
     with pytest.raises(ValueError, match="layout"):
         render_screenshot(str(lidc_dir), out, layout="2x2")
     with pytest.raises(ValueError, match="series"):

@@ -170,7 +170,8 @@ class SliceViewWidget(pg.GraphicsView):
             self.viewport().update()
             return
         self.geometry_ = state.geometry(self.plane)
-        self._labels = self.geometry_.orientation_labels()
+        # no patient geometry (a US or secondary capture on a nominal grid): no letters to claim
+        self._labels = self.geometry_.orientation_labels() if self.viewer.has_orientation() else {}
         colours = {}
         for other in Plane:
             colours[state.geometry(other).through_axis] = PLANE_COLOURS[other.value]
@@ -486,7 +487,9 @@ class SliceViewWidget(pg.GraphicsView):
         steps = int(self._wheel_rest / WHEEL_STEP)
         if steps:
             self._wheel_rest -= steps * WHEEL_STEP
-            self.state.step(self.plane, -steps)
+            # wheel-down (negative delta) = Down key: the next image in display order (towards the feet)
+            self.viewer.user_navigated = True
+            self.state.step_display(self.plane, -steps)
 
     # ---- polygon / lasso ----------------------------------------------------------------------------------------
     def add_polygon_point(self, point: QPointF, erase: bool | None = None) -> None:
@@ -530,6 +533,7 @@ class SliceViewWidget(pg.GraphicsView):
     def _move_crosshair(self, point: QPointF) -> None:
         index = self.index_at(point)
         if index is not None:
+            self.viewer.user_navigated = True
             self.state.set_position(index)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -675,6 +679,9 @@ class SliceViewWidget(pg.GraphicsView):
         """``(length_px, label)`` of the scale bars worth drawing, preferred first: a round length near a fifth
         of the view, then shorter round lengths (the layout takes the first that fits). Empty when the view has
         no usable scale."""
+        calibration = self.viewer.calibration()
+        if calibration is not None and not calibration.scale_bar_mm:
+            return []  # the scene is a nominal pixel grid (US regions, detector or no spacing): a mm bar would lie
         mm_per_px = self.view_box.viewPixelSize()[0]
         if not mm_per_px or mm_per_px <= 0 or not math.isfinite(mm_per_px):
             return []

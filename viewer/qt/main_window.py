@@ -12,7 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox,
     QProgressBar, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser, QToolBar,
@@ -387,6 +387,17 @@ class MainWindow(QMainWindow):
         for key in ("cine", "cine_faster", "cine_slower", "next_slice", "previous_slice", "page_forward",
                     "page_back", "first_slice", "last_slice"):
             view_menu.addAction(va[key])
+        order_menu = view_menu.addMenu("Image &Order")
+        self.image_order_actions = {}
+        order_group = QActionGroup(self)
+        for value, label in (("head_first", "Head First (PACS)"), ("as_acquired", "As Acquired")):
+            action = QAction(label, self, checkable=True)
+            action.setToolTip("Which image is 1 and which way Down scrolls: axial from the head down as PACS do, "
+                              "or in InstanceNumber order")
+            action.triggered.connect(lambda _=False, v=value: self.set_image_order(v))
+            order_group.addAction(action)
+            order_menu.addAction(action)
+            self.image_order_actions[value] = action
         view_menu.addSeparator()
         panels = view_menu.addMenu("&Panels")
         self.action_hide_panels = QAction("Hide All Panels", self, checkable=True)
@@ -430,7 +441,7 @@ class MainWindow(QMainWindow):
         for action in self.viewer.preset_actions:
             menu.addAction(action)
         menu.addSeparator()
-        for key in ("window_default", "window_auto", "invert"):
+        for key in ("window_default", "window_image", "window_auto", "invert"):
             menu.addAction(va[key])
         menu.addSeparator()
         menu.addAction("Edit Presets…", self.edit_presets)
@@ -579,11 +590,12 @@ class MainWindow(QMainWindow):
         self.viewer.set_cine_fps(self.settings.cine_fps)
         self.action_smooth.setChecked(self.settings.smooth)
         self._set_smooth(self.settings.smooth)
+        self.set_image_order(self.settings.image_order)
 
     def save_settings(self) -> None:
         """Write layout, cine speed, look and window placement."""
         self.settings.layout = self.viewer.layout_name
-        self.settings.cine_fps = self.viewer.cine_fps
+        self.settings.cine_fps = self.viewer.user_cine_fps  # not a rate a file asked for
         self.settings.smooth = self.action_smooth.isChecked()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
@@ -633,16 +645,35 @@ class MainWindow(QMainWindow):
 
         self.open_paths([path], remember=False)
         self._demo_models = [m for m in DEMO_MODELS if any(info.id == m for info in self.ai_panel.models)]
+        self._demo_jump_pending = bool(self._demo_models)
 
     def _run_next_demo_model(self) -> None:
         while self._demo_models and not self.inference.busy:
             if self.ai_panel.select_model(self._demo_models.pop(0)) and self.inference.start() is not None:
                 return
+        if getattr(self, "_demo_jump_pending", False) and not self._demo_models and not self.inference.busy:
+            self._demo_jump_pending = False
+            self.jump_to_top_finding()
+
+    def jump_to_top_finding(self) -> bool:
+        """Show the highest-scoring finding shown, unless the user has scrolled this series; True when it jumped.
+
+        The sample study (``--demo``) calls it when its models finish, so the first thing seen is AI output.
+        """
+        if self.viewer.user_navigated:
+            return False
+        shown = self.findings_panel.shown()
+        if not shown:
+            return False
+        top = max(shown, key=lambda f: f.score if isinstance(f.score, (int, float)) else -1.0)
+        self.inference.go_to_finding(top.index)
+        return True
 
     def open_paths(self, paths, remember: bool = True) -> None:
         """Scan ``paths`` (folders, files, DICOMDIR) on a worker, then open the largest image series."""
         paths = [str(p) for p in paths if str(p)]
         self._demo_models = []
+        self._demo_jump_pending = False
         if not paths:
             return
         if not self.confirm_unsaved("Open another study"):
@@ -936,6 +967,12 @@ class MainWindow(QMainWindow):
     def _on_fps(self, fps: int) -> None:
         self.viewer.set_cine_fps(fps)
         self.settings.cine_fps = fps
+
+    def set_image_order(self, order: str) -> None:
+        """The "Image order" setting (``head_first`` / ``as_acquired``): applied to the views and remembered."""
+        self.viewer.set_image_order(order)
+        self.settings.image_order = self.viewer.image_order.value
+        self.image_order_actions[self.viewer.image_order.value].setChecked(True)
 
     def _set_smooth(self, smooth: bool) -> None:
         self.viewer.set_smooth(smooth)

@@ -56,7 +56,7 @@ def _choose_series(catalog, series: str | None):
     return chosen
 
 
-def render_screenshot(path: str, out: str, series: str | None = None, slice_index: int | None = None,
+def render_screenshot(path: str, out: str, series: str | None = None, image_number: int | None = None,
                       window: str | None = None, layout: str = "1x1") -> None:
     """Render ``path`` (folder, files or DICOMDIR) to the PNG ``out`` through the viewer widgets, offscreen.
 
@@ -64,9 +64,10 @@ def render_screenshot(path: str, out: str, series: str | None = None, slice_inde
     ----------
     series
         SeriesInstanceUID (or catalog key) to show; default: the largest image series.
-    slice_index
-        0-based index along the volume's slice axis (the acquisition's slice order, as ``hounsfield info`` counts);
-        default: the middle slice. In 1x3 the other two planes cut through the middle of the volume.
+    image_number
+        1-based image number of the acquisition plane as the viewer counts it ("Im N/..."): display order, so
+        image 1 of an axial series is its most superior slice (head first, as PACS count); default: the middle
+        image. In 1x3 the other two planes cut through the middle of the volume.
     window
         A preset name (``lung``, ``mediastinum``, ``bone``, ``brain``, ``abdomen``, ``liver``) or ``"W,L"``
         (width, level: ``"1500,-600"``); default: the DICOM VOI window, or automatic.
@@ -92,8 +93,8 @@ def render_screenshot(path: str, out: str, series: str | None = None, slice_inde
     except Exception as error:  # noqa: BLE001 - untrusted files: any decoder failure is a refusal
         raise RuntimeError(f"cannot load series {chosen.key}: {error}") from error
     n = volume.shape[0]
-    if slice_index is not None and not 0 <= slice_index < n:
-        raise ValueError(f"slice {slice_index} is outside 0..{n - 1}")
+    if image_number is not None and not 1 <= image_number <= n:
+        raise ValueError(f"slice (image number) {image_number} is outside 1..{n}")
 
     app = _application()
     from PySide6.QtCore import Qt
@@ -111,7 +112,9 @@ def render_screenshot(path: str, out: str, series: str | None = None, slice_inde
     viewer.set_layout(layout)
     viewer.set_volume(volume, info)
     z, y, x = volume.shape
-    viewer.state.set_position(((x - 1) / 2, (y - 1) / 2, slice_index if slice_index is not None else (n - 1) // 2))
+    viewer.state.set_position(((x - 1) / 2, (y - 1) / 2, (n - 1) // 2))
+    if image_number is not None:
+        viewer.state.go_to_number(viewer.state.native_plane, image_number)
     if parsed_window is not None:
         name = window.strip().lower() if not any(c.isdigit() for c in window) else "custom"
         viewer.state.set_window(parsed_window, name)

@@ -50,6 +50,16 @@ class Settings:
         self.q.setValue("view/layout", value)
 
     @property
+    def image_order(self) -> str:
+        """``head_first`` (PACS: axial from the head down; the default) or ``as_acquired``."""
+        value = self._get("view/image_order", "head_first", str)
+        return value if value in ("head_first", "as_acquired") else "head_first"
+
+    @image_order.setter
+    def image_order(self, value: str) -> None:
+        self.q.setValue("view/image_order", str(value))
+
+    @property
     def cine_fps(self) -> int:
         return max(1, min(60, self._get("view/cine_fps", 10, int)))
 

@@ -8,7 +8,7 @@ from PySide6.QtCore import QPointF, QTimer, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QMenu, QWidget
 
-from viewer.core.display import DisplayState
+from viewer.core.display import DisplayState, ImageOrder
 from viewer.core.measure import Measurement, evaluate, probe_value
 from viewer.core.reformat import Plane
 from viewer.core.windowing import CT_PRESETS, Preset, apply_window, lut_index_view, window_lut
@@ -93,6 +93,13 @@ class ViewerWidget(QWidget):
         #: What the views say in their middle while no volume is shown ("No DICOM images found in ...").
         self.empty_text = ""
         self.cine_fps = 10
+        #: The rate the user chose (settings, [ and ]); a series whose file gives a cine rate plays at that.
+        self.user_cine_fps = 10
+        #: "Image order" setting: head first as PACS (default) or as acquired (see viewer.core.display).
+        self.image_order = ImageOrder.HEAD_FIRST
+        #: True once the user moved through the shown series (keys, wheel, cine, crosshair): automatic jumps
+        #: (the demo's jump to its top finding) then leave the view alone.
+        self.user_navigated = False
         self.brush_radius_mm = 5.0
         #: What the Brush/Eraser tools paint into: an object with ``begin(view, zyx, erase)``, ``paint_to(view,
         #: zyx)`` and ``end(view)`` (the main window's :class:`~viewer.qt.annotation.AnnotationController`).
@@ -128,15 +135,21 @@ class ViewerWidget(QWidget):
         """Show ``volume`` (possibly still loading); ``info`` feeds the corner text, ``measurements`` is the list to
         show and extend (kept by the caller per series, so measurements survive switching series)."""
         self.stop_cine()
+        self.user_navigated = False
         self.state = DisplayState(volume, self.presets) if volume is not None else None
         self.info = dict(info or {})
         self.measurements = measurements if measurements is not None else []
         self.selected_measurement_id = None
         self._cursor_at = (None, (0.0, 0.0))
         if self.state is not None:
+            if self.image_order != ImageOrder.HEAD_FIRST:
+                self.state.set_image_order(self.image_order)
+                self.state.set_position(self.state.opening_position())
             self.state.position_changed.connect(self._on_position_changed)
             self.state.window_changed.connect(self._on_window_changed)
             self.primary_plane = self.state.native_plane
+            file_rate = getattr(volume, "frame_rate", None)
+            self._apply_cine_fps(file_rate if file_rate else self.user_cine_fps)
             self._update_lut()
         self.set_layout(self.layout_name)
         for view in self.views.values():
@@ -335,6 +348,24 @@ class ViewerWidget(QWidget):
                 f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm    {value_text}")
         self.cursor_info.emit(text)
 
+    def calibration(self):
+        """The shown volume's :class:`~viewer.core.calibration.Calibration` (None: PixelSpacing with geometry)."""
+        return getattr(self.volume, "calibration", None)
+
+    def has_orientation(self) -> bool:
+        """True when the volume has patient geometry: plane names and orientation letters may be shown."""
+        calibration = self.calibration()
+        return calibration is None or calibration.has_orientation
+
+    def calibration_note(self) -> str:
+        """A short corner note when distances are not plain patient millimetres ("" otherwise)."""
+        calibration = self.calibration()
+        if calibration is None or calibration.source == "pixel_spacing":
+            return ""
+        return {"ultrasound_regions": "mm per US region",
+                "imager_pixel_spacing": "mm at detector (ImagerPixelSpacing)",
+                "none": "no pixel spacing: px"}.get(calibration.source, "")
+
     def overlay_lines(self, view: SliceViewWidget) -> dict[str, list[str]]:
         """The four corner texts of a view."""
         info = self.info
@@ -345,16 +376,24 @@ class ViewerWidget(QWidget):
         series = info.get("series_description", "") or ""
         number = info.get("series_number")
         se = f"Se {number}" if number not in (None, "") else ""
-        top_right = [PLANE_NAMES[view.plane], " ".join(t for t in (se, series) if t), info.get("modality", "")]
+        oriented = self.has_orientation()
+        top_right = [PLANE_NAMES[view.plane] if oriented else "", " ".join(t for t in (se, series) if t),
+                     info.get("modality", "")]
         n = geometry.n_slices
-        bottom_left = [f"Im {k + 1}/{n}", f"Loc {geometry.slice_position_mm(k):.1f} mm",
-                       f"Sp {geometry.slice_spacing:.2f} mm"]
+        number = self.state.display_number(view.plane, k) if self.state is not None else k + 1
+        bottom_left = [f"Im {number}/{n}"]
+        if oriented:
+            bottom_left += [f"Loc {geometry.slice_position_mm(k):.1f} mm", f"Sp {geometry.slice_spacing:.2f} mm"]
+        note = self.calibration_note()
+        if note:
+            bottom_left.append(note)
         bottom_right = [self.window_text(), f"Zoom {view.zoom() * 100:.0f}%"]
         if self.loading is not None:
             done, total = self.loading
             bottom_right.append(f"Loading {done}/{total}" if total else "Loading")
         if self.cine_running:
-            bottom_right.append(f"Cine {self.cine_fps} fps")
+            source = " (file)" if getattr(self.volume, "frame_rate", None) else ""
+            bottom_right.append(f"Cine {self.cine_fps:g} fps{source}")
         return {"top-left": [t for t in top_left if t], "top-right": [t for t in top_right if t],
                 "bottom-left": bottom_left, "bottom-right": bottom_right}
 
@@ -408,15 +447,28 @@ class ViewerWidget(QWidget):
             self.set_cine_fps(self.cine_fps + 2 * (1 if direction > 0 else -1))
 
     def step(self, delta: int) -> None:
-        """Move ``delta`` slices in the active view."""
+        """Move ``delta`` images in display order in the active view (Down = +1: towards the feet in axial)."""
         if self.state is not None:
-            self.state.step(self._active.plane, delta)
+            self.user_navigated = True
+            self.state.step_display(self._active.plane, delta)
 
     def go_to_end(self, last: bool) -> None:
-        """First or last slice of the active view."""
+        """First or last image (display order) of the active view."""
         if self.state is not None:
+            self.user_navigated = True
             plane = self._active.plane
-            self.state.set_slice(plane, self.state.n_slices(plane) - 1 if last else 0)
+            self.state.go_to_number(plane, self.state.n_slices(plane) if last else 1)
+
+    def set_image_order(self, order: ImageOrder | str) -> None:
+        """The "Image order" setting: head first (PACS) or as acquired; applies to the shown series too."""
+        self.image_order = ImageOrder(order)
+        if self.state is not None:
+            self.state.set_image_order(self.image_order)
+
+    def image_window(self) -> None:
+        """DICOM window (this image): the stored window of the image on screen, not the series'."""
+        if self.state is not None and self.state.image_window() is None:
+            self.window_text_changed.emit(self.window_text() + "  (this image has no stored window)")
 
     def apply_preset(self, number_or_name) -> None:
         """Apply a window preset (1-based number key or name)."""
@@ -450,10 +502,16 @@ class ViewerWidget(QWidget):
         """True while cine plays."""
         return self._cine.isActive()
 
-    def set_cine_fps(self, fps: int) -> None:
-        """Frames per second (1..60)."""
-        self.cine_fps = int(max(1, min(60, fps)))
-        self._cine.setInterval(int(round(1000 / self.cine_fps)))
+    def set_cine_fps(self, fps: float) -> None:
+        """Frames per second (1..60) chosen by the user (kept for series without their own rate)."""
+        self.user_cine_fps = int(max(1, min(60, round(fps))))
+        self._apply_cine_fps(self.user_cine_fps)
+
+    def _apply_cine_fps(self, fps: float) -> None:
+        # a file's FrameTime may ask for e.g. 26.3 fps: keep it (QTimer rounds to whole milliseconds)
+        fps = float(max(1.0, min(60.0, fps)))
+        self.cine_fps = int(fps) if float(fps).is_integer() else round(fps, 1)
+        self._cine.setInterval(int(round(1000 / fps)))
         self._active.viewport().update()
 
     def toggle_cine(self) -> None:
@@ -474,7 +532,8 @@ class ViewerWidget(QWidget):
         if self.state is None:
             self.stop_cine()
             return
-        self.state.step(self._active.plane, 1, wrap=True)
+        self.user_navigated = True
+        self.state.step_display(self._active.plane, 1, wrap=True)
 
     # ------------------------------------------------------------------------------------------------------------
     # measurements
@@ -594,7 +653,8 @@ class ViewerWidget(QWidget):
         a("cine_faster", "Cine faster / larger brush", "]", lambda: self.bracket(+1))
         a("cine_slower", "Cine slower / smaller brush", "[", lambda: self.bracket(-1))
         self._build_preset_actions()
-        a("window_default", "DICOM default window", "0", self.reset_window)
+        a("window_default", "DICOM window (series)", "0", self.reset_window)
+        a("window_image", "DICOM window (this image)", None, self.image_window)
         a("window_auto", "Auto window (percentiles)", "A", self.auto_window)
         a("invert", "Invert", "I", self.toggle_invert)
         a("fit", "Fit to window", "F", self.fit)
@@ -642,7 +702,7 @@ class ViewerWidget(QWidget):
         for action in self.preset_actions:
             presets.addAction(action)
         presets.addSeparator()
-        for key in ("window_default", "window_auto", "invert"):
+        for key in ("window_default", "window_image", "window_auto", "invert"):
             presets.addAction(self.actions[key])
         tools = menu.addMenu("Tool")
         for tool, *_ in TOOLS:
