@@ -454,3 +454,20 @@ def test_the_overlap_dialog_explains_both_choices(main_window, qtbot):
         assert main_window.annotation.ask_nifti_mode(overlaps) == expected
     assert "lung (#1) and nodule (#2): 600 voxels" in seen[0]
     assert "later segment" in seen[0] and "every voxel" in seen[0]
+
+
+def test_ctrl_arrows_and_enter_still_choose_a_series_by_keyboard(main_window, qtbot, lidc_dir, tmp_path):
+    open_and_wait(qtbot, main_window, [twin_series(lidc_dir, tmp_path / "keys")])
+    browser = main_window.browser
+    shown = main_window.current_series.key
+    other = next(s.key for s in main_window.catalog.all_series() if s.key != shown)
+    _focus(qtbot, browser)
+    k = axial_slice(main_window)
+    browser.setCurrentItem(browser.item_for(shown))
+    target = Qt.Key.Key_Down if browser.indexFromItem(browser.item_for(other)).row() > \
+        browser.indexFromItem(browser.item_for(shown)).row() else Qt.Key.Key_Up
+    qtbot.keyClick(browser, target, Qt.KeyboardModifier.ControlModifier)
+    assert browser.currentItem() is browser.item_for(other) and axial_slice(main_window) == k
+    with qtbot.waitSignal(main_window.series_loaded, timeout=30000) as blocker:
+        qtbot.keyClick(browser, Qt.Key.Key_Return)
+    assert blocker.args == [other]

@@ -62,7 +62,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Right click", "View menu: presets, tools, layout, reset"),
         ("Double click", "Maximise this view / back to 1x3"),
         ("Drag a series from the browser", "Open it in the viewer"),
-        ("Click a series in the browser", "Open it"),
+        ("Click a series in the browser", "Open it (by keyboard: Ctrl + Up / Down, then Enter)"),
     )),
     ("Slices", (
         ("Down / Right arrow,  Up / Left arrow", "Next / previous slice"),
