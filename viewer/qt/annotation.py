@@ -455,10 +455,10 @@ def frozen_copy(segmentation: Segmentation) -> Segmentation:
 
 
 def export_job(kind: str, path: str, segmentation, review, volume, source_paths, series_uid: str,
-               nifti_mode: str = "last_wins"):
+               nifti_mode: str | None = None):
     """Write one export (``seg``, ``nifti``, ``findings``, ``sr``); returns what was written (a path, or for NIfTI
     a summary: see :class:`~viewer.core.export.nifti_segments.NiftiExport`). ``nifti_mode``: ``"last_wins"`` (one
-    label map) or ``"per_segment"`` (one file per segment)."""
+    label map) or ``"per_segment"`` (one file per segment); None refuses overlapping segments."""
     yield Progress(0, 1, f"Exporting {kind.upper() if kind in ('seg', 'sr') else kind}")
     if kind == "seg":
         from viewer.core.editing.io import save_seg
@@ -470,9 +470,13 @@ def export_job(kind: str, path: str, segmentation, review, volume, source_paths,
         yield Progress(0, 1, "Writing DICOM SEG")
         written = save_seg(segmentation, path, volume, sources)
     elif kind == "nifti":
+        from viewer.core.editing.io import save_nifti_labels
         from viewer.core.export.nifti_segments import export_segments_nifti
 
-        written = export_segments_nifti(segmentation, path, nifti_mode).summary()
+        if nifti_mode is None:  # nobody chose: a label map, refused when segments overlap (nothing silently lost)
+            written = save_nifti_labels(segmentation, path)
+        else:
+            written = export_segments_nifti(segmentation, path, nifti_mode).summary()
     elif kind == "findings":
         from viewer.core.export.findings import write_review
 
@@ -1141,7 +1145,7 @@ class AnnotationController(QObject):
             self._refresh()
 
         return self._start(lambda token: export_job(kind, path, segmentation, review, volume, sources, series_uid,
-                                                    nifti_mode or "last_wins"), f"export {kind}", finished)
+                                                    nifti_mode), f"export {kind}", finished)
 
     def ask_nifti_mode(self, overlaps) -> str | None:
         """Segments overlap and a NIfTI label map holds one value per voxel: ask how to export (tests replace
