@@ -52,6 +52,7 @@ class LoadDetailsDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
         copy = QPushButton("Copy", self)
         copy.setToolTip("Copy these details as text")
+        copy.setAutoDefault(False)  # Enter closes; copying is a deliberate click
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(report.details_text()))
         buttons.addButton(copy, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.close)
