@@ -154,6 +154,10 @@ class DisplayState:
         self.position_changed.emit(self.position)
 
     def _compute_reversed(self) -> dict[Plane, bool]:
+        calibration = getattr(self.volume, "calibration", None)
+        if calibration is not None and not calibration.has_orientation:
+            # no patient geometry (a cine clip, a secondary capture): frames in file order, cine forwards in time
+            return {p: False for p in self.geometries}
         numbers = getattr(self.volume, "instance_numbers", None) or None
         return {p: display_reversed(g, self._order, numbers) for p, g in self.geometries.items()}
 
