@@ -382,6 +382,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         if len(failures) == total:
             raise DecodeError(f"no slice could be decoded: {next(iter(failures.values()))}")
         first = min(failures)
+        volume.failed_slices = sorted(failures)
         volume.warnings.append(SeriesWarning(
             "decode_failed",
             f"{len(failures)} of {total} slices could not be decoded and are left blank "
