@@ -527,6 +527,13 @@ class FrameSource:
                 if self._sitk_failed:  # GDCM reads the whole file: it failed once, it fails again
                     raise DecodeError(f"no decoder could read this {self.header.transfer_syntax} frame: "
                                       f"{type(error).__name__}") from None
+                try:  # GDCM only for JPEG processes pydicom lacks, and only on whole data (see limits)
+                    limits.check_gdcm_input(self.path, self.header.transfer_syntax, self.header.rows,
+                                            self.header.columns)
+                except limits.SizeLimitError as refusal:
+                    self._sitk_failed = True
+                    raise DecodeError(f"cannot decode this {self.header.transfer_syntax} frame "
+                                      f"({type(error).__name__}): {refusal.reason}") from None
         try:
             arr = self._decode_sitk(index)
         except BaseException as error:  # noqa: BLE001

@@ -226,7 +226,10 @@ def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
     if size is None or not rows or not columns:
         return
     height, width = size
-    # JPEG may leave the height 0 (defined by a later DNL marker); any real excess is a lie.
+    if height == 0 or width == 0:
+        # JPEG allows a height of 0 (given later by a DNL marker), but no DICOM writer uses it and libjpeg
+        # loops forever on it (found by bench/fuzz.py); a width of 0 is invalid everywhere.
+        raise SizeLimitError(f"a compressed frame declares {height} x {width} pixels (a zero size)")
     if height > rows or width > columns:
         raise SizeLimitError(
             f"a compressed frame declares {height} x {width} pixels but the header says {rows} x {columns}")
@@ -390,3 +393,61 @@ def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
         raise
     except Exception:  # noqa: BLE001 - a malformed item layout is the decoder's to report
         return
+
+
+#: Transfer syntaxes GDCM (SimpleITK) is asked to decode when pydicom fails: the JPEG processes pydicom's
+#: plugins lack (retired 6-8 / 10-12, 12-bit extended). For RLE, JPEG-LS and JPEG 2000, pydicom's decoders are
+#: complete, so their failure means damaged data - on which GDCM was measured (bench/fuzz.py) to reach 2-4 GB
+#: and 30 s before failing too.
+GDCM_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 66), 70))
+#: Uncompressed syntaxes (deflate excluded: GDCM would inflate without a cap).
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+
+
+def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int) -> None:
+    """Refuse to hand a file to GDCM unless its syntax needs GDCM and its compressed data is whole.
+
+    GDCM decodes a whole file at once, outside our size checks: its input must be uncompressed, or a JPEG
+    process pydicom cannot decode (:data:`GDCM_SYNTAXES`) with every fragment inside the file, a closing
+    delimiter, and each frame's codestream within Rows x Columns (:func:`check_codestream`).
+
+    Raises
+    ------
+    SizeLimitError
+        Saying why GDCM is not tried.
+    """
+    from viewer.core.dicom.tags import UNDEFINED, read_tags
+
+    if transfer_syntax in _NATIVE_SYNTAXES:
+        return  # uncompressed: GDCM's output is the size of the bytes present (pydicom rejects odd VRs)
+    if transfer_syntax not in GDCM_SYNTAXES:
+        raise SizeLimitError("the data is damaged and no other decoder applies")
+    try:
+        tags = read_tags(path, {})
+    except Exception:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
+        raise SizeLimitError("the file's structure could not be verified for the fallback decoder") from None
+    if tags.pixel_tag != 0x7FE00010 or tags.pixel_length != UNDEFINED:
+        raise SizeLimitError("no compressed pixel data where the header says there is")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        end = os.fstat(fd).st_size
+        pos, index = tags.pixel_offset, 0
+        while True:
+            head = os.pread(fd, 8, pos) if hasattr(os, "pread") else b""
+            if len(head) < 8:
+                raise SizeLimitError("compressed pixel data is cut short (it has no closing delimiter)")
+            group, elem, length = _TAG_LEN.unpack(head)
+            tag = group << 16 | elem
+            if tag == _SEQ_END:
+                return
+            if tag != _ITEM:
+                raise SizeLimitError(f"compressed pixel data is damaged (item {index} has no item header)")
+            if pos + 8 + length > end:
+                raise SizeLimitError(f"compressed pixel data is cut short (fragment {index} runs past the end of "
+                                     f"the file)")
+            if index > 0:  # item 0 is the Basic Offset Table
+                check_codestream(os.pread(fd, min(length, 8192), pos + 8), rows, columns)
+            pos += 8 + length
+            index += 1
+    finally:
+        os.close(fd)

@@ -533,7 +533,9 @@ def read_header(path: PathLike) -> InstanceHeader:
     except FileNotFoundError:
         raise DicomReadError("file not found") from None
     except OSError as exc:
-        raise DicomReadError(f"cannot read file ({exc.strerror or type(exc).__name__})") from None
+        raise DicomReadError(f"cannot read file ({exc.strerror or _short(exc)})") from None
+    except RecursionError:  # pydicom parses nested sequences recursively
+        raise DicomReadError("sequences nested too deeply to read") from None
     except Exception as exc:  # noqa: BLE001 - untrusted input: every failure becomes a reason, never a crash
         raise DicomReadError(f"unreadable DICOM ({type(exc).__name__}: {_short(exc)})") from None
 
