@@ -77,6 +77,8 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     evaluate.add_argument("--json", type=Path, help="also write the full report (per case) to this file")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
+    evaluate.add_argument("--force", action="store_true",
+                          help="score a model even on studies it was not made for (refused otherwise)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     sample = sub.add_parser("sample", help="write the built-in sample study")
@@ -277,11 +279,12 @@ def cmd_evaluate(args) -> int:
     from inference.registry import ModelNotFound
     from inference.training.data import EVAL_SEEDS
     from viewer.core.evaluation import evaluate, format_report
+    from viewer.core.run_model import UnsuitableInput
 
     data = args.data or [f"phantom:{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}"]
     try:
-        report = evaluate(args.model, data, threads=args.threads)
-    except (ModelNotFound, ValueError, OSError) as error:
+        report = evaluate(args.model, data, threads=args.threads, force=args.force)
+    except (ModelNotFound, ValueError, OSError, UnsuitableInput) as error:
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_report(report))

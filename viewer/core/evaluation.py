@@ -43,6 +43,7 @@ class EvalCase:
     nodules_lps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     nodule_diameters: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reference: str = ""
+    modality: str = "CT"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,7 +125,8 @@ def sample_case(folder: str | Path) -> EvalCase:
     nodules = json.loads((truth / "nodules.json").read_text())["nodules"]
     return EvalCase(folder.name, volume.array, volume.affine, _reference_masks(labels, names),
                     np.array([n["center_lps"] for n in nodules], float).reshape(-1, 3),
-                    np.array([n["diameter_mm"] for n in nodules], float), "sample ground truth")
+                    np.array([n["diameter_mm"] for n in nodules], float), "sample ground truth",
+                    volume.modality or "CT")
 
 
 def lidc_case(folder: str | Path) -> EvalCase:
@@ -139,7 +141,8 @@ def lidc_case(folder: str | Path) -> EvalCase:
     nodules = read_lidc_nodules(xmls[0], volume.affine, getattr(volume, "slice_positions", None))
     return EvalCase(folder.name, volume.array, volume.affine, {LUNGS_WITH_AIRWAYS: lung_reference(volume.array)},
                     np.array([n.center_lps for n in nodules], float).reshape(-1, 3),
-                    np.array([n.diameter_mm for n in nodules], float), "LIDC readers + threshold lungs")
+                    np.array([n.diameter_mm for n in nodules], float), "LIDC readers + threshold lungs",
+                    volume.modality or "CT")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -253,15 +256,24 @@ def _false_positives(scan: ScanDetections) -> int:
 
 
 def evaluate(models: list, data: list[str], *, threads: int | None = None,
-             log: Callable[[str], None] = print) -> dict:
-    """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready)."""
+             log: Callable[[str], None] = print, force: bool = False) -> dict:
+    """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready).
+
+    A case that is not what a model was made for (:mod:`inference.suitability`) raises
+    :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``.
+    """
     from inference.registry import ModelInfo, find_model
+    from inference.suitability import check_input
+    from viewer.core.run_model import UnsuitableInput
 
     infos = [m if isinstance(m, ModelInfo) else find_model(m) for m in models]
     rows: dict[str, list[dict]] = {info.id: [] for info in infos}
     for case in cases_from(data):
         present = {name: bool(mask.any()) for name, mask in case.masks.items()}
         for info in infos:
+            reasons = [] if force else check_input(info.expected_input, case.array, case.affine, case.modality)
+            if reasons:
+                raise UnsuitableInput(f"{info.name} ({case.name})", reasons)
             row = score_case(info, case, threads=threads)
             row["_present"] = present
             rows[info.id].append(row)
