@@ -140,6 +140,7 @@ class SliceViewWidget(pg.GraphicsView):
         self._line_height = QFontMetrics(self._font).height() + 1  # as tall as a rendered line (shadow included)
         self._layout_key = None
         self._layout: list[TextBox] = []
+        self._widths: dict[tuple[str, int], float] = {}
         self._still = QTimer(self)
         self._still.setSingleShot(True)
         self._still.setInterval(STILL_DELAY_MS)
@@ -669,8 +670,16 @@ class SliceViewWidget(pg.GraphicsView):
         return pixmap
 
     def _measure(self, text: str, font: QFont | None = None) -> float:
-        """Width in device pixels of ``text`` as :meth:`_text` renders it (shadow included)."""
-        return QFontMetrics(font or self._font).horizontalAdvance(text) + 2
+        """Width in device pixels of ``text`` as :meth:`_text` renders it (shadow included); remembered, since
+        the layout asks for the same few dozen texts on every frame."""
+        font = font or self._font
+        key = (text, id(font))
+        width = self._widths.get(key)
+        if width is None:
+            if len(self._widths) > 4096:
+                self._widths.clear()
+            width = self._widths[key] = QFontMetrics(font).horizontalAdvance(text) + 2
+        return width
 
     def _elide(self, text: str, width: float) -> str:
         return QFontMetrics(self._font).elidedText(text, Qt.TextElideMode.ElideRight, max(0, int(width) - 2))
