@@ -84,6 +84,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("R", "Reset view: fit, default window, no inversion"),
         ("+  /  -", "Zoom in / out"),
         ("Ctrl+1  /  Ctrl+3", "Layout 1x1 / 1x3 (axial, coronal, sagittal)"),
+        ("Ctrl+Shift+H", "Hide all panels (the image gets the whole window); again to bring them back"),
         ("X", "Show / hide the crosshair"),
     )),
     ("Tools", tuple((key, label) for _, label, key, _ in TOOLS) + (
