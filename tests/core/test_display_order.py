@@ -51,7 +51,7 @@ def noisy_first_mr(tmp_path_factory):
 
 def test_series_window_is_the_median_of_the_central_images():
     windows = [(11.0, 22.0)] + [(600.0 + i, 1200.0 + 10 * i) for i in range(9)]
-    assert series_window(windows) == Window(603.0, 1230.0)  # images 2..6 vote; the noise image is not central, does not vote
+    assert series_window(windows) == Window(603.0, 1230.0)  # images 2..6 vote; the noise image is not central
     assert series_window([None, None]) is None
     assert series_window([(0, 10), (0, 100), (0, 10), (0, 100)]) is None  # disagree by 10x: no stored window
 

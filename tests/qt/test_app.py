@@ -56,6 +56,17 @@ def test_demo_opens_the_sample_study_and_the_built_in_models_find_its_nodules(ma
     seg = lane.layer("segmentation")
     assert {seg.label_name(v) for v in seg.present} >= {"lung_left", "lung_right", "airway", "nodule"}
 
+    # --demo shows AI output without a click: when its models finish the views jump to the top finding
+    viewer = main_window.viewer
+    top = max(shown, key=lambda f: f.score)
+    z0, _, _, z1, _, _ = lane.layer("detection").detections.boxes_voxel[top.index]
+    assert z0 <= viewer.state.slice_index("axial") <= z1
+    assert viewer.state.display_number("axial") != 1  # it opened at image 1 (axial CT) and moved
+    # ... but not once the user has scrolled: their slice stays
+    viewer.step(7)
+    scrolled = viewer.state.slice_index("axial")
+    assert not main_window.jump_to_top_finding() and viewer.state.slice_index("axial") == scrolled
+
     # Explain the top finding: a Grad-CAM map becomes the saliency overlay, hottest near the finding
     main_window.findings_panel.select(shown[0].index)
     with qtbot.waitSignal(lane.result_applied, timeout=60_000) as blocker:

@@ -334,7 +334,7 @@ def test_detection_findings_jump_and_filter_at_display_time(ai, qtbot, lidc_dir)
     qtbot.wait(10)
     upper = np.array(viewer.volume.shape[::-1]) - 1
     assert np.allclose(viewer.state.position, np.clip(target.centre_index, 0, upper), atol=1e-6)
-    assert viewer.state.slice_index("axial") + 1 == target.slice_number
+    assert viewer.state.display_number("axial") == target.slice_number  # the number the view shows
     assert findings_panel.rows()[n - 1][4] == str(target.slice_number) and tree.currentItem() is item
     assert layer.selected == target.index
     box = detections.boxes_voxel[target.index]
@@ -354,7 +354,7 @@ def test_detection_findings_jump_and_filter_at_display_time(ai, qtbot, lidc_dir)
         tree.setFocus()
         qtbot.keyClick(tree, Qt.Key.Key_Up)
         previous = lane.findings()[n - 2]
-        assert layer.selected == previous.index and viewer.state.slice_index("axial") + 1 == previous.slice_number
+        assert layer.selected == previous.index and viewer.state.display_number("axial") == previous.slice_number
 
     # the threshold filters the list and the boxes, never the result
     findings_panel.set_min_score(float(detections.scores.max()) + 1e-3)

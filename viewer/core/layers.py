@@ -250,8 +250,9 @@ class Finding:
     """One detection as the findings list shows it.
 
     ``index`` is its row in the :class:`~inference.types.Detections` (which stays whole); ``centre_index`` the
-    voxel index ``(x, y, z)`` of its centre on the displayed grid; ``slice_number`` 1-based along the volume's
-    own slice axis (as the views' ``Im k/N``); ``size_mm`` the box's extent along L, P, S.
+    voxel index ``(x, y, z)`` of its centre on the displayed grid; ``slice_number`` the image number the views
+    show for its slice (``Im k/N``: display order, see :mod:`viewer.core.display`; 1-based array order when no
+    display mapping is given); ``size_mm`` the box's extent along L, P, S.
     """
 
     index: int
@@ -279,10 +280,11 @@ class Finding:
         return "LPS " + ", ".join(f"{v:.1f}" for v in self.centre_lps)
 
 
-def findings(detections, affine=None, shape=None) -> list[Finding]:
+def findings(detections, affine=None, shape=None, number_of=None) -> list[Finding]:
     """Rows for every detection (all of them: thresholds apply at display time, see :func:`visible_findings`).
 
-    ``affine`` and ``shape`` default to the detections' own grid (the volume they were computed on).
+    ``affine`` and ``shape`` default to the detections' own grid (the volume they were computed on);
+    ``number_of(k)`` gives the image number shown for array slice ``k`` (default ``k + 1``).
     """
     affine = np.asarray(detections.affine if affine is None else affine, dtype=float)
     shape = tuple(detections.shape if shape is None else shape)
@@ -296,7 +298,8 @@ def findings(detections, affine=None, shape=None) -> list[Finding]:
         value = int(detections.labels[i])
         label = detections.table[value].name if value in detections.table else f"label {value}"
         out.append(Finding(i, float(detections.scores[i]), label, tuple(float(v) for v in centre),
-                           tuple(float(v) for v in hi - lo), tuple(float(v) for v in index), k + 1,
+                           tuple(float(v) for v in hi - lo), tuple(float(v) for v in index),
+                           int(number_of(k)) if number_of is not None else k + 1,
                            side_of(centre, affine, shape)))
     return out
 

@@ -469,7 +469,7 @@ class InferenceLane(QObject):
             raise ValueError(f"the result's grid {shape} is not the shown volume's {tuple(volume.shape)}")
         if isinstance(result, Detections):
             layer: ViewLayer = DetectionLayer(result, model_name, min_score=self.findings_panel.min_score)
-            self._findings[id(layer)] = findings(result, volume.affine, volume.shape)
+            self._findings[id(layer)] = findings(result, volume.affine, volume.shape, self._image_number)
         elif isinstance(result, SaliencyMap):
             layer = SaliencyLayer(result, model_name)
         else:
@@ -492,10 +492,15 @@ class InferenceLane(QObject):
             self._findings.pop(id(layer), None)
         self._show_controls()
 
+    def _image_number(self, k: int) -> int:
+        """The image number the views show for array slice ``k`` (display order: head first for axial)."""
+        state = self.viewer.state
+        return state.display_number(state.native_plane, k) if state is not None else k + 1
+
     def replace_detections(self, layer, detections: Detections) -> None:
         """Show edited detections (e.g. the reviewed findings) in ``layer`` and in the findings panel."""
         layer.detections = detections
-        self._findings[id(layer)] = findings(detections, self.volume.affine, self.volume.shape)
+        self._findings[id(layer)] = findings(detections, self.volume.affine, self.volume.shape, self._image_number)
         layer.redraw()
         self.findings_panel.set_findings(self.findings(), layer.name)
 

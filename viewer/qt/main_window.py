@@ -934,7 +934,8 @@ class MainWindow(QMainWindow):
         inst, frame = found
         state = self.viewer.state
         k = state.slice_index(state.native_plane)
-        caption = f"Image {k + 1}/{state.n_slices(state.native_plane)} — {os.path.basename(inst.path)}"
+        n = state.n_slices(state.native_plane)
+        caption = f"Image {self._image_number(k)}/{n} — {os.path.basename(inst.path)}"
         if inst.number_of_frames > 1:
             caption += f", frame {frame}"
         self.tags.show_file(inst.path, caption)
@@ -1007,7 +1008,7 @@ class MainWindow(QMainWindow):
         """A default file name for the current view."""
         info = self._info.get(self.current_series.key, {}) if self.current_series else {}
         state = self.viewer.state
-        k = state.slice_index(self.viewer.active_view.plane) + 1 if state is not None else 0
+        k = state.display_number(self.viewer.active_view.plane) if state is not None else 0
         number = info.get("series_number")
         return f"hounsfield-se{number if number is not None else 'x'}-im{k}.png"
 
