@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build; on a machine with an NVIDIA GPU use e.g. `make TORCH="torch==2.13.0 --index-url <CUDA wheel index>"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test bench models evaluate dist venv clean
+.PHONY: run test bench fuzz models evaluate dist venv clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,15 @@ test: venv
 
 bench: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench
+
+# Hostile input: a seeded mutation campaign over ../shared/data (2,500 mutated files across every transfer syntax
+# plus the targeted cases of issue 10), each in a forked child with an address-space cap and a time limit. Prints
+# the table of outcomes; fails on any traceback, crash, hang or memory blow-up. About 10 min on 2 cores.
+# CI runs a short seeded slice of it: tests/test_fuzz_slice.py.
+FUZZ_SEED ?= 10
+FUZZ_CASES ?= 2500
+fuzz: venv
+	$(PY) -W ignore -m bench.fuzz --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 
 # Retrain the built-in network (seeded, two stages, ~50 min on 2 CPU cores; the segmentation and the nodule detector
 # share it).

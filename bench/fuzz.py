@@ -394,9 +394,17 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
         return folder / "case.dcm"
 
     def deflate_bomb(folder: Path) -> Path:
+        import pydicom
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+
         raw = ct.read_bytes()
         start = _dataset_start(raw)
-        meta = raw[:start].replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.1.99")
+        file_meta = pydicom.dcmread(ct, stop_before_pixels=True).file_meta
+        file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+        buffer = DicomBytesIO()
+        write_file_meta_info(buffer, file_meta, enforce_standard=True)
+        meta = b"\0" * 128 + b"DICM" + buffer.getvalue()
         squash = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
         body = squash.compress(raw[start:] + b"\x09\x00\x10\x10OB\x00\x00" + (1 << 30).to_bytes(4, "little"))
         zeros = bytes(1 << 20)
@@ -433,6 +441,7 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
         ("frames_1e9_enhanced", frames("1000000000", enhanced)),
         ("rows_cols_65535", sized(65535)),
         ("jpeg_sof_65500", codestream(jpeg, 65500)),
+        ("jpeg_sof_zero", codestream(jpeg, 0)),
         ("jpegls_sof_65500", codestream(jpegls, 65500)),
         ("j2k_siz_65500", codestream(j2k, 65500)),
         ("rle_rust_panic", rle_panic),
