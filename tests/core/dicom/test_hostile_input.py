@@ -232,3 +232,64 @@ def test_non_orthogonal_orientation_loads_with_a_warning_and_the_stored_affine(t
     assert np.allclose(volume.affine[:3, 1], np.array([0.2, 0.9797959, 0]) * spacing[0], atol=1e-6)
     plain = load_series(default_image_series(scan(data_path(*CT_NATIVE))))
     assert not [w for w in plain.warnings if w.code == "non_orthogonal"]
+
+
+# ------------------------------------------------------------------------------------ codec size claims
+def _with_first_frame(src: Path, out: Path, edit) -> Path:
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(src)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = [bytearray(f) for f in generate_frames(ds.PixelData, number_of_frames=n)]
+    edit(frames[0])
+    ds.PixelData = encapsulate([bytes(f) for f in frames])
+    ds.save_as(out)
+    return out
+
+
+def _set_sof(size: tuple[int, int]):
+    def edit(frame: bytearray) -> None:
+        at = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (0xC0, 0xC1, 0xC3, 0xF7))
+        frame[at + 5:at + 9] = size[0].to_bytes(2, "big") + size[1].to_bytes(2, "big")
+    return edit
+
+
+@pytest.mark.parametrize("source, size, expected", [
+    (("ts-pylibjpeg-data", "JPEGBaseline", "JPEGBaseline_1s_1f_u_08_08.dcm"), (65500, 65500), "65500 x 65500"),
+    (("ts-pylibjpeg-data", "JPEGLS", "CT1_JLSN.dcm"), (65500, 65500), "65500 x 65500"),
+    # A zero height made libjpeg loop forever (found by bench/fuzz.py).
+    (("ts-pylibjpeg-data", "JPEGBaseline", "JPEGBaseline_1s_1f_u_08_08.dcm"), (0, 100), r"0 x 100 pixels \(a zero size\)"),
+])
+def test_compressed_frame_size_claims_are_refused_before_decoding(tmp_path, source, size, expected):
+    path = _with_first_frame(data_path(*source), tmp_path / "claim.dcm", _set_sof(size))
+    with pytest.raises(Exception, match=rf"a compressed frame declares {expected}") as info:
+        load_series(default_image_series(scan(path)))
+    assert type(info.value).__name__ == "DecodeError"
+
+
+def test_j2k_siz_claim_is_refused(tmp_path):
+    def edit(frame: bytearray) -> None:
+        at = frame.find(b"\xff\x4f\xff\x51")
+        frame[at + 8:at + 16] = (65500).to_bytes(4, "big") * 2  # Xsiz, Ysiz
+    src = data_path("ts-pylibjpeg-data", "JPEG2000Lossless", "JPEG2KLossless_1s_1f_u_16_16.dcm")
+    path = _with_first_frame(src, tmp_path / "siz.dcm", edit)
+    with pytest.raises(Exception, match="a compressed frame declares 65500 x 65500 pixels"):
+        load_series(default_image_series(scan(path)))
+
+
+def test_damaged_jpeg_2000_is_not_handed_to_gdcm(tmp_path):
+    # GDCM took 30 s and 3.9 GB on this truncated file before failing too (bench/fuzz.py, case m00200).
+    raw = data_path("ts-cornerstone-ct",
+                    "CTImage.dcm_JPEG2000LosslessOnlyTransferSyntax_1.2.840.10008.1.2.4.90.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(Exception, match="the data is damaged and no other decoder applies"):
+        load_series(default_image_series(scan(tmp_path / "cut.dcm")))
+
+
+def test_gdcm_gets_only_whole_jpeg_data(tmp_path):
+    src = data_path("ts-cornerstone-ct", "CTImage.dcm_JPEGProcess14SV1TransferSyntax_1.2.840.10008.1.2.4.70.dcm")
+    limits.check_gdcm_input(str(src), "1.2.840.10008.1.2.4.70", 512, 512)  # the real file passes
+    raw = src.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(raw[:-5000])
+    with pytest.raises(limits.SizeLimitError, match="cut short"):
+        limits.check_gdcm_input(str(tmp_path / "cut.dcm"), "1.2.840.10008.1.2.4.70", 512, 512)
