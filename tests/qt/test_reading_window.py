@@ -25,10 +25,14 @@ def test_open_shows_the_series_progressively(main_window, qtbot, lidc_dir, monke
     shown_at = []
     original = main_window.viewer.set_volume
 
+    notices = []
+
     def spy(volume, *args, **kwargs):
         if volume is not None:
             shown_at.append((volume.slices_loaded, volume.shape[0]))
-        return original(volume, *args, **kwargs)
+        result = original(volume, *args, **kwargs)
+        notices.append(main_window.viewer.views[Plane.AXIAL].notice_text())
+        return result
 
     monkeypatch.setattr(main_window.viewer, "set_volume", spy)
     open_and_wait(qtbot, main_window, [lidc_dir])
@@ -37,6 +41,8 @@ def test_open_shows_the_series_progressively(main_window, qtbot, lidc_dir, monke
     assert shown_at and 1 <= shown_at[0][0] < 133, "the first slice was not shown before the whole series loaded"
     view = viewer.views[Plane.AXIAL]
     assert view.isVisible() and view.k == 132  # image 1 of axial CT: the most superior slice (head first)
+    # it decodes last (slices load in array order): until then the view says so rather than stay silently black
+    assert notices[0] == "Loading this image…" and view.notice_text() == ""
     image = view.image_item.image
     assert image.dtype == np.uint8 and image.shape == (512, 512) and image.std() > 10
     lines = viewer.overlay_lines(view)

@@ -714,6 +714,11 @@ class SliceViewWidget(pg.GraphicsView):
         failed = getattr(state.volume, "failed_slices", None) or ()
         if self.geometry_ is not None and self.geometry_.through_axis == 2 and self.k in failed:
             return "This slice could not be decoded (left blank)"
+        volume = state.volume
+        if (self.geometry_ is not None and self.geometry_.through_axis == 2 and self.k is not None
+                and 0 < volume.slices_loaded <= self.k and not volume.complete):
+            # slices decode in array order; image 1 of axial CT (head first) is the last one in
+            return "Loading this image…"
         return ""
 
     def overlay_texts(self) -> list[TextBox]:
