@@ -92,6 +92,11 @@ def test_ultrasound_measures_in_the_region_calibration(us_cine):
                         geometry)
     assert crossing.result["length"] is None and "length_mm" not in crossing.result
     assert crossing.summary().startswith("not measurable")
+    box = evaluate(Measurement("rectangle", "axial", 1, [(10.0, 10.0, 1.0), (110.0, 60.0, 1.0)]), volume, geometry)
+    assert box.result["area_mm2"] == pytest.approx(100 * 50 * (DELTA_CM * 10) ** 2)  # mm² of the region
+    across = evaluate(Measurement("rectangle", "axial", 1, [(300.0, 10.0, 1.0), (340.0, 60.0, 1.0)]), volume,
+                      geometry)
+    assert "px²" in across.summary()
 
 
 def test_ultrasound_has_no_plane_letters_or_mm_scale_bar(us_cine):

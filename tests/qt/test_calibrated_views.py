@@ -3,7 +3,7 @@ ImagerPixelSpacing, a CT with full geometry (built with pydicom from pydicom's t
 from __future__ import annotations
 
 from tests.core.test_calibration import projection, us_cine  # noqa: F401 - fixtures reused
-from tests.qt.conftest import open_and_wait
+from tests.qt.conftest import open_and_wait, widget_pos_of_voxel
 from viewer.core.measure import Measurement
 
 
@@ -27,6 +27,10 @@ def test_ultrasound_view_has_no_plane_letters_or_mm_bar_and_plays_at_the_file_ra
     m = Measurement("length", "axial", 1, [(100.0, 200.0, 1.0), (100.0 + 50 / 0.51, 200.0, 1.0)])
     viewer.add_measurement(m)
     assert viewer.find_measurement(m.id).summary() == "50.0 mm"
+    pos = widget_pos_of_voxel(view, (200.0, 100.0, 1.0))
+    view.scene().sigMouseMoved.emit(view.mapToScene(pos.toPoint()))
+    text = main_window.cursor_label.text()
+    assert "frame 2" in text and "Pixel (" in text and "LPS" not in text and " mm" not in text
 
 
 def test_projection_with_imager_spacing_says_detector_mm(main_window, qtbot, tmp_path):

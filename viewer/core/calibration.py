@@ -154,6 +154,22 @@ def measure_length(calibration: Calibration | None, affine, p0, p1) -> Length:
     return Length(float(np.hypot(dx, dy)), "px")
 
 
+def mm2_per_pixel(calibration: Calibration | None, p0, p1) -> float | None:
+    """Area in mm² of one image pixel for an ROI with corners ``p0``/``p1`` (voxel indices ``(x, y, z)``).
+
+    None when the ROI cannot be given in mm² (no calibration, or corners in different ultrasound regions);
+    the caller then reports pixels². Not used with PixelSpacing, where the affine is exact.
+    """
+    if calibration is None or calibration.source in ("pixel_spacing", "none"):
+        return None
+    if calibration.source == "imager_pixel_spacing":
+        return float(calibration.imager_spacing[0] * calibration.imager_spacing[1])
+    for region in calibration.regions:
+        if region.contains(p0[0], p0[1]) and region.contains(p1[0], p1[1]):
+            return float(region.delta_x_mm * region.delta_y_mm)
+    return None
+
+
 def frame_rate_from(frame_time_ms=None, recommended_fps=None, cine_rate=None) -> float | None:
     """Frames per second the file asks for: FrameTime (ms per frame), else RecommendedDisplayFrameRate, else CineRate.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.core.calibration import Calibration, measure_length
+from viewer.core.calibration import Calibration, measure_length, mm2_per_pixel
 from viewer.core.reformat import PlaneGeometry
 
 KINDS = ("length", "ellipse", "rectangle", "probe")
@@ -183,7 +183,11 @@ def evaluate(measurement: Measurement, volume, geometry: PlaneGeometry) -> Measu
         }
         if calibration is not None and calibration.source != "pixel_spacing":
             # The affine is a nominal 1 mm grid here: its "mm²" are pixels² (see viewer.core.calibration).
-            measurement.result["area_unit"] = "px²"
+            scale = mm2_per_pixel(calibration, pts[0], pts[1])
+            if scale is None:
+                measurement.result["area_unit"] = "px²"
+            else:
+                measurement.result["area_mm2"] = stats.area_mm2 * scale
     elif measurement.kind == "probe":
         measurement.result = {
             "value": probe_value(volume.array, pts[0]),

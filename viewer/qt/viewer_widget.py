@@ -344,8 +344,11 @@ class ViewerWidget(QWidget):
             value_text = (f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}") + (f" {unit}" if unit else "")
         self.last_cursor = {"plane": getattr(view, "plane", None), "voxel": tuple(int(v) for v in voxel),
                             "lps": tuple(float(v) for v in lps), "value": value}
-        text = (f"Voxel ({voxel[0]}, {voxel[1]}, {voxel[2]})    "
-                f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm    {value_text}")
+        if self.has_orientation():
+            text = (f"Voxel ({voxel[0]}, {voxel[1]}, {voxel[2]})    "
+                    f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm    {value_text}")
+        else:  # a nominal grid: patient millimetres would be invented
+            text = f"Pixel ({voxel[0]}, {voxel[1]}), frame {voxel[2] + 1}    {value_text}"
         self.cursor_info.emit(text)
 
     def calibration(self):
