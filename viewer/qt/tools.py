@@ -75,7 +75,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     )),
     ("Window / level", (
         ("1 … 6", "CT presets: lung, mediastinum, bone, brain, abdomen, liver"),
-        ("0", "DICOM default window (VOI)"),
+        ("0", "DICOM window of the series (VOI: median over the central images)"),
         ("A", "Auto window from percentiles (MR, PET, …)"),
         ("I", "Invert grey scale"),
     )),
