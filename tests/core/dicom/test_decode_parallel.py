@@ -97,6 +97,21 @@ def test_the_fastest_decoder_takes_the_real_ct(name_part, decoder):
     assert FrameSource(str(path), header).route == "codec"
 
 
+@pytest.mark.parametrize("name_part", ["RLELossless", "JPEGLSLosslessTransferSyntax", "JPEGLSLossyTransferSyntax",
+                                       "JPEG2000LosslessOnly", "JPEG2000TransferSyntax", "JPEGProcess14SV1"])
+def test_every_ranked_decoder_agrees_with_pydicom(name_part):
+    # The fallbacks (e.g. libjpeg for JPEG-LS when pyjpegls is missing) must be as right as the first choice.
+    path = _cornerstone(name_part)
+    header = read_pixel_header(str(path))
+    data = EncapsulatedFrames(str(path), header.encapsulated_offset, 1).frame(0)
+    expected = _pydicom_stored(path, 0)
+    installed = codecs.decoders_for(header.transfer_syntax)
+    assert installed
+    for name, _module, decoder in codecs.RANKED[header.transfer_syntax]:
+        if name in installed:
+            assert np.array_equal(decoder(data, header), expected), name
+
+
 def test_undecidable_fragments_fall_back_to_pydicom():
     # Two frames in 11 fragments and no offset table: only JPEG-marker heuristics (pydicom's) can split them.
     path = _cornerstone("fragmented_no_bot")

@@ -66,14 +66,12 @@ def _mask_unused_bits(arr: np.ndarray, bits_stored: int) -> None:
 
 def _as_stored(buffer, header: "PixelHeader") -> np.ndarray:
     """The codec's little-endian output as a writable (rows, columns) array of the stored dtype."""
-    dtype = header.stored_dtype
-    expected = header.rows * header.columns * dtype.itemsize
-    data = buffer if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, np.uint8)
-    if data.nbytes != expected:
-        raise Unsupported(f"decoded {data.nbytes} bytes, expected {expected}")
-    arr = np.frombuffer(data, dtype) if not isinstance(buffer, np.ndarray) else data.reshape(-1).view(dtype)
-    arr = arr.reshape(header.rows, header.columns)
-    return arr if arr.flags.writeable else arr.copy()
+    raw = buffer.reshape(-1).view(np.uint8) if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, np.uint8)
+    expected = header.rows * header.columns * header.stored_dtype.itemsize
+    if raw.nbytes != expected:
+        raise Unsupported(f"decoded {raw.nbytes} bytes, expected {expected}")
+    arr = raw.view(header.stored_dtype).reshape(header.rows, header.columns)
+    return arr if arr.flags.writeable else arr.copy()  # bytes from a codec are read-only; corrections write
 
 
 def _check_width(precision: int, header: "PixelHeader") -> None:
