@@ -497,6 +497,16 @@ class InferenceLane(QObject):
         state = self.viewer.state
         return state.display_number(state.native_plane, k) if state is not None else k + 1
 
+    def renumber_findings(self) -> None:
+        """Count the findings' slices again as the views do (after the image order setting changed)."""
+        layer = self.layer("detection")
+        if layer is None or self.volume is None:
+            return
+        self._findings[id(layer)] = findings(layer.detections, self.volume.affine, self.volume.shape,
+                                             self._image_number)
+        self.findings_panel.set_findings(self.findings(), layer.name)
+        self.findings_panel.select(layer.selected)
+
     def replace_detections(self, layer, detections: Detections) -> None:
         """Show edited detections (e.g. the reviewed findings) in ``layer`` and in the findings panel."""
         layer.detections = detections

@@ -972,6 +972,7 @@ class MainWindow(QMainWindow):
     def set_image_order(self, order: str) -> None:
         """The "Image order" setting (``head_first`` / ``as_acquired``): applied to the views and remembered."""
         self.viewer.set_image_order(order)
+        self.inference.renumber_findings()
         self.settings.image_order = self.viewer.image_order.value
         self.image_order_actions[self.viewer.image_order.value].setChecked(True)
 

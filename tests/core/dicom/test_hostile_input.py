@@ -235,13 +235,13 @@ def test_non_orthogonal_orientation_loads_with_a_warning_and_the_stored_affine(t
 
 
 # ------------------------------------------------------------------------------------ codec size claims
-def _with_first_frame(src: Path, out: Path, edit) -> Path:
+def _with_first_frame(src: Path, out: Path, edit, index: int = 0) -> Path:
     from pydicom.encaps import encapsulate, generate_frames
 
     ds = pydicom.dcmread(src)
     n = int(ds.get("NumberOfFrames", 1) or 1)
     frames = [bytearray(f) for f in generate_frames(ds.PixelData, number_of_frames=n)]
-    edit(frames[0])
+    edit(frames[index])
     ds.PixelData = encapsulate([bytes(f) for f in frames])
     ds.save_as(out)
     return out
@@ -293,3 +293,12 @@ def test_gdcm_gets_only_whole_jpeg_data(tmp_path):
     (tmp_path / "cut.dcm").write_bytes(raw[:-5000])
     with pytest.raises(limits.SizeLimitError, match="cut short"):
         limits.check_gdcm_input(str(tmp_path / "cut.dcm"), "1.2.840.10008.1.2.4.70", 512, 512)
+
+
+def test_a_lying_second_frame_keeps_every_frame_of_the_file_from_the_decoder(tmp_path):
+    # Found by bench/fuzz.py: the first frame's refusal left the dataset cached, and libjpeg then hung on
+    # frame 2's SOF (65500 x 65500).
+    src = data_path("ts-pylibjpeg-data", "JPEGLosslessSV1", "JPEGLosslessP14SV1_3s_2f_u_08_08.dcm")
+    path = _with_first_frame(src, tmp_path / "two.dcm", _set_sof((65500, 65500)), index=1)
+    with pytest.raises(Exception, match="a compressed frame declares 65500 x 65500 pixels"):
+        load_series(default_image_series(scan(path)), workers=1)

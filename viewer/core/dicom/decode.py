@@ -427,6 +427,7 @@ class FrameSource:
         self._sitk_array: np.ndarray | None = None
         self._retained: tuple[int, np.ndarray] | None = None  # last frame that did not fit int16
         self._sitk_failed = False  # GDCM could not read this file: do not try it again per frame
+        self._refusal: str | None = None  # why no frame of this file may reach a decoder (limits)
         self._encapsulated: EncapsulatedFrames | None = None
         if self.header.fast:
             self.route = "native"
@@ -454,8 +455,15 @@ class FrameSource:
             if self._dataset is None:
                 import pydicom
 
-                self._dataset = limits.dcmread(self.path)  # a deflated data set inflates with a cap
-                limits.check_encapsulated_frames(self._dataset, self.header.rows, self.header.columns)
+                if self._refusal is not None:  # a size lie found at the first frame holds for every frame
+                    raise limits.SizeLimitError(self._refusal)
+                dataset = limits.dcmread(self.path)  # a deflated data set inflates with a cap
+                try:
+                    limits.check_encapsulated_frames(dataset, self.header.rows, self.header.columns)
+                except limits.SizeLimitError as error:
+                    self._refusal = error.reason  # kept from the decoders: no frame of this file is decoded
+                    raise
+                self._dataset = dataset
                 if not hasattr(self._dataset, "file_meta") or "TransferSyntaxUID" not in self._dataset.file_meta:
                     self._dataset.file_meta = getattr(self._dataset, "file_meta", pydicom.dataset.FileMetaDataset())
                     self._dataset.file_meta.TransferSyntaxUID = IMPLICIT_VR_LE
