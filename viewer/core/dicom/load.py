@@ -274,14 +274,16 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def decide(seconds_per_frame: float) -> None:
         nonlocal deciding, procs, pool, window
         # Imported here: multiprocessing and shared memory cost ~30 ms of start-up that native loads never need.
-        from viewer.core.dicom.decode_pool import ProcessDecoder, default_processes, frame_slot_bytes, worth_processes
+        from viewer.core.dicom.decode_pool import (ProcessDecoder, default_processes, frame_slot_bytes, plan_slots,
+                                                   worth_processes)
 
         deciding = False
         count = processes or default_processes()
         if processes or worth_processes(seconds_per_frame, total - 2, count):
             try:
-                procs = ProcessDecoder(count, frame_slot_bytes(lead_header), 2 * count + 2)
-                window = 2 * count + 2
+                slots, batch_size = plan_slots(count, frame_slot_bytes(lead_header))
+                procs = ProcessDecoder(count, frame_slot_bytes(lead_header), slots, batch_size)
+                window = slots
                 log.debug("decoding on %d %s processes (%.1f ms a slice here)", count, procs.method,
                           seconds_per_frame * 1e3)
                 return
@@ -312,8 +314,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         return decode(z, volume.array)
 
     def outcome(z: int, item) -> bool | BaseException:
-        return from_process(z, item) if isinstance(item, tuple) else item.result()
-    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, process ticket)
+        return item.result() if isinstance(item, Future) else from_process(z, item)
+    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
     retry: deque[int] = deque()
     finished: set[int] = set()
     failures: dict[int, str] = {}
@@ -339,9 +341,19 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 z = retry.popleft() if retry else next_z
                 if z == next_z:
                     next_z += 1
-                if procs is not None:
-                    source = sources.get(order[z].instance)
-                    pending.append((z, procs.submit(source.path, source.header, order[z].frame)))
+                if procs is not None:  # the next few slices, as one task for one worker
+                    group = [z]
+                    while (len(group) < procs.batch_size and len(pending) + len(group) < window
+                           and (retry or next_z < total)):
+                        z = retry.popleft() if retry else next_z
+                        if z == next_z:
+                            next_z += 1
+                        group.append(z)
+                    jobs = []
+                    for gz in group:
+                        source = sources.get(order[gz].instance)
+                        jobs.append((source.path, source.header, order[gz].frame))
+                    pending.extend(zip(group, procs.submit(jobs)))
                     continue
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
                     future: Future = Future()
@@ -373,7 +385,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                     raise Cancelled()
     finally:
         for _, item in pending:
-            (item[1] if isinstance(item, tuple) else item).cancel()
+            item.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if procs is not None:
