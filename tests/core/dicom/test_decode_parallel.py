@@ -292,3 +292,34 @@ def test_multiframe_colour_and_32_bit_series_load_the_same_in_processes():
         assert parallel.dtype == inline.dtype and np.array_equal(parallel, inline), s.key
         kinds.add(str(inline.dtype) + ("rgb" if inline.ndim == 4 else ""))
     assert {"uint8rgb", "int16", "float32"} <= kinds, kinds
+
+
+def test_a_damaged_frame_fails_alone_in_its_worker_batch(lidc_subset, tmp_path):
+    # Batches of slices go to each worker: one undecodable frame must cost only its own slice, as inline.
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(lidc_subset["jpeg-ls"], folder)
+    victim = sorted(folder.glob("*.dcm"))[5]
+    raw = bytearray(victim.read_bytes())
+    at = raw.index(b"\xff\xf7", read_pixel_header(str(victim)).encapsulated_offset)
+    raw[at:at + 2] = b"\x00\x00"  # no JPEG-LS frame header: no decoder can read it
+    victim.write_bytes(bytes(raw))
+    original = load_series(scan(lidc_subset["native"]).all_series()[0]).array
+    series = scan(folder).all_series()[0]
+    bad = next(z for z, uid in enumerate(load_series(series, processes=0, workers=1).slice_sop_uids)
+               if uid == pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID)
+    for kw in ({"processes": 2}, {"processes": 0, "workers": 1}):
+        volume = load_series(series, **kw)
+        assert [w.code for w in volume.warnings].count("decode_failed") == 1, kw
+        assert not volume.array[bad].any(), kw
+        keep = np.arange(SUBSET) != bad
+        assert np.array_equal(volume.array[keep], original[keep]), kw
+
+
+def test_shared_memory_plan_stays_bounded():
+    from viewer.core.dicom.decode_pool import MAX_SHARED_BYTES, plan_slots
+
+    assert plan_slots(2, 512 * 512 * 2) == (16, 4)  # CT: two batches of 4 in flight per worker
+    slots, batch = plan_slots(8, 4096 * 4096 * 2)  # 32 MB mammography frames: batches shrink to fit
+    assert batch == 1 and slots * 4096 * 4096 * 2 <= MAX_SHARED_BYTES
