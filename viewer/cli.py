@@ -187,8 +187,20 @@ def volume_info(volume) -> dict:
         "dtype": str(volume.array.dtype),
         "spacing": [round(float(v), 6) for v in volume.spacing],
         "affine": [[round(float(v), 6) for v in row] for row in volume.affine],
+        "calibration": calibration_info(volume),
+        "frame_rate": round(float(volume.frame_rate), 3) if volume.frame_rate else None,
         "warnings": [w.to_dict() for w in volume.warnings],
     }
+
+
+def calibration_info(volume) -> dict:
+    """What a pixel measures (see :mod:`viewer.core.calibration`): source, unit, caveat, patient orientation."""
+    calibration = volume.calibration
+    if calibration is None:
+        return {"source": "pixel_spacing", "unit": "mm", "caveat": "", "has_orientation": True}
+    return {"source": calibration.source, "unit": calibration.unit, "caveat": calibration.caveat,
+            "has_orientation": calibration.has_orientation,
+            "ultrasound_regions": len(calibration.regions)}
 
 
 def cmd_info(args) -> int:
@@ -216,6 +228,15 @@ def cmd_info(args) -> int:
     print(f"Series    {info['series_uid']}  ({info['modality']})")
     print(f"Shape     {info['shape']} (z, y, x)  {info['dtype']}")
     print(f"Spacing   {info['spacing']} mm (z, y, x)")
+    calibration = info["calibration"]
+    if calibration["source"] != "pixel_spacing" or not calibration["has_orientation"]:
+        # the spacing above is then partly nominal (no PixelSpacing, or no positions): say what distances are
+        note = calibration["caveat"] or ("mm per ultrasound region" if calibration["source"] == "ultrasound_regions"
+                                         else "mm from PixelSpacing")
+        where = "" if calibration["has_orientation"] else "; no patient position/orientation"
+        print(f"Calibration {calibration['source']}: {note}{where}")
+    if info["frame_rate"]:
+        print(f"Cine      {info['frame_rate']:g} fps (from the file)")
     print("Affine    (column, row, slice) -> LPS mm")
     for row in info["affine"]:
         print("          " + "  ".join(f"{v:10.4f}" for v in row))
