@@ -16,6 +16,7 @@ def test_ultrasound_view_has_no_plane_letters_or_mm_bar_and_plays_at_the_file_ra
     assert "Axial" not in lines["top-right"] and lines["top-right"][-1] == "US"
     assert lines["bottom-left"][0] == "Im 2/3"  # a non-axial, non-CT stack opens at its middle image
     assert viewer.state.display_number("axial", 0) == 1  # no geometry: frames in file order, cine forwards
+    assert lines["bottom-right"][0] == "RGB"  # no grey window is claimed for colour
     assert "mm per US region" in lines["bottom-left"] and not any(t.startswith("Loc") for t in lines["bottom-left"])
     assert view._labels == {}
     assert view.scale_bar_options(view.viewport().width()) == []

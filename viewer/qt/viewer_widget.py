@@ -300,6 +300,8 @@ class ViewerWidget(QWidget):
         """``W 1500 L -600 (lung)`` for the overlay and status bar."""
         if self.state is None:
             return ""
+        if self.state.volume.is_rgb:
+            return "RGB"  # colour is drawn as stored: no window applies, so none is claimed
         w = self.state.window
         name = self.state.window_name
         text = f"W {w.width:.0f} L {w.center:.0f}"
