@@ -43,6 +43,8 @@ CONTENT_GRID_MM = 4.0
 #: BodyPartExamined values (upper case, separators removed) that include the chest.
 CHEST_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHESTABDOMEN", "CHESTABDOMENPELVIS", "CHESTABDPELVIS",
                          "TORSO", "WHOLEBODY", "BODY", "TRUNK", "THORAXABDOMEN", "NECKCHEST", "NECKCHESTABDOMEN"})
+#: BodyPartExamined values that cover every body part.
+WHOLE_BODY_PARTS = frozenset({"WHOLEBODY", "BODY", "TORSO", "TRUNK"})
 #: Words in a Model Zoo bundle's name/task/description that tell the body part it was trained on.
 BODY_PART_WORDS = {
     "CHEST": ("lung", "chest", "thora", "pulmonar", "luna16"),
@@ -293,8 +295,9 @@ def check_input(expected: ExpectedInput | None, array: np.ndarray, affine: np.nd
     part = normalise_body_part(body_part)
     if expected.body_parts and part and not content_decides:
         wanted = {normalise_body_part(p) for p in expected.body_parts}
-        chest_ok = "CHEST" in wanted and part in CHEST_PARTS
-        if part not in wanted and not chest_ok:
+        covers = (part in WHOLE_BODY_PARTS or any(w in part for w in wanted)  # e.g. CHESTABDOMEN for ABDOMEN
+                  or ("CHEST" in wanted and part in CHEST_PARTS))
+        if not covers:
             reasons.append(Unsuitable("body_part", f"the series is labelled {str(body_part).strip()} "
                                                    f"(BodyPartExamined); made for {'/'.join(expected.body_parts)}"))
     return reasons

@@ -160,3 +160,11 @@ def test_the_detection_post_step_drops_boxes_above_the_bundle_maximum():
     assert all(size.max() <= 10.0 for size in detections.sizes_mm)
     notes = [m for m in outcome.messages if "maximum finding size (10 mm)" in m]
     assert notes and detections.notes == notes  # dropped, and said so (the 24 mm nodule's box at least)
+
+
+def test_an_abdomen_model_takes_a_chest_abdomen_label_but_not_a_chest_one():
+    spleen = read_bundle(zoo_bundle("spleen_ct_segmentation")).expected_input
+    volume = np.zeros((2, 2, 2))
+    assert check_input(spleen, volume, np.eye(4), "CT", "CHEST_ABDOMEN") == []
+    assert check_input(spleen, volume, np.eye(4), "CT", "WHOLEBODY") == []
+    assert [r.code for r in check_input(spleen, volume, np.eye(4), "CT", "CHEST")] == ["body_part"]
