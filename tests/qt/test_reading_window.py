@@ -270,7 +270,8 @@ def test_length_measurement_equals_the_known_distance(lidc_window, qtbot):
     mm_per_screen_pixel = view.view_box.viewPixelSize()[0]
     assert abs(m.result["length_mm"] - 140.625) <= 1.5 * mm_per_screen_pixel
     rows = lidc_window.measurements_panel.rows()
-    assert len(rows) == 1 and rows[0][1] == "Length" and rows[0][2].endswith(" mm") and rows[0][3] == "Axi 61"
+    assert len(rows) == 1 and rows[0][1] == "Length" and rows[0][2].endswith(" mm") and rows[0][3] == "Axi 73"
+    assert viewer.overlay_lines(view)["bottom-left"][0] == "Im 73/133"  # the list names the image as the view does
     assert view.graphics[m.id].label.toPlainText() == m.summary()
     # only on its own slice
     qtbot.keyClick(view, Qt.Key.Key_Down)
@@ -330,7 +331,8 @@ def test_tag_browser_search_finds_a_tag(lidc_window, qtbot):
     window.viewer.state.set_slice("axial", 10)
     inst, _frame = window.current_instance()
     qtbot.waitUntil(lambda: window.tags.shown_path == inst.path, timeout=10000)
-    assert window.tags.model.rowCount() > 20 and "Image 11/133" in window.tags.caption.text()
+    assert window.tags.model.rowCount() > 20 and "Image 123/133" in window.tags.caption.text()  # as the view: head first
+    assert window.viewer.overlay_lines(window.viewer.active_view)["bottom-left"][0] == "Im 123/133"
     window.tags.search.setText("0028,0030")
     rows = window.tags.visible_rows()
     assert [r[:2] for r in rows] == [("(0028,0030)", "Pixel Spacing")] and "0.703125" in rows[0][2]

@@ -901,8 +901,10 @@ class MainWindow(QMainWindow):
     # panels
     # ------------------------------------------------------------------------------------------------------------
     def _refresh_measurements(self) -> None:
+        state = self.viewer.state
         self.measurements_panel.set_measurements(self.viewer.measurements, self.viewer.value_unit(),
-                                                 self.viewer.selected_measurement_id)
+                                                 self.viewer.selected_measurement_id,
+                                                 state.display_number if state is not None else None)
 
     def _clear_measurements(self) -> None:
         for m in list(self.viewer.measurements):
@@ -973,6 +975,7 @@ class MainWindow(QMainWindow):
         """The "Image order" setting (``head_first`` / ``as_acquired``): applied to the views and remembered."""
         self.viewer.set_image_order(order)
         self.inference.renumber_findings()
+        self._refresh_measurements()
         self.settings.image_order = self.viewer.image_order.value
         self.image_order_actions[self.viewer.image_order.value].setChecked(True)
 

@@ -76,8 +76,10 @@ class MeasurementsWidget(QWidget):
     def sizeHint(self):  # noqa: N802 - Qt override: a panel, not the main attraction
         return QSize(340, 300)
 
-    def set_measurements(self, measurements: list[Measurement], unit: str = "", selected_id: int | None = None) -> None:
-        """Show these measurements (the viewer's list) and select ``selected_id``."""
+    def set_measurements(self, measurements: list[Measurement], unit: str = "", selected_id: int | None = None,
+                         number_of=None) -> None:
+        """Show these measurements (the viewer's list) and select ``selected_id``; ``number_of(plane, k)`` is the
+        image number the views show for slice ``k`` (display order; default ``k + 1``)."""
         self._measurements = list(measurements)
         self._unit = unit
         self._updating = True
@@ -85,7 +87,8 @@ class MeasurementsWidget(QWidget):
             self.tree.clear()
             for i, m in enumerate(self._measurements, start=1):
                 item = QTreeWidgetItem([str(i), KINDS.get(m.kind, m.kind), m.summary(unit, multiline=True),
-                                        f"{m.plane[:3].title()} {m.slice_index + 1}"])
+                                        f"{m.plane[:3].title()} "
+                                        f"{number_of(m.plane, m.slice_index) if number_of else m.slice_index + 1}"])
                 item.setData(0, ID_ROLE, m.id)
                 item.setToolTip(2, m.summary(unit, multiline=True))
                 self.tree.addTopLevelItem(item)
