@@ -323,3 +323,29 @@ def test_shared_memory_plan_stays_bounded():
     assert plan_slots(2, 512 * 512 * 2) == (16, 4)  # CT: two batches of 4 in flight per worker
     slots, batch = plan_slots(8, 4096 * 4096 * 2)  # 32 MB mammography frames: batches shrink to fit
     assert batch == 1 and slots * 4096 * 4096 * 2 <= MAX_SHARED_BYTES
+
+
+def test_a_worker_killed_mid_load_costs_no_slice(lidc_subset, caplog):
+    # A codec that crashes (or the OS killing a worker) breaks the pool: the frames it held are decoded each in
+    # a process of its own, a fresh pool takes the rest, and the loader itself never runs the crashing decode.
+    import os
+    import signal
+
+    original = load_series(scan(lidc_subset["native"]).all_series()[0]).array
+    series = scan(lidc_subset["jpeg2000"]).all_series()[0]
+    job = iter_load(series, processes=2)
+    killed = None
+    try:
+        while True:
+            progress = next(job)
+            workers = multiprocessing.active_children()
+            if killed is None and progress.done >= 2 and workers:
+                killed = workers[0].pid
+                os.kill(killed, signal.SIGKILL)
+    except StopIteration as stop:
+        volume = stop.value
+    assert killed is not None, "no worker process to kill"
+    assert "a decoding process died" in caplog.text, "the kill should have broken the pool"
+    assert np.array_equal(volume.array, original)
+    assert not [w for w in volume.warnings if w.code == "decode_failed"]
+    assert not multiprocessing.active_children()

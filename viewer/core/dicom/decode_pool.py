@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from multiprocessing import shared_memory
 import numpy as np
 
@@ -155,12 +155,16 @@ class _Batch:
 
 
 class Ticket:
-    """One submitted frame: its batch and its place in it (:meth:`ProcessDecoder.result` redeems it)."""
+    """One submitted frame: its decoder, its batch and its place in it (:meth:`result` redeems it)."""
 
-    __slots__ = ("batch", "position")
+    __slots__ = ("owner", "batch", "position")
 
-    def __init__(self, batch: _Batch, position: int) -> None:
-        self.batch, self.position = batch, position
+    def __init__(self, owner: "ProcessDecoder", batch: _Batch, position: int) -> None:
+        self.owner, self.batch, self.position = owner, batch, position
+
+    def result(self) -> np.ndarray:
+        """The frame's stored values (see :meth:`ProcessDecoder.result`)."""
+        return self.owner.result(self)
 
     def cancel(self) -> None:
         """Cancel the frame's batch if no worker has started it."""
@@ -186,6 +190,8 @@ class ProcessDecoder:
             # The server imports these once; every worker forked from it starts with them loaded.
             context.set_forkserver_preload(["numpy", "viewer.core.dicom.decode_pool"])
         self.method = method
+        self.processes = processes
+        self.slots = max(1, slots)
         self.batch_size = max(1, int(batch_size))
         self.slot_bytes = max(1, int(slot_bytes))
         self._memory = shared_memory.SharedMemory(create=True, size=self.slot_bytes * max(1, slots))
@@ -198,6 +204,11 @@ class ProcessDecoder:
             self._memory.unlink()
             raise
         _forkserver_primed = _forkserver_primed or method == "forkserver"
+
+    @property
+    def broken(self) -> bool:
+        """True once a worker has died (every result then raises BrokenExecutor)."""
+        return bool(getattr(self._pool, "_broken", False))
 
     @property
     def free_slots(self) -> int:
@@ -215,7 +226,7 @@ class ProcessDecoder:
             self._free.extend(slots)
             raise
         batch = _Batch(future, slots)
-        return [Ticket(batch, k) for k in range(len(frames))]
+        return [Ticket(self, batch, k) for k in range(len(frames))]
 
     def result(self, ticket: Ticket) -> np.ndarray:
         """The stored values of a submitted frame (a new array); raises the frame's failure, or
@@ -237,16 +248,45 @@ class ProcessDecoder:
             # The batch is finished (its result is in), so no worker writes this slot any more: reuse it now.
             self._free.append(batch.slots[ticket.position])
 
+    def stop(self) -> None:
+        """Stop the workers (running frames finish, queued ones are dropped); frames already decoded stay
+        readable until :meth:`close`."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def close(self) -> None:
-        """Stop the workers (running frames finish, queued ones are dropped) and free the shared memory."""
+        """:meth:`stop`, then free the shared memory."""
         try:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.stop()
         finally:
             try:
                 self._memory.close()
             except BufferError:  # a view is still alive somewhere: leave closing to the garbage collector
                 log.debug("shared decode buffer still referenced at close")
             self._memory.unlink()
+
+
+def decode_isolated(path: str, header: PixelHeader | None, index: int) -> np.ndarray:
+    """Decode one frame in a process of its own, which may crash without taking the caller along.
+
+    Used for the frames that were in flight when a worker died: one of them crashed it, and only a process
+    per frame tells which (the others decode normally).
+
+    Raises
+    ------
+    DecodeError
+        When the decoder crashes that process too (or the frame fails in it).
+    """
+    method = start_method()
+    if method is None:
+        raise DecodeError("a decoder crashed on this series and no process can isolate the frame")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+        try:
+            entry = pool.submit(_decode_batch, [(path, header, index)], [0], 0).result()[0]
+        except BrokenExecutor:
+            raise DecodeError("the decoder crashed on this frame") from None
+    if isinstance(entry, BaseException):
+        raise entry
+    return entry[2]
 
 
 def frame_slot_bytes(header: PixelHeader) -> int:
@@ -266,5 +306,5 @@ def plan_slots(processes: int, slot_bytes: int, batch_size: int = 4) -> tuple[in
     return max(1, min(fit, 2 * processes * batch)), batch
 
 
-__all__ = ["ProcessDecoder", "Ticket", "default_processes", "frame_slot_bytes", "plan_slots", "start_method",
+__all__ = ["ProcessDecoder", "Ticket", "decode_isolated", "default_processes", "frame_slot_bytes", "plan_slots", "start_method",
            "worth_processes", "MAX_SHARED_BYTES", "STARTUP_SECONDS", "MIN_FRAME_SECONDS"]

@@ -293,28 +293,47 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             pool = ThreadPoolExecutor(max_workers=DEFAULT_WORKERS, thread_name_prefix="hf-decode")
             window = 2 * DEFAULT_WORKERS + 2
 
+    retired: list = []  # pools that broke: their finished frames stay readable until the load ends
+
     def from_process(z: int, ticket) -> bool | BaseException:
-        """The outcome of a slice sent to a worker process (decoded here after all if the pool broke)."""
+        """The outcome of a slice sent to a worker process."""
         nonlocal procs
+        from viewer.core.dicom.decode_pool import ProcessDecoder, decode_isolated
+
+        frame = order[z]
         try:
-            stored = procs.result(ticket) if procs is not None else None
+            stored = ticket.result()
         except BrokenExecutor:
-            # A worker died (a codec crashed on this series): carry on in this process, as without a pool.
-            log.warning("a decoding process died; decoding the rest in the loader")
-            broken, procs = procs, None
-            broken.close()
-            stored = None
+            # A worker died - a codec crashed on a frame of its batch (or the OS killed it). Each frame that was
+            # in flight is decoded in a process of its own, so only the culprit fails and this process never
+            # runs the crashing decode; then a fresh pool takes the rest (a few times at most).
+            if procs is not None and procs.broken:
+                log.warning("a decoding process died; isolating the frames it held")
+                old, procs = procs, None
+                old.stop()
+                retired.append(old)
+                if len(retired) <= 3:
+                    try:
+                        procs = ProcessDecoder(old.processes, old.slot_bytes, old.slots, old.batch_size)
+                    except Exception as error:  # noqa: BLE001
+                        log.info("no new decoding processes (%s); decoding here", error)
+            source = sources.get(frame.instance)
+            try:
+                stored = decode_isolated(source.path, source.header, frame.frame)
+            except BaseException as error:  # noqa: BLE001
+                if not limits.is_decoder_failure(error):
+                    raise
+                return error
         except BaseException as error:  # noqa: BLE001 - the worker's own failure is this slice's failure
             if not limits.is_decoder_failure(error):
                 raise
             return error
-        if stored is not None:
-            frame = order[z]
-            sources.get(frame.instance).provide(frame.frame, stored)
+        sources.get(frame.instance).provide(frame.frame, stored)
         return decode(z, volume.array)
 
     def outcome(z: int, item) -> bool | BaseException:
         return item.result() if isinstance(item, Future) else from_process(z, item)
+
     pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
     retry: deque[int] = deque()
     finished: set[int] = set()
@@ -388,8 +407,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             item.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        if procs is not None:
-            procs.close()
+        for decoder in retired + ([procs] if procs is not None else []):
+            decoder.close()
     if failures:
         if len(failures) == total:
             raise DecodeError(f"no slice could be decoded: {next(iter(failures.values()))}")
