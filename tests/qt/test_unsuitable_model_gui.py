@@ -12,6 +12,7 @@ def test_the_chest_detector_asks_on_the_brain_mr_no_runs_nothing_yes_runs(main_w
     window = open_and_wait(qtbot, main_window, [mr_sagittal_dir])
     lane = window.inference
     assert window.ai_panel.select_model(DEMO_MODELS[0])
+    assert "Made for: CT chest · findings up to 40 mm" in window.ai_panel.info_label.text()
     asked: list[tuple[list, str]] = []
     statuses: list[str] = []
     lane.status_message.connect(statuses.append)

@@ -451,6 +451,12 @@ class InferencePanelWidget(QWidget):
             text += f"<br>Labels: {html.escape(labels)}"
         if info.spacing:
             text += "<br>Works at " + " x ".join(f"{s:g}" for s in info.spacing) + " mm"
+        expected = info.expected_input
+        made_for = " ".join(p for p in ("/".join(expected.modalities), "/".join(expected.body_parts).lower()) if p)
+        if made_for:  # what the pre-run check holds a series to (inference.suitability)
+            text += f"<br>Made for: {html.escape(made_for)}"
+        if info.max_finding_mm:
+            text += f" · findings up to {info.max_finding_mm:g} mm"
         if not info.has_weights:
             text += "<br><span style='color:#e0524d'>No weights in this bundle (models/model.pt)</span>"
         self.info_label.setText(text)
