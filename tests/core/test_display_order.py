@@ -127,3 +127,16 @@ def test_head_first_order_of_coronal_and_sagittal(lidc_volume):
         a[geometry.through_axis], b[geometry.through_axis] = first, second
         step = lidc_volume.index_to_lps(b)[lps_axis] - lidc_volume.index_to_lps(a)[lps_axis]
         assert step * towards < 0, plane  # image 1 is the most anterior / most right, Down goes back / left
+
+
+def test_disagreeing_stored_windows_give_a_percentile_window_of_the_central_slab(noisy_first_mr):
+    volume, _ = noisy_first_mr
+    n = volume.shape[0]
+    odd = Volume(volume.array, volume.affine, modality="MR", slices_loaded=n,
+                 slice_windows=[(11.0, 22.0) if k % 2 else (700.0, 1400.0) for k in range(n)])
+    state = DisplayState(odd)
+    assert state.window_name == "auto"
+    lo, hi = np.percentile(volume.array[n // 4: n // 4 + round(n / 2)], [0.5, 99.5])
+    assert 0.5 * (hi - lo) < state.window.width < 1.5 * (hi - lo)  # spans the anatomy, not 22 wide
+    no_windows = Volume(volume.array[:3], volume.affine, modality="CT", slices_loaded=3, slice_windows=[None] * 3)
+    assert DisplayState(no_windows).window_name == "default"  # CT without VOI: soft tissue

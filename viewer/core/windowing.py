@@ -170,10 +170,11 @@ def initial_window(volume) -> tuple[Window, str]:
     """The window a series opens with, and where it came from (``"VOI"``, ``"default"`` or ``"auto"``).
 
     The series' DICOM VOI windows first (:func:`series_window`: the median over the central images); when the
-    loader knows no per-image windows, the first slice's VOI. When the central images' windows disagree, or
-    there is none, CT gets a soft-tissue window and other modalities :func:`auto_window` over the central slab.
+    loader knows no per-image windows, the first slice's VOI. Without any stored window CT gets a soft-tissue
+    window and other modalities :func:`auto_window` over the central slab; when the stored windows of the central
+    images disagree (or they have none), every modality gets that percentile window.
     """
-    windows = [w for w in (getattr(volume, "slice_windows", None) or [])]
+    windows = list(getattr(volume, "slice_windows", None) or [])
     stored = any(w is not None for w in windows)
     if stored:
         window = series_window(windows)
