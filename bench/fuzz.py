@@ -490,7 +490,8 @@ def run_case(target: str, private: tuple[str, ...] = ()) -> tuple[str, str]:
     outcome, detail = "refused", ""
     series = default_image_series(catalog)
     if series is None:
-        detail = texts[0] if texts else "no image series"
+        kinds = sorted({f"{s.kind} ({s.n_instances} file(s))" for s in catalog.all_series()})
+        detail = texts[0] if texts else f"no image series; read as {', '.join(kinds) or 'nothing'}"
     else:
         try:
             volume = load_series(series)
