@@ -302,3 +302,15 @@ def test_a_lying_second_frame_keeps_every_frame_of_the_file_from_the_decoder(tmp
     path = _with_first_frame(src, tmp_path / "two.dcm", _set_sof((65500, 65500)), index=1)
     with pytest.raises(Exception, match="a compressed frame declares 65500 x 65500 pixels"):
         load_series(default_image_series(scan(path)), workers=1)
+
+
+def test_the_cap_holds_when_a_volume_is_promoted_to_float32(tmp_path, monkeypatch):
+    ds = pydicom.dcmread(data_path(*CT_NATIVE))
+    ds.RescaleIntercept = "40000"  # integral, so int16 is chosen; the values do not fit: promoted to float32
+    ds.save_as(tmp_path / "half.dcm")
+    catalog = scan(tmp_path)
+    monkeypatch.setenv(limits.ENV_MAX_SERIES_BYTES, str(512 * 512 * 3))  # int16 fits, float32 does not
+    with pytest.raises(Exception, match=r"needs 1.0 MiB, above the 768.0 KiB limit"):
+        load_series(default_image_series(catalog))
+    monkeypatch.setenv(limits.ENV_MAX_SERIES_BYTES, "1M")
+    assert load_series(default_image_series(catalog)).array.dtype == np.float32

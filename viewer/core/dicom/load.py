@@ -390,6 +390,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 redo = [z] + [oz for oz, other in pending if not settle(oz, outcome(oz, other))]
                 pending.clear()
                 log.info("promoting volume to float32 (rescale or range does not fit int16)")
+                try:  # float32 doubles the volume: the cap holds for the promoted array too
+                    limits.check_decoded_size(*volume.array.shape[:3], 1, 4)
+                except limits.SizeLimitError as error:
+                    raise DecodeError(error.reason) from None
                 volume.array = volume.array.astype(np.float32)
                 retry.extend(sorted(redo))
                 continue
