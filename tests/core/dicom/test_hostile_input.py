@@ -153,19 +153,22 @@ def test_decoded_size_cap_refuses_before_allocating(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ deflate
-def _deflate_bomb(tmp_path: Path, expanded: int) -> Path:
-    """A real CT data set plus a trailing private OB element of ``expanded`` zero bytes, all deflated."""
+def _deflate_bomb(tmp_path: Path, expanded: int, keep_pixels: bool = False) -> Path:
+    """A real CT data set plus a trailing OB element of ``expanded`` zero bytes, all deflated: a private one
+    without pixel data (the header read meets it), or DataSetTrailingPadding after the pixel data."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_file_meta_info
 
     ds = pydicom.dcmread(data_path(*CT_NATIVE))
-    del ds.PixelData
+    if not keep_pixels:
+        del ds.PixelData
     plain = tmp_path / "plain.dcm"
     ds.save_as(plain, enforce_file_format=True)
     raw = plain.read_bytes()
     dataset = raw[132 + 12 + int.from_bytes(raw[140:144], "little"):]
+    tag = b"\xfc\xff\xfc\xff" if keep_pixels else b"\x09\x00\x10\x10"
     squash = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    body = squash.compress(dataset + b"\x09\x00\x10\x10OB\x00\x00" + expanded.to_bytes(4, "little"))
+    body = squash.compress(dataset + tag + b"OB\x00\x00" + expanded.to_bytes(4, "little"))
     zeros = bytes(1 << 20)
     body += b"".join(squash.compress(zeros) for _ in range(expanded >> 20)) + squash.flush()
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
@@ -181,6 +184,20 @@ def test_deflate_bomb_is_refused_without_inflating_it(tmp_path):
     assert bomb.stat().st_size < 3 << 20
     with pytest.raises(DicomReadError, match="expands beyond"):
         read_header(bomb)
+
+
+def test_a_deflated_header_is_read_without_inflating_what_follows_the_pixels(tmp_path):
+    import tracemalloc
+
+    bomb = _deflate_bomb(tmp_path, 1 << 30, keep_pixels=True)  # 1 GiB of trailing padding after the pixels
+    tracemalloc.start()
+    header = read_header(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (header.rows, header.columns, header.has_pixels) == (512, 512, True)
+    assert peak < 32 << 20  # the header and the pixel data's start, not 256 MiB of inflated padding
+    with pytest.raises(Exception, match="expands beyond 256.0 MiB"):
+        load_series(default_image_series(scan(bomb)))  # decoding inflates it all: refused at the cap
 
 
 def test_a_real_deflated_file_still_reads_and_decodes():

@@ -16,7 +16,7 @@ import io
 import os
 import struct
 import zlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 __all__ = [
     "DEFAULT_MAX_SERIES_BYTES",
@@ -29,7 +29,7 @@ __all__ = [
     "count_fragments",
     "deflate_limit",
     "format_bytes",
-    "inflate_bounded",
+    "InflatingReader",
     "is_decoder_failure",
     "max_series_bytes",
     "read_deflated_dataset",
@@ -247,36 +247,74 @@ def deflate_limit(compressed_size: int) -> int:
     return min(max_series_bytes(), max(_DEFLATE_FLOOR, _DEFLATE_RATIO * compressed_size))
 
 
-def inflate_bounded(chunks: Iterable[bytes], compressed_size: int, limit: int | None = None) -> bytes:
-    """Inflate a raw deflate stream (no zlib header) in pieces, refusing to grow past ``limit``.
+class InflatingReader(io.RawIOBase):
+    """A seekable read-only file over a raw deflate stream, inflated only as far as it is read, up to a limit.
 
-    Raises
-    ------
-    SizeLimitError
-        When the output would exceed the limit (a deflate bomb, or a damaged stream).
+    Reading a deflated file's header thus inflates its first few KiB, not the whole data set; reading further
+    than ``limit`` inflated bytes raises :class:`SizeLimitError` (a deflate bomb, or a damaged stream).
     """
-    limit = deflate_limit(compressed_size) if limit is None else limit
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = io.BytesIO()
-    budget = limit + 1  # one byte over says "too much"
-    for chunk in chunks:
-        data = chunk
-        while data and budget > 0:
-            piece = inflater.decompress(data, min(budget, 64 * MiB))
-            out.write(piece)
-            budget -= len(piece)
-            data = inflater.unconsumed_tail
-        if budget <= 0:
-            raise SizeLimitError(
-                f"deflated data set of {format_bytes(compressed_size)} expands beyond {format_bytes(limit)}; "
-                f"refused as a likely deflate bomb")
-        if inflater.eof:
-            break
-    out.write(inflater.flush())
-    if out.tell() > limit:
-        raise SizeLimitError(
-            f"deflated data set of {format_bytes(compressed_size)} expands beyond {format_bytes(limit)}")
-    return out.getvalue()
+
+    def __init__(self, fp: Any, compressed_size: int, limit: int | None = None, name: str = "") -> None:
+        super().__init__()
+        self._fp, self._compressed = fp, compressed_size
+        self._limit = deflate_limit(compressed_size) if limit is None else limit
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._buf = bytearray()
+        self._pos = 0
+        self._done = False
+        self.name = name
+
+    def _fill(self, upto: float) -> None:
+        while len(self._buf) < upto and not self._done:
+            data = self._inflater.unconsumed_tail or self._fp.read(64 << 10)
+            if not data:
+                self._buf += self._inflater.flush()
+                self._done = True
+                break
+            room = self._limit + 1 - len(self._buf)  # one byte over says "too much"
+            # Small steps while a header is parsed (a read asks for a few bytes), larger ones to read it all.
+            step = 4 * MiB if upto == float("inf") else max(256 << 10, int(upto) - len(self._buf))
+            self._buf += self._inflater.decompress(data, max(1, min(room, step)))
+            if len(self._buf) > self._limit:
+                raise SizeLimitError(
+                    f"deflated data set of {format_bytes(self._compressed)} expands beyond "
+                    f"{format_bytes(self._limit)}; refused as a likely deflate bomb")
+            self._done = self._inflater.eof
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        end = float("inf") if n is None or n < 0 else self._pos + n
+        self._fill(end)
+        out = bytes(self._buf[self._pos:end if end != float("inf") else len(self._buf)])
+        self._pos += len(out)
+        return out
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self._fill(float("inf"))
+            offset += len(self._buf)
+        elif whence == io.SEEK_CUR:
+            offset += self._pos
+        self._pos = max(0, offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def getvalue(self) -> bytes:
+        """The whole inflated data set (inflates the rest, within the limit)."""
+        self._fill(float("inf"))
+        return bytes(self._buf)
 
 
 def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], bool] | None = None,
@@ -284,7 +322,8 @@ def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], boo
     """Read a Deflated Explicit VR Little Endian file with a bounded inflate, as pydicom would.
 
     pydicom inflates the whole data set with one ``zlib.decompress`` call, whatever its size, even to read
-    a header; here the inflate is streamed and capped (:func:`deflate_limit`).
+    a header; here it is inflated only as far as it is parsed (:class:`InflatingReader`), within
+    :func:`deflate_limit`.
 
     Returns
     -------
@@ -298,28 +337,16 @@ def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], boo
         When the data set inflates beyond the limit.
     """
     from pydicom.dataset import FileDataset
-    from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 
     size = os.path.getsize(path)
     with open(path, "rb") as fp:
         preamble = read_preamble(fp, True)
         meta = _read_file_meta_info(fp)
-        compressed = size - fp.tell()
-
-        def chunks() -> Iterable[bytes]:
-            while True:
-                block = fp.read(4 * MiB)
-                if not block:
-                    return
-                yield block
-
-        raw = inflate_bounded(chunks(), compressed)
-    buffer = DicomBytesIO(raw)
-    buffer.name = path
-    if keep_buffer is not None:
-        keep_buffer.append(buffer)  # for callers that need offsets in the inflated data (``stop_when``)
-    ds = read_dataset(buffer, False, True, stop_when=stop_when, specific_tags=specific_tags)
+        buffer = InflatingReader(fp, size - fp.tell(), name=path)
+        if keep_buffer is not None:
+            keep_buffer.append(buffer)  # for callers that need offsets in the inflated data (``stop_when``)
+        ds = read_dataset(buffer, False, True, stop_when=stop_when, specific_tags=specific_tags)
     return FileDataset(path, ds, preamble=preamble, file_meta=meta, is_implicit_VR=False,
                        is_little_endian=True)
 

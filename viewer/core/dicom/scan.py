@@ -200,8 +200,9 @@ def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any, _Pi
         def at_pixels(tag: int, vr: Any, length: int) -> bool:
             if tag in _PIXEL_TAGS:
                 where = inflated[0] if inflated else f
-                pixels.append(_Pixels(None if length == UNDEFINED else length, where.tell(),
-                                      where.getvalue() if inflated else path))
+                encapsulated = length == UNDEFINED  # only then are the bytes after it needed (fragments)
+                pixels.append(_Pixels(None if encapsulated else length, where.tell(),
+                                      where.getvalue() if inflated and encapsulated else path))
                 return True
             return False
 
