@@ -6,9 +6,14 @@ JPEG-LS - while two processes halve the decoding time. The loader (:mod:`viewer.
 first slices itself, so slice 0 is on screen before any process exists, and starts a pool only when the
 measured time per slice says the rest is worth it (:func:`worth_processes`).
 
-Frames travel back through one shared-memory block of fixed slots, not pickles: a 512 x 512 int16 frame
-through a pipe cost ~3 ms on the loaded 2-core machine, as much as decoding it. Workers return stored values;
-the rescale, padding and floor stay in the loading process, on the one code path every route shares.
+Frames travel back through one shared-memory block of fixed slots, not pickles: 512 x 512 int16 frames
+through the pool's pipe cost ~3 ms each on the loaded 2-core machine (100 in 0.3 s), as much as decoding one.
+Slices go out in small batches, one task each. Workers return stored values; the rescale, padding and floor
+stay in the loading process, on the one code path every route shares.
+
+A worker that dies (a codec crashing on hostile data, the OS killing it) breaks the pool: the loader then
+decodes each frame that was in flight in a process of its own (:func:`decode_isolated`) - only the culprit
+fails - and starts a fresh pool for the rest, so a crashing codec costs one slice, never the application.
 
 Start method: ``fork`` when the calling process runs a single thread (the CLI, a batch job) - a child costs
 ~15 ms; otherwise (the GUI, whose loader runs beside Qt's threads) ``forkserver``, whose server is a clean
@@ -25,6 +30,7 @@ import threading
 from collections import deque
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from multiprocessing import shared_memory
+
 import numpy as np
 
 from viewer.core.dicom.decode import DecodeError, FrameSource, PixelHeader
@@ -34,8 +40,9 @@ log = logging.getLogger(__name__)
 #: Estimated cost of starting a pool (seconds) by start method: measured for fork (~15 ms to the first result)
 #: and forkserver (its server imports numpy and the decoder modules once); spawn imports them in every worker.
 STARTUP_SECONDS = {"fork": 0.05, "forkserver": 0.4, "spawn": 1.0}
-#: Below this many milliseconds per frame the hand-off (submit, slot copy, wake-ups) eats the gain.
-MIN_FRAME_SECONDS = 0.002
+#: Below this time per slice (seconds, decoded here: codec plus the rescale that stays here) the hand-off eats
+#: the gain. RLE CT slices take ~1 ms (0.4 ms of it the codec) and gain nothing; JPEG-LS ~6 ms and gain ~2x.
+MIN_FRAME_SECONDS = 0.004
 
 _forkserver_primed = False
 

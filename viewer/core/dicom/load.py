@@ -356,7 +356,9 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     try:
         while done < total:
-            while len(pending) < window and (retry or next_z < total):
+            while len(pending) < window and (retry or next_z < total) and (
+                    # Processes: wait for room for a whole batch (a batch of one per result is a task per slice).
+                    procs is None or window - len(pending) >= min(procs.batch_size, len(retry) + total - next_z)):
                 z = retry.popleft() if retry else next_z
                 if z == next_z:
                     next_z += 1
