@@ -274,8 +274,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def decide(seconds_per_frame: float) -> None:
         nonlocal deciding, procs, pool, window
         # Imported here: multiprocessing and shared memory cost ~30 ms of start-up that native loads never need.
-        from viewer.core.dicom.decode_pool import (ProcessDecoder, default_processes, frame_slot_bytes, plan_slots,
-                                                   worth_processes)
+        from viewer.core.dicom.decode_pool import (MIN_FRAME_SECONDS, ProcessDecoder, default_processes,
+                                                   frame_slot_bytes, plan_slots, worth_processes)
 
         deciding = False
         count = processes or default_processes()
@@ -289,7 +289,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 return
             except Exception as error:  # noqa: BLE001 - no processes here (sandbox, no /dev/shm): threads
                 log.info("no decoding processes (%s); using threads", error)
-        if workers is None and DEFAULT_WORKERS > 1:
+        # Threads only for slow slices: the codecs hold the GIL, and for fast ones (RLE) hand-offs cost more.
+        if workers is None and DEFAULT_WORKERS > 1 and seconds_per_frame >= MIN_FRAME_SECONDS:
             pool = ThreadPoolExecutor(max_workers=DEFAULT_WORKERS, thread_name_prefix="hf-decode")
             window = 2 * DEFAULT_WORKERS + 2
 
