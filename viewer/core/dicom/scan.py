@@ -682,6 +682,9 @@ def _walk(folder: str, out: list[str], problems: list[UnreadableFile] | None = N
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append(entry.path)
                     continue
+                if entry.is_file(follow_symlinks=False):  # a plain file (d_type: no system call)
+                    out.append(entry.path)
+                    continue
                 link = entry.is_symlink()
                 if link and not _inside(os.path.realpath(entry.path), real_root):
                     problems.append(UnreadableFile(entry.path, "link to outside the scanned folder; not read"))
