@@ -362,6 +362,7 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
     jpegls = data / "ts-pylibjpeg-data" / "JPEGLS" / "CT1_JLSN.dcm"
     j2k = data / "ts-pylibjpeg-data" / "JPEG2000Lossless" / "JPEG2KLossless_1s_1f_u_16_16.dcm"
     rle = data / "ts-pylibjpeg-data" / "RLELossless" / "emri_small_RLE.dcm"
+    jpeg_lossless = data / "ts-cornerstone-ct" / "CTImage.dcm_JPEGProcess14SV1TransferSyntax_1.2.840.10008.1.2.4.70.dcm"
     enhanced = data / "enh-multiframe" / "pydicom-data" / "eCT_Supplemental.dcm"
 
     def frames(value: str, src: Path = ct) -> Callable[[Path], Path]:
@@ -442,6 +443,7 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
         ("rows_cols_65535", sized(65535)),
         ("jpeg_sof_65500", codestream(jpeg, 65500)),
         ("jpeg_sof_zero", codestream(jpeg, 0)),
+        ("jpeg_precision_144", lambda folder: _put(folder, "case.dcm", _jpeg_precision(jpeg_lossless, 144))),
         ("jpegls_sof_65500", codestream(jpegls, 65500)),
         ("j2k_siz_65500", codestream(j2k, 65500)),
         ("rle_rust_panic", rle_panic),
@@ -453,6 +455,13 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
             ct, ImageOrientationPatient=[1, 0, 0, 0.2, 0.9797959, 0]))),
         ("nesting_20000", lambda folder: _put(folder, "case.dcm", _insert_nesting(ct.read_bytes(), 20000))),
     ]
+
+
+def _jpeg_precision(src: Path, bits: int) -> bytes:
+    raw = bytearray(src.read_bytes())
+    at = raw.index(b"\xff\xc3", _codestream_offsets(bytes(raw))[0])
+    raw[at + 4] = bits  # GDCM crashed on 144 (found by seed 11)
+    return bytes(raw)
 
 
 def _insert_nesting(raw: bytes, depth: int) -> bytes:

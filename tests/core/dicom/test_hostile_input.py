@@ -331,3 +331,14 @@ def test_the_cap_holds_when_a_volume_is_promoted_to_float32(tmp_path, monkeypatc
         load_series(default_image_series(catalog))
     monkeypatch.setenv(limits.ENV_MAX_SERIES_BYTES, "1M")
     assert load_series(default_image_series(catalog)).array.dtype == np.float32
+
+
+def test_a_jpeg_precision_beyond_16_bits_never_reaches_a_decoder(tmp_path):
+    # Found by bench/fuzz.py (seed 11): a 144-bit lossless JPEG made GDCM crash the process (SIGSEGV).
+    def edit(frame: bytearray) -> None:
+        at = frame.index(b"\xff\xc3")
+        frame[at + 4] = 144
+    src = data_path("ts-cornerstone-ct", "CTImage.dcm_JPEGProcess14SV1TransferSyntax_1.2.840.10008.1.2.4.70.dcm")
+    path = _with_first_frame(src, tmp_path / "p144.dcm", edit)
+    with pytest.raises(Exception, match="a compressed frame declares 144-bit samples"):
+        load_series(default_image_series(scan(path)))

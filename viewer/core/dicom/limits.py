@@ -184,6 +184,13 @@ _J2K_SIZ = 0xFF51
 
 def _codestream_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) a JPEG / JPEG-LS / JPEG 2000 codestream declares in its frame header, or None."""
+    header = _frame_header(data)
+    return header[:2] if header else None
+
+
+def _frame_header(data: bytes) -> tuple[int, int, int | None, int | None] | None:
+    """(height, width, sample precision, components) of a codestream's frame header (JPEG family: the SOF;
+    JPEG 2000: the SIZ, without precision and components), or None."""
     if data[:2] == b"\xff\xd8":  # JPEG family: walk the marker segments up to the SOF
         pos = 2
         while pos + 4 <= len(data):
@@ -197,8 +204,10 @@ def _codestream_size(data: bytes) -> tuple[int, int] | None:
             if marker in _SOF_MARKERS or marker == _JPEG_LS_SOF:
                 if pos + 9 > len(data):
                     return None
+                precision = data[pos + 4]
                 height, width = struct.unpack_from(">HH", data, pos + 5)
-                return height, width
+                components = data[pos + 9] if pos + 9 < len(data) else None
+                return height, width, precision, components
             if marker == 0xDA:  # start of scan before any SOF: nothing declared
                 return None
             pos += 2 + length
@@ -206,7 +215,7 @@ def _codestream_size(data: bytes) -> tuple[int, int] | None:
     j2k = data.find(b"\xff\x4f\xff\x51", 0, 256)  # SOC + SIZ (raw codestream or inside a JP2 box)
     if j2k >= 0 and j2k + 20 <= len(data):
         xsiz, ysiz, xoff, yoff = struct.unpack_from(">IIII", data, j2k + 8)
-        return max(0, ysiz - yoff), max(0, xsiz - xoff)
+        return max(0, ysiz - yoff), max(0, xsiz - xoff), None, None
     return None
 
 
@@ -222,10 +231,15 @@ def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
     SizeLimitError
         When the codestream declares more rows or columns than the DICOM header.
     """
-    size = _codestream_size(first_bytes)
-    if size is None or not rows or not columns:
+    header = _frame_header(first_bytes)
+    if header is None or not rows or not columns:
         return
-    height, width = size
+    height, width, precision, components = header
+    if precision is not None and not 2 <= precision <= 16:
+        # GDCM crashed (SIGSEGV) on a 144-bit lossless JPEG (bench/fuzz.py); JPEG allows 2 to 16 bits.
+        raise SizeLimitError(f"a compressed frame declares {precision}-bit samples (JPEG allows 2 to 16)")
+    if components is not None and not 1 <= components <= 4:
+        raise SizeLimitError(f"a compressed frame declares {components} colour components (at most 4)")
     if height == 0 or width == 0:
         # JPEG allows a height of 0 (given later by a DNL marker), but no DICOM writer uses it and libjpeg
         # loops forever on it (found by bench/fuzz.py); a width of 0 is invalid everywhere.
