@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from viewer.core.dicom import limits
 from viewer.core.dicom.decode import FrameSource
 from viewer.core.jobs import CancelToken, Job, Progress
 from viewer.core.windowing import Window, apply_window, auto_window
@@ -29,6 +30,8 @@ def thumbnail_array(series, size: int = THUMBNAIL_SIZE) -> np.ndarray | None:
         return None
     source = FrameSource(inst.path)
     header = source.header
+    # Rows x Columns are claims: a 65535 x 65535 header over a small compressed frame must not allocate 16 GiB.
+    limits.check_decoded_size(1, header.rows, header.columns, 3 if header.is_colour else 1, 4)
     if header.is_colour:
         out = np.empty((header.rows, header.columns, 3), np.uint8)
         source.read_frame_into(frame, out)
@@ -64,7 +67,9 @@ def iter_thumbnails(series_list, cancel: CancelToken | None = None, size: int = 
         cancel.raise_if_cancelled()
         try:
             image = thumbnail_array(series, size)
-        except Exception:  # noqa: BLE001 - a bad file just gets no thumbnail
+        except BaseException as error:  # noqa: BLE001 - a bad file (a decoder's Rust panic too) gets no thumbnail
+            if not limits.is_decoder_failure(error):
+                raise
             image = None
         made += image is not None
         yield Progress(i + 1, len(todo), "Thumbnails", payload=(series.key, image))
