@@ -68,10 +68,10 @@ def dataset_rows(ds) -> list[TagRow]:
 
 def iter_read_tags(path: str, cancel: CancelToken | None = None) -> Job[list[TagRow]]:
     """Read a file's header (no pixel data) into rows."""
-    import pydicom
+    from viewer.core.dicom import limits
 
     yield Progress(0, 1, "Reading tags")
-    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    ds = limits.dcmread(path, stop_before_pixels=True)  # a deflated header is inflated only as far as it goes
     rows = []
     if getattr(ds, "file_meta", None) is not None and len(ds.file_meta):
         meta = TagRow("", "File meta information", "", "", "")
