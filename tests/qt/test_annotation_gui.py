@@ -4,6 +4,8 @@ names them), a DICOM SEG exported from the window reads back voxel-identical, an
 restored after the annotation was lost."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
@@ -152,11 +154,12 @@ def test_export_seg_from_the_window_and_open_it_again(lidc_window, qtbot, tmp_pa
     assert "Exported" in lidc_window.statusBar().currentMessage()
 
     # a study holding the SEG next to its CT: opening it offers the SEG, which comes back as editable segments
+    # (copies, not symlinks: links leaving the scanned folder are listed, never read)
     study = tmp_path / "study"
     study.mkdir()
     for i, source in enumerate(sorted(lidc_dir.rglob("*.dcm"))):
-        (study / f"{i:04d}.dcm").symlink_to(source)
-    (study / "seg.dcm").symlink_to(path)
+        shutil.copyfile(source, study / f"{i:04d}.dcm")
+    shutil.copyfile(path, study / "seg.dcm")
     offered = []
     monkeypatch.setattr(an, "ask_open_seg", lambda series: offered.append(series) or True)
     open_and_wait(qtbot, lidc_window, [study])
