@@ -518,7 +518,11 @@ def run_case(target: str, private: tuple[str, ...] = ()) -> tuple[str, str]:
     texts.append(detail)
     if any("MemoryError" in t for t in texts):
         return "memory", next(t for t in texts if "MemoryError" in t)
-    leaked = [p for p in private if any(p in t for t in texts)]
+    # Whole tokens only: a PatientID of "00000000" is not leaked by "declares 1000000000 frames".
+    import re
+
+    leaked = [p for p in private if any(re.search(rf"(?<![0-9A-Za-z]){re.escape(p)}(?![0-9A-Za-z])", t)
+                                        for t in texts)]
     if leaked:
         return "traceback", "a reason quotes the patient's name or ID"
     return outcome, detail
