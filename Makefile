@@ -28,7 +28,7 @@ bench: venv
 
 # Hostile input: a seeded mutation campaign over ../shared/data (2,500 mutated files across every transfer syntax
 # plus the targeted cases of issue 10), each in a forked child with an address-space cap and a time limit. Prints
-# the table of outcomes; fails on any traceback, crash, hang or memory blow-up. About 10 min on 2 cores.
+# the table of outcomes; fails on any traceback, crash, hang or memory blow-up. 2 to 5 min on 2 cores.
 # CI runs a short seeded slice of it: tests/test_fuzz_slice.py.
 FUZZ_SEED ?= 10
 FUZZ_CASES ?= 2500
