@@ -187,9 +187,12 @@ class ProcessDecoder:
     (cancels what has not started, waits for what has, frees the shared memory).
     """
 
-    def __init__(self, processes: int, slot_bytes: int, slots: int, batch_size: int = 4) -> None:
+    def __init__(self, processes: int, slot_bytes: int, slots: int, batch_size: int = 4,
+                 method: str | None = None) -> None:
         global _forkserver_primed
-        method = start_method()
+        # ``method``: a replacement pool keeps its predecessor's (whose own threads now make this process look
+        # multi-threaded to start_method).
+        method = method or start_method()
         if method is None:
             raise RuntimeError("no safe way to start decoding processes here (see decode_pool.start_method)")
         context = multiprocessing.get_context(method)
@@ -272,7 +275,7 @@ class ProcessDecoder:
             self._memory.unlink()
 
 
-def decode_isolated(path: str, header: PixelHeader | None, index: int) -> np.ndarray:
+def decode_isolated(path: str, header: PixelHeader | None, index: int, method: str | None = None) -> np.ndarray:
     """Decode one frame in a process of its own, which may crash without taking the caller along.
 
     Used for the frames that were in flight when a worker died: one of them crashed it, and only a process
@@ -283,7 +286,7 @@ def decode_isolated(path: str, header: PixelHeader | None, index: int) -> np.nda
     DecodeError
         When the decoder crashes that process too (or the frame fails in it).
     """
-    method = start_method()
+    method = method or start_method()
     if method is None:
         raise DecodeError("a decoder crashed on this series and no process can isolate the frame")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:

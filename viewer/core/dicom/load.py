@@ -19,6 +19,7 @@ an out-of-range value) the array is promoted to float32 once, and ``volume.array
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -281,7 +282,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         count = processes or default_processes()
         if processes or worth_processes(seconds_per_frame, total - 2, count):
             try:
-                slots, batch_size = plan_slots(count, frame_slot_bytes(lead_header))
+                # ~20 ms of work per task: one wake-up and pickle per few fast slices (JPEG-LS), one slice per
+                # task for slow ones (JPEG 2000), whose batches would leave a worker idle at the end.
+                per_task = max(1, min(4, math.ceil(0.02 / max(seconds_per_frame, 1e-6))))
+                slots, batch_size = plan_slots(count, frame_slot_bytes(lead_header), per_task)
                 procs = ProcessDecoder(count, frame_slot_bytes(lead_header), slots, batch_size)
                 window = slots
                 log.debug("decoding on %d %s processes (%.1f ms a slice here)", count, procs.method,
@@ -315,12 +319,12 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 retired.append(old)
                 if len(retired) <= 3:
                     try:
-                        procs = ProcessDecoder(old.processes, old.slot_bytes, old.slots, old.batch_size)
+                        procs = ProcessDecoder(old.processes, old.slot_bytes, old.slots, old.batch_size, old.method)
                     except Exception as error:  # noqa: BLE001
                         log.info("no new decoding processes (%s); decoding here", error)
             source = sources.get(frame.instance)
             try:
-                stored = decode_isolated(source.path, source.header, frame.frame)
+                stored = decode_isolated(source.path, source.header, frame.frame, ticket.owner.method)
             except BaseException as error:  # noqa: BLE001
                 if not limits.is_decoder_failure(error):
                     raise
@@ -331,6 +335,19 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             return error
         sources.get(frame.instance).provide(frame.frame, stored)
         return decode(z, volume.array)
+
+    def take_next() -> int:
+        """The next slice to decode: a retry first, else the next in order."""
+        nonlocal next_z
+        if retry:
+            return retry.popleft()
+        next_z += 1
+        return next_z - 1
+
+    def group_size() -> int:
+        """Slices per process task: the batch size, shrinking near the end so the workers finish together."""
+        left = len(retry) + total - next_z
+        return max(1, min(procs.batch_size, left // (2 * procs.processes)))
 
     def outcome(z: int, item) -> bool | BaseException:
         return item.result() if isinstance(item, Future) else from_process(z, item)
@@ -357,26 +374,21 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     try:
         while done < total:
-            while len(pending) < window and (retry or next_z < total) and (
-                    # Processes: wait for room for a whole batch (a batch of one per result is a task per slice).
-                    procs is None or window - len(pending) >= min(procs.batch_size, len(retry) + total - next_z)):
-                z = retry.popleft() if retry else next_z
-                if z == next_z:
-                    next_z += 1
+            while len(pending) < window and (retry or next_z < total):
                 if procs is not None:  # the next few slices, as one task for one worker
-                    group = [z]
-                    while (len(group) < procs.batch_size and len(pending) + len(group) < window
-                           and (retry or next_z < total)):
-                        z = retry.popleft() if retry else next_z
-                        if z == next_z:
-                            next_z += 1
-                        group.append(z)
+                    size = group_size()
+                    if window - len(pending) < size:
+                        break  # wait for room for a whole batch: one slice per result would be a task per slice
+                    group = []
+                    while len(group) < size and (retry or next_z < total):
+                        group.append(take_next())
                     jobs = []
                     for gz in group:
                         source = sources.get(order[gz].instance)
                         jobs.append((source.path, source.header, order[gz].frame))
                     pending.extend(zip(group, procs.submit(jobs)))
                     continue
+                z = take_next()
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
                     future: Future = Future()
                     tic = time.perf_counter()
