@@ -300,10 +300,24 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     retired: list = []  # pools that broke: their finished frames stay readable until the load ends
 
+    def replace_pool() -> None:
+        """Retire a broken pool (its finished frames stay readable) and start a fresh one, 3 times at most."""
+        nonlocal procs
+        from viewer.core.dicom.decode_pool import ProcessDecoder
+
+        log.warning("a decoding process died; isolating the frames it held")
+        old, procs = procs, None
+        old.stop()
+        retired.append(old)
+        if len(retired) <= 3:
+            try:
+                procs = ProcessDecoder(old.processes, old.slot_bytes, old.slots, old.batch_size, old.method)
+            except Exception as error:  # noqa: BLE001
+                log.info("no new decoding processes (%s); decoding here", error)
+
     def from_process(z: int, ticket) -> bool | BaseException:
         """The outcome of a slice sent to a worker process."""
-        nonlocal procs
-        from viewer.core.dicom.decode_pool import ProcessDecoder, decode_isolated
+        from viewer.core.dicom.decode_pool import decode_isolated
 
         frame = order[z]
         try:
@@ -313,15 +327,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             # in flight is decoded in a process of its own, so only the culprit fails and this process never
             # runs the crashing decode; then a fresh pool takes the rest (a few times at most).
             if procs is not None and procs.broken:
-                log.warning("a decoding process died; isolating the frames it held")
-                old, procs = procs, None
-                old.stop()
-                retired.append(old)
-                if len(retired) <= 3:
-                    try:
-                        procs = ProcessDecoder(old.processes, old.slot_bytes, old.slots, old.batch_size, old.method)
-                    except Exception as error:  # noqa: BLE001
-                        log.info("no new decoding processes (%s); decoding here", error)
+                replace_pool()
             source = sources.get(frame.instance)
             try:
                 stored = decode_isolated(source.path, source.header, frame.frame, ticket.owner.method)
@@ -386,7 +392,11 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                     for gz in group:
                         source = sources.get(order[gz].instance)
                         jobs.append((source.path, source.header, order[gz].frame))
-                    pending.extend(zip(group, procs.submit(jobs)))
+                    try:
+                        pending.extend(zip(group, procs.submit(jobs)))
+                    except BrokenExecutor:  # a worker died since the last result: these slices go again
+                        retry.extendleft(reversed(group))
+                        replace_pool()
                     continue
                 z = take_next()
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
