@@ -316,5 +316,5 @@ def plan_slots(processes: int, slot_bytes: int, batch_size: int = 4) -> tuple[in
     return max(1, min(fit, 2 * processes * batch)), batch
 
 
-__all__ = ["ProcessDecoder", "Ticket", "decode_isolated", "default_processes", "frame_slot_bytes", "plan_slots", "start_method",
-           "worth_processes", "MAX_SHARED_BYTES", "STARTUP_SECONDS", "MIN_FRAME_SECONDS"]
+__all__ = ["ProcessDecoder", "Ticket", "decode_isolated", "default_processes", "frame_slot_bytes", "plan_slots",
+           "start_method", "worth_processes", "MAX_SHARED_BYTES", "STARTUP_SECONDS", "MIN_FRAME_SECONDS"]

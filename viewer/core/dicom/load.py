@@ -26,7 +26,7 @@ import time
 from collections import deque
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.issues import SeriesWarning
 from viewer.core.jobs import CancelToken, Cancelled, Job, Progress, run_job
 from viewer.core.volume import Volume
+
+if TYPE_CHECKING:  # imported for real only when a load decides on processes (see decide)
+    from viewer.core.dicom.decode_pool import ProcessDecoder
 
 log = logging.getLogger(__name__)
 
