@@ -308,10 +308,20 @@ def frame_slot_bytes(header: PixelHeader) -> int:
 MAX_SHARED_BYTES = 256 << 20
 
 
+def _shared_memory_room() -> int:
+    """Bytes this load may place in shared memory: :data:`MAX_SHARED_BYTES`, or half of what /dev/shm has free
+    (containers often mount 64 MB there, and a worker writing past a full tmpfs dies of SIGBUS)."""
+    try:
+        stats = os.statvfs("/dev/shm")
+        return min(MAX_SHARED_BYTES, stats.f_bavail * stats.f_frsize // 2)
+    except (AttributeError, OSError):  # no /dev/shm (Windows, macOS): the OS sizes it
+        return MAX_SHARED_BYTES
+
+
 def plan_slots(processes: int, slot_bytes: int, batch_size: int = 4) -> tuple[int, int]:
     """``(slots, batch_size)``: two batches in flight per worker (one running, one queued), within
-    :data:`MAX_SHARED_BYTES` (big frames get smaller batches, down to one frame per worker)."""
-    fit = max(1, MAX_SHARED_BYTES // max(1, slot_bytes))
+    :func:`_shared_memory_room` (big frames get smaller batches, down to one frame per worker)."""
+    fit = max(1, _shared_memory_room() // max(1, slot_bytes))
     batch = max(1, min(batch_size, fit // (2 * max(1, processes))))
     return max(1, min(fit, 2 * processes * batch)), batch
 
