@@ -41,8 +41,9 @@ def test_open_shows_the_series_progressively(main_window, qtbot, lidc_dir, monke
     assert shown_at and 1 <= shown_at[0][0] < 133, "the first slice was not shown before the whole series loaded"
     view = viewer.views[Plane.AXIAL]
     assert view.isVisible() and view.k == 132  # image 1 of axial CT: the most superior slice (head first)
-    # it decodes last (slices load in array order): until then the view says so rather than stay silently black
-    assert notices[0] == "Loading this image…" and view.notice_text() == ""
+    # the loader starts at the end the series opens at: image 1 is on screen with the first progress step
+    assert notices[0] == "" and view.notice_text() == ""
+    assert main_window.viewer.volume.loads_from_top
     image = view.image_item.image
     assert image.dtype == np.uint8 and image.shape == (512, 512) and image.std() > 10
     lines = viewer.overlay_lines(view)

@@ -57,6 +57,25 @@ def display_reversed(geometry: PlaneGeometry, order: ImageOrder = ImageOrder.HEA
     return bool(through[axis] * sign > 0)
 
 
+def _reversed_for(volume, geometry: PlaneGeometry, order: ImageOrder) -> bool:
+    calibration = getattr(volume, "calibration", None)
+    if calibration is not None and not calibration.has_orientation:
+        # no patient geometry (a cine clip, a secondary capture): frames in file order, cine forwards in time
+        return False
+    numbers = getattr(volume, "instance_numbers", None) or None
+    return display_reversed(geometry, order, numbers)
+
+
+def opening_slice(volume, order: ImageOrder = ImageOrder.HEAD_FIRST) -> int:
+    """The array slice (along z, the acquisition plane) a series opens at: image 1 for axial CT, the middle
+    image otherwise. The loader decodes from the end nearer to it, so that image shows first."""
+    geometry = reformat(volume, native_plane(volume.affine))
+    n = geometry.n_slices
+    if geometry.plane == Plane.AXIAL and str(volume.modality).upper() == "CT":
+        return (n - 1) if _reversed_for(volume, geometry, order) else 0
+    return (n - 1) // 2
+
+
 class Signal:
     """A minimal synchronous observer: ``connect(callback)``, ``emit(*args)``; exceptions propagate."""
 
@@ -154,12 +173,7 @@ class DisplayState:
         self.position_changed.emit(self.position)
 
     def _compute_reversed(self) -> dict[Plane, bool]:
-        calibration = getattr(self.volume, "calibration", None)
-        if calibration is not None and not calibration.has_orientation:
-            # no patient geometry (a cine clip, a secondary capture): frames in file order, cine forwards in time
-            return {p: False for p in self.geometries}
-        numbers = getattr(self.volume, "instance_numbers", None) or None
-        return {p: display_reversed(g, self._order, numbers) for p, g in self.geometries.items()}
+        return {p: _reversed_for(self.volume, g, self._order) for p, g in self.geometries.items()}
 
     def is_reversed(self, plane: Plane | str) -> bool:
         """True when image 1 of ``plane`` is its last array slice."""
@@ -195,12 +209,7 @@ class DisplayState:
         """Where a series opens: image 1 for axial CT, the middle image otherwise (voxel index ``(x, y, z)``)."""
         z, y, x = self.volume.shape
         position = np.array([(x - 1) / 2, (y - 1) / 2, (z - 1) / 2])
-        plane = self.native_plane
-        geometry = self.geometries[plane]
-        if plane == Plane.AXIAL and str(self.volume.modality).upper() == "CT":
-            position[geometry.through_axis] = (geometry.n_slices - 1) if self._reversed[plane] else 0
-        else:
-            position[geometry.through_axis] = (geometry.n_slices - 1) // 2
+        position[self.geometries[self.native_plane].through_axis] = opening_slice(self.volume, self._order)
         return position
 
     def set_position(self, xyz) -> None:

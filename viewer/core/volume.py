@@ -33,6 +33,10 @@ class Volume:
         What the loader found odd (tilt, gaps, ...).
     slices_loaded
         How many slices are decoded so far, counting in load order; equals ``array.shape[0]`` when complete.
+    loads_from_top
+        The loader fills the array from its last slice down (a series that opens there, e.g. axial CT head
+        first, so image 1 is on screen first); otherwise from slice 0 up. Loaded slices are always one run:
+        :meth:`loaded_range`.
     description
         SeriesDescription.
     photometric
@@ -78,6 +82,7 @@ class Volume:
     frame_rate: float | None = None
     instance_numbers: list = field(default_factory=list)
     failed_slices: list[int] = field(default_factory=list)
+    loads_from_top: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -98,6 +103,17 @@ class Volume:
     def complete(self) -> bool:
         """True once every slice is decoded."""
         return self.slices_loaded >= self.shape[0]
+
+    def loaded_range(self) -> tuple[int, int]:
+        """The array slices ``[start, stop)`` decoded so far (one run, from the end the loader started at)."""
+        n = self.shape[0]
+        k = min(max(self.slices_loaded, 0), n)
+        return (n - k, n) if self.loads_from_top else (0, k)
+
+    def is_slice_loaded(self, k: int) -> bool:
+        """True when array slice ``k`` is decoded."""
+        start, stop = self.loaded_range()
+        return start <= int(k) < stop
 
     def index_to_lps(self, xyz) -> np.ndarray:
         """Map voxel indices ``(..., 3)`` given as ``(x=column, y=row, z=slice)`` to LPS mm."""

@@ -159,10 +159,11 @@ def series_window(slice_windows) -> Window | None:
 def central_slab(volume) -> np.ndarray:
     """The central half of the loaded slices of ``volume`` (all loaded slices while fewer than half are in)."""
     n = volume.shape[0]
-    loaded = volume.slices_loaded if 0 < volume.slices_loaded < n else n
     start, stop = central_range(n)
-    if loaded < stop:  # progressive load: slices beyond ``loaded`` are still zeros
-        return volume.array[: max(1, loaded)]
+    if 0 < volume.slices_loaded < n:  # progressive load: the other slices are still zeros
+        first, last = volume.loaded_range()
+        if not (first <= start and stop <= last):
+            return volume.array[first:last]
     return volume.array[start:stop]
 
 

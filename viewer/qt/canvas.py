@@ -716,8 +716,7 @@ class SliceViewWidget(pg.GraphicsView):
             return "This slice could not be decoded (left blank)"
         volume = state.volume
         if (self.geometry_ is not None and self.geometry_.through_axis == 2 and self.k is not None
-                and 0 < volume.slices_loaded <= self.k and not volume.complete):
-            # slices decode in array order; image 1 of axial CT (head first) is the last one in
+                and volume.slices_loaded > 0 and not volume.is_slice_loaded(self.k)):
             return "Loading this image…"
         return ""
 

@@ -745,7 +745,8 @@ class MainWindow(QMainWindow):
             self._set_idle(self._loaded_message(series, cached, None))
             self.series_loaded.emit(series.key)
             return
-        job = start_job(lambda token: iter_load(series, cancel=token), "load", parent=self)
+        order = self.settings.image_order  # which end opens on screen, and so is decoded first
+        job = start_job(lambda token: iter_load(series, cancel=token, image_order=order), "load", parent=self)
         job.progressed.connect(lambda p, j=job, s=series: self._on_load_progress(j, s, p))
         job.finished.connect(lambda volume, j=job, s=series: self._on_loaded(j, s, volume))
         job.failed.connect(lambda reason, j=job: j is self._load_job and self._on_failed(reason))

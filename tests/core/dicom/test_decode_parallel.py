@@ -209,13 +209,15 @@ def test_first_slice_is_in_the_volume_before_the_rest(lidc_subset):
     progress = next(job)
     volume = progress.payload
     assert progress.done >= 1 and volume.slices_loaded >= 1
-    slice0 = volume.array[0].copy()
-    assert slice0.any(), "slice 0 should be decoded at the first progress step"
-    assert not volume.array[-1].any(), "the last slice should still be pending at the first progress step"
+    # axial CT opens at image 1 (the head end = the array's last slice here): that one is decoded first
+    first_z, far_z = (-1, 0) if volume.loads_from_top else (0, -1)
+    opening = volume.array[first_z].copy()
+    assert opening.any(), "the opening slice should be decoded at the first progress step"
+    assert not volume.array[far_z].any(), "the far end should still be pending at the first progress step"
     for _ in job:
         pass
     final = load_series(scan(lidc_subset["native"]).all_series()[0]).array
-    assert np.array_equal(slice0, final[0])
+    assert np.array_equal(opening, final[first_z])
 
 
 def test_cancel_mid_load_stops_the_processes(lidc_subset):

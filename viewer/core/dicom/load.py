@@ -7,9 +7,11 @@ whole volume, then decode slice by slice: inline for uncompressed data, and for 
 inline, then on worker processes when slice 1's decoding time says they pay (:mod:`decode_pool`), else threads.
 
 Progress and order: the job yields right after allocation (``slices_loaded == 0``) and then every few slices.
-Slices are filled in **ascending slice order**; ``volume.slices_loaded == k`` means slices ``0..k-1`` are final
-(workers may finish out of order, the counter only advances over a complete prefix). The GUI can show slice 0
-while the rest is still decoding.
+Slices are filled from the end of the stack the series opens nearer to (:func:`~viewer.core.display.opening_slice`:
+axial CT opens at image 1, the head end, which is the array's last slice for a feet-to-head stack), so the image
+the user sees first is decoded first; ``volume.slices_loaded == k`` means the first ``k`` slices in that order are
+final (``volume.loaded_range()``; workers may finish out of order, the counter only advances over a complete
+run). The GUI can show the opening image while the rest is still decoding.
 
 Voxel type: int16 when the rescale is integral and the values fit, float32 otherwise, uint8 ``(z, y, x, 3)``
 for colour. The choice is made from the first slice; should a later slice not fit int16 (a different rescale,
@@ -34,6 +36,7 @@ from viewer.core.dicom import geometry, limits
 from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
+from viewer.core.display import ImageOrder, opening_slice
 from viewer.core.issues import SeriesWarning
 from viewer.core.jobs import CancelToken, Cancelled, Job, Progress, run_job
 from viewer.core.volume import Volume
@@ -152,7 +155,7 @@ def _dedupe(warnings: list[SeriesWarning]) -> list[SeriesWarning]:
 
 
 def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int | None = None,
-              repeat: int = 0, processes: int | None = None) -> Job[Volume]:
+              repeat: int = 0, processes: int | None = None, image_order: str = "head_first") -> Job[Volume]:
     """Load ``series`` into a Volume, yielding :class:`Progress` with the (partly filled) volume as payload.
 
     Parameters
@@ -169,7 +172,10 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     processes
         Compressed series only: decoding worker processes. None (default, with ``workers`` None): decided
         from the time slice 1 took here (:func:`~viewer.core.dicom.decode_pool.worth_processes`); 0: never;
-        N > 0: always N (after slices 0 and 1, decoded here).
+        N > 0: always N (after the first two slices, decoded here).
+    image_order
+        The display's image order setting (:class:`~viewer.core.display.ImageOrder`): it says which end of the
+        stack the series opens at, and so which end is decoded first.
 
     Returns
     -------
@@ -237,6 +243,9 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         frame_of_reference_uid=lead_header.frame_of_reference_uid,
     )
     attach_display_info(volume, [instances[f.instance] for f in order], plan.slice_positions is not None)
+    volume.loads_from_top = total > 1 and opening_slice(volume, ImageOrder(image_order)) > (total - 1) // 2
+    # the order slices are decoded in: from the end the views open at
+    sequence = list(range(total - 1, -1, -1)) if volume.loads_from_top else list(range(total))
     if lead_header.photometric == "MONOCHROME1":
         volume.warnings.append(SeriesWarning(
             "monochrome1", "MONOCHROME1: low values are white; the display inverts the grey scale."))
@@ -265,7 +274,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             return error  # incl. a Rust decoder's PanicException, which is no Exception
 
     n_workers = max(1, workers or (1 if lead_header.fast else DEFAULT_WORKERS))
-    # Compressed: slices 0 and 1 are decoded right here (slice 0 on screen at once), slice 1's time then says
+    # Compressed: the first two slices are decoded right here (the first on screen at once), the second's time says
     # whether worker processes pay for themselves (decode_pool.worth_processes); threads only if they do not.
     deciding = not lead_header.fast and total > 2 and (processes is None and workers is None or bool(processes))
     if deciding:
@@ -351,7 +360,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         if retry:
             return retry.popleft()
         next_z += 1
-        return next_z - 1
+        return sequence[next_z - 1]
 
     def group_size() -> int:
         """Slices per process task: the batch size, shrinking near the end so the workers finish together."""
@@ -406,7 +415,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                     future: Future = Future()
                     tic = time.perf_counter()
                     future.set_result(decode(z, volume.array))
-                    if deciding and z == 1:  # slice 0 paid for imports and caches; slice 1 is typical
+                    if deciding and z == sequence[1]:  # the first slice paid for imports and caches
                         decide(time.perf_counter() - tic)
                 else:
                     future = pool.submit(decode, z, volume.array)
@@ -425,8 +434,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 volume.array = volume.array.astype(np.float32)
                 retry.extend(sorted(redo))
                 continue
-            while done in finished:
-                finished.discard(done)
+            while done < total and sequence[done] in finished:
+                finished.discard(sequence[done])
                 done += 1
             volume.slices_loaded = done
             if done == 1 or done - last_yield >= batch or done == total:
