@@ -28,6 +28,10 @@ def test_ultrasound_view_has_no_plane_letters_or_mm_bar_and_plays_at_the_file_ra
     m = Measurement("length", "axial", 1, [(100.0, 200.0, 1.0), (100.0 + 50 / 0.51, 200.0, 1.0)])
     viewer.add_measurement(m)
     assert viewer.find_measurement(m.id).summary() == "50.0 mm"
+    row = main_window.measurements_panel.tree.topLevelItem(0)
+    assert row.text(2).startswith("50.0 mm") and row.text(3) == "Im 2"  # no plane name without geometry
+    assert "mm per ultrasound region" in main_window.statusBar().currentMessage()
+    assert "1.00x1.00" not in main_window.statusBar().currentMessage()  # the nominal grid is not a size
     pos = widget_pos_of_voxel(view, (200.0, 100.0, 1.0))
     view.scene().sigMouseMoved.emit(view.mapToScene(pos.toPoint()))
     text = main_window.cursor_label.text()

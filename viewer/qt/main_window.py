@@ -52,6 +52,11 @@ DOCK_SHARES = (0.16, 0.25)
 DOCK_MIN_WIDTHS = (150, 240)
 
 
+#: How a series without PixelSpacing is measured, in the status bar's words.
+CALIBRATION_WORDS = {"ultrasound_regions": "mm per ultrasound region", "imager_pixel_spacing": "mm at the detector",
+                     "none": "no pixel spacing: measured in px"}
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -784,7 +789,11 @@ class MainWindow(QMainWindow):
     def _loaded_message(self, series, volume, seconds: float | None) -> str:
         z, y, x = volume.shape
         dz, dy, dx = volume.spacing
-        text = f"{series.modality} {x}x{y}x{z}, {dx:.2f}x{dy:.2f}x{dz:.2f} mm"
+        calibration = getattr(volume, "calibration", None)
+        if calibration is None or calibration.source == "pixel_spacing":
+            text = f"{series.modality} {x}x{y}x{z}, {dx:.2f}x{dy:.2f}x{dz:.2f} mm"
+        else:  # the grid is nominal (1 mm a pixel): say how the image is calibrated instead
+            text = f"{series.modality} {x}x{y}x{z}, {CALIBRATION_WORDS.get(calibration.source, calibration.source)}"
         if seconds is not None:
             text += f", loaded in {seconds:.2f} s"
         if volume.warnings:  # the whole text is in the banner over the views (a long one was cut off here)
@@ -903,9 +912,11 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------------------
     def _refresh_measurements(self) -> None:
         state = self.viewer.state
+        calibration = getattr(state.volume, "calibration", None) if state is not None else None
         self.measurements_panel.set_measurements(self.viewer.measurements, self.viewer.value_unit(),
                                                  self.viewer.selected_measurement_id,
-                                                 state.display_number if state is not None else None)
+                                                 state.display_number if state is not None else None,
+                                                 plane_names=calibration is None or calibration.has_orientation)
 
     def _clear_measurements(self) -> None:
         for m in list(self.viewer.measurements):

@@ -77,9 +77,10 @@ class MeasurementsWidget(QWidget):
         return QSize(340, 300)
 
     def set_measurements(self, measurements: list[Measurement], unit: str = "", selected_id: int | None = None,
-                         number_of=None) -> None:
+                         number_of=None, plane_names: bool = True) -> None:
         """Show these measurements (the viewer's list) and select ``selected_id``; ``number_of(plane, k)`` is the
-        image number the views show for slice ``k`` (display order; default ``k + 1``)."""
+        image number the views show for slice ``k`` (display order; default ``k + 1``). Without patient geometry
+        (``plane_names`` False: an ultrasound, a secondary capture) the slice column says "Im", not a plane."""
         self._measurements = list(measurements)
         self._unit = unit
         self._updating = True
@@ -87,7 +88,7 @@ class MeasurementsWidget(QWidget):
             self.tree.clear()
             for i, m in enumerate(self._measurements, start=1):
                 item = QTreeWidgetItem([str(i), KINDS.get(m.kind, m.kind), m.summary(unit, multiline=True),
-                                        f"{m.plane[:3].title()} "
+                                        f"{m.plane[:3].title() if plane_names else 'Im'} "
                                         f"{number_of(m.plane, m.slice_index) if number_of else m.slice_index + 1}"])
                 item.setData(0, ID_ROLE, m.id)
                 item.setToolTip(2, m.summary(unit, multiline=True))
