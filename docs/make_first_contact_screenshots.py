@@ -87,7 +87,9 @@ def main(out: Path) -> None:
             time.sleep(0.01)
 
     def window_at(size):
-        window = MainWindow(Settings(QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat)))
+        # fresh settings each time: a window restores the dock widths the previous (smaller) one saved
+        ini = tempfile.mkstemp(suffix=".ini", dir=home)[1]
+        window = MainWindow(Settings(QSettings(ini, QSettings.Format.IniFormat)))
         window.resize(*size)
         window.show()
         app.processEvents()
