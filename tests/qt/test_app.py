@@ -82,6 +82,7 @@ def test_demo_opens_the_sample_study_and_the_built_in_models_find_its_nodules(ma
 
     # ... and one label of the segmentation: the map replaces the finding's
     nodule = next(v for v in seg.present if seg.label_name(v) == "nodule")
+    qtbot.waitUntil(lambda: not lane.busy, timeout=10_000)  # the lane frees itself just after result_applied
     with qtbot.waitSignal(lane.result_applied, timeout=60_000):
         lane.explain_label(nodule)
     assert lane.layer("saliency").saliency.target == "nodule"
