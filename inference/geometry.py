@@ -110,18 +110,69 @@ def resample_argmax(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, i
 
     Works in slabs of ``slab`` output slices, so a 5-label model on a 512x512x133 study needs ~90 MB at a time
     instead of the 700 MB of all its probabilities on the study's grid.
+
+    Only the box around the source voxels whose best channel is not the first is resampled; elsewhere the answer
+    is channel 0 without computing it. Exact, not an approximation: where every one of the (up to 8) source voxels a
+    target voxel interpolates between has channel 0 at least as high as every other channel, so has their weighted
+    sum (the weights are the same for every channel, non-negative, and rounding is monotone), and a tie goes to
+    channel 0. On a chest CT the lungs fill a fraction of the field of view: this saves most of the work.
     """
     import torch
 
     target = np.asarray(affine_ras, dtype=np.float64)
-    out = torch.empty(tuple(int(s) for s in shape_xyz), dtype=torch.int64)
-    for z0 in range(0, int(shape_xyz[2]), slab):
-        z1 = min(int(shape_xyz[2]), z0 + slab)
+    shape_xyz = tuple(int(s) for s in shape_xyz)
+    out = torch.zeros(shape_xyz, dtype=torch.int64)
+    scores = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
+    source_affine = tensor.affine.detach().cpu().numpy().astype(np.float64) if hasattr(tensor, "affine") else None
+    if source_affine is None or scores.shape[0] < 2:
+        foreground = None
+    else:
+        foreground = _channel_argmax(scores) != 0
+    to_source = np.linalg.inv(source_affine) @ target if foreground is not None else None
+    to_target = np.linalg.inv(to_source) if foreground is not None else None
+    source_shape = np.array(scores.shape[1:])
+    for z0 in range(0, shape_xyz[2], slab):
+        z1 = min(shape_xyz[2], z0 + slab)
+        lo = np.array([0, 0, z0])
+        hi = np.array([shape_xyz[0], shape_xyz[1], z1])  # exclusive
+        if foreground is not None:
+            box = _foreground_box(foreground, to_source, to_target, source_shape, lo, hi - 1)
+            if box is None:
+                continue
+            lo, hi = np.maximum(lo, box[0]), np.minimum(hi, box[1] + 1)
+            if np.any(hi <= lo):
+                continue
         shift = np.eye(4)
-        shift[2, 3] = z0
-        part = resample_to_grid(tensor, target @ shift, (shape_xyz[0], shape_xyz[1], z1 - z0), mode="bilinear")
-        out[:, :, z0:z1] = _channel_argmax(part.as_tensor() if hasattr(part, "as_tensor") else part)
+        shift[:3, 3] = lo
+        part = resample_to_grid(tensor, target @ shift, tuple(int(v) for v in hi - lo), mode="bilinear")
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = _channel_argmax(
+            part.as_tensor() if hasattr(part, "as_tensor") else part)
     return out
+
+
+def _corners(lo, hi) -> np.ndarray:
+    return np.array([[(hi if i & 1 else lo)[0], (hi if i & 2 else lo)[1], (hi if i & 4 else lo)[2], 1.0]
+                     for i in range(8)], dtype=np.float64)
+
+
+def _foreground_box(foreground, to_source, to_target, source_shape, lo, hi):
+    """The target-index box (inclusive ``lo, hi``) outside which, within the target box ``lo..hi``, no voxel
+    interpolates from a ``foreground`` source voxel (with a voxel to spare); None: none inside at all."""
+    reach = _corners(lo, hi) @ to_source.T
+    s_lo = np.clip(np.floor(reach[:, :3].min(axis=0)).astype(int) - 2, 0, source_shape - 1)
+    s_hi = np.clip(np.ceil(reach[:, :3].max(axis=0)).astype(int) + 2, 0, source_shape - 1)
+    part = foreground[s_lo[0]:s_hi[0] + 1, s_lo[1]:s_hi[1] + 1, s_lo[2]:s_hi[2] + 1]
+    where = [_nonzero_1d(part.any(dim=tuple(d for d in range(3) if d != axis))) for axis in range(3)]
+    if any(len(w) == 0 for w in where):
+        return None
+    f_lo = s_lo + np.array([w[0] for w in where]) - 1.0
+    f_hi = s_lo + np.array([w[-1] for w in where]) + 1.0
+    image = _corners(f_lo, f_hi) @ to_target.T
+    return (np.floor(image[:, :3].min(axis=0)).astype(int) - 1, np.ceil(image[:, :3].max(axis=0)).astype(int) + 1)
+
+
+def _nonzero_1d(mask) -> np.ndarray:
+    return np.flatnonzero(mask.cpu().numpy())
 
 
 def _channel_argmax(scores):

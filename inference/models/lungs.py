@@ -23,6 +23,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from inference.geometry import _channel_argmax
+
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     import SimpleITK as sitk
@@ -135,7 +137,7 @@ class ChestPostprocessd(MapTransform):
             affine = (pred.affine if isinstance(pred, MetaTensor) else torch.eye(4)).detach().cpu().numpy()
             scores = (pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)).clone()
             scores[self.nodule_channel] *= self.nodule_weight
-            lung_mask = (scores.argmax(dim=0) == self.lung_channel).cpu().numpy()
+            lung_mask = (_channel_argmax(scores) == self.lung_channel).cpu().numpy()  # as argmax, ~10x faster
             body = None
             if self.body_threshold is not None and self.image_key in d:
                 image = d[self.image_key]

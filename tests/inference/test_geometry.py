@@ -174,3 +174,26 @@ def test_slab_wise_resample_argmax_equals_the_whole_volume_at_once():
     whole = torch.argmax(resample_to_grid(source, target, (41, 37, 21), mode="bilinear"), dim=0)
     slabs = resample_argmax(source, target, (41, 37, 21), slab=4)
     assert slabs.shape == (41, 37, 21) and torch.equal(slabs, whole)
+
+
+def test_resample_argmax_skips_only_voxels_that_interpolate_from_channel_0_alone():
+    """The box around the foreground (best channel not 0) is all that is resampled: the same labels as the whole."""
+    import torch
+    from monai.data import MetaTensor
+
+    from inference.geometry import resample_argmax, resample_to_grid
+
+    torch.manual_seed(1)
+    scores = torch.rand(3, 30, 26, 14) * 0.4
+    scores[0] += 0.5  # background wins everywhere...
+    scores[1, 8:13, 5:9, 3:6] += 1.0  # ...but in two small blobs, one at the edge of the grid
+    scores[2, 25:30, 20:26, 10:14] += 1.0
+    source = MetaTensor(scores, affine=torch.tensor(np.diag([-1.5, 1.5, 2.5, 1.0])))
+    target = np.diag([-0.7, 0.7, 1.25, 1.0])
+    target[:3, 3] = [0.3, -0.4, 0.6]
+    shape = (64, 56, 29)
+    whole = torch.argmax(resample_to_grid(source, target, shape, mode="bilinear"), dim=0)
+    fast = resample_argmax(source, target, shape, slab=5)
+    assert torch.equal(fast, whole) and set(torch.unique(fast).tolist()) == {0, 1, 2}
+    empty = MetaTensor(torch.stack([torch.ones(30, 26, 14), torch.zeros(30, 26, 14)]), affine=source.affine)
+    assert not resample_argmax(empty, target, shape).any()
