@@ -8,6 +8,8 @@
 3. The built-in models on the whole of LIDC-0001, wall clock from the volume in memory to the result on its grid
    (model load included): segmentation, nodule detection, and one Grad-CAM map each for the top finding and for
    the nodule and left-lung labels. Targets (issue 5): 15 s, 20 s, 5 s.
+4. The built-in segmentation, detection and "run all" (both: one network run, issue 11) on LIDC-0001 with one
+   torch thread, per stage beside the figures before issue 11 (``python -m bench.bench_infer --one-thread``).
 
 torch uses ``max(1, cores - 1)`` threads, as in the app. Needs ../shared (skips with a line when absent).
 """
@@ -77,6 +79,52 @@ def _builtin_lines() -> list[str]:
     return lines
 
 
+#: The same runs before issue 11's "Run once, fast" (commit d717402, this machine, 1 torch thread): seconds.
+PREVIOUS_ONE_THREAD = {
+    "segmentation": {"preprocess": 2.57, "network": 6.61, "postprocess": 11.34},
+    "detection": {"preprocess": 2.42, "network": 7.29, "postprocess": 0.00},  # its boxes were in "network"
+}
+
+
+def _one_thread_lines() -> list[str]:
+    """Segmentation, detection and "run all" (both, one network run) on LIDC-0001 with 1 torch thread, the stage
+    times beside the previous figures. Target (issue 11): "run all" <= 10 s, postprocess <= 1.5 s."""
+    from inference.jobs import run_job
+    from inference.task import clear_network_cache, run_model
+    from viewer.core.evaluation import load_largest_series
+
+    volume = load_largest_series(LIDC)
+    array, affine = volume.array, volume.affine
+    stages = ("preprocess", "network", "postprocess")
+
+    def timed(model_id):
+        outcome = run_job(run_model(model_id, array, affine, device="cpu", threads=1))
+        return {k: outcome.timings.get(k, 0.0) for k in ("model", *stages)}, outcome.patches
+
+    def fmt(t, before=None):
+        line = ", ".join(f"{k} {t[k]:.2f}" + (f" (was {before[k]:.2f})" if before else "") for k in stages)
+        return f"{sum(t.values()):.2f} s: {line}"
+
+    lines = ["built-in models on LIDC-0001, 1 torch thread (model load included in the totals):"]
+    seg_id, det_id = "hounsfield-chest-ct-segmentation", "hounsfield-chest-ct-nodule-detection"
+    cold = {}
+    for task, model_id in (("segmentation", seg_id), ("detection", det_id)):
+        clear_network_cache()
+        cold[task], _ = timed(model_id)
+        before = PREVIOUS_ONE_THREAD[task]
+        lines.append(f"  {task} alone: {fmt(cold[task], before)}; was {sum(before.values()):.2f} s + load")
+    clear_network_cache()
+    seg, _ = timed(seg_id)
+    det, patches = timed(det_id)
+    was = sum(sum(v.values()) for v in PREVIOUS_ONE_THREAD.values())
+    lines.append(f"  run all (segmentation then detection): {sum(seg.values()) + sum(det.values()):.2f} s "
+                 f"(was {was:.2f} s + loads; target 10 s); detection reused the network: {patches == 0}")
+    lines.append(f"    segmentation {fmt(seg)}")
+    lines.append(f"    detection    {fmt(det)}")
+    clear_network_cache()
+    return lines
+
+
 def run(workdir: Path) -> list[str]:
     """Run both measurements; lines to print."""
     if not (LIDC.is_dir() and (ZOO / "spleen_ct_segmentation").is_dir()):
@@ -100,9 +148,16 @@ def run(workdir: Path) -> list[str]:
     lines.append(f"lung_nodule_ct_detection RetinaNet (ResNet50-FPN, random weights): {seconds:.2f} s per "
                  f"{'x'.join(map(str, PATCH))} patch (reference for the built-in detector)")
     lines += _builtin_lines()
+    lines += _one_thread_lines()
     return lines
 
 
 if __name__ == "__main__":
-    for line in run(Path(__file__).resolve().parent / "out"):
-        print(line)
+    import sys
+
+    if sys.argv[1:] == ["--one-thread"]:  # only the issue 11 figures (no Model Zoo needed)
+        for line in _one_thread_lines() if LIDC.is_dir() else [f"skipped: needs {LIDC}"]:
+            print(line)
+    else:
+        for line in run(Path(__file__).resolve().parent / "out"):
+            print(line)
