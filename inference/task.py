@@ -327,7 +327,11 @@ def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
     labels = labels.to(torch.int16 if labels.max() > 255 else torch.uint8)  # before the transpose: 8x less to copy
     labels = from_monai(labels)
     table = dict(bundle.info.table)
-    missing = {int(v): f"label {int(v)}" for v in np.flatnonzero(np.bincount(labels.ravel())) if v and v not in table}
+    top = int(labels.max()) if labels.size else 0
+    unnamed = [v for v in range(1, top + 1) if v not in table]
+    if len(unnamed) > 8:  # a full count; else a pass per unnamed value (usually none)
+        unnamed = [int(v) for v in np.flatnonzero(np.bincount(labels.ravel())) if v and v not in table]
+    missing = {v: f"label {v}" for v in unnamed if (labels == v).any()}
     if missing:  # a value the model card does not name: keep it, under a generic name
         table.update(label_table(missing))
     return SegResult(labels, affine, table, model_id=bundle.info.id)

@@ -97,18 +97,19 @@ def side_map(lung: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
     labels, n = _components(lung)
     if n == 0:
         return left
-    # per component: voxel count, mean x and share left of the midline, in one pass each
-    flat = labels.ravel()
-    x_index = np.broadcast_to(xs[:, None, None], lung.shape).ravel()
+    # per component: voxel count, mean x and share left of the midline, in one pass each over the lung voxels
+    # (the background's bin is not used; the sums of the others run in the same order as over the whole grid)
+    where = np.flatnonzero(labels)
+    flat = labels.ravel()[where]
+    x_of = where // (lung.shape[1] * lung.shape[2])
     counts = np.bincount(flat, minlength=n + 1).astype(float)
-    centre = np.bincount(flat, weights=x_index, minlength=n + 1) / np.maximum(counts, 1)
-    share = np.bincount(flat, weights=np.broadcast_to(left_of[:, None, None], lung.shape).ravel(),
-                        minlength=n + 1) / np.maximum(counts, 1)
+    centre = np.bincount(flat, weights=xs[x_of], minlength=n + 1) / np.maximum(counts, 1)
+    share = np.bincount(flat, weights=left_of[x_of].astype(float), minlength=n + 1) / np.maximum(counts, 1)
     whole = (share <= 0.1) | (share >= 0.9)  # components that straddle the midline keep the cut
     side = (centre - midline) * to_left > 0
     assign = whole & (np.arange(n + 1) > 0)
-    pick = assign[labels]
-    left[pick] = side[labels][pick]
+    pick = assign[flat]
+    left.ravel()[where[pick]] = side[flat[pick]]
     return left
 
 
