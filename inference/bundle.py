@@ -63,10 +63,6 @@ class LoadedBundle:
     force_sliding_window: bool = False
     dropped: list[str] = field(default_factory=list)
     weights: str = ""
-    #: sha256 of the weights file, the network definition and the preprocessing config: two bundles with the same
-    #: key turn the same volume into the same network input and output (:mod:`inference.task` shares the run).
-    #: Empty for random weights (never shared).
-    network_key: str = ""
 
     @property
     def task(self) -> str:
@@ -131,24 +127,6 @@ def _state_dict(obj: Any) -> dict:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
-
-
-def _network_key(bundle_dir: Path, source: str, raw: dict, image_key: str) -> str:
-    """See ``LoadedBundle.network_key``."""
-    import hashlib
-    import json
-
-    if source not in ("models/model.pt", "models/model.ts"):
-        return ""
-    digest = hashlib.sha256()
-    with open(bundle_dir / source, "rb") as weights:
-        for chunk in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(chunk)
-    # all but what acts after the network (whatever preprocessing refers to stays in)
-    config = {k: v for k, v in raw.items() if k not in ("inferer", "postprocessing", "detector", "detector_ops")}
-    config["image_key"] = image_key
-    digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
-    return digest.hexdigest()
 
 
 def _load_weights(network, bundle_dir: Path, trusted: bool, random_weights: bool, device):
@@ -283,6 +261,5 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         inferer = SimpleInferer()
     loaded = LoadedBundle(info=info, network=network, device=device, preprocessing=preprocessing, inferer=inferer,
                           postprocessing=postprocessing, detector=detector, image_key=image_key,
-                          force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source,
-                          network_key=_network_key(bundle_dir, source, raw, image_key))
+                          force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source)
     return loaded.to(device)

@@ -190,15 +190,14 @@ def _preprocess(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
     return data
 
 
-def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify,
-                  inferer=None):
+def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify):
     import torch
     from monai.inferers import SlidingWindowInferer
 
     from inference.device import run_with_cpu_fallback
 
     image = data[bundle.image_key]
-    inferer = bundle.inferer if inferer is None else inferer
+    inferer = bundle.inferer
     if isinstance(inferer, SlidingWindowInferer):
         if patch_batch:
             inferer.sw_batch_size = int(patch_batch)
@@ -216,86 +215,6 @@ def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_bat
 
     pred = run_with_cpu_fallback(step, bundle.device, notify)
     return pred[0].detach().cpu() if hasattr(pred, "detach") else pred[0]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# One network run for the models that share it.
-#
-# The built-in segmentation and nodule detection are the same network on the same input (the detector reads the
-# nodule label): the last run's preprocessed image and network output are kept, keyed by what determines them,
-# and the second model on the same volume starts from there.
-
-_NETWORK_CACHE: dict = {}
-_NETWORK_CACHE_LOCK = threading.Lock()
-
-
-def clear_network_cache() -> None:
-    """Forget the kept network output (it holds a few hundred MB for a CT)."""
-    with _NETWORK_CACHE_LOCK:
-        _NETWORK_CACHE.clear()
-
-
-def _shared_inferer(bundle):
-    """How ``bundle`` applies its network when that is shareable (the inferer), else None."""
-    if not getattr(bundle, "network_key", "") or _inverts(bundle.postprocessing):
-        return None  # Invertd undoes the preprocessing by the identity of its transforms: no other bundle's data
-    if bundle.task == "segmentation":
-        return bundle.inferer
-    if bundle.task == "detection" and hasattr(bundle.detector, "boxes_from_logits"):
-        return bundle.detector.inferer
-    return None
-
-
-def _inverts(transform) -> bool:
-    from monai.transforms import Invertd
-
-    if transform is None:
-        return False
-    if isinstance(transform, Invertd):
-        return True
-    return any(_inverts(t) for t in getattr(transform, "transforms", ()) or ())
-
-
-def _inferer_signature(inferer) -> tuple | None:
-    from monai.inferers import SimpleInferer, SlidingWindowInferer
-
-    if isinstance(inferer, SlidingWindowInferer):  # sw_batch_size and device: same numbers either way
-        roi = inferer.roi_size
-        return ("sliding", tuple(roi) if isinstance(roi, (list, tuple)) else roi, float(inferer.overlap),
-                str(inferer.mode), repr(inferer.sigma_scale), str(inferer.padding_mode), float(inferer.cval))
-    if type(inferer) is SimpleInferer:
-        return ("simple",)
-    return None
-
-
-def _network_cache_key(bundle, inferer, array: np.ndarray, affine: np.ndarray) -> tuple | None:
-    import hashlib
-
-    how = _inferer_signature(inferer)
-    if how is None:
-        return None
-    digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8).reshape(-1), digest_size=20).hexdigest()
-    return (bundle.network_key, how, digest, array.shape, str(array.dtype), affine.tobytes(),
-            str(getattr(bundle.device, "type", bundle.device)))
-
-
-def _cached_network(key):
-    if key is None:
-        return None
-    with _NETWORK_CACHE_LOCK:
-        hit = _NETWORK_CACHE.get(key)
-    if hit is None:
-        return None
-    data, pred = hit
-    return dict(data), pred.clone()
-
-
-def _keep_network(key, data: dict, pred) -> None:
-    if key is None:
-        return
-    with _NETWORK_CACHE_LOCK:
-        _NETWORK_CACHE.clear()  # one entry: the volume on screen
-        _NETWORK_CACHE[key] = (dict(data), pred.clone())
 
 
 def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
@@ -373,20 +292,6 @@ def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: in
     return boxes, labels, scores, image.affine.detach().cpu().numpy().astype(np.float64), spatial
 
 
-def _boxes_from_network(bundle, data: dict, pred):
-    """``_detect``'s result from the network output ``pred`` (a detector that reads a segmentation network)."""
-    import torch
-
-    detector = bundle.detector
-    image = data[bundle.image_key]
-    out = detector.boxes_from_logits(pred.as_tensor() if hasattr(pred, "as_tensor") else pred)
-    boxes = out[detector.target_box_key].detach().cpu().to(torch.float64).numpy().reshape(-1, 6)
-    labels = out[detector.target_label_key].detach().cpu().numpy().reshape(-1)
-    scores = out[detector.pred_score_key].detach().cpu().to(torch.float64).numpy().reshape(-1)
-    spatial = tuple(int(s) for s in image.shape[1:])
-    return boxes, labels, scores, image.affine.detach().cpu().numpy().astype(np.float64), spatial
-
-
 def _detections(bundle, raw, array_shape, affine) -> Detections:
     from inference.geometry import box_corners, lps_affine, voxel_box
 
@@ -454,37 +359,27 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
         with torch.no_grad():
             reporter.progress(0, 0, "Preparing the image")
             start = time.perf_counter()
-            inferer = _shared_inferer(bundle)
-            key = _network_cache_key(bundle, inferer, array, affine) if inferer is not None else None
-            hit = _cached_network(key)
-            data = hit[0] if hit is not None else _preprocess(bundle, array, affine)
+            data = _preprocess(bundle, array, affine)
             timings["preprocess"] = time.perf_counter() - start
             reporter.check()
             start = time.perf_counter()
-            if hit is not None:  # this volume went through this network already (the other built-in model)
-                pred = hit[1]
-            elif key is not None:
-                pred = _segmentation(bundle, data, reporter, state, batch, reporter.notice, inferer)
-                _keep_network(key, data, pred)
-            elif bundle.task == "detection":
+            if bundle.task == "detection":
                 raw = _detect(bundle, data, reporter, state, batch, reporter.notice)
             else:
-                pred = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
+                raw = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
             timings["network"] = time.perf_counter() - start
             reporter.check()
             total = state["total"] + 2
             reporter.progress(total - 1, total, "Post-processing")
             start = time.perf_counter()
             if bundle.task == "detection":
-                if key is not None:  # the detector reads the (shared) network output
-                    raw = _boxes_from_network(bundle, data, pred)
                 result = _detections(bundle, raw, array.shape, affine)
                 # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
                 result, note = drop_oversized(result, getattr(bundle.info, "max_finding_mm", None))
                 if note:
                     reporter.notice(note)
             else:
-                result = _postprocess_dense(bundle, data, pred, array.shape, affine)
+                result = _postprocess_dense(bundle, data, raw, array.shape, affine)
             timings["postprocess"] = time.perf_counter() - start
             reporter.progress(total, total, "Done")
         return InferenceResult(result, timings, str(bundle.device), list(reporter.messages), state["done"])

@@ -54,14 +54,9 @@ class SegmentationDetector(nn.Module):
                 pad = [(-s) % d for s, d in zip(spatial, self.size_divisible)]
                 batch = torch.nn.functional.pad(image[None], [v for p in reversed(pad) for v in (0, p)])
                 logits = self.network(batch)[..., :spatial[0], :spatial[1], :spatial[2]]
-            results.append(self.boxes_from_logits(logits[0]))
+            probability = torch.softmax(logits.float(), dim=1)[0, self.channel].cpu().numpy()
+            results.append(self._boxes(probability))
         return results
-
-    def boxes_from_logits(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The findings in the network's ``(C, x, y, z)`` output (as ``forward`` returns per image): lets a
-        segmentation run of the same network on the same image serve as this detector's run."""
-        probability = torch.softmax(logits.float(), dim=0)[self.channel].cpu().numpy()
-        return self._boxes(probability)
 
     def _boxes(self, probability: np.ndarray) -> dict[str, torch.Tensor]:
         import SimpleITK as sitk
@@ -70,20 +65,12 @@ class SegmentationDetector(nn.Module):
         boxes, scores = [], []
         if mask.any():
             components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask), True))
-            # every component's voxels at once (grouped by label), not one pass over the volume per component
-            where = np.flatnonzero(components)
-            label = components.ravel()[where]
-            order = np.argsort(label, kind="stable")
-            where, label = where[order], label[order]
-            starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
-            counts = np.diff(np.r_[starts, len(label)])
-            index = np.stack(np.unravel_index(where, components.shape), axis=1)
-            lo = np.minimum.reduceat(index, starts, axis=0)
-            hi = np.maximum.reduceat(index, starts, axis=0)
-            peak = np.maximum.reduceat(probability.ravel()[where], starts)
-            for i in np.flatnonzero(counts >= self.min_voxels):
-                boxes.append(np.concatenate([lo[i] - 0.5, hi[i] + 0.5]))
-                scores.append(float(peak[i]))
+            for value in range(1, int(components.max()) + 1):
+                where = np.argwhere(components == value)
+                if len(where) < self.min_voxels:
+                    continue
+                boxes.append(np.concatenate([where.min(axis=0) - 0.5, where.max(axis=0) + 0.5]))
+                scores.append(float(probability[tuple(where.T)].max()))
         box = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 6))
         return {self.target_box_key: box, self.target_label_key: torch.zeros(len(box), dtype=torch.long),
                 self.pred_score_key: torch.as_tensor(np.asarray(scores, np.float32))}
