@@ -137,6 +137,10 @@ class SliceViewWidget(pg.GraphicsView):
         self._letter_font = QFont()
         self._letter_font.setPixelSize(15)
         self._letter_font.setBold(True)
+        letter_metrics = QFontMetrics(self._letter_font)
+        # orientation letters are placed by the ink of a capital (and its shadow); the pixmap starts above it
+        self._letter_h = letter_metrics.capHeight() + 2
+        self._letter_ink_top = letter_metrics.ascent() - letter_metrics.capHeight()
         self._line_height = QFontMetrics(self._font).height() + 1  # as tall as a rendered line (shadow included)
         self._layout_key = None
         self._layout: list[TextBox] = []
@@ -737,9 +741,7 @@ class SliceViewWidget(pg.GraphicsView):
         if self._layout_key == key:
             return self._layout
         line_h = self._line_height
-        metrics = QFontMetrics(self._letter_font)
-        letter_h = metrics.capHeight() + 2  # the ink of a capital and its shadow: rows above may come that close
-        placed = place_letters(width, height, {edge: (text, self._measure(text, self._letter_font), letter_h)
+        placed = place_letters(width, height, {edge: (text, self._measure(text, self._letter_font), self._letter_h)
                                                for edge, text in letters.items()})
         placed += place_corner_lines(width, height, corners, line_h, placed, self._measure, self._elide)
         # the notice goes just below the left/right letters, wrapped to the view's width (at most 4 lines)
@@ -769,8 +771,7 @@ class SliceViewWidget(pg.GraphicsView):
             if box.kind == "scale":
                 self._draw_scale_bar(painter, box)
             elif box.kind == "letter":
-                ink_top = QFontMetrics(self._letter_font).ascent() - QFontMetrics(self._letter_font).capHeight()
-                painter.drawPixmap(QPointF(box.x, box.y - ink_top),
+                painter.drawPixmap(QPointF(box.x, box.y - self._letter_ink_top),
                                    self._text(box.text, self._letter_font, LETTER_COLOUR))
             else:
                 colour = NOTICE_COLOUR if box.kind == "notice" else None
