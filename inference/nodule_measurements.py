@@ -1,0 +1,660 @@
+"""What a lung CAD product tells a reader about each nodule finding: size, type, where, and a Lung-RADS category.
+
+For every finding (a box on the native-resolution HU volume) :func:`measure_nodule`
+
+1. segments the nodule inside the slightly enlarged box (:func:`segment_nodule`): light in-plane smoothing,
+   a seed at the box centre (or the brightest voxel near it), a half-maximum threshold between the lung
+   parenchyma around it and the nodule's own level, the chest wall cut off (juxtapleural nodules) by a local
+   morphological opening of the non-air tissue with a ball larger than the nodule, attached vessels cut by a
+   small opening, holes filled. Ground glass gets its own, lower, level; a solid core inside ground glass makes
+   the nodule part-solid, and the core is the solid component;
+2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`, :func:`volume_mm3`);
+3. types it from the HU of its voxels (:func:`nodule_type`): calcified / solid / part-solid / ground-glass;
+4. places it (:func:`lung_extent`, :func:`location`): side from LPS x against the lungs' midline and zone
+   upper / middle / lower by thirds of that lung's craniocaudal extent. There is **no lobe model**: a zone is
+   a position, not a lobe;
+5. suggests a Lung-RADS v2022 category for a baseline screen (:func:`lung_rads_baseline`, rules in
+   :data:`LUNG_RADS_V2022_BASELINE`).
+
+Measurement conventions (ACR Lung-RADS v2022, "Nodule size"): nodules are measured on lung windows; long and
+short axis are measured to one decimal place in mm and the mean diameter ((long + short) / 2) is reported to one
+decimal place; volumes, if given, to the nearest whole mm³. (Christensen J et al., "ACR Lung-RADS v2022:
+Assessment Categories and Management Recommendations", J Am Coll Radiol 2024;21(3):473-488 / CHEST
+2024;165(3):738-753; the Lung-RADS v2022 assessment-categories table.) Fleischner 2017 (MacMahon H et al.,
+Radiology 2017;284:228-243; Bankier AA et al., Radiology 2017;285:584-600) uses the same average of long and
+short axis on the same axial image but rounds it to the nearest whole mm for its risk tables - we report the
+Lung-RADS one-decimal value; a Fleischner size is ``round(mean_diameter_mm)``.
+
+Geometry: arrays are ``(z, y, x)``; ``affine`` maps ``(x=column, y=row, z=slice, 1)`` to LPS mm (the convention
+of ``viewer.core.volume``). "Axial" is the slice plane of the volume (the acquisition plane of a chest CT).
+No Qt, no torch: numpy and SimpleITK only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Lung parenchyma when none can be measured around the nodule.
+DEFAULT_LUNG_HU = -850.0
+#: Voxels at or above this are solid tissue (the solid component of a part-solid nodule).
+SOLID_HU = -300.0
+#: Ground glass lies between this and :data:`SOLID_HU`.
+GROUND_GLASS_HU = -750.0
+#: The nominal level of ground glass, used to find a ground-glass halo around a solid core.
+GROUND_GLASS_LEVEL_HU = -500.0
+#: Calcium: a nodule with at least :data:`CALCIFIED_FRACTION` of its voxels at or above this is calcified.
+CALCIFIED_HU = 200.0
+CALCIFIED_FRACTION = 0.05
+#: Where between the lung's and the nodule's level the edge is drawn. Half-way would be the edge of a sharp
+#: object; the slice profile and the in-plane blur round a small nodule off, so its half-maximum contour lies
+#: inside the true edge - a little lower finds the edge of the phantoms' exact masks (measured on seeds 0, 5000-5003).
+EDGE_FRACTION = 0.4
+#: Tissue that is not air when looking for the chest wall.
+NON_AIR_HU = -400.0
+
+#: ACR Lung-RADS v2022 baseline-screen size rules, in order (first match wins), as
+#: ``(type, size measured, lower mm (inclusive), upper mm (exclusive), category)``. "mean" is the nodule's mean
+#: diameter, "solid" the solid component's mean diameter (part-solid only). Source: ACR Lung-RADS v2022
+#: assessment categories (Christensen et al., JACR 2024;21:473-488, Table 1): category 1 - nodules with
+#: specific (benign) calcification; 2 - solid < 6 mm, part-solid < 6 mm total, non-solid (GGN) < 30 mm;
+#: 3 - solid 6 to < 8 mm, part-solid >= 6 mm with solid component < 6 mm, GGN >= 30 mm; 4A - solid 8 to < 15 mm,
+#: part-solid with solid component 6 to < 8 mm; 4B - solid >= 15 mm, part-solid with solid component >= 8 mm.
+#: Not modelled (needs what a reader sees, or a prior): juxtapleural / perifissural smooth nodules < 10 mm
+#: (category 2), airway nodules, cysts, growth, new nodules, 4X features and the S modifier.
+LUNG_RADS_V2022_BASELINE: tuple[tuple[str, str, float, float, str], ...] = (
+    ("calcified", "mean", 0.0, math.inf, "1"),
+    ("solid", "mean", 0.0, 6.0, "2"),
+    ("solid", "mean", 6.0, 8.0, "3"),
+    ("solid", "mean", 8.0, 15.0, "4A"),
+    ("solid", "mean", 15.0, math.inf, "4B"),
+    ("part-solid", "mean", 0.0, 6.0, "2"),
+    ("part-solid", "solid", 0.0, 6.0, "3"),
+    ("part-solid", "solid", 6.0, 8.0, "4A"),
+    ("part-solid", "solid", 8.0, math.inf, "4B"),
+    ("ground-glass", "mean", 0.0, 30.0, "2"),
+    ("ground-glass", "mean", 30.0, math.inf, "3"),
+)
+
+NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified")
+
+
+def round_half_up(value: float, decimals: int = 1) -> float:
+    """Round as a reader does (2.25 -> 2.3), not to even as Python's ``round`` does."""
+    scale = 10.0 ** decimals
+    return math.floor(float(value) * scale + 0.5) / scale
+
+
+def lung_rads_baseline(nodule_type: str, mean_diameter_mm: float, solid_component_mm: float | None = None) -> str:
+    """The suggested Lung-RADS v2022 category of one nodule on a baseline screen.
+
+    Parameters
+    ----------
+    nodule_type
+        One of :data:`NODULE_TYPES`.
+    mean_diameter_mm
+        Mean of long and short axis, to one decimal (as reported).
+    solid_component_mm
+        Mean diameter of the solid component (part-solid nodules; 0 when none is given).
+
+    Returns
+    -------
+    str
+        ``"1"``, ``"2"``, ``"3"``, ``"4A"`` or ``"4B"`` from :data:`LUNG_RADS_V2022_BASELINE`.
+    """
+    sizes = {"mean": float(mean_diameter_mm), "solid": float(solid_component_mm or 0.0)}
+    for typ, which, low, high, category in LUNG_RADS_V2022_BASELINE:
+        if typ == nodule_type and low <= sizes[which] < high:
+            return category
+    raise ValueError(f"no Lung-RADS rule for a {nodule_type!r} nodule")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Geometry helpers.
+
+def _spacing(affine: np.ndarray) -> np.ndarray:
+    """``(sx, sy, sz)`` mm: lengths of the affine's column, row and slice vectors."""
+    return np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+
+
+def volume_mm3(mask: np.ndarray, affine: np.ndarray) -> float:
+    """Volume of a boolean ``(z, y, x)`` mask in mm³ (voxel count times the voxel's volume from the affine)."""
+    return float(np.count_nonzero(mask)) * abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+
+
+def _slice_axes(points_mm: np.ndarray, pixel_mm: np.ndarray) -> tuple[float, float]:
+    """Long and short axis (mm) of one slice's pixel centres ``(N, 3)`` in mm.
+
+    Long: the largest centre-to-centre distance plus one pixel width along that direction (a calliper is laid
+    from edge to edge). Short: the longest chord perpendicular to it - centres binned along the long axis by one
+    pixel, the widest bin's extent across plus one pixel width.
+    """
+    col, row = pixel_mm  # the in-plane column and row vectors (mm per index step)
+    if len(points_mm) == 1:
+        return float(min(np.linalg.norm(col), np.linalg.norm(row))), float(min(np.linalg.norm(col),
+                                                                               np.linalg.norm(row)))
+    d2 = ((points_mm[:, None, :] - points_mm[None, :, :]) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+    u = points_mm[j] - points_mm[i]
+    length = float(np.linalg.norm(u))
+    u = u / length
+    normal = np.cross(col, row)
+    v = np.cross(normal / np.linalg.norm(normal), u)
+
+    def width(direction):  # the extent of one pixel along a direction in the slice plane
+        return float(np.hypot(np.dot(col, direction), np.dot(row, direction)))
+
+    long_mm = length + width(u)
+    t = points_mm @ u
+    w = points_mm @ v
+    step = width(u)
+    bins = np.floor((t - t.min()) / step + 0.5).astype(np.int64)
+    order = np.argsort(bins, kind="stable")
+    bins, w = bins[order], w[order]
+    starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+    across = np.maximum.reduceat(w, starts) - np.minimum.reduceat(w, starts)
+    short_mm = float(across.max()) + width(v)
+    return long_mm, min(short_mm, long_mm)
+
+
+def _boundary(mask2d: np.ndarray) -> np.ndarray:
+    """Pixels of a 2D mask with a 4-neighbour outside it (the only ones a diameter can end on)."""
+    padded = np.pad(mask2d, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask2d & ~inner
+
+
+def axial_axes_mm(mask: np.ndarray, affine: np.ndarray, offset=(0, 0, 0)) -> tuple[float, float, int]:
+    """Long and short axis in the axial (slice) plane, Lung-RADS style.
+
+    The long axis is the longest in-plane diameter on the slice where it is longest; the short axis is the
+    longest diameter perpendicular to it on that same slice. Both are in calibrated mm (not rounded).
+
+    Parameters
+    ----------
+    mask
+        Boolean ``(z, y, x)`` nodule mask (a crop is fine).
+    affine
+        The full volume's index -> LPS affine.
+    offset
+        ``(z, y, x)`` index of the crop's first voxel in the full volume (slice index returned is in the full
+        volume).
+
+    Returns
+    -------
+    (long_mm, short_mm, slice_index)
+        ``(0, 0, -1)`` for an empty mask.
+    """
+    affine = np.asarray(affine, float)
+    col, row = affine[:3, 0], affine[:3, 1]
+    best = (0.0, 0.0, -1)
+    for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
+        yx = np.argwhere(_boundary(mask[k]))
+        points = yx[:, 1:2] * col + yx[:, 0:1] * row
+        long_mm, short_mm = _slice_axes(points, (col, row))
+        if long_mm > best[0] or (long_mm == best[0] and short_mm > best[1]):
+            best = (long_mm, short_mm, int(k) + int(offset[0]))
+    return best
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segmentation.
+
+@dataclass(eq=False)
+class NoduleSegmentation:
+    """A nodule mask on a crop of the volume.
+
+    ``mask`` and ``solid`` are boolean ``(z, y, x)`` crops whose first voxel is ``offset`` in the volume;
+    ``solid`` is the solid component (HU >= :data:`SOLID_HU` core) of a part-solid nodule, else the same as
+    ``mask`` for solid/calcified nodules and empty for ground glass. ``hu`` is the smoothed HU crop, ``lung_hu``
+    the parenchyma level and ``threshold_hu`` the outer threshold used.
+    """
+
+    mask: np.ndarray
+    solid: np.ndarray
+    offset: tuple[int, int, int]
+    hu: np.ndarray
+    lung_hu: float
+    threshold_hu: float
+    part_solid: bool = False
+    raw_hu: np.ndarray | None = None
+
+    def full_mask(self, shape) -> np.ndarray:
+        """The mask on the whole ``(z, y, x)`` grid of ``shape``."""
+        out = np.zeros(tuple(shape), bool)
+        z, y, x = self.offset
+        dz, dy, dx = self.mask.shape
+        out[z:z + dz, y:y + dy, x:x + dx] = self.mask
+        return out
+
+
+def _image(array: np.ndarray, spacing: np.ndarray):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    return image
+
+
+def _distance_inside(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Distance (mm) of each voxel of ``mask`` to the nearest voxel outside it (0 outside); the image border is
+    not "outside" (tissue goes on beyond a crop)."""
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
+    if mask.all():
+        return np.full(mask.shape, np.inf, np.float32)
+    outside = _image((~mask).astype(np.uint8), spacing)
+    d = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(outside, insideIsPositive=False,
+                                                                squaredDistance=False, useImageSpacing=True))
+    return np.where(mask, np.asarray(d, np.float32), 0)
+
+
+def _opening(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Morphological opening by a ball of ``radius_mm`` (anisotropic voxels), via two distance maps."""
+    core = _distance_inside(mask, spacing) > radius_mm
+    if not core.any():
+        return core
+    return (_distance_inside(~core, spacing) <= radius_mm) & mask
+
+
+def _smooth_inplane(crop: np.ndarray) -> np.ndarray:
+    """A 3x3 binomial filter in each slice: takes the edge off CT noise without moving an edge."""
+    a = np.pad(crop.astype(np.float32), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    a = 0.25 * a[:, :-2] + 0.5 * a[:, 1:-1] + 0.25 * a[:, 2:]
+    return 0.25 * a[:, :, :-2] + 0.5 * a[:, :, 1:-1] + 0.25 * a[:, :, 2:]
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(bool)
+
+
+def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
+    """The 26-connected component of ``mask`` holding ``seed`` (or the one nearest to it)."""
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return mask
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)),
+                                                                True))
+    value = int(labels[seed])
+    if value == 0:
+        idx = np.argwhere(mask)
+        value = int(labels[tuple(idx[np.argmin(((idx - np.asarray(seed)) ** 2).sum(1))])])
+    return np.asarray(labels) == value
+
+
+def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The 26-connected component of ``mask`` with the most voxels inside ``box`` (the finding's own box)."""
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return mask
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
+    counts = np.bincount(labels[box], minlength=int(labels.max()) + 1)
+    counts[0] = 0
+    if not counts.any():
+        counts = np.bincount(labels.ravel())
+        counts[0] = 0
+    return labels == int(np.argmax(counts))
+
+
+def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungExtent | None" = None
+                   ) -> NoduleSegmentation | None:
+    """Segment the nodule of one finding inside its (slightly enlarged) box, at the volume's own resolution.
+
+    Parameters
+    ----------
+    hu
+        ``(z, y, x)`` CT volume in HU (not modified).
+    affine
+        Its index -> LPS affine.
+    box_voxel
+        ``[z0, y0, x0, z1, y1, x1]`` half-open voxel box of the finding (``Detections.boxes_voxel``).
+    extent
+        :func:`lung_extent` of the scan: with it, the air outside the patient counts as "not lung" when the
+        chest wall is cut off (a thin chest wall holds no ball larger than the nodule; wall plus the air beyond
+        it does).
+
+    Returns
+    -------
+    NoduleSegmentation or None
+        ``None`` when nothing denser than the lung around it lies in the box.
+    """
+    hu = np.asarray(hu)
+    spacing = _spacing(affine)  # (sx, sy, sz)
+    zyx_spacing = spacing[::-1]
+    box = np.asarray(box_voxel, np.int64).reshape(6)
+    lo, hi = box[:3], np.maximum(box[3:], box[:3] + 1)
+    extent_mm = (hi - lo) * zyx_spacing
+    radius_mm = 0.5 * float(np.sort(extent_mm)[1:].mean())  # the in-plane-ish size, robust to one long side
+    # The chest wall is cut by an opening with a ball larger than the nodule; the crop must hold that ball
+    # inside the wall, so its margin grows with the nodule.
+    wall_radius = 1.25 * 0.5 * float(extent_mm.max()) + 2.0
+    margin = np.ceil((wall_radius + 3.0) / zyx_spacing).astype(np.int64)
+    c0 = np.maximum(lo - margin, 0)
+    c1 = np.minimum(hi + margin, hu.shape)
+    crop = hu[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]
+    smooth = _smooth_inplane(crop)
+
+    # Where the nodule may be: the box enlarged by a fifth and 2 mm (vessels running on beyond it are cut here).
+    grow = np.ceil((0.2 * (hi - lo) * zyx_spacing + 2.0) / zyx_spacing).astype(np.int64)
+    b0 = np.maximum(lo - grow, c0) - c0
+    b1 = np.minimum(hi + grow, c1) - c0
+
+    parenchyma = smooth[smooth < -600]
+    lung_hu = float(np.median(parenchyma)) if parenchyma.size > 20 else DEFAULT_LUNG_HU
+
+    # Seed: the box centre when it is clearly denser than the lung, else the densest voxel of the box's middle.
+    centre = tuple(int(v) for v in ((lo + hi - 1) // 2 - c0))
+    q = np.maximum((hi - lo) // 4, 1)
+    m0 = np.maximum(np.asarray(centre) - q, 0)
+    m1 = np.minimum(np.asarray(centre) + q + 1, crop.shape)
+    middle = smooth[m0[0]:m1[0], m0[1]:m1[1], m0[2]:m1[2]]
+    peak_at = tuple(int(v) for v in np.unravel_index(int(np.argmax(middle)), middle.shape) + m0)
+    peak = float(smooth[peak_at])
+    if peak < lung_hu + 120:
+        return None
+    seed = centre if smooth[centre] >= lung_hu + 150 else peak_at
+
+    # From here on only the enlarged box matters: work on it alone (much less to label and open).
+    sub = (slice(b0[0], b1[0]), slice(b0[1], b1[1]), slice(b0[2], b1[2]))
+    smooth_b = smooth[sub]
+    free = [np.ones(smooth_b.shape, bool)]
+    raw_b = np.asarray(crop[sub], np.float32)
+    seed_b = tuple(int(v) for v in np.clip(np.asarray(seed) - b0, 0, np.asarray(smooth_b.shape) - 1))
+
+    def cut_wall() -> np.ndarray:
+        """Not the chest wall (nor the mediastinum): only needed when the nodule leaks out of its box."""
+        not_air = smooth >= NON_AIR_HU
+        lung = extent.lung_near(c0, c1) if extent is not None else None
+        if lung is not None and lung.any():
+            # far (> 4 mm, beyond the coarse grid's error) from the lung: wall, mediastinum or air outside the body
+            not_air |= ~(_distance_inside(~lung, spacing) <= 4.0) & ~lung
+        wall = _opening(not_air, wall_radius, spacing)
+        # The ball rises a little into the base of a juxtapleural nodule: give the nodule back the first mm.
+        wall = (_distance_inside(wall, spacing) > 1.0)[sub]
+        if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
+            return np.ones(smooth_b.shape, bool)
+        return ~wall
+
+    in_box = np.zeros(smooth_b.shape, bool)
+    i0, i1 = np.maximum(lo - c0 - b0, 0), np.maximum(hi - c0 - b0, 1)
+    in_box[i0[0]:i1[0], i0[1]:i1[1], i0[2]:i1[2]] = True
+
+    def touches_edge(mask: np.ndarray) -> bool:
+        # a faces of the enlarged box that is not the volume's own edge: something runs on beyond the nodule
+        lo_open, hi_open = (c0 + b0) > 0, (c0 + b1) < np.asarray(hu.shape)
+        for axis in range(3):
+            m = np.moveaxis(mask, axis, 0)
+            if (lo_open[axis] and m[0].any()) or (hi_open[axis] and m[-1].any()):
+                return True
+        return False
+
+    def region(threshold: float, at=seed_b) -> np.ndarray:
+        part = _component_at((smooth_b >= threshold) & free[0], at)
+        if not part.any():
+            return part
+        inside = _distance_inside(part, spacing)
+        # Cut attached vessels (and a leak into a large vessel or the wall) with an opening: a ball a bit under
+        # half the nodule's radius first, larger ones while the part still runs out of the box.
+        for factor in (0.45, 0.7, 0.95):
+            ball = max(factor * radius_mm, 0.8)
+            core = inside > ball
+            if not core.any():
+                break
+            opened = (_distance_inside(~core, spacing) <= ball) & part
+            piece = _component_in(opened, in_box)
+            if not piece.any():
+                break
+            part_was, part = part, piece
+            if not touches_edge(part):
+                break
+            if factor == 0.95 and part.sum() < 0.2 * part_was.sum():
+                break
+        return _fill_holes(part)
+
+    offset = tuple(int(v) for v in (c0 + b0))
+
+    def result(mask, solid, threshold, part_solid=False):
+        return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b)
+
+    outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+    if touches_edge(outer):  # runs on beyond the box: cut the chest wall off and look again
+        free[0] = cut_wall()
+        outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+    core = _largest(outer & (smooth_b >= SOLID_HU))
+    if not core.any():  # ground glass: its own level, half-way to the lung
+        glass_level = float(np.median(smooth_b[outer])) if outer.any() else peak
+        threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
+        mask = region(threshold)
+        return result(mask, np.zeros_like(mask), threshold)
+    import SimpleITK as sitk
+
+    # Ground glass around the core, beyond the core's own blurred rim, makes it part-solid.
+    rim = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(core.astype(np.uint8)),
+                                                   [2, 2, 1])).astype(bool)
+    halo = outer & ~rim
+    voxel = float(np.prod(spacing))
+    if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel):
+        threshold = lung_hu + EDGE_FRACTION * (float(np.median(smooth_b[halo])) - lung_hu)
+        mask = region(threshold) | core
+        return result(mask, core, threshold, True)
+    solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
+    threshold = lung_hu + EDGE_FRACTION * (solid_level - lung_hu)
+    at = seed_b if core[seed_b] else tuple(int(v) for v in np.argwhere(core)[0])
+    mask = region(threshold, at)
+    return result(mask, mask.copy(), threshold)
+
+
+def nodule_type(segmentation: NoduleSegmentation) -> str:
+    """Calcified, solid, part-solid or ground-glass, from the HU of the segmented voxels.
+
+    Calcified: at least :data:`CALCIFIED_FRACTION` of the voxels at or above :data:`CALCIFIED_HU` (a reader
+    would still check the pattern: complete, central, popcorn or laminated calcification is benign).
+    Part-solid: a ground-glass halo larger than its solid core (see :func:`segment_nodule`). Ground glass: no
+    voxel cluster at solid density. Solid otherwise.
+    """
+    values = (segmentation.raw_hu if segmentation.raw_hu is not None else segmentation.hu)[segmentation.mask]
+    if values.size and np.mean(values >= CALCIFIED_HU) >= CALCIFIED_FRACTION and (values >= CALCIFIED_HU).sum() >= 3:
+        return "calcified"
+    if segmentation.part_solid:
+        return "part-solid"
+    if not segmentation.solid.any():
+        return "ground-glass"
+    return "solid"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Location.
+
+@dataclass(frozen=True, eq=False)
+class LungExtent:
+    """Where the lungs are: the LPS x of the midline between them and each side's craniocaudal (S) range.
+
+    ``found`` is False when no lung could be found (then the midline is the volume's centre and no zone is
+    given). ``coarse`` is the lung air mask on the grid ``[:, ::step, ::step]`` (None when not found): it tells
+    the chest wall and the air outside the patient from the lung around a juxtapleural nodule.
+    """
+
+    midline_x: float
+    right_z: tuple[float, float] | None
+    left_z: tuple[float, float] | None
+    found: bool = True
+    coarse: np.ndarray | None = None
+    step: int = 4
+
+    def lung_near(self, c0, c1) -> np.ndarray | None:
+        """The coarse lung mask over the full-grid index range ``[c0, c1)`` (nearest neighbour), or None."""
+        if self.coarse is None:
+            return None
+        zz = np.arange(c0[0], c1[0])
+        yy = np.minimum(np.arange(c0[1], c1[1]) // self.step, self.coarse.shape[1] - 1)
+        xx = np.minimum(np.arange(c0[2], c1[2]) // self.step, self.coarse.shape[2] - 1)
+        return self.coarse[np.ix_(zz, yy, xx)]
+
+
+def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0) -> LungExtent:
+    """The lungs' midline and craniocaudal extent by thresholding (no learning), once per scan.
+
+    Air below ``threshold_hu`` on a grid coarsened 4x in-plane is split into components; those touching the
+    in-plane border are outside the patient; the rest at least a fifth of the largest are the lungs.
+    """
+    import SimpleITK as sitk
+
+    hu = np.asarray(hu)
+    affine = np.asarray(affine, float)
+    step = 4
+    air = hu[:, ::step, ::step] < threshold_hu
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air.astype(np.uint8))))
+    labels = np.asarray(labels)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(),
+                                       labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
+    sizes[border] = 0
+    centre = affine @ np.array([(hu.shape[2] - 1) / 2, (hu.shape[1] - 1) / 2, (hu.shape[0] - 1) / 2, 1.0])
+    if not sizes.any():
+        return LungExtent(float(centre[0]), None, None, found=False)
+    keep = np.flatnonzero(sizes >= 0.2 * sizes.max())
+    coarse = np.isin(labels, keep)
+    zyx = np.argwhere(coarse)
+    index = np.stack([zyx[:, 2] * step, zyx[:, 1] * step, zyx[:, 0]], axis=1).astype(float)
+    lps = index @ affine[:3, :3].T + affine[:3, 3]
+    midline = 0.5 * (float(lps[:, 0].min()) + float(lps[:, 0].max()))
+    left = lps[:, 0] > midline  # patient left is +x in LPS
+
+    def z_range(points):
+        return (float(points[:, 2].min()), float(points[:, 2].max())) if len(points) else None
+
+    return LungExtent(midline, z_range(lps[~left]), z_range(lps[left]), True, coarse, step)
+
+
+def location(center_lps, extent: LungExtent | None) -> dict:
+    """``{"side": "right"|"left", "zone": "upper"|"middle"|"lower"|None, "lobe_model": False}``.
+
+    Side: the centre's LPS x against the lungs' midline (larger x is the patient's left). Zone: the thirds of
+    that side's lung between its lowest and highest point (no lobe model: a zone is not a lobe).
+    """
+    x, _, z = (float(v) for v in center_lps)
+    if extent is None:
+        return {"side": "left" if x > 0 else "right", "zone": None, "lobe_model": False}
+    side = "left" if x > extent.midline_x else "right"
+    span = extent.left_z if side == "left" else extent.right_z
+    zone = None
+    if span is not None and span[1] > span[0]:
+        f = (z - span[0]) / (span[1] - span[0])
+        zone = "upper" if f >= 2 / 3 else ("middle" if f >= 1 / 3 else "lower")
+    return {"side": side, "zone": zone, "lobe_model": False}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measurement.
+
+def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
+                         extent: LungExtent | None = None) -> dict:
+    """The reader's figures of a segmented nodule (see :func:`measure_nodule`)."""
+    affine = np.asarray(affine, float)
+    mask = segmentation.mask
+    long_mm, short_mm, k = axial_axes_mm(mask, affine, segmentation.offset)
+    long_r, short_r = round_half_up(long_mm, 1), round_half_up(short_mm, 1)
+    mean_r = round_half_up((long_r + short_r) / 2, 1)  # Lung-RADS: the mean of the reported axes, one decimal
+    typ = nodule_type(segmentation)
+    solid_mm = None
+    if typ == "part-solid":
+        s_long, s_short, _ = axial_axes_mm(_largest(segmentation.solid), affine)
+        solid_mm = round_half_up((round_half_up(s_long) + round_half_up(s_short)) / 2, 1)
+    centroid = np.argwhere(mask).mean(axis=0) + np.asarray(segmentation.offset)
+    center = affine[:3, :3] @ centroid[::-1] + affine[:3, 3]
+    return {
+        "volume_mm3": int(round_half_up(volume_mm3(mask, affine), 0)),
+        "long_axis_mm": long_r,
+        "short_axis_mm": short_r,
+        "mean_diameter_mm": mean_r,
+        "type": typ,
+        "solid_component_mm": solid_mm,
+        "location": location(center, extent),
+        "lung_rads": lung_rads_baseline(typ, mean_r, solid_mm),
+        "center_lps": [round(float(v), 2) for v in center],
+        "axial_slice": int(k),
+    }
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return mask
+    labels = sitk.GetArrayFromImage(sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)))
+    return np.asarray(labels) == 1
+
+
+def measure_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None) -> dict | None:
+    """Segment and measure the nodule of one finding.
+
+    Parameters
+    ----------
+    hu, affine
+        The native-resolution CT (HU, ``(z, y, x)``) and its index -> LPS affine.
+    box_voxel
+        The finding's half-open ``[z0, y0, x0, z1, y1, x1]`` voxel box.
+    extent
+        From :func:`lung_extent` (compute it once per scan); without it the side is a guess from x and no zone.
+
+    Returns
+    -------
+    dict or None
+        ``volume_mm3`` (int, nearest mm³), ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm`` (one
+        decimal, Lung-RADS v2022), ``type`` (:data:`NODULE_TYPES`), ``solid_component_mm`` (part-solid only, else
+        None), ``location`` (:func:`location`), ``lung_rads`` (baseline category), ``center_lps`` (segmented
+        centroid) and ``axial_slice`` (where the long axis was measured). ``None`` when nothing could be
+        segmented.
+    """
+    segmentation = segment_nodule(hu, affine, box_voxel, extent)
+    if segmentation is None or not segmentation.mask.any():
+        return None
+    return measure_segmentation(segmentation, affine, extent)
+
+
+def measure_detections(hu: np.ndarray, affine: np.ndarray, detections) -> list[dict | None]:
+    """:func:`measure_nodule` for every box of an ``inference.types.Detections`` (same order)."""
+    if len(detections) == 0:
+        return []
+    extent = lung_extent(hu, affine)
+    return [measure_nodule(hu, affine, box, extent) for box in detections.boxes_voxel]
+
+
+def mask_measurements(mask: np.ndarray, affine: np.ndarray) -> dict:
+    """Volume and axial axes of an exact mask (e.g. a phantom's nodule label): the truth measured the same
+    way as a finding. Returns ``volume_mm3``, ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm``
+    (unrounded)."""
+    long_mm, short_mm, _ = axial_axes_mm(mask, affine)
+    return {"volume_mm3": volume_mm3(mask, affine), "long_axis_mm": long_mm, "short_axis_mm": short_mm,
+            "mean_diameter_mm": 0.5 * (long_mm + short_mm)}
+
+
+def summary_text(m: dict | None) -> str:
+    """One short line for a reader: ``"12.3 mm solid, 950 mm³, R upper, LR 4A"`` ("" without measurements)."""
+    if not m:
+        return ""
+    typ = m["type"]
+    if typ == "part-solid" and m.get("solid_component_mm") is not None:
+        typ = f"part-solid ({m['solid_component_mm']:.1f} mm solid)"
+    loc = m.get("location") or {}
+    where = " ".join(p for p in ((loc.get("side") or "")[:1].upper(), loc.get("zone") or "") if p)
+    parts = [f"{m['mean_diameter_mm']:.1f} mm {typ}", f"{m['volume_mm3']} mm³"]
+    if where:
+        parts.append(where)
+    parts.append(f"Lung-RADS {m['lung_rads']}")
+    return ", ".join(parts)
+
+
+__all__ = ["LUNG_RADS_V2022_BASELINE", "NODULE_TYPES", "NoduleSegmentation", "LungExtent", "round_half_up",
+           "lung_rads_baseline", "volume_mm3", "axial_axes_mm", "segment_nodule", "nodule_type", "lung_extent",
+           "location", "measure_segmentation", "measure_nodule", "measure_detections", "mask_measurements",
+           "summary_text"]

@@ -1,0 +1,197 @@
+"""Nodule measurements: mm against SimpleITK and known shapes, types from HU, Lung-RADS rules, phantoms, LIDC."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.nodule_measurements import (LUNG_RADS_V2022_BASELINE, axial_axes_mm, lung_rads_baseline,
+                                           mask_measurements, measure_nodule, round_half_up, summary_text,
+                                           volume_mm3)
+
+LUNG, SOFT = -850.0, 30.0
+
+
+def _grid(shape, spacing_xyz, origin=(-50.0, -60.0, -20.0)):
+    affine = np.diag([*spacing_xyz, 1.0])
+    affine[:3, 3] = origin
+    return affine
+
+
+def _occupancy(shape, affine, inside, sub=3):
+    """Fraction of each voxel inside ``inside(x, y, z)`` (LPS mm), by sub x sub x sub sampling: partial volume."""
+    occ = np.zeros(shape, np.float32)
+    offsets = (np.arange(sub) + 0.5) / sub - 0.5
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    for dz in offsets:
+        for dy in offsets:
+            for dx in offsets:
+                px = affine[0, 0] * (x + dx) + affine[0, 3]
+                py = affine[1, 1] * (y + dy) + affine[1, 3]
+                pz = affine[2, 2] * (z + dz) + affine[2, 3]
+                occ += inside(px, py, pz)
+    return occ / sub ** 3
+
+
+def _box_of(mask, pad=1):
+    where = np.argwhere(mask)
+    return np.r_[np.maximum(where.min(0) - pad, 0), np.minimum(where.max(0) + 1 + pad, mask.shape)]
+
+
+def _ct(occ_and_hu, shape, noise=8.0, seed=1):
+    hu = np.full(shape, LUNG, np.float32)
+    for occ, value in occ_and_hu:
+        hu += occ * (value - hu)
+    return (hu + np.random.default_rng(seed).normal(0, noise, shape)).astype(np.int16)
+
+
+def test_axes_and_volume_agree_with_simpleitk_on_a_mask_at_anisotropic_spacing():
+    import SimpleITK as sitk
+
+    shape, spacing = (30, 60, 70), (0.7, 0.8, 2.0)
+    affine = _grid(shape, spacing)
+    c = affine[:3, :3] @ np.array([35, 30, 15]) + affine[:3, 3]
+    occ = _occupancy(shape, affine, lambda x, y, z: ((x - c[0]) / 8) ** 2 + ((y - c[1]) / 5) ** 2
+                     + ((z - c[2]) / 6) ** 2 <= 1, sub=1)
+    mask = occ > 0.5
+    long_mm, short_mm, k = axial_axes_mm(mask, affine)
+    image = sitk.GetImageFromArray(mask[k].astype(np.uint8))
+    image.SetSpacing(spacing[:2])
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOn()
+    stats.Execute(image)
+    # ITK's Feret diameter runs between pixel centres; a calliper adds one pixel along the line (here along x)
+    assert long_mm == pytest.approx(stats.GetFeretDiameter(1) + spacing[0], abs=0.05)
+    assert long_mm == pytest.approx(16.0, abs=0.8) and short_mm == pytest.approx(10.0, abs=0.8)
+    volume = sitk.GetImageFromArray(mask.astype(np.uint8))
+    volume.SetSpacing(spacing)
+    stats.Execute(volume)
+    assert volume_mm3(mask, affine) == pytest.approx(stats.GetPhysicalSize(1), rel=1e-9)
+
+
+def test_an_ellipsoid_at_anisotropic_spacing_is_measured_in_calibrated_mm():
+    shape, spacing = (30, 60, 70), (0.7, 0.8, 2.0)
+    affine = _grid(shape, spacing)
+    c = affine[:3, :3] @ np.array([35, 30, 15]) + affine[:3, 3]
+    occ = _occupancy(shape, affine, lambda x, y, z: ((x - c[0]) / 8) ** 2 + ((y - c[1]) / 5) ** 2
+                     + ((z - c[2]) / 6) ** 2 <= 1)
+    hu = _ct([(occ, SOFT)], shape)
+    m = measure_nodule(hu, affine, _box_of(occ > 0.5))
+    assert m["long_axis_mm"] == pytest.approx(16.0, abs=1.0)
+    assert m["short_axis_mm"] == pytest.approx(10.0, abs=1.0)
+    assert m["mean_diameter_mm"] == pytest.approx(13.0, abs=1.0)
+    assert m["volume_mm3"] == pytest.approx(4 / 3 * math.pi * 8 * 5 * 6, rel=0.15)
+    assert m["type"] == "solid" and m["lung_rads"] == "4A"  # 8 <= 13 < 15 mm
+    assert np.allclose(m["center_lps"], c, atol=1.0)
+    assert m["mean_diameter_mm"] == round_half_up(m["mean_diameter_mm"], 1)
+    assert isinstance(m["volume_mm3"], int)
+    assert "mm solid" in summary_text(m) and "Lung-RADS 4A" in summary_text(m)
+
+
+def _sphere(shape, affine, centre_index, radius):
+    c = affine[:3, :3] @ np.asarray(centre_index, float) + affine[:3, 3]
+    return c, _occupancy(shape, affine, lambda x, y, z: (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
+                         <= radius ** 2)
+
+
+def test_ground_glass_calcified_and_part_solid_nodules_are_typed_from_their_hu():
+    shape, spacing = (24, 64, 64), (0.8, 0.8, 1.25)
+    affine = _grid(shape, spacing)
+    _, glass = _sphere(shape, affine, (32, 32, 12), 7.0)
+    m = measure_nodule(_ct([(glass, -500.0)], shape, noise=20), affine, _box_of(glass > 0.5))
+    assert m["type"] == "ground-glass" and m["lung_rads"] == "2"  # GGN < 30 mm
+    assert m["mean_diameter_mm"] == pytest.approx(14.0, abs=1.5)
+    assert m["volume_mm3"] == pytest.approx(4 / 3 * math.pi * 7 ** 3, rel=0.15)
+
+    _, dense = _sphere(shape, affine, (32, 32, 12), 3.0)
+    m = measure_nodule(_ct([(dense, 500.0)], shape), affine, _box_of(dense > 0.5))
+    assert m["type"] == "calcified" and m["lung_rads"] == "1"
+
+    _, core = _sphere(shape, affine, (32, 32, 12), 3.5)
+    m = measure_nodule(_ct([(glass, -500.0), (core, SOFT)], shape, noise=20), affine, _box_of(glass > 0.5))
+    assert m["type"] == "part-solid"
+    assert m["solid_component_mm"] == pytest.approx(7.0, abs=1.5)
+    assert m["mean_diameter_mm"] == pytest.approx(14.0, abs=1.5)
+    assert m["lung_rads"] == lung_rads_baseline("part-solid", m["mean_diameter_mm"], m["solid_component_mm"])
+
+
+def test_a_juxtapleural_nodule_is_cut_from_the_chest_wall():
+    shape, spacing = (30, 80, 80), (0.8, 0.8, 1.25)
+    affine = _grid(shape, spacing)
+    c, ball = _sphere(shape, affine, (40, 40, 15), 6.0)
+    wall_x = c[0] + 3.0  # the pleura cuts the nodule 3 mm right of its centre; chest wall beyond
+    wall = _occupancy(shape, affine, lambda x, y, z: x >= wall_x)
+    lung_side = _occupancy(shape, affine, lambda x, y, z: ((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
+                                                           <= 36.0) & (x < wall_x))
+    hu = _ct([(wall, SOFT), (lung_side, SOFT)], shape)
+    truth = mask_measurements(lung_side > 0.5, affine)
+    box = _box_of(lung_side > 0.5)
+    m = measure_nodule(hu, affine, box)
+    assert m["volume_mm3"] == pytest.approx(truth["volume_mm3"], rel=0.2)
+    assert m["mean_diameter_mm"] == pytest.approx(truth["mean_diameter_mm"], abs=1.5)
+
+
+@pytest.mark.parametrize("typ, mean, solid, category", [
+    ("solid", 5.9, None, "2"), ("solid", 6.0, None, "3"), ("solid", 7.9, None, "3"), ("solid", 8.0, None, "4A"),
+    ("solid", 14.9, None, "4A"), ("solid", 15.0, None, "4B"), ("part-solid", 5.9, 3.0, "2"),
+    ("part-solid", 6.0, 5.9, "3"), ("part-solid", 10.0, 6.0, "4A"), ("part-solid", 12.0, 8.0, "4B"),
+    ("ground-glass", 29.9, None, "2"), ("ground-glass", 30.0, None, "3"), ("calcified", 12.0, None, "1"),
+])
+def test_lung_rads_v2022_baseline_rules(typ, mean, solid, category):
+    assert lung_rads_baseline(typ, mean, solid) == category
+
+
+def test_the_rules_table_covers_every_type_without_gaps():
+    for typ in ("solid", "ground-glass", "calcified"):
+        rows = sorted((lo, hi) for t, which, lo, hi, _ in LUNG_RADS_V2022_BASELINE if t == typ)
+        assert rows[0][0] == 0 and rows[-1][1] == math.inf
+        assert all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+    with pytest.raises(ValueError):
+        lung_rads_baseline("cyst", 5.0)
+    assert round_half_up(2.25, 1) == 2.3 and round_half_up(2.35, 1) == 2.4
+
+
+def test_phantom_nodules_are_measured_within_the_targets():
+    """The demo phantom (seed 0: four nodules of 9-24 mm, solid, juxtapleural, juxtavascular, part-solid)."""
+    import SimpleITK as sitk
+
+    from inference.nodule_measurements import lung_extent
+    from inference.training.phantom import generate_phantom
+
+    phantom = generate_phantom(0)
+    extent = lung_extent(phantom.hu, phantom.affine)
+    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(
+        sitk.GetImageFromArray((phantom.labels == 4).astype(np.uint8)), True))
+    within = []
+    for nodule in phantom.nodules:
+        index = np.linalg.solve(phantom.affine, np.r_[nodule.center_lps, 1.0])[:3][::-1]
+        truth_mask = components == components[tuple(np.rint(index).astype(int))]
+        truth = mask_measurements(truth_mask, phantom.affine)
+        m = measure_nodule(phantom.hu, phantom.affine, _box_of(truth_mask, 0), extent)
+        assert m is not None
+        assert m["type"] == ("part-solid" if nodule.type == "part-solid" else "solid")
+        within.append(abs(m["volume_mm3"] / truth["volume_mm3"] - 1) <= 0.15
+                      and abs(m["mean_diameter_mm"] - truth["mean_diameter_mm"]) <= 1.5)
+    assert sum(within) >= 3, within  # the juxtavascular one may keep a piece of its vessel
+
+
+def test_lidc_readers_nodule_is_measured():
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "lidc-idri-0001"
+    if not folder.is_dir():
+        pytest.skip(f"LIDC data not available: {folder}")
+    from inference.geometry import box_corners, voxel_box
+    from inference.nodule_measurements import lung_extent
+    from tests.inference.helpers import real_volume
+    from viewer.core.lidc import find_lidc_xml, read_lidc_nodules
+
+    _, volume = real_volume("lidc-idri-0001")
+    (nodule,) = [n for n in read_lidc_nodules(find_lidc_xml(folder)[0], volume.affine,
+                                                getattr(volume, "slice_positions", None)) if n.n_readers >= 3]
+    c, half = np.asarray(nodule.center_lps), 0.6 * nodule.diameter_mm
+    box = voxel_box(box_corners(np.r_[c - half, c + half]), volume.affine, volume.shape)
+    m = measure_nodule(volume.array, volume.affine, box, lung_extent(volume.array, volume.affine))
+    assert 15.0 <= m["mean_diameter_mm"] <= 35.0
+    assert m["type"] in ("solid", "part-solid") and m["lung_rads"] in ("4A", "4B")
+    assert np.linalg.norm(np.asarray(m["center_lps"]) - c) < 10.0
