@@ -314,6 +314,21 @@ def _detections(bundle, raw, array_shape, affine) -> Detections:
                       labels.astype(np.int64) + 1, affine, tuple(array_shape), table, bundle.info.id)
 
 
+#: Detectors whose findings are lung nodules on CT: their boxes get the reader's measurements.
+MEASURED_DETECTORS = ("hounsfield-chest-ct-nodule-detection",)
+
+
+def _with_measurements(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
+    """The nodule measurements (:mod:`inference.nodule_measurements`) of the built-in nodule detector's findings,
+    from the original HU array; other detectors' results pass through unchanged."""
+    if bundle.info.id not in MEASURED_DETECTORS or len(detections) == 0:
+        return detections
+    from inference.nodule_measurements import measure_detections
+
+    detections.measurements = measure_detections(array, affine, detections)
+    return detections
+
+
 def _default_patch_batch(device) -> int | None:
     # One window per network call on the CPU: the same result (windows are independent in eval mode) with a
     # progress step and a cancel check per window. GPUs keep the bundle's batch for throughput.
@@ -381,6 +396,10 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
             else:
                 result = _postprocess_dense(bundle, data, raw, array.shape, affine)
             timings["postprocess"] = time.perf_counter() - start
+            if bundle.task == "detection":  # issue 11 "measure them": the reader's figures of each finding
+                start = time.perf_counter()
+                result = _with_measurements(bundle, result, array, affine)
+                timings["measurements"] = time.perf_counter() - start
             reporter.progress(total, total, "Done")
         return InferenceResult(result, timings, str(bundle.device), list(reporter.messages), state["done"])
 

@@ -103,6 +103,10 @@ class Detections:
     notes
         What the user should know about these detections (e.g. oversized ones dropped by
         :func:`inference.suitability.drop_oversized`).
+    measurements
+        Per detection (same order), what a reader is told about the nodule in the box - a dict from
+        :func:`inference.nodule_measurements.measure_nodule` (volume, axes, type, location, Lung-RADS) or
+        ``None`` where nothing could be segmented; ``None`` as a whole when not measured.
     """
 
     boxes_lps: np.ndarray
@@ -114,6 +118,7 @@ class Detections:
     table: dict[int, Label] = field(default_factory=dict)
     model_id: str = ""
     notes: list[str] = field(default_factory=list)
+    measurements: list[dict | None] | None = None
 
     def __post_init__(self) -> None:
         self.affine = _check_grid(tuple(self.shape), self.affine)
@@ -124,6 +129,8 @@ class Detections:
         n = len(self.scores)
         if not (len(self.boxes_lps) == len(self.boxes_voxel) == len(self.labels) == n):
             raise ValueError("boxes, scores and labels must have the same length")
+        if self.measurements is not None and len(self.measurements) != n:
+            raise ValueError("measurements must have one entry per detection")
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -140,9 +147,15 @@ class Detections:
 
     def above(self, min_score: float) -> "Detections":
         """The detections scoring at least ``min_score`` (a filtered copy; the original is kept whole)."""
-        keep = self.scores >= min_score
+        return self.subset(self.scores >= min_score)
+
+    def subset(self, keep) -> "Detections":
+        """The detections where the boolean ``keep`` is True (a filtered copy; measurements follow their box)."""
+        keep = np.asarray(keep, bool).reshape(-1)
+        measurements = None if self.measurements is None else [m for m, k in zip(self.measurements, keep) if k]
         return Detections(self.boxes_lps[keep], self.boxes_voxel[keep], self.scores[keep], self.labels[keep],
-                          self.affine, tuple(self.shape), dict(self.table), self.model_id, list(self.notes))
+                          self.affine, tuple(self.shape), dict(self.table), self.model_id, list(self.notes),
+                          measurements)
 
 
 @dataclass(eq=False)
