@@ -33,6 +33,9 @@ class Finding:
         ``"pending"``, ``"accepted"`` or ``"rejected"``.
     source
         ``"model"`` or ``"manual"``; ``edited`` is True once a person moved or resized a model box.
+    measurements
+        The nodule's measurements from the detector run (:mod:`inference.nodule_measurements`), or None; they
+        describe the box as found, so moving or resizing the box drops them.
     """
 
     id: int
@@ -42,6 +45,7 @@ class Finding:
     status: str = PENDING
     source: str = "model"
     edited: bool = False
+    measurements: dict | None = None
 
     @property
     def center_lps(self) -> np.ndarray:
@@ -120,8 +124,10 @@ class FindingsReview:
         for i in range(len(detections)):
             value = int(detections.labels[i])
             label = detections.table[value].name if value in detections.table else f"label {value}"
+            measured = getattr(detections, "measurements", None)
             review._findings[i] = Finding(i, label, float(detections.scores[i]),
-                                          tuple(float(v) for v in detections.boxes_lps[i]))
+                                          tuple(float(v) for v in detections.boxes_lps[i]),
+                                          measurements=measured[i] if measured is not None else None)
         return review
 
     @property
@@ -173,7 +179,7 @@ class FindingsReview:
         old = self._findings[finding_id]
         b = np.asarray(box_lps, float).reshape(6)
         box = tuple(float(v) for v in np.concatenate([np.minimum(b[:3], b[3:]), np.maximum(b[:3], b[3:])]))
-        return self._commit(name, old, dataclasses.replace(old, box_lps=box, edited=True))
+        return self._commit(name, old, dataclasses.replace(old, box_lps=box, edited=True, measurements=None))
 
     def move(self, finding_id: int, delta_lps) -> Finding:
         """Shift by ``delta_lps`` mm ("Move finding")."""

@@ -11,6 +11,12 @@ A reviewed set (:class:`viewer.core.editing.review.FindingsReview`, :func:`revie
 ``"status"`` (``pending`` / ``accepted`` / ``rejected``), ``"source"`` (``model`` / ``manual``) and ``"edited"``
 (a person moved or resized the box); a finding added by hand has ``"score": null``.
 
+Findings of the built-in nodule detector also carry the reader's measurements
+(:mod:`inference.nodule_measurements`; ``null`` where the nodule could not be segmented): ``volume_mm3`` (int),
+``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm`` (axial, one decimal, Lung-RADS v2022), ``type``
+(solid / part-solid / ground-glass / calcified), ``solid_component_mm`` (part-solid only), ``location``
+(``{"side", "zone", "lobe_model": false}``) and ``lung_rads`` (suggested baseline category).
+
 ``center_lps`` / ``size_mm`` are the box centre and extents along L, P, S in mm; ``box_voxel`` is the half-open
 voxel range on the series' volume grid (``(z, y, x)`` order, as the viewer's arrays). Findings are sorted by
 score, highest first; nothing about the patient is written.
@@ -25,6 +31,14 @@ from typing import Any
 import numpy as np
 
 SCHEMA_KEYS = ("label", "score", "center_lps", "size_mm", "box_voxel")
+MEASUREMENT_KEYS = ("volume_mm3", "long_axis_mm", "short_axis_mm", "mean_diameter_mm", "type", "solid_component_mm",
+                    "location", "lung_rads")
+
+
+def measurement_fields(measurement: dict | None) -> dict[str, Any]:
+    """The findings.json measurement fields of one finding (all ``None`` when it was not measured)."""
+    m = measurement or {}
+    return {key: m.get(key) for key in MEASUREMENT_KEYS}
 REVIEW_STATUSES = ("pending", "accepted", "rejected")
 
 
@@ -46,6 +60,8 @@ def findings_dict(detections, model_id: str, series_uid: str, min_score: float =
             "size_mm": [round(float(s), 3) for s in sizes[i]],
             "box_voxel": [int(v) for v in detections.boxes_voxel[i]],
         })
+        if getattr(detections, "measurements", None) is not None:
+            findings[-1].update(measurement_fields(detections.measurements[i]))
     doc = {"model": model_id, "series_uid": series_uid, "findings": findings}
     if getattr(detections, "notes", None):  # e.g. oversized detections the model dropped: say so in the file
         doc["notes"] = [str(n) for n in detections.notes]
@@ -62,6 +78,7 @@ def review_dict(review, series_uid: str, model_id: str | None = None) -> dict[st
     """The findings document of a :class:`~viewer.core.editing.review.FindingsReview`, with each finding's
     review ``status``, ``source`` and ``edited`` (model findings by score, then those added by hand)."""
     ordered = sorted(review.findings, key=lambda f: (f.score is None, -(f.score or 0.0), f.id))
+    measured = any(getattr(f, "measurements", None) is not None for f in ordered)
     findings = []
     for f in ordered:
         findings.append({
@@ -72,6 +89,8 @@ def review_dict(review, series_uid: str, model_id: str | None = None) -> dict[st
             "box_voxel": [int(v) for v in review.box_voxel(f)],
             "status": f.status, "source": f.source, "edited": bool(f.edited),
         })
+        if measured:  # every finding gets the fields (null where not measured), as findings_dict does
+            findings[-1].update(measurement_fields(getattr(f, "measurements", None)))
     return {"model": review.model_id if model_id is None else model_id, "series_uid": series_uid,
             "findings": findings}
 

@@ -3,6 +3,16 @@
 One TID 1410 "Planar ROI measurements" group per accepted finding: the finding's centre as a 3D point
 (SCOORD3D POINT in the series' frame of reference), finding type Nodule (SNOMED CT 27925004) for nodules (the
 label's code otherwise), and one measurement, Diameter (SNOMED CT 81827009) in mm = the box's largest extent.
+A finding measured by the built-in nodule detector (:mod:`inference.nodule_measurements`) adds, as TID 300
+measurements: Volume (SCT 118565006) in mm3 (UCUM ``mm3``), Long axis (SCT 103339001) and Short axis
+(SCT 103340004) in mm, and Diameter with derivation Mean (DCM 121401 = SCT 373098007) for the mean diameter; its
+finding site is the lung zone (SCT 281392002 / 281393007 / 281394001 Upper / Middle / Lower zone of lung, or
+Lung 39607008 without a zone) with laterality Right / Left (SCT 24028007 / 7771000); and two qualitative
+evaluations: the nodule type and the suggested Lung-RADS v2022 category. DICOM has no standard codes for lung
+nodule consistency or Lung-RADS categories in the code dictionary pydicom ships, so those two use the
+standard concept where one exists (Calcified SCT 237897009, Ground glass opacity DCM 112120, Assessment Category
+DCM 111005 as the concept name of the Lung-RADS value) and private ``99HOUNSFIELD`` codes for the rest, named so
+a reader of the SR knows what they mean.
 A point is the simplest region TID 1410 accepts that says exactly what we know - where the centre is - without
 inventing a contour. The observer is the device (Hounsfield), the algorithm is the detector.
 """
@@ -25,6 +35,62 @@ def _procedure(modality: str):
 
     return {"MR": codes.LN.MRIUnspecifiedBodyRegion, "PT": codes.LN.PETUnspecifiedBodyRegion,
             "NM": codes.LN.NMUnspecifiedBodyRegion}.get(modality, codes.LN.CTUnspecifiedBodyRegion)
+
+
+#: Private coding scheme for what has no standard code (see the module docstring).
+PRIVATE_SCHEME = "99HOUNSFIELD"
+
+
+def _code(value: str, scheme: str, meaning: str):
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def _type_code(nodule_type: str):
+    from pydicom.sr.codedict import codes
+
+    return {"calcified": codes.SCT.Calcified, "ground-glass": codes.DCM.GroundGlassOpacity}.get(
+        nodule_type) or _code(f"NODTYPE-{nodule_type}", PRIVATE_SCHEME, f"{nodule_type.capitalize()} nodule")
+
+
+def _finding_site(location: dict | None):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if not location:
+        return None
+    zone = {"upper": codes.SCT.UpperZoneOfLung, "middle": codes.SCT.MiddleZoneOfLung,
+            "lower": codes.SCT.LowerZoneOfLung}.get(location.get("zone"), codes.SCT.Lung)
+    side = {"right": codes.SCT.Right, "left": codes.SCT.Left}.get(location.get("side"))
+    return hd.sr.FindingSite(anatomic_location=zone, laterality=side)
+
+
+def nodule_measurements(m: dict, algorithm=None) -> tuple[list, list, list]:
+    """The TID 300 measurements, TID 1410 qualitative evaluations and finding sites of one measured nodule
+    (a dict of :func:`inference.nodule_measurements.measure_nodule`)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    measurements = [
+        hd.sr.Measurement(name=codes.SCT.Volume, value=float(m["volume_mm3"]), unit=codes.UCUM.CubicMillimeter,
+                          algorithm_id=algorithm),
+        hd.sr.Measurement(name=codes.SCT.LongAxis, value=float(m["long_axis_mm"]), unit=codes.UCUM.Millimeter,
+                          algorithm_id=algorithm),
+        hd.sr.Measurement(name=codes.SCT.ShortAxis, value=float(m["short_axis_mm"]), unit=codes.UCUM.Millimeter,
+                          algorithm_id=algorithm),
+        hd.sr.Measurement(name=codes.SCT.Diameter, value=float(m["mean_diameter_mm"]), unit=codes.UCUM.Millimeter,
+                          derivation=codes.SCT.Mean, algorithm_id=algorithm),
+    ]
+    evaluations = [
+        hd.sr.QualitativeEvaluation(name=_code("NODTYPE", PRIVATE_SCHEME, "Nodule type"),
+                                    value=_type_code(str(m["type"]))),
+        hd.sr.QualitativeEvaluation(name=codes.DCM.AssessmentCategory,
+                                    value=_code(f"LR-{m['lung_rads']}", PRIVATE_SCHEME,
+                                                f"Lung-RADS v2022 {m['lung_rads']} (baseline, suggested)")),
+    ]
+    site = _finding_site(m.get("location"))
+    return measurements, evaluations, [site] if site is not None else []
 
 
 def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_version: str = "0",
@@ -54,10 +120,13 @@ def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_ve
                                     frame_of_reference_uid=frame_of_reference)
         diameter = hd.sr.Measurement(name=codes.SCT.Diameter, value=round(finding.diameter_mm, 3),
                                      unit=codes.UCUM.Millimeter)
+        measured = getattr(finding, "measurements", None)
+        extra, evaluations, sites = nodule_measurements(measured, algorithm) if measured else ([], None, None)
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{finding.label} {n}"),
-            referenced_region=point, finding_type=finding_type, measurements=[diameter],
-            algorithm_id=algorithm if finding.source == "model" else None))
+            referenced_region=point, finding_type=finding_type, measurements=[diameter, *extra],
+            algorithm_id=algorithm if finding.source == "model" else None,
+            qualitative_evaluations=evaluations or None, finding_sites=sites or None))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -82,7 +151,9 @@ def write_measurement_report(path: str | os.PathLike, review, sources: Sequence[
 
 def read_measurements(path: str | os.PathLike) -> list[dict]:
     """The nodule measurements of an SR written here (or any TID 1500 with planar ROI point groups):
-    ``[{"tracking_id", "finding_type", "center_lps", "diameter_mm"}]``."""
+    ``[{"tracking_id", "finding_type", "center_lps", "diameter_mm"}]``, plus, where present, ``volume_mm3``,
+    ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm``, ``type`` and ``lung_rads`` (code meanings) and
+    ``finding_site`` (``"<laterality> <site>"``)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -91,11 +162,37 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     out = []
     for group in report.get_planar_roi_measurement_groups():
         region = group.roi
-        diameter = [m for m in group.get_measurements(name=codes.SCT.Diameter)]
-        out.append({
+        diameters = list(group.get_measurements(name=codes.SCT.Diameter))
+        diameter = [m for m in diameters if m.derivation is None]
+        extra = _read_nodule(group, diameters)
+        out.append({**extra, 
             "tracking_id": group.tracking_identifier,
             "finding_type": group.finding_type.meaning if group.finding_type else None,
             "center_lps": np.asarray(region.value, dtype=float).reshape(-1, 3)[0].tolist() if region else None,
             "diameter_mm": float(diameter[0].value) if diameter else None,
         })
+    return out
+
+
+def _read_nodule(group, diameters) -> dict:
+    from pydicom.sr.codedict import codes
+
+    out: dict = {}
+    for key, name in (("volume_mm3", codes.SCT.Volume), ("long_axis_mm", codes.SCT.LongAxis),
+                      ("short_axis_mm", codes.SCT.ShortAxis)):
+        found = list(group.get_measurements(name=name))
+        if found:
+            out[key] = float(found[0].value)
+    mean = [m for m in diameters if m.derivation is not None and m.derivation.value == codes.SCT.Mean.value]
+    if mean:
+        out["mean_diameter_mm"] = float(mean[0].value)
+    for evaluation in group.get_qualitative_evaluations():
+        if evaluation.name.value == "NODTYPE":
+            out["type"] = evaluation.value.meaning
+        elif evaluation.name.value == codes.DCM.AssessmentCategory.value:
+            out["lung_rads"] = evaluation.value.meaning
+    if group.finding_sites:
+        site = group.finding_sites[0]
+        laterality = site.laterality.meaning if site.laterality is not None else ""
+        out["finding_site"] = f"{laterality} {site.value.meaning}".strip()
     return out
