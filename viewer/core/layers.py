@@ -19,7 +19,7 @@ Conventions as in :mod:`viewer.core.reformat`: arrays ``(z, y, x)``, voxel index
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -252,7 +252,8 @@ class Finding:
     ``index`` is its row in the :class:`~inference.types.Detections` (which stays whole); ``centre_index`` the
     voxel index ``(x, y, z)`` of its centre on the displayed grid; ``slice_number`` the image number the views
     show for its slice (``Im k/N``: display order, see :mod:`viewer.core.display`; 1-based array order when no
-    display mapping is given); ``size_mm`` the box's extent along L, P, S.
+    display mapping is given); ``size_mm`` the box's extent along L, P, S; ``measurement`` the nodule's
+    measurements when the detector made them (:mod:`inference.nodule_measurements`), else None.
     """
 
     index: int
@@ -263,6 +264,14 @@ class Finding:
     centre_index: tuple[float, float, float]
     slice_number: int
     side: str
+    measurement: dict | None = field(default=None, compare=False)
+
+    @property
+    def measurement_text(self) -> str:
+        """``"12.3 mm solid, 950 mm³, R upper, Lung-RADS 4A"`` ("" when not measured)."""
+        from inference.nodule_measurements import summary_text
+
+        return summary_text(self.measurement)
 
     @property
     def description(self) -> str:
@@ -297,10 +306,11 @@ def findings(detections, affine=None, shape=None, number_of=None) -> list[Findin
         k = int(np.clip(np.floor(index[2] + 0.5), 0, shape[0] - 1))
         value = int(detections.labels[i])
         label = detections.table[value].name if value in detections.table else f"label {value}"
+        measured = getattr(detections, "measurements", None)
         out.append(Finding(i, float(detections.scores[i]), label, tuple(float(v) for v in centre),
                            tuple(float(v) for v in hi - lo), tuple(float(v) for v in index),
                            int(number_of(k)) if number_of is not None else k + 1,
-                           side_of(centre, affine, shape)))
+                           side_of(centre, affine, shape), measured[i] if measured is not None else None))
     return out
 
 

@@ -18,6 +18,19 @@ from viewer.core.layers import Finding, visible_findings
 from viewer.qt.key_routing import KEEPS_ARROWS
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def measurement_tooltip(m: dict) -> str:
+    """The measurements in full for a finding's tooltip (research use: a suggestion, not a diagnosis)."""
+    loc = m.get("location") or {}
+    lines = [f"Mean diameter {m['mean_diameter_mm']:.1f} mm (long {m['long_axis_mm']:.1f} x short "
+             f"{m['short_axis_mm']:.1f} mm, axial), volume {m['volume_mm3']} mm³",
+             f"Type {m['type']}" + (f", solid component {m['solid_component_mm']:.1f} mm"
+                                     if m.get("solid_component_mm") is not None else ""),
+             f"{(loc.get('side') or '?').capitalize()} lung, {loc.get('zone') or '?'} zone (by position; no lobe "
+             "model)",
+             f"Suggested Lung-RADS v2022 (baseline): {m['lung_rads']} - research use only"]
+    return "\n".join(lines)
 SLIDER_STEPS = 1000  # the slider moves in steps of 0.001
 DEFAULT_FINDING_SIZE_MM = 10.0
 REJECTED_TEXT_COLOUR = QColor(140, 140, 140)
@@ -332,11 +345,13 @@ class FindingsWidget(QWidget):
             self.tree.clear()
             for f in self.shown():
                 score = "manual" if f.index in self.manual else f"{f.score:.3f}"
+                measured = f.measurement_text  # "12.3 mm solid, 950 mm³, R upper, Lung-RADS 4A" (issue 11)
                 item = QTreeWidgetItem([str(f.index + 1), score, f.size_text,
-                                        f"{f.description}\n{f.lps_text}", str(f.slice_number),
-                                        self.statuses.get(f.index, "")])
+                                        (f"{measured}\n" if measured else "") + f"{f.description}\n{f.lps_text}",
+                                        str(f.slice_number), self.statuses.get(f.index, "")])
                 item.setData(0, INDEX_ROLE, f.index)
-                item.setToolTip(3, f"{f.label}: centre {f.lps_text} mm (patient coordinates)")
+                item.setToolTip(3, f"{f.label}: centre {f.lps_text} mm (patient coordinates)"
+                                + (f"\n{measurement_tooltip(f.measurement)}" if measured else ""))
                 item.setToolTip(2, "Extent along left-right x anterior-posterior x head-feet, in mm")
                 item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if self.statuses.get(f.index) == "rejected":  # set aside, as in the views

@@ -249,9 +249,15 @@ class BoxesItem(QGraphicsItem):
         return out
 
 
+def _diameter_text(measurements, i: int) -> str:
+    """``"  12.3 mm"``: the nodule's mean diameter for a box label ("" when not measured)."""
+    m = measurements[i] if measurements is not None else None
+    return f"  {m['mean_diameter_mm']:.1f} mm" if m else ""
+
+
 class DetectionLayer(ViewLayer):
     """Detection boxes (:class:`~inference.types.Detections`, voxel boxes on the displayed grid) on every slice
-    of every plane they span, labelled ``#n score``. ``min_score`` filters at display time only: the detections
+    of every plane they span, labelled ``#n score`` (and the nodule's mean diameter when measured). ``min_score`` filters at display time only: the detections
     are kept whole, so lowering it brings boxes back. Findings the reader rejected (:meth:`set_review`) are drawn
     grey and dashed, or hidden while ``show_rejected`` is off."""
 
@@ -303,7 +309,8 @@ class DetectionLayer(ViewLayer):
     def update(self, view, items: list, geometry: PlaneGeometry, k: int) -> None:
         indices, rects = self.boxes_on(geometry, k)
         scores = self.detections.scores
-        texts = [f"#{i + 1}  {scores[i]:.2f}" for i in indices]
+        measured = getattr(self.detections, "measurements", None)
+        texts = [f"#{i + 1}  {scores[i]:.2f}" + _diameter_text(measured, i) for i in indices]
         rejected = [self.is_rejected(i) for i in indices]
         colours = [REJECTED_BOX_COLOUR if r else self.colour_of(i) for i, r in zip(indices, rejected)]
         selected = [int(i) == self.selected for i in indices]
