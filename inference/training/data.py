@@ -1,12 +1,13 @@
 """Training data for the built-in models: phantoms pushed through a bundle's own preprocessing, and patches.
 
-Each training case is a phantom generated at a randomised acquisition grid (pixel 0.65-0.95 mm, slices 1.25-2.5
+Each training case is a phantom generated at a randomised acquisition grid (pixel 0.6-0.95 mm, slices 0.625-5
 mm, field of view 320-380 mm) and then passed through *the bundle's* ``preprocessing`` exactly as
 :mod:`inference.task` passes a study, so the network is trained on the tensors it will see at run time. The
 label map is resampled (nearest) onto the same grid. Cases are cached as ``.npz`` (``image`` float16 and
 ``labels`` uint8, both ``(x, y, z)`` in the bundle's RAS tensor order).
 
-Seeds: training uses :data:`TRAIN_SEEDS`; evaluation uses :data:`EVAL_SEEDS` and the demo seed, never trained on.
+Seeds: training uses :data:`TRAIN_SEEDS`; the nodule classifier is calibrated on :data:`CALIBRATION_SEEDS`;
+evaluation uses :data:`EVAL_SEEDS` and the demo seed. The three sets are disjoint.
 """
 from __future__ import annotations
 
@@ -16,19 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.training.phantom import DEMO_SEED, PHANTOM_VERSION, generate_phantom
+from inference.training.phantom import DEMO_SEED, GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
 
 TRAIN_SEEDS = tuple(range(1000, 1048))
-EVAL_SEEDS = tuple(range(5000, 5010))
+CALIBRATION_SEEDS = tuple(range(4000, 4030))
+EVAL_SEEDS = tuple(range(5000, 5020))
 NODULE = 4
 assert DEMO_SEED not in TRAIN_SEEDS and not set(EVAL_SEEDS) & set(TRAIN_SEEDS)
+assert not set(CALIBRATION_SEEDS) & (set(TRAIN_SEEDS) | set(EVAL_SEEDS) | {DEMO_SEED})
+
+# Reconstructed slice intervals of chest CTs (thin 0.625-1.25 mm for screening and nodules, 2-3 mm routine,
+# 5 mm old or overview series) and how often a phantom gets each.
+SLICE_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
+SLICE_WEIGHTS = (0.1, 0.15, 0.2, 0.15, 0.2, 0.1, 0.1)
 
 
 def acquisition_grid(seed: int) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """A random but reproducible ``(shape, spacing)`` ``(z, y, x)`` for training case ``seed``."""
-    rng = np.random.default_rng([PHANTOM_VERSION, 77, int(seed)])
-    pixel = float(np.round(rng.uniform(0.65, 0.95), 3))
-    slice_mm = float(rng.choice([1.25, 2.0, 2.5, 2.5]))
+    """A random but reproducible ``(shape, spacing)`` ``(z, y, x)`` for phantom ``seed``."""
+    rng = np.random.default_rng([PHANTOM_VERSION, GENERATOR_REVISION, 77, int(seed)])
+    pixel = float(np.round(rng.uniform(0.6, 0.95), 3))
+    slice_mm = float(rng.choice(SLICE_MM, p=SLICE_WEIGHTS))
     fov = float(rng.uniform(320, 380))
     n_xy = int(round(fov / pixel))
     n_z = int(round(rng.uniform(280, 340) / slice_mm))
@@ -90,7 +98,7 @@ def prepare_case(seed: int, preprocessing, grid: tuple | None = None) -> Case:
 
 
 def cache_path(cache_dir: Path, seed: int) -> Path:
-    return Path(cache_dir) / f"case-{PHANTOM_VERSION}-{seed}.npz"
+    return Path(cache_dir) / f"case-{PHANTOM_VERSION}.{GENERATOR_REVISION}-{seed}.npz"
 
 
 _worker_preprocessing = None

@@ -14,10 +14,15 @@ What is modelled (all sizes in mm, randomised per seed):
   moves them), with a gravity gradient and smooth texture; upper abdomen (liver, stomach with gas, spleen) below;
 * trachea, carina and main bronchi continuing into a bronchial tree, pulmonary arteries and veins as space-filling
   trees (Murray's law radii, tapering to sub-voxel size), rendered with partial-volume occupancy;
-* 0-6 nodules: solid (lobulated, some spiculated) and part-solid (ground glass with a solid core), 4-30 mm,
-  free, juxtapleural (clipped flat by the pleura) or touching a vessel;
+* 0-6 nodules of 3-40 mm (log-uniform, so masses of 30-40 mm occur): solid (lobulated, some spiculated),
+  part-solid (ground glass with a solid core), pure ground glass and calcified (benign, small); free,
+  juxtapleural (clipped flat by the pleura), juxtavascular (against a vessel) or perifissural (lentiform, on a
+  fissure sheet; the phantom has no lobar fissures, so the sheet is local);
+* hard negatives that readers and detectors mistake for nodules: vessel bifurcations (the trees), linear scars and
+  plate-like (subsegmental) atelectasis, labelled as lung;
 * acquisition: slice-profile and in-plane blur, correlated noise with a CT-like (ramp x apodisation) noise power
-  spectrum, optional contrast enhancement, optional reconstruction circle.
+  spectrum, optional contrast enhancement, optional reconstruction circle; dose (noise 6-70 HU), kernel (soft to
+  sharp) and habitus (subcutaneous fat) are widened by a separate protocol stream (not for the demo seed).
 
 Coordinates: arrays are ``(z, y, x)`` = (slice, row, column). Rows run to patient posterior (+y LPS), columns to
 patient left (+x LPS), slices to superior (+z LPS); ``origin_lps`` is the LPS position of voxel (0, 0, 0), so
@@ -33,6 +38,10 @@ from pathlib import Path
 import numpy as np
 
 PHANTOM_VERSION = 1
+GENERATOR_REVISION = 2
+"""Revision of the lesion model on top of the v1 anatomy: 2 added sizes to 40 mm, ground-glass, calcified and
+perifissural nodules, mimics and the protocol stream. The anatomy and the demo study are those of v1 (the same
+random streams), so only the lesions, the protocol and the training grids of non-demo seeds changed."""
 DEFAULT_SHAPE = (128, 384, 384)
 """``(z, y, x)`` voxels of the default grid: 320 x 346 x 346 mm covers apex to upper abdomen of an adult chest."""
 DEFAULT_SPACING = (2.5, 0.9, 0.9)
@@ -68,13 +77,17 @@ class Nodule:
     diameter_mm
         Diameter of the generating sphere (before lobulation and pleural clipping).
     type
-        ``"solid"`` or ``"part-solid"`` (ground glass with a solid core).
+        ``"solid"``, ``"part-solid"`` (ground glass with a solid core), ``"ground-glass"`` or ``"calcified"``.
     juxtapleural
         Attached to the pleura (lung boundary).
     touches_vessel
         Placed against a pulmonary vessel.
     volume_mm3
         Volume of its label-4 voxels.
+    perifissural
+        Lentiform (flattened to half its diameter across a fissure sheet).
+    solid_core_mm
+        Diameter of the generating sphere of a part-solid nodule's solid core (0 for other types).
     """
 
     center_lps: tuple[float, float, float]
@@ -83,12 +96,15 @@ class Nodule:
     juxtapleural: bool
     touches_vessel: bool
     volume_mm3: float
+    perifissural: bool = False
+    solid_core_mm: float = 0.0
 
     def to_json(self) -> dict:
         """The ``nodules.json`` entry."""
         return {"center_lps": [round(float(v), 3) for v in self.center_lps],
                 "diameter_mm": round(float(self.diameter_mm), 2), "type": self.type,
                 "juxtapleural": bool(self.juxtapleural), "touches_vessel": bool(self.touches_vessel),
+                "perifissural": bool(self.perifissural), "solid_core_mm": round(float(self.solid_core_mm), 2),
                 "volume_mm3": round(float(self.volume_mm3), 1)}
 
 
@@ -133,7 +149,7 @@ class Phantom:
     def nodules_json(self) -> dict:
         """The content of ``nodules.json``."""
         return {"nodules": [n.to_json() for n in self.nodules], "seed": self.seed,
-                "generator": f"hounsfield phantom v{PHANTOM_VERSION}", "coordinates": "LPS mm"}
+                "generator": f"hounsfield phantom v{PHANTOM_VERSION}.{GENERATOR_REVISION}", "coordinates": "LPS mm"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1034,16 +1050,28 @@ class _Renderer:
 
 
 def _nodule_plan(rng, seed: int, n_nodules: int | None):
+    """``(kind, diameter_mm, type, side)`` per nodule: kind free / juxtapleural / vessel / perifissural, side 0 any."""
     if seed == DEMO_SEED and n_nodules is None:
         return [("free", rng.uniform(15, 19), "solid", 2), ("juxtapleural", rng.uniform(11, 15), "solid", 1),
                 ("vessel", rng.uniform(8, 11), "solid", 2), ("free", rng.uniform(20, 25), "part-solid", 1)]
     n = int(rng.choice(7, p=[0.08, 0.14, 0.18, 0.18, 0.16, 0.14, 0.12])) if n_nodules is None else int(n_nodules)
     plan = []
     for _ in range(n):
-        d = float(np.exp(rng.uniform(np.log(4.0), np.log(30.0))))
-        kind = rng.choice(["free", "juxtapleural", "vessel"], p=[0.4, 0.3, 0.3])
-        typ = "part-solid" if (d >= 8 and rng.random() < 0.3) else "solid"
-        plan.append((str(kind), d, typ, 0))
+        # log-uniform 3-40 mm: about a quarter each in 3-6, 6-10 (a fifth), 10-20 and 20-40 mm
+        d = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+        u = rng.random()
+        if d <= 12 and u < 0.12:
+            typ = "calcified"
+        elif 5 <= d <= 30 and u < 0.30:
+            typ = "ground-glass"
+        elif d >= 6 and u < 0.50:
+            typ = "part-solid"
+        else:
+            typ = "solid"
+        kinds, weights = ["free", "juxtapleural", "vessel", "perifissural"], [0.35, 0.25, 0.25, 0.15]
+        if d > 15 or typ != "solid":  # perifissural nodules are small solid lymph nodes
+            kinds, weights = kinds[:3], [0.45, 0.3, 0.25]
+        plan.append((str(rng.choice(kinds, p=weights)), d, typ, 0))
     return plan
 
 
@@ -1055,7 +1083,8 @@ def _place_nodules(rng, anatomy: _Anatomy, plan, pool: np.ndarray, vessels):
     candidates_v = np.nonzero((vr > 0.8) & (vr < 3.0))[0]
     for kind, diameter, typ, want_side in plan:
         radius = diameter / 2
-        for attempt_kind in (kind, "free"):
+        # a mass that does not fit free in the lung can still lie against the pleura
+        for attempt_kind in (kind, "free") + (("juxtapleural",) if radius > 10 else ()):
             centre = None
             for _ in range(6):
                 m = 48
@@ -1086,7 +1115,7 @@ def _place_nodules(rng, anatomy: _Anatomy, plan, pool: np.ndarray, vessels):
                 if centre is not None:
                     break
             if centre is not None:
-                placed.append((centre, radius, typ, attempt_kind == "juxtapleural", attempt_kind == "vessel"))
+                placed.append((centre, radius, typ, attempt_kind))
                 break
     return placed
 
@@ -1100,11 +1129,21 @@ def _blob_texture(rng, shape, amplitude: float) -> np.ndarray:
     return v * _F32(amplitude / max(float(v.std()), 1e-6))
 
 
-def _render_nodule(rng, clean, labels, spacing, centre, radius, typ):
-    """Draw one nodule into ``clean``/``labels`` (world mm centre); returns ``(box, mask)`` of its label voxels
-    (the nodule is clipped to the lung, so a juxtapleural one is flat against the pleura), or None."""
+def _render_nodule(rng, clean, labels, spacing, centre, radius, typ, kind="free"):
+    """Draw one nodule into ``clean``/``labels`` (world mm centre); returns ``(box, mask, core_mm)``: its label
+    voxels (the nodule is clipped to the lung, so a juxtapleural one is flat against the pleura) and the solid
+    core's diameter of a part-solid nodule (else 0), or None.
+
+    A ``perifissural`` nodule is lentiform: flattened to half its diameter across a fissure sheet that is drawn
+    through it (a thin oblique plane, 20-40 mm across, inside the lung only).
+    """
     sz, sy, sx = spacing
     reach = radius * 1.9 + 3
+    fissure = None
+    if kind == "perifissural":
+        normal = _unit(rng.normal(size=3) * np.array([1.0, 1.0, 0.6]))
+        fissure = (normal, rng.uniform(20, 40), rng.uniform(-350, -150))
+        reach = max(reach, fissure[1] + 2)
     lo = np.maximum(np.floor((centre - reach) / [sx, sy, sz]).astype(int), 0)
     hi = np.minimum(np.ceil((centre + reach) / [sx, sy, sz]).astype(int) + 1, clean.shape[::-1])
     if (hi <= lo).any():
@@ -1122,6 +1161,9 @@ def _render_nodule(rng, clean, labels, spacing, centre, radius, typ):
         acc = 0.0
         for dz in (-sz / 3, 0.0, sz / 3):
             px, py, pz = x - offset[0], y - offset[1], zc + dz - offset[2]
+            if fissure is not None:  # lentiform: distances across the sheet count double
+                along = px * fissure[0][0] + py * fissure[0][1] + pz * fissure[0][2]
+                px, py, pz = px + along * fissure[0][0], py + along * fissure[0][1], pz + along * fissure[0][2]
             d = np.sqrt(px * px + py * py + pz * pz) + 1e-6
             surf = 1.0
             for v, amp, w in lobes:
@@ -1132,16 +1174,35 @@ def _render_nodule(rng, clean, labels, spacing, centre, radius, typ):
     def lobes(n, amp):
         return [(_unit(rng.normal(size=3)), rng.uniform(-amp, amp * 1.3), rng.uniform(0.15, 0.4)) for _ in range(n)]
 
+    if fissure is not None:
+        normal, extent, value = fissure
+        across = np.abs(x * normal[0] + y * normal[1] + zc * normal[2])
+        inside = np.sqrt(np.maximum(x * x + y * y + zc * zc - across * across, 0)) < extent
+        sheet = np.clip(0.5 - (across - 0.4) / width, 0, 1) * inside * lung
+        hs[...] = np.maximum(hs, hs + sheet.astype(_F32) * (value - hs))
     solid_hu = rng.uniform(0, 60)
-    if typ == "part-solid":
+    core_mm = 0.0
+    if typ in ("part-solid", "ground-glass"):
         occ_g = shape_occupancy(radius, (0, 0, 0), lobes(int(rng.integers(4, 8)), 0.22)) * lung
         ggo = rng.uniform(-600, -300) + _blob_texture(rng, hs.shape, 90.0)
+        if typ == "ground-glass":  # fainter than the ground glass around a solid core
+            ggo = ggo - _F32(rng.uniform(50, 250))
         hs[...] = np.maximum(hs, hs + occ_g * (ggo - hs))
-        core_r = radius * rng.uniform(0.3, 0.55)
-        off = _unit(rng.normal(size=3)) * rng.uniform(0, 0.35) * (radius - core_r)
-        occ_c = shape_occupancy(core_r, off, lobes(int(rng.integers(3, 6)), 0.3)) * lung
-        hs += occ_c * (solid_hu - hs)
-        mask = ((occ_g >= 0.5) | (occ_c >= 0.5)) & lung
+        mask = (occ_g >= 0.5) & lung
+        if typ == "part-solid":
+            core_r = radius * rng.uniform(0.3, 0.55)
+            off = _unit(rng.normal(size=3)) * rng.uniform(0, 0.35) * (radius - core_r)
+            occ_c = shape_occupancy(core_r, off, lobes(int(rng.integers(3, 6)), 0.3)) * lung
+            hs += occ_c * (solid_hu - hs)
+            mask |= (occ_c >= 0.5) & lung
+            core_mm = 2 * core_r
+    elif typ == "calcified":  # benign: dense throughout, or a dense centre in a solid nodule
+        occ = shape_occupancy(radius, (0, 0, 0), lobes(2, 0.08)) * lung
+        hs += occ * (solid_hu - hs)
+        core = radius * (1.0 if rng.random() < 0.5 else rng.uniform(0.4, 0.7))
+        occ_c = shape_occupancy(core, (0, 0, 0), []) * lung
+        hs += occ_c * (_F32(rng.uniform(300, 1000)) - hs)
+        mask = (occ >= 0.5) & lung
     else:
         occ = shape_occupancy(radius, (0, 0, 0), lobes(int(rng.integers(2, 7)), 0.18)) * lung
         hs += occ * (solid_hu - hs)
@@ -1158,7 +1219,70 @@ def _render_nodule(rng, clean, labels, spacing, centre, radius, typ):
             occ_s = spic.astype(_F32) / 255 * lung
             hs[...] = np.maximum(hs, hs + occ_s * (solid_hu - hs))
     ls[mask] = 4
-    return box, mask
+    return box, mask, core_mm
+
+
+def _render_mimics(rng, clean, labels, spacing, pool: np.ndarray, anatomy: "_Anatomy", avoid) -> list[dict]:
+    """Hard negatives drawn into the lungs (labels unchanged): linear scars and plate-like atelectasis.
+
+    ``avoid``: ``(centre, radius)`` of the nodules, kept 10 mm clear. Returns what was drawn (for ``info``).
+    """
+    sz, sy, sx = spacing
+    drawn = []
+    for _ in range(int(rng.integers(2, 7))):
+        kind = "scar" if rng.random() < 0.6 else "atelectasis"
+        if kind == "atelectasis":  # bases: the lower third of the lung points
+            low = pool[pool[:, 2] < np.quantile(pool[:, 2], 0.35)]
+            centre = low[rng.integers(len(low))]
+        else:
+            centre = pool[rng.integers(len(pool))]
+        if any(np.linalg.norm(centre - c) < r + 25 for c, r in avoid):
+            continue
+        value = rng.uniform(-150, 40)
+        if kind == "scar":  # a tapering band 12-35 mm long, 0.8-2 mm thick, slightly bent
+            length = rng.uniform(12, 35)
+            direction = _unit(rng.normal(size=3))
+            bend = _unit(np.cross(direction, rng.normal(size=3))) * rng.uniform(0, 0.2) * length
+            ctrl = np.array([centre - direction * length / 2, centre + bend, centre + direction * length / 2])
+            tubes = _polyline(ctrl, np.array([rng.uniform(0.4, 0.8), rng.uniform(0.8, 2.0),
+                                              rng.uniform(0.4, 0.8)]), step=3.0)
+            reach = length / 2 + 4
+        else:  # a plate 15-40 mm across and 2-4 mm thick, nearly horizontal
+            width = rng.uniform(15, 40)
+            normal = _unit(np.array([0, 0, 1.0]) + rng.normal(size=3) * 0.3)
+            reach = width / 2 + 4
+        lo = np.maximum(np.floor((centre - reach) / [sx, sy, sz]).astype(int), 0)
+        hi = np.minimum(np.ceil((centre + reach) / [sx, sy, sz]).astype(int) + 1, clean.shape[::-1])
+        if (hi <= lo).any():
+            continue
+        box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        hs, ls = clean[box], labels[box]
+        lung = (ls == 1) | (ls == 2)
+        if kind == "scar":
+            occ = np.zeros(hs.shape, np.uint8)
+            _scatter_tubes(occ, spacing, tubes, offset=lo * np.array([sx, sy, sz]))
+            occ = occ.astype(_F32) / 255
+        else:
+            x = (np.arange(lo[0], hi[0]) * sx - centre[0])[None, None, :]
+            y = (np.arange(lo[1], hi[1]) * sy - centre[1])[None, :, None]
+            z = (np.arange(lo[2], hi[2]) * sz - centre[2])[:, None, None]
+            across = np.abs(x * normal[0] + y * normal[1] + z * normal[2])
+            radial = np.sqrt(np.maximum(x * x + y * y + z * z - across * across, 0))
+            half = rng.uniform(1.0, 2.0) * (1 - (radial / (width / 2)) ** 2).clip(0, 1) ** 0.5
+            occ = np.clip(0.5 - (across - half) / (0.5 * (sx + sy)), 0, 1).astype(_F32)
+        occ *= lung
+        hs[...] = np.maximum(hs, hs + occ * (value - hs))
+        drawn.append({"kind": kind, "center_mm": [round(float(v), 1) for v in centre]})
+    return drawn
+
+
+def _widen_protocol(rng, anatomy: "_Anatomy") -> dict:
+    """Dose, kernel and habitus beyond the v1 ranges: noise 6-70 HU, soft to sharp kernels, 3-35 mm of fat."""
+    anatomy.noise_sigma = float(np.clip(anatomy.noise_sigma * np.exp(rng.uniform(np.log(0.6), np.log(2.2))), 6, 70))
+    anatomy.psf_mm = rng.uniform(0.4, 1.1)
+    anatomy.noise_f0 = rng.uniform(0.1, 0.45)
+    anatomy.fat0 = rng.uniform(3, 35)
+    return {"fat_mm": round(anatomy.fat0, 1)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1227,9 +1351,12 @@ def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
     """
     shape = tuple(int(v) for v in shape)
     spacing = tuple(float(v) for v in spacing)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([PHANTOM_VERSION, int(seed)]).spawn(6)]
-    rng_anatomy, rng_tree, rng_plan, rng_nodule, rng_noise, rng_field = streams
+    # spawn(8)'s first six children are v1's spawn(6): the anatomy of every seed is that of v1
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([PHANTOM_VERSION, int(seed)]).spawn(8)]
+    rng_anatomy, rng_tree, rng_plan, rng_nodule, rng_noise, rng_field, rng_protocol, rng_mimic = streams
     anatomy = _Anatomy(rng_anatomy, shape, spacing)
+    demo = seed == DEMO_SEED and n_nodules is None
+    protocol = {} if demo else _widen_protocol(rng_protocol, anatomy)
 
     # trees: pulmonary arteries (one root per hilum), veins (two roots per side), bronchi (from the main bronchi)
     n_art, n_vein, n_aw = 2200, 1400, 160
@@ -1272,11 +1399,11 @@ def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
     origin = np.array([-(shape[2] - 1) * sx / 2, -(shape[1] - 1) * sy / 2, -(shape[0] - 1) * sz - 40.0])
     origin += np.round(rng_plan.uniform(-10, 10, 3), 1)
     nodules = []
-    for centre, radius, typ, juxta, vessel in placed:
-        drawn = _render_nodule(rng_nodule, clean, labels, spacing, centre, radius, typ)
+    for centre, radius, typ, kind in placed:
+        drawn = _render_nodule(rng_nodule, clean, labels, spacing, centre, radius, typ, kind)
         if drawn is None or not drawn[1].any():
             continue
-        box, mask = drawn
+        box, mask, core_mm = drawn
         idx = np.argwhere(mask)
         offset = np.array([box[0].start, box[1].start, box[2].start])
         mean = idx.mean(0)
@@ -1284,15 +1411,18 @@ def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
         zyx = mean if mask[tuple(np.rint(mean).astype(int))] else nearest
         zyx = zyx + offset
         lps = origin + np.array([zyx[2] * sx, zyx[1] * sy, zyx[0] * sz])
-        nodules.append(Nodule(tuple(float(v) for v in lps), 2 * radius, typ, juxta, vessel,
-                              float(mask.sum() * sx * sy * sz)))
+        nodules.append(Nodule(tuple(float(v) for v in lps), 2 * radius, typ, kind == "juxtapleural",
+                              kind == "vessel", float(mask.sum() * sx * sy * sz), kind == "perifissural", core_mm))
+    mimics = [] if demo else _render_mimics(rng_mimic, clean, labels, spacing, pool, anatomy,
+                                            [(c, r) for c, r, *_ in placed])
 
     hu = _acquire(rng_noise, clean, anatomy, spacing, noise)
     info = {"contrast": anatomy.contrast, "noise_sigma_hu": round(anatomy.noise_sigma, 1),
             "noise_f0_per_mm": round(anatomy.noise_f0, 3), "psf_mm": round(anatomy.psf_mm, 2),
             "inspiration": round(anatomy.inspiration, 3), "lung_hu": round(anatomy.hu["lung"], 1),
             "fov_circle": anatomy.fov_circle, "table": anatomy.table,
-            "vessel_segments": int(len(vessels[0])), "airway_segments": int(len(aw_lumen[0]))}
+            "vessel_segments": int(len(vessels[0])), "airway_segments": int(len(aw_lumen[0])),
+            "mimics": mimics, **protocol}
     return Phantom(hu=hu, labels=labels, spacing=spacing, origin_lps=tuple(float(v) for v in origin),
                    nodules=nodules, seed=int(seed), info=info)
 

@@ -86,24 +86,110 @@ def test_bone_and_soft_tissue_have_their_hu(full):
 
 
 def test_nodules_are_in_range_and_have_nodule_hu():
-    seen = {"solid": 0, "part-solid": 0, "juxtapleural": 0, "vessel": 0}
+    seen = {"solid": 0, "part-solid": 0, "ground-glass": 0, "calcified": 0, "juxtapleural": 0, "vessel": 0,
+            "perifissural": 0, "3-6": 0, "30-40": 0}
     counts = []
-    for seed in range(1, 7):
+    for seed in range(1, 25):
         phantom = generate_phantom(seed, **SMALL)
         counts.append(len(phantom.nodules))
         assert 0 <= len(phantom.nodules) <= 6
         affine_inv = np.linalg.inv(phantom.affine)
         for nodule in phantom.nodules:
-            assert 4 <= nodule.diameter_mm <= 30
-            assert nodule.type in ("solid", "part-solid")
+            assert 3 <= nodule.diameter_mm <= 40
             seen[nodule.type] += 1
             seen["juxtapleural"] += nodule.juxtapleural
             seen["vessel"] += nodule.touches_vessel
+            seen["perifissural"] += nodule.perifissural
+            seen["3-6"] += nodule.diameter_mm < 6
+            seen["30-40"] += nodule.diameter_mm >= 30
+            assert (nodule.solid_core_mm > 0) == (nodule.type == "part-solid")
+            assert nodule.solid_core_mm < nodule.diameter_mm
             x, y, z = np.rint(affine_inv[:3, :3] @ nodule.center_lps + affine_inv[:3, 3]).astype(int)
             assert phantom.labels[z, y, x] == 4
         assert (phantom.labels == 4).any() == bool(phantom.nodules)
+        assert {m["kind"] for m in phantom.info["mimics"]} <= {"scar", "atelectasis"}
     assert len(set(counts)) > 2
     assert all(seen.values()), seen
+
+
+def _nodule_voxels(phantom, nodule):
+    """HU of the label-4 component under the nodule's centre."""
+    import SimpleITK as sitk
+
+    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(
+        sitk.GetImageFromArray((phantom.labels == 4).astype(np.uint8)), True))
+    x, y, z = np.rint(np.linalg.inv(phantom.affine)[:3] @ np.r_[nodule.center_lps, 1]).astype(int)
+    mask = components == components[z, y, x]
+    return phantom.hu[mask], mask
+
+
+def test_each_nodule_type_has_its_attenuation():
+    """Ground glass stays well below soft tissue, a calcified nodule is dense, part-solid has both, solid is
+    soft tissue (seeds picked by type from the generator; fine 1 mm grid so partial volume does not blur them)."""
+    wanted = {"solid", "part-solid", "ground-glass", "calcified"}
+    found = {}
+    grid = dict(shape=(100, 240, 240), spacing=(3.0, 1.45, 1.45))
+    for seed in range(40, 140):
+        from inference.training.phantom import _nodule_plan
+
+        plan = _nodule_plan(np.random.default_rng(np.random.SeedSequence([1, seed]).spawn(8)[2]), seed, None)
+        missing = {t for _, d, t, _ in plan if d >= 8} & (wanted - set(found))
+        if not missing:
+            continue
+        phantom = generate_phantom(seed, **grid)
+        for nodule in phantom.nodules:
+            if nodule.type in missing and nodule.diameter_mm >= 8 and not nodule.juxtapleural:
+                found[nodule.type] = _nodule_voxels(phantom, nodule)[0]
+        if set(found) == wanted:
+            break
+    assert set(found) == wanted
+    # vessels run on through ground glass (they stay dense), so only most of it is faint
+    assert -850 < np.median(found["ground-glass"]) < -300 and np.percentile(found["ground-glass"], 75) < -250
+    assert np.percentile(found["calcified"], 90) > 200
+    assert np.median(found["solid"]) > -250
+    part = found["part-solid"]
+    assert (part < -300).mean() > 0.2 and (part > -150).mean() > 0.02  # the core is 0.3-0.55 of the diameter
+
+
+def test_perifissural_nodules_are_lentiform():
+    """Flattened across their fissure: the thinnest extent through the centroid is well under the widest."""
+    for seed in range(1, 60):
+        phantom = generate_phantom(seed, **SMALL)
+        nodules = [n for n in phantom.nodules if n.perifissural and n.diameter_mm >= 8]
+        if nodules:
+            break
+    else:
+        pytest.skip("no perifissural nodule of 8 mm or more in the seeds tried")
+    phantom = generate_phantom(seed, shape=(150, 320, 320), spacing=(1.0, 1.0, 1.0))
+    nodule = next(n for n in phantom.nodules if n.perifissural and n.diameter_mm >= 8)
+    _, mask = _nodule_voxels(phantom, nodule)
+    points = np.argwhere(mask).astype(float)
+    extents = np.sqrt(np.linalg.eigvalsh(np.cov(points.T)))
+    assert extents.min() < 0.75 * extents.max()
+
+
+def test_mimics_are_drawn_but_not_labelled_nodule():
+    """Scars and atelectasis raise lung voxels to soft tissue without becoming label 4 (hard negatives)."""
+    phantom = generate_phantom(5, **SMALL)
+    clean = generate_phantom(5, **SMALL, noise=False)
+    assert phantom.info["mimics"]
+    affine_inv = np.linalg.inv(phantom.affine)
+    dense = 0
+    for mimic in phantom.info["mimics"]:
+        centre = np.array(mimic["center_mm"]) + np.array(phantom.origin_lps)
+        x, y, z = np.rint(affine_inv[:3] @ np.r_[centre, 1]).astype(int)
+        around = (slice(max(z - 2, 0), z + 3), slice(max(y - 4, 0), y + 5), slice(max(x - 4, 0), x + 5))
+        assert not (phantom.labels[around] == 4).any()
+        dense += clean.hu[around].max() > -500
+    assert dense >= len(phantom.info["mimics"]) // 2
+
+
+def test_the_demo_study_keeps_its_v1_nodules():
+    """Seed 0 (the built-in sample) keeps its fixed plan: widening the generator changed no demo voxel's meaning."""
+    phantom = generate_phantom(0, **SMALL)
+    assert [(n.type, n.juxtapleural, n.touches_vessel) for n in phantom.nodules] == [
+        ("solid", False, False), ("solid", True, False), ("solid", False, True), ("part-solid", False, False)]
+    assert not phantom.info["mimics"] and "fat_mm" not in phantom.info
 
 
 @pytest.mark.parametrize("writer", ["nibabel", "SimpleITK"])
