@@ -146,8 +146,9 @@ def _slice_axes(points_mm: np.ndarray, pixel_mm: np.ndarray) -> tuple[float, flo
         return float(np.hypot(np.dot(col, direction), np.dot(row, direction)))
 
     long_mm = length + width(u)
-    t = points_mm @ u
-    w = points_mm @ v
+    rel = points_mm - points_mm[i]  # relative to one end: the same figures whatever the crop's origin
+    t = rel @ u
+    w = rel @ v
     step = width(u)
     bins = np.floor((t - t.min()) / step + 0.5).astype(np.int64)
     order = np.argsort(bins, kind="stable")
@@ -191,6 +192,7 @@ def axial_axes_mm(mask: np.ndarray, affine: np.ndarray, offset=(0, 0, 0)) -> tup
     best = (0.0, 0.0, -1)
     for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
         yx = np.argwhere(_boundary(mask[k]))
+        yx = yx - yx[0]  # relative: the same floating-point figures (and ties) wherever the mask lies
         points = yx[:, 1:2] * col + yx[:, 0:1] * row
         long_mm, short_mm = _slice_axes(points, (col, row))
         if long_mm > best[0] or (long_mm == best[0] and short_mm > best[1]):

@@ -211,6 +211,9 @@ def score_case(model, case: EvalCase, *, threads: int | None = None) -> dict:
     row["scan"] = scan
     row["nodules"] = [{"center_lps": [round(float(v), 1) for v in c], "diameter_mm": round(float(d), 1), **hit}
                       for c, d, hit in zip(case.nodules_lps, case.nodule_diameters, best_hits(scan))]
+    from viewer.core.evaluation_measurements import measurement_row  # issue 11: measurement errors
+
+    row.update(measurement_row(result, case, scan))
     return row
 
 
@@ -236,6 +239,9 @@ def summarise(rows: list[dict]) -> dict:
         false = sum(_false_positives(r["scan"]) for r in rows)
         summary["detection"]["operating_point"] = {"found": found, "false_positives_per_scan":
                                                    round(false / max(1, len(rows)), 2)}
+    from viewer.core.evaluation_measurements import measurement_summary  # issue 11: measurement errors
+
+    summary.update(measurement_summary(rows))
     return summary
 
 
@@ -319,4 +325,7 @@ def format_report(report: dict) -> str:
         else:
             lines.append(f"  nodules {det['nodules']}, sensitivity at 1/2/4 FP per scan: "
                          f"{_fmt(sens.get('1'))} / {_fmt(sens.get('2'))} / {_fmt(sens.get('4'))}")
+        from viewer.core.evaluation_measurements import measurement_lines  # issue 11: measurement errors
+
+        lines.extend(measurement_lines(s))
     return "\n".join(lines)
