@@ -117,3 +117,67 @@ def best_hits(scan: ScanDetections) -> list[dict]:
             nearest = float(dist[:, j].min()) if dist.shape[0] else None
             out.append({"found": False, "score": None, "distance_mm": nearest})
     return out
+
+
+# LUNA16's competition performance metric averages the FROC sensitivity at these rates.
+CPM_FP_RATES = DEFAULT_FP_RATES
+SIZE_BANDS_MM = ((3.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 40.0))
+
+
+def cpm(sensitivity_at: dict) -> float | None:
+    """Competition performance metric (LUNA16): mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FP per scan."""
+    values = [sensitivity_at.get(rate) for rate in CPM_FP_RATES]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def froc_by_size(scans: list[ScanDetections], bands=SIZE_BANDS_MM, fp_rates=DEFAULT_FP_RATES) -> dict:
+    """FROC per nodule size band: the same false positives (every detection that hits no nodule of any size)
+    against the nodules of one band at a time. Keys ``"3-6"`` ...; a band includes its lower edge, the last band
+    everything above it."""
+    out = {}
+    for lo, hi in bands:
+        banded = []
+        for scan in scans:
+            _, hits = _hit_matrix(scan)
+            d = scan.truth_diameters_mm
+            inside = (d >= lo) & ((d < hi) | (hi == bands[-1][1]))  # the last band takes everything above
+            # detections on nodules outside the band are neither TP nor FP for this band
+            other = hits[:, ~inside].any(axis=1) & ~hits[:, inside].any(axis=1)
+            banded.append(ScanDetections(scan.centers_lps[~other], scan.scores[~other], scan.truth_lps[inside],
+                                         scan.truth_diameters_mm[inside]))
+        curve = froc(banded, fp_rates)
+        out[f"{lo:g}-{hi:g}"] = {"nodules": curve["n_nodules"],
+                                 "sensitivity_at": curve["sensitivity_at"], "cpm": cpm(curve["sensitivity_at"])}
+    return out
+
+
+def detection_outcomes(scan: ScanDetections) -> np.ndarray:
+    """Per detection: 1 when it hits a true nodule, else 0 (the label a calibrated score predicts)."""
+    if not len(scan.centers_lps):
+        return np.zeros(0, int)
+    if not len(scan.truth_lps):
+        return np.zeros(len(scan.centers_lps), int)
+    return _hit_matrix(scan)[1].any(axis=1).astype(int)
+
+
+def calibration(scores, outcomes, bins: int = 10) -> dict:
+    """Reliability table and expected calibration error of probabilities ``scores`` against 0/1 ``outcomes``.
+
+    Equal-width bins over [0, 1]; ECE is the mean |observed frequency - mean score| over the bins, weighted by
+    how many scores fall in each (Guo et al. 2017). Rows: ``(lo, hi, n, mean_score, observed)``.
+    """
+    scores = np.asarray(scores, float).reshape(-1)
+    outcomes = np.asarray(outcomes, float).reshape(-1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for k in range(bins):
+        members = which == k
+        n = int(members.sum())
+        if not n:
+            rows.append((float(edges[k]), float(edges[k + 1]), 0, None, None))
+            continue
+        mean, observed = float(scores[members].mean()), float(outcomes[members].mean())
+        ece += n * abs(observed - mean)
+        rows.append((float(edges[k]), float(edges[k + 1]), n, mean, observed))
+    return {"ece": ece / len(scores) if len(scores) else None, "n": int(len(scores)), "table": rows}

@@ -82,6 +82,8 @@ class ModelInfo:
     each output label where postprocessing changes them. ``expected_input`` is what the model was made for
     (:mod:`inference.suitability`; declared in metadata ``hounsfield.expected_input`` or inferred), and
     ``max_finding_mm`` the longest box side a detection may have (larger ones are dropped with a note).
+    ``operating_point`` the score from which a detector's findings are shown by default (metadata
+    ``hounsfield.operating_point``, chosen on held-out data and named in the model card).
     """
 
     id: str
@@ -105,6 +107,7 @@ class ModelInfo:
     gradcam_channels: dict[int, int] = field(default_factory=dict)
     expected_input: ExpectedInput = field(default_factory=ExpectedInput)
     max_finding_mm: float | None = None
+    operating_point: float | None = None
 
     def channel_of(self, label: int) -> int:
         """The network output channel behind output ``label`` (metadata ``hounsfield.gradcam_channels``; default
@@ -126,6 +129,7 @@ class ModelInfo:
             "spacing": list(self.spacing) if self.spacing else None, "licence": self.licence,
             "notice": self.notice, "version": self.version, "has_weights": self.has_weights,
             "expected_input": self.expected_input.to_json(), "max_finding_mm": self.max_finding_mm,
+            "operating_point": self.operating_point,
         }
 
 
@@ -395,7 +399,14 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         gradcam_channels=_int_map(ours.get("gradcam_channels")),
         expected_input=expected_input_from_metadata(metadata, known),
         max_finding_mm=max_finding_from_metadata(metadata, known),
+        operating_point=_probability(ours.get("operating_point")),
     )
+
+
+def _probability(value) -> float | None:
+    """A score in [0, 1] from metadata, else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    return float(value) if ok else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -110,3 +110,39 @@ def test_metrics_imports_no_torch_qt_or_viewer():
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             roots.add(node.module.split(".")[0])
     assert not roots & {"torch", "PySide6", "pyqtgraph", "viewer", "scipy"}
+
+
+def test_cpm_is_the_mean_over_the_seven_rates():
+    from inference.metrics import cpm
+
+    assert cpm({0.125: 0.1, 0.25: 0.2, 0.5: 0.3, 1: 0.4, 2: 0.5, 4: 0.6, 8: 0.7}) == pytest.approx(0.4)
+    assert cpm({0.125: None, 0.25: 0.2, 0.5: 0.3, 1: 0.4, 2: 0.5, 4: 0.6, 8: 0.7}) is None
+
+
+def test_froc_by_size_counts_each_band_against_all_false_positives():
+    """A 4 mm nodule found at 0.9, a 15 mm nodule found at 0.3, one FP at 0.5: the small band reaches 1.0 at
+    0 FP, the 10-20 band only once the FP is allowed (1 FP/scan); a hit on the other band's nodule is no FP."""
+    from inference.metrics import froc_by_size
+
+    scan = ScanDetections([[0, 0, 0], [100, 0, 0], [50, 50, 50]], [0.9, 0.3, 0.5],
+                          [[0, 0, 0], [100, 0, 0]], [4.0, 15.0])
+    bands = froc_by_size([scan])
+    assert bands["3-6"]["nodules"] == 1 and bands["3-6"]["sensitivity_at"][0.125] == 1.0
+    assert bands["10-20"]["nodules"] == 1
+    assert bands["10-20"]["sensitivity_at"][0.5] == 0.0 and bands["10-20"]["sensitivity_at"][1] == 1.0
+    assert bands["20-40"]["nodules"] == 0 and bands["20-40"]["cpm"] is None
+    assert froc_by_size([ScanDetections([[0, 0, 0]], [0.5], [[0, 0, 0]], [45.0])])["20-40"]["nodules"] == 1
+
+
+def test_calibration_table_and_ece_by_hand():
+    from inference.metrics import calibration, detection_outcomes
+
+    scores = [0.05, 0.05, 0.95, 0.95, 0.55, 0.55]
+    outcomes = [0, 0, 1, 0, 1, 1]
+    result = calibration(scores, outcomes, bins=10)
+    # bins: 0.0-0.1 (2, mean 0.05, observed 0), 0.5-0.6 (2, 0.55, 1.0), 0.9-1.0 (2, 0.95, 0.5)
+    assert result["ece"] == pytest.approx((2 * 0.05 + 2 * 0.45 + 2 * 0.45) / 6)
+    assert [row[2] for row in result["table"]] == [2, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert calibration([1.0], [1])["ece"] == 0.0  # a score of exactly 1 falls in the last bin
+    scan = ScanDetections([[0, 0, 0], [30, 0, 0]], [0.9, 0.8], [[1, 0, 0]], [10.0])
+    assert detection_outcomes(scan).tolist() == [1, 0]

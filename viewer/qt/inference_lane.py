@@ -468,6 +468,7 @@ class InferenceLane(QObject):
         if shape != tuple(volume.shape):
             raise ValueError(f"the result's grid {shape} is not the shown volume's {tuple(volume.shape)}")
         if isinstance(result, Detections):
+            self._use_operating_point(result.model_id)
             layer: ViewLayer = DetectionLayer(result, model_name, min_score=self.findings_panel.min_score)
             self._findings[id(layer)] = findings(result, volume.affine, volume.shape, self._image_number)
         elif isinstance(result, SaliencyMap):
@@ -513,6 +514,16 @@ class InferenceLane(QObject):
         self._findings[id(layer)] = findings(detections, self.volume.affine, self.volume.shape, self._image_number)
         layer.redraw()
         self.findings_panel.set_findings(self.findings(), layer.name)
+
+    def _use_operating_point(self, model_id: str) -> None:
+        """A detector's findings are first shown from its operating point (its model card names it), so the list
+        a reader sees is the one its figures describe; the threshold can be moved from there."""
+        info = next((m for m in self.panel.models if m.id == model_id), None)
+        point = getattr(info, "operating_point", None)
+        if point is not None:
+            self.findings_panel.set_min_score(point)
+            self.status_message.emit(f"Findings from score {point:.2f}: {info.name}'s operating point "
+                                     f"(see its model card); move the threshold to see more or fewer")
 
     def findings(self) -> list[Finding]:
         """All findings of the shown series' detection result (the threshold not applied)."""

@@ -1,0 +1,141 @@
+"""Second stage of the built-in nodule detector: a small 3D CNN that scores each candidate on a native-resolution
+patch, and the calibration that turns its output into a probability.
+
+The first stage (:class:`inference.models.seg_detector.SegmentationDetector` at a low threshold) is tuned for
+recall: every blob the segmentation network half believes in is a candidate, with many vessels and scars among
+them. This stage looks at each candidate again, on the original image rather than the network's 1.25 x 1.25 x 2.5
+mm grid, and says how likely it is to be a nodule:
+
+* the patch is 32^3 voxels of isotropic spacing resampled (trilinear) from the study's own voxels around the
+  candidate's centre, its spacing growing with the candidate (1 mm up to 24 mm boxes, 2 mm at 48 mm) so a 3 mm
+  nodule and a 40 mm mass both fill it; two channels: the lung window and a bone window (calcification);
+* two numbers go beside the image: the candidate's size (log mm) and the patch spacing. The first stage's
+  probability is left out on purpose: the classifier then does not depend on which first-stage weights found its
+  training candidates, and it judges the image rather than echoing the network it is meant to check;
+* the output logit is mapped to a probability by Platt scaling (``sigmoid(a * logit + b)``) fitted on held-out
+  phantoms (:data:`inference.training.data.CALIBRATION_SEEDS`), stored with the weights as buffers.
+
+All geometry is in LPS mm; arrays are ``(z, y, x)`` with the index -> LPS affine of :mod:`viewer.core.volume`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+PATCH = 32
+MIN_SPACING_MM, MAX_SPACING_MM = 1.0, 2.0
+LUNG_WINDOW = (-1000.0, 400.0)
+BONE_WINDOW = (-200.0, 1200.0)
+N_SCALARS = 2
+
+
+def patch_spacing(extent_mm: float) -> float:
+    """Isotropic spacing (mm) of a candidate's patch: its box fills about three quarters of the patch."""
+    return float(np.clip(extent_mm / (0.75 * PATCH), MIN_SPACING_MM, MAX_SPACING_MM))
+
+
+def sample_patch(array: np.ndarray, affine: np.ndarray, centre_lps, spacing_mm: float,
+                 size: int = PATCH) -> np.ndarray:
+    """``(size, size, size)`` float32 HU around ``centre_lps``, axes (S, P, L) i.e. (z, y, x) in patient space,
+    trilinear from ``array`` (outside the volume: -1024 HU, air)."""
+    offsets = (np.arange(size) - (size - 1) / 2) * spacing_mm
+    zz, yy, xx = np.meshgrid(offsets, offsets, offsets, indexing="ij")
+    lps = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1) + np.asarray(centre_lps, float)
+    index = (lps - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T  # (x, y, z) voxel index
+    return trilinear(array, index[:, ::-1]).reshape(size, size, size)
+
+
+def trilinear(array: np.ndarray, zyx: np.ndarray, outside: float = -1024.0) -> np.ndarray:
+    """Values of ``array`` at fractional ``(n, 3)`` ``zyx`` indices, linear in each axis; ``outside`` beyond it."""
+    shape = np.array(array.shape)
+    base = np.floor(zyx).astype(np.int64)
+    frac = (zyx - base).astype(np.float32)
+    out = np.zeros(len(zyx), np.float32)
+    for corner in range(8):
+        bits = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+        idx = base + bits
+        weight = np.prod(np.where(bits, frac, 1 - frac), axis=1)
+        inside = np.all((idx >= 0) & (idx < shape), axis=1)
+        values = np.full(len(zyx), outside, np.float32)
+        values[inside] = array[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
+        out += weight * values
+    return out
+
+
+def patch_channels(hu: np.ndarray) -> np.ndarray:
+    """``(2, ...)`` float32: the HU patch scaled 0..1 through the lung and the bone window."""
+    return np.stack([np.clip((hu - lo) / (hi - lo), 0, 1) for lo, hi in (LUNG_WINDOW, BONE_WINDOW)]).astype(np.float32)
+
+
+def candidate_scalars(extent_mm: float, spacing_mm: float) -> np.ndarray:
+    """The numbers the classifier reads beside the patch (see the module docstring)."""
+    return np.array([np.log(max(extent_mm, 1.0)) - 2.3, spacing_mm - 1.5], np.float32)
+
+
+def candidate_inputs(array: np.ndarray, affine: np.ndarray, centre_lps, extent_mm: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(patch (2, 32, 32, 32), scalars (2,))`` for one candidate."""
+    spacing = patch_spacing(extent_mm)
+    patch = patch_channels(sample_patch(array, affine, centre_lps, spacing))
+    return patch, candidate_scalars(extent_mm, spacing)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True),
+                         nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
+
+
+class NoduleClassifier(nn.Module):
+    """Nodule-or-not for a candidate patch: three conv blocks (16, 32, 64 channels; 32^3 -> 4^3), global average
+    pooling, the candidate's scalars, two linear layers. ``forward`` gives the raw logit; :meth:`probability`
+    the calibrated probability (Platt ``a``, ``b`` buffers, saved in the state dict)."""
+
+    def __init__(self, channels=(16, 32, 64)) -> None:
+        super().__init__()
+        layers, c_in = [], 2
+        for c in channels:
+            layers += [_block(c_in, c), nn.MaxPool3d(2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c_in + N_SCALARS, 64), nn.ReLU(inplace=True), nn.Dropout(0.2),
+                                  nn.Linear(64, 1))
+        self.register_buffer("platt", torch.tensor([1.0, 0.0]))
+
+    def forward(self, patches: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        pooled = self.features(patches).mean(dim=(2, 3, 4))
+        return self.head(torch.cat([pooled, scalars], dim=1))[:, 0]
+
+    def probability(self, patches: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """Calibrated probability that each candidate is a nodule."""
+        return torch.sigmoid(self.platt[0] * self.forward(patches, scalars) + self.platt[1])
+
+
+def rescore(classifier: NoduleClassifier, detections, array: np.ndarray, affine: np.ndarray, *,
+            batch: int = 64, floor: float = 0.02):
+    """The detections re-scored by ``classifier`` on ``array`` (the study's own voxels), highest first.
+
+    Candidates whose probability is below ``floor`` are dropped: they would never be shown, and a reader
+    lowering the threshold wants the plausible ones, not hundreds of vessels.
+    """
+    from dataclasses import replace
+
+    if not len(detections):
+        return detections
+    centres = detections.centers_lps
+    extents = detections.sizes_mm.max(axis=1)
+    inputs = [candidate_inputs(array, affine, c, e) for c, e in zip(centres, extents)]
+    patches = torch.from_numpy(np.stack([p for p, _ in inputs]))
+    scalars = torch.from_numpy(np.stack([s for _, s in inputs]))
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    patches, scalars = patches.to(device), scalars.to(device)
+    with torch.no_grad():
+        scores = torch.cat([classifier.probability(patches[i:i + batch], scalars[i:i + batch]).cpu()
+                            for i in range(0, len(patches), batch)]).numpy().astype(np.float64)
+    keep = np.flatnonzero(scores >= floor)
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    measurements = detections.measurements
+    return replace(detections, boxes_lps=detections.boxes_lps[order], boxes_voxel=detections.boxes_voxel[order],
+                   scores=scores[order], labels=detections.labels[order],
+                   measurements=None if measurements is None else [measurements[i] for i in order])

@@ -1,0 +1,305 @@
+"""Train and calibrate the second stage of the built-in nodule detector (:mod:`inference.models.nodule_classifier`).
+
+    python -m inference.training.train_nodule_classifier        # ~25 min on 2 CPU cores, seeded
+
+1. Candidates: the built-in detector's first stage (the segmentation network at its candidate threshold) runs on
+   every training phantom (:data:`~inference.training.data.TRAIN_SEEDS`) and every calibration phantom
+   (:data:`~inference.training.data.CALIBRATION_SEEDS`) at their random acquisition grids, as it runs on a study.
+   A candidate is positive when it hits a true nodule (the FROC rule of :mod:`inference.metrics`). Each
+   candidate's 40^3 patch (a 32^3 crop of it is the input; the margin allows shifts) is cached per seed.
+2. Training: the classifier on the training candidates, positives oversampled to half of each batch, with flips,
+   axial quarter turns and shifts of up to 4 voxels.
+3. Calibration: Platt scaling (``a * logit + b``, by Newton's method on the log loss) on the calibration
+   candidates, which the classifier never trained on; the display threshold (the operating point) is the lowest
+   score keeping at most one false positive per calibration scan.
+
+Writes ``models/classifier.pt`` (``state_dict``) and ``models/classifier.json`` (record, calibration and the
+operating point) into the detector bundle.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inference.models.nodule_classifier import PATCH, candidate_scalars, patch_spacing, sample_patch
+from inference.resources import builtin_models_dir
+from inference.training.data import CALIBRATION_SEEDS, TRAIN_SEEDS, acquisition_grid
+from inference.training.phantom import GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
+
+BUNDLE = "chest_ct_nodule_detection"
+STORED = PATCH + 8  # stored patch: shifts of up to 4 voxels when cropping the 32^3 input
+
+
+def default_cache() -> Path:
+    from inference.registry import user_data_dir
+
+    return user_data_dir() / "training-cache" / "nodule-candidates"
+
+
+def cache_path(cache: Path, seed: int, key: str) -> Path:
+    return Path(cache) / f"candidates-{PHANTOM_VERSION}.{GENERATOR_REVISION}-{key[:12]}{key[64:]}-{seed}.npz"
+
+
+_bundle = None
+
+
+def _init_worker(bundle_dir: str) -> None:
+    global _bundle
+    from inference.bundle import load_bundle
+    from inference.device import configure_threads
+
+    configure_threads(1)
+    _bundle = load_bundle(bundle_dir, device="cpu", trusted=True)
+    _bundle.detector.classifier = None  # the first stage alone
+
+
+def candidates_of(seed: int, bundle, extras: bool = True) -> dict:
+    """Examples from phantom ``seed``: stored patches (int16 HU), scalars, labels (1 nodule), the diameter of the
+    nodule a positive lies on, and ``source``: 0 a first-stage candidate, 1 a true nodule (centre and size jittered;
+    positives the first stage may have missed), 2 a random dense lung point (vessel, scar, fissure: negatives).
+    ``extras`` False: the candidates only (what calibration needs)."""
+    from inference.jobs import run_job
+    from inference.metrics import match_radius
+    from inference.task import run_bundle
+
+    rng = np.random.default_rng([GENERATOR_REVISION, 31, seed])
+    shape, spacing = acquisition_grid(seed)
+    phantom = generate_phantom(seed, shape=shape, spacing=spacing)
+    found = run_job(run_bundle(bundle, phantom.hu, phantom.affine, threads=1)).result
+    truth = np.array([n.center_lps for n in phantom.nodules], float).reshape(-1, 3)
+    diameters = np.array([n.diameter_mm for n in phantom.nodules], float)
+    radii = np.array([match_radius(v) for v in diameters])
+    examples = [(c, float(sz.max()), 0) for c, sz in zip(found.centers_lps, found.sizes_mm)]
+    if extras:
+        for centre, d in zip(truth, diameters):
+            for _ in range(2):
+                examples.append((centre + rng.normal(0, 0.15 * d / 2 + 0.5, 3), d * rng.uniform(0.9, 1.3), 1))
+        lung = np.isin(phantom.labels, (1, 2)) & (phantom.hu > -450)
+        points = np.argwhere(lung)
+        for zyx in points[rng.integers(0, len(points), 12)] if len(points) else []:
+            centre = phantom.affine[:3, :3] @ zyx[::-1] + phantom.affine[:3, 3]
+            examples.append((centre, rng.uniform(4, 14), 2))
+    patches, scalars, labels, hit_mm, sources = [], [], [], [], []
+    for centre, extent, source in examples:
+        spacing_mm = patch_spacing(extent)
+        hu = sample_patch(phantom.hu, phantom.affine, centre, spacing_mm, size=STORED)
+        d = np.linalg.norm(truth - centre, axis=1) if len(truth) else np.zeros(0)
+        hits = np.flatnonzero(d <= radii)
+        if source == 2 and len(hits):
+            continue  # a dense point on a nodule is no negative
+        patches.append(np.clip(np.rint(hu), -1024, 3071).astype(np.int16))
+        scalars.append(candidate_scalars(extent, spacing_mm))
+        labels.append(1 if len(hits) else 0)
+        hit_mm.append(float(diameters[hits[0]]) if len(hits) else 0.0)
+        sources.append(source)
+    return {"patches": np.asarray(patches, np.int16).reshape(-1, STORED, STORED, STORED),
+            "scalars": np.asarray(scalars, np.float32).reshape(-1, 2), "labels": np.asarray(labels, np.int64),
+            "hit_mm": np.asarray(hit_mm, np.float32), "source": np.asarray(sources, np.int64),
+            "n_nodules": len(truth), "slice_mm": spacing[0]}
+
+
+def _write(job: tuple[int, str, bool]) -> str:
+    seed, path, extras = job
+    data = candidates_of(seed, _bundle, extras)
+    tmp = Path(path).with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    first = data["source"] == 0
+    return (f"seed {seed}: {int(first.sum())} candidates, {int(data['labels'][first].sum())} on nodules "
+            f"(+{int((~first).sum())} extra examples)")
+
+
+def weights_sha(bundle_dir: Path) -> str:
+    """sha256 of the first-stage weights (``models/model.pt``): candidates are cached per weights."""
+    import hashlib
+
+    return hashlib.sha256((Path(bundle_dir) / "models" / "model.pt").read_bytes()).hexdigest()
+
+
+def load_candidates(seeds, bundle_dir: Path, cache: Path, workers: int, extras: bool = True, log=print) -> list[dict]:
+    """Examples of ``seeds`` (made once in ``workers`` processes, then read from ``cache``)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    sha = weights_sha(bundle_dir) + ("" if extras else "-candidates")
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    missing = [(s, str(cache_path(cache, s, sha)), extras) for s in seeds if not cache_path(cache, s, sha).is_file()]
+    if missing:
+        log(f"finding candidates on {len(missing)} phantoms")
+        with ProcessPoolExecutor(max(1, workers), initializer=_init_worker, initargs=(str(bundle_dir),)) as pool:
+            for n, message in enumerate(pool.map(_write, missing)):
+                log(f"  {n + 1}/{len(missing)} {message}")
+    out = []
+    for seed in seeds:
+        with np.load(cache_path(cache, seed, sha)) as npz:
+            out.append({k: npz[k] for k in npz.files} | {"seed": seed})
+    return out
+
+
+def _crop(rng, patch: np.ndarray, augment: bool) -> np.ndarray:
+    m = (STORED - PATCH) // 2
+    if not augment:
+        return patch[m:m + PATCH, m:m + PATCH, m:m + PATCH]
+    z, y, x = rng.integers(0, 2 * m + 1, 3)
+    out = patch[z:z + PATCH, y:y + PATCH, x:x + PATCH]
+    for axis in range(3):
+        if rng.random() < 0.5:
+            out = np.flip(out, axis)
+    if rng.random() < 0.5:
+        out = out.transpose(0, 2, 1)  # an axial quarter turn with the flips
+    return out
+
+
+def _inputs(rng, patches, scalars, augment: bool):
+    import torch
+
+    from inference.models.nodule_classifier import patch_channels
+
+    x = np.stack([patch_channels(_crop(rng, p.astype(np.float32), augment)) for p in patches])
+    return torch.from_numpy(x), torch.from_numpy(np.asarray(scalars, np.float32))
+
+
+def logits_of(network, patches, scalars, batch: int = 128) -> np.ndarray:
+    """Raw logits of ``network`` on stored patches (centre crops)."""
+    import torch
+
+    network.eval()
+    rng = np.random.default_rng(0)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(patches), batch):
+            x, s = _inputs(rng, patches[i:i + batch], scalars[i:i + batch], augment=False)
+            out.append(network(x, s).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """``(a, b)`` minimising the log loss of ``sigmoid(a * logit + b)`` (Newton's method, Platt's smoothed
+    targets so a separable set does not send ``a`` to infinity)."""
+    n_pos, n_neg = int(labels.sum()), int(len(labels) - labels.sum())
+    target = np.where(labels > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(a * logits + b)))
+        g = np.array([((p - target) * logits).sum(), (p - target).sum()])
+        w = np.maximum(p * (1 - p), 1e-9)
+        h = np.array([[(w * logits * logits).sum(), (w * logits).sum()], [(w * logits).sum(), w.sum()]])
+        step = np.linalg.solve(h + 1e-6 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-7:
+            break
+    return float(a), float(b)
+
+
+def operating_point(scores_per_scan: list[np.ndarray], labels_per_scan: list[np.ndarray],
+                    fp_per_scan: float = 1.0) -> float:
+    """The lowest score threshold keeping false positives at or under ``fp_per_scan`` on average."""
+    negatives = np.sort(np.concatenate([s[l == 0] for s, l in zip(scores_per_scan, labels_per_scan)]))[::-1]
+    allowed = int(np.floor(fp_per_scan * len(scores_per_scan)))
+    if len(negatives) <= allowed:
+        return 0.05
+    return float(np.nextafter(negatives[allowed], 1.0))
+
+
+def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, threads: int, cache: Path,
+          workers: int, candidates_from: Path | None = None, log=print) -> dict:
+    """Train and calibrate; writes ``classifier.pt`` / ``classifier.json`` into ``bundle_dir``; returns the record.
+
+    ``candidates_from``: the bundle whose first stage finds the training candidates (default ``bundle_dir``; the
+    classifier does not read first-stage scores, so earlier first-stage weights serve). Calibration candidates
+    always come from ``bundle_dir``'s own first stage, the one the classifier will follow.
+    """
+    import torch
+
+    from inference.device import configure_threads
+    from inference.models.nodule_classifier import NoduleClassifier
+
+    candidates_from = Path(candidates_from or bundle_dir)
+    training = load_candidates(TRAIN_SEEDS, candidates_from, cache, workers, extras=True, log=log)
+    held_out = load_candidates(CALIBRATION_SEEDS, bundle_dir, cache, workers, extras=False, log=log)
+    patches = np.concatenate([s["patches"] for s in training])
+    scalars = np.concatenate([s["scalars"] for s in training])
+    labels = np.concatenate([s["labels"] for s in training])
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    log(f"{len(labels)} training examples: {len(positives)} on nodules, {len(negatives)} not")
+    configure_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    network = NoduleClassifier()
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    start, curve, running = time.perf_counter(), [], []
+    from inference.training.data import schedule
+
+    for step in range(steps):
+        network.train()
+        for group in optimiser.param_groups:
+            group["lr"] = schedule(step, steps, lr, warmup=20)
+        pick = np.concatenate([rng.choice(positives, batch // 2), rng.choice(negatives, batch - batch // 2)])
+        x, s = _inputs(rng, patches[pick], scalars[pick], augment=True)
+        loss = loss_fn(network(x, s), torch.from_numpy(labels[pick].astype(np.float32)))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        running.append(loss.item())
+        if (step + 1) % 25 == 0 or step + 1 == steps:
+            curve.append([step + 1, round(float(np.mean(running)), 4)])
+            running = []
+            log(f"step {step + 1}/{steps} loss {curve[-1][1]:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
+    seconds = time.perf_counter() - start
+
+    logits = [logits_of(network, s["patches"], s["scalars"]) for s in held_out]
+    cal_labels = [s["labels"] for s in held_out]
+    a, b = fit_platt(np.concatenate(logits), np.concatenate(cal_labels))
+    network.platt.copy_(torch.tensor([a, b]))
+    probabilities = [1 / (1 + np.exp(-(a * z + b))) for z in logits]
+    threshold = operating_point(probabilities, cal_labels)
+    models = Path(bundle_dir) / "models"
+    tmp = models / "classifier.pt.tmp"
+    torch.save({k: v.detach().clone() for k, v in network.state_dict().items()}, tmp)
+    tmp.replace(models / "classifier.pt")
+    record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
+              "training_candidates_from_weights_sha256": weights_sha(candidates_from),
+              "calibration_candidates_from_weights_sha256": weights_sha(bundle_dir),
+              "batch": batch, "lr": lr, "threads": threads, "training_seeds": [min(TRAIN_SEEDS), max(TRAIN_SEEDS)],
+              "calibration_seeds": [min(CALIBRATION_SEEDS), max(CALIBRATION_SEEDS)],
+              "training_examples": int(len(labels)), "training_positives": int(len(positives)),
+              "calibration_candidates": int(sum(len(v) for v in cal_labels)),
+              "calibration_positives": int(sum(int(v.sum()) for v in cal_labels)),
+              "platt": [round(a, 5), round(b, 5)], "operating_point": round(threshold, 4),
+              "operating_point_rule": "lowest score with <= 1 false positive per calibration scan",
+              "seconds": round(seconds, 1), "loss_curve": curve, "torch": torch.__version__}
+    (models / "classifier.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes finding the candidates")
+    parser.add_argument("--cache", type=Path, default=None, help="folder of the cached candidates")
+    parser.add_argument("--candidates-from", type=Path, default=None,
+                        help="bundle whose first stage finds the training candidates (default: --bundle)")
+    parser.add_argument("--only-candidates", action="store_true",
+                        help="find and cache the training candidates, then stop")
+    args = parser.parse_args(argv)
+    cache = args.cache or default_cache()
+    if args.only_candidates:
+        load_candidates(TRAIN_SEEDS, args.candidates_from or args.bundle, cache, args.workers)
+        return 0
+    record = train(args.bundle, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                   threads=args.threads, cache=cache, workers=args.workers, candidates_from=args.candidates_from)
+    print(f"trained in {record['seconds'] / 60:.1f} min; operating point {record['operating_point']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
