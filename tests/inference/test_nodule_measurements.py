@@ -172,6 +172,12 @@ def test_phantom_nodules_are_measured_within_the_targets():
         m = measure_nodule(phantom.hu, phantom.affine, _box_of(truth_mask, 0), extent)
         assert m is not None
         assert m["type"] == ("part-solid" if nodule.type == "part-solid" else "solid")
+        # side: the lung the nodule lies in (label 1 = lung_left, 2 = lung_right)
+        z, y, x = np.rint(index).astype(int)
+        around = phantom.labels[max(z - 4, 0):z + 5, max(y - 15, 0):y + 16, max(x - 15, 0):x + 16]
+        side = "left" if (around == 1).sum() > (around == 2).sum() else "right"
+        assert m["location"]["side"] == side
+        assert m["location"]["zone"] in ("upper", "middle", "lower") and m["location"]["lobe_model"] is False
         within.append(abs(m["volume_mm3"] / truth["volume_mm3"] - 1) <= 0.15
                       and abs(m["mean_diameter_mm"] - truth["mean_diameter_mm"]) <= 1.5)
     assert sum(within) >= 3, within  # the juxtavascular one may keep a piece of its vessel
