@@ -60,3 +60,25 @@ def test_panel_and_box_label_show_the_measurements(main_window, qtbot, lidc_dir)
             if isinstance(item, BoxesItem) and item.isVisible():
                 labels += list(item.texts)
     assert any(t.startswith("#1") and t.endswith(f"{m['mean_diameter_mm']:.1f} mm") for t in labels), labels
+
+
+def test_moving_one_box_keeps_the_other_findings_measurements(main_window, qtbot, lidc_dir, monkeypatch):
+    from viewer.qt.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "ask_unsaved", lambda self, action: "discard")
+    window = main_window
+    open_and_wait(qtbot, window, [lidc_dir])
+    detections, m, _ = _measured(window.viewer.volume)
+    window.findings_panel.set_min_score(0.5)
+    window.inference.apply_result(detections, "Nodule detector")
+    window.inference.result_applied.emit("detection")
+    qtbot.wait(20)
+    review = window.annotation.editor.review
+    assert review[0].measurements == m
+    review.move(1, [4.0, 0.0, 0.0])  # the unmeasured one moves; #1 keeps its figures
+    qtbot.wait(20)
+    panel = window.findings_panel
+    assert f"Lung-RADS {m['lung_rads']}" in panel.item_for(0).text(3)
+    review.move(0, [2.0, 0.0, 0.0])  # #1 moved: its figures described the old box, so they go
+    qtbot.wait(20)
+    assert "Lung-RADS" not in panel.item_for(0).text(3)

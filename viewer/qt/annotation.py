@@ -990,9 +990,11 @@ class AnnotationController(QObject):
             return
         voxels = [base.boxes_voxel[f.id] if base is not None and f.id < len(base)
                   and np.allclose(base.boxes_lps[f.id], f.box_lps) else review.box_voxel(f) for f in rows]
+        measured = [getattr(f, "measurements", None) for f in rows]  # issue 11: kept for unmoved boxes
         detections = Detections(boxes, np.array(voxels), scores,
                                 np.array([values.get(f.label, min(table)) for f in rows]), review.affine,
-                                review.shape, table, review.model_id)
+                                review.shape, table, review.model_id,
+                                measurements=measured if any(m is not None for m in measured) else None)
         if layer is None:
             if rows and getattr(self.lane, "series_key", None) == self.series_key:
                 try:
