@@ -79,6 +79,9 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
     evaluate.add_argument("--force", action="store_true",
                           help="score a model even on studies it was not made for (refused otherwise)")
+    evaluate.add_argument("--explain", action="store_true",
+                          help="also check detectors' Grad-CAM maps: pointing game (peak inside the true nodule) and "
+                          "model-randomisation sanity check (slower: two maps per found nodule)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     sample = sub.add_parser("sample", help="write the built-in sample study")
@@ -304,7 +307,7 @@ def cmd_evaluate(args) -> int:
 
     data = args.data or [f"phantom:{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}"]
     try:
-        report = evaluate(args.model, data, threads=args.threads, force=args.force)
+        report = evaluate(args.model, data, threads=args.threads, force=args.force, explain=args.explain)
     except (ModelNotFound, ValueError, OSError, UnsuitableInput) as error:
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED

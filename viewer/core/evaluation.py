@@ -209,6 +209,7 @@ def score_case(model, case: EvalCase, *, threads: int | None = None) -> dict:
         raise ValueError(f"cannot evaluate a {type(result).__name__}")
     scan = ScanDetections(centres, scores, case.nodules_lps, case.nodule_diameters)
     row["scan"] = scan
+    row["_result"] = result  # issue 11: for the Grad-CAM checks of evaluate(explain=True), which pops it
     row["nodules"] = [{"center_lps": [round(float(v), 1) for v in c], "diameter_mm": round(float(d), 1), **hit}
                       for c, d, hit in zip(case.nodules_lps, case.nodule_diameters, best_hits(scan))]
     from viewer.core.evaluation_measurements import measurement_row  # issue 11: measurement errors
@@ -262,11 +263,12 @@ def _false_positives(scan: ScanDetections) -> int:
 
 
 def evaluate(models: list, data: list[str], *, threads: int | None = None,
-             log: Callable[[str], None] = print, force: bool = False) -> dict:
+             log: Callable[[str], None] = print, force: bool = False, explain: bool = False) -> dict:
     """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready).
 
     A case that is not what a model was made for (:mod:`inference.suitability`) raises
-    :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``.
+    :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``. With
+    ``explain``, detectors' findings also get the Grad-CAM checks of :mod:`viewer.core.evaluation_explain`.
     """
     from inference.registry import ModelInfo, find_model
     from inference.suitability import check_input
@@ -281,12 +283,21 @@ def evaluate(models: list, data: list[str], *, threads: int | None = None,
             if reasons:
                 raise UnsuitableInput(f"{info.name} ({case.name})", reasons)
             row = score_case(info, case, threads=threads)
+            result = row.pop("_result", None)
+            if explain:  # issue 11: pointing game and randomisation check of the findings' Grad-CAM maps
+                from viewer.core.evaluation_explain import explain_row
+
+                row["explain"] = explain_row(info, case, result)
             row["_present"] = present
             rows[info.id].append(row)
             log(_case_line(info.id, row))
     report = {}
     for model_id, model_rows in rows.items():
         summary = summarise(model_rows)
+        if explain:  # issue 11: over all the model's explained findings
+            from viewer.core.evaluation_explain import summarise_explain
+
+            summary["explain"] = summarise_explain([e for r in model_rows for e in r.get("explain") or []])
         cases = [{k: v for k, v in r.items() if k not in ("scan", "_present")} for r in model_rows]
         report[model_id] = {"summary": summary, "cases": cases}
     return report
@@ -328,4 +339,10 @@ def format_report(report: dict) -> str:
         from viewer.core.evaluation_measurements import measurement_lines  # issue 11: measurement errors
 
         lines.extend(measurement_lines(s))
+    from viewer.core.evaluation_explain import format_explain  # issue 11: Grad-CAM checks (evaluate --explain)
+
+    for model_id, entry in report.items():
+        if entry["summary"].get("explain"):
+            lines.append(f"{model_id}: explanations")
+            lines.extend(format_explain(entry["summary"]["explain"]))
     return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""Is a Grad-CAM map honest? The two checks ``hounsfield evaluate --explain`` runs on a detector's findings.
+
+* **Pointing game** (Zhang et al. 2016, "Top-down neural attention by excitation backprop"): for each true nodule
+  the detector found, the finding's map (:func:`inference.gradcam.explain`, the nodule class of the network, aimed
+  at the finding's box) is a *hit* when its peak - the voxel of its maximum - lies inside that nodule. The nodule
+  is the connected component of the reference nodule mask (phantoms: label 4) holding the nodule, dilated by
+  :data:`DILATE_VOXELS` voxel so a peak on the partial-volume rim of the nodule still counts.
+* **Model-randomisation check** (Adebayo et al. 2018, "Sanity checks for saliency maps"): the same finding is
+  explained again by the same network with all weights re-initialised (full re-initialisation, seeded by
+  :data:`RANDOM_SEED`). An explanation that reflects what the model learnt must change: the Spearman rank
+  correlation of the two maps over the explained crop (the voxels either map can be non-zero in) is reported, and
+  its mean over the findings should stay below :data:`SPEARMAN_LIMIT`.
+
+Only cases with a voxel truth of the nodules (phantoms, ``hounsfield sample`` folders) are scored; LIDC studies have
+readers' contours only in their XML and are skipped here. Pure numpy + the inference package: no Qt.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+DILATE_VOXELS = 1
+"""The true nodule is widened by this many voxels (26-connected) before the peak is tested against it."""
+RANDOM_SEED = 0
+SPEARMAN_LIMIT = 0.3
+POINTING_TARGET = 0.9
+
+
+def rank(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-D array, ties sharing their mean rank (as ``scipy.stats.rankdata``)."""
+    values = np.asarray(values).ravel()
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    mean_rank = (starts + ends + 1) / 2.0  # ranks start..end-1 (0-based) -> mean of 1-based ranks
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equally shaped arrays (0.0 when either is constant)."""
+    ra, rb = rank(a), rank(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    norm = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / norm) if norm > 0 else 0.0
+
+
+def nodule_components(mask: np.ndarray) -> np.ndarray:
+    """Connected components (26-connected, 1..n; 0 = background) of a boolean nodule mask."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.asarray(mask, np.uint8))
+    return sitk.GetArrayFromImage(sitk.ConnectedComponent(image, True))
+
+
+def true_nodule(components: np.ndarray, affine: np.ndarray, centre_lps, diameter_mm: float) -> np.ndarray | None:
+    """The component of ``components`` that is the nodule at ``centre_lps``, dilated by :data:`DILATE_VOXELS`.
+
+    The component under the centre voxel; for a nodule whose centre voxel is not labelled (a thin or
+    partial-volume one), the component with the most voxels within its radius. None when there is none.
+    """
+    inverse = np.linalg.inv(affine)
+    xyz = np.asarray(centre_lps, float) @ inverse[:3, :3].T + inverse[:3, 3]
+    zyx = np.clip(np.round(xyz[::-1]).astype(int), 0, np.array(components.shape) - 1)
+    value = int(components[tuple(zyx)])
+    if not value:
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]  # z, y, x mm
+        reach = np.ceil((diameter_mm / 2 + 1) / spacing).astype(int)
+        low, high = np.maximum(zyx - reach, 0), zyx + reach + 1
+        near = components[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+        counts = np.bincount(near.ravel())
+        counts[0] = 0
+        if not counts.any():
+            return None
+        value = int(counts.argmax())
+    region = components == value
+    if DILATE_VOXELS:
+        import SimpleITK as sitk
+
+        dilated = sitk.BinaryDilate(sitk.GetImageFromArray(region.astype(np.uint8)), [DILATE_VOXELS] * 3,
+                                    sitk.sitkBox)
+        region = sitk.GetArrayFromImage(dilated).astype(bool)
+    return region
+
+
+def randomised_bundle(bundle, seed: int = RANDOM_SEED):
+    """A copy of ``bundle`` whose network has every layer re-initialised (``reset_parameters``), seeded."""
+    import torch
+
+    twin = copy.copy(bundle)
+    network = copy.deepcopy(bundle.network)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in network.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    twin.network = network
+    if bundle.detector is not None:  # its own copy, reading the randomised network (a shallow copy of a torch
+        # Module would share the original's submodule table, and setting its network would randomise the original)
+        twin.detector = copy.deepcopy(bundle.detector, memo={id(bundle.detector.network): network})
+    return twin
+
+
+def _matched_findings(detections, nodules_lps: np.ndarray, diameters: np.ndarray) -> list[tuple[int, int]]:
+    """``(nodule, detection)`` pairs: each true nodule with the highest-scoring detection that hits it."""
+    from inference.metrics import match_radius
+
+    pairs = []
+    centres = detections.centers_lps
+    for j, (centre, diameter) in enumerate(zip(nodules_lps, diameters)):
+        if not len(centres):
+            break
+        hits = np.flatnonzero(np.linalg.norm(centres - centre, axis=1) <= match_radius(diameter))
+        if len(hits):
+            pairs.append((j, int(hits[np.argmax(detections.scores[hits])])))
+    return pairs
+
+
+def explain_case(bundle, case, detections, *, randomised=None, check_randomisation: bool = True) -> list[dict]:
+    """Pointing game and randomisation check on the findings of ``detections`` that hit a nodule of ``case``.
+
+    Parameters
+    ----------
+    bundle
+        The loaded detection bundle that produced ``detections`` (:func:`inference.bundle.load_bundle`).
+    case
+        A :class:`viewer.core.evaluation.EvalCase` whose ``masks["nodule"]`` is the voxel truth.
+    randomised
+        The randomised twin of ``bundle`` (:func:`randomised_bundle`); made here when not given.
+
+    Returns
+    -------
+    list of dict
+        Per found nodule: ``diameter_mm``, ``score``, ``hit`` (peak inside the nodule), ``peak_distance_mm``
+        (peak to nodule centre) and ``spearman`` (trained vs randomised map; None when not checked).
+    """
+    from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
+    from inference.jobs import run_job
+
+    truth = case.masks.get("nodule")
+    if truth is None or detections is None or not len(case.nodules_lps):
+        return []
+    components = nodule_components(truth)
+    if check_randomisation and randomised is None:
+        randomised = randomised_bundle(bundle)
+    target = {"label": 4} if bundle.task == "segmentation" else {}
+    rows = []
+    for j, k in _matched_findings(detections, case.nodules_lps, case.nodule_diameters):
+        region = true_nodule(components, case.affine, case.nodules_lps[j], case.nodule_diameters[j])
+        if region is None:
+            continue
+        box = detections.boxes_lps[k]
+        values = run_job(explain(bundle, case.array, case.affine, box_lps=box, **target)).values
+        peak = np.unravel_index(int(np.argmax(values)), values.shape)
+        peak_lps = np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3]
+        row: dict[str, Any] = {
+            "diameter_mm": round(float(case.nodule_diameters[j]), 1),
+            "score": round(float(detections.scores[k]), 3),
+            "hit": bool(region[peak]),
+            "peak_distance_mm": round(float(np.linalg.norm(peak_lps - case.nodules_lps[j])), 1),
+            "spearman": None,
+        }
+        if check_randomisation:
+            crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
+            other = run_job(explain(randomised, case.array, case.affine, box_lps=box, **target)).values
+            row["spearman"] = round(spearman(values[crop], other[crop]), 4)
+        rows.append(row)
+    return rows
+
+
+_BUNDLES: dict[str, tuple[Any, Any]] = {}
+
+
+def _bundles(info) -> tuple[Any, Any]:
+    """The loaded bundle of ``info`` and its randomised twin, loaded once per evaluation process (CPU)."""
+    from inference.bundle import load_bundle
+
+    key = f"{info.id}:{info.path}"
+    if key not in _BUNDLES:
+        bundle = load_bundle(info, device="cpu")
+        _BUNDLES[key] = (bundle, randomised_bundle(bundle))
+    return _BUNDLES[key]
+
+
+def explain_row(info, case, result) -> list[dict] | None:
+    """:func:`explain_case` for one model's result on one case in ``hounsfield evaluate`` (None when there is
+    nothing to check: not a detection, or no voxel truth of the nodules). Findings below the model's operating point
+    (its model card's threshold, when it names one) are not what a reader is shown and are left out."""
+    from inference.types import Detections
+
+    if not isinstance(result, Detections) or "nodule" not in case.masks:
+        return None
+    point = getattr(info, "operating_point", None)
+    if point is not None:
+        keep = result.scores >= point
+        result = copy.copy(result)
+        result.boxes_lps, result.scores = result.boxes_lps[keep], result.scores[keep]
+    bundle, randomised = _bundles(info)
+    return explain_case(bundle, case, result, randomised=randomised)
+
+
+def summarise_explain(rows: list[dict]) -> dict:
+    """Pointing-game rate and mean Spearman correlation over all explained findings (JSON-ready)."""
+    hits = [r["hit"] for r in rows]
+    rhos = [r["spearman"] for r in rows if r.get("spearman") is not None]
+    return {
+        "pointing_game": {"hits": int(sum(hits)), "findings": len(hits),
+                          "rate": round(float(np.mean(hits)), 4) if hits else None,
+                          "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS},
+        "randomisation": {"spearman_mean": round(float(np.mean(rhos)), 4) if rhos else None,
+                          "spearman_max": round(float(np.max(rhos)), 4) if rhos else None,
+                          "findings": len(rhos), "limit": SPEARMAN_LIMIT, "seed": RANDOM_SEED,
+                          "method": "full re-initialisation"},
+    }
+
+
+def format_explain(summary: dict) -> list[str]:
+    """The lines ``hounsfield evaluate --explain`` prints for one model."""
+    game, rand = summary["pointing_game"], summary["randomisation"]
+    lines = []
+    if game["findings"]:
+        verdict = "ok" if game["rate"] >= game["target"] else f"below {game['target']}"
+        lines.append(f"  Grad-CAM pointing game {game['hits']}/{game['findings']} found nodules = {game['rate']:.3f} "
+                     f"(peak inside the true nodule, dilated {game['dilate_voxels']} voxel; {verdict})")
+    else:
+        lines.append("  Grad-CAM pointing game: no found nodule with a voxel truth")
+    if rand["findings"]:
+        verdict = "ok" if rand["spearman_mean"] < rand["limit"] else f"not below {rand['limit']}"
+        lines.append(f"  Grad-CAM randomisation check: Spearman trained vs re-initialised weights mean "
+                     f"{rand['spearman_mean']:.3f}, max {rand['spearman_max']:.3f} over {rand['findings']} "
+                     f"findings ({verdict})")
+    return lines
