@@ -67,6 +67,8 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     infer.add_argument("--force", action="store_true",
                        help="run even when the series is not what the model was made for (modality, body part, "
                        "spacing); without it such a run is refused")
+    infer.add_argument("--explain", action="store_true",
+                       help="detection models: also write each finding's Grad-CAM map (NIfTI, named in findings.json)")
     infer.set_defaults(handler=cmd_infer)
 
     evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
@@ -282,7 +284,8 @@ def cmd_infer(args) -> int:
 
     try:
         series = pick_series(catalog, args.series)  # refuses to guess between several image series
-        report = infer_to_dir(series, args.model, args.out, device=args.device, progress=show, force=args.force)
+        report = infer_to_dir(series, args.model, args.out, device=args.device, progress=show, force=args.force,
+                              explain=args.explain)
     except InferError as error:
         print(f"\nhounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED

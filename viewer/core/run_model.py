@@ -24,7 +24,7 @@ from viewer.core.dicom.model import Catalog, Series
 from viewer.core.volume import Volume
 
 OUTPUT_NAMES = {"segmentation": "seg.dcm", "detection": "findings.json", "saliency": "saliency.nii.gz"}
-STAGES = ("load", "model", "preprocess", "network", "postprocess", "export")
+STAGES = ("load", "model", "preprocess", "network", "postprocess", "export", "explain")
 
 
 class InferError(RuntimeError):
@@ -108,7 +108,8 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
                  progress: Callable[[Any], None] | None = None, *, cancel: Any = None,
                  extra_model_dirs: Iterable[str | os.PathLike] = (), random_weights: bool = False,
                  overrides: dict | None = None, sources: Sequence[Any] | None = None,
-                 min_score: float = 0.0, force: bool = False, body_part: str | None = None) -> dict[str, Any]:
+                 min_score: float = 0.0, force: bool = False, body_part: str | None = None,
+                 explain: bool = False) -> dict[str, Any]:
     """Run a model on one series and write its result into ``out_dir``.
 
     Parameters
@@ -137,6 +138,9 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         Run even when the series is not what the model was made for (the reasons go into ``messages``).
     body_part
         The series' BodyPartExamined when known; read from the series' first header otherwise.
+    explain
+        Detection models: also write each finding's Grad-CAM map (:mod:`viewer.core.export.finding_maps`), named in
+        ``findings.json`` and listed under ``finding_maps`` (time under ``explain``).
 
     Raises
     ------
@@ -213,11 +217,17 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         summary["n_findings"] = int((result.scores >= min_score).sum())
         if summary["n_findings"] and series is not None:
             outputs["sr"] = str(_write_findings_sr(out_dir / "findings.sr.dcm", result, series, min_score, info))
+        if explain:  # issue 11: the findings' Grad-CAM maps (hounsfield infer --explain)
+            timings["export"] = time.perf_counter() - start
+            start = time.perf_counter()
+            summary["finding_maps"] = _write_finding_maps(out_dir, target, info, volume, result, min_score, device,
+                                                          random_weights, overrides, progress, cancel)
+            outputs["finding_maps"] = str(out_dir / "finding_maps")
     else:
         from viewer.core.export.nifti import write_nifti
 
         write_nifti(target, result.values.astype("float32"), result.affine, description=f"{info.id} saliency")
-    timings["export"] = time.perf_counter() - start
+    timings["explain" if "export" in timings else "export"] = time.perf_counter() - start  # maps timed apart
     timings["total"] = time.perf_counter() - started
     return {
         "model": info.id, "task": info.task, "series_uid": volume.series_uid,
@@ -225,6 +235,20 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         "device": outcome.device, "messages": forced + list(outcome.messages), "patches": outcome.patches,
         "unsuitable": [{"code": r.code, "message": r.message} for r in reasons], **summary,
     }
+
+
+def _write_finding_maps(out_dir: Path, findings_path: Path, info, volume: Volume, detections, min_score: float,
+                        device, random_weights: bool, overrides, progress, cancel) -> list[str]:
+    """Each finding's Grad-CAM map as NIfTI, named in ``findings.json``; returns the relative paths."""
+    from inference.bundle import load_bundle
+    from viewer.core.export.finding_maps import name_maps_in_findings, write_finding_maps
+
+    _report(progress, "Explaining the findings")
+    bundle = load_bundle(info, device=device, random_weights=random_weights, overrides=overrides)
+    names = write_finding_maps(out_dir, bundle, volume.array, volume.affine, detections, min_score=min_score,
+                               progress=progress, cancel=cancel)
+    name_maps_in_findings(findings_path, names)
+    return names
 
 
 def _write_findings_sr(path: Path, detections, series: Series, min_score: float, info) -> Path:
