@@ -44,7 +44,7 @@ def test_the_peak_of_each_found_nodule_map_lies_in_that_nodule(explained):
     found = sum(n["found"] for n in explained["cases"][0]["nodules"])
     assert found >= 2 and game["findings"] >= 2, (found, game)  # the check has something to score
     assert game["rate"] >= 0.9, rows
-    assert all(r["hit"] == (r["peak_distance_mm"] <= r["diameter_mm"] / 2 + 3.0) or r["hit"] for r in rows)
+    assert game["dilate_voxels"] == 1 and all(r["peak_distance_mm"] <= r["diameter_mm"] for r in rows if r["hit"])
 
 
 def test_maps_of_randomised_weights_rank_the_voxels_differently(explained):

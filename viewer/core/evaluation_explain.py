@@ -58,8 +58,9 @@ def nodule_components(mask: np.ndarray) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ConnectedComponent(image, True))
 
 
-def true_nodule(components: np.ndarray, affine: np.ndarray, centre_lps, diameter_mm: float) -> np.ndarray | None:
-    """The component of ``components`` that is the nodule at ``centre_lps``, dilated by :data:`DILATE_VOXELS`.
+def true_nodule(components: np.ndarray, affine: np.ndarray, centre_lps, diameter_mm: float,
+                dilate: int = DILATE_VOXELS) -> np.ndarray | None:
+    """The component of ``components`` that is the nodule at ``centre_lps``, dilated by ``dilate`` voxels.
 
     The component under the centre voxel; for a nodule whose centre voxel is not labelled (a thin or
     partial-volume one), the component with the most voxels within its radius. None when there is none.
@@ -79,10 +80,10 @@ def true_nodule(components: np.ndarray, affine: np.ndarray, centre_lps, diameter
             return None
         value = int(counts.argmax())
     region = components == value
-    if DILATE_VOXELS:
+    if dilate:
         import SimpleITK as sitk
 
-        dilated = sitk.BinaryDilate(sitk.GetImageFromArray(region.astype(np.uint8)), [DILATE_VOXELS] * 3,
+        dilated = sitk.BinaryDilate(sitk.GetImageFromArray(region.astype(np.uint8)), [int(dilate)] * 3,
                                     sitk.sitkBox)
         region = sitk.GetArrayFromImage(dilated).astype(bool)
     return region
@@ -136,7 +137,8 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     Returns
     -------
     list of dict
-        Per found nodule: ``diameter_mm``, ``score``, ``hit`` (peak inside the nodule), ``peak_distance_mm``
+        Per found nodule: ``diameter_mm``, ``score``, ``hit`` (peak inside the nodule; ``hit_undilated``: inside
+        its voxels proper), ``peak_distance_mm``
         (peak to nodule centre) and ``spearman`` (trained vs randomised map; None when not checked).
     """
     from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
@@ -162,6 +164,8 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
             "diameter_mm": round(float(case.nodule_diameters[j]), 1),
             "score": round(float(detections.scores[k]), 3),
             "hit": bool(region[peak]),
+            "hit_undilated": bool(true_nodule(components, case.affine, case.nodules_lps[j], case.nodule_diameters[j],
+                                              dilate=0)[peak]),
             "peak_distance_mm": round(float(np.linalg.norm(peak_lps - case.nodules_lps[j])), 1),
             "spearman": None,
         }
@@ -207,11 +211,13 @@ def explain_row(info, case, result) -> list[dict] | None:
 def summarise_explain(rows: list[dict]) -> dict:
     """Pointing-game rate and mean Spearman correlation over all explained findings (JSON-ready)."""
     hits = [r["hit"] for r in rows]
+    strict = [r.get("hit_undilated", r["hit"]) for r in rows]
     rhos = [r["spearman"] for r in rows if r.get("spearman") is not None]
     return {
         "pointing_game": {"hits": int(sum(hits)), "findings": len(hits),
                           "rate": round(float(np.mean(hits)), 4) if hits else None,
-                          "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS},
+                          "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS,
+                          "rate_undilated": round(float(np.mean(strict)), 4) if strict else None},
         "randomisation": {"spearman_mean": round(float(np.mean(rhos)), 4) if rhos else None,
                           "spearman_max": round(float(np.max(rhos)), 4) if rhos else None,
                           "findings": len(rhos), "limit": SPEARMAN_LIMIT, "seed": RANDOM_SEED,
@@ -226,7 +232,8 @@ def format_explain(summary: dict) -> list[str]:
     if game["findings"]:
         verdict = "ok" if game["rate"] >= game["target"] else f"below {game['target']}"
         lines.append(f"  Grad-CAM pointing game {game['hits']}/{game['findings']} found nodules = {game['rate']:.3f} "
-                     f"(peak inside the true nodule, dilated {game['dilate_voxels']} voxel; {verdict})")
+                     f"(peak inside the true nodule, dilated {game['dilate_voxels']} voxel; {verdict}; "
+                     f"{game['rate_undilated']:.3f} undilated)")
     else:
         lines.append("  Grad-CAM pointing game: no found nodule with a voxel truth")
     if rand["findings"]:
