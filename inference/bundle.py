@@ -63,6 +63,13 @@ class LoadedBundle:
     force_sliding_window: bool = False
     dropped: list[str] = field(default_factory=list)
     weights: str = ""
+    #: sha256 of the weights file, the network definition and the preprocessing config: two bundles with the same
+    #: key turn the same volume into the same network input and output (:mod:`inference.task` shares the run).
+    #: Empty for random weights (never shared).
+    network_key: str = ""
+    #: Config ``crop_to_body`` (``{"threshold_hu": -500, "margin_mm": 10}``): the volume is cropped in-plane to the
+    #: patient before the model sees it and the results pasted back (:func:`inference.crop.body_box`); None: no crop.
+    crop_to_body: dict | None = None
 
     @property
     def task(self) -> str:
@@ -127,6 +134,25 @@ def _state_dict(obj: Any) -> dict:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _network_key(bundle_dir: Path, source: str, raw: dict, image_key: str) -> str:
+    """See ``LoadedBundle.network_key``."""
+    import hashlib
+    import json
+
+    if source not in ("models/model.pt", "models/model.ts"):
+        return ""
+    digest = hashlib.sha256()
+    with open(bundle_dir / source, "rb") as weights:
+        for chunk in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(chunk)
+    # all but what acts after the network input is made (whatever preprocessing refers to stays in); how the
+    # network is applied (inferer / detector windows) is compared separately, per image, by inference.task
+    config = {k: v for k, v in raw.items() if k not in ("inferer", "postprocessing", "detector", "detector_ops")}
+    config["image_key"] = image_key
+    digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
+    return digest.hexdigest()
 
 
 def _load_weights(network, bundle_dir: Path, trusted: bool, random_weights: bool, device):
@@ -198,8 +224,10 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
     try:
         image_key = str(literal_value(raw, raw.get("image_key", "image")))
         force_sw = bool(literal_value(raw, raw.get("force_sliding_window", False)))
+        crop = literal_value(raw, raw.get("crop_to_body")) if "crop_to_body" in raw else None
     except ValueError:
-        image_key, force_sw = "image", False
+        image_key, force_sw, crop = "image", False, None
+    crop = {str(k): float(v) for k, v in crop.items()} if isinstance(crop, dict) else None
 
     with no_network(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -261,5 +289,6 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         inferer = SimpleInferer()
     loaded = LoadedBundle(info=info, network=network, device=device, preprocessing=preprocessing, inferer=inferer,
                           postprocessing=postprocessing, detector=detector, image_key=image_key,
-                          force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source)
+                          force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source,
+                          network_key=_network_key(bundle_dir, source, raw, image_key), crop_to_body=crop)
     return loaded.to(device)

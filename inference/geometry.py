@@ -186,3 +186,90 @@ def _channel_argmax(scores):
         index[better] = channel
         torch.maximum(best, scores[channel], out=best)
     return index
+
+
+def _axis_aligned(to_source: np.ndarray, tol: float = 1e-6) -> bool:
+    """Whether target index -> source index scales and shifts each axis on its own (no rotation, no swap)."""
+    off = to_source[:3, :3] - np.diag(np.diag(to_source[:3, :3]))
+    return bool(np.all(np.abs(off) <= tol) and np.all(np.abs(np.diag(to_source[:3, :3])) > tol))
+
+
+def resample_labels(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, int]) -> np.ndarray:
+    """:func:`resample_argmax` returned on our ``(z, y, x)`` grid as ``uint8`` (``int16`` past 255 channels),
+    interpolating only where it can change the answer.
+
+    Where every source voxel a target voxel interpolates between has the same best channel, so has their weighted
+    sum (same argument as in :func:`resample_argmax`): the label is read from the source. Only target voxels whose
+    (up to 8) source neighbours disagree - a thin band along the label boundaries - or reach outside the source are
+    interpolated (trilinear, zero outside, as ``grid_sample``). On a chest CT that is a few per cent of the voxels.
+    For a target grid rotated against the source, :func:`resample_argmax` does it all.
+    """
+    import torch
+
+    scores = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
+    shape_xyz = tuple(int(s) for s in shape_xyz)
+    dtype = np.uint8 if scores.shape[0] <= 255 else np.int16
+    source_affine = tensor.affine.detach().cpu().numpy().astype(np.float64) if hasattr(tensor, "affine") else None
+    to_source = (np.linalg.inv(source_affine) @ np.asarray(affine_ras, dtype=np.float64)
+                 if source_affine is not None else None)
+    if to_source is None or not _axis_aligned(to_source):
+        return from_monai(resample_argmax(tensor, affine_ras, shape_xyz).to(torch.int16)).astype(dtype)
+    if tuple(scores.shape[1:]) == shape_xyz and np.allclose(to_source, np.eye(4), atol=1e-6):
+        return from_monai(_channel_argmax(scores)).astype(dtype)
+    scores = scores.float()
+    best = np.ascontiguousarray(_channel_argmax(scores).numpy().astype(dtype).transpose(2, 1, 0))  # (z, y, x)
+    n_zyx = np.array(best.shape)
+    # per target axis (z, y, x): the source coordinate, its lower neighbour, and whether both neighbours exist
+    coords, lower, inside = [], [], []
+    for axis_xyz in (2, 1, 0):
+        t = np.arange(shape_xyz[axis_xyz], dtype=np.float64)
+        c = to_source[axis_xyz, axis_xyz] * t + to_source[axis_xyz, 3]
+        i0 = np.floor(c).astype(np.int64)
+        coords.append(c)
+        lower.append(i0)
+        inside.append((i0 >= 0) & (i0 + 1 <= best.shape[len(coords) - 1] - 1))
+    # a source cell (its 8 corners) with one label: that label; else "undecided"
+    undecided = np.iinfo(dtype).max
+    low = best[:-1, :-1, :-1].copy()
+    high = low.copy()
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                if dz or dy or dx:
+                    corner = best[dz:n_zyx[0] - 1 + dz, dy:n_zyx[1] - 1 + dy, dx:n_zyx[2] - 1 + dx]
+                    np.minimum(low, corner, out=low)
+                    np.maximum(high, corner, out=high)
+    cell = np.where(low == high, low, undecided).astype(dtype)
+    # index n-1: no upper neighbour (undecided); index n: both neighbours outside the source, where every channel
+    # interpolates to zero and the answer is channel 0 (a crop of the study: most of the grid lies there)
+    cell = np.pad(cell, ((0, 2), (0, 2), (0, 2)), constant_values=undecided)
+    cell[n_zyx[0]], cell[:, n_zyx[1]], cell[:, :, n_zyx[2]] = 0, 0, 0
+    idx = [np.where(ok, np.clip(i0, 0, n - 1), np.where((i0 < -1) | (i0 > n - 1), n, n - 1))
+           for i0, ok, n in zip(lower, inside, n_zyx)]
+    out = cell.take(idx[0], axis=0).take(idx[1], axis=1).take(idx[2], axis=2)
+    todo = np.flatnonzero(out == undecided)
+    if todo.size:
+        out.ravel()[todo] = _interpolated_labels(scores, todo, out.shape, coords).astype(dtype)
+    return out
+
+
+def _interpolated_labels(scores, flat_index: np.ndarray, shape_zyx, coords_zyx, chunk: int = 1 << 20
+                         ) -> np.ndarray:
+    """Best channel of the trilinear interpolation of ``scores`` ``(C, x, y, z)`` at the target voxels
+    ``flat_index`` of ``shape_zyx``, whose source coordinates along z, y, x are ``coords_zyx[a][index]``;
+    neighbours outside the source count as zero (``grid_sample``'s ``padding_mode="zeros"``, which does it)."""
+    import torch
+
+    n_xyz = scores.shape[1:]
+    volume = scores[None]  # (1, C, D=x, H=y, W=z): grid_sample's last grid axis runs along W
+    out = np.empty(flat_index.size, dtype=np.int64)
+    for s in range(0, flat_index.size, chunk):
+        part = flat_index[s:s + chunk]
+        zyx = np.unravel_index(part, shape_zyx)
+        grid = np.empty((part.size, 3), dtype=np.float32)
+        for column, (a, n) in enumerate(((0, n_xyz[2]), (1, n_xyz[1]), (2, n_xyz[0]))):  # z->W, y->H, x->D
+            grid[:, column] = coords_zyx[a][zyx[a]] * (2.0 / max(n - 1, 1)) - 1.0
+        sampled = torch.nn.functional.grid_sample(volume, torch.from_numpy(grid).view(1, 1, 1, -1, 3),
+                                                  mode="bilinear", padding_mode="zeros", align_corners=True)
+        out[s:s + chunk] = _channel_argmax(sampled[0, :, 0, 0]).numpy()
+    return out

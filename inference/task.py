@@ -217,10 +217,201 @@ def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_bat
     return pred[0].detach().cpu() if hasattr(pred, "detach") else pred[0]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# One network run for the models that share it (issue 11, "Run once").
+#
+# The built-in segmentation and nodule detection are the same network on the same preprocessed image, applied the
+# same way (:mod:`inference.models.one_pass`). The last preprocessed image and network output are kept (one entry:
+# the volume on screen), keyed by what determines them - the weights, network and preprocessing config (sha256),
+# the volume's bytes, shape and affine, the device type - together with how the network was applied (the "plan":
+# one padded pass or sliding windows with given settings). A model whose plan for that image differs runs the
+# network itself, so each model gets exactly the output it would get alone.
+
+_NETWORK_CACHE: dict = {}
+_NETWORK_CACHE_LOCK = threading.Lock()
+
+
+def clear_network_cache() -> None:
+    """Forget the kept network output (a few hundred MB for a CT)."""
+    with _NETWORK_CACHE_LOCK:
+        _NETWORK_CACHE.clear()
+
+
+def _inverts(transform) -> bool:
+    from monai.transforms import Invertd
+
+    if transform is None:
+        return False
+    if isinstance(transform, Invertd):
+        return True
+    return any(_inverts(t) for t in getattr(transform, "transforms", ()) or ())
+
+
+def _sliding_plan(inferer) -> tuple:
+    roi = inferer.roi_size
+    overlap = inferer.overlap
+    return ("sliding", tuple(int(r) for r in roi) if isinstance(roi, (list, tuple)) else roi,
+            tuple(overlap) if isinstance(overlap, (list, tuple)) else float(overlap), str(inferer.mode),
+            repr(inferer.sigma_scale), str(inferer.padding_mode), float(inferer.cval))
+
+
+def _network_plan(bundle, spatial) -> tuple | None:
+    """How ``bundle`` applies its network to a preprocessed image of ``spatial`` voxels, as a comparable tuple;
+    None when that is not a rule this module runs itself (the bundle then runs as before, unshared)."""
+    from monai.inferers import SlidingWindowInferer
+
+    from inference.models.one_pass import OnePassInferer, fits_one_pass
+    from inference.models.seg_detector import SegmentationDetector
+
+    if bundle.task == "segmentation":
+        inferer = bundle.inferer
+        if _inverts(bundle.postprocessing):  # Invertd undoes the preprocessing by its transforms' identity
+            return None
+        if isinstance(inferer, OnePassInferer):
+            if inferer.one_pass(spatial):
+                return ("one-pass", tuple(inferer.size_divisible))
+            return _sliding_plan(inferer)
+        return _sliding_plan(inferer) if type(inferer) is SlidingWindowInferer else None
+    if bundle.task == "detection" and isinstance(bundle.detector, SegmentationDetector):
+        detector = bundle.detector
+        if bundle.force_sliding_window or not fits_one_pass(spatial, detector.inferer.roi_size):
+            return _sliding_plan(detector.inferer)
+        return ("one-pass", tuple(detector.size_divisible))
+    return None
+
+
+def _run_plan(bundle, image, plan: tuple, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+    """The network's ``(C, *spatial)`` output (a plain CPU tensor) on the preprocessed ``image``, applied as
+    ``plan`` says."""
+    import torch
+
+    from inference.device import run_with_cpu_fallback
+    from inference.models.one_pass import pad_pass
+
+    spatial = tuple(int(s) for s in image.shape[1:])
+    inferer = bundle.inferer if bundle.task == "segmentation" else bundle.detector.inferer
+    if plan[0] == "one-pass":
+        state["total"] = 1
+    else:
+        if patch_batch:
+            inferer.sw_batch_size = int(patch_batch)
+        state["total"] = count_windows(spatial, inferer.roi_size, inferer.overlap)
+        inferer.device = torch.device("cpu")  # stitch on the CPU: our results end there anyway
+
+    def step(device):
+        state["done"] = 0
+        bundle.to(device)
+        monitored = _monitor(bundle.network, reporter, state)
+        batch = image.as_tensor().unsqueeze(0).to(device)
+        if plan[0] == "one-pass":
+            return pad_pass(monitored, batch, plan[1])
+        return inferer(batch, monitored)
+
+    pred = run_with_cpu_fallback(step, bundle.device, notify)
+    pred = pred[0].detach().cpu()
+    return pred.as_tensor() if hasattr(pred, "as_tensor") else pred
+
+
+def _volume_key(bundle, array: np.ndarray, affine: np.ndarray) -> tuple | None:
+    import hashlib
+
+    if not getattr(bundle, "network_key", ""):
+        return None
+    digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8).reshape(-1), digest_size=20).hexdigest()
+    return (bundle.network_key, digest, array.shape, str(array.dtype), np.asarray(affine).tobytes(),
+            str(getattr(bundle.device, "type", bundle.device)))
+
+
+def _shared_network(bundle, array, affine, reporter: Reporter, state: dict, patch_batch, notify, timings: dict):
+    """``(data, logits)`` for a bundle whose network run can be shared: from the kept entry when the same volume
+    went through the same network the same way, else computed (and kept). ``(data, None)`` when the bundle applies
+    its network in a way this module does not run itself; ``(None, None)`` when it cannot share at all."""
+    key = _volume_key(bundle, array, affine)
+    if key is None:
+        return None, None
+    start = time.perf_counter()
+    with _NETWORK_CACHE_LOCK:
+        hit = _NETWORK_CACHE.get(key)
+    # the kept tensors are never written to (postprocessing and the detector make new ones): no copies
+    data = dict(hit[0]) if hit is not None else _prepare(bundle, array, affine)
+    timings["preprocess"] = time.perf_counter() - start
+    reporter.check()
+    plan = _network_plan(bundle, tuple(int(s) for s in data[bundle.image_key].shape[1:]))
+    if plan is None:
+        return data, None
+    start = time.perf_counter()
+    if hit is not None and hit[1] == plan:
+        logits = hit[2]
+    else:
+        logits = _run_plan(bundle, data[bundle.image_key], plan, reporter, state, patch_batch, notify)
+        with _NETWORK_CACHE_LOCK:
+            _NETWORK_CACHE.clear()  # one entry: the volume on screen
+            _NETWORK_CACHE[key] = (dict(data), plan, logits)
+    timings["network"] = time.perf_counter() - start
+    return data, logits
+
+
+def _as_prediction(logits, image):
+    """The network output as the ``MetaTensor`` the segmentation postprocessing expects (the image's grid)."""
+    from monai.data import MetaTensor
+
+    return MetaTensor(logits, affine=image.affine.clone(), meta={k: v for k, v in image.meta.items()
+                                                                  if k != "affine"})
+
+
+def _uncrop(result, box, array_shape, affine):
+    """A result computed on the part ``box`` of a volume, placed on the whole volume's grid."""
+    import dataclasses
+
+    from inference.crop import crop_slices
+
+    where = crop_slices(box)
+    if isinstance(result, SegResult):
+        labels = np.zeros(tuple(array_shape), dtype=result.labels.dtype)
+        labels[where] = result.labels
+        return dataclasses.replace(result, labels=labels, affine=affine)
+    if isinstance(result, SaliencyMap):
+        values = np.zeros(tuple(array_shape), dtype=result.values.dtype)
+        values[where] = result.values
+        return dataclasses.replace(result, values=values, affine=affine)
+    offset = np.array([box[0], box[1], box[2]] * 2, dtype=np.int64)
+    voxels = np.asarray(result.boxes_voxel, dtype=np.int64).reshape(-1, 6) + offset
+    return dataclasses.replace(result, boxes_voxel=voxels, affine=affine, shape=tuple(int(s) for s in array_shape))
+
+
+def _prepare(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
+    """The preprocessed data, the image cropped to the patient when the bundle asks for that (``crop_to_body``).
+
+    The crop is taken on the model's own grid, its start on the network's stride (:func:`inference.crop.
+    model_grid_box`): inside it the network sees the voxels it would see in the whole image. Results need no
+    pasting back: boxes and label maps go through the cropped image's affine onto the study like any other.
+    """
+    import torch
+    from monai.transforms import SpatialCrop
+
+    from inference.crop import body_box, model_grid_box
+
+    data = _preprocess(bundle, array, affine)
+    settings = getattr(bundle, "crop_to_body", None)
+    if not settings:
+        return data
+    box = body_box(array, affine, threshold_hu=settings.get("threshold_hu", -500.0),
+                   margin_mm=settings.get("margin_mm", 10.0))
+    if box is None:
+        return data
+    image = data[bundle.image_key]
+    crop = model_grid_box(box, affine, image.affine.detach().cpu().numpy(), tuple(image.shape[1:]),
+                          int(settings.get("multiple", 16)))
+    if crop is not None:  # a copy, not a view: the whole image is freed before the network runs
+        cropped = SpatialCrop(roi_start=crop[0], roi_end=crop[1])(image)
+        data[bundle.image_key] = cropped.clone(memory_format=torch.contiguous_format)
+    return data
+
+
 def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
     import torch
 
-    from inference.geometry import from_monai, ras_affine, resample_argmax, resample_to_grid
+    from inference.geometry import from_monai, ras_affine, resample_labels, resample_to_grid
 
     data[bundle.pred_key] = pred
     data[bundle.image_key] = data[bundle.image_key].cpu()
@@ -238,13 +429,13 @@ def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
         out = resample_to_grid(out.float(), target, shape_xyz, mode="bilinear")
         values = from_monai(out[0]).astype(np.float32)
         return SaliencyMap(values, affine, model_id=bundle.info.id)
-    if channels > 1:  # probabilities / logits: resample linearly, then pick the label
-        labels = resample_argmax(out.float(), target, shape_xyz)
+    if channels > 1:  # probabilities / logits: resample linearly (where it matters), then pick the label
+        labels = resample_labels(out, target, shape_xyz)
     else:
         out = resample_to_grid(out, target, shape_xyz, mode="nearest")
         labels = torch.round(out[0].float())
-    labels = labels.to(torch.int16 if labels.max() > 255 else torch.uint8)  # before the transpose: 8x less to copy
-    labels = from_monai(labels)
+        labels = labels.to(torch.int16 if labels.max() > 255 else torch.uint8)  # before the transpose: 8x less
+        labels = from_monai(labels)
     table = dict(bundle.info.table)
     top = int(labels.max()) if labels.size else 0
     unnamed = [v for v in range(1, top + 1) if v not in table]
@@ -256,7 +447,7 @@ def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
     return SegResult(labels, affine, table, model_id=bundle.info.id)
 
 
-def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify, logits=None):
     import torch
 
     from inference.device import run_with_cpu_fallback
@@ -268,7 +459,9 @@ def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: in
     padded = tuple(int(math.ceil(s / d) * d) for s, d in zip(spatial, divisible))
     sw = detector.inferer
     use_sw = sw is not None and (bundle.force_sliding_window or int(np.prod(spatial)) >= int(np.prod(sw.roi_size)))
-    if use_sw:
+    if logits is not None:
+        pass  # counted where the network ran
+    elif use_sw:
         if patch_batch:
             sw.sw_batch_size = int(patch_batch)
         state["total"] = count_windows(padded, sw.roi_size, sw.overlap)
@@ -285,7 +478,10 @@ def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: in
         finally:
             detector.network = original
 
-    out = run_with_cpu_fallback(step, bundle.device, notify)
+    if logits is not None:  # the network already ran on this image, the way this detector runs it
+        out = detector([image.as_tensor()], use_inferer=use_sw, logits=[logits])[0]
+    else:
+        out = run_with_cpu_fallback(step, bundle.device, notify)
     boxes = out[detector.target_box_key].detach().cpu().to(torch.float64).numpy().reshape(-1, 6)
     labels = out[detector.target_label_key].detach().cpu().numpy().reshape(-1)
     scores = out[detector.pred_score_key].detach().cpu().to(torch.float64).numpy().reshape(-1)
@@ -336,7 +532,7 @@ def _default_patch_batch(device) -> int | None:
 
 
 def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = None, threads: int | None = None,
-               patch_batch: int | None = None) -> Generator[Progress, None, InferenceResult]:
+               patch_batch: int | None = None, region=None) -> Generator[Progress, None, InferenceResult]:
     """Run a loaded bundle on one volume (a job: yields :class:`Progress`, returns :class:`InferenceResult`).
 
     Parameters
@@ -351,6 +547,10 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
         torch CPU threads; default leaves the GUI a core.
     patch_batch
         Windows per network call; default 1 on the CPU (per-patch progress and cancel), the bundle's on a GPU.
+    region
+        Run on this voxel box ``(z0, y0, x0, z1, y1, x1)`` of the volume only, results placed on the whole volume
+        (e.g. :func:`inference.crop.lung_box` of our lung mask for the Model Zoo RetinaNet, whose sliding windows
+        then cover the lungs instead of the field of view). None: the whole volume.
 
     Raises
     ------
@@ -363,6 +563,14 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
     if array.ndim != 3:
         raise ValueError(f"expected a (z, y, x) grey volume, got shape {array.shape}")
     affine = np.asarray(affine, dtype=np.float64)
+    if region is not None:
+        from inference.crop import crop_affine, crop_slices
+
+        box = tuple(int(v) for v in region)
+        outcome = yield from run_bundle(bundle, array[crop_slices(box)], crop_affine(affine, box), cancel=cancel,
+                                        threads=threads, patch_batch=patch_batch)
+        outcome.result = _uncrop(outcome.result, box, array.shape, affine)
+        return outcome
     configure_threads(threads)
     batch = patch_batch if patch_batch is not None else _default_patch_batch(bundle.device)
 
@@ -373,16 +581,20 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
         state = {"done": 0, "total": 0}
         with torch.no_grad():
             reporter.progress(0, 0, "Preparing the image")
-            start = time.perf_counter()
-            data = _preprocess(bundle, array, affine)
-            timings["preprocess"] = time.perf_counter() - start
+            data, logits = _shared_network(bundle, array, affine, reporter, state, batch, reporter.notice, timings)
+            if data is None:  # not shareable: as before, plus the crop to the body when the bundle asks for it
+                start = time.perf_counter()
+                data = _prepare(bundle, array, affine)
+                timings["preprocess"] = time.perf_counter() - start
             reporter.check()
             start = time.perf_counter()
             if bundle.task == "detection":
-                raw = _detect(bundle, data, reporter, state, batch, reporter.notice)
+                raw = _detect(bundle, data, reporter, state, batch, reporter.notice, logits)
+            elif logits is not None:
+                raw = _as_prediction(logits, data[bundle.image_key])
             else:
                 raw = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
-            timings["network"] = time.perf_counter() - start
+            timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
             reporter.check()
             total = state["total"] + 2
             reporter.progress(total - 1, total, "Post-processing")
@@ -409,7 +621,7 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
 def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | None = None, cancel: Any = None,
               trusted: bool | None = None, random_weights: bool = False, overrides: dict | None = None,
               threads: int | None = None, patch_batch: int | None = None,
-              extra_dirs=()) -> Generator[Progress, None, InferenceResult]:
+              extra_dirs=(), region=None) -> Generator[Progress, None, InferenceResult]:
     """Load a model (registry id, bundle folder or ``ModelInfo``) and run it on one volume (a job).
 
     Same as :func:`inference.bundle.load_bundle` followed by :func:`run_bundle`; the load is timed as ``model``.
@@ -429,6 +641,7 @@ def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | Non
     bundle, seconds = yield from drive(load, cancel)
     if is_cancelled(cancel):
         raise Cancelled()
-    outcome = yield from run_bundle(bundle, array, affine, cancel=cancel, threads=threads, patch_batch=patch_batch)
+    outcome = yield from run_bundle(bundle, array, affine, cancel=cancel, threads=threads, patch_batch=patch_batch,
+                                    region=region)
     outcome.timings = {"model": seconds, **outcome.timings}
     return outcome

@@ -45,11 +45,31 @@ def body_mask(image: np.ndarray, threshold: float) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     body = labels == int(np.argmax(sizes))
-    for z in range(body.shape[2]):
-        if body[:, :, z].any():
-            body[:, :, z] = sitk.GetArrayFromImage(
-                sitk.BinaryFillhole(sitk.GetImageFromArray(body[:, :, z].astype(np.uint8)))).astype(bool)
-    return body
+    return fill_axial_holes(body)
+
+
+def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
+    """The holes of every axial slice (``mask[:, :, z]``) of an ``(x, y, z)`` mask filled, in one 2D fill.
+
+    The slices are laid one above the other in a single 2D image, separated by a row of background: a background
+    region that touches its slice's edge reaches that row or the image's edge, so it is outside in the mosaic
+    exactly when it is outside in its slice - the same answer as a fill per slice, without a call per slice.
+    """
+    import SimpleITK as sitk
+
+    nx, ny, nz = mask.shape
+    mosaic = np.zeros((nz, ny + 1, nx), dtype=np.uint8)  # (slice, row = y, column = x) + one separating row
+    mosaic[:, :ny, :] = mask.transpose(2, 1, 0)
+    # the background's face-connected regions (as BinaryFillhole's default) that touch no edge are the holes
+    background = sitk.ConnectedComponent(sitk.GetImageFromArray((1 - mosaic).reshape(nz * (ny + 1), nx)), False)
+    regions = sitk.GetArrayFromImage(background)
+    outside = np.zeros(int(regions.max()) + 1, dtype=bool)
+    for edge in (regions[0], regions[-1], regions[:, 0], regions[:, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0: the mask itself
+    filled = ~outside[regions]
+    filled |= mosaic.reshape(filled.shape).astype(bool)
+    return np.ascontiguousarray(filled.reshape(nz, ny + 1, nx)[:, :ny, :].transpose(2, 1, 0))
 
 
 def lung_components(lung: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:

@@ -12,6 +12,8 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
+from inference.models.one_pass import pad_pass
+
 
 class SegmentationDetector(nn.Module):
     """Boxes around the connected components of ``channel`` in ``network``'s softmax, scored by their peak
@@ -44,17 +46,19 @@ class SegmentationDetector(nn.Module):
                                             sw_batch_size=1)
         self.target_box_key, self.target_label_key, self.pred_score_key = "box", "label", "label_scores"
 
-    def forward(self, images: list[torch.Tensor], use_inferer: bool = False) -> list[dict[str, torch.Tensor]]:
+    def forward(self, images: list[torch.Tensor], use_inferer: bool = False,
+                logits: list[torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
+        """Findings per image ``(C, x, y, z)``. ``logits``: the network's ``(C, x, y, z)`` output per image, already
+        computed the way this detector would (:mod:`inference.models.one_pass`; shared with the segmentation)."""
         results = []
-        for image in images:
-            spatial = image.shape[1:]
-            if use_inferer:
-                logits = self.inferer(image[None], self.network)
+        for i, image in enumerate(images):
+            if logits is not None:
+                logits_i = logits[i][None]
+            elif use_inferer:
+                logits_i = self.inferer(image[None], self.network)
             else:  # one pass: pad the end of each axis to a multiple of size_divisible, as MONAI's detectors do
-                pad = [(-s) % d for s, d in zip(spatial, self.size_divisible)]
-                batch = torch.nn.functional.pad(image[None], [v for p in reversed(pad) for v in (0, p)])
-                logits = self.network(batch)[..., :spatial[0], :spatial[1], :spatial[2]]
-            probability = torch.softmax(logits.float(), dim=1)[0, self.channel].cpu().numpy()
+                logits_i = pad_pass(self.network, image[None], self.size_divisible)
+            probability = torch.softmax(logits_i.float(), dim=1)[0, self.channel].cpu().numpy()
             results.append(self._boxes(probability))
         return results
 
