@@ -3,11 +3,14 @@
 For every finding (a box on the native-resolution HU volume) :func:`measure_nodule`
 
 1. segments the nodule inside the slightly enlarged box (:func:`segment_nodule`): light in-plane smoothing,
-   a seed at the box centre (or the brightest voxel near it), a half-maximum threshold between the lung
-   parenchyma around it and the nodule's own level, the chest wall cut off (juxtapleural nodules) by a local
-   morphological opening of the non-air tissue with a ball larger than the nodule, attached vessels cut by a
-   small opening, holes filled. Ground glass gets its own, lower, level; a solid core inside ground glass makes
-   the nodule part-solid, and the core is the solid component;
+   a seed at the box centre (or the brightest voxel near it), a threshold :data:`EDGE_FRACTION` of the way
+   from the lung parenchyma around it to the nodule's own level, attached vessels cut by an opening with a
+   ball a bit under half the nodule's radius (larger while the region still runs out of the box), holes
+   filled; when it runs out of the box, the chest wall and mediastinum (juxtapleural nodules) are cut off
+   first by an opening of the non-lung tissue - the air outside the patient included, from the scan's coarse
+   lung mask - with a ball larger than the nodule. Ground glass gets its own, lower, level; a solid core
+   inside ground glass (thicker than a vessel) makes the nodule part-solid, and the core is the solid
+   component;
 2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`, :func:`volume_mm3`);
 3. types it from the HU of its voxels (:func:`nodule_type`): calcified / solid / part-solid / ground-glass;
 4. places it (:func:`lung_extent`, :func:`location`): side from LPS x against the lungs' midline and zone
@@ -53,6 +56,11 @@ CALCIFIED_FRACTION = 0.05
 #: object; the slice profile and the in-plane blur round a small nodule off, so its half-maximum contour lies
 #: inside the true edge - a little lower finds the edge of the phantoms' exact masks (measured on seeds 0, 5000-5003).
 EDGE_FRACTION = 0.4
+#: The window the nodule may fill: its box grown by this share of its size plus these mm on each side (a
+#: detector's box can be smaller than its nodule; the openings cut what is not the nodule).
+WINDOW_SHARE, WINDOW_MM = 0.3, 3.0
+#: A nodule reaches at most this many times its inscribed radius from its deepest point (see _clip_to_sphere).
+SPHERE_CLIP = 2.0
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -268,6 +276,22 @@ def _opening(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndar
     return (_distance_inside(~core, spacing) <= radius_mm) & mask
 
 
+def _clip_to_sphere(mask: np.ndarray, spacing: np.ndarray, factor: float) -> np.ndarray:
+    """``mask`` within ``factor`` times its inscribed radius of its deepest point: a nodule is compact (an
+    ellipsoid 1.5:1, or a juxtapleural half ball, reaches about twice its inscribed radius from its centre); a
+    vessel that survived the opening runs on beyond."""
+    if factor <= 0 or not mask.any():
+        return mask
+    inside = _distance_inside(mask, spacing)
+    deepest = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    reach = factor * float(inside[deepest]) + float(spacing.max())
+    z, y, x = (np.arange(n) for n in mask.shape)
+    sx, sy, sz = spacing
+    d2 = (((z - deepest[0]) * sz) ** 2)[:, None, None] + (((y - deepest[1]) * sy) ** 2)[None, :, None] \
+        + (((x - deepest[2]) * sx) ** 2)[None, None, :]
+    return _largest(mask & (d2 <= reach * reach))
+
+
 def _smooth_inplane(crop: np.ndarray) -> np.ndarray:
     """A 3x3 binomial filter in each slice: takes the edge off CT noise without moving an edge."""
     a = np.pad(crop.astype(np.float32), ((0, 0), (1, 1), (1, 1)), mode="edge")
@@ -362,7 +386,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungE
     smooth = _smooth_inplane(crop)
 
     # Where the nodule may be: the box enlarged by a fifth and 2 mm (vessels running on beyond it are cut here).
-    grow = np.ceil((0.1 * (hi - lo) * zyx_spacing + 1.5) / zyx_spacing).astype(np.int64)
+    grow = np.ceil((WINDOW_SHARE * (hi - lo) * zyx_spacing + WINDOW_MM) / zyx_spacing).astype(np.int64)
     b0 = np.maximum(lo - grow, c0) - c0
     b1 = np.minimum(hi + grow, c1) - c0
 
@@ -428,14 +452,17 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungE
         if not part.any():
             return part
         # Cut attached vessels (and a leak into a large vessel or the wall) with an opening: a ball a bit under
-        # half the nodule's radius first, larger ones while the part still runs out of the box.
-        # A later region (another threshold of the same nodule) starts with the ball the first one ended with.
+        # half the nodule's radius (from its box) first, larger ones
+        # while the part still runs out of the window. A later region (another threshold of the same nodule)
+        # starts with the ball the first one ended with.
+        inside = _distance_inside(part, spacing)
         for step, factor in enumerate((0.45, 0.7, 0.95)[first_ball[0]:], start=first_ball[0]):
             first_ball[0] = step
             ball = max(factor * radius_mm, 0.8)
-            opened = _opening(part, ball, spacing)
-            if not opened.any():
+            core = inside > ball
+            if not core.any():
                 break
+            opened = (_distance_inside(~core, spacing) <= ball) & part
             piece = _component_in(opened, in_box)
             if not piece.any():
                 break
@@ -444,7 +471,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungE
                 break
             if factor == 0.95 and part.sum() < 0.2 * part_was.sum():
                 break
-        return _fill_holes(part)
+        return _fill_holes(_clip_to_sphere(part, spacing, SPHERE_CLIP))
 
     offset = tuple(int(v) for v in (c0 + b0))
 
@@ -660,12 +687,16 @@ def measure_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     return measure_segmentation(segmentation, affine, extent)
 
 
-def measure_detections(hu: np.ndarray, affine: np.ndarray, detections) -> list[dict | None]:
-    """:func:`measure_nodule` for every box of an ``inference.types.Detections`` (same order)."""
+def measure_detections(hu: np.ndarray, affine: np.ndarray, detections, min_score: float = 0.0
+                       ) -> list[dict | None]:
+    """:func:`measure_nodule` for every box of an ``inference.types.Detections`` scoring at least ``min_score``
+    (same order; ``None`` for the others: a measurement costs tens of milliseconds, and a detector lists many
+    low-scoring candidates nobody reads)."""
     if len(detections) == 0:
         return []
     extent = lung_extent(hu, affine)
-    return [measure_nodule(hu, affine, box, extent) for box in detections.boxes_voxel]
+    return [measure_nodule(hu, affine, box, extent) if score >= min_score else None
+            for box, score in zip(detections.boxes_voxel, detections.scores)]
 
 
 def mask_measurements(mask: np.ndarray, affine: np.ndarray) -> dict:

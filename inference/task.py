@@ -512,6 +512,8 @@ def _detections(bundle, raw, array_shape, affine) -> Detections:
 
 #: Detectors whose findings are lung nodules on CT: their boxes get the reader's measurements.
 MEASURED_DETECTORS = ("hounsfield-chest-ct-nodule-detection",)
+#: Findings scoring below this are not measured (None): the detector lists many low candidates nobody reads.
+MEASURE_MIN_SCORE = 0.2
 
 
 def _with_measurements(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
@@ -521,7 +523,7 @@ def _with_measurements(bundle, detections: Detections, array: np.ndarray, affine
         return detections
     from inference.nodule_measurements import measure_detections
 
-    detections.measurements = measure_detections(array, affine, detections)
+    detections.measurements = measure_detections(array, affine, detections, MEASURE_MIN_SCORE)
     return detections
 
 
