@@ -67,8 +67,9 @@ class LoadedBundle:
     #: key turn the same volume into the same network input and output (:mod:`inference.task` shares the run).
     #: Empty for random weights (never shared).
     network_key: str = ""
-    #: Config ``crop_to_body`` (``{"threshold_hu": -500, "margin_mm": 10}``): the volume is cropped in-plane to the
-    #: patient before the model sees it and the results pasted back (:func:`inference.crop.body_box`); None: no crop.
+    #: Config ``crop_to_body`` (``{"threshold_hu": -500, "margin_mm": 10}``, optional ``skip_one_pass``, default
+    #: true): the model's image is cropped in-plane to the patient (:func:`inference.task._prepare`) when it would
+    #: need sliding windows; None: no crop.
     crop_to_body: dict | None = None
 
     @property
