@@ -81,29 +81,29 @@ def candidate_inputs(array: np.ndarray, affine: np.ndarray, centre_lps, extent_m
     return patch, candidate_scalars(extent_mm, spacing)
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True),
-                         nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
+def _conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(c_out),
+            nn.ReLU(inplace=True)]
 
 
 class NoduleClassifier(nn.Module):
-    """Nodule-or-not for a candidate patch: three conv blocks (16, 32, 64 channels; 32^3 -> 4^3), global average
-    pooling, the candidate's scalars, two linear layers. ``forward`` gives the raw logit; :meth:`probability`
-    the calibrated probability (Platt ``a``, ``b`` buffers, saved in the state dict)."""
+    """Nodule-or-not for a candidate patch: a strided convolution (32^3 -> 16^3; full-resolution convolutions cost
+    three times as much on a CPU for no measured gain), two blocks of two convolutions (16 and 32 channels, each
+    followed by max pooling, -> 4^3), global average and max pooling, the candidate's scalars, two linear layers.
+    ``forward`` gives the raw logit; :meth:`probability` the calibrated probability (Platt ``a``, ``b`` buffers,
+    saved in the state dict)."""
 
-    def __init__(self, channels=(16, 32, 64)) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        layers, c_in = [], 2
-        for c in channels:
-            layers += [_block(c_in, c), nn.MaxPool3d(2)]
-            c_in = c
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(c_in + N_SCALARS, 64), nn.ReLU(inplace=True), nn.Dropout(0.2),
+        self.features = nn.Sequential(*_conv(2, 16, stride=2), *_conv(16, 16), nn.MaxPool3d(2),
+                                      *_conv(16, 32), *_conv(32, 32), nn.MaxPool3d(2))
+        self.head = nn.Sequential(nn.Linear(2 * 32 + N_SCALARS, 64), nn.ReLU(inplace=True), nn.Dropout(0.2),
                                   nn.Linear(64, 1))
         self.register_buffer("platt", torch.tensor([1.0, 0.0]))
 
     def forward(self, patches: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(patches).mean(dim=(2, 3, 4))
+        features = self.features(patches)
+        pooled = torch.cat([features.mean(dim=(2, 3, 4)), features.amax(dim=(2, 3, 4))], dim=1)
         return self.head(torch.cat([pooled, scalars], dim=1))[:, 0]
 
     def probability(self, patches: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,8 @@ label map is resampled (nearest) onto the same grid. Cases are cached as ``.npz`
 
 Seeds: training uses :data:`TRAIN_SEEDS`; the nodule classifier is calibrated on :data:`CALIBRATION_SEEDS`;
 evaluation uses :data:`EVAL_SEEDS` and the demo seed. The three sets are disjoint.
+The classifier trains on the first half of :data:`TRAIN_SEEDS` (:data:`CLASSIFIER_TRAIN_SEEDS`): each of its
+examples needs a phantom at full resolution and a detector run, and 24 give it some 300 positives.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import numpy as np
 from inference.training.phantom import DEMO_SEED, GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
 
 TRAIN_SEEDS = tuple(range(1000, 1048))
-CALIBRATION_SEEDS = tuple(range(4000, 4030))
+CALIBRATION_SEEDS = tuple(range(4000, 4020))
 EVAL_SEEDS = tuple(range(5000, 5020))
+CLASSIFIER_TRAIN_SEEDS = TRAIN_SEEDS[:24]
 NODULE = 4
 assert DEMO_SEED not in TRAIN_SEEDS and not set(EVAL_SEEDS) & set(TRAIN_SEEDS)
 assert not set(CALIBRATION_SEEDS) & (set(TRAIN_SEEDS) | set(EVAL_SEEDS) | {DEMO_SEED})

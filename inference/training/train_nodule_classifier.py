@@ -3,7 +3,7 @@
     python -m inference.training.train_nodule_classifier        # ~25 min on 2 CPU cores, seeded
 
 1. Candidates: the built-in detector's first stage (the segmentation network at its candidate threshold) runs on
-   every training phantom (:data:`~inference.training.data.TRAIN_SEEDS`) and every calibration phantom
+   the training phantoms (:data:`~inference.training.data.CLASSIFIER_TRAIN_SEEDS`) and every calibration phantom
    (:data:`~inference.training.data.CALIBRATION_SEEDS`) at their random acquisition grids, as it runs on a study.
    A candidate is positive when it hits a true nodule (the FROC rule of :mod:`inference.metrics`). Each
    candidate's 40^3 patch (a 32^3 crop of it is the input; the margin allows shifts) is cached per seed.
@@ -27,7 +27,7 @@ import numpy as np
 
 from inference.models.nodule_classifier import PATCH, candidate_scalars, patch_spacing, sample_patch
 from inference.resources import builtin_models_dir
-from inference.training.data import CALIBRATION_SEEDS, TRAIN_SEEDS, acquisition_grid
+from inference.training.data import CALIBRATION_SEEDS, CLASSIFIER_TRAIN_SEEDS, acquisition_grid
 from inference.training.phantom import GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
 
 BUNDLE = "chest_ct_nodule_detection"
@@ -218,7 +218,7 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
     from inference.models.nodule_classifier import NoduleClassifier
 
     candidates_from = Path(candidates_from or bundle_dir)
-    training = load_candidates(TRAIN_SEEDS, candidates_from, cache, workers, extras=True, log=log)
+    training = load_candidates(CLASSIFIER_TRAIN_SEEDS, candidates_from, cache, workers, extras=True, log=log)
     held_out = load_candidates(CALIBRATION_SEEDS, bundle_dir, cache, workers, extras=False, log=log)
     patches = np.concatenate([s["patches"] for s in training])
     scalars = np.concatenate([s["scalars"] for s in training])
@@ -264,7 +264,7 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
     record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
               "training_candidates_from_weights_sha256": weights_sha(candidates_from),
               "calibration_candidates_from_weights_sha256": weights_sha(bundle_dir),
-              "batch": batch, "lr": lr, "threads": threads, "training_seeds": [min(TRAIN_SEEDS), max(TRAIN_SEEDS)],
+              "batch": batch, "lr": lr, "threads": threads, "training_seeds": [min(CLASSIFIER_TRAIN_SEEDS), max(CLASSIFIER_TRAIN_SEEDS)],
               "calibration_seeds": [min(CALIBRATION_SEEDS), max(CALIBRATION_SEEDS)],
               "training_examples": int(len(labels)), "training_positives": int(len(positives)),
               "calibration_candidates": int(sum(len(v) for v in cal_labels)),
@@ -279,7 +279,7 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     if args.only_candidates:
-        load_candidates(TRAIN_SEEDS, args.candidates_from or args.bundle, cache, args.workers)
+        load_candidates(CLASSIFIER_TRAIN_SEEDS, args.candidates_from or args.bundle, cache, args.workers)
         return 0
     record = train(args.bundle, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                    threads=args.threads, cache=cache, workers=args.workers, candidates_from=args.candidates_from)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from viewer.cli import main
 from viewer.core.evaluation import lung_reference, parse_seeds
@@ -43,3 +44,25 @@ def test_evaluate_cli_on_phantoms_and_lidc(lidc_dir, tmp_path, capsys):
     assert lidc_det["nodules"] and lidc_det["nodules"][0]["found"], lidc_det["nodules"]
     sensitivity = det["summary"]["detection"]["sensitivity_at_fp_per_scan"]
     assert sensitivity["4"] >= 0.75, sensitivity  # 4 nodules of 12-33 mm in three scans
+
+
+def test_detector_summary_reports_cpm_bands_calibration_and_the_operating_point():
+    """Two scans by hand: a 4 mm nodule found at 0.9, a 25 mm one at 0.6, a false positive at 0.7 and one at
+    0.1. At the operating point 0.5 both nodules are found with 0.5 false positives per scan."""
+    from inference.metrics import ScanDetections, froc
+    from viewer.core.evaluation import _detector_lines, detector_summary
+
+    scans = [ScanDetections([[0, 0, 0], [60, 0, 0]], [0.9, 0.7], [[0, 0, 0]], [4.0]),
+             ScanDetections([[0, 0, 0], [80, 80, 0]], [0.6, 0.1], [[1, 0, 0]], [25.0])]
+    summary = detector_summary(scans, froc(scans), operating_point=0.5)
+    assert summary["sensitivity_at_fp_per_scan"]["0.5"] == 1.0 and summary["cpm"] == pytest.approx(
+        np.mean([0.5, 0.5, 1, 1, 1, 1, 1]))
+    assert summary["by_size_mm"]["3-6"]["nodules"] == 1 and summary["by_size_mm"]["20-40"]["nodules"] == 1
+    assert summary["by_size_mm"]["6-10"]["nodules"] == 0
+    assert summary["operating_point"] == {"score": 0.5, "found": 2, "sensitivity": 1.0,
+                                          "false_positives_per_scan": 0.5}
+    assert summary["calibration"]["n"] == 4
+    # bins 0.1 (FP), 0.6 (TP), 0.7 (FP), 0.9 (TP): |0-0.1| + |1-0.6| + |0-0.7| + |1-0.9| over 4
+    assert summary["calibration"]["ece"] == pytest.approx((0.1 + 0.4 + 0.7 + 0.1) / 4)
+    text = "\n".join(_detector_lines({"nodules": 2, **summary}))
+    assert "CPM" in text and "3-6 mm" in text and "operating point" in text and "expected calibration error" in text

@@ -2,7 +2,7 @@
 
 Data (``DATA...`` on the command line):
 
-* ``phantom:SEEDS`` - phantoms generated in memory at the routine 2.5 / 0.9 mm grid (``phantom:5000-5009``,
+* ``phantom:SEEDS`` - phantoms generated in memory at their random acquisition grids (``phantom:5000-5019``,
   ``phantom:0,7``); ground truth from the generator. :data:`inference.training.data.EVAL_SEEDS` are never trained on.
 * a folder written by ``hounsfield sample`` (``dicom/`` + ``ground_truth/``).
 * a DICOM folder with an LIDC-IDRI XML: the readers' nodules >= 3 mm (:mod:`viewer.core.lidc`) and a lung reference
@@ -86,10 +86,13 @@ def _reference_masks(labels: np.ndarray, names: dict[int, str]) -> dict[str, np.
 
 
 def phantom_case(seed: int) -> EvalCase:
-    """Phantom ``seed`` at the default (routine chest CT) grid with its generated truth."""
-    from inference.training.phantom import LABELS, generate_phantom
+    """Phantom ``seed`` with its generated truth, at its own random acquisition grid (slices 0.625-5 mm, pixels
+    0.6-0.95 mm, :func:`inference.training.data.acquisition_grid`); the demo seed at the routine 2.5 / 0.9 mm."""
+    from inference.training.data import acquisition_grid
+    from inference.training.phantom import DEMO_SEED, LABELS, generate_phantom
 
-    phantom = generate_phantom(seed)
+    shape, spacing = (None, None) if seed == DEMO_SEED else acquisition_grid(seed)
+    phantom = generate_phantom(seed) if shape is None else generate_phantom(seed, shape=shape, spacing=spacing)
     centres = np.array([n.center_lps for n in phantom.nodules], float).reshape(-1, 3)
     diameters = np.array([n.diameter_mm for n in phantom.nodules], float)
     return EvalCase(f"phantom {seed}", phantom.hu, phantom.affine, _reference_masks(phantom.labels, LABELS),
@@ -218,8 +221,9 @@ def score_case(model, case: EvalCase, *, threads: int | None = None) -> dict:
     return row
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Mean Dice per label (over cases whose reference has it) and the FROC of all cases together."""
+def summarise(rows: list[dict], operating_point: float | None = None) -> dict:
+    """Mean Dice per label (over cases whose reference has it) and the FROC of all cases together; for a detector
+    also CPM, FROC per size band, calibration and the figures at its ``operating_point``."""
     summary: dict = {"cases": len(rows), "seconds_mean": round(float(np.mean([r["seconds"] for r in rows])), 2)}
     names = sorted({name for r in rows for name in r.get("dice", {})})
     if names:
@@ -234,7 +238,7 @@ def summarise(rows: list[dict]) -> dict:
     curve = froc([r["scan"] for r in rows])
     summary["detection"] = {"nodules": curve["n_nodules"], "detections": curve["n_detections"]}
     if not any("dice" in r for r in rows):  # a detector: scores to rank by
-        summary["detection"]["sensitivity_at_fp_per_scan"] = {str(k): v for k, v in curve["sensitivity_at"].items()}
+        summary["detection"].update(detector_summary([r["scan"] for r in rows], curve, operating_point))
     else:  # a segmentation: one operating point
         found = sum(h["found"] for r in rows for h in r["nodules"])
         false = sum(_false_positives(r["scan"]) for r in rows)
@@ -244,6 +248,31 @@ def summarise(rows: list[dict]) -> dict:
 
     summary.update(measurement_summary(rows))
     return summary
+
+
+def detector_summary(scans: list[ScanDetections], curve: dict, operating_point: float | None) -> dict:
+    """What a detector's scores are worth: the FROC (and CPM) overall and per nodule size band, the calibration
+    of its scores as probabilities (each detection is a nodule or not), and sensitivity and false positives per
+    scan at its operating point."""
+    from inference.metrics import calibration, cpm, detection_outcomes, froc_by_size
+
+    out: dict = {"sensitivity_at_fp_per_scan": {str(k): v for k, v in curve["sensitivity_at"].items()},
+                 "cpm": cpm(curve["sensitivity_at"])}
+    out["by_size_mm"] = {band: {"nodules": v["nodules"], "cpm": v["cpm"],
+                                "sensitivity_at_fp_per_scan": {str(k): s for k, s in v["sensitivity_at"].items()}}
+                         for band, v in froc_by_size(scans).items()}
+    scores = np.concatenate([s.scores for s in scans]) if scans else np.zeros(0)
+    outcomes = np.concatenate([detection_outcomes(s) for s in scans]) if scans else np.zeros(0)
+    out["calibration"] = calibration(scores, outcomes)
+    if operating_point is not None:
+        kept = [ScanDetections(s.centers_lps[s.scores >= operating_point], s.scores[s.scores >= operating_point],
+                               s.truth_lps, s.truth_diameters_mm) for s in scans]
+        found = sum(h["found"] for s in kept for h in best_hits(s))
+        out["operating_point"] = {"score": operating_point, "found": found,
+                                  "sensitivity": found / curve["n_nodules"] if curve["n_nodules"] else None,
+                                  "false_positives_per_scan": round(sum(_false_positives(s) for s in kept)
+                                                                    / max(1, len(kept)), 2)}
+    return out
 
 
 def _present(row: dict, name: str) -> bool:
@@ -292,8 +321,9 @@ def evaluate(models: list, data: list[str], *, threads: int | None = None,
             rows[info.id].append(row)
             log(_case_line(info.id, row))
     report = {}
+    points = {info.id: info.operating_point for info in infos}
     for model_id, model_rows in rows.items():
-        summary = summarise(model_rows)
+        summary = summarise(model_rows, points.get(model_id))
         if explain:  # issue 11: over all the model's explained findings
             from viewer.core.evaluation_explain import summarise_explain
 
@@ -301,6 +331,34 @@ def evaluate(models: list, data: list[str], *, threads: int | None = None,
         cases = [{k: v for k, v in r.items() if k not in ("scan", "_present")} for r in model_rows]
         report[model_id] = {"summary": summary, "cases": cases}
     return report
+
+
+def write_card_metrics(report: dict, section: str, data: list[str]) -> list[Path]:
+    """Put each built-in model's summary into its model card (``configs/metadata.json``,
+    ``hounsfield.metrics[section]``), with the data it was measured on and the date; returns the cards written.
+    Other models' cards are not touched (they are not ours to edit)."""
+    import datetime
+
+    from inference.registry import find_model
+
+    written = []
+    for model_id, entry in report.items():
+        info = find_model(model_id)
+        if not info.builtin:
+            continue
+        card = Path(info.path) / "configs" / "metadata.json"
+        metadata = json.loads(card.read_text())
+        metrics = metadata.setdefault("hounsfield", {}).setdefault("metrics", {})
+        metrics[section] = {"data": " ".join(data), "measured": datetime.date.today().isoformat(),
+                            "evaluated_with": "hounsfield evaluate (viewer/core/evaluation.py)",
+                            **json.loads(json.dumps(entry["summary"], default=float))}
+        if len(entry["cases"]) == 1:
+            metrics[section]["nodules"] = entry["cases"][0]["nodules"]
+        tmp = card.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+        tmp.replace(card)
+        written.append(card)
+    return written
 
 
 def _fmt(value) -> str:
@@ -319,6 +377,29 @@ def _case_line(model_id: str, row: dict) -> str:
     return "; ".join(parts)
 
 
+def _detector_lines(det: dict) -> list[str]:
+    sens = det.get("sensitivity_at_fp_per_scan", {})
+    lines = [f"  nodules {det['nodules']}, sensitivity at 1/8 1/4 1/2 1 2 4 8 FP per scan: "
+             + " ".join(_fmt(sens.get(k)) for k in ("0.125", "0.25", "0.5", "1", "2", "4", "8"))
+             + f"; CPM {_fmt(det.get('cpm'))}"]
+    for band, v in det.get("by_size_mm", {}).items():
+        s = v["sensitivity_at_fp_per_scan"]
+        lines.append(f"    {band + ' mm':<9} {v['nodules']:>3} nodules: sensitivity at 1 FP/scan {_fmt(s.get('1'))}, "
+                     f"CPM {_fmt(v['cpm'])}")
+    op = det.get("operating_point")
+    if op:
+        lines.append(f"  at the operating point (score >= {op['score']:.3f}): {op['found']}/{det['nodules']} found, "
+                     f"{op['false_positives_per_scan']:.2f} false positives per scan")
+    cal = det.get("calibration")
+    if cal and cal["n"]:
+        lines.append(f"  calibration of {cal['n']} scores: expected calibration error {_fmt(cal['ece'])}")
+        lines.append("    score bin    n   mean score  observed")
+        for lo, hi, n, mean, observed in cal["table"]:
+            if n:
+                lines.append(f"    {lo:.1f}-{hi:.1f}  {n:>5}   {mean:.3f}       {observed:.3f}")
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The summary table ``hounsfield evaluate`` prints."""
     lines = []
@@ -334,8 +415,7 @@ def format_report(report: dict) -> str:
             lines.append(f"  nodules found {op['found']}/{det['nodules']}, "
                          f"{op['false_positives_per_scan']:.2f} false positives per scan")
         else:
-            lines.append(f"  nodules {det['nodules']}, sensitivity at 1/2/4 FP per scan: "
-                         f"{_fmt(sens.get('1'))} / {_fmt(sens.get('2'))} / {_fmt(sens.get('4'))}")
+            lines.extend(_detector_lines(det))
         from viewer.core.evaluation_measurements import measurement_lines  # issue 11: measurement errors
 
         lines.extend(measurement_lines(s))
