@@ -40,7 +40,8 @@ def test_infer_explain_writes_each_findings_map_on_the_series_grid(tmp_path, cap
         peak = np.unravel_index(int(np.argmax(values)), values.shape)
         z0, y0, x0, z1, y1, x1 = finding["box_voxel"]
         margin = 2  # voxels: the box's edge voxels and the map's smoothing
-        assert all(lo - margin <= p < hi + margin for p, lo, hi in zip(peak, (z0, y0, x0), (z1, y1, x1))), (peak, finding)
+        inside = [lo - margin <= p < hi + margin for p, lo, hi in zip(peak, (z0, y0, x0), (z1, y1, x1))]
+        assert all(inside), (peak, finding)
         itk = sitk.ReadImage(str(path))
         assert sitk.GetArrayViewFromImage(itk)[peak] == values[peak]
         point = np.array(itk.TransformIndexToPhysicalPoint([int(v) for v in peak[::-1]]))  # LPS mm

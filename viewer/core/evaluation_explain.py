@@ -138,8 +138,8 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     -------
     list of dict
         Per found nodule: ``diameter_mm``, ``score``, ``hit`` (peak inside the nodule; ``hit_undilated``: inside
-        its voxels proper), ``peak_distance_mm``
-        (peak to nodule centre) and ``spearman`` (trained vs randomised map; None when not checked).
+        its voxels proper), ``peak_distance_mm`` (peak to nodule centre) and ``spearman`` (trained vs randomised
+        map; None when not checked).
     """
     from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
     from inference.jobs import run_job
@@ -150,28 +150,27 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     components = nodule_components(truth)
     if check_randomisation and randomised is None:
         randomised = randomised_bundle(bundle)
-    target = {"label": 4} if bundle.task == "segmentation" else {}
     rows = []
     for j, k in _matched_findings(detections, case.nodules_lps, case.nodule_diameters):
+        core = true_nodule(components, case.affine, case.nodules_lps[j], case.nodule_diameters[j], dilate=0)
         region = true_nodule(components, case.affine, case.nodules_lps[j], case.nodule_diameters[j])
-        if region is None:
+        if region is None or core is None:
             continue
         box = detections.boxes_lps[k]
-        values = run_job(explain(bundle, case.array, case.affine, box_lps=box, **target)).values
+        values = run_job(explain(bundle, case.array, case.affine, box_lps=box)).values
         peak = np.unravel_index(int(np.argmax(values)), values.shape)
         peak_lps = np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3]
         row: dict[str, Any] = {
             "diameter_mm": round(float(case.nodule_diameters[j]), 1),
             "score": round(float(detections.scores[k]), 3),
             "hit": bool(region[peak]),
-            "hit_undilated": bool(true_nodule(components, case.affine, case.nodules_lps[j], case.nodule_diameters[j],
-                                              dilate=0)[peak]),
+            "hit_undilated": bool(core[peak]),
             "peak_distance_mm": round(float(np.linalg.norm(peak_lps - case.nodules_lps[j])), 1),
             "spearman": None,
         }
         if check_randomisation:
             crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
-            other = run_job(explain(randomised, case.array, case.affine, box_lps=box, **target)).values
+            other = run_job(explain(randomised, case.array, case.affine, box_lps=box)).values
             row["spearman"] = round(spearman(values[crop], other[crop]), 4)
         rows.append(row)
     return rows
