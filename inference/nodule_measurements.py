@@ -54,8 +54,9 @@ CALCIFIED_HU = 200.0
 CALCIFIED_FRACTION = 0.05
 #: Where between the lung's and the nodule's level the edge is drawn. Half-way would be the edge of a sharp
 #: object; the slice profile and the in-plane blur round a small nodule off, so its half-maximum contour lies
-#: inside the true edge - a little lower finds the edge of the phantoms' exact masks (chosen on seed 0 and the detector's
-#: boxes on seeds 5001, 5004, 5007, 5009: 0.4 measured 12-17 mm solid nodules 20-27 % small; LIDC unchanged).
+#: inside the true edge - a little lower finds the edge of the phantoms' exact masks (chosen on seed 0 and the
+#: detector's boxes on seeds 5001, 5004, 5007, 5009: 0.4 measured 12-17 mm solid nodules 20-27 % small; LIDC
+#: unchanged).
 EDGE_FRACTION = 0.35
 #: The window the nodule may fill: its box grown by this share of its size plus these mm on each side. A
 #: detector's box can be smaller than its nodule, but a generous window (0.3 and 3 mm) let LIDC-IDRI-0001's

@@ -257,8 +257,8 @@ def _diameter_text(measurements, i: int) -> str:
 
 class DetectionLayer(ViewLayer):
     """Detection boxes (:class:`~inference.types.Detections`, voxel boxes on the displayed grid) on every slice
-    of every plane they span, labelled ``#n score`` (and the nodule's mean diameter when measured). ``min_score`` filters at display time only: the detections
-    are kept whole, so lowering it brings boxes back. Findings the reader rejected (:meth:`set_review`) are drawn
+    of every plane they span, labelled ``#n score`` (and the nodule's mean diameter when measured).
+    ``min_score`` filters at display time only: the detections are kept whole, so lowering it brings boxes back. Findings the reader rejected (:meth:`set_review`) are drawn
     grey and dashed, or hidden while ``show_rejected`` is off."""
 
     def __init__(self, detections, name: str = "Detections", min_score: float = 0.0, z: float = BOXES_Z) -> None:
