@@ -182,6 +182,27 @@ def _load_weights(network, bundle_dir: Path, trusted: bool, random_weights: bool
     raise BundleError("no weights: models/model.pt is missing from the bundle")
 
 
+def _load_classifier(detector, bundle_dir: Path) -> None:
+    """Weights of a detector's second stage (``detector.classifier``) from ``models/classifier.pt`` (plain
+    weights only); without that file the detector runs its first stage alone (``classifier`` set to None)."""
+    import torch
+
+    classifier = getattr(detector, "classifier", None)
+    if classifier is None:
+        return
+    path = bundle_dir / "models" / "classifier.pt"
+    if not path.is_file():
+        detector.classifier = None
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        classifier.load_state_dict(_state_dict(state), strict=True)
+    except Exception as exc:  # noqa: BLE001 - pickle and shape errors come in many types
+        raise BundleError(f"models/classifier.pt does not fit the detector's classifier: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    classifier.eval()
+
+
 def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: bool | None = None,
                 random_weights: bool = False, overrides: dict[str, Any] | None = None) -> LoadedBundle:
     """Build a bundle's inference pieces offline.
@@ -282,6 +303,7 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
     network, source = _load_weights(network, bundle_dir, trusted, random_weights, device)
     if detector is not None:
         detector.network = network
+        _load_classifier(detector, bundle_dir)
         detector.eval()
     network.eval()
     if inferer is None and info.task != "detection":

@@ -74,13 +74,16 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
                               description="DATA: phantom:SEEDS (e.g. phantom:5000-5009, generated in memory), a "
                               "folder written by `hounsfield sample`, or a DICOM folder with an LIDC-IDRI XML. "
-                              "Default: the 10 evaluation phantoms (seeds never used in training).")
+                              "Default: the 20 evaluation phantoms (seeds never used in training or calibration).")
     evaluate.add_argument("data", nargs="*", metavar="DATA")
     evaluate.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     evaluate.add_argument("--json", type=Path, help="also write the full report (per case) to this file")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
     evaluate.add_argument("--force", action="store_true",
                           help="score a model even on studies it was not made for (refused otherwise)")
+    evaluate.add_argument("--card", metavar="SECTION",
+                          help="also write each built-in model's summary into its model card (configs/metadata.json "
+                          "hounsfield.metrics.SECTION, e.g. phantoms or lidc_idri_0001)")
     evaluate.add_argument("--explain", action="store_true",
                           help="also check detectors' Grad-CAM maps: pointing game (peak inside the true nodule) and "
                           "model-randomisation sanity check (slower: two maps per found nodule)")
@@ -315,6 +318,11 @@ def cmd_evaluate(args) -> int:
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_report(report))
+    if args.card:
+        from viewer.core.evaluation import write_card_metrics
+
+        for path in write_card_metrics(report, args.card, data):
+            print(f"model card: {path}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float))
     return EXIT_OK

@@ -32,12 +32,17 @@ class SegmentationDetector(nn.Module):
         Probability above which a voxel belongs to a candidate.
     min_voxels
         Smaller components are dropped.
+    classifier
+        A second stage (:class:`inference.models.nodule_classifier.NoduleClassifier`) that re-scores the
+        components on the study's own voxels (:func:`inference.task.run_bundle` calls it after the boxes are in
+        patient space); the components are then candidates and ``threshold`` is set for recall.
     """
 
     def __init__(self, network: nn.Module, channel: int, roi_size, overlap: float = 0.125, threshold: float = 0.3,
-                 min_voxels: int = 2, size_divisible=(16, 16, 16)):
+                 min_voxels: int = 2, size_divisible=(16, 16, 16), classifier: nn.Module | None = None):
         super().__init__()
         self.network = network
+        self.classifier = classifier
         self.channel = int(channel)
         self.threshold = float(threshold)
         self.min_voxels = int(min_voxels)

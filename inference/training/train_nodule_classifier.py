@@ -14,7 +14,7 @@
    score keeping at most one false positive per calibration scan.
 
 Writes ``models/classifier.pt`` (``state_dict``) and ``models/classifier.json`` (record, calibration and the
-operating point) into the detector bundle.
+operating point) into the detector bundle, and names the operating point in its model card.
 """
 from __future__ import annotations
 
@@ -273,7 +273,19 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
               "operating_point_rule": "lowest score with <= 1 false positive per calibration scan",
               "seconds": round(seconds, 1), "loss_curve": curve, "torch": torch.__version__}
     (models / "classifier.json").write_text(json.dumps(record, indent=1))
+    set_operating_point(Path(bundle_dir), round(threshold, 4))
     return record
+
+
+def set_operating_point(bundle_dir: Path, score: float) -> None:
+    """Name the operating point in the model card (``hounsfield.operating_point`` of ``configs/metadata.json``),
+    where the registry and the viewer read it."""
+    card = bundle_dir / "configs" / "metadata.json"
+    metadata = json.loads(card.read_text())
+    metadata.setdefault("hounsfield", {})["operating_point"] = score
+    tmp = card.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+    tmp.replace(card)
 
 
 def main(argv=None) -> int:

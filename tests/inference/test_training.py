@@ -9,7 +9,7 @@ import pytest
 
 from inference.resources import builtin_models_dir
 from inference.training import train_segmentation
-from inference.training.data import TRAIN_SEEDS, acquisition_grid, nodule_boxes
+from inference.training.data import SLICE_MM, TRAIN_SEEDS, acquisition_grid, nodule_boxes
 
 
 def _copy_configs(name: str, dest):
@@ -51,8 +51,9 @@ def test_training_is_seeded_and_writes_loadable_bundles(tmp_path):
 def test_training_grids_vary_and_boxes_follow_the_labels():
     grids = {acquisition_grid(seed) for seed in TRAIN_SEEDS[:8]}
     assert len(grids) == 8
+    assert {acquisition_grid(seed)[1][0] for seed in TRAIN_SEEDS} == set(SLICE_MM)  # thin to thick, all drawn
     for shape, spacing in grids:
-        assert 0.65 <= spacing[1] <= 0.95 and spacing[0] in (1.25, 2.0, 2.5)
+        assert 0.6 <= spacing[1] <= 0.95 and spacing[0] in SLICE_MM
         assert 300 <= shape[1] * spacing[1] <= 385
     labels = np.zeros((40, 30, 20), np.uint8)
     labels[5:9, 10:12, 3:4] = 4

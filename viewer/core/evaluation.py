@@ -318,6 +318,8 @@ def evaluate(models: list, data: list[str], *, threads: int | None = None,
 
                 row["explain"] = explain_row(info, case, result)
             row["_present"] = present
+            if info.operating_point is not None and "dice" not in row:
+                row["at_operating_point"] = _at_operating_point(row["scan"], info.operating_point)
             rows[info.id].append(row)
             log(_case_line(info.id, row))
     report = {}
@@ -352,8 +354,9 @@ def write_card_metrics(report: dict, section: str, data: list[str]) -> list[Path
         metrics[section] = {"data": " ".join(data), "measured": datetime.date.today().isoformat(),
                             "evaluated_with": "hounsfield evaluate (viewer/core/evaluation.py)",
                             **json.loads(json.dumps(entry["summary"], default=float))}
-        if len(entry["cases"]) == 1:
-            metrics[section]["nodules"] = entry["cases"][0]["nodules"]
+        if len(entry["cases"]) == 1:  # one study (LIDC): its nodules and what the default threshold shows
+            case = entry["cases"][0]
+            metrics[section].update({k: case[k] for k in ("nodules", "at_operating_point") if k in case})
         tmp = card.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(metadata, indent=2) + "\n")
         tmp.replace(card)
@@ -365,6 +368,14 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _at_operating_point(scan: ScanDetections, point: float) -> dict:
+    """What a reader sees of one scan at the detector's default threshold: findings shown, and how many of them
+    hit no nodule."""
+    shown = scan.scores >= point
+    kept = ScanDetections(scan.centers_lps[shown], scan.scores[shown], scan.truth_lps, scan.truth_diameters_mm)
+    return {"score": point, "findings": int(shown.sum()), "false_positives": _false_positives(kept)}
+
+
 def _case_line(model_id: str, row: dict) -> str:
     parts = [f"{model_id} | {row['case']}: {row['seconds']:.1f} s"]
     if "dice" in row:
@@ -374,6 +385,9 @@ def _case_line(model_id: str, row: dict) -> str:
         parts.append("nodules " + ", ".join(
             f"{h['diameter_mm']:.0f} mm {'found' if h['found'] else 'missed'}"
             + (f" ({h['score']:.2f})" if h["found"] and h["score"] is not None else "") for h in hits))
+    if "at_operating_point" in row:
+        op = row["at_operating_point"]
+        parts.append(f"{op['findings']} findings from score {op['score']:.2f}, {op['false_positives']} on no nodule")
     return "; ".join(parts)
 
 
@@ -409,8 +423,7 @@ def format_report(report: dict) -> str:
         for name, d in s.get("dice", {}).items():
             lines.append(f"  Dice {name:<14} mean {_fmt(d['mean'])}  min {_fmt(d['min'])}  ({d['cases']} cases)")
         det = s["detection"]
-        sens = det.get("sensitivity_at_fp_per_scan", {})
-        if "operating_point" in det:
+        if "sensitivity_at_fp_per_scan" not in det:  # a segmentation scored at its one operating point
             op = det["operating_point"]
             lines.append(f"  nodules found {op['found']}/{det['nodules']}, "
                          f"{op['false_positives_per_scan']:.2f} false positives per scan")
