@@ -251,6 +251,21 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
             log(f"step {step + 1}/{steps} loss {curve[-1][1]:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
     seconds = time.perf_counter() - start
 
+    record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
+              "training_candidates_from_weights_sha256": weights_sha(candidates_from),
+              "batch": batch, "lr": lr, "threads": threads,
+              "training_seeds": [min(CLASSIFIER_TRAIN_SEEDS), max(CLASSIFIER_TRAIN_SEEDS)],
+              "training_examples": int(len(labels)), "training_positives": int(len(positives)),
+              "seconds": round(seconds, 1), "loss_curve": curve, "torch": torch.__version__}
+    return calibrate(network, Path(bundle_dir), held_out, record)
+
+
+def calibrate(network, bundle_dir: Path, held_out: list[dict], record: dict) -> dict:
+    """Fit Platt scaling and the operating point on the calibration candidates of ``bundle_dir``'s first stage,
+    then write ``classifier.pt``, ``classifier.json`` (``record`` plus the calibration) and the card's
+    operating point. Returns the record."""
+    import torch
+
     logits = [logits_of(network, s["patches"], s["scalars"]) for s in held_out]
     cal_labels = [s["labels"] for s in held_out]
     a, b = fit_platt(np.concatenate(logits), np.concatenate(cal_labels))
@@ -261,20 +276,31 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
     tmp = models / "classifier.pt.tmp"
     torch.save({k: v.detach().clone() for k, v in network.state_dict().items()}, tmp)
     tmp.replace(models / "classifier.pt")
-    record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
-              "training_candidates_from_weights_sha256": weights_sha(candidates_from),
-              "calibration_candidates_from_weights_sha256": weights_sha(bundle_dir),
-              "batch": batch, "lr": lr, "threads": threads, "training_seeds": [min(CLASSIFIER_TRAIN_SEEDS), max(CLASSIFIER_TRAIN_SEEDS)],
+    record = {**record, "calibration_candidates_from_weights_sha256": weights_sha(bundle_dir),
               "calibration_seeds": [min(CALIBRATION_SEEDS), max(CALIBRATION_SEEDS)],
-              "training_examples": int(len(labels)), "training_positives": int(len(positives)),
               "calibration_candidates": int(sum(len(v) for v in cal_labels)),
               "calibration_positives": int(sum(int(v.sum()) for v in cal_labels)),
               "platt": [round(a, 5), round(b, 5)], "operating_point": round(threshold, 4),
-              "operating_point_rule": "lowest score with <= 1 false positive per calibration scan",
-              "seconds": round(seconds, 1), "loss_curve": curve, "torch": torch.__version__}
+              "operating_point_rule": "lowest score with <= 1 false positive per calibration scan"}
     (models / "classifier.json").write_text(json.dumps(record, indent=1))
     set_operating_point(Path(bundle_dir), round(threshold, 4))
     return record
+
+
+def recalibrate(bundle_dir: Path, cache: Path, workers: int, log=print) -> dict:
+    """Calibrate the bundle's trained classifier again for its current first stage (after the shared network
+    changed: the classifier does not read the first stage, but which candidates it meets and how often they are
+    nodules does)."""
+    import torch
+
+    from inference.models.nodule_classifier import NoduleClassifier
+
+    models = Path(bundle_dir) / "models"
+    network = NoduleClassifier()
+    network.load_state_dict(torch.load(models / "classifier.pt", map_location="cpu", weights_only=True))
+    record = json.loads((models / "classifier.json").read_text())
+    held_out = load_candidates(CALIBRATION_SEEDS, bundle_dir, cache, workers, extras=False, log=log)
+    return calibrate(network, Path(bundle_dir), held_out, record)
 
 
 def set_operating_point(bundle_dir: Path, score: float) -> None:
@@ -302,10 +328,16 @@ def main(argv=None) -> int:
                         help="bundle whose first stage finds the training candidates (default: --bundle)")
     parser.add_argument("--only-candidates", action="store_true",
                         help="find and cache the training candidates, then stop")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="keep the trained classifier; calibrate it again for the bundle's current first stage")
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     if args.only_candidates:
         load_candidates(CLASSIFIER_TRAIN_SEEDS, args.candidates_from or args.bundle, cache, args.workers)
+        return 0
+    if args.recalibrate:
+        record = recalibrate(args.bundle, cache, args.workers)
+        print(f"recalibrated: Platt {record['platt']}, operating point {record['operating_point']}")
         return 0
     record = train(args.bundle, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                    threads=args.threads, cache=cache, workers=args.workers, candidates_from=args.candidates_from)

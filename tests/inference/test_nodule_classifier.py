@@ -143,3 +143,33 @@ def test_rescore_orders_by_the_classifier_and_keeps_boxes_with_their_scores():
     np.testing.assert_array_equal(out.boxes_voxel[0], found.boxes_voxel[1])
     with torch.no_grad():
         assert len(rescore(Brightness().eval(), found, array, affine, floor=0.5)) == 1
+
+
+def test_calibration_writes_weights_record_and_the_cards_operating_point(tmp_path):
+    """calibrate(): Platt parameters fitted on held-out candidates land in classifier.pt (buffers), the record in
+    classifier.json, the operating point in the model card, where the registry reads it."""
+    import json
+
+    import torch
+
+    from inference.bundle import load_bundle
+    from inference.models.nodule_classifier import NoduleClassifier
+    from inference.registry import read_bundle
+    from inference.training.train_nodule_classifier import STORED, calibrate
+
+    folder = _detector_copy(tmp_path)
+    rng = np.random.default_rng(2)
+    held_out = []
+    for _ in range(3):
+        labels = np.array([1, 0, 0, 0, 0, 0])
+        patches = np.full((6, STORED, STORED, STORED), -850, np.int16)
+        patches[labels == 1, 14:26, 14:26, 14:26] = 30  # a 12-voxel cube where there is a nodule
+        patches += rng.normal(0, 20, patches.shape).astype(np.int16)
+        held_out.append({"patches": patches, "scalars": np.zeros((6, 2), np.float32), "labels": labels})
+    torch.manual_seed(0)
+    record = calibrate(NoduleClassifier(), folder, held_out, {"note": "test"})
+    assert record["note"] == "test" and record["calibration_candidates"] == 18
+    assert json.loads((folder / "models" / "classifier.json").read_text())["platt"] == record["platt"]
+    assert read_bundle(folder).operating_point == record["operating_point"]
+    loaded = load_bundle(folder, device="cpu").detector.classifier
+    assert loaded.platt.tolist() == pytest.approx(record["platt"], rel=1e-4, abs=1e-4)  # the record rounds
