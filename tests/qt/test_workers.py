@@ -135,3 +135,25 @@ def test_scrolling_is_answered_while_the_series_loads(main_window, qtbot, lidc_d
     assert np.median(times) < 0.02
     qtbot.waitUntil(lambda: not main_window.busy, timeout=60_000)
     assert viewer.volume.complete and viewer.loading is None
+
+
+def test_a_job_whose_owner_closed_stops_quietly(qapp, qtbot):
+    """The handle's parent (a dialog) is deleted while the job runs: the job stops at its next step, nothing is
+    raised in the event loop (it was: "Signal source has been deleted" on every emit, failing a later test)."""
+    from PySide6.QtCore import QObject
+
+    steps = []
+
+    def job(token):
+        for i in range(200):
+            steps.append(i)
+            time.sleep(0.005)
+            yield Progress(i, 200)
+
+    owner = QObject()
+    handle = start_job(job, "owned", parent=owner, progress_interval=0.0)
+    qtbot.waitUntil(lambda: len(steps) > 3, timeout=5000)
+    owner.deleteLater()
+    qtbot.waitUntil(lambda: handle.token.cancelled, timeout=5000)
+    qtbot.wait(100)
+    assert handle.token.cancelled and len(steps) < 200

@@ -81,6 +81,15 @@ class JobRunnable(QRunnable):
 
     def run(self) -> None:  # noqa: D401 - Qt override, runs on the worker thread
         handle, token = self._handle, self._handle.token
+
+        def emit(signal: str, *args) -> None:
+            # The handle's Qt object goes with its parent (a dialog or window closed while the job ran): nobody is
+            # listening any more, so the job stops at its next step instead of failing on every emit.
+            try:
+                getattr(handle, signal).emit(*args)
+            except RuntimeError:
+                token.cancel()
+
         last_emit = 0.0
         payload_seen = False
         started = False
@@ -101,25 +110,25 @@ class JobRunnable(QRunnable):
                     payload_seen = payload_seen or progress.payload is not None
                     started = started or progress.done > 0
                     handle.last_progress = progress
-                    handle.progressed.emit(progress)
+                    emit("progressed", progress)
                     last_emit = now
                     pending = None
                 else:
                     pending = progress
             if pending is not None:
-                handle.progressed.emit(pending)
+                emit("progressed", pending)
             if token.cancelled:
                 raise Cancelled()
-            handle.finished.emit(result)
+            emit("finished", result)
         except Cancelled:
-            handle.cancelled.emit()
+            emit("cancelled")
         except Exception as exc:  # the job failed: report, never crash the GUI
             details = traceback.format_exc()
             log.error("job %s failed:\n%s", handle.name, details)
             handle.error_details = details
-            handle.failed.emit(f"{type(exc).__name__}: {exc}")
+            emit("failed", f"{type(exc).__name__}: {exc}")
         finally:
-            handle.done.emit()
+            emit("done")
             self._handle = None  # the GUI thread releases the handle (see JobHandle._mark_done)
 
 
