@@ -125,22 +125,30 @@ def _write_case(job: tuple[int, str]) -> str:
     return f"seed {seed}: {case.image.shape}"
 
 
+def fill_cache(jobs: list[tuple], write, initializer, initargs, workers: int, log, what: str) -> None:
+    """Make the cached files that are missing: ``write(job)`` in ``workers`` processes (each set up once by
+    ``initializer(*initargs)``) for every job whose file, ``job[1]``, does not exist yet; logs one line per file."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    missing = [job for job in jobs if not Path(job[1]).is_file()]
+    if not missing:
+        return
+    log(f"{what}: {len(missing)} to make")
+    with ProcessPoolExecutor(max(1, workers), initializer=initializer, initargs=initargs) as pool:
+        for n, message in enumerate(pool.map(write, missing)):
+            log(f"  {n + 1}/{len(missing)} {message}")
+
+
 def load_cases(seeds, bundle_dir: str | Path, cache_dir: str | Path, workers: int = 2, log=print) -> list[Case]:
     """The cases of ``seeds`` preprocessed by the bundle in ``bundle_dir``; generated once (in ``workers``
     processes), then read from ``cache_dir``.
 
     The cache key is the seed and phantom version only: use one cache folder per preprocessing.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    missing = [(seed, str(cache_path(cache_dir, seed))) for seed in seeds if not cache_path(cache_dir, seed).is_file()]
-    if missing:
-        log(f"preparing {len(missing)} phantom cases in {cache_dir}")
-        with ProcessPoolExecutor(max(1, workers), initializer=_init_worker, initargs=(str(bundle_dir),)) as pool:
-            for n, message in enumerate(pool.map(_write_case, missing)):
-                log(f"  case {n + 1}/{len(missing)} {message}")
+    fill_cache([(seed, str(cache_path(cache_dir, seed))) for seed in seeds], _write_case, _init_worker,
+               (str(bundle_dir),), workers, log, f"phantom cases in {cache_dir}")
     cases = []
     for seed in seeds:
         with np.load(cache_path(cache_dir, seed)) as npz:
