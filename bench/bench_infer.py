@@ -110,7 +110,7 @@ def _one_thread_lines() -> list[str]:
 
     volume = load_largest_series(LIDC)
     array, affine = volume.array, volume.affine
-    stages = ("preprocess", "network", "postprocess", "measurements")
+    stages = ("preprocess", "network", "candidates", "postprocess", "measurements")
 
     def timed(model_ids, repeats=2):
         """Per model: (stage seconds, network passes, result, CPU seconds of the process), best of ``repeats``."""
@@ -135,8 +135,8 @@ def _one_thread_lines() -> list[str]:
     alone, alone_cpu = {}, {}
     for task_name, model_id in (("segmentation", SEG_ID), ("detection", DET_ID)):
         (alone[task_name], patches, _, alone_cpu[task_name]), = timed([model_id])
-        before = PREVIOUS_ONE_THREAD[task_name]
-        lines.append(f"  {task_name} alone: {_stage_line(alone[task_name], stages, before | {'measurements': 0.0})}; "
+        before = PREVIOUS_ONE_THREAD[task_name] | {"measurements": 0.0, "candidates": 0.0}
+        lines.append(f"  {task_name} alone: {_stage_line(alone[task_name], stages, before)}; "
                      f"CPU {alone_cpu[task_name]:.2f} s; {patches} network pass(es); was {sum(before.values()):.2f} s "
                      f"+ load")
     (seg, seg_patches, seg_result, seg_cpu), (det, det_patches, det_result, det_cpu) = timed([SEG_ID, DET_ID])

@@ -7,6 +7,8 @@ built-in segmentation network read this way (see its model card for why not a Re
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
@@ -36,11 +38,18 @@ class SegmentationDetector(nn.Module):
         A second stage (:class:`inference.models.nodule_classifier.NoduleClassifier`) that re-scores the
         components on the study's own voxels (:func:`inference.task.run_bundle` calls it after the boxes are in
         patient space); the components are then candidates and ``threshold`` is set for recall.
+    blobs
+        Also propose the round blobs of :func:`inference.models.blob_candidates.blob_candidates` inside the lungs
+        (the network's argmax in ``lung_channels``) that no component already covers: small nodules the network
+        misses. A dict ``{"spacing_mm": [x, y, z] of the network's grid, "lung_channels": [...]}`` plus optional
+        keyword arguments of ``blob_candidates``. Their score is the network's probability at the blob's centre.
     """
 
     def __init__(self, network: nn.Module, channel: int, roi_size, overlap: float = 0.125, threshold: float = 0.3,
-                 min_voxels: int = 2, size_divisible=(16, 16, 16), classifier: nn.Module | None = None):
+                 min_voxels: int = 2, size_divisible=(16, 16, 16), classifier: nn.Module | None = None,
+                 blobs: dict | None = None):
         super().__init__()
+        self.blobs = dict(blobs) if blobs else None
         self.network = network
         self.classifier = classifier
         self.channel = int(channel)
@@ -56,6 +65,7 @@ class SegmentationDetector(nn.Module):
         """Findings per image ``(C, x, y, z)``. ``logits``: the network's ``(C, x, y, z)`` output per image, already
         computed the way this detector would (:mod:`inference.models.one_pass`; shared with the segmentation)."""
         results = []
+        self.blob_seconds = 0.0  # the blob candidates' share of this call (timed apart by inference.task)
         for i, image in enumerate(images):
             if logits is not None:
                 logits_i = logits[i][None]
@@ -63,9 +73,37 @@ class SegmentationDetector(nn.Module):
                 logits_i = self.inferer(image[None], self.network)
             else:  # one pass: pad the end of each axis to a multiple of size_divisible, as MONAI's detectors do
                 logits_i = pad_pass(self.network, image[None], self.size_divisible)
-            probability = torch.softmax(logits_i.float(), dim=1)[0, self.channel].cpu().numpy()
-            results.append(self._boxes(probability))
+            probabilities = torch.softmax(logits_i.float(), dim=1)[0]
+            probability = probabilities[self.channel].cpu().numpy()
+            found = self._boxes(probability)
+            if self.blobs:
+                start = time.perf_counter()
+                found = self._with_blobs(found, image[0].cpu().numpy(), probabilities, probability)
+                self.blob_seconds += time.perf_counter() - start
+            results.append(found)
         return results
+
+    def _with_blobs(self, found: dict, image: np.ndarray, probabilities: torch.Tensor, probability: np.ndarray
+                    ) -> dict[str, torch.Tensor]:
+        from inference.models.blob_candidates import blob_candidates
+
+        options = dict(self.blobs)
+        spacing = options.pop("spacing_mm")
+        lung_channels = options.pop("lung_channels")
+        lung = np.isin(probabilities.argmax(dim=0).cpu().numpy(), lung_channels)
+        boxes, _ = blob_candidates(image, lung, spacing, **options)
+        if not len(boxes):
+            return found
+        centres = (boxes[:, :3] + boxes[:, 3:]) / 2
+        have = found[self.target_box_key].numpy().astype(np.float64)
+        inside = ((centres[:, None, :] >= have[None, :, :3]) & (centres[:, None, :] <= have[None, :, 3:])).all(-1)
+        new = ~inside.any(axis=1)
+        boxes, centres = boxes[new], np.rint(centres[new]).astype(int)
+        scores = probability[centres[:, 0], centres[:, 1], centres[:, 2]]
+        box = torch.cat([found[self.target_box_key], torch.as_tensor(boxes, dtype=torch.float32)])
+        score = torch.cat([found[self.pred_score_key], torch.as_tensor(scores, dtype=torch.float32)])
+        return {self.target_box_key: box, self.target_label_key: torch.zeros(len(box), dtype=torch.long),
+                self.pred_score_key: score}
 
     def _boxes(self, probability: np.ndarray) -> dict[str, torch.Tensor]:
         import SimpleITK as sitk

@@ -24,7 +24,7 @@ from viewer.core.dicom.model import Catalog, Series
 from viewer.core.volume import Volume
 
 OUTPUT_NAMES = {"segmentation": "seg.dcm", "detection": "findings.json", "saliency": "saliency.nii.gz"}
-STAGES = ("load", "model", "preprocess", "network", "postprocess", "export", "explain")
+STAGES = ("load", "model", "preprocess", "network", "candidates", "postprocess", "measurements", "export", "explain")
 
 
 class InferError(RuntimeError):
