@@ -30,6 +30,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from inference.registry import ModelInfo, read_bundle, read_config
@@ -71,6 +72,9 @@ class LoadedBundle:
     #: true): the model's image is cropped in-plane to the patient (:func:`inference.task._prepare`) when it would
     #: need sliding windows; None: no crop.
     crop_to_body: dict | None = None
+    #: Config ``nodule_classifier`` of a segmentation bundle (weights ``models/classifier.pt``): its nodule label is
+    #: checked and redrawn by :func:`inference.confirm_nodules.confirm_nodules`. None: the network's label as it is.
+    nodule_classifier: Any = None
 
     @property
     def task(self) -> str:
@@ -93,8 +97,8 @@ def roots_for(task: str) -> tuple[list[str], list[str], dict[str, str]]:
     """``(roots, optional roots, method roots)`` built for a task."""
     if task == "detection":
         return ["network_def", "preprocessing", "detector"], ["preprocessing"], {"detector_ops": "detector"}
-    return (["network_def", "preprocessing", "inferer", "postprocessing"],
-            ["preprocessing", "inferer", "postprocessing"], {})
+    return (["network_def", "preprocessing", "inferer", "postprocessing", "nodule_classifier"],
+            ["preprocessing", "inferer", "postprocessing", "nodule_classifier"], {})
 
 
 _socket_lock = threading.Lock()
@@ -150,7 +154,8 @@ def _network_key(bundle_dir: Path, source: str, raw: dict, image_key: str) -> st
             digest.update(chunk)
     # all but what acts after the network input is made (whatever preprocessing refers to stays in); how the
     # network is applied (inferer / detector windows) is compared separately, per image, by inference.task
-    config = {k: v for k, v in raw.items() if k not in ("inferer", "postprocessing", "detector", "detector_ops")}
+    config = {k: v for k, v in raw.items()
+              if k not in ("inferer", "postprocessing", "detector", "detector_ops", "nodule_classifier")}
     config["image_key"] = image_key
     digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
     return digest.hexdigest()
@@ -279,6 +284,7 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
             inferer = build("inferer") if info.task != "detection" else None
             postprocessing = build("postprocessing") if info.task != "detection" else None
             detector = build("detector") if info.task == "detection" else None
+            nodule_check = build("nodule_classifier") if info.task == "segmentation" else None
             if info.task == "detection":
                 if detector is None:
                     raise BundleError("a detection bundle needs a 'detector' item")
@@ -305,6 +311,10 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         detector.network = network
         _load_classifier(detector, bundle_dir)
         detector.eval()
+    if nodule_check is not None:
+        holder = SimpleNamespace(classifier=nodule_check)
+        _load_classifier(holder, bundle_dir)
+        nodule_check = holder.classifier
     network.eval()
     if inferer is None and info.task != "detection":
         from monai.inferers import SimpleInferer
@@ -313,5 +323,6 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
     loaded = LoadedBundle(info=info, network=network, device=device, preprocessing=preprocessing, inferer=inferer,
                           postprocessing=postprocessing, detector=detector, image_key=image_key,
                           force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source,
-                          network_key=_network_key(bundle_dir, source, raw, image_key), crop_to_body=crop)
+                          network_key=_network_key(bundle_dir, source, raw, image_key), crop_to_body=crop,
+                          nodule_classifier=nodule_check)
     return loaded.to(device)

@@ -526,6 +526,24 @@ def _second_stage(bundle, detections: Detections, array: np.ndarray, affine: np.
     return rescore(classifier, detections, array, affine)
 
 
+def _checked_nodules(bundle, result, array: np.ndarray, affine: np.ndarray):
+    """A segmentation's nodule label checked by its bundle's nodule classifier, when it has one
+    (:mod:`inference.confirm_nodules`)."""
+    classifier = getattr(bundle, "nodule_classifier", None)
+    threshold = getattr(bundle.info, "operating_point", None)
+    if classifier is None or threshold is None or not isinstance(result, SegResult):
+        return result
+    nodule = next((v for v, label in result.table.items() if label.name == "nodule"), None)
+    if nodule is None:
+        return result
+    from dataclasses import replace
+
+    from inference.confirm_nodules import confirm_nodules
+
+    labels, _ = confirm_nodules(result.labels, nodule, array, affine, classifier, threshold)
+    return replace(result, labels=labels)
+
+
 #: Detectors whose findings are lung nodules on CT: their boxes get the reader's measurements.
 MEASURED_DETECTORS = ("hounsfield-chest-ct-nodule-detection",)
 #: Findings scoring below this are not measured (None): the detector's scores are calibrated probabilities, and
@@ -614,6 +632,10 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
             else:
                 raw = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
             timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
+            blobs = getattr(bundle.detector, "blob_seconds", 0.0) if bundle.task == "detection" else 0.0
+            if blobs:  # image filtering, not the network: its own line
+                timings["network"] -= blobs
+                timings["candidates"] = blobs
             reporter.check()
             total = state["total"] + 2
             reporter.progress(total - 1, total, "Post-processing")
@@ -627,6 +649,7 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
                 result = _second_stage(bundle, result, array, affine)
             else:
                 result = _postprocess_dense(bundle, data, raw, array.shape, affine)
+                result = _checked_nodules(bundle, result, array, affine)
             timings["postprocess"] = time.perf_counter() - start
             if bundle.task == "detection":  # issue 11 "measure them": the reader's figures of each finding
                 start = time.perf_counter()

@@ -52,13 +52,32 @@ def unseen_phantom():
 
 
 def test_segmentation_of_an_unseen_phantom(unseen_phantom):
-    """Regression guards at the measured level (lungs meet the issue's 0.95; nodules do not reach its 0.7)."""
+    """Regression guards at the measured level (lungs meet the issue's 0.95; nodule Dice 0.96 on this case)."""
     from viewer.core.evaluation import score_case
 
     row = score_case(SEGMENTATION, unseen_phantom)
     assert row["dice"]["lung_left"] >= 0.97 and row["dice"]["lung_right"] >= 0.97, row["dice"]
     assert row["dice"]["airway"] >= 0.6, row["dice"]
-    assert row["dice"]["nodule"] >= 0.55, row["dice"]
+    assert row["dice"]["nodule"] >= 0.85, row["dice"]
+
+
+def test_the_nodule_label_is_checked_by_the_classifier_and_redrawn(unseen_phantom):
+    """The segmentation's nodule label with and without its check (inference.confirm_nodules): the network's own
+    label has vessels in it and coarse edges; the checked one keeps the two true nodules, redrawn closer."""
+    from inference.bundle import load_bundle
+    from inference.jobs import run_job
+    from inference.metrics import dice
+    from inference.task import run_bundle
+
+    bundle = load_bundle(find_model(SEGMENTATION), device="cpu")
+    assert bundle.nodule_classifier is not None and bundle.info.operating_point is not None
+    nodule = next(v for v, label in bundle.info.table.items() if label.name == "nodule")
+    checked = run_job(run_bundle(bundle, unseen_phantom.array, unseen_phantom.affine)).result.labels == nodule
+    bundle.nodule_classifier = None
+    raw = run_job(run_bundle(bundle, unseen_phantom.array, unseen_phantom.affine)).result.labels == nodule
+    truth = unseen_phantom.masks["nodule"]
+    assert dice(checked, truth) >= dice(raw, truth) + 0.1, (dice(checked, truth), dice(raw, truth))
+    assert (checked & ~truth).sum() < (raw & ~truth).sum()  # fewer voxels called nodule that are not
 
 
 def test_detection_of_an_unseen_phantom(unseen_phantom):
