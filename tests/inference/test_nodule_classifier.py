@@ -173,3 +173,17 @@ def test_calibration_writes_weights_record_and_the_cards_operating_point(tmp_pat
     assert read_bundle(folder).operating_point == record["operating_point"]
     loaded = load_bundle(folder, device="cpu").detector.classifier
     assert loaded.platt.tolist() == pytest.approx(record["platt"], rel=1e-4, abs=1e-4)  # the record rounds
+
+
+def test_contrast_augmentation_brightens_soft_tissue_of_negatives_far_more_than_nodules():
+    """Training's intravenous contrast: vessels (soft tissue) of a negative patch go to enhanced-vessel levels, a
+    nodule brightens a little, air and calcium stay."""
+    from inference.training.train_nodule_classifier import _contrast
+
+    hu = np.array([-850.0, 40.0, -60.0, 600.0], np.float32)  # lung, vessel or nodule, fat-like edge, calcium
+    for seed in range(20):
+        negative = _contrast(np.random.default_rng(seed), hu, 0)
+        positive = _contrast(np.random.default_rng(seed), hu, 1)
+        assert negative[0] == -850 and negative[3] == 600 and positive[0] == -850 and positive[3] == 600
+        assert 100 <= negative[1] - 40 <= 350 and negative[1] - 40 == pytest.approx(negative[2] + 60)
+        assert 0 <= positive[1] - 40 <= 50
