@@ -8,7 +8,7 @@ Laplacian) inside the network's lung mask and keeps those whose Hessian says "ro
 eigenvalues; a vessel has one near zero: Li, Sone & Doi, Med Phys 2003, the "dot" filter). It is tuned for recall:
 the second stage (:mod:`inference.models.nodule_classifier`) judges every candidate on the study's own voxels.
 
-Arrays here are the network's ``(x, y, z)`` grid (MONAI's channel-last-free spatial order); ``spacing_mm`` is that
+Arrays here are on the network's ``(x, y, z)`` grid (the spatial order of MONAI's images); ``spacing_mm`` is that
 grid's voxel size. Boxes follow MONAI's convention (edges half a voxel outside the outermost voxel centres).
 """
 from __future__ import annotations
@@ -105,8 +105,11 @@ def _half_inplane(volume: np.ndarray) -> np.ndarray:
 
 def _scale_search(image: np.ndarray, lung: np.ndarray, spacing: np.ndarray, sigmas, min_response: float,
                   min_roundness: float) -> list[tuple[np.ndarray, float, float]]:
-    """``(point, sigma, strength)`` of every round local maximum of each scale's difference of Gaussians."""
-    found = []
+    """``(point, sigma, strength)`` of every round local maximum of each scale's difference of Gaussians; none on a
+    grid under 4 voxels along an axis (the recursive Gaussian needs 4)."""
+    found: list[tuple[np.ndarray, float, float]] = []
+    if min(image.shape) < 4:
+        return found
     smoothed = {}
 
     def smooth(sigma):  # consecutive scales share a Gaussian (the series' ratio is DOG_RATIO)
@@ -141,7 +144,7 @@ def blob_candidates(image: np.ndarray, lung: np.ndarray, spacing_mm, *, sigmas_m
     """
     spacing = np.asarray(spacing_mm, float)
     empty = np.zeros((0, 6)), np.zeros(0)
-    if not lung.any():
+    if not lung.any() or min(lung.shape) < 4:  # a study of a few slices: too thin for the filters (they need 4)
         return empty
     # work on the lungs' bounding box plus each search's reach (two outer sigmas), not the field of view
     lung_box = [np.flatnonzero(lung.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from inference.models.blob_candidates import blob_candidates
 
@@ -54,3 +55,13 @@ def test_nothing_outside_the_lungs_and_cap():
         image[np.linalg.norm(mm - centre, axis=-1) <= 2.5] = 0.7
     boxes, _ = blob_candidates(image, lung, SPACING, max_candidates=5)
     assert len(boxes) == 5
+
+
+@pytest.mark.parametrize("shape", [(40, 40, 1), (40, 40, 3), (3, 40, 10), (40, 1, 10), (4, 4, 4), (7, 7, 7)])
+def test_a_grid_too_thin_for_the_filters_gives_no_candidates_instead_of_an_error(shape):
+    """The recursive Gaussian needs 4 voxels along each axis: a study of a few slices has fewer on the network's
+    grid (and its in-plane half-resolution grid halves x and y)."""
+    image = np.full(shape, 0.1, np.float32)
+    image[tuple(n // 2 for n in shape)] = 0.7
+    boxes, strengths = blob_candidates(image, np.ones(shape, bool), SPACING)
+    assert boxes.shape[1] == 6 and len(boxes) == len(strengths)
