@@ -34,68 +34,56 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice, 
 
 
 def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> int:
-    """The commonest label other than ``exclude`` in the one-voxel shell around ``inside`` (a mask on ``box``)."""
+    """The commonest label other than ``exclude`` in the one-voxel shell (6-connected) around ``inside``, a mask on
+    ``box``."""
     grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
     crop = labels[grown]
     core = np.zeros(crop.shape, bool)
-    offset = tuple(s.start - g.start for s, g in zip(box, grown))
-    core[tuple(slice(o, o + n) for o, n in zip(offset, inside.shape))] = inside
+    core[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))] = inside
+    near = np.pad(core, 1)
     shell = np.zeros_like(core)
     for axis in range(3):
-        for step in (-1, 1):
-            shell |= np.roll(core, step, axis=axis)
+        for step in (0, 2):  # the neighbour before and after along the axis (the padding: nothing beyond the edge)
+            shell |= near[tuple(slice(step, step + n) if a == axis else slice(1, 1 + n)
+                                for a, n in enumerate(core.shape))]
     around = crop[shell & ~core]
     around = around[around != exclude]
     return int(np.bincount(around).argmax()) if around.size else 0
 
 
 def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
-                    threshold: float) -> tuple[np.ndarray, dict]:
-    """``labels`` with its ``nodule`` components checked and redrawn (a new array; see the module docstring),
-    and a summary ``{"components", "kept", "redrawn"}``."""
-    import torch
-
-    from inference.models.nodule_classifier import candidate_inputs
+                    threshold: float) -> np.ndarray:
+    """``labels`` with its ``nodule`` components checked and redrawn (a new array; see the module docstring)."""
+    from inference.geometry import box_corners
+    from inference.models.nodule_classifier import probabilities
     from inference.nodule_measurements import lung_extent, segment_nodule
 
     out = np.array(labels, copy=True)
     mask = out == nodule
-    summary = {"components": 0, "kept": 0, "redrawn": 0}
     if not mask.any():
-        return out, summary
+        return out
     components, boxes = _components(mask)
-    summary["components"] = len(boxes)
-    to_lps = np.asarray(affine, float)
-    inputs = []
-    for box in boxes:
-        lo = np.array([s.start for s in box], float)
-        hi = np.array([s.stop - 1 for s in box], float)
-        corners = np.array([[x, y, z] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
-        lps = corners @ to_lps[:3, :3].T + to_lps[:3, 3]
-        extent = float((lps.max(axis=0) - lps.min(axis=0)).max() + np.linalg.norm(to_lps[:3, :3], axis=0).max())
-        inputs.append(candidate_inputs(array, affine, lps.mean(axis=0), extent))
-    classifier.eval()
-    with torch.no_grad():
-        patches = torch.from_numpy(np.stack([p for p, _ in inputs]))
-        scalars = torch.from_numpy(np.stack([s for _, s in inputs]))
-        scores = classifier.probability(patches, scalars).numpy()
-    extent = None
+    centres, extents = [], []
+    for box in boxes:  # as the detector's candidate: its box (edges half a voxel out) in LPS, centre and extent
+        xyz = [s.start - 0.5 for s in box[::-1]] + [s.stop - 0.5 for s in box[::-1]]
+        lps = box_corners(np.array(xyz)) @ affine[:3, :3].T + affine[:3, 3]
+        centres.append(lps.mean(axis=0))
+        extents.append(float((lps.max(axis=0) - lps.min(axis=0)).max()))
+    scores = probabilities(classifier, array, affine, centres, extents)
+    lungs = None
     for index, (box, score) in enumerate(zip(boxes, scores), start=1):
         inside = components[box] == index
-        if score < threshold:
+        if score < threshold:  # back to the lung around it
             out[box][inside] = _surrounding_label(out, box, inside, nodule)
             continue
-        summary["kept"] += 1
-        extent = extent or lung_extent(array, affine)
-        voxel_box = [s.start for s in box] + [s.stop for s in box]
-        redrawn = segment_nodule(array, affine, voxel_box, extent)
+        lungs = lungs or lung_extent(array, affine)
+        redrawn = segment_nodule(array, affine, [s.start for s in box] + [s.stop for s in box], lungs)
         if redrawn is None or not redrawn.mask.any():
-            continue
-        summary["redrawn"] += 1
+            continue  # kept as the network drew it
         z, y, x = redrawn.offset
         dz, dy, dx = redrawn.mask.shape
         region = out[z:z + dz, y:y + dy, x:x + dx]
         labelled = region != 0  # the nodule as the network drew it, and the lungs: not the air outside
         out[box][inside] = _surrounding_label(out, box, inside, nodule)
         region[redrawn.mask & labelled] = nodule
-    return out, summary
+    return out

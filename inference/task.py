@@ -540,8 +540,7 @@ def _checked_nodules(bundle, result, array: np.ndarray, affine: np.ndarray):
 
     from inference.confirm_nodules import confirm_nodules
 
-    labels, _ = confirm_nodules(result.labels, nodule, array, affine, classifier, threshold)
-    return replace(result, labels=labels)
+    return replace(result, labels=confirm_nodules(result.labels, nodule, array, affine, classifier, threshold))
 
 
 #: Detectors whose findings are lung nodules on CT: their boxes get the reader's measurements.

@@ -111,6 +111,21 @@ class NoduleClassifier(nn.Module):
         return torch.sigmoid(self.platt[0] * self.forward(patches, scalars) + self.platt[1])
 
 
+def probabilities(classifier: NoduleClassifier, array: np.ndarray, affine: np.ndarray, centres_lps, extents_mm,
+                  batch: int = 64) -> np.ndarray:
+    """Calibrated probability (float64) that each candidate (LPS centre, largest extent in mm) is a nodule."""
+    inputs = [candidate_inputs(array, affine, c, e) for c, e in zip(centres_lps, extents_mm)]
+    if not inputs:
+        return np.zeros(0)
+    device = next(classifier.parameters()).device
+    patches = torch.from_numpy(np.stack([p for p, _ in inputs])).to(device)
+    scalars = torch.from_numpy(np.stack([s for _, s in inputs])).to(device)
+    classifier.eval()
+    with torch.no_grad():
+        return torch.cat([classifier.probability(patches[i:i + batch], scalars[i:i + batch]).cpu()
+                          for i in range(0, len(patches), batch)]).numpy().astype(np.float64)
+
+
 def rescore(classifier: NoduleClassifier, detections, array: np.ndarray, affine: np.ndarray, *,
             batch: int = 64, floor: float = 0.02):
     """The detections re-scored by ``classifier`` on ``array`` (the study's own voxels), highest first.
@@ -122,17 +137,7 @@ def rescore(classifier: NoduleClassifier, detections, array: np.ndarray, affine:
 
     if not len(detections):
         return detections
-    centres = detections.centers_lps
-    extents = detections.sizes_mm.max(axis=1)
-    inputs = [candidate_inputs(array, affine, c, e) for c, e in zip(centres, extents)]
-    patches = torch.from_numpy(np.stack([p for p, _ in inputs]))
-    scalars = torch.from_numpy(np.stack([s for _, s in inputs]))
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    patches, scalars = patches.to(device), scalars.to(device)
-    with torch.no_grad():
-        scores = torch.cat([classifier.probability(patches[i:i + batch], scalars[i:i + batch]).cpu()
-                            for i in range(0, len(patches), batch)]).numpy().astype(np.float64)
+    scores = probabilities(classifier, array, affine, detections.centers_lps, detections.sizes_mm.max(axis=1), batch)
     keep = np.flatnonzero(scores >= floor)
     order = keep[np.argsort(-scores[keep], kind="stable")]
     measurements = detections.measurements
