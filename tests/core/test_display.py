@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.core.display import DisplayState, Signal
+from viewer.core.display import DisplayState
+from viewer.core.events import Event
 from viewer.core.reformat import Plane
 from viewer.core.volume import Volume
 from viewer.core.windowing import Window
@@ -18,7 +19,7 @@ def make_state(modality="CT", default_window=(40.0, 400.0)):
 
 
 def test_signal_connect_emit_disconnect():
-    sig, seen = Signal(), []
+    sig, seen = Event(), []
     sig.connect(seen.append)
     sig.connect(seen.append)
     sig.emit(1)

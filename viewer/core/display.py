@@ -7,10 +7,10 @@ the axial, coronal and sagittal views, the way 3D Slicer's views share a volume'
 from __future__ import annotations
 
 from enum import Enum
-from typing import Callable
 
 import numpy as np
 
+from viewer.core.events import Event
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
 from viewer.core.windowing import (CT_PRESETS, Preset, Window, auto_window, central_slab, find_preset,
                                    initial_window)
@@ -76,30 +76,6 @@ def opening_slice(volume, order: ImageOrder = ImageOrder.HEAD_FIRST) -> int:
     return (n - 1) // 2
 
 
-class Signal:
-    """A minimal synchronous observer: ``connect(callback)``, ``emit(*args)``; exceptions propagate."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable] = []
-
-    def connect(self, callback: Callable) -> None:
-        """Call ``callback(*args)`` on every :meth:`emit` (connecting twice is a no-op)."""
-        if callback not in self._callbacks:
-            self._callbacks.append(callback)
-
-    def disconnect(self, callback: Callable | None = None) -> None:
-        """Stop calling ``callback`` (all callbacks when None)."""
-        if callback is None:
-            self._callbacks.clear()
-        elif callback in self._callbacks:
-            self._callbacks.remove(callback)
-
-    def emit(self, *args) -> None:
-        """Call every connected callback in connection order."""
-        for callback in list(self._callbacks):
-            callback(*args)
-
-
 class DisplayState:
     """Slice position, window/level, inversion and zoom of one volume's views.
 
@@ -125,9 +101,9 @@ class DisplayState:
         self.presets = tuple(presets)
         self.geometries: dict[Plane, PlaneGeometry] = {p: reformat(volume, p) for p in Plane}
         self.native_plane = native_plane(volume.affine)
-        self.position_changed = Signal()
-        self.window_changed = Signal()
-        self.zoom_changed = Signal()
+        self.position_changed = Event()
+        self.window_changed = Event()
+        self.zoom_changed = Event()
         self._order = ImageOrder.HEAD_FIRST
         self._reversed = self._compute_reversed()
         self._position = self.opening_position()

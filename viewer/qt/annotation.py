@@ -71,12 +71,11 @@ class AnnotationLayer(ViewLayer):
         self.alpha = int(round(FILL_OPACITY * 255))
         self.show_provenance = False
         self._slices: dict[object, dict] = {}  # view -> {"key": (axis, k), "rgba": (n_b, n_c, 4) uint8 array order}
-        segmentation.listeners.append(self.on_changed)
+        segmentation.changed.connect(self.on_changed)
 
     def close(self) -> None:
         """Stop listening to the segmentation (the layer is dropped)."""
-        if self.on_changed in self.segmentation.listeners:
-            self.segmentation.listeners.remove(self.on_changed)
+        self.segmentation.changed.disconnect(self.on_changed)
 
     def create_items(self, view) -> list:
         return [pg.ImageItem(axisOrder="row-major")]
@@ -633,7 +632,7 @@ class AnnotationController(QObject):
             self.viewer.remove_layer(old_layer)
             old_layer.close()
         self.editors[key] = editor
-        editor.history.listeners.append(self._on_history)
+        editor.history.changed.connect(self._on_history)
         self.layers[key] = AnnotationLayer(editor.segmentation)
         self.layers[key].show_provenance = self.panel.provenance.isChecked()
         self._sync_layer()

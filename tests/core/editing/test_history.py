@@ -154,7 +154,7 @@ def test_history_is_usable_on_its_own_with_any_atom():
 
     history = EditHistory()
     calls = []
-    history.listeners.append(lambda: calls.append(history.revision))
+    history.changed.connect(lambda: calls.append(history.revision))
     history.push("Custom", [Atom()])
     history.undo()
     history.redo()

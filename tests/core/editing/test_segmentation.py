@@ -122,7 +122,7 @@ def test_add_rename_recolour_delete_are_undo_atoms():
     history.undo()
     assert (segment.name, segment.color) == ("nodule", segment.color) and segment.color != (1, 2, 3)
     seen = []
-    seg.listeners.append(lambda number, box: seen.append(number))
+    seg.changed.connect(lambda number, box: seen.append(number))
     history.redo()
     assert segment.name == "Nodule A" and seen == [1]
 

@@ -36,7 +36,7 @@ class AnnotationEditor:
         self.review.history = self.history
         self.autosave = autosave
         if autosave is not None:
-            self.history.listeners.append(autosave.note_edit)
+            self.history.changed.connect(autosave.note_edit)
         self._stroke: dict | None = None
 
     @property

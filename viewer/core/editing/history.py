@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from viewer.core.editing.segmentation import MaskDelta
+from viewer.core.events import Event
 
 
 @dataclass(eq=False)
@@ -67,7 +68,7 @@ class EditHistory:
     max_bytes
         When the atoms held exceed this, the oldest steps are dropped (never the newest one).
 
-    ``listeners`` are called with no argument after every change (push, undo, redo, clear) - the GUI updates
+    The :class:`~viewer.core.events.Event` ``changed`` is emitted with no argument after every change (push, undo, redo, clear) - the GUI updates
     its Edit menu; :attr:`revision` counts changes (autosave), :attr:`modified` compares with :meth:`mark_saved`.
     """
 
@@ -78,7 +79,7 @@ class EditHistory:
         self._open: Step | None = None
         self._saved_at: Step | None | bool = None  # the top step when saved (None: empty history)
         self.revision = 0
-        self.listeners: list = []
+        self.changed = Event()
 
     # -- recording --------------------------------------------------------------------------------------------
     def push(self, name: str, atoms: list) -> Step | None:
@@ -214,5 +215,4 @@ class EditHistory:
 
     def _notify(self) -> None:
         self.revision += 1
-        for listener in list(self.listeners):
-            listener()
+        self.changed.emit()

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from viewer.core.events import Event
+
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 STATUSES = (PENDING, ACCEPTED, REJECTED)
 
@@ -86,8 +88,7 @@ class FindingChange:
         else:
             self.review._findings[key] = finding
             self.review._findings = dict(sorted(self.review._findings.items()))
-        for listener in list(self.review.listeners):
-            listener(key)
+        self.review.changed.emit(key)
 
     def undo(self) -> None:
         self._set(self.before, self.after)
@@ -115,7 +116,7 @@ class FindingsReview:
         self.history = history
         self.model_id = model_id
         self._findings: dict[int, Finding] = {}
-        self.listeners: list = []
+        self.changed = Event()  # (finding id) after every change
 
     @classmethod
     def from_detections(cls, detections, history=None) -> "FindingsReview":

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from inference.types import default_color
+from viewer.core.events import Event
 
 Box = tuple[int, int, int, int, int, int]
 """Half-open voxel box ``(z0, y0, x0, z1, y1, x1)`` on the volume grid."""
@@ -393,7 +394,8 @@ class Segmentation:
         The volume it belongs to.
 
     Mutating methods return undo atoms (``undo()``/``redo()``/``nbytes``) for :class:`~.history.EditHistory`;
-    :attr:`listeners` are called with ``(segment number or None, box or None)`` after every change.
+    :attr:`changed` (an :class:`~viewer.core.events.Event`) is emitted with ``(segment number or None, box or
+    None)`` after every change.
     """
 
     def __init__(self, shape: Sequence[int], affine: np.ndarray, series_uid: str = "",
@@ -404,7 +406,7 @@ class Segmentation:
         self.frame_of_reference_uid = frame_of_reference_uid
         self.segments: dict[int, Segment] = {}
         self.active: int | None = None
-        self.listeners: list = []
+        self.changed = Event()
 
     @classmethod
     def for_volume(cls, volume) -> "Segmentation":
@@ -520,8 +522,7 @@ class Segmentation:
         self._changed(number, None)
 
     def _changed(self, number: int | None, box: Box | None) -> None:
-        for listener in list(self.listeners):
-            listener(number, box)
+        self.changed.emit(number, box)
 
     # -- voxels -----------------------------------------------------------------------------------------------
     def mask(self, number: int) -> np.ndarray:
