@@ -1,0 +1,127 @@
+"""The Qt-free session model, driven without a QApplication: open a folder, show two series, run a model through a
+stand-in job, edit, undo, export."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+
+from inference.task import InferenceResult
+from inference.types import Label, SegResult
+from viewer.core.dicom.catalog import default_image_series
+from viewer.core.jobs import Progress, run_job
+from viewer.core.measure import Measurement
+from viewer.core.session import ModelResult, Session, VolumeCache
+
+from tests.conftest import data_path
+
+
+def stand_in_model(array: np.ndarray, affine: np.ndarray):
+    """A model job as the GUI and CLI run them (a generator yielding progress, returning an InferenceResult) that
+    labels the voxels above 300 HU: no network, so the test is about the session, not the model."""
+    yield Progress(0, 1, "Thresholding")
+    labels = (array > 300).astype(np.uint8)
+    yield Progress(1, 1, "Done")
+    return InferenceResult(SegResult(labels, affine, {1: Label(1, "bone")}, "stand-in"), {"model": 0.0}, "cpu")
+
+
+@pytest.fixture(scope="module")
+def gantry():
+    return data_path("ct-gantry-tilt")
+
+
+def test_session_loads_no_qt():
+    code = "import sys, viewer.core.session; sys.exit('PySide6' in sys.modules or 'pyqtgraph' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_open_show_two_series_run_edit_undo_export(gantry, tmp_path):
+    session = Session()
+    shown_events = []
+    session.shown_changed.connect(lambda: shown_events.append([s.key for s in session.shown]))
+    catalog = session.open(gantry)
+
+    # one default-series rule, the same the CLI and screenshot use
+    first = session.default_image_series()
+    assert first is default_image_series(catalog)
+    assert first.n_instances == max(s.n_instances for s in session.image_series())
+    other = next(s for s in session.image_series() if s.key != first.key)
+
+    main = session.show(first.key, session.load(first.key))
+    prior = session.show(other.key, session.load(other.key), slot=1)
+    assert [s.key for s in session.shown] == [first.key, other.key]
+    assert shown_events[-1] == [first.key, other.key]
+    assert main.display.volume is main.volume and prior.display.volume is prior.volume
+    assert main.info["modality"] == "CT" and session.current is main
+
+    # a model through a stand-in job: drained here as the CLI drains it, kept as plain data on the series
+    outcome = run_job(stand_in_model(main.volume.array, main.volume.affine))
+    changed = []
+    main.results_changed.connect(changed.append)
+    entry = main.set_result(outcome.result, "Bone threshold")
+    assert isinstance(entry, ModelResult) and entry.task == "segmentation" and changed == ["segmentation"]
+    assert main.result("segmentation").labels.sum() == int((main.volume.array > 300).sum()) > 0
+    with pytest.raises(ValueError, match="grid"):
+        prior.set_result(outcome.result)  # another grid: refused, nothing kept
+    assert prior.results == {}
+
+    # edit: accept the model's label as a segment, paint, undo the paint
+    editor = main.ensure_editor(autosave_root=tmp_path / "autosave", study_paths=[str(gantry)])
+    assert main.ensure_editor() is editor and session.editors == {first.key: editor}
+    editor.accept_model_result(main.result("segmentation"), algorithm_name="Bone threshold")
+    before = [s.mask.full().copy() for s in editor.segmentation]
+    assert before[0].sum() == main.result("segmentation").labels.sum()
+    centre = tuple(n // 2 for n in main.volume.shape)
+    editor.begin_stroke(centre, 6.0, axis=0)
+    editor.end_stroke()
+    assert session.modified and not np.array_equal(editor.segmentation[1].mask.full(), before[0])
+    assert editor.undo() is not None
+    assert all(np.array_equal(s.mask.full(), b) for s, b in zip(editor.segmentation, before))
+
+    # export the annotation as DICOM SEG and read it back onto the same voxels
+    from viewer.core.editing.io import open_seg, save_seg
+    from viewer.core.export.seg import read_sources
+
+    path = save_seg(editor.segmentation, tmp_path / "a.seg.dcm", main.volume, read_sources(main.source_paths()))
+    assert pydicom.dcmread(path).Modality == "SEG"
+    reread = open_seg(path, main.volume)
+    assert len(reread) == len(editor.segmentation) == 1
+    assert np.array_equal(reread[1].mask.full(), before[0])
+
+
+def test_state_outlives_showing_and_reopening(gantry):
+    session = Session()
+    session.open(gantry)
+    key = session.default_image_series().key
+    state = session.show(key, session.load(key))
+    state.measurements.append(Measurement("probe", "axial", 0, [(0.0, 0.0, 0.0)]))
+    session.hide()
+    assert session.shown == [] and state.display is None
+    session.open(gantry)  # the same study again: the measurement comes back, the volume is read again
+    again = session.show(key, session.load(key))
+    assert again is state and len(again.measurements) == 1
+
+
+def test_volume_cache_is_bounded():
+    class V:
+        def __init__(self, n):
+            self.array = np.zeros(n, np.uint8)
+
+    cache = VolumeCache(max_count=2, max_bytes=100)
+    cache.put("a", V(10))
+    cache.put("b", V(10))
+    assert cache.get("a") is not None  # now the most recent
+    cache.put("c", V(10))
+    assert "b" not in cache and "a" in cache and len(cache) == 2
+    cache.put("big", V(1000))  # over the byte limit alone: kept, everything older dropped
+    assert len(cache) == 1 and "big" in cache
+
+
+def test_show_refuses_a_gap(gantry):
+    session = Session()
+    session.open(gantry)
+    key = session.default_image_series().key
+    with pytest.raises(IndexError):
+        session.show(key, session.load(key), slot=1)
