@@ -112,7 +112,7 @@ def test_files_dropped_on_the_window_are_opened_and_remembered(main_window, qtbo
 
 def test_cancel_stops_a_load(main_window, qtbot, lidc_dir):
     open_and_wait(qtbot, main_window, [lidc_dir])
-    main_window._volumes.clear()
+    main_window.session.volumes.clear()
     main_window.open_series(main_window.current_series.key)
     assert main_window.cancel_button.isVisibleTo(main_window)
     main_window.cancel_button.click()

@@ -307,7 +307,7 @@ def test_a_result_for_a_series_no_longer_shown_is_dropped(ai, qtbot, lidc_dir, m
     assert viewer.layers == [kept] and lane.layer("segmentation") is kept
     with qtbot.waitSignal(window.series_loaded, timeout=RUN_TIMEOUT_MS):
         window.open_series(mr_key)
-    assert viewer.layers == [] and lane.results.get(mr_key, {}) == {}
+    assert viewer.layers == [] and window.session.state(mr_key).results == {}
 
 
 def test_detection_findings_jump_and_filter_at_display_time(ai, qtbot, lidc_dir):

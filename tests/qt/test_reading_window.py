@@ -467,7 +467,7 @@ def test_empty_folder_reports_no_images(main_window, qtbot, tmp_path):
 
 def test_window_presets_can_be_edited_and_persist(lidc_window, qtbot, settings):
     from viewer.core.windowing import CT_PRESETS, Preset
-    from viewer.qt.main_window import PresetsDialog
+    from viewer.qt.dialogs import PresetsDialog
     from viewer.qt.settings import Settings
 
     dialog = PresetsDialog(CT_PRESETS)

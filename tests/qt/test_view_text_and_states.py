@@ -101,7 +101,9 @@ def test_truncated_file_shows_an_error_in_the_view_and_blocks_run(main_window, q
     assert window.ai_panel.current_model() is not None, "the built-in models are listed"
     assert not run.isEnabled()
     assert "could not be decoded" in run.toolTip()
-    window._update_ai_menu()
+    from viewer.qt import window_chrome
+
+    window_chrome.update_ai_menu(window)
     assert not window.action_run_model.isEnabled()
     assert window.inference.start() is None
     # on the blank slice itself, the view says so in its middle

@@ -124,7 +124,7 @@ def test_scrolling_is_answered_while_the_series_loads(main_window, qtbot, lidc_d
 
     open_and_wait(qtbot, main_window, [lidc_dir])
     viewer = main_window.viewer
-    main_window._volumes.clear()  # force a real reload
+    main_window.session.volumes.clear()  # force a real reload
     main_window.open_series(main_window.current_series.key)
     qtbot.waitUntil(lambda: viewer.state is not None and viewer.volume.slices_loaded >= 2, timeout=30_000)
     times = []

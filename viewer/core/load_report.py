@@ -131,3 +131,25 @@ def report_volume(volume, catalog=None, series_warnings: Iterable[SeriesWarning]
         return LoadReport(INFO, f"{n} file{'s' if n != 1 else ''} skipped (not DICOM or unreadable).", warnings,
                           skipped, blocked)
     return None
+
+
+#: How a series without PixelSpacing is measured, in the status bar's words.
+CALIBRATION_WORDS = {"ultrasound_regions": "mm per ultrasound region", "imager_pixel_spacing": "mm at the detector",
+                     "none": "no pixel spacing: measured in px"}
+
+
+def loaded_message(series, volume, seconds: float | None) -> str:
+    """The status line after a load: modality, grid, spacing (or how the image is calibrated), time, warnings."""
+    z, y, x = volume.shape
+    dz, dy, dx = volume.spacing
+    calibration = getattr(volume, "calibration", None)
+    if calibration is None or calibration.source == "pixel_spacing":
+        text = f"{series.modality} {x}x{y}x{z}, {dx:.2f}x{dy:.2f}x{dz:.2f} mm"
+    else:  # the grid is nominal (1 mm a pixel): say how the image is calibrated instead
+        text = f"{series.modality} {x}x{y}x{z}, {CALIBRATION_WORDS.get(calibration.source, calibration.source)}"
+    if seconds is not None:
+        text += f", loaded in {seconds:.2f} s"
+    if volume.warnings:  # the whole text is in the banner over the views (a long one was cut off there)
+        n = len(volume.warnings)
+        text += f"   ⚠ {n} warning{'s' if n != 1 else ''} (see above the image)"
+    return text

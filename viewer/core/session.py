@@ -21,10 +21,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from viewer.core.dicom.catalog import Catalog, Series, default_image_series
 from viewer.core.events import Event
+from viewer.core.jobs import CancelToken, Job
 
 #: The volume cache keeps at most this many volumes ...
 VOLUME_CACHE_COUNT = 3
@@ -65,6 +66,29 @@ def series_info(patient, study, series) -> dict:
         "series_number": series.series_number,
         "modality": series.modality or "",
     }
+
+
+class CatalogSource(Protocol):
+    """Where a catalog comes from: a job (yielding progress, returning a Catalog) and what it was opened from."""
+
+    paths: list[str]
+
+    def scan(self, cancel: CancelToken | None = None) -> Job[Catalog]:
+        """The scan as a cancellable job."""
+        ...
+
+
+@dataclass
+class FolderSource:
+    """Local folders, files and DICOMDIRs (PACS queries and batch manifests are the next sources)."""
+
+    paths: list[str]
+
+    def scan(self, cancel: CancelToken | None = None) -> Job[Catalog]:
+        """Scan the paths (headers only, in parallel): :func:`~viewer.core.dicom.scan.iter_scan`."""
+        from viewer.core.dicom.scan import iter_scan
+
+        return iter_scan(self.paths, cancel=cancel)
 
 
 @dataclass
@@ -244,6 +268,30 @@ class SeriesState:
         autosave.review = self.editor.review
         return self.editor
 
+    def current_instance(self):
+        """``(InstanceHeader, frame number)`` of the image shown in the acquisition plane, or None."""
+        display, series = self.display, self.series
+        if display is None or series is None:
+            return None
+        volume = display.volume
+        k = display.slice_index(display.native_plane)
+        if not volume.slice_sop_uids or k >= len(volume.slice_sop_uids):
+            return None
+        uid = volume.slice_sop_uids[k]
+        frame = volume.slice_frame_numbers[k] if k < len(volume.slice_frame_numbers) else 1
+        for inst in series.instances:
+            if inst.sop_instance_uid == uid:
+                return inst, frame
+        return None
+
+    def read_body_part(self) -> str:
+        """BodyPartExamined of the series (one header read, then remembered; "" when unknown)."""
+        if self.body_part is None:
+            from viewer.core.run_model import body_part_of
+
+            self.body_part = body_part_of(self.series) if self.series is not None else ""
+        return self.body_part
+
     def source_paths(self) -> list[str]:
         """Files of the series (a SEG or SR references them)."""
         return [inst.path for inst in self.series.instances] if self.series is not None else []
@@ -294,14 +342,17 @@ class Session:
                         state.info = series_info(patient, study, series)
         self.catalog_changed.emit(catalog)
 
-    def open(self, paths: str | os.PathLike | Iterable[str | os.PathLike], **scan_options) -> Catalog:
-        """Scan ``paths`` (folders, files, DICOMDIRs) synchronously and open the catalog (CLI, tests; the GUI runs
-        :func:`~viewer.core.dicom.scan.iter_scan` on a worker and calls :meth:`set_catalog`)."""
-        from viewer.core.dicom.scan import scan
+    def open(self, source: CatalogSource | str | os.PathLike | Iterable[str | os.PathLike]) -> Catalog:
+        """Scan ``source`` (a :class:`CatalogSource`, or paths: folders, files, DICOMDIRs) synchronously and open
+        the catalog (CLI, tests; the GUI runs the source's scan on a worker and calls :meth:`set_catalog`)."""
+        from viewer.core.jobs import run_job
 
-        paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
-        catalog = scan(paths, **scan_options)
-        self.set_catalog(catalog, paths)
+        if isinstance(source, (str, os.PathLike)):
+            source = FolderSource([str(source)])
+        elif not hasattr(source, "scan"):
+            source = FolderSource([str(p) for p in source])
+        catalog = run_job(source.scan())
+        self.set_catalog(catalog, source.paths)
         return catalog
 
     def image_series(self) -> list[Series]:

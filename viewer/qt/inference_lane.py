@@ -10,8 +10,9 @@ overlays, per series.
 - **Failures change nothing.** Results are only ever added when a job finished; a failure shows a dialog (the
   reason in the text, the traceback in "Show Details…") and leaves the images, measurements and overlays as they
   were. So does Cancel.
-- Results are kept per series (one per task: running a second segmentation model replaces the first), and come
-  back when the series is shown again, like measurements.
+- Results are kept per series in the session (:class:`~viewer.core.session.SeriesState`, one per task: running
+  a second segmentation model replaces the first) and come back when the series is shown again, like
+  measurements; the lane only keeps the layers that draw them, rebuilt when a result changes.
 - **Models only on what they were made for.** Before a run, the series is checked against the model's expected
   input (:mod:`inference.suitability`: modality, spacing, extent, lung-like air for a chest model; a few ms on the
   GUI thread); when it does not fit, :attr:`InferenceLane.confirm_unsuitable` asks first (the window answers with
@@ -28,10 +29,11 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from inference.types import Detections, SaliencyMap, SegResult
+from inference.types import Detections, SaliencyMap
 from viewer.core.jobs import Job, Progress
 from viewer.core.layers import Finding, findings
 from viewer.core.load_report import blocked_reason
+from viewer.core.session import Session, result_shape, result_task
 from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_panel import InferencePanelWidget, format_elapsed
 from viewer.qt.layers import ViewLayer
@@ -78,17 +80,6 @@ def explain_job(info, array, affine, device: str | None, cancel, *, target_name:
     return InferenceResult(saliency, timings, str(bundle.device))
 
 
-def result_shape(result) -> tuple[int, ...]:
-    """The ``(z, y, x)`` grid a model result lies on."""
-    if isinstance(result, SegResult):
-        return tuple(result.labels.shape)
-    if isinstance(result, Detections):
-        return tuple(result.shape)
-    if isinstance(result, SaliencyMap):
-        return tuple(result.values.shape)
-    raise TypeError(f"not a model result: {type(result).__name__}")
-
-
 @dataclass
 class _Run:
     handle: JobHandle
@@ -127,7 +118,7 @@ class InferenceLane(QObject):
     status_message = Signal(str)
 
     def __init__(self, viewer, panel: InferencePanelWidget, findings_panel: FindingsWidget, settings,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, session: Session | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.panel = panel
@@ -136,8 +127,11 @@ class InferenceLane(QObject):
         self.generation = 0
         self.series_key: str | None = None
         self.volume = None
-        self.results: dict[str, dict[str, ViewLayer]] = {}
-        self._findings: dict[int, list[Finding]] = {}  # id(detection layer) -> its rows
+        #: Where results are kept (the window's session; a lane on its own makes one).
+        self.session = session if session is not None else Session()
+        self._layers: dict[str, dict[str, ViewLayer]] = {}  # series key -> task -> the layer drawing its result
+        self._findings: list[Finding] = []  # the rows of the shown detection result
+        self._state = None  # the SeriesState shown (its results_changed is connected)
         self.run: _Run | None = None
         self.last_elapsed = 0.0
         self.error_dialog: QMessageBox | None = None
@@ -210,14 +204,40 @@ class InferenceLane(QObject):
         still going for what was shown before is dropped when it returns, and swaps the overlays."""
         self.generation += 1
         if key != self.series_key:
-            for layer in self.results.get(self.series_key, {}).values():
+            for layer in self._layers.get(self.series_key, {}).values():
                 self.viewer.remove_layer(layer)
-            for layer in self.results.get(key, {}).values():
-                if result_shape(self._result_of(layer)) == tuple(volume.shape):
-                    self.viewer.add_layer(layer)
+            if self._state is not None:
+                self._state.results_changed.disconnect(self._on_result_changed)
+            self._state = self.session.state(key) if key is not None else None
+            if self._state is not None:
+                self._state.results_changed.connect(self._on_result_changed)
         self.series_key, self.volume = key, volume
+        self._draw_results()
         self._show_controls()
         self.update_actions()
+
+    def _draw_results(self) -> None:
+        """Bring the shown series' layers in line with its results: each result on the shown grid drawn once by
+        its layer (kept while the result is the same object), the others' layers dropped."""
+        state, volume = self._state, self.volume
+        layers = self._layers.setdefault(self.series_key, {}) if state is not None else {}
+        results = state.results if state is not None else {}
+        shape = tuple(volume.shape) if volume is not None else None
+        for task in list(layers):
+            entry = results.get(task)
+            if entry is None or self._result_of(layers[task]) is not entry.result:
+                self.viewer.remove_layer(layers.pop(task))
+        for task, entry in results.items():
+            if result_shape(entry.result) != shape:
+                if task in layers:
+                    self.viewer.remove_layer(layers[task])
+                continue
+            layer = layers.get(task)
+            if layer is None:
+                layer = layers[task] = self._make_layer(entry.result, entry.model_name)
+            if layer not in self.viewer.layers:
+                self.viewer.add_layer(layer)
+        self._list_findings()
 
     def update_actions(self) -> None:
         """Enable Run when it can run: idle, a model chosen, a whole grey series shown."""
@@ -388,7 +408,7 @@ class InferenceLane(QObject):
             text += "   ⚠ " + "; ".join(outcome.messages)
         self.panel.set_finished(f"Done in {format_elapsed(elapsed)}")
         self.status_message.emit(text)
-        self.result_applied.emit(self._task_of(layer))
+        self.result_applied.emit(result_task(outcome.result))
 
     def _on_failed(self, run: _Run, reason: str) -> None:
         self._end(run)
@@ -441,56 +461,47 @@ class InferenceLane(QObject):
                 return getattr(layer, attr)
         raise TypeError(f"not a result layer: {layer!r}")
 
-    @staticmethod
-    def _task_of(layer) -> str:
-        if isinstance(layer, SegmentationLayer):
-            return "segmentation"
-        if isinstance(layer, DetectionLayer):
-            return "detection"
-        return "saliency"
-
     def layer(self, task: str) -> ViewLayer | None:
         """The shown series' layer of a task (``segmentation``, ``detection``, ``saliency``)."""
-        return self.results.get(self.series_key, {}).get(task)
+        return self._layers.get(self.series_key, {}).get(task)
+
+    def _make_layer(self, result, model_name: str) -> ViewLayer:
+        if isinstance(result, Detections):
+            return DetectionLayer(result, model_name, min_score=self.findings_panel.min_score)
+        if isinstance(result, SaliencyMap):
+            return SaliencyLayer(result, model_name)
+        return SegmentationLayer(result, model_name)
 
     def apply_result(self, result, model_name: str = "Model") -> ViewLayer:
-        """Draw a model result on the shown series (replacing an earlier result of the same task).
+        """Keep a model result on the shown series (replacing an earlier result of the same task) and draw it.
 
         Raises
         ------
         ValueError
             When no series is shown, or the result is not on the shown volume's grid.
         """
-        volume = self.volume
-        if volume is None or self.series_key is None:
+        if self._state is None or self.volume is None:
             raise ValueError("no series is shown")
-        shape = result_shape(result)
-        if shape != tuple(volume.shape):
-            raise ValueError(f"the result's grid {shape} is not the shown volume's {tuple(volume.shape)}")
-        if isinstance(result, Detections):
+        if result_shape(result) == tuple(self.volume.shape) and isinstance(result, Detections):
             self._use_operating_point(result.model_id)
-            layer: ViewLayer = DetectionLayer(result, model_name, min_score=self.findings_panel.min_score)
-            self._findings[id(layer)] = findings(result, volume.affine, volume.shape, self._image_number)
-        elif isinstance(result, SaliencyMap):
-            layer = SaliencyLayer(result, model_name)
+        self._state.volume = self.volume
+        self._state.set_result(result, model_name)  # -> _on_result_changed draws it
+        return self.layer(result_task(result))
+
+    def _on_result_changed(self, task: str) -> None:
+        layer, entry = self.layer(task), self._state.results.get(task)
+        if layer is not None and entry is not None and task == "detection" and layer.name == entry.model_name:
+            layer.detections = entry.result  # edited findings: redrawn in place (selection and filter kept)
+            layer.redraw()
+            self._list_findings()
         else:
-            layer = SegmentationLayer(result, model_name)
-        task = self._task_of(layer)
-        slot = self.results.setdefault(self.series_key, {})
-        old = slot.pop(task, None)
-        if old is not None:
-            self.viewer.remove_layer(old)
-            self._findings.pop(id(old), None)
-        slot[task] = layer
-        self.viewer.add_layer(layer)
+            self._draw_results()
         self._show_controls()
-        return layer
 
     def clear_results(self) -> None:
-        """Remove every AI overlay of the shown series."""
-        for layer in self.results.pop(self.series_key, {}).values():
-            self.viewer.remove_layer(layer)
-            self._findings.pop(id(layer), None)
+        """Remove every AI result (and overlay) of the shown series."""
+        if self._state is not None:
+            self._state.clear_results()
         self._show_controls()
 
     def _image_number(self, k: int) -> int:
@@ -498,22 +509,23 @@ class InferenceLane(QObject):
         state = self.viewer.state
         return state.display_number(state.native_plane, k) if state is not None else k + 1
 
+    def _list_findings(self) -> None:
+        layer = self.layer("detection")
+        self._findings = [] if layer is None or self.volume is None else findings(
+            layer.detections, self.volume.affine, self.volume.shape, self._image_number)
+
     def renumber_findings(self) -> None:
         """Count the findings' slices again as the views do (after the image order setting changed)."""
         layer = self.layer("detection")
         if layer is None or self.volume is None:
             return
-        self._findings[id(layer)] = findings(layer.detections, self.volume.affine, self.volume.shape,
-                                             self._image_number)
+        self._list_findings()
         self.findings_panel.set_findings(self.findings(), layer.name)
         self.findings_panel.select(layer.selected)
 
     def replace_detections(self, layer, detections: Detections) -> None:
         """Show edited detections (e.g. the reviewed findings) in ``layer`` and in the findings panel."""
-        layer.detections = detections
-        self._findings[id(layer)] = findings(detections, self.volume.affine, self.volume.shape, self._image_number)
-        layer.redraw()
-        self.findings_panel.set_findings(self.findings(), layer.name)
+        self._state.replace_result("detection", detections)
 
     def _use_operating_point(self, model_id: str) -> None:
         """A detector's findings are first shown from its operating point (its model card names it), so the list
@@ -527,8 +539,7 @@ class InferenceLane(QObject):
 
     def findings(self) -> list[Finding]:
         """All findings of the shown series' detection result (the threshold not applied)."""
-        layer = self.layer("detection")
-        return self._findings.get(id(layer), []) if layer is not None else []
+        return list(self._findings)
 
     def _show_controls(self) -> None:
         detection = self.layer("detection")
