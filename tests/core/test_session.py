@@ -13,7 +13,7 @@ from inference.types import Label, SegResult
 from viewer.core.dicom.catalog import default_image_series
 from viewer.core.jobs import Progress, run_job
 from viewer.core.measure import Measurement
-from viewer.core.session import ModelResult, Session, VolumeCache
+from viewer.core.session import FolderSource, ModelResult, Session, VolumeCache
 
 from tests.conftest import data_path
 
@@ -41,7 +41,10 @@ def test_open_show_two_series_run_edit_undo_export(gantry, tmp_path):
     session = Session()
     shown_events = []
     session.shown_changed.connect(lambda: shown_events.append([s.key for s in session.shown]))
-    catalog = session.open(gantry)
+    loaded = []
+    session.volume_loaded.connect(lambda key, volume, seconds: loaded.append(key))
+    catalog = session.open(FolderSource([str(gantry)]))
+    assert session.paths == [str(gantry)]
 
     # one default-series rule, the same the CLI and screenshot use
     first = session.default_image_series()
@@ -52,6 +55,8 @@ def test_open_show_two_series_run_edit_undo_export(gantry, tmp_path):
     main = session.show(first.key, session.load(first.key))
     prior = session.show(other.key, session.load(other.key), slot=1)
     assert [s.key for s in session.shown] == [first.key, other.key]
+    assert loaded == [first.key, other.key]
+    assert session.load(first.key) is main.volume and loaded == [first.key, other.key], "from the cache, no reload"
     assert shown_events[-1] == [first.key, other.key]
     assert main.display.volume is main.volume and prior.display.volume is prior.volume
     assert main.info["modality"] == "CT" and session.current is main

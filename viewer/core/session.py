@@ -311,6 +311,11 @@ class Session:
         A new catalog was opened (None: closed).
     shown_changed()
         :attr:`shown` changed (a series shown, replaced or hidden).
+    load_progressed(key, volume)
+        More slices of series ``key`` were decoded into ``volume`` (progressive loading; on the thread that
+        reports the load, the GUI thread in the app).
+    volume_loaded(key, volume, seconds)
+        Series ``key`` finished loading (``seconds`` None when it came from the cache).
     """
 
     def __init__(self, volume_cache: VolumeCache | None = None) -> None:
@@ -325,6 +330,8 @@ class Session:
         self.autosave_root = None
         self.catalog_changed = Event()
         self.shown_changed = Event()
+        self.load_progressed = Event()
+        self.volume_loaded = Event()
 
     # ---- the catalog ------------------------------------------------------------------------------------------
     def set_catalog(self, catalog: Catalog | None, paths: Iterable[str] = ()) -> None:
@@ -404,9 +411,15 @@ class Session:
         self.loaded(key, volume)
         return volume
 
-    def loaded(self, key: str, volume) -> None:
-        """``volume`` of series ``key`` finished loading: cache it."""
+    def loading(self, key: str, volume) -> None:
+        """More slices of series ``key`` arrived in ``volume``: announce it."""
+        self.load_progressed.emit(key, volume)
+
+    def loaded(self, key: str, volume, seconds: float | None = None) -> None:
+        """``volume`` of series ``key`` finished loading (in ``seconds``; None: from the cache): cache and announce
+        it."""
         self.volumes.put(key, volume)
+        self.volume_loaded.emit(key, volume, seconds)
 
     def show(self, key: str, volume, slot: int = 0):
         """Show ``volume`` (possibly still loading) of series ``key`` in ``slot`` (0: the main views, 1: the

@@ -191,8 +191,8 @@ class MainWindow(QMainWindow):
         loader.started.connect(status.busy)
         loader.progressed.connect(status.show_progress)
         loader.scanned.connect(self._on_scanned)
-        loader.slices_arrived.connect(self._on_slices_arrived)
-        loader.loaded.connect(self._on_loaded)
+        self.session.load_progressed.connect(self._on_slices_arrived)
+        self.session.volume_loaded.connect(self._on_loaded)
         loader.failed.connect(self.on_job_failed)
         loader.cancelled.connect(lambda: status.idle("Cancelled"))
         loader.thumbnail.connect(lambda payload: self.browser.set_thumbnail(*payload))
@@ -282,12 +282,14 @@ class MainWindow(QMainWindow):
         self._shown_volume = None
         self.loader.load(series, self.settings.image_order)  # which end opens on screen is decoded first
 
-    def _on_slices_arrived(self, series, volume) -> None:
+    def _on_slices_arrived(self, key: str, volume) -> None:
+        series = self.session.find_series(key)
         if self._shown_volume is not volume:
             self._show_volume(series, volume)
         self.viewer.volume_updated(volume.slices_loaded, volume.shape[0])
 
-    def _on_loaded(self, series, volume, seconds) -> None:
+    def _on_loaded(self, key: str, volume, seconds) -> None:
+        series = self.session.find_series(key)
         if self._shown_volume is not volume:
             self._show_volume(series, volume)
         self.viewer.volume_complete()

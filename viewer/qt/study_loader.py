@@ -1,7 +1,8 @@
 """Scanning and loading for the window: the session's core jobs on workers, and their results put into the session.
 
 Opening is always asynchronous: scan (headers) and load (pixels) run as core jobs on worker threads; the first
-decoded slice is announced while the rest fill in, and a volume already loaded comes from the session's cache.
+decoded slice is announced while the rest fill in (the session's ``load_progressed`` and ``volume_loaded`` events),
+and a volume already loaded comes from the session's cache.
 Only the newest scan and load count: a job replaced by another (or cancelled) is ignored when it reports.
 """
 from __future__ import annotations
@@ -28,11 +29,6 @@ class StudyLoader(QObject):
         :class:`~viewer.core.jobs.Progress` of the running scan or load.
     scanned(object)
         The scan finished; the session now holds the catalog.
-    slices_arrived(object, object)
-        ``(series, volume)``: a load decoded more slices (the volume is the one to show, possibly partial).
-    loaded(object, object, object)
-        ``(series, volume, seconds)``: a load finished (``seconds`` None when it came from the cache); the volume
-        may not have been announced by :attr:`slices_arrived` before.
     failed(str), cancelled()
         The scan or load ended without a result.
     thumbnail(object)
@@ -42,8 +38,6 @@ class StudyLoader(QObject):
     started = Signal(str)
     progressed = Signal(object)
     scanned = Signal(object)
-    slices_arrived = Signal(object, object)
-    loaded = Signal(object, object, object)
     failed = Signal(str)
     cancelled = Signal()
     thumbnail = Signal(object)
@@ -93,7 +87,7 @@ class StudyLoader(QObject):
         cached = self.session.volumes.get(series.key)
         if cached is not None:
             self._load_job = None
-            self.loaded.emit(series, cached, None)
+            self.session.loaded(series.key, cached)
             return
         job = start_job(lambda token: iter_load(series, cancel=token, image_order=image_order), "load", parent=self)
         job.progressed.connect(lambda p, j=job, s=series: self._on_load_progress(j, s, p))
@@ -110,14 +104,13 @@ class StudyLoader(QObject):
         self.progressed.emit(progress)
         volume = progress.payload
         if volume is not None and volume.slices_loaded >= 1:
-            self.slices_arrived.emit(series, volume)
+            self.session.loading(series.key, volume)
 
     def _on_loaded(self, job: JobHandle, series, volume) -> None:
         if job is not self._load_job:
             return
         self._load_job = None
-        self.session.loaded(series.key, volume)
-        self.loaded.emit(series, volume, time.perf_counter() - self._started)
+        self.session.loaded(series.key, volume, time.perf_counter() - self._started)
         self._start_thumbnails()
 
     def _start_thumbnails(self) -> None:
