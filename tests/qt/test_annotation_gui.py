@@ -192,7 +192,8 @@ def test_autosave_is_offered_and_restored(lidc_window, qtbot, monkeypatch):
     for layer in an.layers.values():
         viewer.remove_layer(layer)
     an.layers.clear()
-    an.editors.clear()
+    for state in an.session.states.values():  # the editors live in the session
+        state.editor = None
     an._asked_restore.clear()
     asked = []
     monkeypatch.setattr(an, "ask_restore", lambda info: asked.append(info) or True)
