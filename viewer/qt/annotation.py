@@ -207,7 +207,6 @@ class AnnotationController(QObject):
     changed = Signal()
 
     # the Segments panel and its menu actions (annotation_segments)
-    threshold_action = _Part("segments")
     provenance_action = _Part("segments")
     add_segment = _Part("segments")
     delete_segment = _Part("segments")
@@ -404,6 +403,8 @@ class AnnotationController(QObject):
     def hu_range(self) -> tuple[float, float] | None:
         """The threshold brush's and fill's HU range (None: Threshold off)."""
         return self.panel.hu_range()
+
+    threshold_action = _Part("segments")  # T: Threshold on and off (the Segments part's action)
 
     def begin(self, view, zyx, erase: bool) -> bool:
         """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint.
