@@ -130,3 +130,23 @@ def test_show_refuses_a_gap(gantry):
     key = session.default_image_series().key
     with pytest.raises(IndexError):
         session.show(key, session.load(key), slot=1)
+
+
+def test_discarding_annotations_drops_editors_and_their_autosaves(gantry, tmp_path):
+    from viewer.core.editing.autosave import find_restorable
+
+    session = Session()
+    session.open(gantry)
+    key = session.default_image_series().key
+    state = session.show(key, session.load(key))
+    editor = state.ensure_editor(autosave_root=tmp_path)
+    editor.add_segment("nodule")
+    editor.autosave.save()
+    assert len(find_restorable(tmp_path)) == 1 and session.modified
+    assert session.discard_annotations() == [key]
+    assert state.editor is None and session.editors == {} and not session.modified
+    assert find_restorable(tmp_path) == []
+    # restoring replaces the editor (its segmentation the undo base) even on the same grid
+    fresh = state.ensure_editor(autosave_root=tmp_path)
+    restored = state.ensure_editor(autosave_root=tmp_path, segmentation=fresh.segmentation.copy(), replace=True)
+    assert restored is not fresh and state.editor is restored

@@ -192,7 +192,8 @@ def test_autosave_is_offered_and_restored(lidc_window, qtbot, monkeypatch):
     for layer in an.layers.values():
         viewer.remove_layer(layer)
     an.layers.clear()
-    an.editors.clear()
+    for state in an.session.states.values():  # the editors live in the session
+        state.editor = None
     an._asked_restore.clear()
     asked = []
     monkeypatch.setattr(an, "ask_restore", lambda info: asked.append(info) or True)
@@ -244,3 +245,23 @@ def test_accept_model_result_and_review_findings(lidc_window, qtbot):
     assert findings.item_for(0).text(5) == "rejected"
     an.undo()
     assert findings.item_for(0).text(5) == "pending" and findings.item_for(1).text(5) == "accepted"
+
+
+def test_the_editors_live_in_the_session_and_discarding_empties_it(lidc_window, qtbot):
+    from viewer.core.editing.autosave import find_restorable
+
+    window, viewer, an = lidc_window, lidc_window.viewer, lidc_window.annotation
+    key = window.current_series.key
+    state = an.session.state(key)
+    assert an.editor is state.editor and an.volume is state.volume is viewer.volume
+    viewer.state.set_slice("axial", SLICE)
+    viewer.set_tool("brush")
+    stroke(viewer.active_view, (200.0, 200.0, SLICE), (240.0, 200.0, SLICE))
+    assert an.session.editors == {key: an.editor} and an.modified and an.session.modified
+    an.series_shown(key, viewer.volume, window.current_series)  # shown again: the same editor, not a new one
+    assert an.editor is state.editor and len(an.editor.segmentation) == 1
+    assert an.autosave_now(force=True) == 1 and len(find_restorable()) == 1
+
+    an.discard_all()
+    assert an.session.editors == {} and an.editor is None and not an.modified
+    assert an.layers == {} and find_restorable() == []

@@ -461,3 +461,14 @@ class Session:
     def modified(self) -> bool:
         """True when some series' annotation has changes not exported."""
         return any(e.history.modified for e in self.editors.values())
+
+    def discard_annotations(self) -> list[str]:
+        """Forget every annotation (the user chose to discard them): autosaves deleted, editors dropped.
+        Returns the keys of the series that had one."""
+        keys = list(self.editors)
+        for key in keys:
+            state = self.states[key]
+            if state.editor.autosave is not None:
+                state.editor.autosave.discard()
+            state.editor = None
+        return keys

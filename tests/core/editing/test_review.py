@@ -78,3 +78,36 @@ def test_review_state_round_trips_for_autosave():
     again = FindingsReview.from_state(review.to_state())
     assert again.findings == review.findings and again.model_id == review.model_id
     assert again.shape == review.shape and np.array_equal(again.affine, review.affine)
+
+
+def test_to_detections_is_the_base_until_a_box_changes_then_rows_keep_what_was_not_moved():
+    base = _detections()
+    base.measurements = [{"volume_mm3": 120.0}, {"volume_mm3": 40.0}]
+    review = FindingsReview.from_detections(base, EditHistory())
+    assert review.to_detections(base) is base  # nothing moved: nothing to redraw
+    review.accept(0)
+    assert review.to_detections(base) is base  # a decision is not a box
+
+    review.move(1, [7.0, 0, 0])
+    moved = review.to_detections(base)
+    assert moved is not base and len(moved) == 2 and moved.model_id == base.model_id
+    assert np.array_equal(moved.boxes_voxel[0], base.boxes_voxel[0])  # unmoved: the detector's voxel box
+    assert np.array_equal(moved.boxes_voxel[1], review.box_voxel(review[1]))
+    assert moved.measurements == [{"volume_mm3": 120.0}, None]  # a moved box lost its measurements
+    assert np.allclose(moved.scores, base.scores) and moved.table == base.table
+
+    review.add([-70, -30, -260], [6, 6, 6])
+    added = review.to_detections(moved)
+    assert len(added) == 3 and added.scores[2] == 1.0  # by hand: above any threshold
+    assert added.labels[2] == 1 and np.allclose(added.boxes_lps[2], review[2].box_lps)
+
+
+def test_to_detections_without_a_base_and_after_a_manual_finding_was_deleted():
+    review = FindingsReview(AFFINE, (40, 100, 100), EditHistory())
+    first = review.add([-70, -30, -260], [6, 6, 6])
+    second = review.add([-60, -20, -250], [4, 4, 4], label="mass")
+    drawn = review.to_detections(None)
+    assert len(drawn) == 2 and drawn.table[1].name == "nodule" and list(drawn.labels) == [1, 1]
+    assert drawn.measurements is None and np.array_equal(drawn.boxes_voxel[1], review.box_voxel(second))
+    review.remove(first.id)
+    assert review.to_detections(drawn) is None  # ids are no longer rows

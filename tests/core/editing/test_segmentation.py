@@ -131,3 +131,52 @@ def test_a_result_on_another_grid_is_refused():
     seg = _segmentation()
     with pytest.raises(ValueError, match="grid"):
         seg.import_seg_result(SegResult(np.zeros((3, 4, 5), np.uint8), AFFINE))
+
+
+def test_a_copy_is_independent_and_keeps_numbers_properties_provenance_and_the_active_segment():
+    seg = _segmentation()
+    labels = np.zeros(seg.shape, np.uint8)
+    labels[2:5, 5:15, 5:15] = 1
+    seg.import_seg_result(SegResult(labels, AFFINE, label_table({1: "lung"}), model_id="lung-seg"), "lung-seg", "2")
+    seg.apply(tools.brush(seg, 1, [3, 10, 14], 2.0, 0))  # a person's edit: provenance to keep
+    _, _ = seg.add_segment("airway", (0, 128, 255), number=5)
+    seg.apply(tools.brush(seg, 5, [6, 30, 30], 3.0, 0))
+    seg.set_locked(5, True)
+    seg.set_visible(1, False)
+    seg.set_active(1)
+
+    copy = seg.copy()
+    assert copy is not seg and copy.shape == seg.shape and np.array_equal(copy.affine, seg.affine)
+    assert (copy.series_uid, copy.frame_of_reference_uid, copy.active) == (seg.series_uid, "", 1)
+    assert [s.number for s in copy] == [1, 5]
+    for original, copied in zip(seg, copy):
+        for field in ("name", "color", "visible", "locked", "category", "type", "origin", "algorithm_name",
+                      "algorithm_version", "algorithm_type"):
+            assert getattr(copied, field) == getattr(original, field), field
+        assert np.array_equal(copied.mask.full(), original.mask.full())
+        assert np.array_equal(copied.provenance(), original.provenance())
+    assert copy[1].algorithm_type == SEMIAUTOMATIC
+
+    # independent: editing the original (as the user goes on while an export writes) leaves the copy as it was
+    frozen = copy[1].mask.full()
+    heard = []
+    copy.changed.connect(lambda *args: heard.append(args))
+    seg.apply(tools.brush(seg, 1, [3, 30, 40], 3.0, 0))
+    seg.rename(1, "left lung")
+    assert np.array_equal(copy[1].mask.full(), frozen) and copy[1].name == "lung" and heard == []
+    assert copy[1].mask is not seg[1].mask and copy[1].edited is not seg[1].edited
+
+
+def test_refusals_the_user_reads_share_one_base_that_is_still_a_value_error():
+    from viewer.core.editing.errors import EditRefused
+
+    assert issubclass(SegmentLockedError, EditRefused) and issubclass(EditRefused, ValueError)
+    seg = _segmentation()
+    for number in (1, 2):
+        seg.add_segment(f"s{number}")
+        seg.apply(tools.brush(seg, number, [3, 10, 10], 2.0, 0))
+    with pytest.raises(EditRefused, match="more than one segment"):
+        seg.label_map()
+    other = SegResult(np.zeros((2, 3, 4), np.uint8), AFFINE, label_table({1: "x"}))
+    with pytest.raises(EditRefused, match="grid"):
+        seg.import_seg_result(other)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from viewer.core.editing import tools
+from viewer.core.editing.errors import EditRefused
 from viewer.core.editing.history import EditHistory
 from viewer.core.editing.review import FindingsReview
 from viewer.core.editing.segmentation import Segment, Segmentation, SegmentLockedError
@@ -50,7 +51,7 @@ class AnnotationEditor:
     def _active(self, number: int | None) -> int:
         number = self.segmentation.active if number is None else number
         if number is None:
-            raise ValueError("no active segment")
+            raise EditRefused("no active segment")
         return number
 
     # -- segments ---------------------------------------------------------------------------------------------
@@ -91,6 +92,27 @@ class AnnotationEditor:
         atoms = self.segmentation.import_seg_result(result, algorithm_name, algorithm_version)
         self.history.push("Accept model result", atoms)
         return [a.segment for a in atoms if hasattr(a, "segment")]
+
+    def merge(self, loaded: Segmentation, name: str) -> int:
+        """Add the segments of ``loaded`` (e.g. a DICOM SEG just read) as one step ("Open segmentation (name)").
+
+        Their masks are taken over, not copied (``loaded`` is not used afterwards). The first one becomes active
+        when none is. An annotation without unsaved changes stays unmodified: what was opened is saved on disk.
+        Returns how many segments were added.
+        """
+        segmentation = self.segmentation
+        was_modified = self.history.modified
+        atoms: list = []
+        for s in loaded:
+            segment = segmentation.new_segment(s.name, s.color, origin=s.origin, algorithm_name=s.algorithm_name,
+                                               algorithm_version=s.algorithm_version, category=s.category,
+                                               type=s.type, mask=s.mask)
+            segment.edited = s.edited
+            atoms += segmentation.add(segment, make_active=segmentation.active is None)
+        self.history.push(f"Open segmentation ({name})", atoms)
+        if not was_modified:
+            self.history.mark_saved()
+        return len(loaded)
 
     def accept_detections(self, detections) -> FindingsReview:
         """Start reviewing a detector's findings (replaces the current review; not an undo step)."""

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from viewer.core.editing.errors import EditRefused
 from viewer.core.editing.segmentation import AUTOMATIC, MANUAL, SEMIAUTOMATIC, Segmentation, SparseMask
 
 
@@ -31,7 +32,7 @@ def save_seg(segmentation: Segmentation, path: str | os.PathLike, volume, source
     from viewer.core.export.seg import write_seg_segments
 
     if tuple(volume.shape) != segmentation.shape:
-        raise ValueError("the segmentation is not on this volume's grid")
+        raise EditRefused("the segmentation is not on this volume's grid")
     frames = volume.slice_frame_numbers if len(set(volume.slice_sop_uids)) != len(volume.slice_sop_uids) else None
     return write_seg_segments(path, segment_specs(segmentation), sources, volume.slice_sop_uids,
                               slice_frame_numbers=frames, affine=volume.affine, **kwargs)
@@ -59,6 +60,15 @@ def open_seg(path: str | os.PathLike, volume) -> Segmentation:
             segment.edited = segment.mask.copy()
         segmentation.add(segment, make_active=segmentation.active is None)
     return segmentation
+
+
+def open_seg_job(path: str | os.PathLike, volume):
+    """:func:`open_seg` as a job (a generator yielding :class:`~viewer.core.jobs.Progress`) for a worker; returns
+    the :class:`Segmentation`."""
+    from viewer.core.jobs import Progress
+
+    yield Progress(0, 1, "Reading DICOM SEG")
+    return open_seg(path, volume)
 
 
 def save_nifti_labels(segmentation: Segmentation, path: str | os.PathLike, on_overlap: str = "raise") -> Path:

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from viewer.core.editing.errors import EditRefused
 from viewer.core.events import Event
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
@@ -152,6 +153,43 @@ class FindingsReview:
 
         return voxel_box(box_corners(np.asarray(finding.box_lps)), self.affine, self.shape)
 
+    def to_detections(self, base=None):
+        """The reviewed findings as :class:`~inference.types.Detections`, one row per finding (what the detection
+        overlay draws after boxes were moved, resized or added by hand).
+
+        Parameters
+        ----------
+        base
+            The detections shown now (the detector's, or an earlier call's), or None. Its label table gives the
+            label values (``{1: nodule}`` without one); a row whose box was not moved keeps its voxel box and its
+            measurements.
+
+        Returns
+        -------
+        Detections or None
+            ``base`` itself when it already has these boxes and scores (nothing to redraw); None when the ids are
+            no longer row numbers (a finding added by hand was deleted), so no table of rows can match them.
+            Findings added by hand score 1.0: above any threshold.
+        """
+        from inference.types import Detections, Label
+
+        rows = sorted(self._findings.values(), key=lambda f: f.id)
+        if [f.id for f in rows] != list(range(len(rows))):
+            return None
+        table = dict(base.table) if base is not None and base.table else {1: Label(1, "nodule")}
+        values = {label.name: int(value) for value, label in table.items()}
+        boxes = np.array([f.box_lps for f in rows], float).reshape(-1, 6)
+        scores = np.array([1.0 if f.score is None else f.score for f in rows])
+        if base is not None and len(base) == len(rows) and np.allclose(base.boxes_lps, boxes) \
+                and np.allclose(base.scores, scores):
+            return base
+        voxels = [base.boxes_voxel[f.id] if base is not None and f.id < len(base)
+                  and np.allclose(base.boxes_lps[f.id], f.box_lps) else self.box_voxel(f) for f in rows]
+        measured = [f.measurements for f in rows]  # moving or resizing a box dropped its own
+        return Detections(boxes, np.array(voxels).reshape(-1, 6), scores,
+                          np.array([values.get(f.label, min(table)) for f in rows]), self.affine, self.shape, table,
+                          self.model_id, measurements=measured if any(m is not None for m in measured) else None)
+
     # -- changes (each one undo step) -------------------------------------------------------------------------
     def _commit(self, name: str, before: Finding | None, after: Finding | None) -> Finding | None:
         atom = FindingChange(self, before, after)
@@ -205,7 +243,7 @@ class FindingsReview:
         """Delete a finding added by hand ("Delete finding"); model findings are rejected instead."""
         old = self._findings[finding_id]
         if old.source != "manual":
-            raise ValueError("model findings are rejected, not deleted")
+            raise EditRefused("model findings are rejected, not deleted")
         self._commit("Delete finding", old, None)
 
     # -- persistence ------------------------------------------------------------------------------------------

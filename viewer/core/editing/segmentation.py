@@ -14,6 +14,7 @@ again (the history stores them in the same XOR deltas as the mask).
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -21,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from inference.types import default_color
+from viewer.core.editing.errors import EditRefused
 from viewer.core.events import Event
 
 Box = tuple[int, int, int, int, int, int]
@@ -33,7 +35,7 @@ AUTOMATIC, SEMIAUTOMATIC, MANUAL = "AUTOMATIC", "SEMIAUTOMATIC", "MANUAL"
 _GROW_MARGIN = (2, 16, 16)
 
 
-class SegmentLockedError(ValueError):
+class SegmentLockedError(EditRefused):
     """Raised when an edit would change a locked segment."""
 
 
@@ -469,6 +471,19 @@ class Segmentation:
         segment = self.new_segment(name, color, **kwargs)
         return segment, self.add(segment)
 
+    def copy(self) -> "Segmentation":
+        """An independent copy: the same segments (numbers, order, names, colours, codes, shown/locked, origin and
+        algorithm) with their own masks and edited marks, the same active segment, no listeners.
+
+        What an export reads on a worker while the user goes on editing the original.
+        """
+        out = Segmentation(self.shape, self.affine.copy(), self.series_uid, self.frame_of_reference_uid)
+        for segment in self:
+            out.segments[segment.number] = dataclasses.replace(segment, mask=segment.mask.copy(),
+                                                               edited=segment.edited.copy())
+        out.active = self.active
+        return out
+
     def delete(self, number: int) -> list:
         """Remove a segment (undoable: the atom keeps it); returns undo atoms."""
         segment = self.segments[number]
@@ -580,7 +595,7 @@ class Segmentation:
         if on_overlap not in ("raise", "last_wins"):
             raise ValueError("on_overlap must be 'raise' or 'last_wins'")
         if on_overlap == "raise" and (n := self.overlap_count()):
-            raise ValueError(f"{n} voxels belong to more than one segment; a label map would drop some")
+            raise EditRefused(f"{n} voxels belong to more than one segment; a label map would drop some")
         labels = np.zeros(self.shape, dtype=np.uint16)
         for segment in self:
             box = segment.mask.box
@@ -594,9 +609,9 @@ class Segmentation:
         Returns the undo atoms (one "Accept model result" step for the history).
         """
         if tuple(result.labels.shape) != self.shape:
-            raise ValueError(f"result grid {result.labels.shape} is not the segmentation grid {self.shape}")
+            raise EditRefused(f"result grid {result.labels.shape} is not the segmentation grid {self.shape}")
         if not np.allclose(result.affine, self.affine, atol=1e-4):
-            raise ValueError("the result's affine differs from the segmentation's grid")
+            raise EditRefused("the result's affine differs from the segmentation's grid")
         atoms: list = []
         name = algorithm_name or result.model_id or "model"
         for value in result.present:
