@@ -10,6 +10,7 @@ import pytest
 
 from inference.training.phantom import (DEFAULT_SHAPE, DEFAULT_SPACING, LABELS, Phantom, generate_phantom,
                                         save_ground_truth)
+from inference.training.phantom.nodules import nodule_plan
 
 # A coarse grid: the same anatomy in mm at a fraction of the voxels, for the tests that draw several phantoms.
 SMALL = dict(shape=(56, 128, 128), spacing=(5.8, 2.7, 2.7))
@@ -130,9 +131,7 @@ def test_each_nodule_type_has_its_attenuation():
     found = {}
     grid = dict(shape=(100, 240, 240), spacing=(3.0, 1.45, 1.45))
     for seed in range(40, 140):
-        from inference.training.phantom import _nodule_plan
-
-        plan = _nodule_plan(np.random.default_rng(np.random.SeedSequence([1, seed]).spawn(8)[2]), seed, None)
+        plan = nodule_plan(np.random.default_rng(np.random.SeedSequence([1, seed]).spawn(8)[2]), seed, None)
         missing = {t for _, d, t, _ in plan if d >= 8} & (wanted - set(found))
         if not missing:
             continue
