@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from inference.training.phantom import (DEFAULT_SHAPE, DEFAULT_SPACING, LABELS, Phantom, generate_phantom,
-                                        save_ground_truth)
+from inference.training.phantom import (DEFAULT_SHAPE, DEFAULT_SPACING, GENERATOR_REVISION, LABELS, PHANTOM_VERSION,
+                                        Phantom, generate_phantom, save_ground_truth)
+from inference.training.phantom.nodules import nodule_plan
 
 # A coarse grid: the same anatomy in mm at a fraction of the voxels, for the tests that draw several phantoms.
 SMALL = dict(shape=(56, 128, 128), spacing=(5.8, 2.7, 2.7))
@@ -37,12 +38,51 @@ def test_default_grid_is_a_routine_chest_ct(full):
 
 def test_same_seed_same_phantom_other_seed_other_phantom():
     a = generate_phantom(11, **SMALL)
+    c = generate_phantom(12, **SMALL)  # drawn in between: no state carries over from one phantom to the next
     b = generate_phantom(11, **SMALL)
-    c = generate_phantom(12, **SMALL)
     assert np.array_equal(a.hu, b.hu) and np.array_equal(a.labels, b.labels)
     assert a.nodules == b.nodules and a.origin_lps == b.origin_lps
     assert not np.array_equal(a.labels, c.labels)
     assert a.hu.shape == (56, 128, 128)
+
+
+def test_a_seed_draws_what_it_drew_at_this_revision():
+    """Seed 11 on the coarse grid (six nodules of all four types, contrast, mimics, the protocol stream) as generator
+    v1.2 draws it.
+
+    Cached training cases are keyed by version and revision only (``inference.training.data.cache_path``) and the
+    sample study by its seed, so a change to what a seed draws - a random draw added, moved or reordered anywhere in
+    anatomy, trees, lesions or protocol - must come with a new ``GENERATOR_REVISION`` and new values here. The plan
+    and the anatomy's scalars are float64 draws and pinned as ``info`` rounds them; what passes through float32
+    arithmetic, which another CPU may round differently in the last place, to within a voxel or so.
+    """
+    phantom = generate_phantom(11, **SMALL)
+    assert (PHANTOM_VERSION, GENERATOR_REVISION) == (1, 2), "a new revision: pin what it draws below"
+    info = dict(phantom.info)
+    mimics, segments = info.pop("mimics"), (info.pop("vessel_segments"), info.pop("airway_segments"))
+    assert info == {"contrast": True, "noise_sigma_hu": 42.4, "noise_f0_per_mm": 0.3, "psf_mm": 0.78,
+                    "inspiration": 0.177, "lung_hu": -844.1, "fov_circle": False, "table": True, "fat_mm": 18.1}
+    np.testing.assert_allclose(segments, (14252, 636), rtol=0.002)
+    assert [m["kind"] for m in mimics] == ["scar", "atelectasis", "scar"]
+    np.testing.assert_allclose([m["center_mm"] for m in mimics],
+                               [[109.1, 169.1, 251.2], [152.6, 134.6, 139.0], [86.9, 224.3, 97.6]], atol=0.11)
+    assert phantom.origin_lps == pytest.approx((-178.65, -175.55, -364.8))
+    assert [(n.type, n.juxtapleural, n.touches_vessel, n.perifissural) for n in phantom.nodules] == [
+        ("solid", True, False, False), ("part-solid", True, False, False), ("part-solid", False, True, False),
+        ("calcified", False, False, False), ("solid", False, False, True), ("solid", False, False, False)]
+    np.testing.assert_allclose([(n.diameter_mm, n.solid_core_mm) for n in phantom.nodules],
+                               [(4.3025, 0), (6.3164, 2.6083), (23.5522, 9.7884), (4.1559, 0), (5.6060, 0),
+                                (7.8755, 0)], atol=1e-4)
+    np.testing.assert_allclose([n.center_lps for n in phantom.nodules],
+                               [(34.65, -37.85, -260.4), (-53.55, -42.35, -167.6), (-37.584, 22.162, -186.895),
+                                (-97.65, -29.75, -179.2), (88.65, -29.75, -243.0), (-32.31, 15.07, -243.0)], atol=1.0)
+    np.testing.assert_allclose(np.bincount(phantom.labels.ravel(), minlength=5), [845807, 31848, 38421, 1267, 161],
+                               rtol=0.002, atol=3)
+    assert phantom.hu.mean() == pytest.approx(-586.266, abs=0.05)
+    assert phantom.hu.std() == pytest.approx(485.49, abs=0.05)
+    # a row through both lungs and the mediastinum: another draw of the noise or the lung texture keeps the
+    # statistics above but not the values of single voxels
+    np.testing.assert_allclose(phantom.hu[28, 64, 16:112:12], [48, -696, 23, -496, 272, 303, 261, -696], atol=1)
 
 
 def test_lungs_are_air_filled_and_on_the_right_side(full):
@@ -130,9 +170,7 @@ def test_each_nodule_type_has_its_attenuation():
     found = {}
     grid = dict(shape=(100, 240, 240), spacing=(3.0, 1.45, 1.45))
     for seed in range(40, 140):
-        from inference.training.phantom import _nodule_plan
-
-        plan = _nodule_plan(np.random.default_rng(np.random.SeedSequence([1, seed]).spawn(8)[2]), seed, None)
+        plan = nodule_plan(np.random.default_rng(np.random.SeedSequence([1, seed]).spawn(8)[2]), seed, None)
         missing = {t for _, d, t, _ in plan if d >= 8} & (wanted - set(found))
         if not missing:
             continue

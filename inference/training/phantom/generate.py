@@ -1,0 +1,77 @@
+"""``generate_phantom``: one seed through anatomy, trees, rendering, nodules, mimics and acquisition.
+
+Every part draws from its own random stream, spawned from ``(PHANTOM_VERSION, seed)``, so a change to one part
+(a new lesion type, a wider protocol) leaves the others as they were: the anatomy of every seed, and the whole
+demo study, are still those of phantom v1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.training.phantom.acquisition import acquire, widen_protocol
+from inference.training.phantom.anatomy import Anatomy
+from inference.training.phantom.mimics import render_mimics
+from inference.training.phantom.nodules import DEMO_SEED, draw_nodules, nodule_plan, place_nodules
+from inference.training.phantom.render import render_anatomy
+from inference.training.phantom.trees import grow_trees
+from inference.training.phantom.truth import PHANTOM_VERSION, Phantom
+
+DEFAULT_SHAPE = (128, 384, 384)
+"""``(z, y, x)`` voxels of the default grid: 320 x 346 x 346 mm covers apex to upper abdomen of an adult chest."""
+DEFAULT_SPACING = (2.5, 0.9, 0.9)
+"""``(z, y, x)`` mm: a routine chest CT reconstruction (slices 2.5 mm, pixels 0.9 mm over a 346 mm field)."""
+
+
+def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
+                     spacing: tuple[float, float, float] = DEFAULT_SPACING, *, n_nodules: int | None = None,
+                     noise: bool = True) -> Phantom:
+    """Generate one synthetic chest CT with its ground truth.
+
+    Parameters
+    ----------
+    seed
+        Everything (anatomy, trees, nodules, noise) follows from it: the same seed, shape and spacing give the
+        identical volume. Seed ``DEMO_SEED`` (0) has a fixed plan of four clearly visible nodules.
+    shape, spacing
+        ``(z, y, x)`` grid and voxel size (mm). Anatomy is defined in mm, so a coarser grid (for fast training)
+        shows the same kind of chest; the default is a routine 2.5 mm / 0.9 mm chest CT.
+    n_nodules
+        Force the number of nodules (default: random 0-6, or the demo plan for seed 0).
+    noise
+        Add CT noise (switch off to get the blurred noiseless image).
+
+    Returns
+    -------
+    Phantom
+        ``hu`` int16 and ``labels`` uint8 ``(z, y, x)``, ``spacing``, ``origin_lps``, ``nodules`` (LPS).
+    """
+    shape = tuple(int(v) for v in shape)
+    spacing = tuple(float(v) for v in spacing)
+    # spawn(8)'s first six children are v1's spawn(6): the anatomy of every seed is that of v1
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([PHANTOM_VERSION, int(seed)]).spawn(8)]
+    rng_anatomy, rng_tree, rng_plan, rng_nodule, rng_noise, rng_field, rng_protocol, rng_mimic = streams
+    anatomy = Anatomy(rng_anatomy, shape, spacing)
+    demo = seed == DEMO_SEED and n_nodules is None
+    protocol = {} if demo else widen_protocol(rng_protocol, anatomy)
+    trees = grow_trees(rng_tree, anatomy)
+    clean, labels = render_anatomy(rng_field, anatomy, trees, shape, spacing)
+
+    plan = nodule_plan(rng_plan, int(seed), n_nodules)
+    pool = np.concatenate([trees.lung_points[1], trees.lung_points[2]])
+    placed = place_nodules(rng_nodule, anatomy, plan, pool, trees.vessels)
+    sz, sy, sx = spacing
+    origin = np.array([-(shape[2] - 1) * sx / 2, -(shape[1] - 1) * sy / 2, -(shape[0] - 1) * sz - 40.0])
+    origin += np.round(rng_plan.uniform(-10, 10, 3), 1)
+    nodules = draw_nodules(rng_nodule, clean, labels, spacing, placed, origin)
+    mimics = [] if demo else render_mimics(rng_mimic, clean, labels, spacing, pool, anatomy,
+                                           [(c, r) for c, r, *_ in placed])
+
+    hu = acquire(rng_noise, clean, anatomy, spacing, noise)
+    info = {"contrast": anatomy.contrast, "noise_sigma_hu": round(anatomy.noise_sigma, 1),
+            "noise_f0_per_mm": round(anatomy.noise_f0, 3), "psf_mm": round(anatomy.psf_mm, 2),
+            "inspiration": round(anatomy.inspiration, 3), "lung_hu": round(anatomy.hu["lung"], 1),
+            "fov_circle": anatomy.fov_circle, "table": anatomy.table,
+            "vessel_segments": int(len(trees.vessels[0])), "airway_segments": int(len(trees.airway_lumen[0])),
+            "mimics": mimics, **protocol}
+    return Phantom(hu=hu, labels=labels, spacing=spacing, origin_lps=tuple(float(v) for v in origin),
+                   nodules=nodules, seed=int(seed), info=info)
