@@ -219,7 +219,7 @@ def _preprocess(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
     return data
 
 
-def _segmentation(run: _Run, data: dict):
+def _run_inferer(run: _Run, data: dict):
     """The network's output on the preprocessed image, applied by the bundle's own inferer."""
     import torch
     from monai.inferers import SlidingWindowInferer
@@ -459,7 +459,7 @@ def _dense_network(run: _Run, data: dict, logits):
     """Segmentation and saliency: the kept network output when there is one, else the bundle's own run."""
     if logits is not None:
         return _as_prediction(logits, data[run.bundle.image_key])
-    return _segmentation(run, data)
+    return _run_inferer(run, data)
 
 
 def _postprocess_dense(bundle, data: dict, pred):
