@@ -5,7 +5,8 @@ Modules (torch and MONAI are imported only inside the functions that need them):
 - :mod:`inference.registry` - which models exist (built-in bundles, user models folders), ``ModelInfo``, trust.
 - :mod:`inference.bundle` - build a MONAI bundle offline (``load_bundle``) after :mod:`inference.safety` has
   checked its config against the allow-list.
-- :mod:`inference.task` - run it on a volume as a cancellable job (``run_model``, ``run_bundle``, ``run_job``).
+- :mod:`inference.task` - run it on a volume: ``infer(bundle, array, affine, reporter=None)`` on the calling
+  thread (batch: load once, call per volume), or as a cancellable job (``run_model``, ``run_bundle``, ``run_job``).
 - :mod:`inference.types` - results on the volume's grid (``SegResult``, ``Detections``, ``SaliencyMap``).
 - :mod:`inference.geometry` - our ``(z, y, x)`` + LPS grid <-> MONAI's ``(x, y, z)`` + RAS convention.
 - :mod:`inference.device` - cuda > mps > cpu, threads, CPU fallback on GPU out-of-memory.

@@ -1,5 +1,11 @@
 """Run a model on a volume: preprocessing -> network (patch by patch) -> postprocessing, as a cancellable job.
 
+:func:`infer` is the pipeline itself: a loaded bundle on one volume, synchronously on the calling thread, with an
+optional :class:`Reporter` - what a batch worker calls, loading its bundle once (:func:`inference.bundle.
+load_bundle`) for every volume it is handed. The stages are the same for every task; what differs (how the network
+is applied, the postprocessing, a second stage, measurements) comes from one table, :data:`TASK_STEPS`.
+:func:`run_bundle` runs :func:`infer` as a job, :func:`run_model` loads the model first when it is not loaded.
+
 Jobs follow :mod:`inference.jobs`: a generator that yields :class:`Progress` ``(done, total, message, payload)``
 and returns its result; the GUI drains it on a worker thread, the CLI and tests with :func:`run_job`. A cancel
 token is a :class:`~inference.jobs.CancelToken` or anything with an ``is_set()`` method (``threading.Event``).
@@ -58,8 +64,8 @@ class InferenceResult:
 # ---------------------------------------------------------------------------------------------------------------
 # Running work on a helper thread while the job yields its progress.
 
-class _Stopped(Exception):
-    """Raised inside the helper thread at its next check after cancellation."""
+class _Stopped(Cancelled):
+    """Raised inside the work at its next check after cancellation (a :class:`Cancelled` to a direct caller)."""
 
 
 class Reporter:
@@ -83,6 +89,16 @@ class Reporter:
         """Raise inside the work when the job was cancelled."""
         if self.stop.is_set():
             raise _Stopped()
+
+
+class _Quiet(Reporter):
+    """:func:`infer` without a reporter: no progress, never cancelled; notices still reach the result."""
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        pass
+
+    def notice(self, message: str) -> None:
+        self.messages.append(message)
 
 
 def drive(work: Callable[[Reporter], T], cancel: Any = None, name: str = "hounsfield-inference"
@@ -147,7 +163,20 @@ def count_windows(image_size, roi_size, overlap) -> int:
     return len(dense_patch_slices(size, roi, interval))
 
 
-def _monitor(network, reporter: Reporter, state: dict):
+@dataclass
+class _Run:
+    """One :func:`infer` call as its steps see it: the volume, where progress goes, the network windows counted."""
+
+    bundle: Any
+    array: np.ndarray
+    affine: np.ndarray
+    reporter: Reporter
+    patch_batch: int | None
+    done: int = 0
+    total: int = 0
+
+
+def _monitor(network, run: _Run):
     """Wrap ``network`` so every call checks for cancel and reports the windows it processed."""
     import torch
 
@@ -157,11 +186,11 @@ def _monitor(network, reporter: Reporter, state: dict):
             self.inner = inner
 
         def forward(self, x, *args, **kwargs):
-            reporter.check()
+            run.reporter.check()
             out = self.inner(x, *args, **kwargs)
-            state["done"] += int(x.shape[0]) if hasattr(x, "shape") else 1
-            total = max(state["total"], state["done"])
-            reporter.progress(1 + state["done"], total + 2, f"Running the model: patch {state['done']}/{total}")
+            run.done += int(x.shape[0]) if hasattr(x, "shape") else 1
+            total = max(run.total, run.done)
+            run.reporter.progress(1 + run.done, total + 2, f"Running the model: patch {run.done}/{total}")
             return out
 
         def __getattr__(self, name):
@@ -190,30 +219,32 @@ def _preprocess(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
     return data
 
 
-def _segmentation(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+def _run_inferer(run: _Run, data: dict):
+    """The network's output on the preprocessed image, applied by the bundle's own inferer."""
     import torch
     from monai.inferers import SlidingWindowInferer
 
     from inference.device import run_with_cpu_fallback
 
+    bundle = run.bundle
     image = data[bundle.image_key]
     inferer = bundle.inferer
     if isinstance(inferer, SlidingWindowInferer):
-        if patch_batch:
-            inferer.sw_batch_size = int(patch_batch)
-        state["total"] = count_windows(tuple(image.shape[1:]), inferer.roi_size, inferer.overlap)
+        if run.patch_batch:
+            inferer.sw_batch_size = int(run.patch_batch)
+        run.total = count_windows(tuple(image.shape[1:]), inferer.roi_size, inferer.overlap)
         inferer.device = torch.device("cpu")  # stitch on the CPU: our results end there anyway
     else:
-        state["total"] = 1
+        run.total = 1
 
     def step(device):
-        state["done"] = 0
+        run.done = 0
         bundle.to(device)
-        monitored = _monitor(bundle.network, reporter, state)
+        monitored = _monitor(bundle.network, run)
         batch = image.unsqueeze(0).to(device)
         return inferer(batch, monitored)
 
-    pred = run_with_cpu_fallback(step, bundle.device, notify)
+    pred = run_with_cpu_fallback(step, bundle.device, run.reporter.notice)
     return pred[0].detach().cpu() if hasattr(pred, "detach") else pred[0]
 
 
@@ -258,29 +289,37 @@ def _sliding_plan(inferer) -> tuple:
 def _network_plan(bundle, spatial) -> tuple | None:
     """How ``bundle`` applies its network to a preprocessed image of ``spatial`` voxels, as a comparable tuple;
     None when that is not a rule this module runs itself (the bundle then runs as before, unshared)."""
+    return task_steps(bundle.task).plan(bundle, spatial)
+
+
+def _segmentation_plan(bundle, spatial) -> tuple | None:
     from monai.inferers import SlidingWindowInferer
 
-    from inference.models.one_pass import OnePassInferer, fits_one_pass
+    from inference.models.one_pass import OnePassInferer
+
+    inferer = bundle.inferer
+    if _inverts(bundle.postprocessing):  # Invertd undoes the preprocessing by its transforms' identity
+        return None
+    if isinstance(inferer, OnePassInferer):
+        if inferer.one_pass(spatial):
+            return ("one-pass", tuple(inferer.size_divisible))
+        return _sliding_plan(inferer)
+    return _sliding_plan(inferer) if type(inferer) is SlidingWindowInferer else None
+
+
+def _detection_plan(bundle, spatial) -> tuple | None:
+    from inference.models.one_pass import fits_one_pass
     from inference.models.seg_detector import SegmentationDetector
 
-    if bundle.task == "segmentation":
-        inferer = bundle.inferer
-        if _inverts(bundle.postprocessing):  # Invertd undoes the preprocessing by its transforms' identity
-            return None
-        if isinstance(inferer, OnePassInferer):
-            if inferer.one_pass(spatial):
-                return ("one-pass", tuple(inferer.size_divisible))
-            return _sliding_plan(inferer)
-        return _sliding_plan(inferer) if type(inferer) is SlidingWindowInferer else None
-    if bundle.task == "detection" and isinstance(bundle.detector, SegmentationDetector):
-        detector = bundle.detector
-        if bundle.force_sliding_window or not fits_one_pass(spatial, detector.inferer.roi_size):
-            return _sliding_plan(detector.inferer)
-        return ("one-pass", tuple(detector.size_divisible))
-    return None
+    detector = bundle.detector
+    if not isinstance(detector, SegmentationDetector):  # e.g. a RetinaNet: its own anchors and heads, unshared
+        return None
+    if bundle.force_sliding_window or not fits_one_pass(spatial, detector.inferer.roi_size):
+        return _sliding_plan(detector.inferer)
+    return ("one-pass", tuple(detector.size_divisible))
 
 
-def _run_plan(bundle, image, plan: tuple, reporter: Reporter, state: dict, patch_batch: int | None, notify):
+def _run_plan(run: _Run, image, plan: tuple):
     """The network's ``(C, *spatial)`` output (a plain CPU tensor) on the preprocessed ``image``, applied as
     ``plan`` says."""
     import torch
@@ -288,26 +327,27 @@ def _run_plan(bundle, image, plan: tuple, reporter: Reporter, state: dict, patch
     from inference.device import run_with_cpu_fallback
     from inference.models.one_pass import pad_pass
 
+    bundle = run.bundle
     spatial = tuple(int(s) for s in image.shape[1:])
-    inferer = bundle.inferer if bundle.task == "segmentation" else bundle.detector.inferer
+    inferer = bundle.inferer if bundle.detector is None else bundle.detector.inferer
     if plan[0] == "one-pass":
-        state["total"] = 1
+        run.total = 1
     else:
-        if patch_batch:
-            inferer.sw_batch_size = int(patch_batch)
-        state["total"] = count_windows(spatial, inferer.roi_size, inferer.overlap)
+        if run.patch_batch:
+            inferer.sw_batch_size = int(run.patch_batch)
+        run.total = count_windows(spatial, inferer.roi_size, inferer.overlap)
         inferer.device = torch.device("cpu")  # stitch on the CPU: our results end there anyway
 
     def step(device):
-        state["done"] = 0
+        run.done = 0
         bundle.to(device)
-        monitored = _monitor(bundle.network, reporter, state)
+        monitored = _monitor(bundle.network, run)
         batch = image.as_tensor().unsqueeze(0).to(device)
         if plan[0] == "one-pass":
             return pad_pass(monitored, batch, plan[1])
         return inferer(batch, monitored)
 
-    pred = run_with_cpu_fallback(step, bundle.device, notify)
+    pred = run_with_cpu_fallback(step, bundle.device, run.reporter.notice)
     pred = pred[0].detach().cpu()
     return pred.as_tensor() if hasattr(pred, "as_tensor") else pred
 
@@ -322,20 +362,21 @@ def _volume_key(bundle, array: np.ndarray, affine: np.ndarray) -> tuple | None:
             str(getattr(bundle.device, "type", bundle.device)))
 
 
-def _shared_network(bundle, array, affine, reporter: Reporter, state: dict, patch_batch, notify, timings: dict):
+def _shared_network(run: _Run, timings: dict):
     """``(data, logits)`` for a bundle whose network run can be shared: from the kept entry when the same volume
     went through the same network the same way, else computed (and kept). ``(data, None)`` when the bundle applies
     its network in a way this module does not run itself; ``(None, None)`` when it cannot share at all."""
-    key = _volume_key(bundle, array, affine)
+    bundle = run.bundle
+    key = _volume_key(bundle, run.array, run.affine)
     if key is None:
         return None, None
     start = time.perf_counter()
     with _NETWORK_CACHE_LOCK:
         hit = _NETWORK_CACHE.get(key)
     # the kept tensors are never written to (postprocessing and the detector make new ones): no copies
-    data = dict(hit[0]) if hit is not None else _prepare(bundle, array, affine)
+    data = dict(hit[0]) if hit is not None else _prepare(bundle, run.array, run.affine)
     timings["preprocess"] = time.perf_counter() - start
-    reporter.check()
+    run.reporter.check()
     plan = _network_plan(bundle, tuple(int(s) for s in data[bundle.image_key].shape[1:]))
     if plan is None:
         return data, None
@@ -343,7 +384,7 @@ def _shared_network(bundle, array, affine, reporter: Reporter, state: dict, patc
     if hit is not None and hit[1] == plan:
         logits = hit[2]
     else:
-        logits = _run_plan(bundle, data[bundle.image_key], plan, reporter, state, patch_batch, notify)
+        logits = _run_plan(run, data[bundle.image_key], plan)
         with _NETWORK_CACHE_LOCK:
             _NETWORK_CACHE.clear()  # one entry: the volume on screen
             _NETWORK_CACHE[key] = (dict(data), plan, logits)
@@ -414,28 +455,46 @@ def _prepare(bundle, array: np.ndarray, affine: np.ndarray) -> dict:
     return data
 
 
-def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
-    import torch
+def _dense_network(run: _Run, data: dict, logits):
+    """Segmentation and saliency: the kept network output when there is one, else the bundle's own run."""
+    if logits is not None:
+        return _as_prediction(logits, data[run.bundle.image_key])
+    return _run_inferer(run, data)
 
-    from inference.geometry import from_monai, ras_affine, resample_labels, resample_to_grid
 
+def _postprocess_dense(bundle, data: dict, pred):
+    """The bundle's postprocessing of the network output, as a ``(C, x, y, z)`` tensor on the model's grid."""
     data[bundle.pred_key] = pred
     data[bundle.image_key] = data[bundle.image_key].cpu()
     if bundle.postprocessing is not None:
         data = bundle.postprocessing(data)
     out = data[bundle.pred_key]
-    if out.ndim == 3:
-        out = out.unsqueeze(0)
-    shape_xyz = tuple(array_shape[::-1])
+    return out.unsqueeze(0) if out.ndim == 3 else out
+
+
+def _saliency_map(run: _Run, data: dict, pred) -> SaliencyMap:
+    """The map resampled linearly onto the input grid (several channels: the strongest non-background one)."""
+    from inference.geometry import from_monai, ras_affine, resample_to_grid
+
+    out = _postprocess_dense(run.bundle, data, pred)
+    if out.shape[0] > 1:
+        out = out[1:].amax(dim=0, keepdim=True)
+    out = resample_to_grid(out.float(), ras_affine(run.affine), tuple(run.array.shape[::-1]), mode="bilinear")
+    values = from_monai(out[0]).astype(np.float32)
+    return SaliencyMap(values, run.affine, model_id=run.bundle.info.id)
+
+
+def _label_map(run: _Run, data: dict, pred) -> SegResult:
+    """The labels on the input grid, every value named, the nodule label checked when the bundle can."""
+    import torch
+
+    from inference.geometry import from_monai, ras_affine, resample_labels, resample_to_grid
+
+    bundle, affine = run.bundle, run.affine
+    out = _postprocess_dense(bundle, data, pred)
+    shape_xyz = tuple(run.array.shape[::-1])
     target = ras_affine(affine)
-    channels = out.shape[0]
-    if bundle.task == "saliency":
-        if channels > 1:
-            out = out[1:].amax(dim=0, keepdim=True)
-        out = resample_to_grid(out.float(), target, shape_xyz, mode="bilinear")
-        values = from_monai(out[0]).astype(np.float32)
-        return SaliencyMap(values, affine, model_id=bundle.info.id)
-    if channels > 1:  # probabilities / logits: resample linearly (where it matters), then pick the label
+    if out.shape[0] > 1:  # probabilities / logits: resample linearly (where it matters), then pick the label
         labels = resample_labels(out, target, shape_xyz)
     else:
         out = resample_to_grid(out, target, shape_xyz, mode="nearest")
@@ -450,14 +509,16 @@ def _postprocess_dense(bundle, data: dict, pred, array_shape, affine):
     missing = {v: f"label {v}" for v in unnamed if (labels == v).any()}
     if missing:  # a value the model card does not name: keep it, under a generic name
         table.update(label_table(missing))
-    return SegResult(labels, affine, table, model_id=bundle.info.id)
+    return _checked_nodules(bundle, SegResult(labels, affine, table, model_id=bundle.info.id), run.array, affine)
 
 
-def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: int | None, notify, logits=None):
+def _detect(run: _Run, data: dict, logits):
+    """The detector's raw boxes on the preprocessed image (``logits``: the kept network output, or None)."""
     import torch
 
     from inference.device import run_with_cpu_fallback
 
+    bundle = run.bundle
     detector = bundle.detector
     image = data[bundle.image_key]
     spatial = tuple(int(s) for s in image.shape[1:])
@@ -468,17 +529,17 @@ def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: in
     if logits is not None:
         pass  # counted where the network ran
     elif use_sw:
-        if patch_batch:
-            sw.sw_batch_size = int(patch_batch)
-        state["total"] = count_windows(padded, sw.roi_size, sw.overlap)
+        if run.patch_batch:
+            sw.sw_batch_size = int(run.patch_batch)
+        run.total = count_windows(padded, sw.roi_size, sw.overlap)
     else:
-        state["total"] = 1
+        run.total = 1
 
     def step(device):
-        state["done"] = 0
+        run.done = 0
         bundle.to(device)
         original = detector.network
-        detector.network = _monitor(original, reporter, state)
+        detector.network = _monitor(original, run)
         try:
             return detector([image.as_tensor().to(device)], use_inferer=use_sw)[0]
         finally:
@@ -487,7 +548,7 @@ def _detect(bundle, data: dict, reporter: Reporter, state: dict, patch_batch: in
     if logits is not None:  # the network already ran on this image, the way this detector runs it
         out = detector([image.as_tensor()], use_inferer=use_sw, logits=[logits])[0]
     else:
-        out = run_with_cpu_fallback(step, bundle.device, notify)
+        out = run_with_cpu_fallback(step, bundle.device, run.reporter.notice)
     boxes = out[detector.target_box_key].detach().cpu().to(torch.float64).numpy().reshape(-1, 6)
     labels = out[detector.target_label_key].detach().cpu().numpy().reshape(-1)
     scores = out[detector.pred_score_key].detach().cpu().to(torch.float64).numpy().reshape(-1)
@@ -514,6 +575,16 @@ def _detections(bundle, raw, array_shape, affine) -> Detections:
     table = bundle.info.table
     return Detections(np.array(boxes_lps).reshape(-1, 6), np.array(boxes_voxel).reshape(-1, 6), scores,
                       labels.astype(np.int64) + 1, affine, tuple(array_shape), table, bundle.info.id)
+
+
+def _findings(run: _Run, data: dict, raw) -> Detections:
+    """The detector's boxes on the input grid, oversized ones dropped, re-scored by its second stage."""
+    result = _detections(run.bundle, raw, run.array.shape, run.affine)
+    # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
+    result, note = drop_oversized(result, getattr(run.bundle.info, "max_finding_mm", None))
+    if note:
+        run.reporter.notice(note)
+    return _second_stage(run.bundle, result, run.array, run.affine)
 
 
 def _second_stage(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
@@ -550,15 +621,70 @@ MEASURED_DETECTORS = ("hounsfield-chest-ct-nodule-detection",)
 MEASURE_MIN_SCORE = 0.05
 
 
-def _with_measurements(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
+def _with_measurements(run: _Run, detections: Detections) -> Detections:
     """The nodule measurements (:mod:`inference.nodule_measurements`) of the built-in nodule detector's findings,
     from the original HU array; other detectors' results pass through unchanged."""
-    if bundle.info.id not in MEASURED_DETECTORS or len(detections) == 0:
+    if run.bundle.info.id not in MEASURED_DETECTORS or len(detections) == 0:
         return detections
     from inference.nodule_measurements import measure_detections
 
-    detections.measurements = measure_detections(array, affine, detections, MEASURE_MIN_SCORE)
+    detections.measurements = measure_detections(run.array, run.affine, detections, MEASURE_MIN_SCORE)
     return detections
+
+
+def _no_plan(bundle, spatial) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class TaskSteps:
+    """The steps of :func:`infer` that depend on the bundle's task; the rest (preprocessing, the crop to the body,
+    the kept network output, progress, timings) is the same for every task.
+
+    Each step gets the call in progress (its ``bundle``, ``array``, ``affine``, ``reporter``).
+
+    Attributes
+    ----------
+    plan
+        ``(bundle, spatial) -> tuple | None``: how the bundle applies its network to a preprocessed image of
+        ``spatial`` voxels, so that models applying the same network the same way share one run; None: the bundle
+        runs its network its own way, unshared.
+    network
+        ``(run, data, logits) -> raw``: the network's output on the preprocessed ``data`` (``logits``: the shared
+        output when there is one, else None). Timed as ``network``.
+    postprocess
+        ``(run, data, raw) -> result``: the result on the input grid (:mod:`inference.types`). Timed as
+        ``postprocess``.
+    measure
+        ``(run, result) -> result`` with measurements added, timed apart as ``measurements``; None: no such stage.
+    """
+
+    plan: Callable[[Any, tuple], tuple | None]
+    network: Callable[[_Run, dict, Any], Any]
+    postprocess: Callable[[_Run, dict, Any], SegResult | Detections | SaliencyMap]
+    measure: Callable[[_Run, Any], Any] | None = None
+
+
+#: The task-specific steps, by task (:data:`inference.registry.TASKS`).
+TASK_STEPS: dict[str, TaskSteps] = {
+    "segmentation": TaskSteps(_segmentation_plan, _dense_network, _label_map),
+    "detection": TaskSteps(_detection_plan, _detect, _findings, measure=_with_measurements),
+    "saliency": TaskSteps(_no_plan, _dense_network, _saliency_map),
+}
+
+
+def task_steps(task: str) -> TaskSteps:
+    """The steps of ``task`` from :data:`TASK_STEPS`.
+
+    Raises
+    ------
+    ValueError
+        When no steps are known for ``task`` (the message names the tasks that have them).
+    """
+    try:
+        return TASK_STEPS[task]
+    except KeyError:
+        raise ValueError(f"no inference steps for task '{task}' (known tasks: {', '.join(TASK_STEPS)})") from None
 
 
 def _default_patch_batch(device) -> int | None:
@@ -567,9 +693,14 @@ def _default_patch_batch(device) -> int | None:
     return 1 if getattr(device, "type", "cpu") == "cpu" else None
 
 
-def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = None, threads: int | None = None,
-               patch_batch: int | None = None, region=None) -> Generator[Progress, None, InferenceResult]:
-    """Run a loaded bundle on one volume (a job: yields :class:`Progress`, returns :class:`InferenceResult`).
+def infer(bundle, array: np.ndarray, affine: np.ndarray, reporter: Reporter | None = None, *,
+          patch_batch: int | None = None, region=None) -> InferenceResult:
+    """Run a loaded bundle on one volume, on the calling thread; the entry point for batch runs.
+
+    The stages are the same for every task (preprocess -> network -> postprocess, each timed); what differs by
+    task comes from :data:`TASK_STEPS`. One bundle serves any number of volumes, one call at a time (a call moves
+    its network between devices and swaps its detector's network while it runs). torch's thread count is left as
+    it is (:func:`inference.device.configure_threads`).
 
     Parameters
     ----------
@@ -577,16 +708,91 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
         From :func:`inference.bundle.load_bundle`.
     array, affine
         The volume ``(z, y, x)`` (HU for CT) and its index -> LPS affine. Not modified.
-    cancel
-        A cancel token (see module docstring).
-    threads
-        torch CPU threads; default leaves the GUI a core.
+    reporter
+        Where progress and notices go and where cancellation is checked (the one :func:`drive` hands its work
+        function); None: no progress and no cancellation, notices only in the result's ``messages``.
     patch_batch
         Windows per network call; default 1 on the CPU (per-patch progress and cancel), the bundle's on a GPU.
     region
         Run on this voxel box ``(z0, y0, x0, z1, y1, x1)`` of the volume only, results placed on the whole volume
         (e.g. :func:`inference.crop.lung_box` of our lung mask for the Model Zoo RetinaNet, whose sliding windows
         then cover the lungs instead of the field of view). None: the whole volume.
+
+    Returns
+    -------
+    InferenceResult
+        The result on the volume's grid, with timings ``preprocess``, ``network``, ``postprocess`` (and
+        ``candidates``, ``measurements`` where the task has them), the device, notices and the network windows.
+
+    Raises
+    ------
+    ValueError
+        When the volume is not 3D, or no steps are known for the bundle's task.
+    Cancelled
+        At the first check after ``reporter.stop`` is set.
+    """
+    steps = task_steps(bundle.task)
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"expected a (z, y, x) grey volume, got shape {array.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    reporter = reporter if reporter is not None else _Quiet()
+    if region is not None:
+        from inference.crop import crop_affine, crop_slices
+
+        box = tuple(int(v) for v in region)
+        outcome = infer(bundle, array[crop_slices(box)], crop_affine(affine, box), reporter, patch_batch=patch_batch)
+        outcome.result = _uncrop(outcome.result, box, array.shape, affine)
+        return outcome
+    import torch
+
+    batch = patch_batch if patch_batch is not None else _default_patch_batch(bundle.device)
+    run = _Run(bundle, array, affine, reporter, batch)
+    first_message = len(reporter.messages)  # a reporter may serve several calls
+    timings: dict[str, float] = {}
+    with torch.no_grad():
+        reporter.progress(0, 0, "Preparing the image")
+        data, logits = _shared_network(run, timings)
+        if data is None:  # not shareable: as before, plus the crop to the body when the bundle asks for it
+            start = time.perf_counter()
+            data = _prepare(bundle, array, affine)
+            timings["preprocess"] = time.perf_counter() - start
+        reporter.check()
+        start = time.perf_counter()
+        raw = steps.network(run, data, logits)
+        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
+        blobs = getattr(bundle.detector, "blob_seconds", 0.0)
+        if blobs:  # image filtering, not the network: its own line
+            timings["network"] -= blobs
+            timings["candidates"] = blobs
+        reporter.check()
+        total = run.total + 2
+        reporter.progress(total - 1, total, "Post-processing")
+        start = time.perf_counter()
+        result = steps.postprocess(run, data, raw)
+        timings["postprocess"] = time.perf_counter() - start
+        if steps.measure is not None:  # issue 11 "measure them": the reader's figures of each finding
+            start = time.perf_counter()
+            result = steps.measure(run, result)
+            timings["measurements"] = time.perf_counter() - start
+        reporter.progress(total, total, "Done")
+    return InferenceResult(result, timings, str(bundle.device), reporter.messages[first_message:], run.done)
+
+
+def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = None, threads: int | None = None,
+               patch_batch: int | None = None, region=None) -> Generator[Progress, None, InferenceResult]:
+    """Run a loaded bundle on one volume (a job: yields :class:`Progress`, returns :class:`InferenceResult`).
+
+    :func:`infer` on a helper thread (:func:`drive`), with progress per patch and Cancel.
+
+    Parameters
+    ----------
+    bundle, array, affine, patch_batch, region
+        As for :func:`infer`.
+    cancel
+        A cancel token (see module docstring).
+    threads
+        torch CPU threads; default leaves the GUI a core.
 
     Raises
     ------
@@ -595,79 +801,16 @@ def run_bundle(bundle, array: np.ndarray, affine: np.ndarray, *, cancel: Any = N
     """
     from inference.device import configure_threads
 
-    array = np.asarray(array)
-    if array.ndim != 3:
-        raise ValueError(f"expected a (z, y, x) grey volume, got shape {array.shape}")
-    affine = np.asarray(affine, dtype=np.float64)
-    if region is not None:
-        from inference.crop import crop_affine, crop_slices
-
-        box = tuple(int(v) for v in region)
-        outcome = yield from run_bundle(bundle, array[crop_slices(box)], crop_affine(affine, box), cancel=cancel,
-                                        threads=threads, patch_batch=patch_batch)
-        outcome.result = _uncrop(outcome.result, box, array.shape, affine)
-        return outcome
     configure_threads(threads)
-    batch = patch_batch if patch_batch is not None else _default_patch_batch(bundle.device)
-
-    def work(reporter: Reporter) -> InferenceResult:
-        import torch
-
-        timings: dict[str, float] = {}
-        state = {"done": 0, "total": 0}
-        with torch.no_grad():
-            reporter.progress(0, 0, "Preparing the image")
-            data, logits = _shared_network(bundle, array, affine, reporter, state, batch, reporter.notice, timings)
-            if data is None:  # not shareable: as before, plus the crop to the body when the bundle asks for it
-                start = time.perf_counter()
-                data = _prepare(bundle, array, affine)
-                timings["preprocess"] = time.perf_counter() - start
-            reporter.check()
-            start = time.perf_counter()
-            if bundle.task == "detection":
-                raw = _detect(bundle, data, reporter, state, batch, reporter.notice, logits)
-            elif logits is not None:
-                raw = _as_prediction(logits, data[bundle.image_key])
-            else:
-                raw = _segmentation(bundle, data, reporter, state, batch, reporter.notice)
-            timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
-            blobs = getattr(bundle.detector, "blob_seconds", 0.0) if bundle.task == "detection" else 0.0
-            if blobs:  # image filtering, not the network: its own line
-                timings["network"] -= blobs
-                timings["candidates"] = blobs
-            reporter.check()
-            total = state["total"] + 2
-            reporter.progress(total - 1, total, "Post-processing")
-            start = time.perf_counter()
-            if bundle.task == "detection":
-                result = _detections(bundle, raw, array.shape, affine)
-                # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
-                result, note = drop_oversized(result, getattr(bundle.info, "max_finding_mm", None))
-                if note:
-                    reporter.notice(note)
-                result = _second_stage(bundle, result, array, affine)
-            else:
-                result = _postprocess_dense(bundle, data, raw, array.shape, affine)
-                result = _checked_nodules(bundle, result, array, affine)
-            timings["postprocess"] = time.perf_counter() - start
-            if bundle.task == "detection":  # issue 11 "measure them": the reader's figures of each finding
-                start = time.perf_counter()
-                result = _with_measurements(bundle, result, array, affine)
-                timings["measurements"] = time.perf_counter() - start
-            reporter.progress(total, total, "Done")
-        return InferenceResult(result, timings, str(bundle.device), list(reporter.messages), state["done"])
-
-    return (yield from drive(work, cancel))
+    return (yield from drive(lambda reporter: infer(bundle, array, affine, reporter, patch_batch=patch_batch,
+                                                    region=region), cancel))
 
 
-def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | None = None, cancel: Any = None,
-              trusted: bool | None = None, random_weights: bool = False, overrides: dict | None = None,
-              threads: int | None = None, patch_batch: int | None = None,
-              extra_dirs=(), region=None) -> Generator[Progress, None, InferenceResult]:
-    """Load a model (registry id, bundle folder or ``ModelInfo``) and run it on one volume (a job).
-
-    Same as :func:`inference.bundle.load_bundle` followed by :func:`run_bundle`; the load is timed as ``model``.
-    """
+def load_model(model, *, device: str | None = None, cancel: Any = None, trusted: bool | None = None,
+               random_weights: bool = False, overrides: dict | None = None, extra_dirs=()
+               ) -> Generator[Progress, None, Any]:
+    """Load a model (registry id, bundle folder or ``ModelInfo``) as a job; returns the
+    :class:`~inference.bundle.LoadedBundle` (see :func:`inference.bundle.load_bundle` for the options)."""
     from inference.bundle import load_bundle
     from inference.registry import ModelInfo, find_model
 
@@ -675,15 +818,32 @@ def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | Non
 
     def load(reporter: Reporter):
         reporter.progress(0, 0, f"Loading {info.name}")
-        start = time.perf_counter()
-        loaded = load_bundle(info, device=device, trusted=trusted, random_weights=random_weights,
-                             overrides=overrides)
-        return loaded, time.perf_counter() - start
+        return load_bundle(info, device=device, trusted=trusted, random_weights=random_weights, overrides=overrides)
 
-    bundle, seconds = yield from drive(load, cancel)
-    if is_cancelled(cancel):
-        raise Cancelled()
+    return (yield from drive(load, cancel))
+
+
+def run_model(model, array: np.ndarray, affine: np.ndarray, *, device: str | None = None, cancel: Any = None,
+              trusted: bool | None = None, random_weights: bool = False, overrides: dict | None = None,
+              threads: int | None = None, patch_batch: int | None = None,
+              extra_dirs=(), region=None) -> Generator[Progress, None, InferenceResult]:
+    """Run a model on one volume (a job): a :class:`~inference.bundle.LoadedBundle` as it is, or a registry id,
+    bundle folder or ``ModelInfo`` loaded first.
+
+    A loaded bundle goes straight to :func:`run_bundle` (the load options are then not used); anything else is
+    :func:`load_model` followed by :func:`run_bundle`, the load timed as ``model``.
+    """
+    from inference.bundle import LoadedBundle
+
+    bundle = model
+    seconds = None
+    if not isinstance(model, LoadedBundle):
+        start = time.perf_counter()
+        bundle = yield from load_model(model, device=device, cancel=cancel, trusted=trusted,
+                                       random_weights=random_weights, overrides=overrides, extra_dirs=extra_dirs)
+        seconds = time.perf_counter() - start
     outcome = yield from run_bundle(bundle, array, affine, cancel=cancel, threads=threads, patch_batch=patch_batch,
                                     region=region)
-    outcome.timings = {"model": seconds, **outcome.timings}
+    if seconds is not None:
+        outcome.timings = {"model": seconds, **outcome.timings}
     return outcome

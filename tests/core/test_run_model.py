@@ -131,3 +131,72 @@ def test_series_choice_and_cancel(models, tmp_path):
     with pytest.raises(Cancelled):
         infer_to_dir(mr, "tiny_seg", tmp_path / "c", device="cpu", cancel=cancel)
     assert not (tmp_path / "c" / "seg.dcm").exists()
+
+
+def _same_outputs(a, b) -> None:
+    """Two output folders hold the same files with the same content (UIDs and dates aside)."""
+    import SimpleITK as sitk
+
+    from tests.inference.helpers import real_volume
+    from viewer.core.export.seg import read_seg_labels
+    from viewer.core.export.sr import read_measurements
+
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    _, volume = real_volume("mr-decubitus-hfdr")
+    for name in files:
+        if name.endswith(".json"):
+            assert json.loads((a / name).read_text()) == json.loads((b / name).read_text())
+        elif name == "seg.dcm":
+            labels_a, names_a = read_seg_labels(a / name, volume.slice_sop_uids, volume.shape)
+            labels_b, names_b = read_seg_labels(b / name, volume.slice_sop_uids, volume.shape)
+            assert names_a == names_b and np.array_equal(labels_a, labels_b)
+        elif name.endswith(".sr.dcm"):
+            assert read_measurements(a / name) == read_measurements(b / name)
+        else:
+            assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(a / name)),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(b / name)))
+
+
+def test_write_outputs_writes_what_infer_to_dir_writes_from_one_loaded_bundle(models, tmp_path):
+    """Each task: one bundle loaded once, handed to infer_to_dir (no load of its own) and run again by infer; the
+    result written by write_outputs gives the same files as infer_to_dir."""
+    from inference.bundle import load_bundle
+    from inference.task import infer
+    from tests.inference.helpers import real_volume
+    from viewer.core.run_model import write_outputs
+
+    series, volume = real_volume("mr-decubitus-hfdr")
+    for name, files in (("tiny_seg", {"seg.dcm"}), ("tiny_det", {"findings.json", "findings.sr.dcm"}),
+                        ("tiny_sal", {"saliency.nii.gz"})):
+        bundle = load_bundle(models / name, device="cpu")
+        report = infer_to_dir(series, bundle, tmp_path / name / "cli")
+        assert "model" not in report["timings"] and {"load", "network", "export", "total"} <= set(report["timings"])
+        assert {p.name for p in (tmp_path / name / "cli").iterdir()} == files
+        outcome = infer(bundle, volume.array, volume.affine)
+        written = write_outputs(outcome.result, bundle.info, volume, tmp_path / name / "batch", series=series)
+        assert set(written["timings"]) == {"export"}
+        assert {k: v.replace("batch", "cli") for k, v in written["outputs"].items()} == report["outputs"]
+        assert {k: v for k, v in written.items() if k not in ("outputs", "timings")} == \
+            {k: v for k, v in report.items() if k in ("labels_present", "n_findings")}
+        _same_outputs(tmp_path / name / "cli", tmp_path / name / "batch")
+
+
+def test_write_outputs_refuses_a_task_without_a_writer_and_a_seg_without_sources(models, tmp_path):
+    import dataclasses
+
+    from inference.registry import find_model
+    from inference.types import SegResult
+    from tests.inference.helpers import real_volume
+    from viewer.core.run_model import write_outputs
+
+    _, volume = real_volume("mr-decubitus-hfdr")
+    info = find_model("tiny_seg")
+    result = SegResult(np.zeros(volume.shape, np.uint8), volume.affine, info.table, model_id=info.id)
+    odd = dataclasses.replace(info, task="registration")
+    with pytest.raises(InferError, match=r"no writer for task 'registration' \(known tasks: segmentation, "
+                                         r"detection, saliency\)"):
+        write_outputs(result, odd, volume, tmp_path / "odd")
+    assert not (tmp_path / "odd").exists()
+    with pytest.raises(InferError, match="needs the source images"):
+        write_outputs(result, info, volume, tmp_path / "seg")

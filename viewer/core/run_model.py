@@ -1,9 +1,10 @@
 """Headless model runs: the glue behind ``hounsfield infer`` and ``hounsfield models --json``.
 
-``infer_to_dir`` = scan/load the series -> run the model (:mod:`inference.task`) -> export:
+``infer_to_dir`` = scan/load the series -> load the model (unless it is handed a loaded bundle) -> run it
+(:mod:`inference.task`) -> :func:`write_outputs`, which batch callers use on their own:
 
 - segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
-- detection -> ``findings.json``;
+- detection -> ``findings.json`` (and its TID 1500 SR, and with ``explain`` each finding's Grad-CAM map);
 - saliency -> ``saliency.nii.gz``;
 
 and returns what it did with per-stage timings in seconds (``load``, ``model``, ``preprocess``, ``network``,
@@ -103,14 +104,14 @@ def _report(progress: Callable[[Any], None] | None, message: str) -> None:
         progress(Progress(0, 0, message))
 
 
-def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[str | os.PathLike], model_id: str,
+def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[str | os.PathLike], model_id: Any,
                  out_dir: str | os.PathLike, device: str | None = None, series_uid: str | None = None,
                  progress: Callable[[Any], None] | None = None, *, cancel: Any = None,
                  extra_model_dirs: Iterable[str | os.PathLike] = (), random_weights: bool = False,
                  overrides: dict | None = None, sources: Sequence[Any] | None = None,
                  min_score: float = 0.0, force: bool = False, body_part: str | None = None,
                  explain: bool = False) -> dict[str, Any]:
-    """Run a model on one series and write its result into ``out_dir``.
+    """Run a model on one series and write its result into ``out_dir``: load, infer, :func:`write_outputs`.
 
     Parameters
     ----------
@@ -118,7 +119,9 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         A DICOM file/folder (or several), a catalogued :class:`Series`, or an already loaded :class:`Volume`
         (then ``sources`` - the series' DICOM datasets - are needed for a SEG).
     model_id
-        Registry id (see :func:`models_json`) or a bundle folder.
+        Registry id (see :func:`models_json`), bundle folder or ``ModelInfo``; or a bundle already loaded
+        (:class:`inference.bundle.LoadedBundle`), run as it is: ``device``, ``random_weights`` and ``overrides``
+        are then not used and there is no ``model`` timing.
     out_dir
         Created if needed; receives ``seg.dcm``, ``findings.json`` or ``saliency.nii.gz``.
     device
@@ -153,16 +156,51 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         ``model``, ``task``, ``series_uid``, ``outputs`` (``{kind: path}``), ``timings``, ``device``,
         ``messages``, ``patches``, and ``labels_present`` (segmentation) or ``n_findings`` (detection).
     """
+    from inference.bundle import LoadedBundle
     from inference.registry import ModelInfo, find_model
-    from inference.task import run_job, run_model
+    from inference.task import load_model, run_bundle, run_job
 
     started = time.perf_counter()
-    info = model_id if isinstance(model_id, ModelInfo) else find_model(model_id, extra_model_dirs)
-    out_dir = Path(out_dir)
+    bundle = model_id if isinstance(model_id, LoadedBundle) else None
+    if bundle is not None:
+        info = bundle.info
+    else:
+        info = model_id if isinstance(model_id, ModelInfo) else find_model(model_id, extra_model_dirs)
     timings: dict[str, float] = {}
 
     _report(progress, "Loading the series")
     start = time.perf_counter()
+    volume, series = _load_volume(series_or_path, series_uid, cancel)
+    timings["load"] = time.perf_counter() - start
+
+    reasons = unsuitable_reasons(info, volume, body_part if body_part is not None else body_part_of(series))
+    if reasons and not force:
+        raise UnsuitableInput(info.name, reasons)
+    forced = [f"Run anyway (forced), although: {r}" for r in reasons]
+
+    if bundle is None:  # loaded here, not inside run_model: the findings' maps reuse it
+        start = time.perf_counter()
+        bundle = run_job(load_model(info, device=device, cancel=cancel, random_weights=random_weights,
+                                    overrides=overrides), progress)
+        timings["model"] = time.perf_counter() - start
+    outcome = run_job(run_bundle(bundle, volume.array, volume.affine, cancel=cancel), progress)
+    timings.update(outcome.timings)
+
+    written = write_outputs(outcome.result, info, volume, out_dir, series=series, sources=sources,
+                            min_score=min_score, explain=bundle if explain else None, progress=progress,
+                            cancel=cancel)
+    timings.update(written.pop("timings"))
+    timings["total"] = time.perf_counter() - started
+    return {
+        "model": info.id, "task": info.task, "series_uid": volume.series_uid,
+        "outputs": written.pop("outputs"), "timings": {k: round(v, 3) for k, v in timings.items()},
+        "device": outcome.device, "messages": forced + list(outcome.messages), "patches": outcome.patches,
+        "unsuitable": [{"code": r.code, "message": r.message} for r in reasons], **written,
+    }
+
+
+def _load_volume(series_or_path, series_uid: str | None, cancel) -> tuple[Volume, Series | None]:
+    """The volume to run on and the series it was loaded from (None for a volume handed in)."""
     series: Series | None = None
     if isinstance(series_or_path, Volume):
         volume = series_or_path
@@ -179,72 +217,118 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         volume = load_series(series, cancel)
     if volume.is_rgb:
         raise InferError("colour images cannot be run through the models")
-    timings["load"] = time.perf_counter() - start
+    return volume, series
 
-    reasons = unsuitable_reasons(info, volume, body_part if body_part is not None else body_part_of(series))
-    if reasons and not force:
-        raise UnsuitableInput(info.name, reasons)
-    forced = [f"Run anyway (forced), although: {r}" for r in reasons]
 
-    outcome = run_job(run_model(info, volume.array, volume.affine, device=device, cancel=cancel,
-                                random_weights=random_weights, overrides=overrides), progress)
-    timings.update(outcome.timings)
+def write_outputs(result, info, volume: Volume, out_dir: str | os.PathLike, *, series: Series | None = None,
+                  sources: Sequence[Any] | None = None, min_score: float = 0.0, explain: Any = None,
+                  progress: Callable[[Any], None] | None = None, cancel: Any = None) -> dict[str, Any]:
+    """Write a model's result on ``volume`` into ``out_dir``, as ``hounsfield infer`` does.
 
+    - segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
+    - detection -> ``findings.json``, ``findings.sr.dcm`` (TID 1500; with a ``series`` and a finding at or above
+      ``min_score``) and, with ``explain``, ``finding_maps/`` (one Grad-CAM map per finding, named in the JSON);
+    - saliency -> ``saliency.nii.gz``.
+
+    Parameters
+    ----------
+    result
+        The model's result on the volume's grid (``InferenceResult.result``: ``SegResult``, ``Detections`` or
+        ``SaliencyMap``).
+    info
+        The model's :class:`inference.registry.ModelInfo`: its task picks the writer, its name, id and version
+        go into the files.
+    volume
+        The volume the model ran on.
+    out_dir
+        Created if needed.
+    series
+        The catalogued series ``volume`` was loaded from: the SEG's and the SR's source images.
+    sources
+        The series' DICOM datasets, for a SEG when there is no ``series``.
+    min_score
+        Detections below it are left out of findings.json and the SR.
+    explain
+        The loaded detection bundle that found ``result``: explain each finding with it; None: no maps.
+    progress, cancel
+        Progress and a cancel token for the maps.
+
+    Raises
+    ------
+    InferError
+        When a SEG has no source images (neither ``series`` nor ``sources``), or the task has no writer.
+
+    Returns
+    -------
+    dict
+        ``outputs`` (``{kind: path}``), ``timings`` (``export``, and ``explain`` for the maps), and
+        ``labels_present`` (segmentation) or ``n_findings`` (and ``finding_maps``) (detection).
+    """
+    writer = _WRITERS.get(info.task)
+    if writer is None:
+        raise InferError(f"no writer for task '{info.task}' (known tasks: {', '.join(_WRITERS)})")
     _report(progress, "Writing the result")
     start = time.perf_counter()
-    result = outcome.result
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {}
     target = out_dir / OUTPUT_NAMES[info.task]
-    outputs = {info.task: str(target)}
-    if info.task == "segmentation":
-        from viewer.core.export.seg import read_sources, write_seg
-
-        if sources is None:
-            if series is None:
-                raise InferError("a DICOM SEG needs the source images: pass a series or a path, or `sources`")
-            sources = read_sources([i.path for i in series.instances])
-        write_seg(target, result.labels, result.table, sources, volume.slice_sop_uids,
-                  slice_frame_numbers=volume.slice_frame_numbers or None, affine=volume.affine,
-                  algorithm_name=info.name,
-                  algorithm_version=info.version or "0", series_description=f"{info.name} (AI)"[:64])
-        summary["labels_present"] = {str(v): result.table[v].name if v in result.table else str(v)
-                                     for v in result.present}
-    elif info.task == "detection":
-        from viewer.core.export.findings import write_findings
-
-        write_findings(target, result, info.id, volume.series_uid, min_score=min_score)
-        summary["n_findings"] = int((result.scores >= min_score).sum())
-        if summary["n_findings"] and series is not None:
-            outputs["sr"] = str(_write_findings_sr(out_dir / "findings.sr.dcm", result, series, min_score, info))
-        if explain:  # issue 11: the findings' Grad-CAM maps (hounsfield infer --explain)
-            timings["export"] = time.perf_counter() - start
-            start = time.perf_counter()
-            summary["finding_maps"] = _write_finding_maps(out_dir, target, info, volume, result, min_score, device,
-                                                          random_weights, overrides, progress, cancel)
-            outputs["finding_maps"] = str(out_dir / "finding_maps")
-    else:
-        from viewer.core.export.nifti import write_nifti
-
-        write_nifti(target, result.values.astype("float32"), result.affine, description=f"{info.id} saliency")
-    timings["explain" if "export" in timings else "export"] = time.perf_counter() - start  # maps timed apart
-    timings["total"] = time.perf_counter() - started
-    return {
-        "model": info.id, "task": info.task, "series_uid": volume.series_uid,
-        "outputs": outputs, "timings": {k: round(v, 3) for k, v in timings.items()},
-        "device": outcome.device, "messages": forced + list(outcome.messages), "patches": outcome.patches,
-        "unsuitable": [{"code": r.code, "message": r.message} for r in reasons], **summary,
-    }
+    written: dict[str, Any] = {"outputs": {info.task: str(target)}}
+    stages: dict[str, float] = {}  # parts a writer times apart (the maps)
+    writer(written, stages, result, info, volume, target, series=series, sources=sources, min_score=min_score,
+           explain=explain, progress=progress, cancel=cancel)
+    written["timings"] = {"export": time.perf_counter() - start - sum(stages.values()), **stages}
+    return written
 
 
-def _write_finding_maps(out_dir: Path, findings_path: Path, info, volume: Volume, detections, min_score: float,
-                        device, random_weights: bool, overrides, progress, cancel) -> list[str]:
+def _write_segmentation(written: dict, stages: dict, result, info, volume: Volume, target: Path, *, series, sources,
+                        **_) -> None:
+    from viewer.core.export.seg import read_sources, write_seg
+
+    if sources is None:
+        if series is None:
+            raise InferError("a DICOM SEG needs the source images: pass a series or a path, or `sources`")
+        sources = read_sources([i.path for i in series.instances])
+    write_seg(target, result.labels, result.table, sources, volume.slice_sop_uids,
+              slice_frame_numbers=volume.slice_frame_numbers or None, affine=volume.affine,
+              algorithm_name=info.name,
+              algorithm_version=info.version or "0", series_description=f"{info.name} (AI)"[:64])
+    written["labels_present"] = {str(v): result.table[v].name if v in result.table else str(v)
+                                 for v in result.present}
+
+
+def _write_detection(written: dict, stages: dict, result, info, volume: Volume, target: Path, *, series,
+                     min_score: float, explain, progress, cancel, **_) -> None:
+    from viewer.core.export.findings import write_findings
+
+    write_findings(target, result, info.id, volume.series_uid, min_score=min_score)
+    written["n_findings"] = int((result.scores >= min_score).sum())
+    if written["n_findings"] and series is not None:
+        written["outputs"]["sr"] = str(_write_findings_sr(target.parent / "findings.sr.dcm", result, series,
+                                                          min_score, info))
+    if explain is not None:  # issue 11: the findings' Grad-CAM maps (hounsfield infer --explain)
+        start = time.perf_counter()
+        written["finding_maps"] = _write_finding_maps(target.parent, target, explain, volume, result, min_score,
+                                                      progress, cancel)
+        written["outputs"]["finding_maps"] = str(target.parent / "finding_maps")
+        stages["explain"] = time.perf_counter() - start
+
+
+def _write_saliency(written: dict, stages: dict, result, info, volume: Volume, target: Path, **_) -> None:
+    from viewer.core.export.nifti import write_nifti
+
+    write_nifti(target, result.values.astype("float32"), result.affine, description=f"{info.id} saliency")
+
+
+#: How each task's result is written (:func:`write_outputs`).
+_WRITERS = {"segmentation": _write_segmentation, "detection": _write_detection, "saliency": _write_saliency}
+
+
+def _write_finding_maps(out_dir: Path, findings_path: Path, bundle, volume: Volume, detections, min_score: float,
+                        progress, cancel) -> list[str]:
     """Each finding's Grad-CAM map as NIfTI, named in ``findings.json``; returns the relative paths."""
-    from inference.bundle import load_bundle
     from viewer.core.export.finding_maps import name_maps_in_findings, write_finding_maps
 
     _report(progress, "Explaining the findings")
-    bundle = load_bundle(info, device=device, random_weights=random_weights, overrides=overrides)
     names = write_finding_maps(out_dir, bundle, volume.array, volume.affine, detections, min_score=min_score,
                                progress=progress, cancel=cancel)
     name_maps_in_findings(findings_path, names)
