@@ -28,10 +28,11 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from inference.registry import ModelInfo, read_bundle, read_config
 from inference.safety import BundleSafetyError, literal_value, prepare_config
@@ -81,7 +82,7 @@ class LoadedBundle:
         """``segmentation``, ``detection`` or ``saliency``."""
         return self.info.task
 
-    def to(self, device) -> "LoadedBundle":
+    def to(self, device) -> LoadedBundle:
         """Move the network (and the detector's anchors cache) to ``device``; returns self."""
         import torch
 

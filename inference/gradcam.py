@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 

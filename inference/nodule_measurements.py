@@ -338,8 +338,6 @@ def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
 
 def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The 26-connected component of ``mask`` with the most voxels inside ``box`` (the finding's own box)."""
-    import SimpleITK as sitk
-
     if not mask.any():
         return mask
     labels = _label(mask)
@@ -351,7 +349,7 @@ def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
-def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungExtent | None" = None
+def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None
                    ) -> NoduleSegmentation | None:
     """Segment the nodule of one finding inside its (slightly enlarged) box, at the volume's own resolution.
 

@@ -29,9 +29,10 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from inference.resources import builtin_models_dir
 from inference.safety import literal_value

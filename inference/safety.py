@@ -41,8 +41,9 @@ import importlib
 import inspect
 import operator
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 #: Module prefixes whose classes and functions an untrusted bundle may instantiate.
 #: ``monai.networks`` is narrowed to nets/blocks/layers: ``monai.networks.utils`` writes files

@@ -145,11 +145,11 @@ class Detections:
         """``(N, 3)`` box extents along L, P, S in mm."""
         return self.boxes_lps[:, 3:] - self.boxes_lps[:, :3]
 
-    def above(self, min_score: float) -> "Detections":
+    def above(self, min_score: float) -> Detections:
         """The detections scoring at least ``min_score`` (a filtered copy; the original is kept whole)."""
         return self.subset(self.scores >= min_score)
 
-    def subset(self, keep) -> "Detections":
+    def subset(self, keep) -> Detections:
         """The detections where the boolean ``keep`` is True (a filtered copy; measurements follow their box)."""
         keep = np.asarray(keep, bool).reshape(-1)
         measurements = None if self.measurements is None else [m for m, k in zip(self.measurements, keep) if k]

@@ -13,7 +13,8 @@ applied the network in exactly the same way - same padding, same windows - so bo
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

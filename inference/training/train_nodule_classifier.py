@@ -227,7 +227,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 50) -> t
 def operating_point(scores_per_scan: list[np.ndarray], labels_per_scan: list[np.ndarray],
                     fp_per_scan: float = 1.0) -> float:
     """The lowest score threshold keeping false positives at or under ``fp_per_scan`` on average."""
-    negatives = np.sort(np.concatenate([s[l == 0] for s, l in zip(scores_per_scan, labels_per_scan)]))[::-1]
+    negatives = np.sort(np.concatenate([s[y == 0] for s, y in zip(scores_per_scan, labels_per_scan)]))[::-1]
     allowed = int(np.floor(fp_per_scan * len(scores_per_scan)))
     if len(negatives) <= allowed:
         return 0.05

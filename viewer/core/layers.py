@@ -19,8 +19,8 @@ Conventions as in :mod:`viewer.core.reformat`: arrays ``(z, y, x)``, voxel index
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 

@@ -32,18 +32,17 @@ grey ramp. Missing PhotometricInterpretation is read as MONOCHROME2 (or RGB for 
 from __future__ import annotations
 
 import logging
-from collections import abc
 import struct
 import threading
 import warnings
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from viewer.core.dicom import codecs
+from viewer.core.dicom import codecs, limits
 from viewer.core.dicom.encapsulated import EncapsulatedFrames, FrameLayoutError
-from viewer.core.dicom import limits
 from viewer.core.dicom.model import FrameGeometry
 from viewer.core.dicom.tags import UNDEFINED, Fallback, NotPart10, Tags, Truncated, read_tags
 
@@ -396,7 +395,6 @@ def read_pixel_header(path: str, *, functional_groups: bool = True) -> PixelHead
         header = _header_from_tags(path, tags)
         header.encapsulated_offset, header.pixel_offset = tags.pixel_offset, None
         return header
-    import pydicom
 
     try:
         ds = limits.dcmread(path, stop_before_pixels=True)  # a deflated data set inflates with a cap

@@ -23,8 +23,8 @@ slice exact) and the warning says how far the worst slice is from where the grid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -16,7 +16,8 @@ import io
 import os
 import struct
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_SERIES_BYTES",

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from viewer.core.dicom import geometry, limits
-from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
+from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.display import ImageOrder, opening_slice
 from viewer.core.issues import SeriesWarning
-from viewer.core.jobs import CancelToken, Cancelled, Job, Progress, run_job
+from viewer.core.jobs import Cancelled, CancelToken, Job, Progress, run_job
 from viewer.core.volume import Volume
 
 if TYPE_CHECKING:  # imported for real only when a load decides on processes (see decide)
@@ -287,8 +287,14 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def decide(seconds_per_frame: float) -> None:
         nonlocal deciding, procs, pool, window
         # Imported here: multiprocessing and shared memory cost ~30 ms of start-up that native loads never need.
-        from viewer.core.dicom.decode_pool import (MIN_FRAME_SECONDS, ProcessDecoder, default_processes,
-                                                   frame_slot_bytes, plan_slots, worth_processes)
+        from viewer.core.dicom.decode_pool import (
+            MIN_FRAME_SECONDS,
+            ProcessDecoder,
+            default_processes,
+            frame_slot_bytes,
+            plan_slots,
+            worth_processes,
+        )
 
         deciding = False
         count = processes or default_processes()

@@ -23,9 +23,10 @@ import os
 import stat
 import struct
 import warnings
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from viewer.core.calibration import frame_rate_from, ultrasound_regions_from
 from viewer.core.dicom import limits
