@@ -116,8 +116,8 @@ def no_network():
         saved = socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo
         socket.socket.connect = refuse  # type: ignore[method-assign]
         socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-        socket.create_connection = refuse  # type: ignore[assignment]
-        socket.getaddrinfo = refuse  # type: ignore[assignment]
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
         try:
             yield
         finally:
@@ -296,7 +296,7 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         except (BundleSafetyError, BundleError):
             raise
         except Exception as exc:  # noqa: BLE001 - MONAI raises many types while instantiating
-            root = exc
+            root: BaseException = exc
             while root.__cause__ is not None and root.__cause__ is not root:
                 root = root.__cause__
             detail = f"{type(exc).__name__}: {str(exc).strip()[:400]}"
