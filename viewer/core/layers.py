@@ -108,12 +108,17 @@ def outline(label_slice: np.ndarray) -> np.ndarray:
     return out
 
 
+def _floats3(values) -> tuple[float, float, float]:
+    x, y, z = values
+    return float(x), float(y), float(z)
+
+
 def labelled_slices(labels: np.ndarray, geometry: PlaneGeometry) -> np.ndarray:
     """Boolean ``(n_slices,)``: which slices of ``geometry``'s plane hold any label (computed once per result,
     so empty slices cost nothing on slice change)."""
     through = 2 - geometry.through_axis  # array axis
     others = tuple(a for a in range(3) if a != through)
-    return np.asarray(labels).any(axis=others)
+    return np.asarray(np.asarray(labels).any(axis=others))
 
 
 def label_counts(labels: np.ndarray, chunk_voxels: int = 1 << 22) -> np.ndarray:
@@ -307,8 +312,8 @@ def findings(detections, affine=None, shape=None, number_of=None) -> list[Findin
         value = int(detections.labels[i])
         label = detections.table[value].name if value in detections.table else f"label {value}"
         measured = getattr(detections, "measurements", None)
-        out.append(Finding(i, float(detections.scores[i]), label, tuple(float(v) for v in centre),
-                           tuple(float(v) for v in hi - lo), tuple(float(v) for v in index),
+        out.append(Finding(i, float(detections.scores[i]), label, _floats3(centre), _floats3(hi - lo),
+                           _floats3(index),
                            int(number_of(k)) if number_of is not None else k + 1,
                            side_of(centre, affine, shape), measured[i] if measured is not None else None))
     return out

@@ -318,13 +318,13 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     retired: list = []  # pools that broke: their finished frames stay readable until the load ends
 
-    def replace_pool() -> None:
+    def replace_pool(old: ProcessDecoder) -> None:
         """Retire a broken pool (its finished frames stay readable) and start a fresh one, 3 times at most."""
         nonlocal procs
         from viewer.core.dicom.decode_pool import ProcessDecoder
 
         log.warning("a decoding process died; isolating the frames it held")
-        old, procs = procs, None
+        procs = None
         old.stop()
         retired.append(old)
         if len(retired) <= 3:
@@ -345,7 +345,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             # in flight is decoded in a process of its own, so only the culprit fails and this process never
             # runs the crashing decode; then a fresh pool takes the rest (a few times at most).
             if procs is not None and procs.broken:
-                replace_pool()
+                replace_pool(procs)
             source = sources.get(frame.instance)
             try:
                 stored = decode_isolated(source.path, source.header, frame.frame, ticket.owner.method)
@@ -360,6 +360,12 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         sources.get(frame.instance).provide(frame.frame, stored)
         return decode(z, volume.array)
 
+    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
+    retry: deque[int] = deque()
+    finished: set[int] = set()
+    failures: dict[int, str] = {}
+    next_z = 0
+
     def take_next() -> int:
         """The next slice to decode: a retry first, else the next in order."""
         nonlocal next_z
@@ -368,7 +374,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         next_z += 1
         return sequence[next_z - 1]
 
-    def group_size() -> int:
+    def group_size(procs: ProcessDecoder) -> int:
         """Slices per process task: the batch size, shrinking near the end so the workers finish together."""
         left = len(retry) + total - next_z
         return max(1, min(procs.batch_size, left // (2 * procs.processes)))
@@ -376,11 +382,6 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def outcome(z: int, item) -> bool | BaseException:
         return item.result() if isinstance(item, Future) else from_process(z, item)
 
-    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
-    retry: deque[int] = deque()
-    finished: set[int] = set()
-    failures: dict[int, str] = {}
-    next_z = 0
     done = 0
     last_yield = 0
     started = time.perf_counter()
@@ -400,13 +401,13 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         while done < total:
             while len(pending) < window and (retry or next_z < total):
                 if procs is not None:  # the next few slices, as one task for one worker
-                    size = group_size()
+                    size = group_size(procs)
                     if window - len(pending) < size:
                         break  # wait for room for a whole batch: one slice per result would be a task per slice
-                    group = []
+                    group: list[int] = []
                     while len(group) < size and (retry or next_z < total):
                         group.append(take_next())
-                    jobs = []
+                    jobs: list[tuple[str, PixelHeader | None, int]] = []
                     for gz in group:
                         source = sources.get(order[gz].instance)
                         jobs.append((source.path, source.header, order[gz].frame))
@@ -414,7 +415,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                         pending.extend(zip(group, procs.submit(jobs)))
                     except BrokenExecutor:  # a worker died since the last result: these slices go again
                         retry.extendleft(reversed(group))
-                        replace_pool()
+                        replace_pool(procs)
                     continue
                 z = take_next()
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
@@ -434,7 +435,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 pending.clear()
                 log.info("promoting volume to float32 (rescale or range does not fit int16)")
                 try:  # float32 doubles the volume: the cap holds for the promoted array too
-                    limits.check_decoded_size(*volume.array.shape[:3], 1, 4)
+                    slices, rows, columns = volume.array.shape[:3]
+                    limits.check_decoded_size(slices, rows, columns, 1, 4)
                 except limits.SizeLimitError as error:
                     raise DecodeError(error.reason) from None
                 volume.array = volume.array.astype(np.float32)
