@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(VENV)/bin/hounsfield --demo
 
-# Lint and type-check first: ruff over the repository (seconds), mypy over the Qt-free packages viewer/core and
-# inference (about 35 s on 2 cores from nothing, about 1 s once .mypy_cache holds the libraries' types).
+# Lint and type-check first: ruff over the repository (under a second), mypy over the Qt-free packages viewer/core
+# and inference (about 35 s on 2 idle cores from nothing, 1.5 s once .mypy_cache holds the libraries' types).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
