@@ -108,17 +108,12 @@ def outline(label_slice: np.ndarray) -> np.ndarray:
     return out
 
 
-def _floats3(values) -> tuple[float, float, float]:
-    x, y, z = values
-    return float(x), float(y), float(z)
-
-
 def labelled_slices(labels: np.ndarray, geometry: PlaneGeometry) -> np.ndarray:
     """Boolean ``(n_slices,)``: which slices of ``geometry``'s plane hold any label (computed once per result,
     so empty slices cost nothing on slice change)."""
     through = 2 - geometry.through_axis  # array axis
     others = tuple(a for a in range(3) if a != through)
-    return np.asarray(np.asarray(labels).any(axis=others))
+    return np.asarray(labels).any(axis=others)
 
 
 def label_counts(labels: np.ndarray, chunk_voxels: int = 1 << 22) -> np.ndarray:
@@ -292,6 +287,11 @@ class Finding:
     def lps_text(self) -> str:
         """``"LPS -85.1, 20.3, -150.2"``."""
         return "LPS " + ", ".join(f"{v:.1f}" for v in self.centre_lps)
+
+
+def _floats3(values) -> tuple[float, float, float]:
+    x, y, z = values
+    return float(x), float(y), float(z)
 
 
 def findings(detections, affine=None, shape=None, number_of=None) -> list[Finding]:
