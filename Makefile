@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build; on a machine with an NVIDIA GPU use e.g. `make TORCH="torch==2.13.0 --index-url <CUDA wheel index>"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test bench fuzz models evaluate dist venv clean
+.PHONY: run lint test bench fuzz models evaluate dist venv clean
 
 venv: $(VENV)/.installed
 
@@ -20,7 +20,13 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(VENV)/bin/hounsfield --demo
 
-test: venv
+# Lint and type-check first: ruff over the repository (under a second), mypy over the Qt-free packages viewer/core
+# and inference (about 35 s on 2 idle cores from nothing, 1.5 s once .mypy_cache holds the libraries' types).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: venv lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 bench: venv

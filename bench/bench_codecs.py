@@ -134,7 +134,7 @@ def _per_frame_ms(folder: Path, count: int = 12) -> dict[str, float]:
             best = min(best, time.perf_counter() - start)
         timings[name] = best / len(files) * 1e3
 
-    for name, module, decoder in codecs.RANKED[headers[0].transfer_syntax]:
+    for name, _module, decoder in codecs.RANKED[headers[0].transfer_syntax]:
         if name in codecs.decoders_for(headers[0].transfer_syntax):
             timed(name, lambda k, decoder=decoder: decoder(data[k], headers[k]))
     timed("pydicom pixel_array (whole file)", lambda k: pydicom.dcmread(files[k]).pixel_array)

@@ -158,11 +158,10 @@ def run(workdir: Path) -> list[str]:
     from PySide6.QtWidgets import QApplication
 
     from viewer.core.windowing import Window
+    from viewer.qt.app import configure_runtime
     from viewer.qt.layers import VolumeImageLayer
     from viewer.qt.theme import apply_dark_theme
     from viewer.qt.viewer_widget import ViewerWidget
-
-    from viewer.qt.app import configure_runtime
 
     configure_runtime()  # as run_gui does
     app = QApplication.instance() or QApplication(["bench"])
@@ -262,7 +261,8 @@ def run(workdir: Path) -> list[str]:
 
     lines = [f"volume: {label}; view {VIEW_PX}x{VIEW_PX} px; {STEPS} slice changes per cell, ours and the bare "
              "reference alternating in blocks of 25; step = set next slice + viewport().repaint()",
-             f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms (viewer.qt.app.configure_runtime, as in the app)",
+             f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms "
+             "(viewer.qt.app.configure_runtime, as in the app)",
              *[f"background: {text}" for text in loads],
              f"{'condition':<22}{'overlay':<9}{'ours (smooth) median/p95':<28}{'bare ImageItem median/p95':<28}"
              "ratio (median)"]

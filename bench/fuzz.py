@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
-import json
 import os
 import random
 import resource
@@ -36,9 +35,9 @@ import tempfile
 import time
 import traceback
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HOUNSFIELD_SHARED", REPO.parent / "shared")) / "data"
@@ -70,7 +69,8 @@ HOSTILE_VALUES = {
     "PixelRepresentation": [0, 1, 2, 65535],
     "PlanarConfiguration": [0, 1, 2],
     "PhotometricInterpretation": ["MONOCHROME1", "RGB", "PALETTE COLOR", "YBR_FULL_422", "YBR_RCT", "", "XYZ"],
-    "ImageOrientationPatient": [[1, 0, 0, 0.2, 0.98, 0], [1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1e308, 0, 0, 0, 1, 0]],
+    "ImageOrientationPatient": [[1, 0, 0, 0.2, 0.98, 0], [1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0],
+                                [1e308, 0, 0, 0, 1, 0]],
     "ImagePositionPatient": [[0, 0, 1e308], [float("nan"), 0, 0], [0, 0]],
     "PixelSpacing": [[0, 0], [-1, 1], [1e-300, 1e300], [1]],
     "RescaleSlope": ["0", "1e300", "-1", "nan"],

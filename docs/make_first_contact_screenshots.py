@@ -99,7 +99,7 @@ def main(out: Path) -> None:
         for label, size in SIZES.items():
             window = window_at(size)
             window.open_paths([str(p) for p in paths], remember=False)
-            wait(lambda: not window.busy and window.viewer.volume is not None, 60)
+            wait(lambda window=window: not window.busy and window.viewer.volume is not None, 60)
             window.viewer.set_layout(layout)
             if before is not None:
                 before(window)
@@ -133,7 +133,7 @@ def main(out: Path) -> None:
         applied = []
         lane.result_applied.connect(applied.append)
         window.open_demo()
-        wait(lambda: len(applied) >= 2 and not lane.busy, 600)
+        wait(lambda applied=applied, lane=lane: len(applied) >= 2 and not lane.busy, 600)
         for _ in range(20):
             app.processEvents()
             time.sleep(0.01)

@@ -28,10 +28,11 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from inference.registry import ModelInfo, read_bundle, read_config
 from inference.safety import BundleSafetyError, literal_value, prepare_config
@@ -81,7 +82,7 @@ class LoadedBundle:
         """``segmentation``, ``detection`` or ``saliency``."""
         return self.info.task
 
-    def to(self, device) -> "LoadedBundle":
+    def to(self, device) -> LoadedBundle:
         """Move the network (and the detector's anchors cache) to ``device``; returns self."""
         import torch
 
@@ -115,8 +116,8 @@ def no_network():
         saved = socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo
         socket.socket.connect = refuse  # type: ignore[method-assign]
         socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-        socket.create_connection = refuse  # type: ignore[assignment]
-        socket.getaddrinfo = refuse  # type: ignore[assignment]
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
         try:
             yield
         finally:
@@ -295,7 +296,7 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         except (BundleSafetyError, BundleError):
             raise
         except Exception as exc:  # noqa: BLE001 - MONAI raises many types while instantiating
-            root = exc
+            root: BaseException = exc
             while root.__cause__ is not None and root.__cause__ is not root:
                 root = root.__cause__
             detail = f"{type(exc).__name__}: {str(exc).strip()[:400]}"

@@ -42,10 +42,12 @@ def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.nd
     core[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))] = inside
     near = np.pad(core, 1)
     shell = np.zeros_like(core)
+    dims: tuple[int, ...] = core.shape
     for axis in range(3):
         for step in (0, 2):  # the neighbour before and after along the axis (the padding: nothing beyond the edge)
-            shell |= near[tuple(slice(step, step + n) if a == axis else slice(1, 1 + n)
-                                for a, n in enumerate(core.shape))]
+            neighbours = tuple(slice(step, step + n) if a == axis else slice(1, 1 + n)
+                               for a, n in enumerate(dims))
+            shell |= near[neighbours]
     around = crop[shell & ~core]
     around = around[around != exclude]
     return int(np.bincount(around).argmax()) if around.size else 0

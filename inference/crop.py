@@ -29,11 +29,12 @@ def _spacing(affine: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)[::-1]
 
 
-def _grow(lo: np.ndarray, hi: np.ndarray, affine: np.ndarray, shape, margin_mm: float) -> tuple[int, ...]:
+def _grow(lo: np.ndarray, hi: np.ndarray, affine: np.ndarray, shape, margin_mm: float
+          ) -> tuple[int, int, int, int, int, int]:
     margin = np.ceil(margin_mm / np.maximum(_spacing(affine), 1e-6)).astype(int)
     lo = np.maximum(lo - margin, 0)
     hi = np.minimum(hi + margin, np.asarray(shape))
-    return tuple(int(v) for v in (*lo, *hi))
+    return int(lo[0]), int(lo[1]), int(lo[2]), int(hi[0]), int(hi[1]), int(hi[2])
 
 
 def body_box(array: np.ndarray, affine: np.ndarray, threshold_hu: float = -500.0, margin_mm: float = 10.0
@@ -118,4 +119,4 @@ def crop_affine(affine: np.ndarray, box) -> np.ndarray:
 
 def crop_slices(box) -> tuple[slice, slice, slice]:
     """``box`` as array slices."""
-    return tuple(slice(int(box[i]), int(box[i + 3])) for i in range(3))
+    return slice(int(box[0]), int(box[3])), slice(int(box[1]), int(box[4])), slice(int(box[2]), int(box[5]))

@@ -3,7 +3,8 @@ and falling back to the CPU when the GPU runs out of memory."""
 from __future__ import annotations
 
 import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

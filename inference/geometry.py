@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.types import int3
+
 #: diag(-1, -1, 1, 1): LPS <-> RAS (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -74,7 +76,7 @@ def resample_to_grid(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, 
     if tuple(tensor.shape[1:]) == tuple(shape_xyz) and torch.allclose(
             tensor.affine.to(torch.float64).cpu(), target, atol=1e-4):
         return tensor
-    resampler = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)
+    resampler = SpatialResample(mode=mode, padding_mode="zeros", dtype=np.float32)  # computes in torch.float32
     return resampler(tensor.float(), dst_affine=target, spatial_size=tuple(int(s) for s in shape_xyz))
 
 
@@ -120,16 +122,15 @@ def resample_argmax(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, i
     import torch
 
     target = np.asarray(affine_ras, dtype=np.float64)
-    shape_xyz = tuple(int(s) for s in shape_xyz)
+    shape_xyz = int3(shape_xyz)
     out = torch.zeros(shape_xyz, dtype=torch.int64)
     scores = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
     source_affine = tensor.affine.detach().cpu().numpy().astype(np.float64) if hasattr(tensor, "affine") else None
-    if source_affine is None or scores.shape[0] < 2:
-        foreground = None
-    else:
+    foreground = to_source = to_target = None
+    if source_affine is not None and scores.shape[0] >= 2:
         foreground = _channel_argmax(scores) != 0
-    to_source = np.linalg.inv(source_affine) @ target if foreground is not None else None
-    to_target = np.linalg.inv(to_source) if foreground is not None else None
+        to_source = np.linalg.inv(source_affine) @ target
+        to_target = np.linalg.inv(to_source)
     source_shape = np.array(scores.shape[1:])
     for z0 in range(0, shape_xyz[2], slab):
         z1 = min(shape_xyz[2], z0 + slab)
@@ -144,7 +145,7 @@ def resample_argmax(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, i
                 continue
         shift = np.eye(4)
         shift[:3, 3] = lo
-        part = resample_to_grid(tensor, target @ shift, tuple(int(v) for v in hi - lo), mode="bilinear")
+        part = resample_to_grid(tensor, target @ shift, int3(hi - lo), mode="bilinear")
         out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = _channel_argmax(
             part.as_tensor() if hasattr(part, "as_tensor") else part)
     return out
@@ -207,7 +208,7 @@ def resample_labels(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, i
     import torch
 
     scores = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
-    shape_xyz = tuple(int(s) for s in shape_xyz)
+    shape_xyz = int3(shape_xyz)
     dtype = np.uint8 if scores.shape[0] <= 255 else np.int16
     source_affine = tensor.affine.detach().cpu().numpy().astype(np.float64) if hasattr(tensor, "affine") else None
     to_source = (np.linalg.inv(source_affine) @ np.asarray(affine_ras, dtype=np.float64)

@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 
 from inference.geometry import box_corners
 from inference.jobs import Progress
 from inference.task import Reporter, drive
-from inference.types import SaliencyMap
+from inference.types import SaliencyMap, int3
 
 DEFAULT_MARGIN_MM = 30.0
 TAPER_MM = 15.0
@@ -122,6 +123,13 @@ def edge_taper(crop: tuple[slice, slice, slice], shape: tuple[int, ...], affine:
     return weights
 
 
+def _plain(tensor):
+    """A MONAI transform's output (typed as a tensor, a MetaTensor in fact) as a plain tensor."""
+    from monai.data import MetaTensor
+
+    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
+
+
 def _hirescam():
     """HiResCAM (Draelos & Carin 2020): the element-wise product of the layer's gradient and activation, summed
     over channels (Grad-CAM averages the gradient over space first, which lets any voxel whose features resemble
@@ -130,7 +138,8 @@ def _hirescam():
     from monai.visualize import GradCAM
 
     class HiResCAM(GradCAM):
-        def compute_map(self, x, class_idx=None, retain_graph=False, layer_idx=-1, **kwargs):
+        # GradCAM's own signature (MONAI's GradCAM already departs from CAMBase's by retain_graph)
+        def compute_map(self, x, class_idx=None, retain_graph=False, layer_idx=-1, **kwargs):  # type: ignore[override]
             _, acti, grad = self.nn_module(x, class_idx=class_idx, retain_graph=retain_graph, **kwargs)
             return F.relu((grad[layer_idx] * acti[layer_idx]).sum(1, keepdim=True))
 
@@ -265,8 +274,8 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
         data = _preprocess(bundle, np.ascontiguousarray(array[zs, ys, xs]), crop_affine)
         image = data[bundle.image_key]
         pre_affine = image.affine.detach().cpu().numpy().astype(np.float64)
-        spatial = tuple(int(s) for s in image.shape[1:])
-        x = DivisiblePad(k=16, method="end")(image).as_tensor()[None].to(bundle.device)
+        spatial = int3(image.shape[1:])
+        x = _plain(DivisiblePad(k=16, method="end")(image))[None].to(bundle.device)
         reporter.check()
 
         to_voxel = np.linalg.inv(lps_affine(pre_affine))
@@ -286,8 +295,11 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
                 placed = MetaTensor(torch.from_numpy(np.ascontiguousarray(grid.transpose(2, 1, 0)))[None],
                                     affine=torch.as_tensor(ras_affine(crop_affine)))
                 region = resample_to_grid(placed, pre_affine, spatial, mode="nearest")
-                region = DivisiblePad(k=16, method="end")(region).as_tensor()[None].to(bundle.device) > 0.5
-            channel = bundle.detector.channel if bundle.task == "detection" else bundle.info.channel_of(int(label))
+                region = _plain(DivisiblePad(k=16, method="end")(region))[None].to(bundle.device) > 0.5
+            if bundle.task == "detection" or label is None:  # label is None only for a detector (checked above)
+                channel = bundle.detector.channel
+            else:
+                channel = bundle.info.channel_of(int(label))
             scorer = _label_score(bundle.network, channel, region, own=bool(own_region))
         reporter.progress(1, 3, "Computing Grad-CAM")
         target_module = scorer.get_submodule(f"network.{layer}")

@@ -7,8 +7,9 @@ layer, so that scanning, loading and inference share one protocol (``viewer.core
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

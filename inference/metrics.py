@@ -5,6 +5,7 @@ Pure numpy on purpose: the evaluation scripts and tests use it without torch, Qt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def best_hits(scan: ScanDetections) -> list[dict]:
     ``distance_mm`` from that detection (when not found: from the nearest detection; None without detections).
     """
     dist, hits = _hit_matrix(scan)
-    out = []
+    out: list[dict[str, Any]] = []
     for j in range(hits.shape[1]):
         idx = np.flatnonzero(hits[:, j])
         if idx.size:
@@ -126,8 +127,8 @@ SIZE_BANDS_MM = ((3.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 40.0))
 
 def cpm(sensitivity_at: dict) -> float | None:
     """Competition performance metric (LUNA16): mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FP per scan."""
-    values = [sensitivity_at.get(rate) for rate in CPM_FP_RATES]
-    return None if any(v is None for v in values) else float(np.mean(values))
+    values = [sensitivity_at[rate] for rate in CPM_FP_RATES if sensitivity_at.get(rate) is not None]
+    return float(np.mean(values)) if len(values) == len(CPM_FP_RATES) else None
 
 
 def froc_by_size(scans: list[ScanDetections], bands=SIZE_BANDS_MM, fp_rates=DEFAULT_FP_RATES) -> dict:
@@ -170,7 +171,8 @@ def calibration(scores, outcomes, bins: int = 10) -> dict:
     outcomes = np.asarray(outcomes, float).reshape(-1)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
-    rows, ece = [], 0.0
+    rows: list[tuple[float, float, int, float | None, float | None]] = []
+    ece = 0.0
     for k in range(bins):
         members = which == k
         n = int(members.sum())

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.types import int3
+
 #: Lung parenchyma when none can be measured around the nodule.
 DEFAULT_LUNG_HU = -850.0
 #: Voxels at or above this are solid tissue (the solid component of a part-solid nodule).
@@ -137,7 +139,7 @@ def volume_mm3(mask: np.ndarray, affine: np.ndarray) -> float:
     return float(np.count_nonzero(mask)) * abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3])))
 
 
-def _slice_axes(points_mm: np.ndarray, pixel_mm: np.ndarray) -> tuple[float, float]:
+def _slice_axes(points_mm: np.ndarray, pixel_mm: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
     """Long and short axis (mm) of one slice's pixel centres ``(N, 3)`` in mm.
 
     Long: the largest centre-to-centre distance plus one pixel width along that direction (a calliper is laid
@@ -338,8 +340,6 @@ def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
 
 def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The 26-connected component of ``mask`` with the most voxels inside ``box`` (the finding's own box)."""
-    import SimpleITK as sitk
-
     if not mask.any():
         return mask
     labels = _label(mask)
@@ -351,7 +351,7 @@ def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
-def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungExtent | None" = None
+def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None
                    ) -> NoduleSegmentation | None:
     """Segment the nodule of one finding inside its (slightly enlarged) box, at the volume's own resolution.
 
@@ -472,7 +472,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: "LungE
                 break
         return _fill_holes(_clip_to_sphere(part, spacing, SPHERE_CLIP))
 
-    offset = tuple(int(v) for v in (c0 + b0))
+    offset = int3(c0 + b0)
 
     def result(mask, solid, threshold, part_solid=False):
         return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b)

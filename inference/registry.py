@@ -29,13 +29,14 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from inference.resources import builtin_models_dir
 from inference.safety import literal_value
-from inference.suitability import ExpectedInput, expected_input_from_metadata, max_finding_from_metadata
+from inference.suitability import ExpectedInput, expected_input_from_metadata, mapping_at, max_finding_from_metadata
 from inference.types import Label, default_color, label_table
 
 TASKS = ("segmentation", "detection", "saliency")
@@ -332,7 +333,7 @@ def read_bundle(bundle: str | os.PathLike, builtin: bool = False, trusted: bool 
         raise InvalidBundle(f"{bundle.name}: cannot read its configs ({type(exc).__name__})") from None
     if not isinstance(metadata, dict):
         raise InvalidBundle(f"{bundle.name}: metadata.json must be a mapping")
-    ours = metadata.get("hounsfield") if isinstance(metadata.get("hounsfield"), dict) else {}
+    ours = mapping_at(metadata, "hounsfield")
     known = KNOWN_BUNDLES.get(str(metadata.get("name", "")), {})
     overrides = {**known.get("overrides", {}), **(ours.get("overrides") or {})}
     effective = {**config, **overrides}

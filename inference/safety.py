@@ -41,8 +41,9 @@ import importlib
 import inspect
 import operator
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 #: Module prefixes whose classes and functions an untrusted bundle may instantiate.
 #: ``monai.networks`` is narrowed to nets/blocks/layers: ``monai.networks.utils`` writes files
@@ -200,7 +201,8 @@ def _eval_literal(node: ast.AST, refs: dict[str, Any]) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise _NotLiteral("** in a dict")
-        return {_eval_literal(k, refs): _eval_literal(v, refs) for k, v in zip(node.keys, node.values)}
+        return {_eval_literal(k, refs): _eval_literal(v, refs) for k, v in zip(node.keys, node.values)
+                if k is not None}
     if isinstance(node, ast.UnaryOp):
         operand = _eval_literal(node.operand, refs)
         if isinstance(node.op, ast.Not):
@@ -521,8 +523,9 @@ class _Preparer:
             self.dropped.append(f"{path} ({target}: disabled)")
             return DROP if in_list else None
         check = check_target(target)
-        if check.problem:
-            self.refuse(f"{path}._target_", target, check.problem)
+        qualified = check.qualified
+        if check.problem or qualified is None:
+            self.refuse(f"{path}._target_", target, check.problem or "not an allowed target")
             return DROP if in_list else None
         if check.file_io:
             if in_list:
@@ -533,13 +536,13 @@ class _Preparer:
         mode = value.get("_mode_", "default")
         if mode not in ALLOWED_MODES:
             self.refuse(f"{path}._mode_", mode, f"only {sorted(ALLOWED_MODES)} modes are allowed")
-        out: dict[str, Any] = {"_target_": check.qualified}
+        out: dict[str, Any] = {"_target_": qualified}
         if "_mode_" in value:
             out["_mode_"] = mode
         for key, arg in value.items():
             if key in ("_target_", "_disabled_", "_desc_", "_mode_"):
                 continue
-            if "pretrained" in key.lower() and not check.qualified.startswith("inference."):
+            if "pretrained" in key.lower() and not qualified.startswith("inference."):
                 try:
                     flag = self.literal(arg, f"{path}.{key}")
                 except _NotLiteral:
@@ -600,8 +603,9 @@ class _Preparer:
         if name is None:
             raise _NotLiteral("only calls of plain dotted function names are allowed")
         check = check_target(name)
-        if check.problem:
-            raise _NotLiteral(f"{name}: {check.problem}")
+        qualified = check.qualified
+        if check.problem or qualified is None:
+            raise _NotLiteral(f"{name}: {check.problem or 'not an allowed target'}")
         if check.file_io:
             raise _NotLiteral(f"{name}: file readers/writers are not built")
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
@@ -609,13 +613,13 @@ class _Preparer:
         args = [self.argument(a, names, path) for a in node.args]
         kwargs = {k.arg: self.argument(k.value, names, path) for k in node.keywords}
         try:
-            bound = _bind_call(check.qualified, args, kwargs)
+            bound = _bind_call(qualified, args, kwargs)
         except TypeError as exc:
             raise _NotLiteral(f"arguments do not match {name}: {exc}") from None
         for key, arg in bound.items():
-            if "pretrained" in key.lower() and not check.qualified.startswith("inference.") and arg:
+            if "pretrained" in key.lower() and not qualified.startswith("inference.") and arg:
                 raise _NotLiteral(f"{key}={arg!r}: pretrained weights would be downloaded or read from a path")
-        return {"_target_": check.qualified, **bound}
+        return {"_target_": qualified, **bound}
 
     def method_calls(self, key: str, value: Any, owner: str) -> list[tuple[str, str, dict]]:
         """``detector_ops``-style list of ``$@owner.method(...)`` calls, checked and bound to kwargs."""
@@ -639,7 +643,7 @@ class _Preparer:
                 refs = {placeholder: self.literal_of_ref(ref, path) for placeholder, ref in names.items()
                         if placeholder != node.func.value.id}
                 args = [_eval_literal(a, refs) for a in node.args]
-                kwargs = {k.arg: _eval_literal(k.value, refs) for k in node.keywords}
+                kwargs = {k.arg: _eval_literal(k.value, refs) for k in node.keywords if k.arg is not None}
                 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
                 signature = inspect.signature(getattr(RetinaNetDetector, method))

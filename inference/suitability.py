@@ -112,6 +112,12 @@ class ExpectedInput:
 # ---------------------------------------------------------------------------------------------------------------
 # Reading the declaration.
 
+def mapping_at(mapping: dict, key: str) -> dict:
+    """``mapping[key]`` when it is a mapping, else an empty one (metadata is untrusted JSON)."""
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -145,14 +151,15 @@ def expected_input_from_metadata(metadata: dict, known: dict | None = None) -> E
 
     Never raises: a malformed declaration leaves the malformed parts unchecked (said in ``note``).
     """
-    ours = metadata.get("hounsfield") if isinstance(metadata.get("hounsfield"), dict) else {}
+    ours = mapping_at(metadata, "hounsfield")
     declared = ours.get("expected_input")
-    from_table = not isinstance(declared, dict) and isinstance((known or {}).get("expected_input"), dict)
+    table = known or {}
+    from_table = not isinstance(declared, dict) and isinstance(table.get("expected_input"), dict)
     if from_table:
-        declared = known["expected_input"]
+        declared = table["expected_input"]
     if isinstance(declared, dict):
-        spacing = declared.get("spacing_mm") if isinstance(declared.get("spacing_mm"), dict) else {}
-        extent = declared.get("extent_mm") if isinstance(declared.get("extent_mm"), dict) else {}
+        spacing = mapping_at(declared, "spacing_mm")
+        extent = mapping_at(declared, "extent_mm")
         expected = ExpectedInput(
             modalities=_names(declared.get("modality")), body_parts=_names(declared.get("body_part")),
             in_plane_mm=_range(spacing.get("in_plane")), between_slices_mm=_range(spacing.get("between_slices")),
@@ -184,7 +191,7 @@ def expected_input_from_metadata(metadata: dict, known: dict | None = None) -> E
 
 def max_finding_from_metadata(metadata: dict, known: dict | None = None) -> float | None:
     """``hounsfield.max_finding_mm`` (or the known bundle's), in mm; None when not declared."""
-    ours = metadata.get("hounsfield") if isinstance(metadata.get("hounsfield"), dict) else {}
+    ours = mapping_at(metadata, "hounsfield")
     value = ours.get("max_finding_mm", (known or {}).get("max_finding_mm"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 

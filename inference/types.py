@@ -18,6 +18,13 @@ DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
 )
 
 
+def int3(values) -> tuple[int, int, int]:
+    """Three ints from a sequence of three numbers (a shape, a voxel index, a colour); ValueError for any other
+    length."""
+    a, b, c = values
+    return int(a), int(b), int(c)
+
+
 def default_color(value: int) -> tuple[int, int, int]:
     """The palette colour of label ``value`` (1-based labels start at the first colour)."""
     return DEFAULT_COLORS[(max(int(value), 1) - 1) % len(DEFAULT_COLORS)]
@@ -35,7 +42,7 @@ class Label:
 def label_table(names: dict[int, str], colors: dict[int, tuple[int, int, int]] | None = None) -> dict[int, Label]:
     """Build ``{value: Label}`` from names and optional colours (missing colours come from the palette)."""
     colors = colors or {}
-    return {int(v): Label(int(v), str(n), tuple(colors.get(int(v), default_color(int(v))))) for v, n in names.items()}
+    return {int(v): Label(int(v), str(n), int3(colors.get(int(v), default_color(int(v))))) for v, n in names.items()}
 
 
 def _check_grid(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
@@ -145,16 +152,16 @@ class Detections:
         """``(N, 3)`` box extents along L, P, S in mm."""
         return self.boxes_lps[:, 3:] - self.boxes_lps[:, :3]
 
-    def above(self, min_score: float) -> "Detections":
+    def above(self, min_score: float) -> Detections:
         """The detections scoring at least ``min_score`` (a filtered copy; the original is kept whole)."""
         return self.subset(self.scores >= min_score)
 
-    def subset(self, keep) -> "Detections":
+    def subset(self, keep) -> Detections:
         """The detections where the boolean ``keep`` is True (a filtered copy; measurements follow their box)."""
         keep = np.asarray(keep, bool).reshape(-1)
         measurements = None if self.measurements is None else [m for m, k in zip(self.measurements, keep) if k]
         return Detections(self.boxes_lps[keep], self.boxes_voxel[keep], self.scores[keep], self.labels[keep],
-                          self.affine, tuple(self.shape), dict(self.table), self.model_id, list(self.notes),
+                          self.affine, int3(self.shape), dict(self.table), self.model_id, list(self.notes),
                           measurements)
 
 

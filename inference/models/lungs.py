@@ -37,8 +37,6 @@ def body_mask(image: np.ndarray, threshold: float) -> np.ndarray:
     """The patient in an ``(x, y, z)`` image: the largest component above ``threshold`` (soft tissue and bone),
     with the holes of every axial slice filled (the lungs are such holes). A table separated from the patient by
     air is another component and stays out."""
-    import SimpleITK as sitk
-
     labels, n = _components(image > threshold)
     if n == 0:
         return np.zeros(image.shape, bool)

@@ -93,6 +93,8 @@ class NoduleClassifier(nn.Module):
     ``forward`` gives the raw logit; :meth:`probability` the calibrated probability (Platt ``a``, ``b`` buffers,
     saved in the state dict)."""
 
+    platt: torch.Tensor  # a registered buffer: (a, b)
+
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(*_conv(2, 16, stride=2), *_conv(16, 16), nn.MaxPool3d(2),

@@ -13,11 +13,13 @@ applied the network in exactly the same way - same padding, same windows - so bo
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
+from monai.utils import ensure_tuple_rep
 
 
 def pad_pass(network: Callable, batch: torch.Tensor, size_divisible: Sequence[int]) -> torch.Tensor:
@@ -48,7 +50,8 @@ class OnePassInferer(SlidingWindowInferer):
 
     def one_pass(self, spatial: Sequence[int]) -> bool:
         """Whether an image of ``spatial`` voxels is run in one pass."""
-        return fits_one_pass(spatial, self.roi_size)
+        # MONAI takes an int roi_size for every axis alike
+        return fits_one_pass(spatial, ensure_tuple_rep(self.roi_size, len(spatial)))
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any):
         if self.one_pass(inputs.shape[2:]):

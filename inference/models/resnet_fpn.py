@@ -40,12 +40,18 @@ RESNET_PARAMS = {
 }
 
 
-def _conv(spatial_dims: int) -> type[nn.Module]:
-    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+_Conv = type[nn.Conv1d] | type[nn.Conv2d] | type[nn.Conv3d]
+_Norm = type[nn.BatchNorm1d] | type[nn.BatchNorm2d] | type[nn.BatchNorm3d]
+_CONVS: dict[int, _Conv] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_NORMS: dict[int, _Norm] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
-def _norm(spatial_dims: int) -> type[nn.Module]:
-    return {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
+def _conv(spatial_dims: int) -> _Conv:
+    return _CONVS[spatial_dims]
+
+
+def _norm(spatial_dims: int) -> _Norm:
+    return _NORMS[spatial_dims]
 
 
 def _tuple(value, n: int) -> tuple:
@@ -224,7 +230,8 @@ class FeaturePyramid(nn.Module):
         for m in self.modules():
             if isinstance(m, conv):
                 nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.constant_(m.bias, 0.0)
+                if m.bias is not None:  # always: the pyramid's convolutions keep their bias
+                    nn.init.constant_(m.bias, 0.0)
         self.extra_blocks = LastLevelMaxPool(spatial_dims)
 
     def forward(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -292,7 +299,10 @@ def resnet_fpn_feature_extractor(backbone: nn.Module, spatial_dims: int, pretrai
         raise ValueError(f"each returned layer must be in [1, 4], got {returned}")
     return_layers = {f"layer{k}": str(v) for v, k in enumerate(returned)}
     # As MONAI: the pyramid's input widths follow from the backbone's final width (in_planes // 8 = stage-1 width).
-    stage1 = backbone.in_planes // 8
+    in_planes = backbone.in_planes
+    if not isinstance(in_planes, int):
+        raise TypeError(f"the backbone's in_planes must be its final width (an int), got {type(in_planes).__name__}")
+    stage1 = in_planes // 8
     in_channels_list = [stage1 * 2 ** (k - 1) for k in returned]
     return BackboneWithFPN(backbone, return_layers, in_channels_list, 256, spatial_dims)
 

@@ -70,7 +70,10 @@ class SegmentationDetector(nn.Module):
             if logits is not None:
                 logits_i = logits[i][None]
             elif use_inferer:
-                logits_i = self.inferer(image[None], self.network)
+                output = self.inferer(image[None], self.network)
+                if not isinstance(output, torch.Tensor):
+                    raise TypeError(f"the inferer gave a {type(output).__name__}, not the network's logits")
+                logits_i = output
             else:  # one pass: pad the end of each axis to a multiple of size_divisible, as MONAI's detectors do
                 logits_i = pad_pass(self.network, image[None], self.size_divisible)
             probabilities = torch.softmax(logits_i.float(), dim=1)[0]
@@ -78,16 +81,16 @@ class SegmentationDetector(nn.Module):
             found = self._boxes(probability)
             if self.blobs:
                 start = time.perf_counter()
-                found = self._with_blobs(found, image[0].cpu().numpy(), probabilities, probability)
+                found = self._with_blobs(self.blobs, found, image[0].cpu().numpy(), probabilities, probability)
                 self.blob_seconds += time.perf_counter() - start
             results.append(found)
         return results
 
-    def _with_blobs(self, found: dict, image: np.ndarray, probabilities: torch.Tensor, probability: np.ndarray
-                    ) -> dict[str, torch.Tensor]:
+    def _with_blobs(self, blobs: dict, found: dict, image: np.ndarray, probabilities: torch.Tensor,
+                    probability: np.ndarray) -> dict[str, torch.Tensor]:
         from inference.models.blob_candidates import blob_candidates
 
-        options = dict(self.blobs)
+        options = dict(blobs)
         spacing = options.pop("spacing_mm")
         lung_channels = options.pop("lung_channels")
         lung = np.isin(probabilities.argmax(dim=0).cpu().numpy(), lung_channels)

@@ -164,17 +164,17 @@ def random_patch(rng: np.random.Generator, case: Case, size: tuple[int, int, int
     Returns ``(image, labels, offset)``; ``offset`` is the volume voxel at the crop's first voxel.
     """
     shape = np.array(case.image.shape)
-    size = np.array(size)
+    extent = np.array(size)
     boxes = case.nodule_boxes() if boxes is None else boxes
     if len(boxes) and rng.random() < nodule_fraction:
         box = boxes[rng.integers(len(boxes))]
-        centre = (box[:3] + box[3:]) / 2 + rng.uniform(-0.35, 0.35, 3) * size
+        centre = (box[:3] + box[3:]) / 2 + rng.uniform(-0.35, 0.35, 3) * extent
     else:
         centre = rng.uniform(0.15, 0.85, 3) * shape
-    start = np.rint(centre - size / 2).astype(int)
-    image = np.zeros(tuple(size), np.float32)
-    labels = np.zeros(tuple(size), np.uint8)
-    src = [slice(max(s, 0), min(s + n, m)) for s, n, m in zip(start, size, shape)]
+    start = np.rint(centre - extent / 2).astype(int)
+    image = np.zeros(tuple(extent), np.float32)
+    labels = np.zeros(tuple(extent), np.uint8)
+    src = [slice(max(s, 0), min(s + n, m)) for s, n, m in zip(start, extent, shape)]
     dst = [slice(a.start - s, a.stop - s) for a, s in zip(src, start)]
     image[tuple(dst)] = case.image[tuple(src)]
     labels[tuple(dst)] = case.labels[tuple(src)]

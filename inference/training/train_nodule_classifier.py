@@ -70,11 +70,14 @@ def candidates_of(seed: int, bundle, extras: bool = True) -> dict:
     from inference.jobs import run_job
     from inference.metrics import match_radius
     from inference.task import run_bundle
+    from inference.types import Detections
 
     rng = np.random.default_rng([GENERATOR_REVISION, 31, seed])
     shape, spacing = acquisition_grid(seed)
     phantom = generate_phantom(seed, shape=shape, spacing=spacing)
     found = run_job(run_bundle(bundle, phantom.hu, phantom.affine, threads=1)).result
+    if not isinstance(found, Detections):
+        raise TypeError(f"the first stage must be a detector, got a {type(found).__name__}")
     truth = np.array([n.center_lps for n in phantom.nodules], float).reshape(-1, 3)
     diameters = np.array([n.diameter_mm for n in phantom.nodules], float)
     radii = np.array([match_radius(v) for v in diameters])
@@ -227,7 +230,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 50) -> t
 def operating_point(scores_per_scan: list[np.ndarray], labels_per_scan: list[np.ndarray],
                     fp_per_scan: float = 1.0) -> float:
     """The lowest score threshold keeping false positives at or under ``fp_per_scan`` on average."""
-    negatives = np.sort(np.concatenate([s[l == 0] for s, l in zip(scores_per_scan, labels_per_scan)]))[::-1]
+    negatives = np.sort(np.concatenate([s[y == 0] for s, y in zip(scores_per_scan, labels_per_scan)]))[::-1]
     allowed = int(np.floor(fp_per_scan * len(scores_per_scan)))
     if len(negatives) <= allowed:
         return 0.05

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.resources import builtin_models_dir
-from inference.training.data import (NODULE, TRAIN_SEEDS, augment_intensity, load_cases, random_patch,
-                                     schedule)
+from inference.training.data import NODULE, TRAIN_SEEDS, augment_intensity, load_cases, random_patch, schedule
 
 BUNDLE = "chest_ct_lung_nodule_segmentation"
 DETECTOR_BUNDLE = "chest_ct_nodule_detection"  # reads the nodule label of the same network

@@ -6,8 +6,21 @@ import pytest
 
 from inference.types import Detections, label_table
 from viewer.core.layers import (
-    as_label_volume, boxes_in_slice, findings, heat_lut, label_counts, label_lut, label_slice_rgba, label_volumes_ml,
-    labelled_slices, outline, quantise_unit, side_of, visible_findings, voxel_box_centre, voxel_box_size_mm,
+    as_label_volume,
+    boxes_in_slice,
+    findings,
+    heat_lut,
+    label_counts,
+    label_lut,
+    label_slice_rgba,
+    label_volumes_ml,
+    labelled_slices,
+    outline,
+    quantise_unit,
+    side_of,
+    visible_findings,
+    voxel_box_centre,
+    voxel_box_size_mm,
 )
 from viewer.core.reformat import Plane, plane_geometry
 

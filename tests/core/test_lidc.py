@@ -114,3 +114,11 @@ def test_synthetic_far_marks_stay_apart_and_exclusions(tmp_path):
     left = next(n for n in nodules if n.marks[0].nodule_id == "L")
     assert left.center_lps[0] > -2.5  # the excluded pixels pulled the centroid off the square's centre
     assert left.center_lps[2] == pytest.approx(-26.0)
+
+
+def test_an_outline_without_its_position_is_named(tmp_path):
+    xml = tmp_path / "read.xml"
+    roi = _roi(-26, _square(10, 30, 10)).replace("<imageZposition>-26</imageZposition>", "")
+    _write_xml(xml, [[_nodule("A0", roi)]])
+    with pytest.raises(ValueError, match="<roi> without <imageZposition>"):
+        read_lidc_nodules(xml, AFFINE, POSITIONS)

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from viewer.core.measure import (
-    Measurement, ellipse_mask, evaluate, length_mm, probe_value, rectangle_mask, roi_stats,
+    Measurement,
+    ellipse_mask,
+    evaluate,
+    length_mm,
+    probe_value,
+    rectangle_mask,
+    roi_stats,
 )
 from viewer.core.reformat import plane_geometry
 from viewer.core.volume import Volume

@@ -67,7 +67,7 @@ def test_rt_utils_contours_on_the_two_ct_slices(rt_utils_dir):
     assert len(on_first) == 2 and polylines_on_slice(rois, volume, 1) == []
     # the slice at z = 60 mm is ct_1.dcm: every contour point lands where its header says
     ct_1 = next(i.path for i in ct.instances if i.path.endswith("ct_1.dcm"))
-    for (roi, line), lps in zip(on_first, rois[0].contours):
+    for (_roi, line), lps in zip(on_first, rois[0].contours):
         col, row, dist = expected_voxel(ct_1, lps)
         assert np.allclose(dist, 0.0)
         assert np.allclose(line, np.stack([col, row], axis=-1), atol=1e-6)

@@ -6,7 +6,15 @@ import pytest
 
 from viewer.core.volume import Volume
 from viewer.core.windowing import (
-    CT_PRESETS, Window, apply_window, auto_window, drag_window, find_preset, initial_window, parse_window, window_lut,
+    CT_PRESETS,
+    Window,
+    apply_window,
+    auto_window,
+    drag_window,
+    find_preset,
+    initial_window,
+    parse_window,
+    window_lut,
 )
 
 

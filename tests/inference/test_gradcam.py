@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.jobs import CancelToken, Cancelled, run_job
+from inference.jobs import Cancelled, CancelToken, run_job
 from inference.registry import find_model
 from viewer.core.sample import DEMO_MODELS
 

@@ -81,7 +81,7 @@ def test_operating_point_allows_one_false_positive_per_scan():
     # negatives 0.8, 0.7, 0.3, 0.2: two scans allow two, so the threshold sits just above the third (0.3)
     threshold = operating_point(scores, labels)
     assert 0.3 < threshold < 0.31
-    kept_fp = sum(int(((s >= threshold) & (l == 0)).sum()) for s, l in zip(scores, labels))
+    kept_fp = sum(int(((s >= threshold) & (y == 0)).sum()) for s, y in zip(scores, labels))
     assert kept_fp == 2
 
 

@@ -7,9 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.nodule_measurements import (LUNG_RADS_V2022_BASELINE, axial_axes_mm, lung_rads_baseline,
-                                           mask_measurements, measure_nodule, round_half_up, summary_text,
-                                           volume_mm3)
+from inference.nodule_measurements import (
+    LUNG_RADS_V2022_BASELINE,
+    axial_axes_mm,
+    lung_rads_baseline,
+    mask_measurements,
+    measure_nodule,
+    round_half_up,
+    summary_text,
+    volume_mm3,
+)
 
 LUNG, SOFT = -850.0, 30.0
 

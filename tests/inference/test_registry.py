@@ -6,8 +6,15 @@ import json
 import pytest
 
 from inference import registry
-from inference.registry import (ModelNotFound, find_model, list_models, read_bundle, scan_models, set_trusted,
-                                user_models_dir)
+from inference.registry import (
+    ModelNotFound,
+    find_model,
+    list_models,
+    read_bundle,
+    scan_models,
+    set_trusted,
+    user_models_dir,
+)
 from tests.inference.helpers import tiny_unet_config, write_bundle, zoo_bundle
 
 OURS = {"id": "chest-demo", "name": "Chest demo", "task": "segmentation", "modality": "CT",

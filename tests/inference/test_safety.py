@@ -94,7 +94,8 @@ def test_every_refusal_is_listed_with_its_key(tmp_path):
         load_bundle(path, device="cpu", random_weights=True)
     text = str(info.value)
     for key in ("network_def._mode_ = debug", "network_def.act = $lambda x: x",
-                "preprocessing.transforms[1].keys = %other_file.json::image_key", "preprocessing.transforms[4].pretrained",
+                "preprocessing.transforms[1].keys = %other_file.json::image_key",
+                "preprocessing.transforms[4].pretrained",
                 "postprocessing.transforms[4] = $import os"):
         assert key in text, text
     assert len(info.value.refusals) == 5

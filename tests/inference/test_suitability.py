@@ -11,7 +11,11 @@ import pytest
 from inference.jobs import run_job
 from inference.registry import find_model, read_bundle
 from inference.suitability import (
-    ExpectedInput, check_input, drop_oversized, expected_input_from_metadata, lung_air_fraction,
+    ExpectedInput,
+    check_input,
+    drop_oversized,
+    expected_input_from_metadata,
+    lung_air_fraction,
 )
 from inference.types import Detections, label_table
 from tests.conftest import data_path

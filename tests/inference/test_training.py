@@ -5,7 +5,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 
 from inference.resources import builtin_models_dir
 from inference.training import train_segmentation

@@ -60,12 +60,12 @@ def ultrasound_regions_from(sequence) -> list[UltrasoundRegion]:
             if int(item.get("PhysicalUnitsYDirection", 0)) != US_UNIT_CM:
                 continue
             dx, dy = abs(float(item.PhysicalDeltaX)), abs(float(item.PhysicalDeltaY))
-            bounds = [int(item.get(k)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
-                                                  "RegionLocationMaxX1", "RegionLocationMaxY1")]
+            x0, y0, x1, y1 = (int(item.get(k)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                          "RegionLocationMaxX1", "RegionLocationMaxY1"))
         except (AttributeError, TypeError, ValueError):
             continue  # an incomplete item calibrates nothing
         if dx > 0 and dy > 0 and np.isfinite(dx) and np.isfinite(dy):
-            regions.append(UltrasoundRegion(*bounds, delta_x_mm=dx * 10.0, delta_y_mm=dy * 10.0))
+            regions.append(UltrasoundRegion(x0, y0, x1, y1, delta_x_mm=dx * 10.0, delta_y_mm=dy * 10.0))
     return regions
 
 
@@ -148,7 +148,7 @@ def measure_length(calibration: Calibration | None, affine, p0, p1) -> Length:
             if region.contains(p0[0], p0[1]) and region.contains(p1[0], p1[1]):
                 return Length(float(np.hypot(dx * region.delta_x_mm, dy * region.delta_y_mm)), "mm")
         return Length(None, "mm", "crosses ultrasound regions (or leaves the calibrated area): not measurable")
-    if calibration.source == "imager_pixel_spacing":
+    if calibration.source == "imager_pixel_spacing" and calibration.imager_spacing is not None:
         row_mm, col_mm = calibration.imager_spacing
         return Length(float(np.hypot(dx * col_mm, dy * row_mm)), "mm")
     return Length(float(np.hypot(dx, dy)), "px")
@@ -162,7 +162,7 @@ def mm2_per_pixel(calibration: Calibration | None, p0, p1) -> float | None:
     """
     if calibration is None or calibration.source in ("pixel_spacing", "none"):
         return None
-    if calibration.source == "imager_pixel_spacing":
+    if calibration.source == "imager_pixel_spacing" and calibration.imager_spacing is not None:
         return float(calibration.imager_spacing[0] * calibration.imager_spacing[1])
     for region in calibration.regions:
         if region.contains(p0[0], p0[1]) and region.contains(p1[0], p1[1]):

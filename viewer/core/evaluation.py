@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -91,8 +91,11 @@ def phantom_case(seed: int) -> EvalCase:
     from inference.training.data import acquisition_grid
     from inference.training.phantom import DEMO_SEED, LABELS, generate_phantom
 
-    shape, spacing = (None, None) if seed == DEMO_SEED else acquisition_grid(seed)
-    phantom = generate_phantom(seed) if shape is None else generate_phantom(seed, shape=shape, spacing=spacing)
+    if seed == DEMO_SEED:
+        phantom = generate_phantom(seed)
+    else:
+        shape, spacing = acquisition_grid(seed)
+        phantom = generate_phantom(seed, shape=shape, spacing=spacing)
     centres = np.array([n.center_lps for n in phantom.nodules], float).reshape(-1, 3)
     diameters = np.array([n.diameter_mm for n in phantom.nodules], float)
     return EvalCase(f"phantom {seed}", phantom.hu, phantom.affine, _reference_masks(phantom.labels, LABELS),
@@ -113,6 +116,7 @@ def load_largest_series(folder: Path):
 def sample_case(folder: str | Path) -> EvalCase:
     """A study written by ``hounsfield sample``: its DICOM volume and ``ground_truth/``."""
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
     from inference.geometry import lps_affine
 
@@ -120,6 +124,8 @@ def sample_case(folder: str | Path) -> EvalCase:
     volume = load_largest_series(folder / "dicom")
     truth = folder / "ground_truth"
     image = nib.load(str(truth / "labels.nii.gz"))
+    if not isinstance(image, SpatialImage):
+        raise ValueError(f"{truth}: labels.nii.gz is not an image")
     index_to_volume = np.linalg.inv(volume.affine) @ lps_affine(image.affine)
     if not np.allclose(index_to_volume, np.eye(4), atol=1e-3):
         raise ValueError(f"{truth}: labels.nii.gz is not on the DICOM series' grid")

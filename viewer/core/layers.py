@@ -19,8 +19,8 @@ Conventions as in :mod:`viewer.core.reformat`: arrays ``(z, y, x)``, voxel index
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -289,6 +289,11 @@ class Finding:
         return "LPS " + ", ".join(f"{v:.1f}" for v in self.centre_lps)
 
 
+def _floats3(values) -> tuple[float, float, float]:
+    x, y, z = values
+    return float(x), float(y), float(z)
+
+
 def findings(detections, affine=None, shape=None, number_of=None) -> list[Finding]:
     """Rows for every detection (all of them: thresholds apply at display time, see :func:`visible_findings`).
 
@@ -307,8 +312,8 @@ def findings(detections, affine=None, shape=None, number_of=None) -> list[Findin
         value = int(detections.labels[i])
         label = detections.table[value].name if value in detections.table else f"label {value}"
         measured = getattr(detections, "measurements", None)
-        out.append(Finding(i, float(detections.scores[i]), label, tuple(float(v) for v in centre),
-                           tuple(float(v) for v in hi - lo), tuple(float(v) for v in index),
+        out.append(Finding(i, float(detections.scores[i]), label, _floats3(centre), _floats3(hi - lo),
+                           _floats3(index),
                            int(number_of(k)) if number_of is not None else k + 1,
                            side_of(centre, affine, shape), measured[i] if measured is not None else None))
     return out

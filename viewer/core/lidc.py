@@ -97,6 +97,14 @@ def _slice_origin(k: int, affine: np.ndarray, slice_positions: np.ndarray | None
     return affine[:3, 2] * k + affine[:3, 3]
 
 
+def _text(element: ET.Element, tag: str) -> str:
+    """The text of ``element``'s child ``tag``; a ValueError naming it when the file leaves it out."""
+    text = element.findtext(f"{NS}{tag}")
+    if text is None:
+        raise ValueError(f"LIDC XML: a <{element.tag.rsplit('}', 1)[-1]}> without <{tag}>")
+    return text
+
+
 def _read_mark(nodule: ET.Element, reader: int, affine, slice_positions, slice_z) -> ReaderMark | None:
     """A reader's outlined nodule in LPS, or None when it is a single-point (< 3 mm) mark or off the volume."""
     rois = nodule.findall(f"{NS}roi")
@@ -106,13 +114,13 @@ def _read_mark(nodule: ET.Element, reader: int, affine, slice_positions, slice_z
     excluded: dict[int, set] = {}
     diameter = 0.0
     for roi in rois:
-        z = float(roi.findtext(f"{NS}imageZposition"))
+        z = float(_text(roi, "imageZposition"))
         k = _slice_index(z, affine, slice_z)
         if k is None:
             continue
         edges = roi.findall(f"{NS}edgeMap")
-        cols = np.array([int(e.findtext(f"{NS}xCoord")) for e in edges])
-        rows = np.array([int(e.findtext(f"{NS}yCoord")) for e in edges])
+        cols = np.array([int(_text(e, "xCoord")) for e in edges])
+        rows = np.array([int(_text(e, "yCoord")) for e in edges])
         if len(cols) == 0:
             continue
         keep = (roi.findtext(f"{NS}inclusion") or "TRUE").strip().upper() == "TRUE"

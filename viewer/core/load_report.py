@@ -7,8 +7,8 @@ patient: file paths and the loader's messages only.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from viewer.core.issues import SeriesWarning
 

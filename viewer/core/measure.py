@@ -89,7 +89,8 @@ def _box_pixels(geometry: PlaneGeometry, points) -> tuple[tuple[float, float], t
 
 
 def ellipse_stats(array: np.ndarray, geometry: PlaneGeometry, k: int, p0, p1) -> RoiStats:
-    """Statistics of the ellipse inscribed in the box with opposite corners ``p0``/``p1`` (voxel indices) on slice ``k``."""
+    """Statistics of the ellipse inscribed in the box with opposite corners ``p0``/``p1`` (voxel indices) on slice
+    ``k``."""
     image = _grey(geometry.take(array, k))
     c0, c1 = _box_pixels(geometry, (p0, p1))
     mask = ellipse_mask(image.shape[:2], c0, c1)

@@ -87,7 +87,8 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(z, y, x)`` size of the grid (colour channels left out)."""
-        return tuple(self.array.shape[:3])  # type: ignore[return-value]
+        z, y, x = self.array.shape[:3]
+        return int(z), int(y), int(x)
 
     @property
     def is_rgb(self) -> bool:

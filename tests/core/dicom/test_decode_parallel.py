@@ -25,7 +25,7 @@ from viewer.core.dicom.encapsulated import EncapsulatedFrames, FrameLayoutError
 from viewer.core.dicom.load import iter_load, load_series
 from viewer.core.dicom.scan import scan
 from viewer.core.dicom.tags import read_tags
-from viewer.core.jobs import CancelToken, Cancelled
+from viewer.core.jobs import Cancelled, CancelToken
 
 
 def _encapsulated_files() -> list[Path]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import zlib
 from pathlib import Path
 
@@ -275,7 +274,8 @@ def _set_sof(size: tuple[int, int]):
     (("ts-pylibjpeg-data", "JPEGBaseline", "JPEGBaseline_1s_1f_u_08_08.dcm"), (65500, 65500), "65500 x 65500"),
     (("ts-pylibjpeg-data", "JPEGLS", "CT1_JLSN.dcm"), (65500, 65500), "65500 x 65500"),
     # A zero height made libjpeg loop forever (found by bench/fuzz.py).
-    (("ts-pylibjpeg-data", "JPEGBaseline", "JPEGBaseline_1s_1f_u_08_08.dcm"), (0, 100), r"0 x 100 pixels \(a zero size\)"),
+    (("ts-pylibjpeg-data", "JPEGBaseline", "JPEGBaseline_1s_1f_u_08_08.dcm"), (0, 100),
+     r"0 x 100 pixels \(a zero size\)"),
 ])
 def test_compressed_frame_size_claims_are_refused_before_decoding(tmp_path, source, size, expected):
     path = _with_first_frame(data_path(*source), tmp_path / "claim.dcm", _set_sof(size))

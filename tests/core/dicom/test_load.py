@@ -20,7 +20,7 @@ from viewer.core.dicom.load import iter_load, load_series
 from viewer.core.dicom.model import Series
 from viewer.core.dicom.scan import read_header, scan
 from viewer.core.dicom.synthetic import phantom_ct, write_series
-from viewer.core.jobs import CancelToken, Cancelled
+from viewer.core.jobs import Cancelled, CancelToken
 
 AIR = -1024  # the loader's CT floor and padding fill
 

@@ -14,7 +14,7 @@ from tests.conftest import data_path
 from viewer.core.dicom import scan as scan_mod
 from viewer.core.dicom.scan import DicomReadError, iter_scan, read_dicomdir, read_header, scan
 from viewer.core.dicom.synthetic import phantom_ct, write_series
-from viewer.core.jobs import CancelToken, Cancelled, Progress
+from viewer.core.jobs import Cancelled, CancelToken, Progress
 
 SHARED_FOLDERS = [
     "ct-gantry-tilt", "dicomdir-pydicom", "edge-dicom2nifti", "enh-multiframe", "lidc-idri-0001",

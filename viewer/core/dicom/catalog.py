@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from viewer.core.dicom.model import Catalog, InstanceHeader, Patient, Series, Study, UnreadableFile
 from viewer.core.issues import SeriesWarning

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def _mask_unused_bits(arr: np.ndarray, bits_stored: int) -> None:
         np.bitwise_and(arr, arr.dtype.type((1 << bits_stored) - 1), out=arr)
 
 
-def _as_stored(buffer, header: "PixelHeader") -> np.ndarray:
+def _as_stored(buffer, header: PixelHeader) -> np.ndarray:
     """The codec's little-endian output as a writable (rows, columns) array of the stored dtype."""
     raw = buffer.reshape(-1).view(np.uint8) if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, np.uint8)
     expected = header.rows * header.columns * header.stored_dtype.itemsize
@@ -74,14 +75,14 @@ def _as_stored(buffer, header: "PixelHeader") -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()  # bytes from a codec are read-only; corrections write
 
 
-def _check_width(precision: int, header: "PixelHeader") -> None:
+def _check_width(precision: int, header: PixelHeader) -> None:
     itemsize = 1 if precision <= 8 else 2 if precision <= 16 else 4
     if itemsize != header.bits_allocated // 8:
         raise Unsupported(f"codestream precision {precision} in a {header.bits_allocated}-bit container")
 
 
 # ------------------------------------------------------------------------------------------ decoders
-def _rle(data: bytes, header: "PixelHeader") -> np.ndarray:
+def _rle(data: bytes, header: PixelHeader) -> np.ndarray:
     from rle.rle import decode_frame
 
     # Segments are most significant byte first; '<' asks for little-endian samples, as numpy reads them.
@@ -90,7 +91,7 @@ def _rle(data: bytes, header: "PixelHeader") -> np.ndarray:
     return arr
 
 
-def _pyjpegls(data: bytes, header: "PixelHeader") -> np.ndarray:
+def _pyjpegls(data: bytes, header: PixelHeader) -> np.ndarray:
     import jpeg_ls
 
     buffer, info = jpeg_ls.decode_pixel_data(data)
@@ -104,7 +105,7 @@ def _pyjpegls(data: bytes, header: "PixelHeader") -> np.ndarray:
     return arr
 
 
-def _libjpeg_jls(data: bytes, header: "PixelHeader") -> np.ndarray:
+def _libjpeg_jls(data: bytes, header: PixelHeader) -> np.ndarray:
     from libjpeg import decode
 
     out = decode(data, reshape=True)
@@ -123,7 +124,7 @@ def _jls_precision(data: bytes, default: int) -> int:
     return data[at + 4] if 0 <= at and at + 4 < len(data) else default
 
 
-def _openjpeg(data: bytes, header: "PixelHeader") -> np.ndarray:
+def _openjpeg(data: bytes, header: PixelHeader) -> np.ndarray:
     from openjpeg.utils import decode, get_parameters
 
     params = get_parameters(data)
@@ -140,7 +141,7 @@ def _openjpeg(data: bytes, header: "PixelHeader") -> np.ndarray:
     return arr
 
 
-def _libjpeg(data: bytes, header: "PixelHeader") -> np.ndarray:
+def _libjpeg(data: bytes, header: PixelHeader) -> np.ndarray:
     from libjpeg import decode
 
     out = decode(data, reshape=True)
@@ -153,7 +154,7 @@ def _libjpeg(data: bytes, header: "PixelHeader") -> np.ndarray:
 
 
 #: Decoders per transfer syntax, fastest first (measured: see the module docstring), with the module each needs.
-RANKED: dict[str, tuple[tuple[str, str, Callable[[bytes, "PixelHeader"], np.ndarray]], ...]] = {
+RANKED: dict[str, tuple[tuple[str, str, Callable[[bytes, PixelHeader], np.ndarray]], ...]] = {
     RLE_LOSSLESS: (("pylibjpeg-rle", "rle.rle", _rle),),
     **{uid: (("pyjpegls", "jpeg_ls", _pyjpegls), ("libjpeg", "libjpeg", _libjpeg_jls)) for uid in JPEG_LS},
     **{uid: (("openjpeg", "openjpeg", _openjpeg),) for uid in JPEG_2000},
@@ -178,13 +179,13 @@ def decoders_for(syntax: str) -> list[str]:
     return [name for name, module, _ in RANKED.get(syntax, ()) if _importable(module)]
 
 
-def handles(header: "PixelHeader") -> bool:
+def handles(header: PixelHeader) -> bool:
     """True when frames of this header may take the direct route (grey, 8/16 bit, a ranked codec installed)."""
     return (header.samples == 1 and header.photometric in ("MONOCHROME1", "MONOCHROME2")
             and header.bits_allocated in (8, 16) and bool(decoders_for(header.transfer_syntax)))
 
 
-def decode_frame(data: bytes, header: "PixelHeader") -> tuple[np.ndarray, str]:
+def decode_frame(data: bytes, header: PixelHeader) -> tuple[np.ndarray, str]:
     """Decode one grey frame's codestream to stored values with the fastest installed decoder that accepts it.
 
     Parameters

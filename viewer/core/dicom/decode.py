@@ -32,18 +32,17 @@ grey ramp. Missing PhotometricInterpretation is read as MONOCHROME2 (or RGB for 
 from __future__ import annotations
 
 import logging
-from collections import abc
 import struct
 import threading
 import warnings
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from viewer.core.dicom import codecs
+from viewer.core.dicom import codecs, limits
 from viewer.core.dicom.encapsulated import EncapsulatedFrames, FrameLayoutError
-from viewer.core.dicom import limits
 from viewer.core.dicom.model import FrameGeometry
 from viewer.core.dicom.tags import UNDEFINED, Fallback, NotPart10, Tags, Truncated, read_tags
 
@@ -332,9 +331,9 @@ def header_from_dataset(ds, path: str = "") -> PixelHeader:
             ori = _float_list(orientation.get("ImageOrientationPatient")) if orientation is not None else None
             spc = _float_list(measures.get("PixelSpacing")) if measures is not None else None
             frames.append(FrameGeometry(
-                tuple(pos) if pos and len(pos) == 3 else None,
-                tuple(ori) if ori and len(ori) == 6 else None,
-                tuple(spc) if spc and len(spc) == 2 else None,
+                (pos[0], pos[1], pos[2]) if pos and len(pos) == 3 else None,
+                (ori[0], ori[1], ori[2], ori[3], ori[4], ori[5]) if ori and len(ori) == 6 else None,
+                (spc[0], spc[1]) if spc and len(spc) == 2 else None,
             ))
         if len(set(rescale)) == 1:
             rescale = rescale[:1]
@@ -385,10 +384,10 @@ def read_pixel_header(path: str, *, functional_groups: bool = True) -> PixelHead
         tags: Tags | None = read_tags(path, _WANTED, _FLAGGED)
     except (NotPart10, Truncated, Fallback):
         tags = None
-    native = (tags is not None and tags.syntax in NATIVE_LE and tags.pixel_tag == _PIXEL_DATA
-              and tags.pixel_length != UNDEFINED)  # else: encapsulated, float or no pixel data, or unwalkable
-    if native and not (functional_groups and tags.flagged & _FUNCTIONAL_GROUPS):
-        return _header_from_tags(path, tags)
+    native = (tags if tags is not None and tags.syntax in NATIVE_LE and tags.pixel_tag == _PIXEL_DATA
+              and tags.pixel_length != UNDEFINED else None)  # else: encapsulated, float or no pixel data, unwalkable
+    if native is not None and not (functional_groups and native.flagged & _FUNCTIONAL_GROUPS):
+        return _header_from_tags(path, native)
     if (tags is not None and tags.pixel_tag == _PIXEL_DATA and tags.pixel_length == UNDEFINED
             and tags.syntax in codecs.RANKED and not tags.flagged & _FLAGGED):
         # Compressed, plain (not enhanced, no Modality LUT): the walker's values are all decoding needs, and
@@ -396,17 +395,16 @@ def read_pixel_header(path: str, *, functional_groups: bool = True) -> PixelHead
         header = _header_from_tags(path, tags)
         header.encapsulated_offset, header.pixel_offset = tags.pixel_offset, None
         return header
-    import pydicom
 
     try:
         ds = limits.dcmread(path, stop_before_pixels=True)  # a deflated data set inflates with a cap
     except limits.SizeLimitError as error:
         raise DecodeError(error.reason) from None
     header = header_from_dataset(ds, path)
-    if native and not tags.flagged & _NEEDS_PYDICOM:
-        header.pixel_offset = tags.pixel_offset  # enhanced but native: keep the fast read of the frames
+    if native is not None and not native.flagged & _NEEDS_PYDICOM:
+        header.pixel_offset = native.pixel_offset  # enhanced but native: keep the fast read of the frames
         header.needs_pydicom = False
-        if tags.pixel_length < header.frame_bytes * header.number_of_frames:
+        if native.pixel_length < header.frame_bytes * header.number_of_frames:
             header.pixel_offset = None
             header.needs_pydicom = True
     return header
@@ -440,7 +438,9 @@ class FrameSource:
     def read_native_into(self, index: int, buffer: np.ndarray) -> None:
         """Read frame ``index`` of a native file straight into ``buffer`` (C-contiguous, right size)."""
         h = self.header
-        view = memoryview(buffer).cast("B")
+        if h.pixel_offset is None:
+            raise DecodeError(f"{self.path}: no native pixel data to read")
+        view = buffer.data.cast("B")
         with open(self.path, "rb", buffering=0) as f:
             f.seek(h.pixel_offset + index * h.frame_bytes)
             got = f.readinto(view)
@@ -507,6 +507,8 @@ class FrameSource:
     def _decode_codec(self, index: int) -> np.ndarray:
         with self._lock:
             if self._encapsulated is None:
+                if self.header.encapsulated_offset is None:
+                    raise DecodeError(f"{self.path}: no encapsulated pixel data to read")
                 self._encapsulated = EncapsulatedFrames(self.path, self.header.encapsulated_offset,
                                                         self.header.number_of_frames)
             frames = self._encapsulated

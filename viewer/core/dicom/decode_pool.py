@@ -166,7 +166,7 @@ class Ticket:
 
     __slots__ = ("owner", "batch", "position")
 
-    def __init__(self, owner: "ProcessDecoder", batch: _Batch, position: int) -> None:
+    def __init__(self, owner: ProcessDecoder, batch: _Batch, position: int) -> None:
         self.owner, self.batch, self.position = owner, batch, position
 
     def result(self) -> np.ndarray:

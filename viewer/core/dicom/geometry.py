@@ -23,8 +23,8 @@ slice exact) and the warning says how far the worst slice is from where the grid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ SPACING_REL_TOL = 0.02
 PIXEL_SPACING_REL_TOL = 1e-3
 
 
-def direction_cosines(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def direction_cosines(orientation: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit ``(row_dir, col_dir, normal)`` from an ImageOrientationPatient sextuple.
 
     ``row_dir`` is the direction of increasing column index, ``col_dir`` of increasing row index and
@@ -361,22 +361,23 @@ def plan_stack(
             ))
             candidates = chosen
 
-    known_spacing = [i for i in candidates if spacing[i] is not None]
+    known_spacing = {i: s for i in candidates if (s := spacing[i]) is not None}
     if known_spacing:
         def same_spacing(a: int, b: int) -> bool:
-            return bool(np.all(np.abs(spacing[a] - spacing[b]) <= PIXEL_SPACING_REL_TOL * spacing[a]))
+            sa, sb = known_spacing[a], known_spacing[b]
+            return bool(np.all(np.abs(sa - sb) <= PIXEL_SPACING_REL_TOL * sa))
 
-        chosen, n_groups = _majority(known_spacing, same_spacing)
+        chosen, n_groups = _majority(list(known_spacing), same_spacing)
         if n_groups > 1 or len(known_spacing) < len(candidates):
             left_out = _without(candidates, chosen)
             skipped += left_out
             warnings.append(SeriesWarning(
                 "mixed_pixel_spacing",
                 f"Series mixes pixel spacings; loaded the {len(chosen)} frames with "
-                f"{spacing[chosen[0]][0]:g} x {spacing[chosen[0]][1]:g} mm, left out {len(left_out)}.",
+                f"{known_spacing[chosen[0]][0]:g} x {known_spacing[chosen[0]][1]:g} mm, left out {len(left_out)}.",
             ))
             candidates = chosen
-        pixel_spacing = spacing[candidates[0]]
+        pixel_spacing = known_spacing[candidates[0]]
     else:
         pixel_spacing = np.array([1.0, 1.0])
         if pixel_spacings is not None:  # asked about spacing and none given: say so

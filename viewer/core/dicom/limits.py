@@ -16,7 +16,8 @@ import io
 import os
 import struct
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_SERIES_BYTES",
@@ -302,9 +303,9 @@ class InflatingReader(io.RawIOBase):
         return True
 
     def read(self, n: int | None = -1) -> bytes:
-        end = float("inf") if n is None or n < 0 else self._pos + n
-        self._fill(end)
-        out = bytes(self._buf[self._pos:end if end != float("inf") else len(self._buf)])
+        end = None if n is None or n < 0 else self._pos + n
+        self._fill(float("inf") if end is None else end)
+        out = bytes(self._buf[self._pos:end])
         self._pos += len(out)
         return out
 
@@ -360,7 +361,9 @@ def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], boo
         buffer = InflatingReader(fp, size - fp.tell(), name=path)
         if keep_buffer is not None:
             keep_buffer.append(buffer)  # for callers that need offsets in the inflated data (``stop_when``)
-        ds = read_dataset(buffer, False, True, stop_when=stop_when, specific_tags=specific_tags)
+        # pydicom types its file argument as BinaryIO but needs only read/seek/tell, which the reader has
+        ds = read_dataset(buffer, False, True, stop_when=stop_when,  # type: ignore[arg-type]
+                          specific_tags=specific_tags)
     return FileDataset(path, ds, preamble=preamble, file_meta=meta, is_implicit_VR=False,
                        is_little_endian=True)
 

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from viewer.core.dicom import geometry, limits
-from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.decode import CT_AIR_HU, DecodeError, FrameSource, PixelHeader, read_pixel_header
+from viewer.core.dicom.display_info import attach_display_info
 from viewer.core.dicom.model import FrameGeometry, InstanceHeader, Series
 from viewer.core.display import ImageOrder, opening_slice
 from viewer.core.issues import SeriesWarning
-from viewer.core.jobs import CancelToken, Cancelled, Job, Progress, run_job
+from viewer.core.jobs import Cancelled, CancelToken, Job, Progress, run_job
 from viewer.core.volume import Volume
 
 if TYPE_CHECKING:  # imported for real only when a load decides on processes (see decide)
@@ -287,8 +287,14 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def decide(seconds_per_frame: float) -> None:
         nonlocal deciding, procs, pool, window
         # Imported here: multiprocessing and shared memory cost ~30 ms of start-up that native loads never need.
-        from viewer.core.dicom.decode_pool import (MIN_FRAME_SECONDS, ProcessDecoder, default_processes,
-                                                   frame_slot_bytes, plan_slots, worth_processes)
+        from viewer.core.dicom.decode_pool import (
+            MIN_FRAME_SECONDS,
+            ProcessDecoder,
+            default_processes,
+            frame_slot_bytes,
+            plan_slots,
+            worth_processes,
+        )
 
         deciding = False
         count = processes or default_processes()
@@ -312,13 +318,13 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
 
     retired: list = []  # pools that broke: their finished frames stay readable until the load ends
 
-    def replace_pool() -> None:
+    def replace_pool(old: ProcessDecoder) -> None:
         """Retire a broken pool (its finished frames stay readable) and start a fresh one, 3 times at most."""
         nonlocal procs
         from viewer.core.dicom.decode_pool import ProcessDecoder
 
         log.warning("a decoding process died; isolating the frames it held")
-        old, procs = procs, None
+        procs = None
         old.stop()
         retired.append(old)
         if len(retired) <= 3:
@@ -339,7 +345,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             # in flight is decoded in a process of its own, so only the culprit fails and this process never
             # runs the crashing decode; then a fresh pool takes the rest (a few times at most).
             if procs is not None and procs.broken:
-                replace_pool()
+                replace_pool(procs)
             source = sources.get(frame.instance)
             try:
                 stored = decode_isolated(source.path, source.header, frame.frame, ticket.owner.method)
@@ -354,6 +360,12 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         sources.get(frame.instance).provide(frame.frame, stored)
         return decode(z, volume.array)
 
+    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
+    retry: deque[int] = deque()
+    finished: set[int] = set()
+    failures: dict[int, str] = {}
+    next_z = 0
+
     def take_next() -> int:
         """The next slice to decode: a retry first, else the next in order."""
         nonlocal next_z
@@ -362,7 +374,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         next_z += 1
         return sequence[next_z - 1]
 
-    def group_size() -> int:
+    def group_size(procs: ProcessDecoder) -> int:
         """Slices per process task: the batch size, shrinking near the end so the workers finish together."""
         left = len(retry) + total - next_z
         return max(1, min(procs.batch_size, left // (2 * procs.processes)))
@@ -370,11 +382,6 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     def outcome(z: int, item) -> bool | BaseException:
         return item.result() if isinstance(item, Future) else from_process(z, item)
 
-    pending: deque[tuple[int, Any]] = deque()  # (slice, Future) or (slice, decode_pool.Ticket)
-    retry: deque[int] = deque()
-    finished: set[int] = set()
-    failures: dict[int, str] = {}
-    next_z = 0
     done = 0
     last_yield = 0
     started = time.perf_counter()
@@ -394,13 +401,13 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
         while done < total:
             while len(pending) < window and (retry or next_z < total):
                 if procs is not None:  # the next few slices, as one task for one worker
-                    size = group_size()
+                    size = group_size(procs)
                     if window - len(pending) < size:
                         break  # wait for room for a whole batch: one slice per result would be a task per slice
-                    group = []
+                    group: list[int] = []
                     while len(group) < size and (retry or next_z < total):
                         group.append(take_next())
-                    jobs = []
+                    jobs: list[tuple[str, PixelHeader | None, int]] = []
                     for gz in group:
                         source = sources.get(order[gz].instance)
                         jobs.append((source.path, source.header, order[gz].frame))
@@ -408,7 +415,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                         pending.extend(zip(group, procs.submit(jobs)))
                     except BrokenExecutor:  # a worker died since the last result: these slices go again
                         retry.extendleft(reversed(group))
-                        replace_pool()
+                        replace_pool(procs)
                     continue
                 z = take_next()
                 if pool is None:  # one worker: decode right here, no thread hand-off per slice
@@ -428,7 +435,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
                 pending.clear()
                 log.info("promoting volume to float32 (rescale or range does not fit int16)")
                 try:  # float32 doubles the volume: the cap holds for the promoted array too
-                    limits.check_decoded_size(*volume.array.shape[:3], 1, 4)
+                    slices, rows, columns = volume.array.shape[:3]
+                    limits.check_decoded_size(slices, rows, columns, 1, 4)
                 except limits.SizeLimitError as error:
                     raise DecodeError(error.reason) from None
                 volume.array = volume.array.astype(np.float32)

@@ -23,9 +23,10 @@ import os
 import stat
 import struct
 import warnings
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, overload
 
 from viewer.core.calibration import frame_rate_from, ultrasound_regions_from
 from viewer.core.dicom import limits
@@ -202,7 +203,7 @@ def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any, _Pi
                 where = inflated[0] if inflated else f
                 encapsulated = length == UNDEFINED  # only then are the bytes after it needed (fragments)
                 pixels.append(_Pixels(None if encapsulated else length, where.tell(),
-                                      where.getvalue() if inflated and encapsulated else path))
+                                      inflated[0].getvalue() if inflated and encapsulated else path))
                 return True
             return False
 
@@ -319,6 +320,14 @@ def _int_or_none(value: Any) -> int | None:
             return None
 
 
+@overload
+def _floats(value: Any, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats(value: Any, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats(value: Any, n: Literal[6]) -> tuple[float, float, float, float, float, float] | None: ...
+@overload
+def _floats(value: Any, n: int) -> tuple[float, ...] | None: ...
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     """Backslash-separated DS string -> n floats, or None when absent or malformed."""
     if not isinstance(value, str):
@@ -422,12 +431,12 @@ def _functional_group_frames(ds: Any, header: InstanceHeader) -> list[FrameGeome
     n = len(per_frame) or header.number_of_frames
     top = header.frames[0] if header.frames else FrameGeometry(None, None, None)
 
-    def lookup(groups: Any, macro: str, keyword: str, count: int) -> tuple[float, ...] | None:
+    def lookup(groups: Any, macro: str, keyword: str) -> str | None:
         # A macro in the per-frame item wins over the shared one (PS3.3 C.7.6.16).
         for source in (groups, shared):
             item = _first_item(source, macro)
             if item is not None and keyword in item:
-                return _floats(_text(item.get(keyword)), count)
+                return _text(item.get(keyword))
         return None
 
     frames = []
@@ -435,10 +444,12 @@ def _functional_group_frames(ds: Any, header: InstanceHeader) -> list[FrameGeome
         groups = per_frame[i] if i < len(per_frame) else None
         frames.append(
             FrameGeometry(
-                position=lookup(groups, "PlanePositionSequence", "ImagePositionPatient", 3) or top.position,
-                orientation=lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
+                position=_floats(lookup(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
+                or top.position,
+                orientation=_floats(lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
                 or top.orientation,
-                pixel_spacing=lookup(groups, "PixelMeasuresSequence", "PixelSpacing", 2) or top.pixel_spacing,
+                pixel_spacing=_floats(lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+                or top.pixel_spacing,
             )
         )
     return frames
@@ -454,7 +465,9 @@ def _grid_offset_frames(ds: Any, header: InstanceHeader) -> list[FrameGeometry]:
     normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
     return [
         FrameGeometry(
-            position=tuple(p + (off - offsets[0]) * n for p, n in zip(top.position, normal)),
+            position=(top.position[0] + (off - offsets[0]) * normal[0],
+                      top.position[1] + (off - offsets[0]) * normal[1],
+                      top.position[2] + (off - offsets[0]) * normal[2]),
             orientation=top.orientation,
             pixel_spacing=top.pixel_spacing,
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
 def phantom_ct(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -58,7 +58,7 @@ def write_series(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def new_uid(*role: object) -> str:
+    def new_uid(*role: object) -> UID:
         if uid_seed is None:
             return generate_uid()
         return generate_uid(entropy_srcs=[uid_seed, *(str(r) for r in role)])

@@ -12,7 +12,8 @@ import errno
 import os
 import stat
 import struct
-from typing import Any, Container, Mapping, NamedTuple
+from collections.abc import Container, Mapping
+from typing import Any, NamedTuple
 
 UNDEFINED = 0xFFFFFFFF
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
