@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         self.inference.confirm_unsuitable = lambda reasons, name="": self.confirm_unsuitable(reasons, name)
         self.inference.body_part = self._shown_body_part
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
-                                               parent=self, settings=self.settings)
+                                               parent=self, settings=self.settings, session=self.session)
         self.rtstruct = RTStructController(self.viewer, parent=self)
         window_chrome.build_status_bar(self)
         window_chrome.build_menus(self)
