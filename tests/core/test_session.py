@@ -85,68 +85,13 @@ def test_open_show_two_series_run_edit_undo_export(gantry, tmp_path):
     assert editor.undo() is not None
     assert all(np.array_equal(s.mask.full(), b) for s, b in zip(editor.segmentation, before))
 
-    # export the annotation as DICOM SEG and read it back onto the same voxels
-    from viewer.core.editing.io import open_seg, save_seg
-    from viewer.core.export.seg import read_sources
+    # export as the GUI does (the same job, run here synchronously), then read the SEG back onto the same voxels
+    from viewer.core.editing.io import open_seg
+    from viewer.core.export.annotation import AnnotationSnapshot, export_job
 
-    path = save_seg(editor.segmentation, tmp_path / "a.seg.dcm", main.volume, read_sources(main.source_paths()))
+    snapshot = AnnotationSnapshot.of(editor, main.source_paths())
+    path = run_job(export_job("seg", str(tmp_path / "a.seg.dcm"), snapshot))
     assert pydicom.dcmread(path).Modality == "SEG"
     reread = open_seg(path, main.volume)
     assert len(reread) == len(editor.segmentation) == 1
     assert np.array_equal(reread[1].mask.full(), before[0])
-
-
-def test_state_outlives_showing_and_reopening(gantry):
-    session = Session()
-    session.open(gantry)
-    key = session.default_image_series().key
-    state = session.show(key, session.load(key))
-    state.measurements.append(Measurement("probe", "axial", 0, [(0.0, 0.0, 0.0)]))
-    session.hide()
-    assert session.shown == [] and state.display is None
-    session.open(gantry)  # the same study again: the measurement comes back, the volume is read again
-    again = session.show(key, session.load(key))
-    assert again is state and len(again.measurements) == 1
-
-
-def test_volume_cache_is_bounded():
-    class V:
-        def __init__(self, n):
-            self.array = np.zeros(n, np.uint8)
-
-    cache = VolumeCache(max_count=2, max_bytes=100)
-    cache.put("a", V(10))
-    cache.put("b", V(10))
-    assert cache.get("a") is not None  # now the most recent
-    cache.put("c", V(10))
-    assert "b" not in cache and "a" in cache and len(cache) == 2
-    cache.put("big", V(1000))  # over the byte limit alone: kept, everything older dropped
-    assert len(cache) == 1 and "big" in cache
-
-
-def test_show_refuses_a_gap(gantry):
-    session = Session()
-    session.open(gantry)
-    key = session.default_image_series().key
-    with pytest.raises(IndexError):
-        session.show(key, session.load(key), slot=1)
-
-
-def test_discarding_annotations_drops_editors_and_their_autosaves(gantry, tmp_path):
-    from viewer.core.editing.autosave import find_restorable
-
-    session = Session()
-    session.open(gantry)
-    key = session.default_image_series().key
-    state = session.show(key, session.load(key))
-    editor = state.ensure_editor(autosave_root=tmp_path)
-    editor.add_segment("nodule")
-    editor.autosave.save()
-    assert len(find_restorable(tmp_path)) == 1 and session.modified
-    assert session.discard_annotations() == [key]
-    assert state.editor is None and session.editors == {} and not session.modified
-    assert find_restorable(tmp_path) == []
-    # restoring replaces the editor (its segmentation the undo base) even on the same grid
-    fresh = state.ensure_editor(autosave_root=tmp_path)
-    restored = state.ensure_editor(autosave_root=tmp_path, segmentation=fresh.segmentation.copy(), replace=True)
-    assert restored is not fresh and state.editor is restored

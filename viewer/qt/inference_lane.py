@@ -126,7 +126,6 @@ class InferenceLane(QObject):
         self.settings = settings
         self.generation = 0
         self.series_key: str | None = None
-        self.volume = None
         #: Where results are kept (the window's session; a lane on its own makes one).
         self.session = session if session is not None else Session()
         self._layers: dict[str, dict[str, ViewLayer]] = {}  # series key -> task -> the layer drawing its result
@@ -211,7 +210,9 @@ class InferenceLane(QObject):
             self._state = self.session.state(key) if key is not None else None
             if self._state is not None:
                 self._state.results_changed.connect(self._on_result_changed)
-        self.series_key, self.volume = key, volume
+        self.series_key = key
+        if self._state is not None:
+            self._state.volume = volume
         self._draw_results()
         self._show_controls()
         self.update_actions()
@@ -238,6 +239,11 @@ class InferenceLane(QObject):
             if layer not in self.viewer.layers:
                 self.viewer.add_layer(layer)
         self._list_findings()
+
+    @property
+    def volume(self):
+        """The shown series' volume (the session's), None when nothing is shown."""
+        return self._state.volume if self._state is not None else None
 
     def update_actions(self) -> None:
         """Enable Run when it can run: idle, a model chosen, a whole grey series shown."""
@@ -484,7 +490,6 @@ class InferenceLane(QObject):
             raise ValueError("no series is shown")
         if result_shape(result) == tuple(self.volume.shape) and isinstance(result, Detections):
             self._use_operating_point(result.model_id)
-        self._state.volume = self.volume
         self._state.set_result(result, model_name)  # -> _on_result_changed draws it
         return self.layer(result_task(result))
 

@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.session = Session()
         self.session.presets = self.settings.presets
         self.loader = StudyLoader(self.session, self)
-        self._shown_volume = None
+        self._show_pending = False  # a series was asked for: its volume is shown when it arrives, even from cache
 
         self.viewer = ViewerWidget(self, presets=self.settings.presets)
         self.banner = StatusBannerWidget(self)
@@ -279,18 +279,18 @@ class MainWindow(QMainWindow):
         if series.kind != "image":
             self.statusBar().showMessage(f"{series.kind.upper()} objects are not images: nothing to show yet", 6000)
             return
-        self._shown_volume = None
+        self._show_pending = True
         self.loader.load(series, self.settings.image_order)  # which end opens on screen is decoded first
 
     def _on_slices_arrived(self, key: str, volume) -> None:
         series = self.session.find_series(key)
-        if self._shown_volume is not volume:
+        if self._needs_showing(key, volume):
             self._show_volume(series, volume)
         self.viewer.volume_updated(volume.slices_loaded, volume.shape[0])
 
     def _on_loaded(self, key: str, volume, seconds) -> None:
         series = self.session.find_series(key)
-        if self._shown_volume is not volume:
+        if self._needs_showing(key, volume):
             self._show_volume(series, volume)
         self.viewer.volume_complete()
         if seconds is not None:  # read now, not from the cache
@@ -299,11 +299,15 @@ class MainWindow(QMainWindow):
         self.job_status.idle(loaded_message(series, volume, seconds))
         self.series_loaded.emit(series.key)
 
+    def _needs_showing(self, key: str, volume) -> bool:
+        current = self.session.current
+        return self._show_pending or current is None or current.key != key or current.volume is not volume
+
     def _show_volume(self, series, volume) -> None:
+        self._show_pending = False
         state = self.session.show(series.key, volume)
         info = dict(state.info)
         info["warnings"] = [w.message for w in (volume.warnings or series.warnings)]
-        self._shown_volume = volume
         self.rtstruct.clear()
         self.viewer.set_volume(volume, info, state.measurements)
         state.display = self.viewer.state  # TODO(merge): the viewer binds the session's display state
@@ -440,7 +444,7 @@ class MainWindow(QMainWindow):
     def _after_series_loaded(self, _key: str) -> None:
         """A series finished loading: show the RTSTRUCTs referencing it (read-only); offer its autosave, else a SEG
         of the study that references it."""
-        self.rtstruct.series_loaded(self.catalog, self.current_series, self._shown_volume)
+        self.rtstruct.series_loaded(self.catalog, self.current_series, self.session.current.volume)
         if not self.annotation.check_restore():
             self.annotation.offer_segs(self.catalog)
         self.demo.run_next()
