@@ -140,7 +140,7 @@ class AnnotationLayer(ViewLayer):
             item.setVisible(False)
             self._slices.pop(view, None)
             return
-        axis = 2 - geometry.through_axis
+        axis = geometry.array_axis
         entry = {"key": (axis, int(k)), "rgba": self.compose(axis, int(k))}
         self._slices[view] = entry
         self._show(view, item, geometry, entry)
