@@ -82,3 +82,19 @@ def test_zoom_events():
     state.set_zoom("axial", 2.0)
     state.set_zoom("axial", 2.0)
     assert seen == [(Plane.AXIAL, 2.0)] and state.zoom(Plane.AXIAL) == pytest.approx(2.0)
+
+
+def test_pixels_are_read_through_the_display_state():
+    """What a view draws and reads out: slice ``k`` of each plane as displayed, and the value at a voxel index."""
+    aff = np.diag([0.7, 0.7, 2.5, 1.0])
+    array = np.arange(30 * 40 * 50, dtype=np.int32).reshape(30, 40, 50)
+    state = DisplayState(Volume(array, aff, modality="CT", slices_loaded=30))
+    for plane in Plane:
+        geometry = state.geometry(plane)
+        image = state.slice_image(plane, 3)
+        np.testing.assert_array_equal(image, geometry.take(array, 3))
+        assert np.shares_memory(image, array)  # no copy on the scrolling path
+    assert state.value_at((4, 5, 6)) == float(array[6, 5, 4])
+    assert state.value_at((4.4, 5.4, 5.6)) == float(array[6, 5, 4])  # the nearest voxel
+    assert state.value_at((-1, 0, 0)) is None
+    assert state.pixel_dtype == np.int32

@@ -11,6 +11,7 @@ from enum import Enum
 import numpy as np
 
 from viewer.core.events import Event
+from viewer.core.measure import probe_value
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
 from viewer.core.windowing import (CT_PRESETS, Preset, Window, auto_window, central_slab, find_preset,
                                    initial_window)
@@ -135,6 +136,23 @@ class DisplayState:
     def n_slices(self, plane: Plane | str) -> int:
         """Number of slices of ``plane``."""
         return self.geometries[Plane(plane)].n_slices
+
+    # ---- pixels: what the views draw and read out ------------------------------------------------------------
+    # The views read pixels only through these, so a slab projection (MIP / mean over a few slices) can be
+    # added here, in one place, without touching the canvas.
+    def slice_image(self, plane: Plane | str, k: int) -> np.ndarray:
+        """The raw image of slice ``k`` of ``plane`` as drawn: ``(rows, cols)`` (plus channels for colour),
+        flipped for display; a view of the volume, no copy."""
+        return self.geometries[Plane(plane)].take(self.volume.array, k)
+
+    def value_at(self, xyz) -> float | tuple[int, ...] | None:
+        """The value shown at voxel index ``(x, y, z)`` (nearest voxel; a tuple for colour), None outside."""
+        return probe_value(self.volume.array, xyz)
+
+    @property
+    def pixel_dtype(self) -> np.dtype:
+        """The dtype of :meth:`slice_image` (the window look-up table is built for it)."""
+        return self.volume.array.dtype
 
     # ---- display order: which image is "1", which way Down goes ------------------------------------------------
     @property
