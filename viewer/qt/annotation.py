@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.core.editing.segmentation import Segmentation, SegmentLockedError, box_intersection
+from viewer.core.interaction import PointerDrag, PointerEvent
 from viewer.core.jobs import Progress
 from viewer.core.layers import FILL_OPACITY
 from viewer.core.reformat import PlaneGeometry
@@ -543,7 +544,7 @@ class AnnotationController(QObject):
         #: Series UIDs whose autosave the user already chose to restore (the start-up offer): no second question.
         self.restore_approved: set[str] = set()
         self._jobs: list[JobHandle] = []
-        viewer.paint_handler = self
+        viewer.tool_handler = self
         self.undo_action = QAction("Undo", self)
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.undo_action.triggered.connect(self.undo)
@@ -714,34 +715,29 @@ class AnnotationController(QObject):
         self.status_message.emit(f"Threshold {hu[0]:g}..{hu[1]:g}: brush and fill paint only inside it"
                                  if hu else "Threshold off")
 
-    def begin(self, view, zyx, erase: bool) -> bool:
-        """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint.
-        With Threshold on, the brush paints only voxels inside the HU range ("Threshold brush stroke")."""
-        if view.geometry_ is None:
-            return False
+    def paint(self, press: PointerEvent, erase: bool) -> PointerDrag:
+        """A Brush/Eraser stroke (the views' :class:`~viewer.core.interaction.ToolHandler`): the shown editor's
+        :meth:`~viewer.core.editing.editor.AnnotationEditor.stroke`, one undo step. With Threshold on, the brush
+        paints only voxels inside the HU range ("Threshold brush stroke"). Returns before yielding when it
+        cannot paint."""
         editor = self._target_editor(erase)
         if editor is None:
-            return False
-        axis = 2 - view.geometry_.through_axis
+            return
         try:
-            editor.begin_stroke(zyx, self.viewer.brush_radius_mm, axis, erase=erase,
-                                hu_range=None if erase else self.hu_range())
+            yield from editor.stroke(press, self.viewer.brush_radius_mm, erase=erase,
+                                     hu_range=None if erase else self.hu_range())
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot paint: {exc}")
-            return False
-        return True
 
-    def fill(self, view, zyx, erase: bool = False, three_d: bool = False) -> int:
-        """Fill tool click at ``zyx`` in ``view``: the connected region of the HU range (Threshold on) or of the
-        seed's label, on the clicked slice or in 3D; one "Fill (name)" step. Returns the voxels changed."""
-        if view.geometry_ is None:
-            return 0
+    def fill(self, click: PointerEvent, erase: bool = False, three_d: bool = False) -> int:
+        """Fill tool click: the connected region of the HU range (Threshold on) or of the seed's label, on the
+        clicked slice or in 3D; one "Fill (name)" step. Returns the voxels changed."""
         editor = self._target_editor(erase)
         if editor is None:
             return 0
-        axis = None if three_d else 2 - view.geometry_.through_axis
+        axis = None if three_d else click.array_axis
         try:
-            n = editor.fill(zyx, hu_range=self.hu_range(), axis=axis, erase=erase)
+            n = editor.fill(click.point, hu_range=self.hu_range(), axis=axis, erase=erase)
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot fill: {exc}")
             return 0
@@ -750,15 +746,14 @@ class AnnotationController(QObject):
                                  "Nothing to fill there (the seed is outside the range, or already filled)")
         return n
 
-    def polygon(self, view, vertices, erase: bool = False) -> int:
-        """A closed polygon/lasso ``(M, 3)`` ``(z, y, x)`` on ``view``'s slice: fill it ("Polygon fill (name)")."""
-        if view.geometry_ is None:
-            return 0
+    def polygon(self, vertices, array_axis: int, erase: bool = False) -> int:
+        """A closed polygon/lasso ``(M, 3)`` ``(z, y, x)`` on a slice normal to ``array_axis``: fill it
+        ("Polygon fill (name)")."""
         editor = self._target_editor(erase)
         if editor is None:
             return 0
         try:
-            n = editor.polygon(vertices, 2 - view.geometry_.through_axis, erase=erase)
+            n = editor.polygon(vertices, array_axis, erase=erase)
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot fill the polygon: {exc}")
             return 0
@@ -766,9 +761,8 @@ class AnnotationController(QObject):
         return n
 
     def _drawing_axis(self) -> int:
-        view = self.viewer.active_view
-        geometry = getattr(view, "geometry_", None)
-        return 2 - geometry.through_axis if geometry is not None else 0
+        geometry = getattr(self.viewer.active_view, "geometry_", None)
+        return geometry.array_axis if geometry is not None else 0
 
     def interpolate(self, axis: int | None = None) -> int:
         """Interpolate the active segment between its edited slices along ``axis`` (the active view's slice
@@ -814,16 +808,6 @@ class AnnotationController(QObject):
             return
         for layer in self.layers.values():
             layer.set_show_provenance(show)
-
-    def paint_to(self, view, zyx) -> None:
-        """Mouse move of the stroke."""
-        if self.editor is not None:
-            self.editor.stroke_to(zyx)
-
-    def end(self, view) -> None:
-        """Release: the stroke becomes one undo step."""
-        if self.editor is not None:
-            self.editor.end_stroke()
 
     def end_strokes(self) -> None:
         """Close a stroke left open (the window loses the mouse mid-stroke)."""

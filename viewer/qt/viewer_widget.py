@@ -9,7 +9,8 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QMenu, QWidget
 
 from viewer.core.display import DisplayState, ImageOrder
-from viewer.core.measure import Measurement, evaluate, probe_value
+from viewer.core.interaction import ToolHandler
+from viewer.core.measure import Measurement, evaluate
 from viewer.core.reformat import Plane
 from viewer.core.windowing import CT_PRESETS, Preset, apply_window, lut_index_view, window_lut
 from viewer.qt.canvas import SliceViewWidget
@@ -101,9 +102,9 @@ class ViewerWidget(QWidget):
         #: (the demo's jump to its top finding) then leave the view alone.
         self.user_navigated = False
         self.brush_radius_mm = 5.0
-        #: What the Brush/Eraser tools paint into: an object with ``begin(view, zyx, erase)``, ``paint_to(view,
-        #: zyx)`` and ``end(view)`` (the main window's :class:`~viewer.qt.annotation.AnnotationController`).
-        self.paint_handler = None
+        #: What the editing tools (Brush, Eraser, Fill, Polygon) act on, through typed pointer events: the main
+        #: window's :class:`~viewer.qt.annotation.AnnotationController`; None: they do nothing.
+        self.tool_handler: ToolHandler | None = None
         self.last_cursor: dict | None = None
         self._cursor_at: tuple = (None, (0.0, 0.0))  # (view, scene mm) of the last read-out under the mouse
         self._lut: np.ndarray | None = None
@@ -131,20 +132,34 @@ class ViewerWidget(QWidget):
         """The shown Volume (None before one is loaded)."""
         return None if self.state is None else self.state.volume
 
-    def set_volume(self, volume, info: dict | None = None, measurements: list[Measurement] | None = None) -> None:
+    def set_volume(self, volume, info: dict | None = None, measurements: list[Measurement] | None = None,
+                   state: DisplayState | None = None) -> None:
         """Show ``volume`` (possibly still loading); ``info`` feeds the corner text, ``measurements`` is the list to
-        show and extend (kept by the caller per series, so measurements survive switching series)."""
+        show and extend (kept by the caller per series, so measurements survive switching series).
+
+        ``state`` is the series' own :class:`~viewer.core.display.DisplayState` when the caller keeps one per
+        series (its slices and window are shown as they were left; it takes the viewer's presets and image
+        order); None builds a fresh one that opens at image 1 (axial CT) or the middle image.
+        """
+        if state is not None and state.volume is not volume:
+            raise ValueError("the display state belongs to another volume")
         self.stop_cine()
         self.user_navigated = False
-        self.state = DisplayState(volume, self.presets) if volume is not None else None
+        if self.state is not None:  # a kept state outlives its turn on screen: it must stop driving the views
+            self.state.position_changed.disconnect(self._on_position_changed)
+            self.state.window_changed.disconnect(self._on_window_changed)
+        fresh = state is None
+        self.state = state if not fresh else DisplayState(volume, self.presets) if volume is not None else None
         self.info = dict(info or {})
         self.measurements = measurements if measurements is not None else []
         self.selected_measurement_id = None
         self._cursor_at = (None, (0.0, 0.0))
         if self.state is not None:
-            if self.image_order != ImageOrder.HEAD_FIRST:
+            self.state.presets = self.presets  # the number keys are the viewer's
+            if self.state.image_order != self.image_order:
                 self.state.set_image_order(self.image_order)
-                self.state.set_position(self.state.opening_position())
+                if fresh:
+                    self.state.set_position(self.state.opening_position())
             self.state.position_changed.connect(self._on_position_changed)
             self.state.window_changed.connect(self._on_window_changed)
             self.primary_plane = self.state.native_plane
@@ -192,7 +207,7 @@ class ViewerWidget(QWidget):
         if state is None or state.volume.is_rgb:
             self._lut, self._lut_dtype = None, None
             return
-        self._lut_dtype = state.volume.array.dtype
+        self._lut_dtype = state.pixel_dtype
         self._lut = window_lut(state.window, self._lut_dtype, state.invert)
 
     def value_unit(self) -> str:
@@ -336,7 +351,7 @@ class ViewerWidget(QWidget):
         volume = self.state.volume
         voxel = np.floor(np.asarray(index) + 0.5).astype(int)
         lps = volume.index_to_lps(index)
-        value = probe_value(volume.array, index)
+        value = self.state.value_at(index)
         unit = self.value_unit()
         if value is None:
             value_text = ""
