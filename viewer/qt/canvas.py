@@ -218,7 +218,7 @@ class SliceViewWidget(pg.GraphicsView):
         if self.image_item.smooth and self.image_item.image is not None:
             self.image_item.interactive = True
             self._still.start()
-        self.image_item.setImage(self.viewer.display_image(image), autoLevels=False, levels=None)
+        self.image_item.setImage(state.display_image(image), autoLevels=False, levels=None)
         width, height = geometry.scene_size
         key = (image.shape[:2], width, height)
         if key != self._rect_key:
