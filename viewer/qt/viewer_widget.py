@@ -27,8 +27,8 @@ class ViewerWidget(QWidget):
 
     All views share one :class:`~viewer.core.display.DisplayState`: scrolling in one view moves the linked point,
     which moves the crosshair in the others. Keyboard actions (see :mod:`viewer.qt.tools`) act on the active view
-    and are live while the viewer has focus; the slice and window keys (:data:`WINDOW_WIDE_ACTIONS`) anywhere in
-    its window.
+    and are live while the viewer has focus; the slice and window keys
+    (:data:`~viewer.qt.viewer_actions.WINDOW_WIDE_ACTIONS`) anywhere in its window.
 
     Signals
     -------
