@@ -82,3 +82,36 @@ def test_zoom_events():
     state.set_zoom("axial", 2.0)
     state.set_zoom("axial", 2.0)
     assert seen == [(Plane.AXIAL, 2.0)] and state.zoom(Plane.AXIAL) == pytest.approx(2.0)
+
+
+def test_pixels_are_read_through_the_display_state():
+    """What a view draws and reads out: slice ``k`` of each plane as displayed, and the value at a voxel index."""
+    aff = np.diag([0.7, 0.7, 2.5, 1.0])
+    array = np.arange(30 * 40 * 50, dtype=np.int32).reshape(30, 40, 50)
+    state = DisplayState(Volume(array, aff, modality="CT", slices_loaded=30))
+    for plane in Plane:
+        geometry = state.geometry(plane)
+        image = state.slice_image(plane, 3)
+        np.testing.assert_array_equal(image, geometry.take(array, 3))
+        assert np.shares_memory(image, array)  # no copy on the scrolling path
+    assert state.value_at((4, 5, 6)) == float(array[6, 5, 4])
+    assert state.value_at((4.4, 5.4, 5.6)) == float(array[6, 5, 4])  # the nearest voxel
+    assert state.value_at((-1, 0, 0)) is None
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.float32])
+def test_the_display_image_follows_window_and_inversion(dtype):
+    from viewer.core.windowing import apply_window
+
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 250, size=(6, 20, 24)).astype(dtype)
+    state = DisplayState(Volume(array, np.diag([0.7, 0.7, 2.5, 1.0]), modality="CT", slices_loaded=6))
+    image = state.slice_image("axial", 2)
+    for window, invert in ((Window(100.0, 80.0), False), (Window(60.0, 20.0), False), (Window(60.0, 20.0), True)):
+        state.set_window(window)
+        state.set_invert(invert)
+        shown = state.display_image(image)
+        assert shown.dtype == np.uint8
+        np.testing.assert_array_equal(shown, apply_window(image, window, invert))
+    promoted = image.astype(np.float32)  # loading may promote the volume: the table follows the dtype
+    np.testing.assert_array_equal(state.display_image(promoted), apply_window(promoted, state.window, True))

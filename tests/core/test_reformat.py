@@ -170,3 +170,29 @@ def test_real_sagittal_decubitus_mr_displays_superior_up_and_anterior_left(mr_sa
     axial = plane_geometry(volume.affine, volume.shape, "axial")
     assert axial.orientation_labels() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     assert axial.pixel_spacing[1] == pytest.approx(volume.spacing[0], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+@pytest.mark.parametrize("plane", list(Plane))
+def test_array_axis_is_the_array_axis_slices_step_along(name, plane):
+    """``array_axis`` indexes the (z, y, x) array: slice ``k`` of the plane is ``array`` taken at ``k`` there,
+    and it is the axis the slice's voxel indices hold constant."""
+    shape = (4, 5, 6)
+    array = np.arange(np.prod(shape)).reshape(shape)
+    geometry = plane_geometry(AFFINES[name], shape, plane)
+    assert geometry.n_slices == shape[geometry.array_axis]
+    for k in range(geometry.n_slices):
+        assert set(np.unique(geometry.take(array, k))) == set(np.take(array, k, axis=geometry.array_axis).ravel())
+        rows, cols = np.mgrid[0:geometry.image_shape[0], 0:geometry.image_shape[1]]
+        zyx = geometry.index_from_display(k, rows, cols)[..., ::-1]
+        assert np.all(zyx[..., geometry.array_axis] == k)
+
+
+def test_array_axis_of_each_acquisition():
+    """Axial CT: axial slices step along z (0), coronal along y (1), sagittal along x (2); a sagittal acquisition
+    steps through its own slices (z) in the sagittal plane; the coronal one in the coronal plane."""
+    shape = (7, 5, 6)
+    axes = {name: {p: plane_geometry(AFFINES[name], shape, p).array_axis for p in Plane} for name in AFFINES}
+    assert axes["axial"] == {Plane.AXIAL: 0, Plane.CORONAL: 1, Plane.SAGITTAL: 2}
+    assert axes["sag_hfdr"] == {Plane.AXIAL: 1, Plane.CORONAL: 2, Plane.SAGITTAL: 0}
+    assert axes["coronal"] == {Plane.AXIAL: 1, Plane.CORONAL: 0, Plane.SAGITTAL: 2}

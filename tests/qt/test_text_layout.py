@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from viewer.qt.text_layout import (
-    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar, wrap_words,
+    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar, scale_bar_options,
+    wrap_words,
 )
 
 CHAR = 7.0  # a fixed-pitch stand-in for font metrics: every character 7 px wide
@@ -86,3 +87,11 @@ def test_notices_wrap_at_spaces_to_the_width():
     assert lines == ["No DICOM images found", "in not-dicom — 2", "files skipped"]
     assert all(measure(line) <= measure("No DICOM images found") for line in lines)
     assert wrap_words("averyveryverylongword x", 30, measure) == ["averyveryverylongword", "x"]
+
+
+def test_scale_bar_options_are_round_lengths_near_a_fifth_of_the_view():
+    options = scale_bar_options(0.5, 800)  # 0.5 mm per px: a fifth of the view is 80 mm
+    assert options[0] == (pytest.approx(200.0), "10 cm")  # 100 mm is the round length nearest 80 mm
+    assert [label for _, label in options] == ["10 cm", "5 cm", "2 cm", "1 cm"]  # then shorter, down to 20 px
+    assert all(20 <= px <= 800 * 0.6 for px, _ in options)
+    assert scale_bar_options(0.0, 800) == [] and scale_bar_options(float("nan"), 800) == []

@@ -11,9 +11,10 @@ from enum import Enum
 import numpy as np
 
 from viewer.core.events import Event
+from viewer.core.measure import probe_value
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
-from viewer.core.windowing import (CT_PRESETS, Preset, Window, auto_window, central_slab, find_preset,
-                                   initial_window)
+from viewer.core.windowing import (CT_PRESETS, Preset, Window, apply_window, auto_window, central_slab,
+                                   find_preset, initial_window, lut_index_view, window_lut)
 
 
 class ImageOrder(str, Enum):
@@ -112,6 +113,8 @@ class DisplayState:
         self._window_name = self._default_name
         self._invert = False
         self._zoom: dict[Plane, float] = {p: 1.0 for p in Plane}
+        self._lut: np.ndarray | None = None
+        self._lut_key: tuple | None = None  # (window, invert, dtype) the cached table was built for
 
     # ---- position / slices ----------------------------------------------------------------------------------
     @property
@@ -135,6 +138,31 @@ class DisplayState:
     def n_slices(self, plane: Plane | str) -> int:
         """Number of slices of ``plane``."""
         return self.geometries[Plane(plane)].n_slices
+
+    # ---- pixels: what the views draw and read out ------------------------------------------------------------
+    # The views read pixels only through these, so a slab projection (MIP / mean over a few slices) can be
+    # added here, in one place, without touching the canvas.
+    def slice_image(self, plane: Plane | str, k: int) -> np.ndarray:
+        """The raw image of slice ``k`` of ``plane`` as drawn: ``(rows, cols)`` (plus channels for colour),
+        flipped for display; a view of the volume, no copy."""
+        return self.geometries[Plane(plane)].take(self.volume.array, k)
+
+    def value_at(self, xyz) -> float | tuple[int, ...] | None:
+        """The value shown at voxel index ``(x, y, z)`` (nearest voxel; a tuple for colour), None outside."""
+        return probe_value(self.volume.array, xyz)
+
+    def display_image(self, image: np.ndarray) -> np.ndarray:
+        """The uint8 grey (or RGB) image to draw for a raw ``image`` from :meth:`slice_image`: window, level and
+        inversion applied with a look-up table cached for the current window and the image's dtype (one
+        ``np.take`` per slice; rebuilt after a window change, or when loading promoted the volume's dtype)."""
+        if image.ndim == 3:
+            return np.ascontiguousarray(image, dtype=np.uint8)
+        key = (self._window, self._invert, image.dtype)
+        if key != self._lut_key:
+            self._lut, self._lut_key = window_lut(self._window, image.dtype, self._invert), key
+        if self._lut is not None:
+            return np.take(self._lut, lut_index_view(image))
+        return apply_window(image, self._window, self._invert)
 
     # ---- display order: which image is "1", which way Down goes ------------------------------------------------
     @property

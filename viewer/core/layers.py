@@ -111,8 +111,7 @@ def outline(label_slice: np.ndarray) -> np.ndarray:
 def labelled_slices(labels: np.ndarray, geometry: PlaneGeometry) -> np.ndarray:
     """Boolean ``(n_slices,)``: which slices of ``geometry``'s plane hold any label (computed once per result,
     so empty slices cost nothing on slice change)."""
-    through = 2 - geometry.through_axis  # array axis
-    others = tuple(a for a in range(3) if a != through)
+    others = tuple(a for a in range(3) if a != geometry.array_axis)
     return np.asarray(labels).any(axis=others)
 
 

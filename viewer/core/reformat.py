@@ -121,6 +121,12 @@ class PlaneGeometry:
     affine: np.ndarray
 
     # ---- sizes -------------------------------------------------------------------------------------------
+    @property
+    def array_axis(self) -> int:
+        """The axis of the ``(z, y, x)`` array (0 = z slice, 1 = y row, 2 = x column) this plane's slices run
+        through: the one the editing tools hold constant and :meth:`take` indexes with ``k``."""
+        return 2 - self.through_axis
+
     def _axis_len(self, index_axis: int) -> int:
         return int(self.volume_shape[2 - index_axis])
 
@@ -185,13 +191,11 @@ class PlaneGeometry:
 
         The result is ``(rows, cols)`` (plus trailing channels), already flipped for display.
         """
-        array_axis = {2 - self.through_axis: 0, 2 - self.row_axis: 1, 2 - self.col_axis: 2}
         index: list = [slice(None)] * array.ndim
-        index[2 - self.through_axis] = int(k)
+        index[self.array_axis] = int(k)
         image = array[tuple(index)]
-        # remaining grey axes in array order; put row first, col second
-        remaining = sorted(a for a in array_axis if a != 2 - self.through_axis)
-        if remaining.index(2 - self.row_axis) != 0:
+        # the two in-plane array axes remain in array order: swap them when the row axis comes second
+        if 2 - self.row_axis > 2 - self.col_axis:
             image = np.swapaxes(image, 0, 1)
         if self.row_flip:
             image = image[::-1]

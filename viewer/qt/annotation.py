@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QKeySequence
 
 from viewer.core.editing.segmentation import Segmentation, SegmentLockedError, box_intersection
+from viewer.core.interaction import PointerDrag, PointerEvent
 from viewer.core.layers import FILL_OPACITY
 from viewer.core.reformat import PlaneGeometry
 from viewer.core.session import Session
@@ -132,7 +133,7 @@ class AnnotationLayer(ViewLayer):
             item.setVisible(False)
             self._slices.pop(view, None)
             return
-        axis = 2 - geometry.through_axis
+        axis = geometry.array_axis
         entry = {"key": (axis, int(k)), "rgba": self.compose(axis, int(k))}
         self._slices[view] = entry
         self._show(view, item, geometry, entry)
@@ -259,7 +260,7 @@ class AnnotationController(QObject):
         self.study_paths: list[str] = []
         # the export and SEG jobs running (the files part starts them; :attr:`busy` asks)
         self._jobs: list[JobHandle] = []
-        viewer.paint_handler = self
+        viewer.tool_handler = self
         self.undo_action = QAction("Undo", self)
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.undo_action.triggered.connect(self.undo)
@@ -406,34 +407,29 @@ class AnnotationController(QObject):
 
     threshold_action = _Part("segments")  # T: Threshold on and off (the Segments part's action)
 
-    def begin(self, view, zyx, erase: bool) -> bool:
-        """Press of a Brush/Eraser stroke in ``view`` at array index ``zyx``; False when it cannot paint.
-        With Threshold on, the brush paints only voxels inside the HU range ("Threshold brush stroke")."""
-        if view.geometry_ is None:
-            return False
+    def paint(self, press: PointerEvent, erase: bool) -> PointerDrag:
+        """A Brush/Eraser stroke (the views' :class:`~viewer.core.interaction.ToolHandler`): the shown editor's
+        :meth:`~viewer.core.editing.editor.AnnotationEditor.stroke`, one undo step. With Threshold on, the brush
+        paints only voxels inside the HU range ("Threshold brush stroke"). Returns before yielding when it
+        cannot paint."""
         editor = self._target_editor(erase)
         if editor is None:
-            return False
-        axis = 2 - view.geometry_.through_axis
+            return
         try:
-            editor.begin_stroke(zyx, self.viewer.brush_radius_mm, axis, erase=erase,
-                                hu_range=None if erase else self.hu_range())
+            yield from editor.stroke(press, self.viewer.brush_radius_mm, erase=erase,
+                                     hu_range=None if erase else self.hu_range())
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot paint: {exc}")
-            return False
-        return True
 
-    def fill(self, view, zyx, erase: bool = False, three_d: bool = False) -> int:
-        """Fill tool click at ``zyx`` in ``view``: the connected region of the HU range (Threshold on) or of the
-        seed's label, on the clicked slice or in 3D; one "Fill (name)" step. Returns the voxels changed."""
-        if view.geometry_ is None:
-            return 0
+    def fill(self, click: PointerEvent, erase: bool = False, three_d: bool = False) -> int:
+        """Fill tool click: the connected region of the HU range (Threshold on) or of the seed's label, on the
+        clicked slice or in 3D; one "Fill (name)" step. Returns the voxels changed."""
         editor = self._target_editor(erase)
         if editor is None:
             return 0
-        axis = None if three_d else 2 - view.geometry_.through_axis
+        axis = None if three_d else click.array_axis
         try:
-            n = editor.fill(zyx, hu_range=self.hu_range(), axis=axis, erase=erase)
+            n = editor.fill(click.point, hu_range=self.hu_range(), axis=axis, erase=erase)
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot fill: {exc}")
             return 0
@@ -442,15 +438,14 @@ class AnnotationController(QObject):
                                  "Nothing to fill there (the seed is outside the range, or already filled)")
         return n
 
-    def polygon(self, view, vertices, erase: bool = False) -> int:
-        """A closed polygon/lasso ``(M, 3)`` ``(z, y, x)`` on ``view``'s slice: fill it ("Polygon fill (name)")."""
-        if view.geometry_ is None:
-            return 0
+    def polygon(self, vertices, array_axis: int, erase: bool = False) -> int:
+        """A closed polygon/lasso ``(M, 3)`` ``(z, y, x)`` on a slice normal to ``array_axis``: fill it
+        ("Polygon fill (name)")."""
         editor = self._target_editor(erase)
         if editor is None:
             return 0
         try:
-            n = editor.polygon(vertices, 2 - view.geometry_.through_axis, erase=erase)
+            n = editor.polygon(vertices, array_axis, erase=erase)
         except (SegmentLockedError, ValueError, KeyError) as exc:
             self.status_message.emit(f"Cannot fill the polygon: {exc}")
             return 0
@@ -458,24 +453,13 @@ class AnnotationController(QObject):
         return n
 
     def _drawing_axis(self) -> int:
-        view = self.viewer.active_view
-        geometry = getattr(view, "geometry_", None)
-        return 2 - geometry.through_axis if geometry is not None else 0
+        geometry = getattr(self.viewer.active_view, "geometry_", None)
+        return geometry.array_axis if geometry is not None else 0
 
     # the tools of the Segments panel on the active segment (its part)
     interpolate = _Part("segments")
     remove_small_islands = _Part("segments")
     set_show_provenance = _Part("segments")
-
-    def paint_to(self, view, zyx) -> None:
-        """Mouse move of the stroke."""
-        if self.editor is not None:
-            self.editor.stroke_to(zyx)
-
-    def end(self, view) -> None:
-        """Release: the stroke becomes one undo step."""
-        if self.editor is not None:
-            self.editor.end_stroke()
 
     def end_strokes(self) -> None:
         """Close a stroke left open (the window loses the mouse mid-stroke)."""

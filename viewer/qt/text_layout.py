@@ -10,6 +10,7 @@ box in turn and stay out of everything placed before them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -121,6 +122,24 @@ def place_corner_lines(width: float, height: float, corners: dict[str, list[str]
                 x = MARGIN if side == "left" else width - MARGIN - w
                 out.append(TextBox("corner", text, x, y, w, line_height, f"{row}-{side}"))
     return out
+
+
+def scale_bar_options(mm_per_px: float, width: float) -> list[tuple[float, str]]:
+    """``(length_px, label)`` of the scale bars worth drawing in a view ``width`` px wide showing ``mm_per_px``,
+    preferred first: a round length near a fifth of the view, then shorter round lengths (the layout takes the
+    first that fits). Empty when the scale is unusable."""
+    if not mm_per_px or mm_per_px <= 0 or not math.isfinite(mm_per_px):
+        return []
+    target_mm = mm_per_px * width * 0.2
+    exponent = math.floor(math.log10(target_mm)) if target_mm > 0 else 0
+    nice = [c * 10 ** e for e in (exponent - 1, exponent) for c in (1, 2, 5)] + [10 ** (exponent + 1)]
+    best = min(nice, key=lambda v: abs(v - target_mm))
+    options = []
+    for length_mm in sorted((v for v in nice if v <= best), reverse=True):
+        length_px = length_mm / mm_per_px
+        if 20 <= length_px <= width * 0.6:
+            options.append((length_px, f"{length_mm:g} mm" if length_mm < 10 else f"{length_mm / 10:g} cm"))
+    return options
 
 
 def place_scale_bar(width: float, height: float, options: Sequence[tuple[float, str, float]], line_height: float,

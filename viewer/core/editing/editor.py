@@ -12,6 +12,7 @@ from viewer.core.editing.errors import EditRefused
 from viewer.core.editing.history import EditHistory
 from viewer.core.editing.review import FindingsReview
 from viewer.core.editing.segmentation import Segment, Segmentation, SegmentLockedError
+from viewer.core.interaction import PointerDrag, PointerEvent, PointerPhase
 
 
 class AnnotationEditor:
@@ -147,6 +148,22 @@ class AnnotationEditor:
         """Mouse release: close the step."""
         self._stroke = None
         self.history.end()
+
+    def stroke(self, press: PointerEvent, radius_mm: float, *, number: int | None = None, erase: bool = False,
+               hu_range: tuple[float, float] | None = None) -> PointerDrag:
+        """The stroke as a drag (see :mod:`viewer.core.interaction`): :meth:`begin_stroke` at the press in its
+        plane, :meth:`stroke_to` every point sent, :meth:`end_stroke` after the release, or when the drag is
+        dropped, or when the press fails (a locked segment raises on the first ``next``)."""
+        try:
+            self.begin_stroke(press.point, radius_mm, press.array_axis, number=number, erase=erase,
+                              hu_range=hu_range)
+            while True:
+                event = yield
+                self.stroke_to(event.point)
+                if event.phase is PointerPhase.RELEASE:
+                    return
+        finally:
+            self.end_stroke()
 
     def _dab(self, points) -> None:
         s = self._stroke

@@ -3,7 +3,7 @@
 
 Coordinates: voxel indices in array order ``(z, y, x)`` (continuous where a mouse position is meant), and
 ``axis`` is the *array* axis held constant by the drawing plane (0 = slice, 1 = row, 2 = column). A view's
-:class:`~viewer.core.reformat.PlaneGeometry` gives ``axis = 2 - through_axis`` and the points as
+:class:`~viewer.core.reformat.PlaneGeometry` gives ``axis = geometry.array_axis`` and the points as
 ``index_from_display(k, row, col)[..., ::-1]``. Sizes are in mm and honour anisotropic spacing.
 
 Locked segments are never changed: a tool aimed at one raises :class:`SegmentLockedError`, and

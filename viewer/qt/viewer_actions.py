@@ -1,0 +1,128 @@
+"""The viewer's keyboard actions and its right-click menu (one table of keys: :mod:`viewer.qt.tools`).
+
+Actions are built once per viewer and kept in ``viewer.actions`` by key, so the main window puts the same
+actions in its menus and toolbar; the preset actions (number keys) are rebuilt when the presets change.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMenu
+
+from viewer.qt.tools import TOOLS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from viewer.qt.viewer_widget import ViewerWidget
+
+LAYOUTS = ("1x1", "1x3")
+PAGE_STEP = 10
+#: Actions whose keys work whatever panel of the window has focus (inputs keep their own keys: see
+#: :mod:`viewer.qt.key_routing`); the window preset actions (number keys) too. The others (tools, Space, Delete,
+#: letters) stay live only while the viewer has focus, so buttons, lists and type-ahead keep theirs.
+WINDOW_WIDE_ACTIONS = frozenset({"next_slice", "previous_slice", "page_forward", "page_back", "first_slice",
+                                 "last_slice", "window_default"})
+
+
+def on_state(viewer: ViewerWidget, name: str, *args):
+    """A slot that calls ``name(*args)`` on the shown series' display state (nothing without a series)."""
+    def slot(*_):
+        if viewer.state is not None:
+            getattr(viewer.state, name)(*args)
+    return slot
+
+
+def add_action(viewer: ViewerWidget, key: str, text: str, shortcuts, slot, checkable: bool = False) -> QAction:
+    """A new action of ``viewer`` under ``key``: its keys live in the whole window for the navigation actions
+    (:data:`WINDOW_WIDE_ACTIONS`, presets), in the viewer otherwise."""
+    action = QAction(text, viewer)
+    if shortcuts:
+        if isinstance(shortcuts, (str, QKeySequence)):
+            shortcuts = [shortcuts]
+        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+    window_wide = key in WINDOW_WIDE_ACTIONS or key.startswith("preset_")
+    action.setShortcutContext(Qt.ShortcutContext.WindowShortcut if window_wide
+                              else Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    action.setCheckable(checkable)
+    action.triggered.connect(slot)
+    viewer.addAction(action)
+    viewer.actions[key] = action
+    return action
+
+
+def build_actions(viewer: ViewerWidget) -> None:
+    """Every keyboard action of the viewer: slices, cine, window, view, layout, tools, measurements, Esc."""
+    v = viewer
+
+    def a(*args, **kwargs) -> QAction:
+        return add_action(v, *args, **kwargs)
+
+    a("next_slice", "Next slice", ["Down", "Right"], lambda: v.step(1))
+    a("previous_slice", "Previous slice", ["Up", "Left"], lambda: v.step(-1))
+    a("page_forward", f"{PAGE_STEP} slices forward", "PgDown", lambda: v.step(PAGE_STEP))
+    a("page_back", f"{PAGE_STEP} slices back", "PgUp", lambda: v.step(-PAGE_STEP))
+    a("first_slice", "First slice", "Home", lambda: v.go_to_end(False))
+    a("last_slice", "Last slice", "End", lambda: v.go_to_end(True))
+    a("cine", "Cine play/pause", "Space", v.toggle_cine)
+    a("cine_faster", "Cine faster / larger brush", "]", lambda: v.bracket(+1))
+    a("cine_slower", "Cine slower / smaller brush", "[", lambda: v.bracket(-1))
+    build_preset_actions(v)
+    a("window_default", "DICOM window (series)", "0", on_state(v, "reset_window"))
+    a("window_image", "DICOM window (this image)", None, v.image_window)
+    a("window_auto", "Auto window (percentiles)", "A", on_state(v, "auto_window"))
+    a("invert", "Invert", "I", on_state(v, "toggle_invert"))
+    a("fit", "Fit to window", "F", v.fit)
+    a("reset", "Reset view", "R", v.reset_view)
+    a("zoom_in", "Zoom in", ["+", "="], lambda: v.active_view.zoom_by(1.25))
+    a("zoom_out", "Zoom out", "-", lambda: v.active_view.zoom_by(0.8))
+    a("crosshair", "Show crosshair", "X", v.toggle_crosshair, checkable=True).setChecked(True)
+    group = QActionGroup(v)
+    for name in LAYOUTS:
+        group.addAction(a(f"layout_{name}", f"Layout {name}", f"Ctrl+{name[-1]}",
+                          lambda _=False, n=name: v.set_layout(n), checkable=True))
+    tools = QActionGroup(v)
+    for tool, label, key, tip in TOOLS:
+        act = a(f"tool_{tool.value}", label, key, lambda _=False, t=tool: v.set_tool(t), checkable=True)
+        act.setToolTip(f"{label} ({key}): {tip}")
+        tools.addAction(act)
+    v.actions["tool_window"].setChecked(True)
+    a("delete_measurement", "Delete measurement", ["Delete", "Backspace"], v.delete_selected_measurement)
+    a("escape", "Cancel", "Esc", v.cancel)
+
+
+def build_preset_actions(viewer: ViewerWidget) -> None:
+    """(Re)build the window preset actions in ``viewer.preset_actions``: number keys 1-9 in preset order."""
+    for key in [k for k in viewer.actions if k.startswith("preset_")]:
+        action = viewer.actions.pop(key)
+        viewer.removeAction(action)
+        action.deleteLater()
+    viewer.preset_actions = []
+    for number, preset in enumerate(viewer.presets, start=1):
+        action = add_action(viewer, f"preset_{preset.name}",
+                            f"{preset.label}  (W {preset.width:g} L {preset.center:g})",
+                            str(number) if number <= 9 else None,
+                            on_state(viewer, "apply_preset", number))
+        viewer.preset_actions.append(action)
+
+
+def context_menu(viewer: ViewerWidget) -> QMenu:
+    """The right-click menu of a view: presets and window, tools, layout and view actions, delete."""
+    menu = QMenu(viewer)
+    presets = menu.addMenu("Window presets")
+    for action in viewer.preset_actions:
+        presets.addAction(action)
+    presets.addSeparator()
+    for key in ("window_default", "window_image", "window_auto", "invert"):
+        presets.addAction(viewer.actions[key])
+    tools = menu.addMenu("Tool")
+    for tool, *_ in TOOLS:
+        tools.addAction(viewer.actions[f"tool_{tool.value}"])
+    menu.addSeparator()
+    for key in ("layout_1x1", "layout_1x3", "crosshair", "fit", "reset", "cine"):
+        menu.addAction(viewer.actions[key])
+    if viewer.selected_measurement_id is not None:
+        menu.addSeparator()
+        menu.addAction(viewer.actions["delete_measurement"])
+    menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    return menu
