@@ -86,6 +86,8 @@ class DisplayState:
         The :class:`~viewer.core.volume.Volume` shown (may still be loading).
     presets
         Window presets in number-key order.
+    image_order
+        Which image is 1 (:class:`ImageOrder`); the state opens there (image 1 of an axial CT).
 
     Events
     ------
@@ -97,7 +99,8 @@ class DisplayState:
         A view's zoom (screen pixels per image column pixel) changed.
     """
 
-    def __init__(self, volume, presets: tuple[Preset, ...] = CT_PRESETS) -> None:
+    def __init__(self, volume, presets: tuple[Preset, ...] = CT_PRESETS,
+                 image_order: ImageOrder | str = "head_first") -> None:
         self.volume = volume
         self.presets = tuple(presets)
         self.geometries: dict[Plane, PlaneGeometry] = {p: reformat(volume, p) for p in Plane}
@@ -105,7 +108,7 @@ class DisplayState:
         self.position_changed = Event()
         self.window_changed = Event()
         self.zoom_changed = Event()
-        self._order = ImageOrder.HEAD_FIRST
+        self._order = ImageOrder(image_order)
         self._reversed = self._compute_reversed()
         self._position = self.opening_position()
         self._default_window, self._default_name = initial_window(volume)

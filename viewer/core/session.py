@@ -326,6 +326,8 @@ class Session:
         self.shown: list[SeriesState] = []
         #: Window presets new display states start with (the GUI passes the user's).
         self.presets: tuple | None = None
+        #: Which image is 1 in new display states (``head_first`` / ``as_acquired``, the user's setting).
+        self.image_order = "head_first"
         #: Where annotations autosave (None: the user data folder).
         self.autosave_root = None
         self.catalog_changed = Event()
@@ -431,7 +433,8 @@ class Session:
         state.volume = volume
         state.display = None
         if volume is not None:
-            state.display = DisplayState(volume, self.presets) if self.presets else DisplayState(volume)
+            presets = {"presets": self.presets} if self.presets else {}
+            state.display = DisplayState(volume, image_order=self.image_order, **presets)
         if slot > len(self.shown):
             raise IndexError(f"slot {slot} would leave a gap: {len(self.shown)} shown")
         if slot == len(self.shown):

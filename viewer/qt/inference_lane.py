@@ -80,6 +80,20 @@ def explain_job(info, array, affine, device: str | None, cancel, *, target_name:
     return InferenceResult(saliency, timings, str(bundle.device))
 
 
+def result_summary(layer) -> str:
+    """What a drawn result holds, for the status bar (labels and volumes, findings, the heat map's span)."""
+    if isinstance(layer, SegmentationLayer):
+        names = [f"{layer.label_name(v)} {layer.volumes_ml[v]:.1f} mL" for v in layer.present]
+        return ", ".join(names) if names else "nothing segmented"
+    if isinstance(layer, DetectionLayer):
+        n = len(layer.detections)
+        return f"{n} finding{'s' if n != 1 else ''}, {len(layer.shown_indices())} at or above " \
+               f"{layer.min_score:.2f}"
+    lo, hi = layer.span
+    target = layer.saliency.target
+    return f"{'Grad-CAM of ' + target if target else 'saliency map'} ({lo:.3g} to {hi:.3g})"
+
+
 @dataclass
 class _Run:
     handle: JobHandle
@@ -406,7 +420,7 @@ class InferenceLane(QObject):
             self.show_error(name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
             self.run_failed.emit(str(exc))
             return
-        text = f"{name}: {self._summary(layer)} in {format_elapsed(elapsed)} on {outcome.device}"
+        text = f"{name}: {result_summary(layer)} in {format_elapsed(elapsed)} on {outcome.device}"
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items())
         if timings:
             text += f" ({timings})"
@@ -577,16 +591,3 @@ class InferenceLane(QObject):
         if layer is not None:
             layer.set_min_score(min_score)
             self.panel.update_detection_summary()
-
-    @staticmethod
-    def _summary(layer) -> str:
-        if isinstance(layer, SegmentationLayer):
-            names = [f"{layer.label_name(v)} {layer.volumes_ml[v]:.1f} mL" for v in layer.present]
-            return ", ".join(names) if names else "nothing segmented"
-        if isinstance(layer, DetectionLayer):
-            n = len(layer.detections)
-            return f"{n} finding{'s' if n != 1 else ''}, {len(layer.shown_indices())} at or above " \
-                   f"{layer.min_score:.2f}"
-        lo, hi = layer.span
-        target = layer.saliency.target
-        return f"{'Grad-CAM of ' + target if target else 'saliency map'} ({lo:.3g} to {hi:.3g})"

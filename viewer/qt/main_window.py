@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
         v.measurements_changed.connect(self._refresh_measurements)
         v.measurement_selected.connect(self.measurements_panel.select)
         v.position_changed.connect(self._update_tags)
-        v.layout_changed.connect(self._on_layout_changed)
+        v.layout_changed.connect(lambda name: setattr(self.settings, "layout", name))
         v.presets_changed.connect(lambda: window_chrome.refresh_window_menus(self))
         v.cine_changed.connect(lambda running: self.viewer.actions["cine"].setChecked(running))
         v.actions["cine"].setCheckable(True)
@@ -300,8 +300,8 @@ class MainWindow(QMainWindow):
         self.series_loaded.emit(series.key)
 
     def _needs_showing(self, key: str, volume) -> bool:
-        current = self.session.current
-        return self._show_pending or current is None or current.key != key or current.volume is not volume
+        shown = self.session.current
+        return self._show_pending or shown is None or shown.key != key or shown.volume is not volume
 
     def _show_volume(self, series, volume) -> None:
         self._show_pending = False
@@ -309,8 +309,7 @@ class MainWindow(QMainWindow):
         info = dict(state.info)
         info["warnings"] = [w.message for w in (volume.warnings or series.warnings)]
         self.rtstruct.clear()
-        self.viewer.set_volume(volume, info, state.measurements)
-        state.display = self.viewer.state  # TODO(merge): the viewer binds the session's display state
+        self.viewer.set_volume(volume, info, state.measurements, state=state.display)
         self.inference.series_shown(series.key, volume)
         self.annotation.series_shown(series.key, volume, series)
         self.browser.set_current(series.key)
@@ -391,9 +390,6 @@ class MainWindow(QMainWindow):
             caption += f", frame {frame}"
         self.tags.show_file(inst.path, caption)
 
-    def _on_layout_changed(self, name: str) -> None:
-        self.settings.layout = name
-
     def _on_fps(self, fps: int) -> None:
         self.viewer.set_cine_fps(fps)
         self.settings.cine_fps = fps
@@ -403,7 +399,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_image_order(order)
         self.inference.renumber_findings()
         self._refresh_measurements()
-        self.settings.image_order = self.viewer.image_order.value
+        self.settings.image_order = self.session.image_order = self.viewer.image_order.value
         self.image_order_actions[self.viewer.image_order.value].setChecked(True)
 
     def set_smooth(self, smooth: bool) -> None:
