@@ -509,9 +509,8 @@ class InferenceLane(QObject):
 
     def _on_result_changed(self, task: str) -> None:
         layer, entry = self.layer(task), self._state.results.get(task)
-        if layer is not None and entry is not None and task == "detection" and layer.name == entry.model_name:
-            layer.detections = entry.result  # edited findings: redrawn in place (selection and filter kept)
-            layer.redraw()
+        if layer is not None and entry is not None and self._result_of(layer) is entry.result:
+            layer.redraw()  # the layer's own result was edited (reviewed findings): selection and filter kept
             self._list_findings()
         else:
             self._draw_results()
@@ -544,6 +543,7 @@ class InferenceLane(QObject):
 
     def replace_detections(self, layer, detections: Detections) -> None:
         """Show edited detections (e.g. the reviewed findings) in ``layer`` and in the findings panel."""
+        layer.detections = detections
         self._state.replace_result("detection", detections)
 
     def _use_operating_point(self, model_id: str) -> None:
