@@ -29,12 +29,14 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from inference.jobs import Cancelled, Progress, is_cancelled, run_job
+from inference.jobs import Cancelled, Progress, is_cancelled
+from inference.jobs import run_job as run_job  # re-exported: callers import it from here with the bundle runners
 from inference.suitability import drop_oversized
 from inference.types import Detections, SaliencyMap, SegResult, label_table
 

@@ -6,8 +6,8 @@ finding never drifts through rounding.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def _box(center, size) -> tuple[float, ...]:
 class FindingChange:
     """Undo atom: a finding's state before and after (``None`` = absent)."""
 
-    review: "FindingsReview"
+    review: FindingsReview
     before: Finding | None
     after: Finding | None
     nbytes: int = 300
@@ -120,7 +120,7 @@ class FindingsReview:
         self.changed = Event()  # (finding id) after every change
 
     @classmethod
-    def from_detections(cls, detections, history=None) -> "FindingsReview":
+    def from_detections(cls, detections, history=None) -> FindingsReview:
         """All detections as pending findings (in the detector's order)."""
         review = cls(detections.affine, detections.shape, history, detections.model_id)
         for i in range(len(detections)):
@@ -253,7 +253,7 @@ class FindingsReview:
                 "findings": [dataclasses.asdict(f) for f in self._findings.values()]}
 
     @classmethod
-    def from_state(cls, state: dict, history=None) -> "FindingsReview":
+    def from_state(cls, state: dict, history=None) -> FindingsReview:
         """Rebuild from :meth:`to_state`."""
         review = cls(np.asarray(state["affine"]), state["shape"], history, state.get("model_id", ""))
         for item in state["findings"]:

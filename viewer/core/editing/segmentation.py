@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class SparseMask:
         self.data = np.zeros((0, 0, 0), dtype=bool)
 
     @classmethod
-    def from_full(cls, mask: np.ndarray) -> "SparseMask":
+    def from_full(cls, mask: np.ndarray) -> SparseMask:
         """Wrap a full-grid boolean mask (stored cropped to its bounding box)."""
         out = cls(mask.shape)
         box = tight_box(mask)
@@ -106,7 +106,7 @@ class SparseMask:
         return out
 
     @classmethod
-    def from_box(cls, shape: Sequence[int], box: Box, data: np.ndarray) -> "SparseMask":
+    def from_box(cls, shape: Sequence[int], box: Box, data: np.ndarray) -> SparseMask:
         """A mask holding ``data`` at ``box`` (the array is copied)."""
         out = cls(shape)
         out.origin = tuple(int(v) for v in box[:3])  # type: ignore[assignment]
@@ -189,7 +189,7 @@ class SparseMask:
             self.data = np.ascontiguousarray(self.data[box_slices(box, self.origin)])
             self.origin = box[:3]
 
-    def copy(self) -> "SparseMask":
+    def copy(self) -> SparseMask:
         """An independent copy."""
         out = SparseMask(self.shape)
         out.origin, out.data = self.origin, self.data.copy()
@@ -287,7 +287,7 @@ class MaskDelta:
     bytes per changed row, never a volume copy.
     """
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     number: int
     box: Box
     mask_bits: bytes
@@ -309,13 +309,13 @@ class MaskDelta:
     redo = _toggle
 
     @classmethod
-    def make(cls, segmentation: "Segmentation", number: int, box: Box, mask_xor: np.ndarray,
-             edited_xor: np.ndarray) -> "MaskDelta":
+    def make(cls, segmentation: Segmentation, number: int, box: Box, mask_xor: np.ndarray,
+             edited_xor: np.ndarray) -> MaskDelta:
         """Pack XOR planes over ``box``."""
         return cls(segmentation, number, box, _pack(mask_xor), _pack(edited_xor))
 
     @classmethod
-    def merge(cls, deltas: Sequence["MaskDelta"]) -> "MaskDelta":
+    def merge(cls, deltas: Sequence[MaskDelta]) -> MaskDelta:
         """One delta equal to applying ``deltas`` in turn (same segmentation and segment)."""
         box = None
         for delta in deltas:
@@ -334,7 +334,7 @@ class MaskDelta:
 class SegmentPresence:
     """An undo atom that adds (``present_after``) or removes a whole segment, keeping the object."""
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     segment: Segment
     present_after: bool
     position: int
@@ -362,7 +362,7 @@ class SegmentPresence:
 class SegmentProperty:
     """An undo atom for one display/identity property (name, color, visible, locked, active)."""
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     number: int | None
     attribute: str
     before: object
@@ -411,7 +411,7 @@ class Segmentation:
         self.changed = Event()
 
     @classmethod
-    def for_volume(cls, volume) -> "Segmentation":
+    def for_volume(cls, volume) -> Segmentation:
         """An empty segmentation on a :class:`~viewer.core.volume.Volume`'s grid."""
         return cls(volume.shape, volume.affine, volume.series_uid, volume.frame_of_reference_uid)
 
@@ -471,7 +471,7 @@ class Segmentation:
         segment = self.new_segment(name, color, **kwargs)
         return segment, self.add(segment)
 
-    def copy(self) -> "Segmentation":
+    def copy(self) -> Segmentation:
         """An independent copy: the same segments (numbers, order, names, colours, codes, shown/locked, origin and
         algorithm) with their own masks and edited marks, the same active segment, no listeners.
 

@@ -49,7 +49,7 @@ class AnnotationSnapshot:
     revision: int
 
     @classmethod
-    def of(cls, editor, source_paths: Sequence[str] = ()) -> "AnnotationSnapshot":
+    def of(cls, editor, source_paths: Sequence[str] = ()) -> AnnotationSnapshot:
         """Snapshot an :class:`~viewer.core.editing.editor.AnnotationEditor` (its volume, segments and review)."""
         volume = editor.volume
         return cls(editor.segmentation.copy(), FindingsReview.from_state(editor.review.to_state()), volume,

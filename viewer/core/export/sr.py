@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -165,7 +165,7 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
         diameters = list(group.get_measurements(name=codes.SCT.Diameter))
         diameter = [m for m in diameters if m.derivation is None]
         extra = _read_nodule(group, diameters)
-        out.append({**extra, 
+        out.append({**extra,
             "tracking_id": group.tracking_identifier,
             "finding_type": group.finding_type.meaning if group.finding_type else None,
             "center_lps": np.asarray(region.value, dtype=float).reshape(-1, 3)[0].tolist() if region else None,
