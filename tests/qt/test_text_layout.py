@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from viewer.qt.text_layout import (
-    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar, wrap_words,
+    TextBox,
+    overlapping_pairs,
+    place_corner_lines,
+    place_label,
+    place_letters,
+    place_scale_bar,
+    wrap_words,
 )
 
 CHAR = 7.0  # a fixed-pitch stand-in for font metrics: every character 7 px wide
