@@ -321,7 +321,8 @@ def _write_saliency(written: dict, stages: dict, result, info, volume: Volume, t
 
 
 #: How each task's result is written (:func:`write_outputs`).
-_WRITERS = {"segmentation": _write_segmentation, "detection": _write_detection, "saliency": _write_saliency}
+_WRITERS: dict[str, Callable[..., None]] = {"segmentation": _write_segmentation,
+                                             "detection": _write_detection, "saliency": _write_saliency}
 
 
 def _write_finding_maps(out_dir: Path, findings_path: Path, bundle, volume: Volume, detections, min_score: float,

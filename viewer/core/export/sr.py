@@ -61,8 +61,8 @@ def _finding_site(location: dict | None):
     if not location:
         return None
     zone = {"upper": codes.SCT.UpperZoneOfLung, "middle": codes.SCT.MiddleZoneOfLung,
-            "lower": codes.SCT.LowerZoneOfLung}.get(location.get("zone"), codes.SCT.Lung)
-    side = {"right": codes.SCT.Right, "left": codes.SCT.Left}.get(location.get("side"))
+            "lower": codes.SCT.LowerZoneOfLung}.get(location.get("zone", ""), codes.SCT.Lung)
+    side = {"right": codes.SCT.Right, "left": codes.SCT.Left}.get(location.get("side", ""))
     return hd.sr.FindingSite(anatomic_location=zone, laterality=side)
 
 
@@ -160,7 +160,8 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     sr = hd.sr.srread(str(path))
     report = sr.content
     out = []
-    for group in report.get_planar_roi_measurement_groups():
+    # highdicom types .content as a plain ContentSequence; srread gives a MeasurementReport for a TID 1500 document
+    for group in report.get_planar_roi_measurement_groups():  # type: ignore[attr-defined]
         region = group.roi
         diameters = list(group.get_measurements(name=codes.SCT.Diameter))
         diameter = [m for m in diameters if m.derivation is None]
