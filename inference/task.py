@@ -29,12 +29,14 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from inference.jobs import Cancelled, Progress, is_cancelled, run_job
+from inference.jobs import Cancelled, Progress, is_cancelled
+from inference.jobs import run_job as run_job  # re-exported: callers import it from here with the bundle runners
 from inference.suitability import drop_oversized
 from inference.types import Detections, SaliencyMap, SegResult, label_table
 
@@ -308,13 +310,16 @@ def _segmentation_plan(bundle, spatial) -> tuple | None:
 
 
 def _detection_plan(bundle, spatial) -> tuple | None:
+    from monai.utils import ensure_tuple_rep
+
     from inference.models.one_pass import fits_one_pass
     from inference.models.seg_detector import SegmentationDetector
 
     detector = bundle.detector
     if not isinstance(detector, SegmentationDetector):  # e.g. a RetinaNet: its own anchors and heads, unshared
         return None
-    if bundle.force_sliding_window or not fits_one_pass(spatial, detector.inferer.roi_size):
+    roi_size = ensure_tuple_rep(detector.inferer.roi_size, len(spatial))  # MONAI takes one int for every axis alike
+    if bundle.force_sliding_window or not fits_one_pass(spatial, roi_size):
         return _sliding_plan(detector.inferer)
     return ("one-pass", tuple(detector.size_divisible))
 
@@ -357,7 +362,8 @@ def _volume_key(bundle, array: np.ndarray, affine: np.ndarray) -> tuple | None:
 
     if not getattr(bundle, "network_key", ""):
         return None
-    digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8).reshape(-1), digest_size=20).hexdigest()
+    # .data: the bytes as a memoryview (numpy's stubs declare ndarray a buffer only from Python 3.12)
+    digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data, digest_size=20).hexdigest()
     return (bundle.network_key, digest, array.shape, str(array.dtype), np.asarray(affine).tobytes(),
             str(getattr(bundle.device, "type", bundle.device)))
 
@@ -498,9 +504,9 @@ def _label_map(run: _Run, data: dict, pred) -> SegResult:
         labels = resample_labels(out, target, shape_xyz)
     else:
         out = resample_to_grid(out, target, shape_xyz, mode="nearest")
-        labels = torch.round(out[0].float())
-        labels = labels.to(torch.int16 if labels.max() > 255 else torch.uint8)  # before the transpose: 8x less
-        labels = from_monai(labels)
+        rounded = torch.round(out[0].float())
+        rounded = rounded.to(torch.int16 if rounded.max() > 255 else torch.uint8)  # before the transpose: 8x less
+        labels = from_monai(rounded)
     table = dict(bundle.info.table)
     top = int(labels.max()) if labels.size else 0
     unnamed = [v for v in range(1, top + 1) if v not in table]

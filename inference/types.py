@@ -25,6 +25,12 @@ def int3(values) -> tuple[int, int, int]:
     return int(a), int(b), int(c)
 
 
+def float3(values) -> tuple[float, float, float]:
+    """Three floats from a sequence of three numbers (a spacing, a point); ValueError for any other length."""
+    a, b, c = values
+    return float(a), float(b), float(c)
+
+
 def default_color(value: int) -> tuple[int, int, int]:
     """The palette colour of label ``value`` (1-based labels start at the first colour)."""
     return DEFAULT_COLORS[(max(int(value), 1) - 1) % len(DEFAULT_COLORS)]

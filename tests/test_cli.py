@@ -104,7 +104,8 @@ def test_models_and_infer_through_the_command_line(tmp_path, mr_sagittal_dir):
     assert seg.Modality == "SEG"
     source_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr_sagittal_dir.rglob("*")
                    if p.is_file() and p.suffix not in (".txt", ".md")}
-    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    referenced = {i.ReferencedSOPInstanceUID
+                  for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
     assert referenced <= source_uids and referenced
 
     missing = run("infer", "--model", "no_such_model", str(mr_sagittal_dir), "--out", str(tmp_path / "x"))

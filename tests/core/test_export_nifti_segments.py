@@ -9,7 +9,11 @@ from tests.inference.helpers import real_volume
 from viewer.core.editing import tools
 from viewer.core.editing.segmentation import Segmentation, SparseMask
 from viewer.core.export.nifti_segments import (
-    LAST_WINS, PER_SEGMENT, export_segments_nifti, segment_file_name, segment_overlaps,
+    LAST_WINS,
+    PER_SEGMENT,
+    export_segments_nifti,
+    segment_file_name,
+    segment_overlaps,
 )
 
 

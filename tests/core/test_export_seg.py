@@ -47,7 +47,7 @@ def test_seg_references_the_source_frames_and_reads_back_on_the_same_voxels(tmp_
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.series_uid
     assert seg.StudyInstanceUID == volume.study_uid
     # Every frame references the source image of its slice.
-    for k, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
+    for group in seg.PerFrameFunctionalGroupsSequence:
         uid = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         assert uid in volume.slice_sop_uids
     back, names = read_seg_labels(path, volume.slice_sop_uids, volume.shape)
@@ -177,7 +177,7 @@ def test_seg_over_an_enhanced_multiframe_source_in_reversed_frame_order(tmp_path
     assert np.array_equal(back, labels)
     seg = hd.seg.segread(str(path))
     source = pydicom.dcmread(series.instances[0].path, stop_before_pixels=True)
-    for k, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
+    for group in seg.PerFrameFunctionalGroupsSequence:
         frame = int(group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
         want = source.PerFrameFunctionalGroupsSequence[frame - 1].PlanePositionSequence[0].ImagePositionPatient
         assert np.allclose(np.array(group.PlanePositionSequence[0].ImagePositionPatient, float),

@@ -6,10 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from viewer.core.jobs import CancelToken, Cancelled
 from tests.conftest import data_path
-from tests.inference.helpers import (save_seeded_weights, tiny_detector_config, tiny_saliency_config,
-                                     tiny_unet_config, tiny_unet_state, write_bundle)
+from tests.inference.helpers import (
+    save_seeded_weights,
+    tiny_detector_config,
+    tiny_saliency_config,
+    tiny_unet_config,
+    tiny_unet_state,
+    write_bundle,
+)
+from viewer.core.jobs import Cancelled, CancelToken
 from viewer.core.run_model import InferError, format_timings, infer_to_dir, models_json, pick_series
 
 STAGES = {"load", "model", "preprocess", "network", "postprocess", "export", "total"}

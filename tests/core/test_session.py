@@ -7,12 +7,11 @@ import pytest
 
 from inference.task import InferenceResult
 from inference.types import Label, SegResult
+from tests.conftest import data_path
 from viewer.core.dicom.catalog import default_image_series
 from viewer.core.jobs import Progress, run_job
 from viewer.core.measure import Measurement
 from viewer.core.session import FolderSource, ModelResult, Session, VolumeCache
-
-from tests.conftest import data_path
 
 
 def stand_in_model(array: np.ndarray, affine: np.ndarray):

@@ -8,8 +8,16 @@ import time
 import numpy as np
 import pytest
 
-from inference.training.phantom import (DEFAULT_SHAPE, DEFAULT_SPACING, GENERATOR_REVISION, LABELS, PHANTOM_VERSION,
-                                        Phantom, generate_phantom, save_ground_truth)
+from inference.training.phantom import (
+    DEFAULT_SHAPE,
+    DEFAULT_SPACING,
+    GENERATOR_REVISION,
+    LABELS,
+    PHANTOM_VERSION,
+    Phantom,
+    generate_phantom,
+    save_ground_truth,
+)
 from inference.training.phantom.nodules import nodule_plan
 
 # A coarse grid: the same anatomy in mm at a fraction of the voxels, for the tests that draw several phantoms.

@@ -7,8 +7,8 @@ from tests.qt.conftest import open_and_wait, widget_pos_of_voxel
 from viewer.core.measure import Measurement
 
 
-def test_ultrasound_view_has_no_plane_letters_or_mm_bar_and_plays_at_the_file_rate(  # noqa: F811
-        main_window, qtbot, us_cine):
+def test_ultrasound_view_has_no_plane_letters_or_mm_bar_and_plays_at_the_file_rate(
+        main_window, qtbot, us_cine):  # noqa: F811 - the imported fixture, requested by name
     open_and_wait(qtbot, main_window, [us_cine.parent])
     viewer = main_window.viewer
     view = viewer.active_view

@@ -10,7 +10,12 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from tests.inference.helpers import (
-    save_seeded_weights, tiny_detector_config, tiny_saliency_config, tiny_unet_config, tiny_unet_state, write_bundle,
+    save_seeded_weights,
+    tiny_detector_config,
+    tiny_saliency_config,
+    tiny_unet_config,
+    tiny_unet_state,
+    write_bundle,
 )
 from tests.qt.conftest import open_and_wait
 from viewer.core.layers import boxes_in_slice, label_slice_rgba, outline

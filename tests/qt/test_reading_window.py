@@ -302,12 +302,14 @@ def test_ellipse_rectangle_and_probe(lidc_window, qtbot):
     assert r["area_mm2"] == pytest.approx(np.pi * 30 * 20 * 0.703125**2, rel=0.05)
     (_, r0, c0), (_, r1, c1) = (view.geometry_.display_from_index(p) for p in ellipse.points)
     rows, cols = np.mgrid[0:512, 0:512]
-    inside = ((rows - (r0 + r1) / 2) / (abs(r1 - r0) / 2)) ** 2 + ((cols - (c0 + c1) / 2) / (abs(c1 - c0) / 2)) ** 2 <= 1
+    inside = (((rows - (r0 + r1) / 2) / (abs(r1 - r0) / 2)) ** 2
+              + ((cols - (c0 + c1) / 2) / (abs(c1 - c0) / 2)) ** 2 <= 1)
     values = volume.array[80][inside].astype(float)
     assert r["mean"] == pytest.approx(values.mean()) and r["sd"] == pytest.approx(values.std())
     assert (r["min"], r["max"]) == (values.min(), values.max())
     viewer.set_tool("rectangle")  # drawn elsewhere: a press on the ellipse's handle would edit the ellipse
-    drag(view.viewport(), widget_pos_of_voxel(view, (150.0, 300.0, 80.0)), widget_pos_of_voxel(view, (210.0, 340.0, 80.0)))
+    drag(view.viewport(), widget_pos_of_voxel(view, (150.0, 300.0, 80.0)),
+         widget_pos_of_voxel(view, (210.0, 340.0, 80.0)))
     assert viewer.measurements[-1].kind == "rectangle"
     rect = viewer.measurements[-1].result
     assert rect["area_mm2"] == pytest.approx(60 * 40 * 0.703125**2, rel=0.05) and rect["n_pixels"] > r["n_pixels"]
@@ -332,7 +334,8 @@ def test_tag_browser_search_finds_a_tag(lidc_window, qtbot):
     window.viewer.state.set_slice("axial", 10)
     inst, _frame = window.current_instance()
     qtbot.waitUntil(lambda: window.tags.shown_path == inst.path, timeout=10000)
-    assert window.tags.model.rowCount() > 20 and "Image 123/133" in window.tags.caption.text()  # as the view: head first
+    # as the view: head first
+    assert window.tags.model.rowCount() > 20 and "Image 123/133" in window.tags.caption.text()
     assert window.viewer.overlay_lines(window.viewer.active_view)["bottom-left"][0] == "Im 123/133"
     window.tags.search.setText("0028,0030")
     rows = window.tags.visible_rows()
@@ -415,7 +418,7 @@ def test_overlay_layers_follow_the_slice_in_every_view(lidc_window, qtbot):
     layer = VolumeImageLayer("test mask", rgba)
     viewer.add_layer(layer)
     viewer.state.set_position((250.0, 230.0, 50.0))
-    for plane, view in viewer.views.items():
+    for view in viewer.views.values():
         item = layer._items[view][0]
         np.testing.assert_array_equal(item.image, view.geometry_.take(rgba, view.k))
         assert item.image[..., 3].max() == 120

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from viewer.qt.text_layout import (
-    TextBox, overlapping_pairs, place_corner_lines, place_label, place_letters, place_scale_bar, scale_bar_options,
+    TextBox,
+    overlapping_pairs,
+    place_corner_lines,
+    place_label,
+    place_letters,
+    place_scale_bar,
+    scale_bar_options,
     wrap_words,
 )
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QToolButton
+from PySide6.QtWidgets import QApplication
 
-from tests.core.test_load_report import truncated_lidc
 from tests.conftest import data_path
+from tests.core.test_load_report import truncated_lidc
 from tests.qt.conftest import LOAD_TIMEOUT_MS, click, open_and_wait, two_detections
 from viewer.qt.overlays import BoxesItem
 from viewer.qt.text_layout import overlapping_pairs

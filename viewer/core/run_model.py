@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from viewer.core.dicom.model import Catalog, Series
 from viewer.core.volume import Volume
@@ -320,7 +321,8 @@ def _write_saliency(written: dict, stages: dict, result, info, volume: Volume, t
 
 
 #: How each task's result is written (:func:`write_outputs`).
-_WRITERS = {"segmentation": _write_segmentation, "detection": _write_detection, "saliency": _write_saliency}
+_WRITERS: dict[str, Callable[..., None]] = {"segmentation": _write_segmentation,
+                                             "detection": _write_detection, "saliency": _write_saliency}
 
 
 def _write_finding_maps(out_dir: Path, findings_path: Path, bundle, volume: Volume, detections, min_score: float,

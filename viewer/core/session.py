@@ -21,11 +21,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from viewer.core.dicom.catalog import Catalog, Series, default_image_series
 from viewer.core.events import Event
 from viewer.core.jobs import CancelToken, Job
+
+if TYPE_CHECKING:  # imported where used: the display and the editing packages load on demand
+    from viewer.core.display import DisplayState
+    from viewer.core.editing.editor import AnnotationEditor
 
 #: The volume cache keeps at most this many volumes ...
 VOLUME_CACHE_COUNT = 3
@@ -68,6 +72,7 @@ def series_info(patient, study, series) -> dict:
     }
 
 
+@runtime_checkable
 class CatalogSource(Protocol):
     """Where a catalog comes from: a job (yielding progress, returning a Catalog) and what it was opened from."""
 
@@ -187,9 +192,9 @@ class SeriesState:
         self.series = series
         self.info: dict = dict(info or {})
         self.volume = None
-        self.display = None
+        self.display: DisplayState | None = None
         self.measurements: list = []
-        self.editor = None
+        self.editor: AnnotationEditor | None = None
         self.results: dict[str, ModelResult] = {}
         self.body_part: str | None = None
         #: ``(task)`` after a result was set or removed.
@@ -356,12 +361,15 @@ class Session:
         the catalog (CLI, tests; the GUI runs the source's scan on a worker and calls :meth:`set_catalog`)."""
         from viewer.core.jobs import run_job
 
+        scan_source: CatalogSource
         if isinstance(source, (str, os.PathLike)):
-            source = FolderSource([str(source)])
-        elif not hasattr(source, "scan"):
-            source = FolderSource([str(p) for p in source])
-        catalog = run_job(source.scan())
-        self.set_catalog(catalog, source.paths)
+            scan_source = FolderSource([str(source)])
+        elif isinstance(source, CatalogSource):  # what has a scan (and paths), else paths
+            scan_source = source
+        else:
+            scan_source = FolderSource([str(p) for p in source])
+        catalog = run_job(scan_source.scan())
+        self.set_catalog(catalog, scan_source.paths)
         return catalog
 
     def image_series(self) -> list[Series]:
@@ -375,7 +383,7 @@ class Session:
         chose to restore), else among all image series, the one with the most real content
         (:func:`~viewer.core.dicom.catalog.default_image_series`: the GUI, the CLI and screenshots share it)."""
         images = self.image_series()
-        if not images:
+        if not images or self.catalog is None:  # (no catalog, no images)
             return None
         prefer = set(prefer_uids)
         preferred = [s for s in images if s.uid in prefer]
@@ -456,7 +464,7 @@ class Session:
         self.shown_changed.emit()
 
     @property
-    def editors(self) -> dict:
+    def editors(self) -> dict[str, AnnotationEditor]:
         """The annotation editors there are, by series key."""
         return {k: s.editor for k, s in self.states.items() if s.editor is not None}
 
@@ -468,10 +476,9 @@ class Session:
     def discard_annotations(self) -> list[str]:
         """Forget every annotation (the user chose to discard them): autosaves deleted, editors dropped.
         Returns the keys of the series that had one."""
-        keys = list(self.editors)
-        for key in keys:
-            state = self.states[key]
-            if state.editor.autosave is not None:
-                state.editor.autosave.discard()
-            state.editor = None
-        return keys
+        editors = self.editors
+        for key, editor in editors.items():
+            if editor.autosave is not None:
+                editor.autosave.discard()
+            self.states[key].editor = None
+        return list(editors)

@@ -166,7 +166,8 @@ class MainWindow(QMainWindow):
         super().resizeEvent(event)
         old = event.oldSize()
         if not old.isValid() or event.size().width() < old.width():
-            QTimer.singleShot(0, lambda: window_chrome.fit_docks(self))  # once the layout has given the docks their new widths
+            # once the layout has given the docks their new widths
+            QTimer.singleShot(0, lambda: window_chrome.fit_docks(self))
         window_chrome.wrap_toolbars(self)
 
     def _connect(self) -> None:

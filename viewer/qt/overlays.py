@@ -16,7 +16,14 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
 from viewer.core.layers import (
-    FILL_OPACITY, as_label_volume, boxes_in_slice, heat_lut, label_lut, label_volumes_ml, labelled_slices, outline,
+    FILL_OPACITY,
+    as_label_volume,
+    boxes_in_slice,
+    heat_lut,
+    label_lut,
+    label_volumes_ml,
+    labelled_slices,
+    outline,
     quantise_unit,
 )
 from viewer.core.reformat import PlaneGeometry
@@ -258,8 +265,9 @@ def _diameter_text(measurements, i: int) -> str:
 class DetectionLayer(ViewLayer):
     """Detection boxes (:class:`~inference.types.Detections`, voxel boxes on the displayed grid) on every slice
     of every plane they span, labelled ``#n score`` (and the nodule's mean diameter when measured).
-    ``min_score`` filters at display time only: the detections are kept whole, so lowering it brings boxes back. Findings the reader rejected (:meth:`set_review`) are drawn
-    grey and dashed, or hidden while ``show_rejected`` is off."""
+    ``min_score`` filters at display time only: the detections are kept whole, so lowering it brings boxes back.
+    Findings the reader rejected (:meth:`set_review`) are drawn grey and dashed, or hidden while ``show_rejected``
+    is off."""
 
     def __init__(self, detections, name: str = "Detections", min_score: float = 0.0, z: float = BOXES_Z) -> None:
         super().__init__(name, z)

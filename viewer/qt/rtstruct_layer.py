@@ -98,7 +98,8 @@ class RTStructLayer(ViewLayer):
 
 
 def _colour_name(rgb) -> str:
-    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+    r, g, b = (int(c) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 class RTStructController(QObject):

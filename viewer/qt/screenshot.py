@@ -80,8 +80,8 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
     """
     from viewer.core.dicom.load import iter_load
     from viewer.core.dicom.scan import iter_scan
-    from viewer.core.windowing import parse_window
     from viewer.core.session import series_info
+    from viewer.core.windowing import parse_window
 
     if layout not in ("1x1", "1x3"):
         raise ValueError(f"unknown layout {layout!r}: use 1x1 or 1x3")

@@ -25,7 +25,7 @@ class TagRow:
     vr: str
     value: str
     keyword: str = ""
-    children: list["TagRow"] = field(default_factory=list)
+    children: list[TagRow] = field(default_factory=list)
 
 
 def _value_text(element) -> str:

@@ -11,8 +11,8 @@ box in turn and stay out of everything placed before them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 MARGIN = 6  # from the view's edges
 GAP = 8  # between items that must not touch
@@ -40,7 +40,7 @@ class TextBox:
     def bottom(self) -> float:
         return self.y + self.h
 
-    def overlaps(self, other: "TextBox", gap: float = 0.0) -> bool:
+    def overlaps(self, other: TextBox, gap: float = 0.0) -> bool:
         """True when the two rectangles share area (or come closer than ``gap``)."""
         return (self.x < other.right + gap and other.x < self.right + gap
                 and self.y < other.bottom + gap and other.y < self.bottom + gap)

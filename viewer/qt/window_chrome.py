@@ -7,7 +7,19 @@ import os
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
-    QDialog, QDockWidget, QFileDialog, QInputDialog, QMessageBox, QLabel, QMenu, QProgressBar, QScrollArea, QSpinBox, QToolBar, QToolButton, QWidget,
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QSpinBox,
+    QToolBar,
+    QToolButton,
+    QWidget,
 )
 
 from viewer.core.jobs import Progress
@@ -94,24 +106,27 @@ def build_menus(window) -> None:
     va = window.viewer.actions
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
-    window.action_open_folder = menu_action(window, file_menu, "Open &Folder…", lambda: open_folder_dialog(window), "Ctrl+O")
-    window.action_open_files = menu_action(window, file_menu, "Open &Files…", lambda: open_files_dialog(window), "Ctrl+Shift+O")
-    window.action_open_dicomdir = menu_action(window, file_menu, "Open &DICOMDIR…", lambda: open_dicomdir_dialog(window))
+    window.action_open_folder = menu_action(window, file_menu, "Open &Folder…", lambda: open_folder_dialog(window),
+                                            "Ctrl+O")
+    window.action_open_files = menu_action(window, file_menu, "Open &Files…", lambda: open_files_dialog(window),
+                                           "Ctrl+Shift+O")
+    window.action_open_dicomdir = menu_action(window, file_menu, "Open &DICOMDIR…",
+                                              lambda: open_dicomdir_dialog(window))
     window.recent_menu = file_menu.addMenu("Open &Recent")
     menu_action(window, file_menu, "Open Sample Study", window.open_demo)
     file_menu.addSeparator()
     an = window.annotation
     window.action_open_seg = menu_action(window, file_menu, "Open Segmentation (DICOM SEG)…",
-                                             lambda: an.open_seg_dialog(window.settings.last_folder))
+                                         lambda: an.open_seg_dialog(window.settings.last_folder))
     export_menu = file_menu.addMenu("&Export Annotation")
     window.export_actions = {}
     for kind, text in (("seg", "Segmentation as DICOM &SEG…"), ("nifti", "Segmentation as &NIfTI Labels…"),
                        ("findings", "Findings as &JSON…"), ("sr", "Findings as DICOM S&R…")):
-        window.export_actions[kind] = menu_action(window, 
-            export_menu, text, lambda _=False, k=kind: an.export_dialog(k))  # starts in the exports folder
+        window.export_actions[kind] = menu_action(
+            window, export_menu, text, lambda _=False, k=kind: an.export_dialog(k))  # starts in the exports folder
     file_menu.addSeparator()
-    window.action_save_screenshot = menu_action(window, file_menu, "&Save Screenshot…", lambda: save_screenshot_dialog(window),
-                                                    "Ctrl+S")
+    window.action_save_screenshot = menu_action(window, file_menu, "&Save Screenshot…",
+                                                lambda: save_screenshot_dialog(window), "Ctrl+S")
     window.action_copy_screenshot = menu_action(window, file_menu, "&Copy Screenshot", window.copy_screenshot,
                                                     "Ctrl+Shift+C")
     file_menu.addSeparator()
@@ -178,7 +193,8 @@ def build_menus(window) -> None:
     ai_menu.addSeparator()
     window.action_explain_finding = menu_action(window, ai_menu, "&Explain Selected Finding (Grad-CAM)",
                                                     lambda: explain_selected_finding(window), "Ctrl+E")
-    window.action_explain_label = menu_action(window, ai_menu, "Explain &Label (Grad-CAM)…", lambda: explain_label(window))
+    window.action_explain_label = menu_action(window, ai_menu, "Explain &Label (Grad-CAM)…",
+                                              lambda: explain_label(window))
     ai_menu.addSeparator()
     menu_action(window, ai_menu, "Models &Folder…", window.inference.choose_models_folder)
     menu_action(window, ai_menu, "Re&fresh Models", window.inference.refresh_models)
@@ -262,7 +278,7 @@ def build_toolbar(window) -> None:
     short = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
              "ellipse": "Ellipse", "rectangle": "Rect", "probe": "Probe", "brush": "Brush", "eraser": "Erase",
              "fill": "Fill", "fill3d": "Fill 3D", "polygon": "Lasso"}
-    for tool, label, key, tip in TOOLS:
+    for tool, _label, _key, _tip in TOOLS:
         action = va[f"tool_{tool.value}"]
         action.setIconText(short[tool.value])
         tools.addAction(action)

@@ -4,19 +4,19 @@ A job (see :mod:`viewer.core.jobs`) is a generator that yields ``Progress`` and 
 :class:`JobRunnable` drains it on a ``QThreadPool`` thread; every signal crosses to the GUI thread through a
 queued connection, so slots never run on the worker and the event loop is never blocked. Progress is throttled
 (at most one signal per ``progress_interval``) except for the first progress that carries a payload and the
-first one with ``done > 0``, which are passed on at once so a view can show the first decoded slice immediately. Cancel through the handle's
-:class:`~viewer.core.jobs.CancelToken`; the job stops at its next ``yield``.
+first one with ``done > 0``, which are passed on at once so a view can show the first decoded slice immediately.
+Cancel through the handle's :class:`~viewer.core.jobs.CancelToken`; the job stops at its next ``yield``.
 """
 from __future__ import annotations
 
 import logging
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
-from viewer.core.jobs import CancelToken, Cancelled, Job, Progress
+from viewer.core.jobs import Cancelled, CancelToken, Job, Progress
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,15 @@ The package, in the order a phantom is made (``generate``):
 """
 from inference.training.phantom.generate import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantom
 from inference.training.phantom.nodules import DEMO_SEED
-from inference.training.phantom.truth import (GENERATOR_REVISION, LABEL_DESCRIPTIONS, LABELS, PHANTOM_VERSION, Nodule,
-                                              Phantom, save_ground_truth)
+from inference.training.phantom.truth import (
+                                              GENERATOR_REVISION,
+                                              LABEL_DESCRIPTIONS,
+                                              LABELS,
+                                              PHANTOM_VERSION,
+                                              Nodule,
+                                              Phantom,
+                                              save_ground_truth,
+)
 
 __all__ = ["DEFAULT_SHAPE", "DEFAULT_SPACING", "DEMO_SEED", "GENERATOR_REVISION", "LABELS", "LABEL_DESCRIPTIONS",
            "PHANTOM_VERSION", "Nodule", "Phantom", "generate_phantom", "save_ground_truth"]

@@ -345,7 +345,7 @@ class Anatomy:
         self.eso_air = shrink(eso, r_es - u(1.5, 3)) if rng.random() < 0.4 else None
 
         # pulmonary veins: four short trunks from the left atrium, tree roots at their ends
-        vein_roots = {}
+        vein_roots: dict[int, list[tuple]] = {}
         for side, sx in ((1, 1), (2, -1)):
             for dz, dy in ((u(10, 16), -6), (-u(8, 14), 8)):
                 end = la_c + [sx * u(40, 48), dy, dz]

@@ -15,6 +15,7 @@ from inference.training.phantom.nodules import DEMO_SEED, draw_nodules, nodule_p
 from inference.training.phantom.render import render_anatomy
 from inference.training.phantom.trees import grow_trees
 from inference.training.phantom.truth import PHANTOM_VERSION, Phantom
+from inference.types import float3, int3
 
 DEFAULT_SHAPE = (128, 384, 384)
 """``(z, y, x)`` voxels of the default grid: 320 x 346 x 346 mm covers apex to upper abdomen of an adult chest."""
@@ -45,8 +46,8 @@ def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
     Phantom
         ``hu`` int16 and ``labels`` uint8 ``(z, y, x)``, ``spacing``, ``origin_lps``, ``nodules`` (LPS).
     """
-    shape = tuple(int(v) for v in shape)
-    spacing = tuple(float(v) for v in spacing)
+    shape = int3(shape)
+    spacing = float3(spacing)
     # spawn(8)'s first six children are v1's spawn(6): the anatomy of every seed is that of v1
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([PHANTOM_VERSION, int(seed)]).spawn(8)]
     rng_anatomy, rng_tree, rng_plan, rng_nodule, rng_noise, rng_field, rng_protocol, rng_mimic = streams
@@ -73,5 +74,5 @@ def generate_phantom(seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
             "fov_circle": anatomy.fov_circle, "table": anatomy.table,
             "vessel_segments": int(len(trees.vessels[0])), "airway_segments": int(len(trees.airway_lumen[0])),
             "mimics": mimics, **protocol}
-    return Phantom(hu=hu, labels=labels, spacing=spacing, origin_lps=tuple(float(v) for v in origin),
+    return Phantom(hu=hu, labels=labels, spacing=spacing, origin_lps=float3(origin),
                    nodules=nodules, seed=int(seed), info=info)

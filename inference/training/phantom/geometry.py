@@ -44,16 +44,16 @@ def polyline(ctrl, radii, step: float = 6.0):
             points.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2
                                  + (-p0 + 3 * p1 - 3 * p2 + p3) * t3))
             rs.append(radii[i] + t * (radii[i + 1] - radii[i]))
-    points, rs = np.array(points), np.array(rs)
-    return points[:-1], points[1:], rs[:-1], rs[1:]
+    ends, end_radii = np.array(points), np.array(rs)
+    return ends[:-1], ends[1:], end_radii[:-1], end_radii[1:]
 
 
 def concat(*tubes):
     """One tube list from several (``None`` and empty ones skipped)."""
-    tubes = [t for t in tubes if t is not None and len(t[0])]
-    if not tubes:
+    kept = [t for t in tubes if t is not None and len(t[0])]
+    if not kept:
         return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)
-    return tuple(np.concatenate([t[i] for t in tubes]) for i in range(4))
+    return tuple(np.concatenate([t[i] for t in kept]) for i in range(4))
 
 
 def shrink(tubes, by: float):

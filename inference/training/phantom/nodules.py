@@ -13,6 +13,7 @@ import numpy as np
 from inference.training.phantom.anatomy import Anatomy
 from inference.training.phantom.geometry import scatter_tubes, unit
 from inference.training.phantom.truth import Nodule
+from inference.types import float3
 
 _F32 = np.float32
 
@@ -53,7 +54,7 @@ def nodule_plan(rng, seed: int, n_nodules: int | None):
 
 def place_nodules(rng, anatomy: Anatomy, plan, pool: np.ndarray, vessels):
     """Centres (world mm) for the planned nodules, checked against the analytic lung rule."""
-    placed = []
+    placed: list[tuple] = []
     va, vb, vra, vrb = vessels
     vr = 0.5 * (vra + vrb)
     candidates_v = np.nonzero((vr > 0.8) & (vr < 3.0))[0]
@@ -117,7 +118,7 @@ def draw_nodules(rng, clean, labels, spacing, placed, origin_lps) -> list[Nodule
         zyx = mean if mask[tuple(np.rint(mean).astype(int))] else nearest
         zyx = zyx + offset
         lps = origin_lps + np.array([zyx[2] * sx, zyx[1] * sy, zyx[0] * sz])
-        nodules.append(Nodule(tuple(float(v) for v in lps), 2 * radius, typ, kind == "juxtapleural",
+        nodules.append(Nodule(float3(lps), 2 * radius, typ, kind == "juxtapleural",
                               kind == "vessel", float(mask.sum() * sx * sy * sz), kind == "perifissural", core_mm))
     return nodules
 
@@ -151,7 +152,7 @@ def render_nodule(rng, clean, labels, spacing, centre, radius, typ, kind="free")
     width = 0.5 * (sx + sy)
 
     def shape_occupancy(r, offset, lobes):
-        acc = 0.0
+        acc = np.zeros(())  # float64, as the terms added
         for dz in (-sz / 3, 0.0, sz / 3):
             px, py, pz = x - offset[0], y - offset[1], zc + dz - offset[2]
             if fissure is not None:  # lentiform: distances across the sheet count double

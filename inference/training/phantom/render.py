@@ -78,7 +78,7 @@ class Renderer:
         self.theta_grid = (np.arange(_N_THETA) + 0.5) * (2 * np.pi / _N_THETA) - np.pi
         self.theta_bin = np.clip(((theta + np.pi) / (2 * np.pi) * _N_THETA).astype(np.int64), 0, _N_THETA - 1)
         self.alpha = np.abs(angdiff(theta, np.pi / 2)).astype(_F32)  # angle from the posterior midline
-        self.buf = {}
+        self.buf: dict[str, np.ndarray] = {}
 
     def scatter(self, name, tubes, soft=True):
         """Rasterise ``tubes`` into the buffer ``name`` (max occupancy with what is there already)."""

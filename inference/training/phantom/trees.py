@@ -99,7 +99,7 @@ def grow_tree(rng, start, direction, radius, points, *, r_min: float, taper: flo
 
 def lung_points(rng, anatomy: Anatomy, per_side: int) -> dict[int, np.ndarray]:
     """Uniform random points in each lung (rejection sampling with the analytic lung rule)."""
-    found = {1: [], 2: []}
+    found: dict[int, list[np.ndarray]] = {1: [], 2: []}
     lo = np.array([anatomy.cx - anatomy.a0, anatomy.cy - anatomy.b_ant0, max(0.0, anatomy.z_dome_l - 80)])
     hi = np.array([anatomy.cx + anatomy.a0, anatomy.cy + anatomy.b_post0, anatomy.z_apex])
     for _ in range(40):

@@ -124,9 +124,11 @@ def save_ground_truth(phantom: Phantom, out_dir: str | Path) -> Path:
     path = out_dir / "labels.nii.gz"
     try:
         import nibabel as nib
+
+        have_nibabel = True
     except ImportError:
-        nib = None
-    if nib is not None:
+        have_nibabel = False
+    if have_nibabel:
         ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ phantom.affine
         image = nib.Nifti1Image(np.ascontiguousarray(phantom.labels.transpose(2, 1, 0)), ras)
         image.set_qform(ras, code=1)
@@ -136,10 +138,10 @@ def save_ground_truth(phantom: Phantom, out_dir: str | Path) -> Path:
     else:
         import SimpleITK as sitk
 
-        image = sitk.GetImageFromArray(phantom.labels)  # (z, y, x) array -> ITK (x, y, z) image
-        image.SetSpacing(tuple(float(v) for v in phantom.spacing[::-1]))
-        image.SetOrigin(tuple(float(v) for v in phantom.origin_lps))
-        sitk.WriteImage(image, str(path), True)
+        itk_image = sitk.GetImageFromArray(phantom.labels)  # (z, y, x) array -> ITK (x, y, z) image
+        itk_image.SetSpacing(tuple(float(v) for v in phantom.spacing[::-1]))
+        itk_image.SetOrigin(tuple(float(v) for v in phantom.origin_lps))
+        sitk.WriteImage(itk_image, str(path), True)
     (out_dir / "labels.json").write_text(json.dumps({
         "file": "labels.nii.gz",
         "grid": "same as the DICOM series: NIfTI axes i=column, j=row, k=slice; affine in RAS mm "

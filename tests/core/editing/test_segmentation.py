@@ -8,7 +8,12 @@ from inference.types import SegResult, label_table
 from viewer.core.editing import tools
 from viewer.core.editing.history import EditHistory
 from viewer.core.editing.segmentation import (
-    AUTOMATIC, MANUAL, SEMIAUTOMATIC, Segmentation, SegmentLockedError, SparseMask,
+    AUTOMATIC,
+    MANUAL,
+    SEMIAUTOMATIC,
+    Segmentation,
+    SegmentLockedError,
+    SparseMask,
 )
 
 AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])

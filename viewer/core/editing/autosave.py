@@ -98,7 +98,7 @@ def snapshot(segmentation: Segmentation, review=None, description: str = "", edi
             "source_paths": [str(p) for p in source_paths]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stubs: a **dict might fill allow_pickle
     return buffer.getvalue()
 
 

@@ -135,13 +135,13 @@ class AnnotationEditor:
         self.history.begin(f"{kind} ({self._name(number)})")
         self._stroke = dict(number=number, radius_mm=radius_mm, axis=axis, erase=erase, hu_range=hu_range,
                             overwrite_others=overwrite_others, last=np.asarray(point, float))
-        self._dab([point])
+        self._dab(self._stroke, [point])
 
     def stroke_to(self, point) -> None:
         """Mouse move: paint from the last point to ``point``."""
         if self._stroke is None:
             return
-        self._dab([self._stroke["last"], point])
+        self._dab(self._stroke, [self._stroke["last"], point])
         self._stroke["last"] = np.asarray(point, float)
 
     def end_stroke(self) -> None:
@@ -165,8 +165,7 @@ class AnnotationEditor:
         finally:
             self.end_stroke()
 
-    def _dab(self, points) -> None:
-        s = self._stroke
+    def _dab(self, s: dict, points) -> None:
         changes = tools.brush(self.segmentation, s["number"], points, s["radius_mm"], s["axis"], erase=s["erase"],
                               image=self.image if s["hu_range"] else None, hu_range=s["hu_range"],
                               overwrite_others=s["overwrite_others"])

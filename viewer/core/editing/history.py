@@ -68,8 +68,9 @@ class EditHistory:
     max_bytes
         When the atoms held exceed this, the oldest steps are dropped (never the newest one).
 
-    The :class:`~viewer.core.events.Event` ``changed`` is emitted with no argument after every change (push, undo, redo, clear) - the GUI updates
-    its Edit menu; :attr:`revision` counts changes (autosave), :attr:`modified` compares with :meth:`mark_saved`.
+    The :class:`~viewer.core.events.Event` ``changed`` is emitted with no argument after every change (push, undo,
+    redo, clear) - the GUI updates its Edit menu; :attr:`revision` counts changes (autosave), :attr:`modified`
+    compares with :meth:`mark_saved`.
     """
 
     def __init__(self, max_bytes: int = 512 * 2**20) -> None:

@@ -7,8 +7,8 @@ round trip keeps order, names, colours, codes, algorithm and every voxel, not ga
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

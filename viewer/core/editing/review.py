@@ -6,16 +6,27 @@ finding never drifts through rounding.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import overload
 
 import numpy as np
 
+from inference.types import int3
 from viewer.core.editing.errors import EditRefused
 from viewer.core.events import Event
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 STATUSES = (PENDING, ACCEPTED, REJECTED)
+
+BoxLPS = tuple[float, float, float, float, float, float]
+"""``(x0, y0, z0, x1, y1, z1)`` axis-aligned LPS mm (min corner, max corner)."""
+
+
+def _float6(values) -> BoxLPS:
+    """Six floats from a sequence of six numbers; ValueError for any other length."""
+    a, b, c, d, e, f = values
+    return float(a), float(b), float(c), float(d), float(e), float(f)
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class Finding:
     id: int
     label: str
     score: float | None
-    box_lps: tuple[float, float, float, float, float, float]
+    box_lps: BoxLPS
     status: str = PENDING
     source: str = "model"
     edited: bool = False
@@ -68,16 +79,16 @@ class Finding:
         return float(self.size_mm.max())
 
 
-def _box(center, size) -> tuple[float, ...]:
+def _box(center, size) -> BoxLPS:
     center, size = np.asarray(center, float), np.abs(np.asarray(size, float))
-    return tuple(float(v) for v in np.concatenate([center - size / 2, center + size / 2]))
+    return _float6(np.concatenate([center - size / 2, center + size / 2]))
 
 
 @dataclass(eq=False)
 class FindingChange:
     """Undo atom: a finding's state before and after (``None`` = absent)."""
 
-    review: "FindingsReview"
+    review: FindingsReview
     before: Finding | None
     after: Finding | None
     nbytes: int = 300
@@ -113,14 +124,14 @@ class FindingsReview:
 
     def __init__(self, affine: np.ndarray, shape: Sequence[int], history=None, model_id: str = "") -> None:
         self.affine = np.asarray(affine, dtype=np.float64)
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = int3(shape)
         self.history = history
         self.model_id = model_id
         self._findings: dict[int, Finding] = {}
         self.changed = Event()  # (finding id) after every change
 
     @classmethod
-    def from_detections(cls, detections, history=None) -> "FindingsReview":
+    def from_detections(cls, detections, history=None) -> FindingsReview:
         """All detections as pending findings (in the detector's order)."""
         review = cls(detections.affine, detections.shape, history, detections.model_id)
         for i in range(len(detections)):
@@ -128,7 +139,7 @@ class FindingsReview:
             label = detections.table[value].name if value in detections.table else f"label {value}"
             measured = getattr(detections, "measurements", None)
             review._findings[i] = Finding(i, label, float(detections.scores[i]),
-                                          tuple(float(v) for v in detections.boxes_lps[i]),
+                                          _float6(detections.boxes_lps[i]),
                                           measurements=measured[i] if measured is not None else None)
         return review
 
@@ -191,6 +202,10 @@ class FindingsReview:
                           self.model_id, measurements=measured if any(m is not None for m in measured) else None)
 
     # -- changes (each one undo step) -------------------------------------------------------------------------
+    @overload
+    def _commit(self, name: str, before: Finding | None, after: Finding) -> Finding: ...
+    @overload
+    def _commit(self, name: str, before: Finding | None, after: None) -> None: ...
     def _commit(self, name: str, before: Finding | None, after: Finding | None) -> Finding | None:
         atom = FindingChange(self, before, after)
         atom.redo()
@@ -217,7 +232,7 @@ class FindingsReview:
         """Replace the box ``(x0, y0, z0, x1, y1, z1)`` LPS mm (move/resize)."""
         old = self._findings[finding_id]
         b = np.asarray(box_lps, float).reshape(6)
-        box = tuple(float(v) for v in np.concatenate([np.minimum(b[:3], b[3:]), np.maximum(b[:3], b[3:])]))
+        box = _float6(np.concatenate([np.minimum(b[:3], b[3:]), np.maximum(b[:3], b[3:])]))
         return self._commit(name, old, dataclasses.replace(old, box_lps=box, edited=True, measurements=None))
 
     def move(self, finding_id: int, delta_lps) -> Finding:
@@ -253,7 +268,7 @@ class FindingsReview:
                 "findings": [dataclasses.asdict(f) for f in self._findings.values()]}
 
     @classmethod
-    def from_state(cls, state: dict, history=None) -> "FindingsReview":
+    def from_state(cls, state: dict, history=None) -> FindingsReview:
         """Rebuild from :meth:`to_state`."""
         review = cls(np.asarray(state["affine"]), state["shape"], history, state.get("model_id", ""))
         for item in state["findings"]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import overload
 
 import numpy as np
 
-from inference.types import default_color
+from inference.types import default_color, int3
 from viewer.core.editing.errors import EditRefused
 from viewer.core.events import Event
 
@@ -39,6 +40,12 @@ class SegmentLockedError(EditRefused):
     """Raised when an edit would change a locked segment."""
 
 
+@overload
+def box_union(a: Box | None, b: Box) -> Box: ...
+@overload
+def box_union(a: Box, b: Box | None) -> Box: ...
+@overload
+def box_union(a: Box | None, b: Box | None) -> Box | None: ...
 def box_union(a: Box | None, b: Box | None) -> Box | None:
     """Smallest box holding both (``None`` = empty)."""
     if a is None:
@@ -54,7 +61,7 @@ def box_intersection(a: Box, b: Box) -> Box | None:
     hi = (min(a[3], b[3]), min(a[4], b[4]), min(a[5], b[5]))
     if any(h <= lo_ for lo_, h in zip(lo, hi)):
         return None
-    return (*lo, *hi)  # type: ignore[return-value]
+    return (*lo, *hi)
 
 
 def box_shape(box: Box) -> tuple[int, int, int]:
@@ -91,12 +98,12 @@ class SparseMask:
     """
 
     def __init__(self, shape: Sequence[int]) -> None:
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = int3(shape)
         self.origin = (0, 0, 0)
         self.data = np.zeros((0, 0, 0), dtype=bool)
 
     @classmethod
-    def from_full(cls, mask: np.ndarray) -> "SparseMask":
+    def from_full(cls, mask: np.ndarray) -> SparseMask:
         """Wrap a full-grid boolean mask (stored cropped to its bounding box)."""
         out = cls(mask.shape)
         box = tight_box(mask)
@@ -106,7 +113,7 @@ class SparseMask:
         return out
 
     @classmethod
-    def from_box(cls, shape: Sequence[int], box: Box, data: np.ndarray) -> "SparseMask":
+    def from_box(cls, shape: Sequence[int], box: Box, data: np.ndarray) -> SparseMask:
         """A mask holding ``data`` at ``box`` (the array is copied)."""
         out = cls(shape)
         out.origin = tuple(int(v) for v in box[:3])  # type: ignore[assignment]
@@ -158,7 +165,7 @@ class SparseMask:
             return
         lo = [max(0, box[a] - _GROW_MARGIN[a]) for a in range(3)]
         hi = [min(self.shape[a], box[a + 3] + _GROW_MARGIN[a]) for a in range(3)]
-        grown = box_union(stored, (*lo, *hi))  # type: ignore[arg-type]
+        grown = box_union(stored, (lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]))
         data = np.zeros(box_shape(grown), dtype=bool)
         if stored is not None:
             data[box_slices(stored, grown[:3])] = self.data
@@ -189,7 +196,7 @@ class SparseMask:
             self.data = np.ascontiguousarray(self.data[box_slices(box, self.origin)])
             self.origin = box[:3]
 
-    def copy(self) -> "SparseMask":
+    def copy(self) -> SparseMask:
         """An independent copy."""
         out = SparseMask(self.shape)
         out.origin, out.data = self.origin, self.data.copy()
@@ -287,7 +294,7 @@ class MaskDelta:
     bytes per changed row, never a volume copy.
     """
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     number: int
     box: Box
     mask_bits: bytes
@@ -309,16 +316,16 @@ class MaskDelta:
     redo = _toggle
 
     @classmethod
-    def make(cls, segmentation: "Segmentation", number: int, box: Box, mask_xor: np.ndarray,
-             edited_xor: np.ndarray) -> "MaskDelta":
+    def make(cls, segmentation: Segmentation, number: int, box: Box, mask_xor: np.ndarray,
+             edited_xor: np.ndarray) -> MaskDelta:
         """Pack XOR planes over ``box``."""
         return cls(segmentation, number, box, _pack(mask_xor), _pack(edited_xor))
 
     @classmethod
-    def merge(cls, deltas: Sequence["MaskDelta"]) -> "MaskDelta":
+    def merge(cls, deltas: Sequence[MaskDelta]) -> MaskDelta:
         """One delta equal to applying ``deltas`` in turn (same segmentation and segment)."""
-        box = None
-        for delta in deltas:
+        box = deltas[0].box
+        for delta in deltas[1:]:
             box = box_union(box, delta.box)
         mask = np.zeros(box_shape(box), dtype=bool)
         edited = np.zeros_like(mask)
@@ -334,7 +341,7 @@ class MaskDelta:
 class SegmentPresence:
     """An undo atom that adds (``present_after``) or removes a whole segment, keeping the object."""
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     segment: Segment
     present_after: bool
     position: int
@@ -362,7 +369,7 @@ class SegmentPresence:
 class SegmentProperty:
     """An undo atom for one display/identity property (name, color, visible, locked, active)."""
 
-    segmentation: "Segmentation"
+    segmentation: Segmentation
     number: int | None
     attribute: str
     before: object
@@ -371,8 +378,9 @@ class SegmentProperty:
 
     def _set(self, value) -> None:
         if self.attribute == "active":
-            self.segmentation.active = value  # type: ignore[assignment]
+            self.segmentation.active = value
         else:
+            assert self.number is not None  # every property but "active" is a segment's
             setattr(self.segmentation.segments[self.number], self.attribute, value)
         self.segmentation._changed(self.number, None)
 
@@ -411,7 +419,7 @@ class Segmentation:
         self.changed = Event()
 
     @classmethod
-    def for_volume(cls, volume) -> "Segmentation":
+    def for_volume(cls, volume) -> Segmentation:
         """An empty segmentation on a :class:`~viewer.core.volume.Volume`'s grid."""
         return cls(volume.shape, volume.affine, volume.series_uid, volume.frame_of_reference_uid)
 
@@ -451,7 +459,7 @@ class Segmentation:
         number = self.next_number() if number is None else int(number)
         if number in self.segments:
             raise ValueError(f"segment {number} exists")
-        return Segment(number=number, name=name, color=tuple(color or default_color(number)),
+        return Segment(number=number, name=name, color=int3(color or default_color(number)),
                        mask=mask or SparseMask(self.shape), edited=SparseMask(self.shape), origin=origin,
                        algorithm_name=algorithm_name, algorithm_version=algorithm_version,
                        category=category, type=type)
@@ -460,7 +468,7 @@ class Segmentation:
         """Add ``segment``; returns undo atoms."""
         if segment.number in self.segments:
             raise ValueError(f"segment {segment.number} exists")
-        atoms = [SegmentPresence(self, segment, True, len(self.segments))]
+        atoms: list[SegmentPresence | SegmentProperty] = [SegmentPresence(self, segment, True, len(self.segments))]
         atoms[0].redo()
         if make_active:
             atoms.append(self.set_active(segment.number))
@@ -471,7 +479,7 @@ class Segmentation:
         segment = self.new_segment(name, color, **kwargs)
         return segment, self.add(segment)
 
-    def copy(self) -> "Segmentation":
+    def copy(self) -> Segmentation:
         """An independent copy: the same segments (numbers, order, names, colours, codes, shown/locked, origin and
         algorithm) with their own masks and edited marks, the same active segment, no listeners.
 

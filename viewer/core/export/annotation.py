@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from viewer.core.editing.errors import EditRefused
@@ -49,7 +50,7 @@ class AnnotationSnapshot:
     revision: int
 
     @classmethod
-    def of(cls, editor, source_paths: Sequence[str] = ()) -> "AnnotationSnapshot":
+    def of(cls, editor, source_paths: Sequence[str] = ()) -> AnnotationSnapshot:
         """Snapshot an :class:`~viewer.core.editing.editor.AnnotationEditor` (its volume, segments and review)."""
         volume = editor.volume
         return cls(editor.segmentation.copy(), FindingsReview.from_state(editor.review.to_state()), volume,
@@ -81,6 +82,7 @@ def export_job(kind: str, path: str | os.PathLike, snapshot: AnnotationSnapshot,
     """
     yield Progress(0, 1, f"Exporting {kind.upper() if kind in ('seg', 'sr') else kind}")
     segmentation, review = snapshot.segmentation, snapshot.review
+    written: Path | str  # a file's path, or the summary of a NIfTI export per segment
     if kind == "seg":
         from viewer.core.editing.io import save_seg
         from viewer.core.export.seg import read_sources

@@ -9,6 +9,7 @@ SimpleITK, nibabel, ITK-SNAP, 3D Slicer.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def nifti_header(shape_zyx: tuple[int, int, int], dtype: np.dtype, affine_lps: n
     return bytes(header)
 
 
-def write_nifti(path: str | Path, array_zyx: np.ndarray, affine_lps: np.ndarray, description: str = "Hounsfield"
+def write_nifti(path: str | os.PathLike, array_zyx: np.ndarray, affine_lps: np.ndarray, description: str = "Hounsfield"
                 ) -> Path:
     """Write ``array_zyx`` (our grid) with ``affine_lps`` to ``path`` (``.nii.gz`` compresses); returns the path."""
     path = Path(path)

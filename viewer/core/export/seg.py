@@ -26,6 +26,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from inference.types import int3
+
 MANUFACTURER = "Hounsfield"
 PRIVATE_SCHEME = "99HOUNSFIELD"
 
@@ -382,7 +384,7 @@ def _rgb(item) -> tuple[int, int, int] | None:
     import highdicom as hd
 
     try:
-        return tuple(int(v) for v in hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))
+        return int3(hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))
     except Exception:  # noqa: BLE001 - a malformed colour is not worth refusing the segment
         return None
 
@@ -446,7 +448,7 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     fractional = str(seg.SegmentationType) == "FRACTIONAL"
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
-    if ignore:
+    if affine is not None:
         _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
                               None if slice_positions is None else np.asarray(slice_positions, dtype=float))
     if len(set(uids)) == len(uids):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -61,8 +61,8 @@ def _finding_site(location: dict | None):
     if not location:
         return None
     zone = {"upper": codes.SCT.UpperZoneOfLung, "middle": codes.SCT.MiddleZoneOfLung,
-            "lower": codes.SCT.LowerZoneOfLung}.get(location.get("zone"), codes.SCT.Lung)
-    side = {"right": codes.SCT.Right, "left": codes.SCT.Left}.get(location.get("side"))
+            "lower": codes.SCT.LowerZoneOfLung}.get(location.get("zone", ""), codes.SCT.Lung)
+    side = {"right": codes.SCT.Right, "left": codes.SCT.Left}.get(location.get("side", ""))
     return hd.sr.FindingSite(anatomic_location=zone, laterality=side)
 
 
@@ -160,12 +160,13 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     sr = hd.sr.srread(str(path))
     report = sr.content
     out = []
-    for group in report.get_planar_roi_measurement_groups():
+    # highdicom types .content as a plain ContentSequence; srread gives a MeasurementReport for a TID 1500 document
+    for group in report.get_planar_roi_measurement_groups():  # type: ignore[attr-defined]
         region = group.roi
         diameters = list(group.get_measurements(name=codes.SCT.Diameter))
         diameter = [m for m in diameters if m.derivation is None]
         extra = _read_nodule(group, diameters)
-        out.append({**extra, 
+        out.append({**extra,
             "tracking_id": group.tracking_identifier,
             "finding_type": group.finding_type.meaning if group.finding_type else None,
             "center_lps": np.asarray(region.value, dtype=float).reshape(-1, 3)[0].tolist() if region else None,
