@@ -44,9 +44,12 @@ AFFINES = {"axial": axial_affine(), "sag_hfdr": sagittal_hfdr_affine(), "coronal
 def test_orientation_letters_for_lidc_like_axial_ct():
     aff = axial_affine()
     shape = (133, 512, 512)
-    assert plane_geometry(aff, shape, "axial").orientation_labels() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
-    assert plane_geometry(aff, shape, "coronal").orientation_labels() == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
-    assert plane_geometry(aff, shape, "sagittal").orientation_labels() == {"left": "A", "right": "P", "top": "S", "bottom": "I"}
+    assert plane_geometry(aff, shape, "axial").orientation_labels() == \
+        {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert plane_geometry(aff, shape, "coronal").orientation_labels() == \
+        {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+    assert plane_geometry(aff, shape, "sagittal").orientation_labels() == \
+        {"left": "A", "right": "P", "top": "S", "bottom": "I"}
 
 
 @pytest.mark.parametrize("name", sorted(AFFINES))

@@ -13,8 +13,18 @@ import numpy as np
 from viewer.core.events import Event
 from viewer.core.measure import probe_value
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
-from viewer.core.windowing import (CT_PRESETS, Preset, Window, apply_window, auto_window, central_slab,
-                                   find_preset, initial_window, lut_index_view, window_lut)
+from viewer.core.windowing import (
+    CT_PRESETS,
+    Preset,
+    Window,
+    apply_window,
+    auto_window,
+    central_slab,
+    find_preset,
+    initial_window,
+    lut_index_view,
+    window_lut,
+)
 
 
 class ImageOrder(str, Enum):
@@ -279,6 +289,7 @@ class DisplayState:
 
     def apply_preset(self, name_or_number: str | int) -> Preset | None:
         """Apply a preset by name or by its 1-based number key; returns it (None when unknown)."""
+        preset: Preset | None
         if isinstance(name_or_number, int):
             if not 1 <= name_or_number <= len(self.presets):
                 return None

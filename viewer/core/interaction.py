@@ -10,9 +10,10 @@ Plain Python: no Qt here, so tools are driven and tested without a QApplication 
 """
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from enum import Enum, Flag
-from typing import Generator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class PointerEvent:
     pixel: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
-    def at(cls, phase: PointerPhase, point, plane: Plane | str, array_axis: int, **kwargs) -> "PointerEvent":
+    def at(cls, phase: PointerPhase, point, plane: Plane | str, array_axis: int, **kwargs) -> PointerEvent:
         """The event at continuous ``(z, y, x)`` ``point`` (``zyx`` is its nearest voxel)."""
         point = tuple(float(v) for v in point)
         zyx = tuple(int(v) for v in np.floor(np.asarray(point) + 0.5))

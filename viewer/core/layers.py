@@ -112,7 +112,7 @@ def labelled_slices(labels: np.ndarray, geometry: PlaneGeometry) -> np.ndarray:
     """Boolean ``(n_slices,)``: which slices of ``geometry``'s plane hold any label (computed once per result,
     so empty slices cost nothing on slice change)."""
     others = tuple(a for a in range(3) if a != geometry.array_axis)
-    return np.asarray(labels).any(axis=others)
+    return np.asarray(np.asarray(labels).any(axis=others), dtype=bool)
 
 
 def label_counts(labels: np.ndarray, chunk_voxels: int = 1 << 22) -> np.ndarray:

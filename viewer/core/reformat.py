@@ -173,7 +173,7 @@ class PlaneGeometry:
         right = self.affine[:3, self.col_axis] * (-1 if self.col_flip else 1)
         down = self.affine[:3, self.row_axis] * (-1 if self.row_flip else 1)
         through = self.affine[:3, self.through_axis]
-        return tuple(v / np.linalg.norm(v) for v in (right, down, through))  # type: ignore[return-value]
+        return tuple(v / np.linalg.norm(v) for v in (right, down, through))
 
     def orientation_labels(self) -> dict[str, str]:
         """Letters to print at the ``left``, ``right``, ``top`` and ``bottom`` edges of the image."""
@@ -267,7 +267,8 @@ class PlaneGeometry:
 
 
 def plane_geometry(affine, shape, plane: Plane | str) -> PlaneGeometry:
-    """The :class:`PlaneGeometry` of ``plane`` for a volume with this index -> LPS ``affine`` and ``(z, y, x)`` shape."""
+    """The :class:`PlaneGeometry` of ``plane`` for a volume with this index -> LPS ``affine`` and ``(z, y, x)``
+    shape."""
     plane = Plane(plane)
     affine = np.asarray(affine, dtype=float)
     axis_of_lps, sign_of_lps = assign_axes(affine)

@@ -75,7 +75,7 @@ class SmoothImageItem(pg.ImageItem):
 class SliceViewBox(pg.ViewBox):
     """A ViewBox whose mouse handling is the view's (pyqtgraph's own pan/zoom/menu are off)."""
 
-    def __init__(self, view: "SliceViewWidget") -> None:
+    def __init__(self, view: SliceViewWidget) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.0)
         self.setMouseEnabled(False, False)
         self._view = view
@@ -101,7 +101,7 @@ class SliceViewWidget(pg.GraphicsView):
 
     cursor_moved = Signal(object)
 
-    def __init__(self, plane: Plane | str, viewer: "ViewerWidget") -> None:
+    def __init__(self, plane: Plane | str, viewer: ViewerWidget) -> None:
         super().__init__(background=VIEW_BACKGROUND)
         self.plane = Plane(plane)
         self.viewer = viewer

@@ -21,7 +21,7 @@ MIN_DRAG_PX = 3  # a shorter drag is a click: no measurement
 class ViewMeasurements:
     """Keeps a view's :class:`MeasurementGraphic` s in step with the viewer's measurement list."""
 
-    def __init__(self, view: "SliceViewWidget") -> None:
+    def __init__(self, view: SliceViewWidget) -> None:
         self.view = view
         #: Measurement id -> its graphic in this view.
         self.graphics: dict[int, MeasurementGraphic] = {}

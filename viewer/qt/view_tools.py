@@ -44,7 +44,7 @@ def drag_mode(press: PointerEvent, tool: Tool) -> Tool | None:
     return tool
 
 
-def view_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag | None:
+def view_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag | None:
     """The drag generator for ``press`` in ``view`` (None when the drag does nothing)."""
     mode = drag_mode(press, view.viewer.tool)
     alt = Modifiers.ALT in press.modifiers
@@ -65,7 +65,7 @@ def view_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag | Non
     return None
 
 
-def window_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
+def window_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
     """Window/level from the window at the press: horizontal = width, vertical = level."""
     start = view.state.window
     while True:
@@ -74,7 +74,7 @@ def window_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
         view.state.set_window(drag_window(start, dx, dy), "custom")
 
 
-def pan_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
+def pan_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
     """Move the image with the pointer."""
     last = press
     while True:
@@ -85,7 +85,7 @@ def pan_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
         last = event
 
 
-def zoom_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
+def zoom_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
     """Zoom around where the drag started: up = in."""
     anchor = QPointF(*press.scene_mm)
     last = press
@@ -95,14 +95,14 @@ def zoom_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
         last = event
 
 
-def crosshair_drag(view: "SliceViewWidget", press: PointerEvent) -> PointerDrag:
+def crosshair_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
     """The linked crosshair follows the pointer."""
     while True:
         event = yield
         view.move_crosshair(event)
 
 
-def paint_drag(view: "SliceViewWidget", press: PointerEvent, erase: bool) -> PointerDrag:
+def paint_drag(view: SliceViewWidget, press: PointerEvent, erase: bool) -> PointerDrag:
     """A Brush/Eraser stroke: the viewer's tool handler paints; the round cursor shows which of the two."""
     handler: ToolHandler | None = view.viewer.tool_handler
     if handler is None:
@@ -111,7 +111,7 @@ def paint_drag(view: "SliceViewWidget", press: PointerEvent, erase: bool) -> Poi
     yield from handler.paint(press, erase)
 
 
-def lasso_drag(view: "SliceViewWidget", press: PointerEvent, erase: bool) -> PointerDrag:
+def lasso_drag(view: SliceViewWidget, press: PointerEvent, erase: bool) -> PointerDrag:
     """A lasso: the drag's path, closed and filled on release."""
     view.polygon.add(press, view.k, erase)
     while True:

@@ -12,10 +12,16 @@ Locked segments are never changed: a tool aimed at one raises :class:`SegmentLoc
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from viewer.core.editing.segmentation import (
-    Box, MaskChange, Segmentation, SegmentLockedError, box_slices, tight_box,
+    Box,
+    MaskChange,
+    Segmentation,
+    SegmentLockedError,
+    box_slices,
+    tight_box,
 )
 
 
@@ -38,7 +44,7 @@ def _clip_box(seg: Segmentation, lo, hi) -> Box | None:
     hi = [min(s, int(v)) for s, v in zip(seg.shape, hi)]
     if any(h <= low for low, h in zip(lo, hi)):
         return None
-    return (*lo, *hi)  # type: ignore[return-value]
+    return (*lo, *hi)
 
 
 def _in_range(values: np.ndarray, hu_range: tuple[float, float] | None) -> np.ndarray:
@@ -70,11 +76,11 @@ def brush_footprint(seg: Segmentation, centers, radius_mm: float, axis: int = 0)
     spacing = seg.spacing
     in_plane = [a for a in range(3) if a != axis]
     step = radius_mm / 2 / max(spacing[in_plane].max(), 1e-6)  # in voxels along the larger in-plane spacing
-    points = [centers[0]]
+    path = [centers[0]]
     for a, b in zip(centers[:-1], centers[1:]):
         n = max(1, int(math.ceil(np.abs(b - a)[in_plane].max() / max(step, 0.5))))
-        points.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
-    points = np.array(points)
+        path.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
+    points = np.array(path)
     reach = radius_mm / spacing  # voxels per axis
     reach[axis] = 0.5
     lo = np.floor(points.min(axis=0) - reach + 0.5)
