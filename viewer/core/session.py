@@ -35,8 +35,6 @@ if TYPE_CHECKING:  # imported where used: the display and the editing packages l
 VOLUME_CACHE_COUNT = 3
 #: ... and about this many bytes of voxels (the newest volume is kept whatever its size).
 VOLUME_CACHE_BYTES = 1_500_000_000
-#: The tasks a model result can have, one result per task and series.
-TASKS = ("segmentation", "detection", "saliency")
 
 
 def result_task(result) -> str:
