@@ -166,8 +166,7 @@ class MainWindow(QMainWindow):
         super().resizeEvent(event)
         old = event.oldSize()
         if not old.isValid() or event.size().width() < old.width():
-            # once the layout has given the docks their new widths
-            QTimer.singleShot(0, lambda: window_chrome.fit_docks(self))
+            QTimer.singleShot(0, lambda: window_chrome.fit_docks(self))  # once the docks have their new widths
         window_chrome.wrap_toolbars(self)
 
     def _connect(self) -> None:
