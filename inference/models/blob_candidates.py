@@ -38,20 +38,14 @@ MAX_CANDIDATES = 100
 DIAMETER_PER_SIGMA = 2 * np.sqrt(3.0)
 
 
-class _ImageArray(np.ndarray):
-    """A numpy view of a SimpleITK image's pixels that holds the image (``GetArrayViewFromImage`` needs it kept):
-    no copy of each smoothed volume (copies cost 0.66 s of 4.6 s on LIDC-IDRI-0001, mostly fresh pages)."""
-
-    image: object = None
-
-
 def _smooth(image: np.ndarray, sigma_voxels) -> np.ndarray:
     import SimpleITK as sitk
 
-    smoothed = sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(image), [float(s) for s in sigma_voxels[::-1]])
-    view = sitk.GetArrayViewFromImage(smoothed).view(_ImageArray)
-    view.image = smoothed
-    return view
+    from inference.sitk_arrays import array_view
+
+    # a view, not a copy: the copies cost 0.66 s of 4.6 s on LIDC-IDRI-0001 (1 thread)
+    return array_view(sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(image),
+                                                      [float(s) for s in sigma_voxels[::-1]]))
 
 
 def _local_maxima(image: np.ndarray, where: np.ndarray) -> np.ndarray:
