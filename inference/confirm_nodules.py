@@ -19,18 +19,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice, slice]]]:
-    """Labelled components (26-connected) and each one's bounding slices."""
+def _components(mask: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...], list[tuple[slice, slice, slice]]]:
+    """Labelled components (26-connected) on the bounding box of ``mask``, that box, and each component's bounding
+    slices in the whole array.
+
+    Labelled on the mask's bounding box only: the label image of the whole study (uint32) cost 1.2 s on
+    LIDC-IDRI-0001 for a few small nodules. A component lies inside that box and the voxels keep their raster
+    order there, so the components and their numbering are those of the whole array."""
     import SimpleITK as sitk
 
-    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+    voxels = np.unravel_index(np.flatnonzero(mask), mask.shape)  # one pass: the mask is sparse
+    where = tuple(slice(int(v.min()), int(v.max()) + 1) for v in voxels)
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask[where].astype(np.uint8)), True)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(labels)
     boxes = []
+    z0, y0, x0 = (s.start for s in where)
     for value in range(1, stats.GetNumberOfLabels() + 1):
         x, y, z, dx, dy, dz = stats.GetBoundingBox(value)
-        boxes.append((slice(z, z + dz), slice(y, y + dy), slice(x, x + dx)))
-    return sitk.GetArrayFromImage(labels), boxes
+        boxes.append((slice(z0 + z, z0 + z + dz), slice(y0 + y, y0 + y + dy), slice(x0 + x, x0 + x + dx)))
+    return sitk.GetArrayFromImage(labels), where, boxes
 
 
 def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> int:
@@ -64,7 +72,7 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
     mask = out == nodule
     if not mask.any():
         return out
-    components, boxes = _components(mask)
+    components, where, boxes = _components(mask)
     centres, extents = [], []
     for box in boxes:  # as the detector's candidate: its box (edges half a voxel out) in LPS, centre and extent
         xyz = [s.start - 0.5 for s in box[::-1]] + [s.stop - 0.5 for s in box[::-1]]
@@ -74,7 +82,7 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
     scores = probabilities(classifier, array, affine, centres, extents)
     lungs = None
     for index, (box, score) in enumerate(zip(boxes, scores), start=1):
-        inside = components[box] == index
+        inside = components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
         if score < threshold:  # back to the lung around it
             out[box][inside] = _surrounding_label(out, box, inside, nodule)
             continue

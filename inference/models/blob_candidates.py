@@ -41,22 +41,33 @@ DIAMETER_PER_SIGMA = 2 * np.sqrt(3.0)
 def _smooth(image: np.ndarray, sigma_voxels) -> np.ndarray:
     import SimpleITK as sitk
 
-    smoothed = sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(image), [float(s) for s in sigma_voxels[::-1]])
-    return sitk.GetArrayFromImage(smoothed)
+    from inference.sitk_arrays import array_view
+
+    # a view, not a copy: the copies cost 0.66 s of 4.6 s on LIDC-IDRI-0001 (1 thread)
+    return array_view(sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(image),
+                                                      [float(s) for s in sigma_voxels[::-1]]))
 
 
 def _local_maxima(image: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The points of ``where`` (a mask) at which ``image`` is at least each of its 26 neighbours (a 3x3x3
-    maximum), as ``(n, 3)`` indices. Checked at those points only: a dilation of the whole image cost seconds."""
+    maximum), as ``(n, 3)`` indices. Checked at those points only: a dilation of the whole image cost seconds.
+
+    Neighbours beyond the edge do not count. Their index is clipped to the grid, which turns each into the point
+    itself or another of its neighbours, compared anyway: the same answer as padding with -inf, without a padded
+    copy of the image (0.37 s on LIDC-IDRI-0001). A point leaves the comparisons at its first larger neighbour."""
     points = np.argwhere(where)
-    padded = np.pad(image, 1, constant_values=-np.inf)
-    value = image[tuple(points.T)]
-    keep = np.ones(len(points), bool)
-    for offset in np.ndindex(3, 3, 3):
-        if offset != (1, 1, 1):
-            q = points + np.array(offset)
-            keep &= value >= padded[q[:, 0], q[:, 1], q[:, 2]]
-    return points[keep]
+    flat = np.ravel(image)
+    shape = image.shape
+    strides = (shape[1] * shape[2], shape[2], 1)
+    # per axis, for the offsets -1, 0, +1: the clipped coordinate times the axis' stride in the flat image
+    steps = [np.clip(points[:, a] + np.array([-1, 0, 1])[:, None], 0, shape[a] - 1) * strides[a] for a in range(3)]
+    alive = np.arange(len(points))
+    value = flat[steps[0][1] + steps[1][1] + steps[2][1]]
+    for dz, dy, dx in np.ndindex(3, 3, 3):
+        if (dz, dy, dx) != (1, 1, 1) and len(alive):
+            neighbour = flat[steps[0][dz, alive] + steps[1][dy, alive] + steps[2][dx, alive]]
+            alive = alive[value[alive] >= neighbour]
+    return points[alive]
 
 
 def lung_region(lung: np.ndarray, spacing_mm, closing_mm: float = 5.0) -> np.ndarray:

@@ -29,7 +29,10 @@ from inference.geometry import _channel_argmax
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     import SimpleITK as sitk
 
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    from inference.sitk_arrays import array_view
+
+    # a view of the label image, not a copy (a uint32 volume of the model's grid per call)
+    labels = array_view(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
     return labels, int(labels.max())
 
 

@@ -35,10 +35,35 @@ def patch_spacing(extent_mm: float) -> float:
     return float(np.clip(extent_mm / (0.75 * PATCH), MIN_SPACING_MM, MAX_SPACING_MM))
 
 
+#: Largest index error (voxels, over a patch) for which an affine counts as axis-aligned and the separable sampler
+#: is used: at a steep 1000 HU a voxel that is 1e-3 HU at most, below the float32 rounding of the patch.
+AXIS_ALIGNED_TOLERANCE = 1e-6
+
+
 def sample_patch(array: np.ndarray, affine: np.ndarray, centre_lps, spacing_mm: float,
                  size: int = PATCH) -> np.ndarray:
     """``(size, size, size)`` float32 HU around ``centre_lps``, axes (S, P, L) i.e. (z, y, x) in patient space,
-    trilinear from ``array`` (outside the volume: -1024 HU, air)."""
+    trilinear from ``array`` (outside the volume: -1024 HU, air).
+
+    When the volume's axes run along the patient's (any order and direction: axial, coronal or sagittal
+    acquisitions, the common case) each patch axis samples a single array axis and the interpolation is separable:
+    a block of the array, then one 1-D linear interpolation per axis (:func:`_separable_patch`, about 1 ms a patch
+    against 26 ms for the 8 gathers of :func:`sample_patch_generic`; the same values to float rounding). Oblique
+    volumes take the generic path.
+    """
+    to_index = np.linalg.inv(affine[:3, :3])  # LPS mm -> (x, y, z) voxel index
+    offsets = (np.arange(size) - (size - 1) / 2) * spacing_mm
+    lps_axis = _aligned_axes(to_index, float(np.abs(offsets).max(initial=0.0)))
+    if lps_axis is None:
+        return sample_patch_generic(array, affine, centre_lps, spacing_mm, size)
+    centre_index = to_index @ (np.asarray(centre_lps, float) - affine[:3, 3])
+    return _separable_patch(array, centre_index, to_index, lps_axis, offsets)
+
+
+def sample_patch_generic(array: np.ndarray, affine: np.ndarray, centre_lps, spacing_mm: float,
+                         size: int = PATCH) -> np.ndarray:
+    """:func:`sample_patch` for any affine: every patch point mapped to the volume and interpolated
+    (:func:`trilinear`)."""
     offsets = (np.arange(size) - (size - 1) / 2) * spacing_mm
     zz, yy, xx = np.meshgrid(offsets, offsets, offsets, indexing="ij")
     lps = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1) + np.asarray(centre_lps, float)
@@ -61,6 +86,51 @@ def trilinear(array: np.ndarray, zyx: np.ndarray, outside: float = -1024.0) -> n
         values[inside] = array[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
         out += weight * values
     return out
+
+
+def _aligned_axes(to_index: np.ndarray, reach_mm: float) -> list[int] | None:
+    """For an axis-aligned ``to_index`` (LPS mm -> (x, y, z) index): the LPS axis each index axis follows; None
+    when some index axis moves by more than :data:`AXIS_ALIGNED_TOLERANCE` voxels along another LPS axis within
+    ``reach_mm`` of the centre (an oblique volume)."""
+    magnitude = np.abs(to_index)
+    lps_axis = [int(k) for k in magnitude.argmax(axis=1)]
+    if sorted(lps_axis) != [0, 1, 2]:
+        return None
+    others = magnitude.copy()
+    others[[0, 1, 2], lps_axis] = 0
+    return lps_axis if others.sum(axis=1).max() * reach_mm <= AXIS_ALIGNED_TOLERANCE else None
+
+
+def _separable_patch(array: np.ndarray, centre_index: np.ndarray, to_index: np.ndarray, lps_axis: list[int],
+                     offsets: np.ndarray, outside: float = -1024.0) -> np.ndarray:
+    """The patch of :func:`sample_patch` for an axis-aligned volume: ``lps_axis[c]`` is the LPS axis that index axis
+    ``c`` (x, y, z) follows. The block of voxels the patch touches (``outside`` where it leaves the volume, so a
+    corner beyond the edge weighs in as air exactly as in :func:`trilinear`) is contracted with one ``(size, n)``
+    matrix of linear-interpolation weights per array axis."""
+    size = len(offsets)
+    rows = np.arange(size)
+    weights, spans = [], []
+    for axis in range(3):  # array axis (z, y, x) = index axis 2 - axis
+        c = 2 - axis
+        position = centre_index[c] + to_index[c, lps_axis[c]] * offsets
+        base = np.floor(position).astype(np.int64)
+        frac = position - base
+        lo, hi = int(base.min()), int(base.max()) + 2  # every corner: base and base + 1
+        w = np.zeros((size, hi - lo))
+        w[rows, base - lo] = 1 - frac
+        w[rows, base + 1 - lo] = frac
+        weights.append(w)
+        spans.append((lo, hi))
+    block = np.full([hi - lo for lo, hi in spans], outside, np.float64)
+    source = tuple(slice(max(lo, 0), min(hi, n)) for (lo, hi), n in zip(spans, array.shape))
+    if all(s.stop > s.start for s in source):
+        block[tuple(slice(s.start - lo, s.stop - lo) for s, (lo, _) in zip(source, spans))] = array[source]
+    out = block @ weights[2].T  # (z, y, size): the last axis first (the longest in an axial CT)
+    out = np.matmul(weights[1], out)  # (z, size, size)
+    out = np.tensordot(weights[0], out, axes=(1, 0))  # (size, size, size), in array-axis order
+    # patch axes are (S, P, L) = LPS axes (2, 1, 0): array axis a holds patch axis 2 - lps_axis[2 - a]
+    patch_axis = [2 - lps_axis[2 - a] for a in range(3)]
+    return np.ascontiguousarray(out.transpose(np.argsort(patch_axis)), dtype=np.float32)
 
 
 def patch_channels(hu: np.ndarray) -> np.ndarray:

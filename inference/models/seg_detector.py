@@ -88,12 +88,14 @@ class SegmentationDetector(nn.Module):
 
     def _with_blobs(self, blobs: dict, found: dict, image: np.ndarray, probabilities: torch.Tensor,
                     probability: np.ndarray) -> dict[str, torch.Tensor]:
+        from inference.geometry import _channel_argmax
         from inference.models.blob_candidates import blob_candidates
 
         options = dict(blobs)
         spacing = options.pop("spacing_mm")
         lung_channels = options.pop("lung_channels")
-        lung = np.isin(probabilities.argmax(dim=0).cpu().numpy(), lung_channels)
+        # the same labels as torch's argmax over the channels (first maximum wins), 1.0 s -> 0.1 s on LIDC-0001
+        lung = np.isin(_channel_argmax(probabilities.cpu()).numpy(), lung_channels)
         boxes, _ = blob_candidates(image, lung, spacing, **options)
         if not len(boxes):
             return found

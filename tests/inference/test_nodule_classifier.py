@@ -58,6 +58,60 @@ def test_a_bright_voxel_sits_at_the_patch_centre():
     assert np.unravel_index(np.argmax(patch), patch.shape) == (PATCH // 2,) * 3
 
 
+def _rotation(axis, angle):
+    """A 3x3 rotation by ``angle`` (radians) about the unit vector ``axis``."""
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+@pytest.mark.parametrize("geometry", ["as-acquired", "flipped", "sagittal", "coronal", "tilted-1e-9", "oblique",
+                                      "tilted-1e-4"])
+def test_the_separable_patch_equals_the_generic_one_on_lidc(geometry):
+    """On a crop of the real LIDC CT seen through axis-aligned affines (as acquired, rows and slices flipped, the axes
+    permuted as a sagittal or a coronal acquisition, a rotation of 1e-9 rad) the fast separable sampler gives the
+    generic sampler's patch to 1e-3 HU, also for patches that run over the volume's edge into air; oblique affines
+    (20 degrees, and 1e-4 rad: an index error of ~1e-3 voxel if ignored) take the generic path."""
+    from inference.models.nodule_classifier import _aligned_axes, sample_patch_generic
+    from tests.inference.helpers import crop, real_volume
+
+    _, volume = real_volume("lidc-idri-0001")
+    array, affine = crop(volume.array, volume.affine, slice(40, 80), slice(150, 310), slice(90, 250))
+    linear = affine[:3, :3].copy()
+    if geometry == "flipped":
+        linear = linear @ np.diag([1.0, -1.0, -1.0])
+    elif geometry == "sagittal":  # columns run posterior, rows inferior, slices left
+        linear = linear[:, [1, 2, 0]] @ np.diag([1.0, -1.0, 1.0])
+    elif geometry == "coronal":  # columns run left, rows inferior, slices posterior
+        linear = linear[:, [0, 2, 1]] @ np.diag([1.0, -1.0, 1.0])
+    elif geometry.startswith("tilted"):
+        linear = _rotation([1, 2, 3], float(geometry.split("-", 1)[1])) @ linear
+    elif geometry == "oblique":
+        linear = _rotation([1, 2, 3], np.radians(20)) @ linear
+    affine = affine.copy()
+    affine[:3, :3] = linear
+    aligned = _aligned_axes(np.linalg.inv(linear), (PATCH - 1) / 2 * 2.0) is not None
+    assert aligned == (geometry not in ("oblique", "tilted-1e-4"))
+
+    rng = np.random.default_rng(7)
+    shape_xyz = np.array(array.shape[::-1], float)
+    indices = [rng.uniform(0, shape_xyz - 1) for _ in range(4)]
+    indices += [np.array([-3.2, 70.4, 20.1]), shape_xyz + [1.7, -40.3, -18.9], np.array([80.0, 80.0, 0.0])]
+    edge = 0
+    for n, index in enumerate(indices):
+        centre = linear @ index + affine[:3, 3]
+        spacing = (1.0, 1.37, 2.0)[n % 3]
+        fast = sample_patch(array, affine, centre, spacing)
+        generic = sample_patch_generic(array, affine, centre, spacing)
+        assert fast.dtype == np.float32 and fast.shape == (PATCH,) * 3
+        np.testing.assert_allclose(fast, generic, rtol=0, atol=1e-3)
+        assert np.ptp(generic) > 50  # real structure, not a patch of air
+        corners = np.array(np.meshgrid(*[[-1, 1]] * 3)).reshape(3, -1).T * (PATCH - 1) / 2 * spacing + centre
+        corner_index = np.linalg.solve(linear, (corners - affine[:3, 3]).T).T
+        edge += bool(np.any((corner_index < -1) | (corner_index > shape_xyz)))
+    assert edge >= 2  # some patches reach beyond the volume by more than a voxel: air there
+
+
 def test_patch_spacing_grows_with_the_candidate():
     assert patch_spacing(4.0) == 1.0 and patch_spacing(24.0) == 1.0
     assert patch_spacing(36.0) == pytest.approx(1.5) and patch_spacing(80.0) == 2.0
