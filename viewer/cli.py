@@ -102,8 +102,26 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                       help="image number N (1-based) as the viewer shows it: axial counts from the head down")
     shot.add_argument("--window", help="preset name (lung, bone, ...) or W,L")
     shot.add_argument("--layout", choices=("1x1", "1x3"), default="1x1")
+    shot.add_argument("--slab", type=_slab_mm, metavar="MM",
+                      help="thick slab of MM mm around the slice, along each plane's normal (default projection MIP)")
+    shot.add_argument("--projection", choices=("mip", "minip", "avg"),
+                      help="how the slab is combined (with no --slab: a 10 mm slab)")
     shot.set_defaults(handler=cmd_screenshot)
     return parser
+
+
+def _slab_mm(text: str) -> float:
+    """``--slab MM``: a thickness in mm within the range the viewer accepts."""
+    from viewer.core.slab import SLAB_MM_RANGE
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of mm: {text!r}") from None
+    lo, hi = SLAB_MM_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{value:g} mm is outside {lo:g}..{hi:g} mm")
+    return value
 
 
 def _scan_or_explain(paths: list[Path], report_skipped: bool = True):
@@ -345,7 +363,7 @@ def cmd_screenshot(args) -> int:
         return EXIT_NO_DICOM
     try:
         render_screenshot(str(args.path), str(args.out), series=args.series, image_number=args.image_number,
-                          window=args.window, layout=args.layout)
+                          window=args.window, layout=args.layout, slab_mm=args.slab, projection=args.projection)
     except ValueError as error:  # bad --window / --series / --slice, or no readable DICOM
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_NO_DICOM

@@ -45,3 +45,41 @@ def test_render_rejects_bad_arguments(themed_app, lidc_dir, tmp_path):
         render_screenshot(str(lidc_dir), out, series="1.2.3.4")
     with pytest.raises(ValueError, match="no DICOM image"):
         render_screenshot(str(tmp_path), out)
+
+
+def test_render_a_slab_and_the_cli_flags(themed_app, lidc_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single, mip, minip = (tmp_path / f"{name}.png" for name in ("single", "mip", "minip"))
+    render_screenshot(str(lidc_dir), str(single), window="lung", image_number=80)
+    render_screenshot(str(lidc_dir), str(mip), window="lung", image_number=80, slab_mm=10)
+    render_screenshot(str(lidc_dir), str(minip), window="lung", image_number=80, projection="minip")
+    a, b, c = (image_array(p) for p in (single, mip, minip))
+    middle = (slice(VIEW_SIZE // 4, 3 * VIEW_SIZE // 4),) * 2
+    assert b[middle].mean() > a[middle].mean() > c[middle].mean(), "MIP brighter, MinIP darker than the slice"
+    with pytest.raises(ValueError, match="projection"):
+        render_screenshot(str(lidc_dir), str(tmp_path / "x.png"), projection="max")
+    with pytest.raises(ValueError, match="slab"):
+        render_screenshot(str(lidc_dir), str(tmp_path / "x.png"), slab_mm=0)
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def hounsfield(*args):
+        return subprocess.run([sys.executable, "-m", "viewer", "screenshot", str(lidc_dir), *args], cwd=repo,
+                              capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "cli-avg.png"
+    done = hounsfield("--out", str(out), "--slice", "80", "--window", "lung", "--slab", "10", "--projection", "avg")
+    assert done.returncode == 0, done.stderr
+    d = image_array(out)
+    assert d.shape == a.shape and not np.array_equal(d, a) and not np.array_equal(d, b)
+    out = tmp_path / "cli-mip.png"
+    done = hounsfield("--out", str(out), "--slice", "80", "--window", "lung", "--slab", "10")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(image_array(out), b)  # the CLI renders what the function renders
+    bad = hounsfield("--out", str(tmp_path / "y.png"), "--slab", "-3")
+    assert bad.returncode == 2 and "outside" in bad.stderr and "Traceback" not in bad.stderr
+    bad = hounsfield("--out", str(tmp_path / "y.png"), "--projection", "max")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -13,6 +13,16 @@ import numpy as np
 from viewer.core.events import Event
 from viewer.core.measure import probe_value
 from viewer.core.reformat import Plane, PlaneGeometry, native_plane, reformat
+from viewer.core.slab import (
+    DEFAULT_SLAB_MM,
+    SLAB_MM_RANGE,
+    SLAB_STEPS_MM,
+    Projection,
+    project,
+    project_line,
+    slab_range,
+    slab_slices,
+)
 from viewer.core.windowing import (
     CT_PRESETS,
     Preset,
@@ -107,6 +117,9 @@ class DisplayState:
         Window, inversion or the name of the window source (``"VOI"``, ``"lung"``, ``"auto"``, ``"custom"``).
     zoom_changed(plane, zoom)
         A view's zoom (screen pixels per image column pixel) changed.
+    slab_changed(projection, thickness_mm)
+        The thick slab was turned on or off, or its projection or thickness changed: the images change, the
+        position does not.
     """
 
     def __init__(self, volume, presets: tuple[Preset, ...] = CT_PRESETS,
@@ -118,6 +131,7 @@ class DisplayState:
         self.position_changed = Event()
         self.window_changed = Event()
         self.zoom_changed = Event()
+        self.slab_changed = Event()
         self._order = ImageOrder(image_order)
         self._reversed = self._compute_reversed()
         self._position = self.opening_position()
@@ -128,6 +142,12 @@ class DisplayState:
         self._zoom: dict[Plane, float] = {p: 1.0 for p in Plane}
         self._lut: np.ndarray | None = None
         self._lut_key: tuple | None = None  # (window, invert, dtype) the cached table was built for
+        self._projection = Projection.NONE
+        self._last_projection = Projection.MIP  # what "slab on" brings back
+        self._slab_mm = DEFAULT_SLAB_MM
+        # plane -> (array, start, stop, projection, slices loaded, image): the last slab drawn in each plane, so a
+        # repaint or a window drag on a still slab costs no reduction
+        self._slab_cache: dict[Plane, tuple] = {}
 
     # ---- position / slices ----------------------------------------------------------------------------------
     @property
@@ -153,15 +173,19 @@ class DisplayState:
         return self.geometries[Plane(plane)].n_slices
 
     # ---- pixels: what the views draw and read out ------------------------------------------------------------
-    # The views read pixels only through these, so a slab projection (MIP / mean over a few slices) can be
-    # added here, in one place, without touching the canvas.
+    # The views read pixels only through these, so the slab projection lives here, in one place, and the canvas
+    # draws a slab exactly as it draws a slice.
     def slice_image(self, plane: Plane | str, k: int) -> np.ndarray:
         """The raw image of slice ``k`` of ``plane`` as drawn: ``(rows, cols)`` (plus channels for colour),
-        flipped for display; a view of the volume, no copy."""
-        return self.geometries[Plane(plane)].take(self.volume.array, k)
+        flipped for display. A view of the volume, no copy; with a slab on (:attr:`projection`), the projection
+        of the slab centred on ``k`` (:meth:`slab_range`), in the volume's dtype."""
+        if self._projection is Projection.NONE:
+            return self.geometries[Plane(plane)].take(self.volume.array, k)
+        return self._slab_image(Plane(plane), int(k))
 
     def value_at(self, xyz) -> float | tuple[int, ...] | None:
-        """The value shown at voxel index ``(x, y, z)`` (nearest voxel; a tuple for colour), None outside."""
+        """The value of the voxel at index ``(x, y, z)`` (nearest voxel; a tuple for colour), None outside: the
+        slice's own value, also while a slab is shown (see :meth:`slab_value_at` for the projected one)."""
         return probe_value(self.volume.array, xyz)
 
     def display_image(self, image: np.ndarray) -> np.ndarray:
@@ -176,6 +200,114 @@ class DisplayState:
         if self._lut is not None:
             return np.take(self._lut, lut_index_view(image))
         return apply_window(image, self._window, self._invert)
+
+    # ---- thick slab (viewer.core.slab) ---------------------------------------------------------------------------
+    @property
+    def projection(self) -> Projection:
+        """The slab projection shown in every plane (``Projection.NONE``: single slices)."""
+        return self._projection
+
+    @property
+    def slab_mm(self) -> float:
+        """The slab thickness in mm (kept while the slab is off, used when it is turned on)."""
+        return self._slab_mm
+
+    @property
+    def slab_on(self) -> bool:
+        """True while a slab projection is shown."""
+        return self._projection is not Projection.NONE
+
+    def set_slab(self, projection: Projection | str | None = None, thickness_mm: float | None = None) -> None:
+        """Set the projection (``"none"`` turns the slab off) and/or the thickness in mm (clipped to
+        :data:`~viewer.core.slab.SLAB_MM_RANGE`); emits ``slab_changed`` when either changed."""
+        new_projection = self._projection if projection is None else Projection(projection)
+        new_mm = self._slab_mm
+        if thickness_mm is not None:
+            if not np.isfinite(float(thickness_mm)):
+                raise ValueError(f"slab thickness must be a number of mm, not {thickness_mm!r}")
+            new_mm = float(np.clip(float(thickness_mm), *SLAB_MM_RANGE))
+        if new_projection is self._projection and new_mm == self._slab_mm:
+            return
+        self._projection, self._slab_mm = new_projection, new_mm
+        if new_projection is not Projection.NONE:
+            self._last_projection = new_projection
+        self._slab_cache.clear()
+        self.slab_changed.emit(self._projection, self._slab_mm)
+
+    def toggle_slab(self) -> Projection:
+        """Slab off, or back on with the last projection and thickness (10 mm MIP the first time); returns the
+        projection now shown."""
+        self.set_slab(Projection.NONE if self.slab_on else self._last_projection)
+        return self._projection
+
+    def cycle_projection(self) -> Projection:
+        """Next projection, MIP -> MinIP -> Avg -> MIP (turning the slab on with the last one when it is off)."""
+        if not self.slab_on:
+            self.set_slab(self._last_projection)
+        else:
+            order = (Projection.MIP, Projection.MINIP, Projection.AVG)
+            self.set_slab(order[(order.index(self._projection) + 1) % len(order)])
+        return self._projection
+
+    def step_slab(self, direction: int) -> float:
+        """Next thicker (``direction`` > 0) or thinner thickness of :data:`~viewer.core.slab.SLAB_STEPS_MM`;
+        returns the thickness in mm."""
+        if direction > 0:
+            bigger = [t for t in SLAB_STEPS_MM if t > self._slab_mm + 1e-6]
+            self.set_slab(thickness_mm=bigger[0] if bigger else SLAB_STEPS_MM[-1])
+        else:
+            smaller = [t for t in SLAB_STEPS_MM if t < self._slab_mm - 1e-6]
+            self.set_slab(thickness_mm=smaller[-1] if smaller else SLAB_STEPS_MM[0])
+        return self._slab_mm
+
+    def slab_range(self, plane: Plane | str, k: int | None = None) -> tuple[int, int]:
+        """The slices ``[start, stop)`` of ``plane`` the slab around slice ``k`` (default: the current one)
+        covers: the thickness in that plane's slices (:func:`~viewer.core.slab.slab_slices`), centred on ``k``,
+        clipped at the volume's ends and, in the acquisition direction while loading, to the decoded slices. Just
+        ``(k, k + 1)`` while the slab is off."""
+        plane = Plane(plane)
+        geometry = self.geometries[plane]
+        k = self.slice_index(plane) if k is None else int(k)
+        if not self.slab_on:
+            return k, k + 1
+        start, stop = slab_range(k, slab_slices(self._slab_mm, geometry.slice_spacing), geometry.n_slices)
+        if geometry.array_axis == 0 and not self.volume.complete:
+            first, last = self.volume.loaded_range()
+            if first <= k < last:  # blank, undecoded slices would show as a band of zeros in a MIP
+                start, stop = max(start, first), min(stop, last)
+        return start, stop
+
+    def slab_label(self, plane: Plane | str, k: int | None = None) -> str:
+        """``"MIP 10 mm (4 im)"`` for the corner text: projection, thickness asked for, and how many images the
+        slab at slice ``k`` combines (fewer near the ends); ``""`` while the slab is off."""
+        if not self.slab_on:
+            return ""
+        start, stop = self.slab_range(plane, k)
+        return f"{self._projection.label} {self._slab_mm:g} mm ({stop - start} im)"
+
+    def slab_value_at(self, xyz, plane: Plane | str) -> float | tuple[int, ...] | None:
+        """The projected value the slab of ``plane`` shows at voxel index ``(x, y, z)`` (nearest voxel): what the
+        cursor read-out gives beside the slice's own value. None outside the volume or while the slab is off."""
+        if not self.slab_on or probe_value(self.volume.array, xyz) is None:
+            return None
+        plane = Plane(plane)
+        geometry = self.geometries[plane]
+        voxel = np.floor(np.asarray(xyz, float) + 0.5).astype(int)
+        start, stop = self.slab_range(plane, int(voxel[geometry.through_axis]))
+        index: list = [int(voxel[2]), int(voxel[1]), int(voxel[0])]  # (z, y, x)
+        index[geometry.array_axis] = slice(start, stop)
+        return project_line(self.volume.array[tuple(index)], self._projection)
+
+    def _slab_image(self, plane: Plane, k: int) -> np.ndarray:
+        array = self.volume.array
+        start, stop = self.slab_range(plane, k)
+        cached = self._slab_cache.get(plane)
+        key = (start, stop, self._projection, self.volume.slices_loaded)
+        if cached is not None and cached[0] is array and cached[1:5] == key:
+            return cached[5]
+        image = project(array, self.geometries[plane], start, stop, self._projection)
+        self._slab_cache[plane] = (array, *key, image)
+        return image
 
     # ---- display order: which image is "1", which way Down goes ------------------------------------------------
     @property

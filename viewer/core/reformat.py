@@ -193,7 +193,11 @@ class PlaneGeometry:
         """
         index: list = [slice(None)] * array.ndim
         index[self.array_axis] = int(k)
-        image = array[tuple(index)]
+        return self.orient(array[tuple(index)])
+
+    def orient(self, image: np.ndarray) -> np.ndarray:
+        """An image of this plane in array axis order (what indexing the array at one slice, or reducing it along
+        :attr:`array_axis`, leaves) turned into display order: rows down, columns right; a view, no copy."""
         # the two in-plane array axes remain in array order: swap them when the row axis comes second
         if 2 - self.row_axis > 2 - self.col_axis:
             image = np.swapaxes(image, 0, 1)

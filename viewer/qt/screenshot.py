@@ -56,8 +56,25 @@ def _choose_series(catalog, series: str | None):
     return chosen
 
 
+def _slab_arguments(slab_mm: float | None, projection: str | None) -> tuple[str, float] | None:
+    """``(projection, thickness_mm)`` for the display state, or None for single slices; checks both."""
+    from viewer.core.slab import DEFAULT_SLAB_MM, SLAB_MM_RANGE, Projection
+
+    if slab_mm is None and projection is None:
+        return None
+    choices = [p.value for p in Projection if p != Projection.NONE]
+    if projection is not None and str(projection).lower() not in choices:
+        raise ValueError(f"unknown slab projection {projection!r}: use {', '.join(choices)}")
+    thickness = DEFAULT_SLAB_MM if slab_mm is None else float(slab_mm)
+    lo, hi = SLAB_MM_RANGE
+    if not lo <= thickness <= hi:  # (NaN fails this too)
+        raise ValueError(f"slab thickness {thickness:g} mm is outside {lo:g}..{hi:g} mm")
+    return (str(projection).lower() if projection else Projection.MIP.value), thickness
+
+
 def render_screenshot(path: str, out: str, series: str | None = None, image_number: int | None = None,
-                      window: str | None = None, layout: str = "1x1") -> None:
+                      window: str | None = None, layout: str = "1x1", slab_mm: float | None = None,
+                      projection: str | None = None) -> None:
     """Render ``path`` (folder, files or DICOMDIR) to the PNG ``out`` through the viewer widgets, offscreen.
 
     Parameters
@@ -73,8 +90,12 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
         (width, level: ``"1500,-600"``); default: the DICOM VOI window, or automatic.
     layout
         ``"1x1"`` (the acquisition plane) or ``"1x3"`` (axial, coronal, sagittal).
+    slab_mm, projection
+        A thick slab of ``slab_mm`` mm centred on the slice, along each plane's own normal, combined by
+        ``projection`` (``"mip"``, ``"minip"`` or ``"avg"``); either alone turns the slab on (MIP, 10 mm by
+        default). The corner text says so ("MIP 10 mm (4 im)"). Default: single slices.
 
-    Raises ``ValueError`` for a bad series, slice, window or layout, or when there is no image;
+    Raises ``ValueError`` for a bad series, slice, window, layout, slab or projection, or when there is no image;
     ``RuntimeError`` when the series cannot be decoded at all (the reason, e.g. a declared size refused, is in
     the message).
     """
@@ -86,6 +107,7 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
     if layout not in ("1x1", "1x3"):
         raise ValueError(f"unknown layout {layout!r}: use 1x1 or 1x3")
     parsed_window = parse_window(window) if window else None
+    slab = _slab_arguments(slab_mm, projection)
     catalog = run_job(iter_scan([path]))
     chosen = _choose_series(catalog, series)
     try:
@@ -118,6 +140,8 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
     if parsed_window is not None:
         name = window.strip().lower() if not any(c.isdigit() for c in window) else "custom"
         viewer.state.set_window(parsed_window, name)
+    if slab is not None:
+        viewer.state.set_slab(*slab)
     width = VIEW_SIZE * (3 if layout == "1x3" else 1) + (4 if layout == "1x3" else 0)
     viewer.resize(width, VIEW_SIZE)
     viewer.show()

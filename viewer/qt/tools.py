@@ -87,6 +87,11 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Ctrl+Shift+H", "Hide all panels (the image gets the whole window); again to bring them back"),
         ("X", "Show / hide the crosshair"),
     )),
+    ("Thick slab", (
+        ("M", "Slab on / off: 10 mm MIP the first time, then the last projection and thickness"),
+        ("Shift+M", "Next projection: MIP, MinIP, Avg"),
+        (".  /  ,", "Thicker / thinner slab (2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100 mm)"),
+    )),
     ("Tools", tuple((key, label) for _, label, key, _ in TOOLS) + (
         ("Delete / Backspace", "Delete the selected measurement"),
         ("Esc", "Cancel drawing, clear selection"),

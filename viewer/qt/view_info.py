@@ -40,7 +40,8 @@ def calibration_note(calibration) -> str:
 
 def corner_texts(viewer: ViewerWidget, view: SliceViewWidget) -> dict[str, list[str]]:
     """The four corner texts of ``view``: patient and study top left, plane and series top right, image number,
-    location and spacing bottom left, window, zoom, loading and cine bottom right."""
+    slab (``MIP 10 mm (4 im)`` while one is shown), location and spacing bottom left, window, zoom, loading and cine
+    bottom right."""
     info = viewer.info
     geometry = view.geometry_
     k = view.k if view.k is not None else 0
@@ -55,6 +56,9 @@ def corner_texts(viewer: ViewerWidget, view: SliceViewWidget) -> dict[str, list[
     n = geometry.n_slices
     number = viewer.state.display_number(view.plane, k) if viewer.state is not None else k + 1
     bottom_left = [f"Im {number}/{n}"]
+    slab = viewer.state.slab_label(view.plane, k) if viewer.state is not None else ""
+    if slab:  # right under the image number: nobody should take a slab for a single slice
+        bottom_left.append(slab)
     if oriented:
         bottom_left += [f"Loc {geometry.slice_position_mm(k):.1f} mm", f"Sp {geometry.slice_spacing:.2f} mm"]
     note = calibration_note(viewer.calibration())
@@ -87,20 +91,30 @@ def window_text(state) -> str:
     return text
 
 
+def _value_text(value, unit: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return "RGB " + ", ".join(str(v) for v in value)
+    return (f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}") + (f" {unit}" if unit else "")
+
+
 def cursor_readout(state, index, unit: str, oriented: bool, plane=None) -> tuple[dict, str]:
     """What is under the mouse at voxel index ``index`` ``(x, y, z)``: a record (``plane``, ``voxel``, ``lps``,
-    ``value``) and the status-bar text (patient mm only for volumes with patient geometry)."""
+    ``value``, ``slab_value``) and the status-bar text (patient mm only for volumes with patient geometry).
+
+    ``value`` is always the voxel's own value on the slice (the centre of a slab); while a slab is shown the text
+    adds the projected value the slab draws there, named (``-812 HU   MIP 10 mm: 45 HU``), so neither is taken
+    for the other."""
     voxel = np.floor(np.asarray(index) + 0.5).astype(int)
     lps = state.volume.index_to_lps(index)
     value = state.value_at(index)
-    if value is None:
-        value_text = ""
-    elif isinstance(value, tuple):
-        value_text = "RGB " + ", ".join(str(v) for v in value)
-    else:
-        value_text = (f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}") + (f" {unit}" if unit else "")
+    value_text = _value_text(value, unit)
+    slab_value = state.slab_value_at(index, plane) if plane is not None else None
+    if slab_value is not None:
+        value_text += f"   {state.projection.label} {state.slab_mm:g} mm: {_value_text(slab_value, unit)}"
     record = {"plane": plane, "voxel": tuple(int(v) for v in voxel), "lps": tuple(float(v) for v in lps),
-              "value": value}
+              "value": value, "slab_value": slab_value}
     if oriented:
         text = (f"Voxel ({voxel[0]}, {voxel[1]}, {voxel[2]})    "
                 f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm    {value_text}")

@@ -21,6 +21,8 @@ PAGE_STEP = 10
 #: Actions whose keys work whatever panel of the window has focus (inputs keep their own keys: see
 #: :mod:`viewer.qt.key_routing`); the window preset actions (number keys) too. The others (tools, Space, Delete,
 #: letters) stay live only while the viewer has focus, so buttons, lists and type-ahead keep theirs.
+#: The thick-slab actions, in menu order (View > Thick Slab and the right-click menu).
+SLAB_ACTIONS = ("slab", "slab_projection", "slab_thicker", "slab_thinner")
 WINDOW_WIDE_ACTIONS = frozenset({"next_slice", "previous_slice", "page_forward", "page_back", "first_slice",
                                  "last_slice", "window_default"})
 
@@ -31,6 +33,19 @@ def on_state(viewer: ViewerWidget, name: str, *args):
         if viewer.state is not None:
             getattr(viewer.state, name)(*args)
     return slot
+
+
+def bind_state(viewer: ViewerWidget, state, connect: bool = True) -> None:
+    """Connect ``viewer`` to the events of the display ``state`` it shows (or, ``connect=False``, disconnect it:
+    a state kept per series outlives its turn on screen). A slab change redraws like a window change: the
+    pixels and the texts change, the position does not."""
+    for event, slot in ((state.position_changed, viewer._on_position_changed),
+                        (state.window_changed, viewer._on_window_changed),
+                        (state.slab_changed, viewer._on_window_changed)):
+        if connect:
+            event.connect(slot)
+        else:
+            event.disconnect(slot)
 
 
 def add_action(viewer: ViewerWidget, key: str, text: str, shortcuts, slot, checkable: bool = False) -> QAction:
@@ -52,7 +67,7 @@ def add_action(viewer: ViewerWidget, key: str, text: str, shortcuts, slot, check
 
 
 def build_actions(viewer: ViewerWidget) -> None:
-    """Every keyboard action of the viewer: slices, cine, window, view, layout, tools, measurements, Esc."""
+    """Every keyboard action of the viewer: slices, cine, window, view, slab, layout, tools, measurements, Esc."""
     v = viewer
 
     def a(*args, **kwargs) -> QAction:
@@ -77,6 +92,10 @@ def build_actions(viewer: ViewerWidget) -> None:
     a("zoom_in", "Zoom in", ["+", "="], lambda: v.active_view.zoom_by(1.25))
     a("zoom_out", "Zoom out", "-", lambda: v.active_view.zoom_by(0.8))
     a("crosshair", "Show crosshair", "X", v.toggle_crosshair, checkable=True).setChecked(True)
+    a("slab", "Thick slab on/off (10 mm MIP)", "M", on_state(v, "toggle_slab"))
+    a("slab_projection", "Slab projection: MIP / MinIP / Avg", "Shift+M", on_state(v, "cycle_projection"))
+    a("slab_thicker", "Thicker slab", ".", on_state(v, "step_slab", +1))
+    a("slab_thinner", "Thinner slab", ",", on_state(v, "step_slab", -1))
     group = QActionGroup(v)
     for name in LAYOUTS:
         group.addAction(a(f"layout_{name}", f"Layout {name}", f"Ctrl+{name[-1]}",
@@ -118,6 +137,9 @@ def context_menu(viewer: ViewerWidget) -> QMenu:
     tools = menu.addMenu("Tool")
     for tool, *_ in TOOLS:
         tools.addAction(viewer.actions[f"tool_{tool.value}"])
+    slab = menu.addMenu("Thick slab")
+    for key in SLAB_ACTIONS:
+        slab.addAction(viewer.actions[key])
     menu.addSeparator()
     for key in ("layout_1x1", "layout_1x3", "crosshair", "fit", "reset", "cine"):
         menu.addAction(viewer.actions[key])

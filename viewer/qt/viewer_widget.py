@@ -16,7 +16,7 @@ from viewer.qt.cine import CinePlayer
 from viewer.qt.layers import ViewLayer
 from viewer.qt.tools import EDIT_TOOLS, PAINT_TOOLS, Tool
 from viewer.qt.view_info import CursorReadout, corner_texts, window_text
-from viewer.qt.viewer_actions import LAYOUTS, build_actions, build_preset_actions, context_menu
+from viewer.qt.viewer_actions import LAYOUTS, bind_state, build_actions, build_preset_actions, context_menu
 
 BRUSH_RADIUS_MM = (0.5, 50.0)  # smallest and largest brush radius
 BRUSH_STEP = 1.25  # one press of [ or ] scales the brush by this
@@ -129,8 +129,7 @@ class ViewerWidget(QWidget):
         self.stop_cine()
         self.user_navigated = False
         if self.state is not None:  # a kept state outlives its turn on screen: it must stop driving the views
-            self.state.position_changed.disconnect(self._on_position_changed)
-            self.state.window_changed.disconnect(self._on_window_changed)
+            bind_state(self, self.state, connect=False)
         fresh = state is None
         self.state = state if not fresh else DisplayState(volume, self.presets) if volume is not None else None
         self.info = dict(info or {})
@@ -143,8 +142,7 @@ class ViewerWidget(QWidget):
                 self.state.set_image_order(self.image_order)
                 if fresh:
                     self.state.set_position(self.state.opening_position())
-            self.state.position_changed.connect(self._on_position_changed)
-            self.state.window_changed.connect(self._on_window_changed)
+            bind_state(self, self.state)
             self.primary_plane = self.state.native_plane
             file_rate = getattr(volume, "frame_rate", None)
             self.cine.use_fps(file_rate if file_rate else self.cine.user_fps)

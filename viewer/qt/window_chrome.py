@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
 
 from viewer.core.jobs import Progress
 from viewer.qt.dialogs import PresetsDialog, ShortcutsDialog
+from viewer.qt.slab_control import SlabControls
 from viewer.qt.tools import TOOLS
+from viewer.qt.viewer_actions import SLAB_ACTIONS
 
 #: Most of the window's width the side docks take by default (left, right), so the image keeps the rest.
 DOCK_SHARES = (0.16, 0.25)
@@ -159,6 +161,9 @@ def build_menus(window) -> None:
     view_menu.addSeparator()
     window.window_menu = view_menu.addMenu("&Window/Level")
     fill_window_menu(window, window.window_menu)
+    slab_menu = view_menu.addMenu("Thick &Slab")
+    for key in SLAB_ACTIONS:
+        slab_menu.addAction(va[key])
     view_menu.addSeparator()
     for key in ("cine", "cine_faster", "cine_slower", "next_slice", "previous_slice", "page_forward",
                 "page_back", "first_slice", "last_slice"):
@@ -251,6 +256,10 @@ def build_toolbar(window) -> None:
     presets_button.setToolTip("Window presets (1-6), default (0), auto (A)")
     tb.addWidget(presets_button)
     tb.addAction(va["invert"])
+    tb.addSeparator()
+    window.slab_controls = SlabControls(window.viewer, window)
+    for box in window.slab_controls.widgets:
+        tb.addWidget(box)
     tb.addSeparator()
     tb.addAction(va["fit"])
     tb.addAction(va["reset"])
