@@ -239,13 +239,6 @@ class SeriesState:
         for task in tasks:
             self.results_changed.emit(task)
 
-    def results_fit(self) -> dict[str, ModelResult]:
-        """The results on the loaded volume's grid (a re-read copy of another size shows none)."""
-        if self.volume is None:
-            return {}
-        shape = tuple(self.volume.shape)
-        return {t: r for t, r in self.results.items() if result_shape(r.result) == shape}
-
     def ensure_editor(self, autosave_root=None, study_paths: Sequence[str] = (), segmentation=None, review=None,
                       replace: bool = False):
         """The series' annotation editor, made (with an autosave and its own undo history) when there is none, when
