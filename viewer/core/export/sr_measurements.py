@@ -396,7 +396,7 @@ def _slice_of(points: np.ndarray, volume, hint: Plane | None) -> tuple[Plane, in
 
 def _index_points(group: SrGroup, volume, where: dict[tuple[str, int], int]) -> tuple[np.ndarray | None, str]:
     """The group's points as voxel indices, or None and why not."""
-    data = group.graphic_data
+    data = np.asarray(group.graphic_data, dtype=float)
     if group.region == "SCOORD":
         if not group.references:
             return None, "its image coordinates reference no image"
@@ -471,7 +471,8 @@ def _measurement(group: SrGroup, volume, where) -> tuple[Measurement | None, str
             return None, "a polygon that is not an upright rectangle in its view is not drawable here"
     else:
         corners = points
-    m = Measurement(kind, plane.value, k, [tuple(float(v) for v in p) for p in corners], uid=group.tracking_uid)
+    m = Measurement(kind, plane.value, k, [(float(p[0]), float(p[1]), float(p[2])) for p in corners],
+                    uid=group.tracking_uid)
     evaluate(m, volume, reformat(volume, plane))
     return m, ""
 
