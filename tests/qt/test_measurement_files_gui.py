@@ -98,6 +98,13 @@ def test_saved_sr_reopens_on_the_same_points_in_a_fresh_session(qtbot, settings,
         from viewer.core.export.sr_measurements import read_report
 
         assert sorted(g.tracking_uid for g in read_report(sr_path).groups) == sorted(m.uid for m in originals)
+        # the SR in the series browser: choosing it puts its measurements on the shown images
+        second.measurements_panel.clear_requested.emit()
+        (sr_series,) = [s for s in catalog.all_series() if s.kind == "sr"]
+        second.browser.series_activated.emit(sr_series.key)
+        qtbot.waitUntil(lambda: len(second.viewer.measurements) == len(originals), timeout=5000)
+        assert "Restored 15 measurements (measurements.sr.dcm)" in second.statusBar().currentMessage()
+        assert second.current_series.kind == "image"
     finally:
         _close(second)
         sr_path.unlink(missing_ok=True)

@@ -47,12 +47,16 @@ class MeasurementFilesController(QObject):
         self.saved_paths: dict[str, str] = {}
         #: What the last restore or load could not place, for tests and the status bar.
         self.problems: list[str] = []
+        self._pending = None  # the SeriesState whose change waits for the debounce timer
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(AUTOSAVE_DELAY_MS)
         self.timer.timeout.connect(self.autosave_now)
         self.viewer.measurements_changed.connect(self._on_changed)
         window.series_loaded.connect(self.series_loaded)
+        # after the window's own handler (which says an SR is not an image series), so this message stays
+        window.browser.series_activated.connect(
+            lambda key: QTimer.singleShot(0, lambda: self._on_series_activated(key)))
         self.status_message.connect(lambda text: window.statusBar().showMessage(text, 10000))
         window.installEventFilter(self)
 
@@ -70,16 +74,21 @@ class MeasurementFilesController(QObject):
 
     def _on_changed(self) -> None:
         state = self._shown()
-        if state is not None and state.key in self._checked:
-            self.timer.start()
+        if state is None or state.key not in self._checked:
+            return
+        if self._pending is not None and self._pending is not state:
+            self.autosave_now()  # another series' change is still waiting: write it before it is forgotten
+        self._pending = state
+        self.timer.start()
 
     def autosave_now(self) -> bool:
-        """Write the shown series' measurements now (the debounce timer calls this); True when written."""
+        """Write the measurements of the series changed last (else the shown one) now (the debounce timer calls
+        this); True when written."""
         from viewer.core.editing.measurement_autosave import save_measurements
 
         self.timer.stop()
-        state = self._shown()
-        if state is None or state.key not in self._checked:
+        state, self._pending = self._pending or self._shown(), None
+        if state is None or state.volume is None or state.key not in self._checked:
             return False
         try:
             save_measurements(state.volume.series_uid, state.measurements, state.volume.shape, self.root,
@@ -126,6 +135,7 @@ class MeasurementFilesController(QObject):
         if added:
             self._show_added(added, " and ".join(sources))
         if autosave is None or added:
+            self._pending = state
             self.timer.start()  # from now on the autosave holds them
         return added
 
@@ -238,6 +248,14 @@ class MeasurementFilesController(QObject):
             self.status_message.emit(f"No new measurements of this series in {os.path.basename(path)}"
                                      + (f" ({self.problems[0]})" if self.problems else ""))
         return added
+
+    def _on_series_activated(self, key: str) -> None:
+        """An SR series chosen in the series browser: its measurements go onto the shown series."""
+        series = self.session.find_series(key)
+        if series is None or series.kind != "sr" or self._shown() is None:
+            return
+        for inst in series.instances:
+            self.load(inst.path)
 
     def clear(self) -> None:
         """"Delete all" in the measurements panel."""
