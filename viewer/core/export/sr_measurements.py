@@ -113,7 +113,7 @@ def _on_native_slice(m: Measurement, volume, points: np.ndarray) -> bool:
             and bool(np.all(np.abs(points[:, 2] - m.slice_index) < 1e-6)))
 
 
-def _region(m: Measurement, volume, sop_classes: dict[str, str]):
+def _region(m: Measurement, volume, sop_classes: dict[str, str], frame_of_reference: str):
     import highdicom as hd
 
     points = shape_points(m, volume)
@@ -128,15 +128,17 @@ def _region(m: Measurement, volume, sop_classes: dict[str, str]):
         graphic = "POLYLINE" if graphic == "POLYGON" else graphic  # 2D has no POLYGON: a closed polyline is one
         return hd.sr.ImageRegion(graphic_type=graphic, graphic_data=points[:, :2] + 0.5, source_image=source)
     return hd.sr.ImageRegion3D(graphic_type=graphic, graphic_data=volume.index_to_lps(points),
-                               frame_of_reference_uid=volume.frame_of_reference_uid)
+                               frame_of_reference_uid=frame_of_reference)
 
 
-def measurement_groups(measurements: Sequence[Measurement], volume, sources: Sequence[Dataset]) -> list:
+def measurement_groups(measurements: Sequence[Measurement], volume, sources: Sequence[Dataset],
+                       frame_of_reference: str = "") -> list:
     """TID 1410 groups of ``measurements`` on ``volume`` (whose image headers are ``sources``). A measurement
     without :attr:`~Measurement.uid` gets one here (kept, so the next save updates it)."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
+    frame_of_reference = frame_of_reference or volume.frame_of_reference_uid
     sop_classes = {str(ds.SOPInstanceUID): str(ds.SOPClassUID) for ds in sources if "SOPInstanceUID" in ds}
     groups, numbers = [], dict.fromkeys(_GRAPHIC_OF_KIND, 0)
     for m in measurements:
@@ -145,7 +147,7 @@ def measurement_groups(measurements: Sequence[Measurement], volume, sources: Seq
         identifier = f"{m.kind.capitalize()} {numbers[m.kind]} ({m.plane})"
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=m.uid, identifier=identifier),
-            referenced_region=_region(m, volume, sop_classes),
+            referenced_region=_region(m, volume, sop_classes, frame_of_reference),
             measurements=_tm_measurements(m, volume.modality) or None))
     return groups
 
@@ -166,13 +168,11 @@ def build_measurements_report(measurements: Sequence[Measurement], volume, sourc
     if not sources:
         raise ValueError("the SR needs the source series' headers")
     evidence = [_complete(ds) for ds in sources]
-    if not volume.frame_of_reference_uid:
-        volume_for = str(evidence[0].get("FrameOfReferenceUID", ""))
-        if not volume_for:
-            raise ValueError("the series has no frame of reference: its measurements cannot be placed in an SR")
-        volume.frame_of_reference_uid = volume_for
-    groups = measurement_groups(measurements, volume, evidence)
-    groups += finding_groups(review, volume.frame_of_reference_uid) if review is not None else []
+    frame_of_reference = volume.frame_of_reference_uid or str(evidence[0].get("FrameOfReferenceUID", ""))
+    if not frame_of_reference:
+        raise ValueError("the series has no frame of reference: its measurements cannot be placed in an SR")
+    groups = measurement_groups(measurements, volume, evidence, frame_of_reference)
+    groups += finding_groups(review, frame_of_reference) if review is not None else []
     if not groups:
         raise ValueError("no measurements: a TID 1500 report needs at least one measurement group")
     return report_dataset(groups, evidence, series_number=series_number, series_description=series_description,
