@@ -138,6 +138,8 @@ class Measurement:
     points: list[tuple[float, float, float]]
     result: dict = field(default_factory=dict)
     id: int = field(default_factory=lambda: next(_ids))
+    #: DICOM tracking UID (set when first saved in an SR, kept so that saving again updates, not duplicates).
+    uid: str = ""
 
     def summary(self, unit: str = "", multiline: bool = False) -> str:
         """The result as text: one line for the measurement list, or (``multiline``) the on-image label."""

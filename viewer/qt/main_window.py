@@ -24,6 +24,7 @@ from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_lane import InferenceLane
 from viewer.qt.inference_panel import InferencePanelWidget
 from viewer.qt.key_routing import install_text_input_guard
+from viewer.qt.measurement_files import MeasurementFilesController
 from viewer.qt.measurements_panel import MeasurementsWidget
 from viewer.qt.rtstruct_layer import RTStructController
 from viewer.qt.series_browser import SeriesBrowserWidget
@@ -126,6 +127,7 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationController(self.viewer, self.segments_panel, self.inference, self.findings_panel,
                                                parent=self, settings=self.settings, session=self.session)
         self.rtstruct = RTStructController(self.viewer, parent=self)
+        self.measurement_files = MeasurementFilesController(self)  # save/load/autosave/restore (DICOM SR)
         window_chrome.build_status_bar(self)
         window_chrome.build_menus(self)
         window_chrome.build_toolbar(self)
@@ -199,7 +201,7 @@ class MainWindow(QMainWindow):
         self.browser.series_activated.connect(self.open_series)
         self.measurements_panel.selected.connect(lambda mid: self.viewer.select_measurement(mid))
         self.measurements_panel.delete_requested.connect(self.viewer.remove_measurement)
-        self.measurements_panel.clear_requested.connect(self._clear_measurements)
+        self.measurements_panel.clear_requested.connect(self.measurement_files.clear)
         self.tags_dock.visibilityChanged.connect(lambda visible: visible and self._update_tags())
         lane, an = self.inference, self.annotation
         lane.status_message.connect(self.statusBar().showMessage)
@@ -364,10 +366,6 @@ class MainWindow(QMainWindow):
                                                  self.viewer.selected_measurement_id,
                                                  state.display_number if state is not None else None,
                                                  plane_names=calibration is None or calibration.has_orientation)
-
-    def _clear_measurements(self) -> None:
-        for m in list(self.viewer.measurements):
-            self.viewer.remove_measurement(m.id)
 
     def current_instance(self):
         """``(InstanceHeader, frame number)`` of the image on screen in the acquisition plane, or None."""

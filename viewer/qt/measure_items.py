@@ -84,10 +84,10 @@ class MeasurementGraphic(QObject):
             self.roi.sigPositionChangeFinished.connect(self._on_finished)
         else:
             self.roi.sigRegionChangeFinished.connect(self._on_finished)
-            self.roi.sigRegionChanged.connect(self._place_label)
+            self.roi.sigRegionChanged.connect(self.place_label)
             self.roi.sigRemoveRequested.connect(self._on_remove)
             self.roi.sigClicked.connect(self._on_clicked)
-        self._place_label()
+        self.place_label()
 
     @property
     def items(self) -> list:
@@ -122,13 +122,13 @@ class MeasurementGraphic(QObject):
         finally:
             self.roi.blockSignals(blocker[0])
         self.roi.update()
-        self._place_label()
+        self.place_label()
 
     # ---- look -------------------------------------------------------------------------------------------------
     def set_text(self, text: str) -> None:
         """Set the label."""
         self.label.setText(text)
-        self._place_label()
+        self.place_label()
 
     def set_selected(self, selected: bool) -> None:
         """Highlight (selected) or normal colours."""
@@ -143,7 +143,7 @@ class MeasurementGraphic(QObject):
         self.roi.setVisible(visible)
         self.label.setVisible(visible)
 
-    def _place_label(self, *_) -> None:
+    def place_label(self, *_) -> None:
         """Put the label beside the shape, outwards (away from the view's middle) when it fits, else inwards."""
         points = self.scene_points()
         xs = [p[0] for p in points]

@@ -25,6 +25,15 @@ class ViewMeasurements:
         self.view = view
         #: Measurement id -> its graphic in this view.
         self.graphics: dict[int, MeasurementGraphic] = {}
+        # The labels are scene items anchored at a shape's end point, so they move with pan and zoom by themselves;
+        # which side of the shape they sit on depends on the visible range, so that is chosen again when it changes.
+        view.view_box.sigRangeChanged.connect(self.place_labels)
+
+    def place_labels(self, *_) -> None:
+        """Put the visible labels on the side of their shape that is on screen."""
+        for graphic in self.graphics.values():
+            if graphic.label.isVisible():
+                graphic.place_label()
 
     def _scene_points(self, m: Measurement) -> list[tuple[float, float]]:
         return [self.view.geometry_.scene_from_index(p)[1:] for p in m.points]

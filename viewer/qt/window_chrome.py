@@ -126,6 +126,11 @@ def build_menus(window) -> None:
                        ("findings", "Findings as &JSON…"), ("sr", "Findings as DICOM S&R…")):
         window.export_actions[kind] = menu_action(
             window, export_menu, text, lambda _=False, k=kind: an.export_dialog(k))  # starts in the exports folder
+    mf = window.measurement_files
+    window.action_save_measurements = menu_action(window, file_menu, "Save &Measurements (DICOM SR)…",
+                                                  mf.save_dialog)
+    window.action_load_measurements = menu_action(window, file_menu, "&Load Measurements (DICOM SR)…",
+                                                  mf.load_dialog)
     file_menu.addSeparator()
     window.action_save_screenshot = menu_action(window, file_menu, "&Save Screenshot…",
                                                 lambda: save_screenshot_dialog(window), "Ctrl+S")

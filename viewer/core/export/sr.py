@@ -93,25 +93,17 @@ def nodule_measurements(m: dict, algorithm=None) -> tuple[list, list, list]:
     return measurements, evaluations, [site] if site is not None else []
 
 
-def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_version: str = "0",
-                             series_number: int = 902, series_description: str = "AI findings") -> Dataset:
-    """The SR dataset (not written) for the accepted findings of a
-    :class:`~viewer.core.editing.review.FindingsReview` over the series whose headers are ``sources``.
-
-    Raises ``ValueError`` without accepted findings: TID 1500 needs at least one measurement group.
-    """
+def finding_groups(review, frame_of_reference: str, algorithm_version: str = "0") -> list:
+    """One TID 1410 planar ROI group per accepted finding of ``review`` (a
+    :class:`~viewer.core.editing.review.FindingsReview`; empty without accepted findings)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    if not sources:
-        raise ValueError("the SR needs the source series' headers")
-    evidence = [_complete(ds) for ds in sources]
-    frame_of_reference = str(evidence[0].FrameOfReferenceUID)
+    if review is None:
+        return []
     algorithm = hd.sr.AlgorithmIdentification(name=(review.model_id or "manual")[:64],
                                               version=str(algorithm_version)[:64] or "0")
-    if not review.with_status("accepted"):
-        raise ValueError("no accepted findings: a TID 1500 report needs at least one measurement")
     groups = []
     for n, finding in enumerate(review.with_status("accepted"), start=1):
         _, finding_type = segment_codes(finding.label, n)
@@ -127,6 +119,17 @@ def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_ve
             referenced_region=point, finding_type=finding_type, measurements=[diameter, *extra],
             algorithm_id=algorithm if finding.source == "model" else None,
             qualitative_evaluations=evaluations or None, finding_sites=sites or None))
+    return groups
+
+
+def report_dataset(groups: list, evidence: Sequence[Dataset], *, series_number: int, series_description: str,
+                   series_instance_uid: str | None = None) -> Dataset:
+    """The Comprehensive 3D SR (TID 1500, observer: the Hounsfield device) of these measurement groups over the
+    source headers ``evidence`` (already :func:`~viewer.core.export.seg._complete`-d)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -138,10 +141,27 @@ def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_ve
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # as in seg.py: warnings would carry patient values
         sr = hd.sr.Comprehensive3DSR(
-            evidence=evidence, content=report, series_instance_uid=generate_uid(), series_number=int(series_number),
-            sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-            series_description=series_description[:64], software_versions=_software_version())
+            evidence=evidence, content=report, series_instance_uid=series_instance_uid or generate_uid(),
+            series_number=int(series_number), sop_instance_uid=generate_uid(), instance_number=1,
+            manufacturer=MANUFACTURER, series_description=series_description[:64],
+            software_versions=_software_version())
     return sr
+
+
+def build_measurement_report(review, sources: Sequence[Dataset], *, algorithm_version: str = "0",
+                             series_number: int = 902, series_description: str = "AI findings") -> Dataset:
+    """The SR dataset (not written) for the accepted findings of a
+    :class:`~viewer.core.editing.review.FindingsReview` over the series whose headers are ``sources``.
+
+    Raises ``ValueError`` without accepted findings: TID 1500 needs at least one measurement group.
+    """
+    if not sources:
+        raise ValueError("the SR needs the source series' headers")
+    evidence = [_complete(ds) for ds in sources]
+    if not review.with_status("accepted"):
+        raise ValueError("no accepted findings: a TID 1500 report needs at least one measurement")
+    groups = finding_groups(review, str(evidence[0].FrameOfReferenceUID), algorithm_version)
+    return report_dataset(groups, evidence, series_number=series_number, series_description=series_description)
 
 
 def write_measurement_report(path: str | os.PathLike, review, sources: Sequence[Dataset], **kwargs) -> Path:
@@ -163,6 +183,9 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     # highdicom types .content as a plain ContentSequence; srread gives a MeasurementReport for a TID 1500 document
     for group in report.get_planar_roi_measurement_groups():  # type: ignore[attr-defined]
         region = group.roi
+        if region is not None and (getattr(region, "graphic_type", None) != hd.sr.GraphicTypeValues3D.POINT
+                                   or not list(group.get_measurements(name=codes.SCT.Diameter))):
+            continue  # a manual measurement (viewer.core.export.sr_measurements reads those)
         diameters = list(group.get_measurements(name=codes.SCT.Diameter))
         diameter = [m for m in diameters if m.derivation is None]
         extra = _read_nodule(group, diameters)
