@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget
 
 from viewer.core.dicom.load import iter_load
 from viewer.core.display import Plane
 from viewer.core.linked_display import LinkedDisplays
+from viewer.qt.overlays import DetectionLayer, SegmentationLayer
 from viewer.qt.viewer_actions import WINDOW_WIDE_ACTIONS
 from viewer.qt.viewer_widget import ViewerWidget
 from viewer.qt.workers import JobHandle, start_job
@@ -42,13 +43,13 @@ class PriorPanel(QWidget):
         for key, action in self.viewer.actions.items():
             if key in WINDOW_WIDE_ACTIONS or key.startswith("preset_"):
                 action.setShortcuts([])  # one owner per key in the window: the main viewer
-        self.caption = QLabel(self)
-        self.caption.setObjectName("prior-caption")
+        self.caption = caption_label("prior-caption")
         self.transform_label = QLabel(self)
         self.transform_label.setObjectName("prior-transform")
         self.buttons: dict[str, QToolButton] = {}
         bar = QHBoxLayout()
         bar.setContentsMargins(6, 2, 6, 2)
+        bar.setSpacing(8)
         bar.addWidget(self.caption, 1)
         bar.addWidget(self.transform_label)
         for key, text, tip in (("register", "Register", "Align the prior to the current study (rigid, lungs)"),
@@ -65,6 +66,34 @@ class PriorPanel(QWidget):
         column.setSpacing(0)
         column.addLayout(bar)
         column.addWidget(self.viewer, 1)
+
+
+def caption_label(name: str) -> QLabel:
+    """A caption that gives way (is cut) rather than widening its side of the split."""
+    label = QLabel()
+    label.setObjectName(name)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
+
+
+def captioned(widget: QWidget, caption: QLabel) -> tuple[QWidget, QWidget]:
+    """``widget`` under a one-line caption bar as tall as the prior's (so both sides' views line up); returns the
+    box and the bar (hidden while nothing is compared)."""
+    box, bar = QWidget(), QWidget()
+    row = QHBoxLayout(bar)
+    row.setContentsMargins(6, 2, 6, 2)
+    row.addWidget(caption, 1)
+    spacer = QToolButton(bar)  # an invisible button: the bar gets the prior bar's height
+    spacer.setText(" ")
+    spacer.setEnabled(False)
+    spacer.setAutoRaise(True)
+    row.addWidget(spacer)
+    column = QVBoxLayout(box)
+    column.setContentsMargins(0, 0, 0, 0)
+    column.setSpacing(0)
+    column.addWidget(bar)
+    column.addWidget(widget, 1)
+    return box, bar
 
 
 class CompareController(QObject):
@@ -152,7 +181,10 @@ class CompareController(QObject):
         series, study = self._series_and_study(key)
         panel = self._ensure_panel()
         panel.caption.setText(f"Prior: {describe_series(series, study)}")
+        current = self.session.current
+        self.current_caption.setText(f"Current: {describe_series(*self._series_and_study(current.key))}")
         panel.viewer.set_volume(volume, dict(state.info), state.measurements, state=state.display)
+        self._draw_results(state)
         self.prior_key = key
         self._relink()
         self._follow_layout(self.window.viewer.layout_name)
@@ -161,6 +193,18 @@ class CompareController(QObject):
         if self.auto_register:
             self.register()
 
+    def _draw_results(self, state) -> None:
+        """The prior's own model results (boxes, masks; computed when it was the main series) on its views."""
+        viewer = self.panel.viewer
+        for layer in list(viewer.layers):
+            viewer.remove_layer(layer)
+        min_score = self.window.findings_panel.min_score
+        for kept in state.results.values():
+            if kept.task == "detection":
+                viewer.add_layer(DetectionLayer(kept.result, kept.model_name, min_score=min_score))
+            elif kept.task == "segmentation":
+                viewer.add_layer(SegmentationLayer(kept.result, kept.model_name))
+
     def close(self) -> None:
         """Stop comparing: the prior side goes, the main viewer takes the whole width."""
         self.cancel()
@@ -168,6 +212,7 @@ class CompareController(QObject):
         if self.panel is not None:
             self.panel.viewer.set_volume(None)
             self.panel.hide()
+            self.current_bar.hide()
         if self.prior_key is not None and len(self.session.shown) > 1:
             self.session.hide(1)
         self.prior_key = None
@@ -212,7 +257,9 @@ class CompareController(QObject):
             self.splitter = QSplitter(Qt.Orientation.Horizontal)
             self.splitter.setObjectName("compare-splitter")
             column.replaceWidget(main, self.splitter)
-            self.splitter.addWidget(main)
+            self.current_caption = caption_label("current-caption")
+            box, self.current_bar = captioned(main, self.current_caption)
+            self.splitter.addWidget(box)
             self.splitter.addWidget(self.panel)
             self.splitter.setChildrenCollapsible(False)
             buttons = self.panel.buttons
@@ -225,7 +272,9 @@ class CompareController(QObject):
                 self.panel.viewer.views[plane].view_box.sigRangeChanged.connect(
                     lambda *_, p=plane: self._sync_range(p, False))
         self.panel.show()
-        self.splitter.setSizes([10_000, 10_000])  # half and half
+        self.current_bar.show()
+        half = max(1, self.splitter.width() // 2)
+        self.splitter.setSizes([half, half])  # half and half
         return self.panel
 
     def _relink(self) -> None:
