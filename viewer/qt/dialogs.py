@@ -124,3 +124,12 @@ def ask_unsaved(parent, action: str) -> str:
     box.exec()
     clicked = box.clickedButton()
     return "keep" if clicked is keep else "discard" if clicked is discard else "cancel"
+
+
+def about_html(app_name: str, version: str, disclaimer: str) -> str:
+    """The Help > About text."""
+    return (f"<h3>{app_name} {version}</h3>"
+            f"<p><b>{disclaimer}</b> This software is not a medical device and must not be used "
+            "for diagnosis or treatment decisions.</p>"
+            "<p>A desktop DICOM viewer with AI assistance. Built with Qt for Python (PySide6, LGPL), "
+            "pyqtgraph (MIT), pydicom (MIT), NumPy and SimpleITK.</p>")

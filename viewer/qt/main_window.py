@@ -19,6 +19,7 @@ from viewer.core.load_report import loaded_message, report_failed, report_no_ima
 from viewer.core.session import Session
 from viewer.qt import dialogs, window_chrome
 from viewer.qt.annotation import AnnotationController, SegmentsWidget
+from viewer.qt.compare import CompareController
 from viewer.qt.demo import DemoRunner
 from viewer.qt.findings_panel import FindingsWidget
 from viewer.qt.inference_lane import InferenceLane
@@ -128,6 +129,7 @@ class MainWindow(QMainWindow):
                                                parent=self, settings=self.settings, session=self.session)
         self.rtstruct = RTStructController(self.viewer, parent=self)
         self.measurement_files = MeasurementFilesController(self)  # save/load/autosave/restore (DICOM SR)
+        self.compare = CompareController(self)  # a prior beside the views (series browser > Compare with Current)
         window_chrome.build_status_bar(self)
         window_chrome.build_menus(self)
         window_chrome.build_toolbar(self)
@@ -334,8 +336,9 @@ class MainWindow(QMainWindow):
                 view.viewport().update()
 
     def cancel_jobs(self) -> None:
-        """Cancel scanning, loading and thumbnails."""
+        """Cancel scanning, loading (also of a prior) and thumbnails."""
         self.loader.cancel()
+        self.compare.cancel()
 
     def cancel_by_user(self) -> None:
         """The Cancel button: stop everything; what was already decoded stays on screen."""
@@ -417,11 +420,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Screenshot copied to the clipboard", 3000)
 
     def about_text(self) -> str:
-        return (f"<h3>{APP_NAME} {_version()}</h3>"
-                f"<p><b>{DISCLAIMER}</b> This software is not a medical device and must not be used "
-                "for diagnosis or treatment decisions.</p>"
-                "<p>A desktop DICOM viewer with AI assistance. Built with Qt for Python (PySide6, LGPL), "
-                "pyqtgraph (MIT), pydicom (MIT), NumPy and SimpleITK.</p>")
+        return dialogs.about_html(APP_NAME, _version(), DISCLAIMER)
 
     def dragEnterEvent(self, event):  # noqa: N802 - Qt override
         if event.mimeData().hasUrls():

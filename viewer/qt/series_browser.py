@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QMenu, QTreeWidget, QTreeWidgetItem
 
 from viewer.qt.canvas import SERIES_MIME
 
@@ -87,9 +87,12 @@ class SeriesBrowserWidget(QTreeWidget):
     -------
     series_activated(str)
         The key of the series to open.
+    compare_requested(str)
+        The key of a series to show beside the current one (right-click > Compare with Current).
     """
 
     series_activated = Signal(str)
+    compare_requested = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -266,6 +269,35 @@ class SeriesBrowserWidget(QTreeWidget):
             return  # the second half of a double click (or a style that activates on single click)
         self._last_request = (str(key), now)
         self.series_activated.emit(str(key))
+
+    def compare_text(self, key: str) -> str | None:
+        """The menu text offering to compare series ``key`` with the shown one; None when it cannot be (it is the
+        shown one, nothing is shown, or it is no image series)."""
+        if self.catalog is None or not self._current or key == self._current:
+            return None
+        series = self.catalog.find_series(key)
+        if series is None or series.kind != "image":
+            return None
+        same = self._patient_of(key) == self._patient_of(self._current)
+        return "Compare with Current" + ("" if same else " (another patient!)")
+
+    def _patient_of(self, key: str):
+        for patient in self.catalog.patients:
+            if any(s.key == key for study in patient.studies for s in study.series):
+                return patient
+        return None
+
+    def contextMenuEvent(self, event):  # noqa: N802 - Qt override
+        item = self.itemAt(event.pos())
+        key = item.data(COL_SERIES, KEY_ROLE) if item is not None else None
+        if not key:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.series_activated.emit(str(key)))
+        text = self.compare_text(str(key))
+        compare = menu.addAction(text or "Compare with Current", lambda: self.compare_requested.emit(str(key)))
+        compare.setEnabled(text is not None)
+        menu.exec(event.globalPos())
 
     def mimeTypes(self):  # noqa: N802 - Qt override
         return [SERIES_MIME]
