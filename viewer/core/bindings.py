@@ -126,7 +126,7 @@ PRESETS: tuple[BindingPreset, ...] = (
                   "Ctrl + left: zoom; wheel: slices.", dict(DEFAULT_MOUSE)),
     BindingPreset("slicer", "Slicer-like",
                   "As 3D Slicer's slice views: left: window/level; middle or Shift + left: pan; right: zoom; "
-                  "Ctrl + left: move the crosshair; wheel: slices.",
+                  "Ctrl + left: move the crosshair (Slicer: Shift + move); wheel: slices.",
                   {"left": DragOp.WINDOW, "shift+left": DragOp.PAN, "ctrl+left": DragOp.CROSSHAIR,
                    "middle": DragOp.PAN, "right": DragOp.ZOOM}),
     BindingPreset("pacs", "PACS-like",
