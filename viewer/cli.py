@@ -101,7 +101,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     shot.add_argument("--slice", type=int, dest="image_number", metavar="N",
                       help="image number N (1-based) as the viewer shows it: axial counts from the head down")
     shot.add_argument("--window", help="preset name (lung, bone, ...) or W,L")
-    shot.add_argument("--layout", choices=("1x1", "1x3"), default="1x1")
+    shot.add_argument("--layout", choices=("1x1", "1x3", "2x2"), default="1x1")
     shot.add_argument("--slab", type=_slab_mm, metavar="MM",
                       help="thick slab of MM mm around the slice, along each plane's normal (default projection MIP)")
     shot.add_argument("--projection", choices=("mip", "minip", "avg"),

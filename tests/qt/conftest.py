@@ -51,7 +51,11 @@ def themed_app(qapp):
 def settings(tmp_path):
     from viewer.qt.settings import Settings
 
-    return Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    # No hanging protocols: a series opens as it did before them (1x1, its DICOM window), which the GUI tests
+    # expect; tests of the hanging protocols set ``settings.set_hanging_protocols(None)`` (the defaults) first.
+    settings.set_hanging_protocols("[]")
+    return settings
 
 
 @pytest.fixture

@@ -31,6 +31,17 @@ def test_render_1x1_and_1x3_with_windows(themed_app, lidc_dir, tmp_path):
     assert not np.array_equal(a, image_array(other))  # the window is applied
 
 
+def test_render_2x2_has_four_images(themed_app, lidc_dir, tmp_path):
+    four = tmp_path / "four.png"
+    render_screenshot(str(lidc_dir), str(four), window="lung", layout="2x2")
+    a = image_array(four)
+    assert a.shape[0] > 2 * VIEW_SIZE - 10 and a.shape[1] > 2 * VIEW_SIZE - 10
+    half = a.shape[0] // 2
+    for rows in (slice(0, half), slice(half, None)):
+        for cols in (slice(0, half), slice(half, None)):
+            assert a[rows, cols].std() > 30, "each quarter shows an image (the free view: the axial MIP)"
+
+
 def test_render_rejects_bad_arguments(themed_app, lidc_dir, tmp_path):
     out = str(tmp_path / "x.png")
     with pytest.raises(ValueError, match="window"):
@@ -40,7 +51,7 @@ def test_render_rejects_bad_arguments(themed_app, lidc_dir, tmp_path):
     with pytest.raises(ValueError, match="slice"):
         render_screenshot(str(lidc_dir), out, image_number=0)  # numbers start at 1, as on screen
     with pytest.raises(ValueError, match="layout"):
-        render_screenshot(str(lidc_dir), out, layout="2x2")
+        render_screenshot(str(lidc_dir), out, layout="3x3")
     with pytest.raises(ValueError, match="series"):
         render_screenshot(str(lidc_dir), out, series="1.2.3.4")
     with pytest.raises(ValueError, match="no DICOM image"):

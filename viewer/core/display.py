@@ -234,6 +234,19 @@ class DisplayState:
         self._slab_cache.clear()
         self.slab_changed.emit(self._projection, self._slab_mm)
 
+    def set_slab_defaults(self, projection: Projection | str, thickness_mm: float) -> None:
+        """What turning the slab on brings back (the user's last projection and thickness), without turning it
+        on; an unusable value is ignored."""
+        try:
+            projection = Projection(projection)
+            mm = float(np.clip(float(thickness_mm), *SLAB_MM_RANGE))
+        except (TypeError, ValueError):
+            return
+        if np.isfinite(mm):
+            self._slab_mm = mm
+            if projection is not Projection.NONE:
+                self._last_projection = projection
+
     def toggle_slab(self) -> Projection:
         """Slab off, or back on with the last projection and thickness (10 mm MIP the first time); returns the
         projection now shown."""

@@ -195,6 +195,10 @@ class SeriesState:
         self.editor: AnnotationEditor | None = None
         self.results: dict[str, ModelResult] = {}
         self.body_part: str | None = None
+        #: The hanging-protocol rule matched when the series was first shown (None: none matched, or not yet).
+        self.hanging = None
+        #: How many times the series was shown (1 while it is shown for the first time: its layout is applied).
+        self.times_shown = 0
         #: ``(task)`` after a result was set or removed.
         self.results_changed = Event()
 
@@ -326,6 +330,10 @@ class Session:
         self.image_order = "head_first"
         #: Where annotations autosave (None: the user data folder).
         self.autosave_root = None
+        #: The hanging protocols new display states follow (:mod:`viewer.core.hanging`; None: none, today's opening).
+        self.hanging = None
+        #: ``(projection, mm)`` the slab key brings back in new display states (the user's last slab), or None.
+        self.slab_defaults: tuple[str, float] | None = None
         self.catalog_changed = Event()
         self.shown_changed = Event()
         self.load_progressed = Event()
@@ -434,6 +442,7 @@ class Session:
         if volume is not None:
             presets = {"presets": self.presets} if self.presets else {}
             state.display = DisplayState(volume, image_order=self.image_order, **presets)
+            self._hang(state)
         if slot > len(self.shown):
             raise IndexError(f"slot {slot} would leave a gap: {len(self.shown)} shown")
         if slot == len(self.shown):
@@ -445,6 +454,25 @@ class Session:
             self.shown[slot] = state
         self.shown_changed.emit()
         return state
+
+    def _hang(self, state: SeriesState) -> None:
+        """Give a fresh display state the user's slab defaults and the hanging rule of its series (matched the first
+        time the series is shown, then kept: the window, slab and starting slice are applied at every show)."""
+        from viewer.core.hanging import apply_rule, series_text
+
+        display = state.display
+        if display is None:
+            return
+        state.times_shown += 1
+        if self.slab_defaults is not None:
+            display.set_slab_defaults(*self.slab_defaults)
+        if self.hanging is None:
+            return
+        if state.times_shown == 1:
+            modality = state.info.get("modality") or getattr(state.volume, "modality", "")
+            text = series_text(state.info, state.read_body_part())
+            state.hanging = self.hanging.match(modality, text, display.native_plane)
+        apply_rule(state.hanging, display)
 
     def hide(self, slot: int | None = None) -> None:
         """Stop showing ``slot`` (everything when None)."""

@@ -135,6 +135,8 @@ class SliceViewWidget(pg.GraphicsView):
         self.measures = ViewMeasurements(self)
         self.texts = ViewTextPainter()
         self.geometry_: PlaneGeometry | None = None
+        #: A display state of the view's own (the free view of the 2x2 layout); None: the viewer's.
+        self.own_state = None
         self.k: int | None = None
         self._dirty = True
         self._drag: DragDriver | None = None
@@ -158,8 +160,8 @@ class SliceViewWidget(pg.GraphicsView):
 
     @property
     def state(self):
-        """The viewer's :class:`~viewer.core.display.DisplayState` (None before a volume is shown)."""
-        return self.viewer.state
+        """The view's :class:`~viewer.core.display.DisplayState`: its own, else the viewer's (None: nothing)."""
+        return self.own_state if self.own_state is not None else self.viewer.state
 
     def attach(self) -> None:
         """(Re)bind to the viewer's current state: geometry, image, crosshair, measurements, fit."""

@@ -22,6 +22,7 @@ from viewer.qt.annotation import AnnotationController, SegmentsWidget
 from viewer.qt.compare import CompareController
 from viewer.qt.demo import DemoRunner
 from viewer.qt.findings_panel import FindingsWidget
+from viewer.qt.habits import ReadingHabits
 from viewer.qt.inference_lane import InferenceLane
 from viewer.qt.inference_panel import InferencePanelWidget
 from viewer.qt.key_routing import install_text_input_guard
@@ -134,6 +135,7 @@ class MainWindow(QMainWindow):
         window_chrome.build_menus(self)
         window_chrome.build_toolbar(self)
         self._connect()
+        self.habits = ReadingHabits(self)  # bindings, hanging protocols, the last slab (before the layout)
         window_chrome.restore_window_settings(self)
         install_text_input_guard(self)  # slice keys work in every panel; inputs keep theirs
         self._show_placeholder()
@@ -231,7 +233,6 @@ class MainWindow(QMainWindow):
                                      "F1 lists the keys.")
 
     # ---- opening ------------------------------------------------------------------------------------------------
-
     def open_demo(self) -> None:
         """Open the built-in sample study and run the built-in models on it."""
         self.demo.open()

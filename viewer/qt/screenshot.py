@@ -104,8 +104,8 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
     from viewer.core.session import series_info
     from viewer.core.windowing import parse_window
 
-    if layout not in ("1x1", "1x3"):
-        raise ValueError(f"unknown layout {layout!r}: use 1x1 or 1x3")
+    if layout not in ("1x1", "1x3", "2x2"):
+        raise ValueError(f"unknown layout {layout!r}: use 1x1, 1x3 or 2x2")
     parsed_window = parse_window(window) if window else None
     slab = _slab_arguments(slab_mm, projection)
     catalog = run_job(iter_scan([path]))
@@ -142,8 +142,8 @@ def render_screenshot(path: str, out: str, series: str | None = None, image_numb
         viewer.state.set_window(parsed_window, name)
     if slab is not None:
         viewer.state.set_slab(*slab)
-    width = VIEW_SIZE * (3 if layout == "1x3" else 1) + (4 if layout == "1x3" else 0)
-    viewer.resize(width, VIEW_SIZE)
+    columns, rows = {"1x1": (1, 1), "1x3": (3, 1), "2x2": (2, 2)}[layout]
+    viewer.resize(VIEW_SIZE * columns + 2 * (columns - 1), VIEW_SIZE * rows + 2 * (rows - 1))
     viewer.show()
     app.processEvents()
     viewer.fit()

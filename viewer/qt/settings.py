@@ -5,7 +5,10 @@ import json
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from viewer.core.bindings import Bindings, BindingsError
+from viewer.core.hanging import HangingProtocols, protocols_from_json
 from viewer.core.paths import user_data_dir
+from viewer.core.slab import DEFAULT_SLAB_MM, SLAB_MM_RANGE, Projection
 from viewer.core.windowing import CT_PRESETS, Preset
 
 MAX_RECENT = 10
@@ -43,7 +46,7 @@ class Settings:
     @property
     def layout(self) -> str:
         value = self._get("view/layout", "1x1", str)
-        return value if value in ("1x1", "1x3") else "1x1"
+        return value if value in ("1x1", "1x3", "2x2") else "1x1"
 
     @layout.setter
     def layout(self, value: str) -> None:
@@ -96,6 +99,56 @@ class Settings:
             return
         self.q.setValue("view/presets", json.dumps(
             [{"name": p.name, "label": p.label, "center": p.center, "width": p.width} for p in presets]))
+
+    @property
+    def slab(self) -> tuple[str, float]:
+        """The last slab projection (``mip``, ``minip``, ``avg``) and thickness in mm: what the slab key brings
+        back in a newly shown series."""
+        projection = self._get("view/slab_projection", "mip", str)
+        mm = self._get("view/slab_mm", DEFAULT_SLAB_MM, float)
+        if projection not in ("mip", "minip", "avg"):
+            projection = "mip"
+        if not SLAB_MM_RANGE[0] <= mm <= SLAB_MM_RANGE[1]:  # (NaN fails both)
+            mm = DEFAULT_SLAB_MM
+        return projection, mm
+
+    @slab.setter
+    def slab(self, value) -> None:
+        projection, mm = value
+        if Projection(projection) is not Projection.NONE:
+            self.q.setValue("view/slab_projection", Projection(projection).value)
+        self.q.setValue("view/slab_mm", float(mm))
+
+    # ---- habits: bindings and hanging protocols ----------------------------------------------------------------
+    def bindings(self) -> tuple[Bindings, str]:
+        """The user's key and mouse bindings, and "" - or, when the stored ones cannot be used, the defaults and
+        why (to show the user)."""
+        raw = self._get("habits/bindings", "", str)
+        if not raw:
+            return Bindings(), ""
+        try:
+            bindings = Bindings.from_json(raw)
+        except BindingsError as exc:
+            return Bindings(), f"Key and mouse bindings not used (defaults instead): {exc}"
+        return bindings, ""
+
+    def set_bindings(self, bindings: Bindings | None) -> None:
+        """Keep ``bindings`` (None: back to the defaults)."""
+        if bindings is None or bindings == Bindings():
+            self.q.remove("habits/bindings")
+        else:
+            self.q.setValue("habits/bindings", bindings.to_json())
+
+    def hanging_protocols(self) -> tuple[HangingProtocols, str]:
+        """The hanging-protocol table (:mod:`viewer.core.hanging`), and "" - or the defaults and why not."""
+        return protocols_from_json(self._get("habits/hanging_protocols", "", str))
+
+    def set_hanging_protocols(self, text: str | None) -> None:
+        """Keep the table's JSON ``text`` as the user wrote it (None or "": back to the defaults)."""
+        if text:
+            self.q.setValue("habits/hanging_protocols", str(text))
+        else:
+            self.q.remove("habits/hanging_protocols")
 
     # ---- files ----------------------------------------------------------------------------------------------------
     @property

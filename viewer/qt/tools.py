@@ -51,7 +51,7 @@ TOOLS: tuple[tuple[Tool, str, str, str], ...] = (
 
 #: The conventions, as (input, effect) rows grouped by section; OHIF / Horos / Slicer habits.
 SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("Mouse", (
+    ("Mouse (the defaults: View > Key and Mouse Bindings changes them; presets Slicer-like, PACS-like)", (
         ("Left drag", "Active tool (Window/Level by default)"),
         ("Middle drag  or  Shift + left drag", "Pan"),
         ("Right drag  or  Ctrl + left drag", "Zoom (drag up = in), around the point where the drag started"),
@@ -60,7 +60,7 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("Alt + left drag (Brush tool)", "Erase from the active segment"),
         ("Alt + click / drag (Fill, Polygon)", "Remove the region from the active segment instead"),
         ("Right click", "View menu: presets, tools, layout, reset"),
-        ("Double click", "Maximise this view / back to 1x3"),
+        ("Double click", "Maximise this view / back to 1x3 or 2x2"),
         ("Drag a series from the browser", "Open it in the viewer"),
         ("Click a series in the browser", "Open it (by keyboard: Ctrl + Up / Down, then Enter)"),
     )),
@@ -83,7 +83,8 @@ SHORTCUTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("F", "Fit image to view"),
         ("R", "Reset view: fit, default window, no inversion"),
         ("+  /  -", "Zoom in / out"),
-        ("Ctrl+1  /  Ctrl+3", "Layout 1x1 / 1x3 (axial, coronal, sagittal)"),
+        ("Ctrl+1  /  Ctrl+3  /  Ctrl+4", "Layout 1x1 / 1x3 (axial, coronal, sagittal) / 2x2 (those and a free "
+                                          "view: a 10 mm MIP of the axial plane)"),
         ("Ctrl+Shift+H", "Hide all panels (the image gets the whole window); again to bring them back"),
         ("X", "Show / hide the crosshair"),
     )),

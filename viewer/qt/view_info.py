@@ -54,9 +54,10 @@ def corner_texts(viewer: ViewerWidget, view: SliceViewWidget) -> dict[str, list[
     top_right = [PLANE_NAMES[view.plane] if oriented else "", " ".join(t for t in (se, series) if t),
                  info.get("modality", "")]
     n = geometry.n_slices
-    number = viewer.state.display_number(view.plane, k) if viewer.state is not None else k + 1
+    state = view.state  # the free view of 2x2 has its own (its slab, or another volume)
+    number = state.display_number(view.plane, k) if state is not None else k + 1
     bottom_left = [f"Im {number}/{n}"]
-    slab = viewer.state.slab_label(view.plane, k) if viewer.state is not None else ""
+    slab = state.slab_label(view.plane, k) if state is not None else ""
     if slab:  # right under the image number: nobody should take a slab for a single slice
         bottom_left.append(slab)
     if oriented:
@@ -64,7 +65,7 @@ def corner_texts(viewer: ViewerWidget, view: SliceViewWidget) -> dict[str, list[
     note = calibration_note(viewer.calibration())
     if note:
         bottom_left.append(note)
-    bottom_right = [window_text(viewer.state), f"Zoom {view.zoom() * 100:.0f}%"]
+    bottom_right = [window_text(state), f"Zoom {view.zoom() * 100:.0f}%"]
     if viewer.loading is not None:
         done, total = viewer.loading
         bottom_right.append(f"Loading {done}/{total}" if total else "Loading")
@@ -147,7 +148,8 @@ class CursorReadout:
             return
         if getattr(view, "geometry_", None) is not None:  # remembered in scene mm: the in-plane place stays put
             self._at = (view, view.geometry_.scene_from_index(index)[1:])
-        self.last, text = cursor_readout(viewer.state, index, viewer.value_unit(), viewer.has_orientation(),
+        state = getattr(view, "state", None) or viewer.state  # the free view's own slab is read out there
+        self.last, text = cursor_readout(state, index, viewer.value_unit(), viewer.has_orientation(),
                                          getattr(view, "plane", None))
         viewer.cursor_info.emit(text)
 

@@ -16,7 +16,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QColor
 
-from viewer.core.interaction import Modifiers, PointerButton, PointerDrag, PointerEvent, PointerPhase, ToolHandler
+from viewer.core.bindings import DEFAULT_MOUSE, DragOp, drag_operation
+from viewer.core.interaction import Modifiers, PointerDrag, PointerEvent, PointerPhase, ToolHandler
 from viewer.core.windowing import drag_window
 from viewer.qt.tools import Tool
 
@@ -26,28 +27,27 @@ if TYPE_CHECKING:  # pragma: no cover
 POLYGON_COLOUR = QColor(255, 220, 80, 230)
 POLYGON_Z = 210
 MEASURE_TOOLS = (Tool.LENGTH, Tool.ELLIPSE, Tool.RECTANGLE)
+#: Screen pixels of vertical drag per slice when a drag scrolls (the PACS-like left drag).
+SCROLL_PIXELS = 5.0
+_OP_TOOLS = {DragOp.WINDOW: Tool.WINDOW, DragOp.PAN: Tool.PAN, DragOp.ZOOM: Tool.ZOOM, DragOp.CROSSHAIR: Tool.CROSSHAIR}
 
 
-def drag_mode(press: PointerEvent, tool: Tool) -> Tool | None:
-    """The tool a drag starting with ``press`` uses: middle or Shift + left pans, right or Ctrl + left zooms, a
-    plain left drag uses the chosen ``tool``; None for other buttons."""
-    if press.button is PointerButton.MIDDLE:
-        return Tool.PAN
-    if press.button is PointerButton.RIGHT:
-        return Tool.ZOOM
-    if press.button is not PointerButton.LEFT:
-        return None
-    if Modifiers.SHIFT in press.modifiers:
-        return Tool.PAN
-    if Modifiers.CTRL in press.modifiers:
-        return Tool.ZOOM
-    return tool
+def drag_mode(press: PointerEvent, tool: Tool, mouse: dict[str, DragOp] = DEFAULT_MOUSE) -> Tool | DragOp | None:
+    """What a drag starting with ``press`` does under the ``mouse`` bindings (:mod:`viewer.core.bindings`; by
+    default middle or Shift + left pans, right or Ctrl + left zooms, a plain left drag uses the chosen ``tool``):
+    a tool, :attr:`DragOp.SCROLL`, or None for nothing."""
+    op = drag_operation(mouse, press.button, press.modifiers, default_tool=tool == Tool.WINDOW)
+    if op is DragOp.TOOL:
+        return tool
+    return DragOp.SCROLL if op is DragOp.SCROLL else _OP_TOOLS.get(op)
 
 
 def view_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag | None:
     """The drag generator for ``press`` in ``view`` (None when the drag does nothing)."""
-    mode = drag_mode(press, view.viewer.tool)
+    mode = drag_mode(press, view.viewer.tool, view.viewer.bindings.mouse)
     alt = Modifiers.ALT in press.modifiers
+    if mode is DragOp.SCROLL:
+        return scroll_drag(view, press)
     if mode == Tool.WINDOW:
         return window_drag(view, press)
     if mode == Tool.PAN:
@@ -72,6 +72,18 @@ def window_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
         event = yield
         dx, dy = event.pixel[0] - press.pixel[0], event.pixel[1] - press.pixel[1]
         view.state.set_window(drag_window(start, dx, dy), "custom")
+
+
+def scroll_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:
+    """Page through the slices: drag down = next images (as the Down key), one per :data:`SCROLL_PIXELS`."""
+    done = 0
+    while True:
+        event = yield
+        steps = int((event.pixel[1] - press.pixel[1]) / SCROLL_PIXELS)
+        if steps != done:
+            view.viewer.user_navigated = True
+            view.state.step_display(view.plane, steps - done)
+            done = steps
 
 
 def pan_drag(view: SliceViewWidget, press: PointerEvent) -> PointerDrag:

@@ -11,12 +11,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
+from viewer.core.bindings import ACTIONS_BY_ID
+from viewer.qt.layouts import LAYOUTS
 from viewer.qt.tools import TOOLS
 
 if TYPE_CHECKING:  # pragma: no cover
     from viewer.qt.viewer_widget import ViewerWidget
 
-LAYOUTS = ("1x1", "1x3")
 PAGE_STEP = 10
 #: Actions whose keys work whatever panel of the window has focus (inputs keep their own keys: see
 #: :mod:`viewer.qt.key_routing`); the window preset actions (number keys) too. The others (tools, Space, Delete,
@@ -48,14 +49,41 @@ def bind_state(viewer: ViewerWidget, state, connect: bool = True) -> None:
             event.disconnect(slot)
 
 
+def binding_id(key: str, viewer: ViewerWidget) -> str:
+    """The id in the binding table (:mod:`viewer.core.bindings`) of action ``key``: itself, or for a window preset
+    ``preset_<n>`` by its number key."""
+    if key.startswith("preset_"):
+        for number, action in enumerate(viewer.preset_actions, start=1):
+            if viewer.actions.get(key) is action:
+                return f"preset_{number}"
+    return key
+
+
+def set_keys(action: QAction, shortcuts) -> None:
+    """Give ``action`` these keys (a key text, a list of them, or none)."""
+    if isinstance(shortcuts, (str, QKeySequence)):
+        shortcuts = [shortcuts]
+    action.setShortcuts([QKeySequence(s) for s in shortcuts or ()])
+
+
+def apply_key_bindings(viewer: ViewerWidget) -> None:
+    """Set every viewer action's keys from ``viewer.bindings`` (after the user changed them)."""
+    for key, action in viewer.actions.items():
+        bid = binding_id(key, viewer)
+        if bid in ACTIONS_BY_ID:
+            set_keys(action, viewer.bindings.keys_of(bid))
+
+
 def add_action(viewer: ViewerWidget, key: str, text: str, shortcuts, slot, checkable: bool = False) -> QAction:
-    """A new action of ``viewer`` under ``key``: its keys live in the whole window for the navigation actions
+    """A new action of ``viewer`` under ``key``: its keys come from the viewer's binding table when it has the
+    action (``shortcuts`` otherwise), and live in the whole window for the navigation actions
     (:data:`WINDOW_WIDE_ACTIONS`, presets), in the viewer otherwise."""
     action = QAction(text, viewer)
-    if shortcuts:
-        if isinstance(shortcuts, (str, QKeySequence)):
-            shortcuts = [shortcuts]
-        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+    if key.startswith("preset_"):  # ``shortcuts`` is its number: preset 1 is bound as "preset_1"
+        shortcuts = viewer.bindings.keys_of(f"preset_{shortcuts}") if shortcuts else ()
+    elif key in ACTIONS_BY_ID:
+        shortcuts = viewer.bindings.keys_of(key)
+    set_keys(action, shortcuts)
     window_wide = key in WINDOW_WIDE_ACTIONS or key.startswith("preset_")
     action.setShortcutContext(Qt.ShortcutContext.WindowShortcut if window_wide
                               else Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -98,7 +126,7 @@ def build_actions(viewer: ViewerWidget) -> None:
     a("slab_thinner", "Thinner slab", ",", on_state(v, "step_slab", -1))
     group = QActionGroup(v)
     for name in LAYOUTS:
-        group.addAction(a(f"layout_{name}", f"Layout {name}", f"Ctrl+{name[-1]}",
+        group.addAction(a(f"layout_{name}", f"Layout {name}", None,
                           lambda _=False, n=name: v.set_layout(n), checkable=True))
     tools = QActionGroup(v)
     for tool, label, key, tip in TOOLS:
@@ -120,7 +148,7 @@ def build_preset_actions(viewer: ViewerWidget) -> None:
     for number, preset in enumerate(viewer.presets, start=1):
         action = add_action(viewer, f"preset_{preset.name}",
                             f"{preset.label}  (W {preset.width:g} L {preset.center:g})",
-                            str(number) if number <= 9 else None,
+                            str(number) if number <= 9 else None,  # its number in the binding table
                             on_state(viewer, "apply_preset", number))
         viewer.preset_actions.append(action)
 
@@ -141,7 +169,7 @@ def context_menu(viewer: ViewerWidget) -> QMenu:
     for key in SLAB_ACTIONS:
         slab.addAction(viewer.actions[key])
     menu.addSeparator()
-    for key in ("layout_1x1", "layout_1x3", "crosshair", "fit", "reset", "cine"):
+    for key in ("layout_1x1", "layout_1x3", "layout_2x2", "crosshair", "fit", "reset", "cine"):
         menu.addAction(viewer.actions[key])
     if viewer.selected_measurement_id is not None:
         menu.addSeparator()

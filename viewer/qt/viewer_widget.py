@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QMenu, QWidget
+from PySide6.QtWidgets import QMenu, QWidget
 
+from viewer.core.bindings import Bindings
 from viewer.core.display import DisplayState, ImageOrder
 from viewer.core.interaction import ToolHandler
 from viewer.core.measure import Measurement, evaluate
@@ -14,16 +15,18 @@ from viewer.core.windowing import CT_PRESETS, Preset
 from viewer.qt.canvas import SliceViewWidget
 from viewer.qt.cine import CinePlayer
 from viewer.qt.layers import ViewLayer
+from viewer.qt.layouts import LAYOUTS, ViewGrid
 from viewer.qt.tools import EDIT_TOOLS, PAINT_TOOLS, Tool
 from viewer.qt.view_info import CursorReadout, corner_texts, window_text
-from viewer.qt.viewer_actions import LAYOUTS, bind_state, build_actions, build_preset_actions, context_menu
+from viewer.qt.viewer_actions import bind_state, build_actions, build_preset_actions, context_menu
 
 BRUSH_RADIUS_MM = (0.5, 50.0)  # smallest and largest brush radius
 BRUSH_STEP = 1.25  # one press of [ or ] scales the brush by this
 
 
 class ViewerWidget(QWidget):
-    """Shows a volume in 1x1 (its acquisition plane, or the maximised view) or 1x3 (axial, coronal, sagittal).
+    """Shows a volume in 1x1 (its acquisition plane, or the maximised view), 1x3 (axial, coronal, sagittal) or
+    2x2 (those and the free view: see :mod:`viewer.qt.layouts`).
 
     All views share one :class:`~viewer.core.display.DisplayState`: scrolling in one view moves the linked point,
     which moves the crosshair in the others. Keyboard actions (see :mod:`viewer.qt.tools`) act on the active view
@@ -93,14 +96,15 @@ class ViewerWidget(QWidget):
         #: window's :class:`~viewer.qt.annotation.AnnotationController`; None: they do nothing.
         self.tool_handler: ToolHandler | None = None
         self.readout = CursorReadout(self)
+        #: The user's key and mouse bindings (:mod:`viewer.core.bindings`; the main window sets the saved ones).
+        self.bindings = Bindings()
         self.views = {plane: SliceViewWidget(plane, self) for plane in Plane}
         self._active = self.views[Plane.AXIAL]
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
         for view in self.views.values():
-            layout.addWidget(view, 1)  # equal widths in 1x3
             view.cursor_moved.connect(self._on_cursor_moved)
+        #: The grid of views (1x1, 1x3, 2x2) and the free view of 2x2 (:mod:`viewer.qt.layouts`).
+        self.grid = ViewGrid(self)
+        self.free = self.grid.free
         self.setStyleSheet("QWidget#viewer { background: #101012; }")
         self.actions: dict[str, QAction] = {}
         self.preset_actions: list[QAction] = []
@@ -147,7 +151,8 @@ class ViewerWidget(QWidget):
             file_rate = getattr(volume, "frame_rate", None)
             self.cine.use_fps(file_rate if file_rate else self.cine.user_fps)
         self.set_layout(self.layout_name)
-        for view in self.views.values():
+        self.free.follow(self.state)
+        for view in self.all_views():
             view.attach()
             view.sync_measurements()
         self._active = self.views[self.primary_plane]
@@ -162,7 +167,7 @@ class ViewerWidget(QWidget):
 
     def _redraw_images(self) -> None:
         """The pixels changed (window, loading): redraw the shown views' images, the hidden ones when shown."""
-        for view in self.views.values():
+        for view in self.all_views():
             if view.isHidden():
                 view._dirty = True
             else:
@@ -187,9 +192,13 @@ class ViewerWidget(QWidget):
     # ------------------------------------------------------------------------------------------------------------
     # views and layout
     # ------------------------------------------------------------------------------------------------------------
+    def all_views(self) -> list[SliceViewWidget]:
+        """The three plane views and the free view of 2x2, shown or not."""
+        return self.grid.all_views()
+
     def visible_views(self) -> list[SliceViewWidget]:
         """Views currently shown."""
-        return [v for v in self.views.values() if not v.isHidden()]
+        return [v for v in self.all_views() if not v.isHidden()]
 
     @property
     def active_view(self) -> SliceViewWidget:
@@ -205,24 +214,24 @@ class ViewerWidget(QWidget):
 
     def is_active_view(self, view: SliceViewWidget) -> bool:
         """True for the active view when several are shown (it gets a coloured frame)."""
-        return self.show_active_frame and self.layout_name == "1x3" and view is self._active
+        return self.show_active_frame and self.layout_name != "1x1" and view is self._active
 
     @property
     def crosshair_visible(self) -> bool:
-        """Crosshair lines are drawn in 1x3, or in 1x1 with the crosshair tool."""
-        return self.crosshair_enabled and (self.layout_name == "1x3" or self.tool == Tool.CROSSHAIR)
+        """Crosshair lines are drawn in 1x3 and 2x2, or in 1x1 with the crosshair tool."""
+        return self.crosshair_enabled and (self.layout_name != "1x1" or self.tool == Tool.CROSSHAIR)
 
     def set_layout(self, name: str, plane: Plane | str | None = None) -> None:
-        """``"1x1"`` (one plane, the acquisition plane unless ``plane`` is given) or ``"1x3"``."""
+        """``"1x1"`` (one plane, the acquisition plane unless ``plane`` is given), ``"1x3"`` or ``"2x2"``."""
         if name not in LAYOUTS:
-            raise ValueError(f"unknown layout {name!r}: use 1x1 or 1x3")
+            raise ValueError(f"unknown layout {name!r}: use 1x1, 1x3 or 2x2")
         if plane is not None:
             self.primary_plane = Plane(plane)
+            self.grid.single = None
         self.layout_name = name
-        for p, view in self.views.items():
-            view.setVisible(name == "1x3" or p == self.primary_plane)
+        self.grid.apply(name)
         if name == "1x1":
-            self._active = self.views[self.primary_plane]
+            self._active = self.grid.single or self.views[self.primary_plane]
         for view in self.visible_views():
             view.refresh()
         action = self.actions.get(f"layout_{name}")
@@ -231,16 +240,12 @@ class ViewerWidget(QWidget):
         self.layout_changed.emit(name)
 
     def toggle_maximized(self, view: SliceViewWidget) -> None:
-        """Double click: 1x3 -> this view alone; 1x1 -> back to 1x3."""
-        if self.layout_name == "1x3":
-            self.set_layout("1x1", view.plane)
-        else:
-            self.set_layout("1x3")
-            self._active = view
+        """Double click: 1x3 or 2x2 -> this view alone; 1x1 -> back."""
+        self.grid.toggle(view)
 
     def fit(self) -> None:
         """Fit the image in every view."""
-        for view in self.views.values():
+        for view in self.all_views():
             view.fit()
 
     def reset_view(self) -> None:
@@ -252,13 +257,13 @@ class ViewerWidget(QWidget):
 
     def set_smooth(self, smooth: bool) -> None:
         """Bilinear (True) or nearest-neighbour display of enlarged pixels."""
-        for view in self.views.values():
+        for view in self.all_views():
             view.image_item.smooth = bool(smooth)
             view.image_item.update()
 
     def grab_views(self) -> QPixmap:
         """A picture of the visible views, as on screen (in still quality)."""
-        for view in self.views.values():
+        for view in self.all_views():
             view.draw_still()
         return self.grab()
 
@@ -266,7 +271,7 @@ class ViewerWidget(QWidget):
     # state reactions
     # ------------------------------------------------------------------------------------------------------------
     def _on_position_changed(self, _position) -> None:
-        for view in self.views.values():
+        for view in self.all_views():
             view.refresh()
         self.readout.follow_slice()
         self.position_changed.emit()
@@ -310,7 +315,7 @@ class ViewerWidget(QWidget):
             action.setChecked(True)
         cursor = Qt.CursorShape.CrossCursor if self.tool not in (Tool.WINDOW, Tool.PAN, Tool.ZOOM) else (
             Qt.CursorShape.OpenHandCursor if self.tool == Tool.PAN else Qt.CursorShape.ArrowCursor)
-        for view in self.views.values():
+        for view in self.all_views():
             view.viewport().setCursor(cursor)
             view.update_crosshair()
             view.update_brush_cursor()
@@ -324,7 +329,7 @@ class ViewerWidget(QWidget):
 
     def cancel(self) -> None:
         """Esc: drop a polygon being drawn and the measurement selection."""
-        for view in self.views.values():
+        for view in self.all_views():
             view.cancel_polygon()
         self.select_measurement(None, jump=False)
 
@@ -337,7 +342,7 @@ class ViewerWidget(QWidget):
         """Brush radius in mm (clamped to 0.5..50); the round cursor follows."""
         lo, hi = BRUSH_RADIUS_MM
         self.brush_radius_mm = float(min(hi, max(lo, radius_mm)))
-        for view in self.views.values():
+        for view in self.all_views():
             view.update_brush_cursor()
         self.brush_changed.emit(self.brush_radius_mm)
 
@@ -375,7 +380,7 @@ class ViewerWidget(QWidget):
     def toggle_crosshair(self) -> None:
         """Show or hide the crosshair lines."""
         self.crosshair_enabled = not self.crosshair_enabled
-        for view in self.views.values():
+        for view in self.all_views():
             view.update_crosshair()
 
     # ---- cine (see viewer.qt.cine) ------------------------------------------------------------------------------
@@ -445,7 +450,7 @@ class ViewerWidget(QWidget):
         if len(self.measurements) != before:
             if self.selected_measurement_id == measurement_id:
                 self.selected_measurement_id = None
-            for view in self.views.values():
+            for view in self.all_views():
                 view.sync_measurements()
             self.measurements_changed.emit()
 
@@ -470,7 +475,7 @@ class ViewerWidget(QWidget):
                 self.set_layout("1x1", plane)
             self.state.set_slice(plane, m.slice_index)
         if changed:
-            for view in self.views.values():
+            for view in self.all_views():
                 view.sync_measurements()
             self.measurement_selected.emit(measurement_id)
 
@@ -481,7 +486,7 @@ class ViewerWidget(QWidget):
             return
         self.state.set_position(xyz)
         if centre:
-            for view in self.views.values():
+            for view in self.all_views():
                 view.centre_on(self.state.position)
 
     def _sync_plane(self, plane: str) -> None:
@@ -493,7 +498,7 @@ class ViewerWidget(QWidget):
     def add_layer(self, layer: ViewLayer) -> None:
         """Draw ``layer`` in every view from now on."""
         self.layers.append(layer)
-        for view in self.views.values():
+        for view in self.all_views():
             layer.attach(view)
             layer.refresh(view, view.geometry_, view.k if view.k is not None else 0)
 
@@ -501,7 +506,7 @@ class ViewerWidget(QWidget):
         """Stop drawing ``layer``."""
         if layer in self.layers:
             self.layers.remove(layer)
-            for view in self.views.values():
+            for view in self.all_views():
                 layer.detach(view)
 
     # ------------------------------------------------------------------------------------------------------------

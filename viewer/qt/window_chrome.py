@@ -153,7 +153,7 @@ def build_menus(window) -> None:
     edit_menu.addAction(window.annotation.provenance_action)
 
     view_menu = bar.addMenu("&View")
-    for key in ("layout_1x1", "layout_1x3"):
+    for key in ("layout_1x1", "layout_1x3", "layout_2x2"):
         view_menu.addAction(va[key])
     view_menu.addAction(va["crosshair"])
     view_menu.addSeparator()
@@ -247,7 +247,7 @@ def build_toolbar(window) -> None:
     window.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
     tb.addAction(window.action_open_folder)
     tb.addSeparator()
-    for key, text in (("layout_1x1", "1x1"), ("layout_1x3", "1x3")):
+    for key, text in (("layout_1x1", "1x1"), ("layout_1x3", "1x3"), ("layout_2x2", "2x2")):
         action = va[key]
         action.setIconText(text)
         tb.addAction(action)
