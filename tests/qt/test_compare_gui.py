@@ -92,6 +92,18 @@ def test_compare_shows_the_prior_beside_and_scrolls_with_it(main_window, qtbot, 
     assert len(prior.visible_views()) == 3
     window.viewer.set_layout("1x1")
     assert len(prior.visible_views()) == 1
+    # 2x2: the prior takes the free view (bottom right), linked the same way; its corner text is its own
+    window.viewer.set_layout("2x2")
+    free = window.viewer.free.view
+    assert not window.compare.panel.isVisible() and free.isVisible()
+    assert free.state is prior.state
+    from viewer.qt.view_info import corner_texts
+
+    assert "1999-01-01" in corner_texts(window.viewer, free)["top-left"]
+    current.step(Plane.AXIAL, 4)
+    assert abs(free.state.position_lps[2] - current.position_lps[2]) <= 1.25 + 1e-6
+    window.viewer.set_layout("1x1")
+    assert window.compare.panel.isVisible() and free.state is not prior.state
 
 
 def test_registration_finds_the_shift_and_the_views_follow_it(main_window, qtbot, lidc_dir_module, lidc_prior_dir):

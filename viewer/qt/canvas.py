@@ -135,8 +135,10 @@ class SliceViewWidget(pg.GraphicsView):
         self.measures = ViewMeasurements(self)
         self.texts = ViewTextPainter()
         self.geometry_: PlaneGeometry | None = None
-        #: A display state of the view's own (the free view of the 2x2 layout); None: the viewer's.
+        #: A display state of the view's own (the free view of the 2x2 layout) and, when it shows another series
+        #: (a prior), that series' corner-text info; None: the viewer's.
         self.own_state = None
+        self.own_info: dict | None = None
         self.k: int | None = None
         self._dirty = True
         self._drag: DragDriver | None = None
@@ -162,6 +164,12 @@ class SliceViewWidget(pg.GraphicsView):
     def state(self):
         """The view's :class:`~viewer.core.display.DisplayState`: its own, else the viewer's (None: nothing)."""
         return self.own_state if self.own_state is not None else self.viewer.state
+
+    @property
+    def shows_viewer_volume(self) -> bool:
+        """False while the view shows another volume (a prior in the free view): the viewer's overlays and
+        measurements are not drawn on it."""
+        return self.own_state is None or self.own_state.volume is self.viewer.volume
 
     def attach(self) -> None:
         """(Re)bind to the viewer's current state: geometry, image, crosshair, measurements, fit."""

@@ -32,8 +32,9 @@ def describe_series(series, study=None) -> str:
 
 
 class PriorPanel(QWidget):
-    """The prior's side: a caption bar (what is shown, the registration, Register / Reset / Swap / Close) over a
-    passive :class:`ViewerWidget` whose window-wide keys are off (they drive the main viewer)."""
+    """The prior's side: a caption bar (what is shown; the comparison's :attr:`controls`: the registration, Register
+    / Reset / Swap / Close) over a passive :class:`ViewerWidget` whose window-wide keys are off (they drive the
+    main viewer)."""
 
     def __init__(self, presets, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -44,27 +45,31 @@ class PriorPanel(QWidget):
             if key in WINDOW_WIDE_ACTIONS or key.startswith("preset_"):
                 action.setShortcuts([])  # one owner per key in the window: the main viewer
         self.caption = caption_label("prior-caption")
-        self.transform_label = QLabel(self)
+        self.controls = QWidget(self)
+        self.transform_label = QLabel(self.controls)
         self.transform_label.setObjectName("prior-transform")
         self.buttons: dict[str, QToolButton] = {}
-        bar = QHBoxLayout()
-        bar.setContentsMargins(6, 2, 6, 2)
-        bar.setSpacing(8)
-        bar.addWidget(self.caption, 1)
-        bar.addWidget(self.transform_label)
+        row = QHBoxLayout(self.controls)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)
+        row.addWidget(self.transform_label)
         for key, text, tip in (("register", "Register", "Align the prior to the current study (rigid, lungs)"),
                                ("reset", "Reset", "Forget the registration: align by table position"),
                                ("swap", "Swap", "Show the prior as the main study and the current here"),
                                ("close", "Close", "Stop comparing")):
-            button = QToolButton(self)
+            button = QToolButton(self.controls)
             button.setText(text)
             button.setToolTip(tip)
-            bar.addWidget(button)
+            row.addWidget(button)
             self.buttons[key] = button
+        self.bar = QHBoxLayout()
+        self.bar.setContentsMargins(6, 2, 6, 2)
+        self.bar.addWidget(self.caption, 1)
+        self.bar.addWidget(self.controls)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
-        column.addLayout(bar)
+        column.addLayout(self.bar)
         column.addWidget(self.viewer, 1)
 
 
@@ -128,6 +133,7 @@ class CompareController(QObject):
         self._load_job: JobHandle | None = None
         self._register_job: JobHandle | None = None
         self._syncing_range = False
+        self._free_shows_prior = False  # 2x2: the prior is in the main viewer's free view
         #: (main key, prior key): compare once that main series is shown (after a swap)
         self._pending_compare: tuple[str, str] | None = None
         self.session.shown_changed.connect(self._on_shown_changed)
@@ -181,8 +187,7 @@ class CompareController(QObject):
         series, study = self._series_and_study(key)
         panel = self._ensure_panel()
         panel.caption.setText(f"Prior: {describe_series(series, study)}")
-        current = self.session.current
-        self.current_caption.setText(f"Current: {describe_series(*self._series_and_study(current.key))}")
+        self.current_caption.setText(self._current_text())
         panel.viewer.set_volume(volume, dict(state.info), state.measurements, state=state.display)
         self._draw_results(state)
         self.prior_key = key
@@ -205,11 +210,19 @@ class CompareController(QObject):
             elif kept.task == "segmentation":
                 viewer.add_layer(SegmentationLayer(kept.result, kept.model_name))
 
+    def _current_text(self) -> str:
+        current = self.session.current
+        return f"Current: {describe_series(*self._series_and_study(current.key))}" if current is not None else ""
+
     def close(self) -> None:
         """Stop comparing: the prior side goes, the main viewer takes the whole width."""
         self.cancel()
         self._unlink()
         if self.panel is not None:
+            if self._free_shows_prior:
+                self.window.viewer.free.show_state(None)
+                self._free_shows_prior = False
+            self.panel.bar.addWidget(self.panel.controls)
             self.panel.viewer.set_volume(None)
             self.panel.hide()
             self.current_bar.hide()
@@ -310,10 +323,24 @@ class CompareController(QObject):
             self._relink()
 
     def _follow_layout(self, name: str) -> None:
-        """The prior shows what the main viewer shows: one plane (1x2 in all) or three (2x3)."""
-        if self.panel is not None and self.active:
-            main = self.window.viewer
+        """The prior shows what the main viewer shows: one plane (1x2 in all) or three (2x3); in 2x2 it takes the
+        free view (bottom right) and the current side takes the whole width."""
+        if self.panel is None or not self.active or len(self.session.shown) < 2:
+            return
+        main, prior = self.window.viewer, self.session.shown[1]
+        in_free = name == "2x2"
+        self.panel.setVisible(not in_free)
+        target_bar = self.current_bar.layout() if in_free else self.panel.bar
+        target_bar.addWidget(self.panel.controls)  # the controls go where a bar is shown
+        if in_free:
+            main.free.show_state(prior.display, Plane.AXIAL, linked=False, info=dict(prior.info))
+            self.current_caption.setText(f"{self._current_text()}   ·   bottom right: {self.panel.caption.text()}")
+        else:
+            if main.free.view.own_info is not None:
+                main.free.show_state(None)
+            self.current_caption.setText(self._current_text())
             self.panel.viewer.set_layout(name, main.primary_plane)
+        self._free_shows_prior = in_free
 
     def _sync_range(self, plane: Plane, from_main: bool) -> None:
         """Zoom and pan follow: the other side shows the same field of view (mm) around the same anatomy."""

@@ -42,7 +42,9 @@ class ViewLayer:
 
     # ---- used by the views -----------------------------------------------------------------------------------
     def attach(self, view) -> None:
-        """Create the items for ``view`` and add them to its view box."""
+        """Create the items for ``view`` and add them to its view box (none on a view showing another volume)."""
+        if not getattr(view, "shows_viewer_volume", True):
+            return
         items = self.create_items(view)
         for item in items:
             item.setZValue(self.z)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QGridLayout
 
 from viewer.core.display import DisplayState
+from viewer.core.linked_display import LinkedDisplays
 from viewer.core.reformat import Plane
 from viewer.core.slab import DEFAULT_SLAB_MM, Projection
 from viewer.qt.canvas import SliceViewWidget
@@ -47,7 +48,8 @@ class FreeViewSlot:
         self.projection = Projection.MIP
         self.slab_mm = DEFAULT_SLAB_MM
         self._custom = False  # True: a state put by show_state (kept while the viewer's volume changes)
-        self._syncing = False
+        self._linked = True  # False: whoever put the custom state links it
+        self.link: LinkedDisplays | None = None
 
     def follow(self, source: DisplayState | None) -> None:
         """The viewer shows ``source`` now: link to it and, unless other content was put here, show its volume's
@@ -58,63 +60,48 @@ class FreeViewSlot:
             if source is not None:
                 state = DisplayState(source.volume, source.presets, source.image_order)
                 state.set_slab(self.projection, self.slab_mm)
-        self._bind(source, state)
+        self._bind(source, state, self._linked or not self._custom)
 
-    def show_state(self, state: DisplayState | None, plane: Plane | str = Plane.AXIAL) -> None:
+    def show_state(self, state: DisplayState | None, plane: Plane | str = Plane.AXIAL, linked: bool = True,
+                   info: dict | None = None) -> None:
         """Show ``state`` (e.g. a prior study's volume) in ``plane``, linked to the viewer's by LPS position and
-        window; None goes back to the default slab of the viewer's volume."""
-        self._custom = state is not None
+        window; ``linked=False`` leaves the linking to the caller (a comparison links a prior through its
+        registration); ``info`` is its series' corner text. None goes back to the default slab of the viewer's
+        volume. The viewer's overlays and measurements are drawn here only while it shows the viewer's volume."""
+        self._custom, self._linked = state is not None, linked
         self.view.plane = Plane(plane)
+        self.view.own_info = info if state is not None else None
+        for layer in self.viewer.layers:
+            layer.detach(self.view)
         if state is None:
             self.follow(self.source)
         else:
-            self._bind(self.source, state)
+            self._bind(self.source, state, linked)
+        for layer in self.viewer.layers:
+            layer.attach(self.view)
         self.view.attach()
 
-    def _bind(self, source: DisplayState | None, state: DisplayState | None) -> None:
-        self._link(False)
+    def _bind(self, source: DisplayState | None, state: DisplayState | None, linked: bool = True) -> None:
+        self._watch(False)
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         self.source, self.state = source, state
         self.view.own_state = state
-        self._link(True)
-        if source is not None and state is not None:
-            self._from_source_window()
-            self._from_source_position()
+        if linked and source is not None and state is not None:
+            self.link = LinkedDisplays(source, state)  # the same volume or frame of reference: LPS is the link
+        self._watch(True)
 
-    def _link(self, connect: bool) -> None:
-        if self.source is None or self.state is None:
+    def _watch(self, connect: bool) -> None:
+        """Redraw the free view when its own state changes (the viewer redraws the other views)."""
+        if self.state is None:
             return
-        pairs = ((self.source.position_changed, self._from_source_position),
-                 (self.source.window_changed, self._from_source_window),
-                 (self.state.position_changed, self._from_own_position),
-                 (self.state.window_changed, self._from_own_window),
-                 (self.state.slab_changed, self._redraw))
-        for event, slot in pairs:
+        for event, slot in ((self.state.position_changed, self._moved), (self.state.window_changed, self._redraw),
+                            (self.state.slab_changed, self._redraw)):
             event.connect(slot) if connect else event.disconnect(slot)
 
-    def _sync(self, action) -> None:
-        if not self._syncing:
-            self._syncing = True
-            try:
-                action()
-            finally:
-                self._syncing = False
-
-    def _from_source_position(self, *_args) -> None:
-        self._sync(lambda: self.state.set_position_lps(self.source.position_lps))
-
-    def _from_own_position(self, *_args) -> None:
+    def _moved(self, *_args) -> None:
         self.view.refresh()
-        self._sync(lambda: self.source.set_position_lps(self.state.position_lps))
-
-    def _from_source_window(self, *_args) -> None:
-        def copy():
-            self.state.set_window(self.source.window, self.source.window_name)
-            self.state.set_invert(self.source.invert)
-        self._sync(copy)
-
-    def _from_own_window(self, *_args) -> None:
-        self._redraw()
-        self._sync(lambda: self.source.set_window(self.state.window, self.state.window_name))
 
     def _redraw(self, *_args) -> None:
         if self.view.isHidden():

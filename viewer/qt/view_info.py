@@ -42,7 +42,7 @@ def corner_texts(viewer: ViewerWidget, view: SliceViewWidget) -> dict[str, list[
     """The four corner texts of ``view``: patient and study top left, plane and series top right, image number,
     slab (``MIP 10 mm (4 im)`` while one is shown), location and spacing bottom left, window, zoom, loading and cine
     bottom right."""
-    info = viewer.info
+    info = view.own_info if view.own_info is not None else viewer.info
     geometry = view.geometry_
     k = view.k if view.k is not None else 0
     top_left = [info.get("patient_name", ""), info.get("patient_id", ""),

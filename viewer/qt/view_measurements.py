@@ -57,7 +57,7 @@ class ViewMeasurements:
         if view.state is None or view.geometry_ is None:
             return
         viewer = view.viewer
-        wanted = {m.id: m for m in viewer.measurements if m.plane == view.plane.value}
+        wanted = {m.id: m for m in viewer.measurements if m.plane == view.plane.value and view.shows_viewer_volume}
         for measurement_id in [i for i in self.graphics if i not in wanted]:
             self._remove(measurement_id)
         for measurement_id, m in wanted.items():
