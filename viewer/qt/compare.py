@@ -130,6 +130,7 @@ class CompareController(QObject):
         #: register as soon as a prior is shown (tests turn it off to see table position first)
         self.auto_register = True
         self._registrations: dict[tuple[str, str], object] = {}  # (current, prior) -> result, for this session
+        self._cache = None  # RegistrationCache (on disk), made on first use
         self._load_job: JobHandle | None = None
         self._register_job: JobHandle | None = None
         self._syncing_range = False
@@ -374,13 +375,16 @@ class CompareController(QObject):
         if not force and pair in self._registrations:
             self._apply_registration(pair, self._registrations[pair])
             return
-        from viewer.core.followup.registration import register_series
+        from viewer.core.followup.cache import RegistrationCache, default_cache_dir
+        from viewer.core.followup.registration import register
 
-        fixed, moving = current.volume, self.link.prior.volume
+        if self._cache is None:
+            self._cache = RegistrationCache(default_cache_dir())  # the same pair opens registered next time
+        fixed, moving, cache = current.volume, self.link.prior.volume, None if force else self._cache
         if not (getattr(fixed, "complete", True) and getattr(moving, "complete", True)):
             self.status_message.emit("Registration waits until both series are loaded")
             return
-        job = start_job(lambda token: register_series(fixed, moving, cancel=token), "register", parent=self)
+        job = start_job(lambda token: register(moving, fixed, cancel=token, cache=cache), "register", parent=self)
         status = self.window.job_status
         job.progressed.connect(status.show_progress)
         job.finished.connect(lambda result, p=pair, j=job: j is self._register_job and self._registered(p, result))
