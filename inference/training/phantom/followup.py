@@ -112,7 +112,7 @@ def _resample(image: np.ndarray, spacing, origin, current_to_prior: np.ndarray, 
     transform = sitk.AffineTransform(3)
     transform.SetMatrix(tuple(float(v) for v in current_to_prior[:3, :3].ravel()))
     transform.SetTranslation(tuple(float(v) for v in current_to_prior[:3, 3]))
-    out = sitk.Resample(itk, itk, transform, sitk.sitkLinear if linear else sitk.sitkNearestNeighbor, fill,
+    out = sitk.Resample(itk, itk, transform, sitk.sitkBSpline if linear else sitk.sitkNearestNeighbor, fill,
                         itk.GetPixelID())
     return sitk.GetArrayFromImage(out)
 
