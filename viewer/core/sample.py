@@ -61,12 +61,15 @@ def _write_study(out_dir: Path, phantom, seed: int, days: int = 0) -> Path:
     return dicom_dir
 
 
-def write_followup_study(out_dir: str | Path, seed: int = 0, days: int = 365) -> tuple[Path, Path]:
+def write_followup_study(out_dir: str | Path, seed: int = 0, days: int = 365, *,
+                         shape: tuple[int, int, int] | None = None,
+                         spacing: tuple[float, float, float] | None = None) -> tuple[Path, Path]:
     """Write the sample study of ``seed`` (as :func:`write_sample_study`) and its follow-up ``days`` later.
 
     The follow-up is the same patient (PatientID, name) in a new study (new UIDs, StudyDate ``days`` later), made
     by :func:`inference.training.phantom.followup.generate_followup`; its ground truth adds ``followup.json``
     (the true motion as ``current_to_prior``, and per nodule the ids in both studies, volumes, diameters, VDTs).
+    ``shape``/``spacing`` give a coarser grid (tests); the default is the sample study's.
 
     Returns
     -------
@@ -76,7 +79,8 @@ def write_followup_study(out_dir: str | Path, seed: int = 0, days: int = 365) ->
     from inference.training.phantom.followup import generate_followup
 
     out_dir = Path(out_dir)
-    pair = generate_followup(seed, days)
+    grid = {k: v for k, v in (("shape", shape), ("spacing", spacing)) if v is not None}
+    pair = generate_followup(seed, days, **grid)
     prior_dir = _write_study(out_dir, pair.prior, seed)
     current_dir = _write_study(out_dir / "followup", pair.current, seed, pair.days)
     (out_dir / "followup" / "ground_truth" / "followup.json").write_text(json.dumps(pair.truth, indent=2))
