@@ -26,7 +26,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from inference.training.phantom import PHANTOM_VERSION, generate_phantom, save_ground_truth
+from inference.training.phantom import (
+    DEFAULT_SHAPE,
+    DEFAULT_SPACING,
+    PHANTOM_VERSION,
+    generate_phantom,
+    save_ground_truth,
+)
 from viewer.core.dicom.synthetic import write_series
 from viewer.core.paths import user_cache_dir
 
@@ -79,8 +85,7 @@ def write_followup_study(out_dir: str | Path, seed: int = 0, days: int = 365, *,
     from inference.training.phantom.followup import generate_followup
 
     out_dir = Path(out_dir)
-    grid = {k: v for k, v in (("shape", shape), ("spacing", spacing)) if v is not None}
-    pair = generate_followup(seed, days, **grid)
+    pair = generate_followup(seed, days, shape or DEFAULT_SHAPE, spacing or DEFAULT_SPACING)
     prior_dir = _write_study(out_dir, pair.prior, seed)
     current_dir = _write_study(out_dir / "followup", pair.current, seed, pair.days)
     (out_dir / "followup" / "ground_truth" / "followup.json").write_text(json.dumps(pair.truth, indent=2))

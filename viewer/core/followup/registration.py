@@ -247,7 +247,7 @@ def register(prior: Any, current: Any, *, options: RegistrationOptions | None = 
         for level, (fixed, moving) in enumerate(zip(fixed_levels, moving_levels)):
             step = max(1.0, options.levels_mm[level])  # about one voxel of the level per first step
             metric = _run_level(fixed, moving, fixed_lungs, transform, options, step, reporter, level, n, counter)
-        final = transform
+        final: Any = transform
         if options.affine:
             affine = sitk.AffineTransform(3)
             affine.SetCenter(transform.GetCenter())
