@@ -52,7 +52,7 @@ class RegistrationOptions:
         How far the lung mask is widened before it limits the metric.
     """
 
-    levels_mm: tuple[float, ...] = (4.0, 2.0)
+    levels_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
     iterations: int = 120
     samples: int = 40000
     affine: bool = False
