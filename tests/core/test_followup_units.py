@@ -59,6 +59,39 @@ def test_registration_recovers_the_motion_at_the_nodules(pair):
     assert np.allclose(reg.to_current(reg.to_prior(centres)), centres)
 
 
+def _tre(reg, pair) -> np.ndarray:
+    true = pair.current_to_prior
+    centres = np.array([n.center_lps for n in pair.current.nodules])
+    return np.linalg.norm(reg.to_prior(centres) - (centres @ true[:3, :3].T + true[:3, 3]), axis=1)
+
+
+def test_prior_on_another_grid_registers_in_patient_coordinates(pair):
+    """A prior with other slice spacing, pixel size and field of view: the transform is in LPS mm, not voxels."""
+    import SimpleITK as sitk
+
+    from viewer.core.followup.registration import to_sitk
+
+    image = to_sitk(pair.prior.hu, pair.prior.affine)
+    grid = sitk.Image([100, 100, 30], sitk.sitkInt16)
+    grid.SetSpacing((3.3, 3.3, 9.0))
+    grid.SetOrigin(tuple(np.add(image.GetOrigin(), (8.0, 5.0, 20.0))))
+    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, -1000)
+    affine = np.diag([3.3, 3.3, 9.0, 1.0])
+    affine[:3, 3] = grid.GetOrigin()
+    prior = SimpleNamespace(array=sitk.GetArrayFromImage(resampled), affine=affine, series_uid="p2")
+    reg = run_job(register(prior, _volume(pair.current, "c")))
+    assert _tre(reg, pair).max() < 2.0
+
+
+def test_affine_refinement_keeps_the_alignment(pair):
+    from viewer.core.followup.registration import RegistrationOptions
+
+    reg = run_job(register(_volume(pair.prior, "p"), _volume(pair.current, "c"),
+                           options=RegistrationOptions(affine=True)))
+    assert reg.kind == "affine" and _tre(reg, pair).max() < 1.5
+    assert Registration.from_json(reg.to_json()).kind == "affine"
+
+
 def test_identical_studies_register_to_the_identity(pair):
     reg = run_job(register(_volume(pair.prior, "p"), _volume(pair.prior, "p")))
     points = np.array([n.center_lps for n in pair.prior.nodules])

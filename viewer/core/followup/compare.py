@@ -69,15 +69,19 @@ def days_between(prior_date: str, current_date: str) -> int | None:
 def model_findings(study: LoadedStudy, model_id: Any, out_dir: str | os.PathLike, *, device: str | None = None,
                    cancel: Any = None, progress: Callable[[Any], None] | None = None, min_score: float | None = None,
                    **infer: Any) -> list[dict]:
-    """Run detection model ``model_id`` on a loaded study (``infer_to_dir``, as ``hounsfield infer``) and return
-    its findings (``findings.json`` in ``out_dir``) scoring at least ``min_score`` - by default the model's
-    operating point (what the viewer shows), so candidates far below it do not become "new" nodules."""
-    from inference.registry import find_model
+    """Run detection model ``model_id`` (registry id, folder, or a loaded bundle) on a loaded study
+    (``infer_to_dir``, as ``hounsfield infer``) and return its findings (``findings.json`` in ``out_dir``) scoring
+    at least ``min_score`` - by default the model's operating point (what the viewer shows), so candidates far
+    below it do not become "new" nodules."""
+    from inference.bundle import LoadedBundle
+    from inference.registry import ModelInfo, find_model
     from viewer.core.export.findings import read_findings
     from viewer.core.run_model import InferError, infer_to_dir
 
     if min_score is None:
-        min_score = getattr(find_model(model_id), "operating_point", None) or 0.0
+        info = (model_id.info if isinstance(model_id, LoadedBundle)
+                else model_id if isinstance(model_id, ModelInfo) else find_model(model_id))
+        min_score = getattr(info, "operating_point", None) or 0.0
     done = infer_to_dir(study.volume, model_id, out_dir, device=device, progress=progress, cancel=cancel,
                         body_part=_body_part(study), min_score=min_score, **infer)
     if done["task"] != "detection":
@@ -144,13 +148,14 @@ def compare_studies(prior: str | os.PathLike | LoadedStudy, current: str | os.Pa
 
     source = None
     if model is not None:
+        from inference.task import load_model
+
         start = time.perf_counter()
+        bundle = run_job(load_model(model, device=device, cancel=cancel), progress)  # once for both series
         with tempfile.TemporaryDirectory(prefix="hounsfield-compare-") as tmp:
             base = Path(out_dir) if out_dir is not None else Path(tmp)
-            prior_findings = model_findings(before, model, base / "prior", device=device, cancel=cancel,
-                                            progress=progress)
-            current_findings = model_findings(after, model, base / "current", device=device, cancel=cancel,
-                                              progress=progress)
+            prior_findings = model_findings(before, bundle, base / "prior", cancel=cancel, progress=progress)
+            current_findings = model_findings(after, bundle, base / "current", cancel=cancel, progress=progress)
         timings["model"] = time.perf_counter() - start
         source = f"model {model}"
     elif prior_findings is not None:
