@@ -1,4 +1,5 @@
-"""The ``hounsfield`` command: GUI by default; ``scan``, ``info``, ``models``, ``infer``, ``sample``, ``screenshot``.
+"""The ``hounsfield`` command: GUI by default; ``scan``, ``info``, ``models``, ``infer``, ``compare``, ``sample``,
+``screenshot``.
 
 Exit codes: 0 success, 1 failure, 2 when the input holds no readable DICOM (reason on stderr).
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 from viewer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_DICOM = 0, 1, 2
-SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "sample", "screenshot")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "compare", "sample", "screenshot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +90,29 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                           "model-randomisation sanity check (slower: two maps per found nodule)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    compare = sub.add_parser("compare", help="register a current study to its prior; match nodules and their growth",
+                             description="Prints the transform (current LPS mm -> prior LPS mm, in mm and degrees); "
+                             "with --model (run on both series) or --prior-findings/--current-findings also the "
+                             "nodules matched, new and resolved, with volume growth and doubling time.")
+    compare.add_argument("prior", type=Path, metavar="PRIOR")
+    compare.add_argument("current", type=Path, metavar="CURRENT")
+    compare.add_argument("--model", help="detection model id to run on both series (e.g. "
+                         "hounsfield-chest-ct-nodule-detection)")
+    compare.add_argument("--prior-findings", type=Path, metavar="FILE", help="findings.json of the prior")
+    compare.add_argument("--current-findings", type=Path, metavar="FILE", help="findings.json of the current study")
+    compare.add_argument("--affine", action="store_true", help="refine the rigid transform to an affine one")
+    compare.add_argument("--cache", action="store_true", help="keep/reuse the registration in the user cache folder")
+    compare.add_argument("--device", choices=("cpu", "cuda", "mps"), help="for --model; default: best available")
+    compare.add_argument("--out", type=Path, help="keep the model runs' outputs here (prior/, current/)")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(handler=cmd_compare)
+
     sample = sub.add_parser("sample", help="write the built-in sample study")
     sample.add_argument("--out", required=True, type=Path)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--follow-up", type=int, metavar="DAYS", dest="follow_up",
+                        help="also write a follow-up study DAYS later under OUT/followup (nodules grown, one new, "
+                        "one resolved, the patient moved), with its ground truth")
     sample.set_defaults(handler=cmd_sample)
 
     shot = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
@@ -346,11 +367,42 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
-def cmd_sample(args) -> int:
-    """``hounsfield sample --out DIR [--seed N]``."""
-    from viewer.core.sample import write_sample_study
+def cmd_compare(args) -> int:
+    """``hounsfield compare PRIOR CURRENT [--model ID | --prior-findings F --current-findings F] [--json]``."""
+    from viewer.core.export.findings import read_findings
+    from viewer.core.followup.cache import RegistrationCache, default_cache_dir
+    from viewer.core.followup.compare import compare_studies, format_comparison
+    from viewer.core.followup.registration import RegistrationOptions
+    from viewer.core.run_model import InferError
 
-    print(write_sample_study(args.out, seed=args.seed))
+    try:
+        findings = [read_findings(f)["findings"] if f else None for f in (args.prior_findings, args.current_findings)]
+        result = compare_studies(args.prior, args.current, model=args.model, prior_findings=findings[0],
+                                 current_findings=findings[1], options=RegistrationOptions(affine=args.affine),
+                                 cache=RegistrationCache(default_cache_dir() if args.cache else None),
+                                 device=args.device, out_dir=args.out)
+    except (InferError, ValueError, OSError) as error:  # FollowUpError is a ValueError
+        print(f"hounsfield: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # a failing registration or model is reported, never a traceback
+        print(f"hounsfield: compare failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(result, indent=1) if args.json else "\n".join(format_comparison(result)))
+    return EXIT_OK
+
+
+def cmd_sample(args) -> int:
+    """``hounsfield sample --out DIR [--seed N] [--follow-up DAYS]``."""
+    from viewer.core.sample import write_followup_study, write_sample_study
+
+    if args.follow_up is None:
+        print(write_sample_study(args.out, seed=args.seed))
+        return EXIT_OK
+    if args.follow_up <= 0:
+        print("hounsfield: --follow-up needs a positive number of days", file=sys.stderr)
+        return EXIT_FAILED
+    for path in write_followup_study(args.out, seed=args.seed, days=args.follow_up):
+        print(path)
     return EXIT_OK
 
 

@@ -37,7 +37,9 @@ The package, in the order a phantom is made (``generate``):
 * ``nodules``: the nodule plan, placement and drawing; ``mimics``: the hard negatives;
 * ``acquisition``: blur, noise and the protocol that sets them;
 * ``truth``: ``Phantom``, ``Nodule``, the label table, the version, ``save_ground_truth``;
-* ``geometry``: vector helpers and tube lists (tapered capsules), shared by all of them.
+* ``geometry``: vector helpers and tube lists (tapered capsules), shared by all of them;
+* ``followup``: ``generate_followup(seed, days)``, the same patient later (nodules grown by known doubling times,
+  one new, one resolved, the patient moved), drawn by the same code from the same random states.
 """
 from inference.training.phantom.generate import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantom
 from inference.training.phantom.nodules import DEMO_SEED
