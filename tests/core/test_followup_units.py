@@ -129,6 +129,20 @@ def test_identity_reset_and_json_round_trip():
     assert np.array_equal(back.current_to_prior, np.eye(4)) and back.kind == "identity"
 
 
+def test_inverse_swaps_the_sides_of_a_registration():
+    angle = math.radians(4.0)
+    matrix = np.eye(4)
+    matrix[:2, :2] = [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    matrix[:3, 3] = (5.0, -3.0, 12.0)
+    reg = Registration(matrix, "1.2.prior", "1.2.current", center_lps=(10.0, 20.0, -30.0))
+    back = reg.inverse()
+    assert (back.prior_uid, back.current_uid) == ("1.2.current", "1.2.prior")
+    points = np.array([[0.0, 0.0, 0.0], [100.0, -50.0, 20.0]])
+    np.testing.assert_allclose(back.to_prior(reg.to_prior(points)), points, atol=1e-9)
+    assert back.rotation_deg == pytest.approx(4.0)
+    np.testing.assert_allclose(back.translation_mm, -reg.translation_mm, atol=1e-9)
+
+
 def test_matching_through_the_registration_uses_the_truth(pair):
     reg = Registration(pair.current_to_prior, "p", "c")
     records = follow_up(_truth_findings(pair, 0), _truth_findings(pair, 1), reg, pair.days)

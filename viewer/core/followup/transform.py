@@ -8,7 +8,7 @@ It is also the direction SimpleITK finds with the current as fixed image and the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -96,6 +96,13 @@ class Registration:
         inverse = np.linalg.inv(self.current_to_prior)
         p = np.asarray(points_lps, float)
         return p @ inverse[:3, :3].T + inverse[:3, 3]
+
+    def inverse(self) -> Registration:
+        """The same registration seen from the other side: the prior as current and the current as prior (a swap
+        of the two sides of a comparison); the centre of rotation moves with it."""
+        matrix = np.linalg.inv(self.current_to_prior)
+        return replace(self, current_to_prior=matrix, prior_uid=self.current_uid, current_uid=self.prior_uid,
+                       center_lps=tuple(float(v) for v in self.to_prior(self.center_lps)))  # type: ignore[arg-type]
 
     def to_json(self) -> dict:
         """The ``transform`` record of ``hounsfield compare --json``."""
