@@ -16,6 +16,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSplitter, QTool
 from viewer.core.dicom.load import iter_load
 from viewer.core.display import Plane
 from viewer.core.linked_display import LinkedDisplays
+from viewer.qt import window_chrome
+from viewer.qt.followup_panel import FollowUpController
 from viewer.qt.overlays import DetectionLayer, SegmentationLayer
 from viewer.qt.viewer_actions import WINDOW_WIDE_ACTIONS
 from viewer.qt.viewer_widget import ViewerWidget
@@ -140,6 +142,11 @@ class CompareController(QObject):
         self.session.shown_changed.connect(self._on_shown_changed)
         window.viewer.layout_changed.connect(self._follow_layout)
         window.browser.compare_requested.connect(self.compare_with)
+        self.followup = FollowUpController(window, self)
+        self.followup_dock = window_chrome.add_dock(window, "Follow-up", "dock-followup", self.followup.widget,
+                                                    Qt.DockWidgetArea.RightDockWidgetArea)
+        window.tabifyDockWidget(window.findings_dock, self.followup_dock)
+        window.findings_dock.raise_()
         self.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
 
     # ---- opening and closing ----------------------------------------------------------------------------------
@@ -185,19 +192,25 @@ class CompareController(QObject):
 
     def _show_prior(self, key: str, volume) -> None:
         state = self.session.show(key, volume, slot=1)
-        series, study = self._series_and_study(key)
+        series, study = self.series_and_study(key)
         panel = self._ensure_panel()
         panel.caption.setText(f"Prior: {describe_series(series, study)}")
         self.current_caption.setText(self._current_text())
         panel.viewer.set_volume(volume, dict(state.info), state.measurements, state=state.display)
         self._draw_results(state)
+        state.results_changed.connect(self._prior_results_changed)
         self.prior_key = key
         self._relink()
         self._follow_layout(self.window.viewer.layout_name)
         panel.viewer.fit()
         self.compare_changed.emit(key)
+        self.followup_dock.raise_()
         if self.auto_register:
             self.register()
+
+    def _prior_results_changed(self, _task: str) -> None:
+        if len(self.session.shown) > 1 and self.panel is not None:
+            self._draw_results(self.session.shown[1])
 
     def _draw_results(self, state) -> None:
         """The prior's own model results (boxes, masks; computed when it was the main series) on its views."""
@@ -213,7 +226,7 @@ class CompareController(QObject):
 
     def _current_text(self) -> str:
         current = self.session.current
-        return f"Current: {describe_series(*self._series_and_study(current.key))}" if current is not None else ""
+        return f"Current: {describe_series(*self.series_and_study(current.key))}" if current is not None else ""
 
     def close(self) -> None:
         """Stop comparing: the prior side goes, the main viewer takes the whole width."""
@@ -228,6 +241,7 @@ class CompareController(QObject):
             self.panel.hide()
             self.current_bar.hide()
         if self.prior_key is not None and len(self.session.shown) > 1:
+            self.session.shown[1].results_changed.disconnect(self._prior_results_changed)
             self.session.hide(1)
         self.prior_key = None
         self.registration = None
@@ -254,7 +268,8 @@ class CompareController(QObject):
                 job.cancel()
 
     # ---- linking ------------------------------------------------------------------------------------------------
-    def _series_and_study(self, key: str):
+    def series_and_study(self, key: str):
+        """The catalog Series and Study of ``key`` (Study None when not found)."""
         catalog = self.session.catalog
         for patient in getattr(catalog, "patients", []):
             for study in patient.studies:

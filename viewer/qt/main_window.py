@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
     def docks(self) -> list[QDockWidget]:
         """Every panel dock."""
         return [self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
-                self.tags_dock]
+                self.tags_dock, self.compare.followup_dock]
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

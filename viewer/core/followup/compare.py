@@ -166,13 +166,32 @@ def compare_studies(prior: str | os.PathLike | LoadedStudy, current: str | os.Pa
     if prior_findings is not None and current_findings is not None:
         assert days is not None  # checked above
         nodules = follow_up(prior_findings, current_findings, registration, days, **limits)
-        summary = {status: sum(1 for n in nodules if n["status"] == status) for status in ("matched", "new",
-                                                                                            "resolved")}
-        summary["growing"] = sum(1 for n in nodules if n.get("vdt_note") == "growing")
+        summary = summarize(nodules)
     timings["total"] = time.perf_counter() - started
     return {"prior": before.to_json(), "current": after.to_json(), "days": days,
             "transform": registration.to_json(), "findings_source": source, "nodules": nodules,
             "summary": summary, "timings": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def summarize(nodules: list[dict[str, Any]]) -> dict[str, int]:
+    """How many nodules are matched, new, resolved and growing."""
+    summary = {status: sum(1 for n in nodules if n["status"] == status) for status in ("matched", "new", "resolved")}
+    summary["growing"] = sum(1 for n in nodules if n.get("vdt_note") == "growing")
+    return summary
+
+
+def follow_up_any_interval(prior_findings: list[dict], current_findings: list[dict], registration: Any,
+                           days: int | None, **limits: float) -> list[dict[str, Any]]:
+    """:func:`~viewer.core.followup.matching.follow_up`, also for studies without a known interval (undated, or
+    the same day: the viewer compares any two series). Then the pairs and their growth % are still given, but no
+    doubling time: ``vdt_days`` None with ``vdt_note`` ``"no interval"``."""
+    if days is not None and days > 0:
+        return follow_up(prior_findings, current_findings, registration, days, **limits)
+    nodules = follow_up(prior_findings, current_findings, registration, 1.0, **limits)
+    for n in nodules:
+        if n["status"] == "matched":
+            n.update(vdt_days=None, vdt_note="no interval")
+    return nodules
 
 
 def format_comparison(result: dict[str, Any]) -> list[str]:
