@@ -117,7 +117,8 @@ def test_registration_finds_the_shift_and_the_views_follow_it(main_window, qtbot
     current, prior = window.session.current.display, window.compare.prior_viewer.state
     current.set_slice(Plane.AXIAL, 70)
     np.testing.assert_allclose(prior.position_lps, current.position_lps + SHIFT, atol=1.5)
-    assert window.compare.panel.transform_label.text().startswith("Registered:")
+    assert window.compare.panel.transform_label.toolTip().startswith("Registered (rigid")
+    assert window.compare.panel.transform_label.text().endswith("°")
     # Reset: table position again; Register brings the cached result back at once
     window.compare.reset_registration()
     assert window.compare.panel.transform_label.text() == "Table position"

@@ -25,11 +25,11 @@ from viewer.qt.workers import JobHandle, start_job
 
 
 def describe_series(series, study=None) -> str:
-    """A short caption for a compared series: study date, description, modality."""
+    """A short caption for a compared series: study date, modality, description (cut from the end when narrow)."""
     date = getattr(study, "date", "") or ""
     if len(date) == 8 and date.isdigit():
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
-    parts = [date, getattr(series, "description", "") or "", getattr(series, "modality", "") or ""]
+    parts = [date, getattr(series, "modality", "") or "", getattr(series, "description", "") or ""]
     return " · ".join(p for p in parts if p) or series.key
 
 
@@ -66,6 +66,7 @@ class PriorPanel(QWidget):
             self.buttons[key] = button
         self.bar = QHBoxLayout()
         self.bar.setContentsMargins(6, 2, 6, 2)
+        self.bar.setSpacing(12)
         self.bar.addWidget(self.caption, 1)
         self.bar.addWidget(self.controls)
         column = QVBoxLayout(self)
@@ -146,6 +147,7 @@ class CompareController(QObject):
         self.followup_dock = window_chrome.add_dock(window, "Follow-up", "dock-followup", self.followup.widget,
                                                     Qt.DockWidgetArea.RightDockWidgetArea)
         window.tabifyDockWidget(window.findings_dock, self.followup_dock)
+        window.findings_panel.min_score_changed.connect(self._prior_min_score)
         window.findings_dock.raise_()
         self.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
 
@@ -194,7 +196,9 @@ class CompareController(QObject):
         state = self.session.show(key, volume, slot=1)
         series, study = self.series_and_study(key)
         panel = self._ensure_panel()
-        panel.caption.setText(f"Prior: {describe_series(series, study)}")
+        text = describe_series(series, study)
+        panel.caption.setText(f"Prior: {text}")
+        panel.caption.setToolTip(text)
         self.current_caption.setText(self._current_text())
         panel.viewer.set_volume(volume, dict(state.info), state.measurements, state=state.display)
         self._draw_results(state)
@@ -207,6 +211,12 @@ class CompareController(QObject):
         self.followup_dock.raise_()
         if self.auto_register:
             self.register()
+
+    def _prior_min_score(self, min_score: float) -> None:
+        """The prior's boxes follow the findings threshold the reader set (one threshold for both studies)."""
+        for layer in self.panel.viewer.layers if self.panel is not None else ():
+            if isinstance(layer, DetectionLayer):
+                layer.set_min_score(min_score)
 
     def _prior_results_changed(self, _task: str) -> None:
         if len(self.session.shown) > 1 and self.panel is not None:
@@ -433,9 +443,12 @@ class CompareController(QObject):
     def _show_transform(self) -> None:
         if self.panel is None:
             return
-        result = self.registration
+        label, result = self.panel.transform_label, self.registration
         if result is None:
-            self.panel.transform_label.setText("Table position")
+            label.setText("Table position")
+            label.setToolTip("Aligned by table position (not registered): Register aligns the lungs")
             return
         shift = float(np.linalg.norm(result.translation_mm))
-        self.panel.transform_label.setText(f"Registered: {shift:.1f} mm, {result.rotation_deg:.1f}°")
+        label.setText(f"{shift:.1f} mm, {result.rotation_deg:.1f}°")
+        label.setToolTip(f"Registered ({result.kind}, lungs): the prior is shifted {shift:.1f} mm and rotated "
+                         f"{result.rotation_deg:.1f}° against the current study; Reset aligns by table position")

@@ -46,8 +46,11 @@ def nodule_row(n: dict) -> list[str]:
              "resolved": "Resolved"}[status]
     then = _size(n["diameter_mm"][0], n["volume_mm3"][0]) if status != "new" else "—"
     now = _size(n["diameter_mm"][1], n["volume_mm3"][1]) if status != "resolved" else "—"
-    growth = f"{n['growth_pct']:+.0f} %" if n.get("growth_pct") is not None else ""
-    if n.get("vdt_days"):
+    pct = n.get("growth_pct")
+    growth = "" if pct is None else "0 %" if abs(pct) < 0.5 else f"{pct:+.0f} %"
+    if n.get("vdt_note") == "shrinking" and pct is not None and pct > -1.0:
+        vdt = "stable"  # a change below 1 % of volume is measurement noise, not shrinkage
+    elif n.get("vdt_days"):
         vdt = f"{n['vdt_days']:.0f} d"
     else:
         vdt = {"no growth": "stable", "shrinking": "shrinking", "no interval": "no interval",
