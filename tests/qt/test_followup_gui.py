@@ -73,6 +73,15 @@ def test_followup_pairs_the_nodules_and_jumps_to_them(main_window, qtbot, pair, 
     current, prior = window.session.current.display, window.compare.prior_viewer.state
     np.testing.assert_allclose(current.position_lps, nodules[row]["center_lps"][1], atol=1.0)
     np.testing.assert_allclose(prior.position_lps, nodules[row]["center_lps"][0], atol=3.0)
+    # the current study's SR carries the follow-up: one group per nodule present now, with its status and VDT
+    from viewer.core.export.sr_measurements import read_report
+
+    report = read_report(window.measurement_files.save(tmp_path / "measurements.sr.dcm"))
+    groups = [g for g in report.groups if g.tracking_id.startswith("Follow-up nodule")]
+    assert len(groups) == sum(n["status"] != "resolved" for n in nodules)
+    growing = [n for n in nodules if n.get("vdt_note") == "growing"]
+    assert sorted(g.value("Volume doubling time") for g in groups if g.value("Volume doubling time")) == \
+        pytest.approx(sorted(n["vdt_days"] for n in growing))
     saved = json.loads(panel.save(tmp_path / "followup.json").read_text())
     assert set(saved) >= {"prior", "current", "days", "transform", "nodules", "summary"}
     assert saved["days"] == 365 and saved["summary"]["new"] >= 1

@@ -216,9 +216,11 @@ class MeasurementFilesController(QObject):
             self.status_message.emit("Nothing to save: no series is shown")
             return None
         review = state.review if state.review is not None and state.review.with_status("accepted") else None
+        followup = self._followup_of(state)
         try:
             sources = read_sources(state.source_paths())
-            written = write_measurements_report(path, state.measurements, state.volume, sources, review)
+            written = write_measurements_report(path, state.measurements, state.volume, sources, review,
+                                                followup=followup[0], followup_days=followup[1])
         except Exception as exc:  # noqa: BLE001 - say why, keep the window
             self.status_message.emit(f"Measurements not saved: {exc}")
             return None
@@ -227,6 +229,14 @@ class MeasurementFilesController(QObject):
         n = len(state.measurements)
         self.status_message.emit(f"Saved {n} measurement{'s' if n != 1 else ''} to {written}")
         return str(written)
+
+    def _followup_of(self, state) -> tuple[list | None, int | None]:
+        """The follow-up records (and days) of a comparison whose current series is ``state``, else (None, None)."""
+        compare = getattr(self.window, "compare", None)
+        document = compare.followup.document if compare is not None and compare.active else None
+        if document is None or self.window.session.current is not state:
+            return None, None
+        return compare.followup.nodules, document.get("days")
 
     def load_dialog(self) -> int:
         """File > Load Measurements…"""

@@ -154,8 +154,10 @@ def measurement_groups(measurements: Sequence[Measurement], volume, sources: Seq
 
 def build_measurements_report(measurements: Sequence[Measurement], volume, sources: Sequence[Dataset], review=None,
                               *, series_number: int = 903, series_description: str = "Measurements",
-                              series_instance_uid: str | None = None) -> Dataset:
-    """The SR dataset of the user's ``measurements`` and the accepted findings of ``review`` (optional).
+                              series_instance_uid: str | None = None, followup: Sequence[dict] | None = None,
+                              followup_days: int | None = None) -> Dataset:
+    """The SR dataset of the user's ``measurements``, the accepted findings of ``review`` and the nodule
+    ``followup`` records of a comparison with a prior (:mod:`viewer.core.export.sr_followup`), each optional.
 
     Raises
     ------
@@ -173,6 +175,10 @@ def build_measurements_report(measurements: Sequence[Measurement], volume, sourc
         raise ValueError("the series has no frame of reference: its measurements cannot be placed in an SR")
     groups = measurement_groups(measurements, volume, evidence, frame_of_reference)
     groups += finding_groups(review, frame_of_reference) if review is not None else []
+    if followup:
+        from viewer.core.export.sr_followup import followup_groups
+
+        groups += followup_groups(followup, frame_of_reference, followup_days)
     if not groups:
         raise ValueError("no measurements: a TID 1500 report needs at least one measurement group")
     return report_dataset(groups, evidence, series_number=series_number, series_description=series_description,
