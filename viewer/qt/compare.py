@@ -143,6 +143,7 @@ class CompareController(QObject):
         self.session.shown_changed.connect(self._on_shown_changed)
         window.viewer.layout_changed.connect(self._follow_layout)
         window.browser.compare_requested.connect(self.compare_with)
+        window.series_loaded.connect(self._on_series_loaded)
         self.followup = FollowUpController(window, self)
         self.followup_dock = window_chrome.add_dock(window, "Follow-up", "dock-followup", self.followup.widget,
                                                     Qt.DockWidgetArea.RightDockWidgetArea)
@@ -186,6 +187,12 @@ class CompareController(QObject):
         self._load_job = job
         status.busy(f"Loading {series.description or key} to compare")
 
+    def _on_series_loaded(self, _key: str) -> None:
+        """The main series finished loading: register now if that was what registration waited for."""
+        running = self._register_job is not None and self._register_job.running
+        if self.active and self.auto_register and self.registration is None and not running:
+            self.register()
+
     def _loaded(self, key: str, volume) -> None:
         self._load_job = None
         self.session.volumes.put(key, volume)
@@ -193,6 +200,8 @@ class CompareController(QObject):
         self._show_prior(key, volume)
 
     def _show_prior(self, key: str, volume) -> None:
+        if len(self.session.shown) > 1:  # another prior was compared: let go of it
+            self.session.shown[1].results_changed.disconnect(self._prior_results_changed)
         state = self.session.show(key, volume, slot=1)
         series, study = self.series_and_study(key)
         panel = self._ensure_panel()
