@@ -67,6 +67,13 @@ WINDOW_SHARE, WINDOW_MM = 0.1, 1.5
 #: Clip to this many times the inscribed radius around the deepest point (see _clip_to_sphere); 0: off - at 2.0
 #: it cut a vessel stub off a phantom nodule but also cut LIDC-IDRI-0001's lobulated nodule to 16 mm.
 SPHERE_CLIP = 0.0
+PARTIAL_VOLUME = True
+FAINT_GLASS_HU = 80.0
+VESSEL_BALL_MM = 4.0
+PLEURA_PLANE = True
+PLEURA_FIT_MM = 2.0
+PLEURA_OFFSET = 0.5
+PV_BAND_MM = np.array([1.5, 1.5, 1.5])
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -237,6 +244,7 @@ class NoduleSegmentation:
     threshold_hu: float
     part_solid: bool = False
     raw_hu: np.ndarray | None = None
+    level_hu: float | None = None
 
     def full_mask(self, shape) -> np.ndarray:
         """The mask on the whole ``(z, y, x)`` grid of ``shape``."""
@@ -351,6 +359,57 @@ def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
+def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndarray, reach_mm: float
+                   ) -> np.ndarray:
+    """The part of ``wall`` on the lung's side of the pleura around a juxtapleural nodule (to give back to it).
+
+    An opening by a ball of radius W rises about ``R² / 2W`` into the flat base of a nodule of radius R lying on
+    the pleura (3 mm for a 16 mm nodule): the cut runs along the ball, not the pleura. The pleura itself is where
+    the wall meets the lung's air around the nodule's base: a plane fitted to those wall voxels (within
+    ``reach_mm`` of the seed) continues it under the nodule, and what the opening took on the lung's side of
+    that plane (within ``reach_mm`` of the seed) belongs to the nodule. Nothing when the pleura there is not
+    flat (a fit off by more than :data:`PLEURA_FIT_MM` rms, a corner or a fissure) or too few voxels show it.
+    """
+    none = np.zeros(wall.shape, bool)
+    air = ~not_air
+    near_air = np.zeros(wall.shape, bool)
+    for axis in range(3):
+        for step in (1, -1):
+            near_air |= np.roll(air, step, axis)
+    surface = wall & near_air
+    surface[[0, -1]] = surface[:, [0, -1]] = False
+    surface[:, :, [0, -1]] = False
+    idx = np.argwhere(surface)
+    if len(idx) < 20:
+        return none
+    zyx_mm = spacing[::-1]
+    points = idx * zyx_mm
+    centre = np.asarray(seed, float) * zyx_mm
+    points = points[np.linalg.norm(points - centre, axis=1) <= reach_mm]
+    if len(points) < 20:
+        return none
+    mean = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - mean, full_matrices=False)
+    normal = vt[2]
+    if np.dot(centre - mean, normal) < 0:
+        normal = -normal
+    # a quadric over the plane: the pleura curves (the lung's base, a costophrenic recess)
+    rel = points - mean
+    u, v, h = rel @ vt[0], rel @ vt[1], rel @ normal
+    design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+    coef, *_ = np.linalg.lstsq(design, h, rcond=None)
+    if float(np.sqrt(np.mean((design @ coef - h) ** 2))) > PLEURA_FIT_MM:
+        return none
+    z, y, x = (np.arange(n) * d for n, d in zip(wall.shape, zyx_mm))
+    grid = np.stack(np.meshgrid(z, y, x, indexing="ij"), axis=-1) - mean
+    gu, gv, gh = grid @ vt[0], grid @ vt[1], grid @ normal
+    surface_h = coef[0] + coef[1] * gu + coef[2] * gv + coef[3] * gu * gu + coef[4] * gu * gv + coef[5] * gv * gv
+    height = gh - surface_h
+    dist2 = ((grid + mean - centre) ** 2).sum(-1)
+    half_voxel = 0.5 * float(np.abs(normal) @ zyx_mm)  # a surface voxel's centre lies this far inside the wall
+    return wall & (height > PLEURA_OFFSET * half_voxel) & (dist2 <= reach_mm ** 2)
+
+
 def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None
                    ) -> NoduleSegmentation | None:
     """Segment the nodule of one finding inside its (slightly enlarged) box, at the volume's own resolution.
@@ -407,7 +466,19 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     peak = float(smooth[peak_at])
     if peak < lung_hu + 120:
         return None
-    seed = centre if smooth[centre] >= lung_hu + 150 else peak_at
+    # A faint ground-glass nodule fills the middle of its box at a level a vessel crossing it outshines: the
+    # middle's median tells its level, and the seed is the voxel nearest the centre at half that level.
+    middle_level = float(np.median(middle))
+    outer_level = GROUND_GLASS_LEVEL_HU
+    if smooth[centre] >= lung_hu + 150:
+        seed = centre
+    elif middle_level >= lung_hu + FAINT_GLASS_HU:
+        outer_level = min(outer_level, middle_level)
+        near = np.argwhere(middle >= 0.5 * (lung_hu + middle_level))
+        near = near[np.argmin(((near + m0 - np.asarray(centre)) ** 2).sum(1))] + m0
+        seed = tuple(int(v) for v in near)
+    else:
+        seed = peak_at
 
     # From here on only the enlarged box matters: work on it alone (much less to label and open).
     sub = (slice(b0[0], b1[0]), slice(b0[1], b1[1]), slice(b0[2], b1[2]))
@@ -431,6 +502,9 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         wall = _opening(not_air, wall_radius, coarse_spacing)
         # The ball rises a little into the base of a juxtapleural nodule: give the nodule back the first mm.
         wall = _distance_inside(wall, coarse_spacing) > 1.0
+        if PLEURA_PLANE:
+            wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing,
+                                    wall_radius)
         wall = np.repeat(np.repeat(wall, f, axis=1), f, axis=2)[:, :smooth.shape[1], :smooth.shape[2]][sub]
         if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
             return np.ones(smooth_b.shape, bool)
@@ -458,7 +532,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         # (each threshold starts again with the smallest ball: starting the nodule's final threshold with the
         # ball its first one ended with cut LIDC-IDRI-0001's nodule to 16 mm)
         for factor in (0.45, 0.7, 0.95):
-            ball = max(factor * radius_mm, 0.8)
+            ball = max(min(factor * radius_mm, factor / 0.45 * VESSEL_BALL_MM), 0.8)
             opened = _opening(part, ball, spacing)
             if not opened.any():
                 break
@@ -474,13 +548,13 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
 
     offset = int3(c0 + b0)
 
-    def result(mask, solid, threshold, part_solid=False):
-        return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b)
+    def result(mask, solid, threshold, part_solid=False, level=None):
+        return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b, level)
 
-    outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+    outer = region(0.5 * (lung_hu + outer_level))
     if touches_edge(outer):  # runs on beyond the box: cut the chest wall off and look again
         free[0] = cut_wall()
-        outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+        outer = region(0.5 * (lung_hu + outer_level))
     core = _largest(outer & (smooth_b >= SOLID_HU))
     if core.any() and core.sum() * float(np.prod(spacing)) < 0.5 * float(outer.sum()) * float(np.prod(spacing)):
         # a solid part much smaller than the nodule: a core only if it is more than a vessel crossing the glass
@@ -489,7 +563,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         glass_level = float(np.median(smooth_b[outer])) if outer.any() else peak
         threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
         mask = region(threshold)
-        return result(mask, np.zeros_like(mask), threshold)
+        return result(mask, np.zeros_like(mask), threshold, level=glass_level)
     import SimpleITK as sitk
 
     # Ground glass around the core, beyond the core's own blurred rim, makes it part-solid.
@@ -498,14 +572,15 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     halo = outer & ~rim
     voxel = float(np.prod(spacing))
     if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel):
-        threshold = lung_hu + EDGE_FRACTION * (float(np.median(smooth_b[halo])) - lung_hu)
+        glass_level = float(np.median(smooth_b[halo]))
+        threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
         mask = region(threshold) | core
-        return result(mask, core, threshold, True)
+        return result(mask, core, threshold, True, glass_level)
     solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
     threshold = lung_hu + EDGE_FRACTION * (solid_level - lung_hu)
     at = seed_b if core[seed_b] else tuple(int(v) for v in np.argwhere(core)[0])
     mask = region(threshold, at)
-    return result(mask, mask.copy(), threshold)
+    return result(mask, mask.copy(), threshold, level=solid_level)
 
 
 def nodule_type(segmentation: NoduleSegmentation) -> str:
@@ -619,6 +694,29 @@ def location(center_lps, extent: LungExtent | None) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # Measurement.
 
+def partial_volume_mm3(segmentation: NoduleSegmentation, affine: np.ndarray) -> float:
+    """Volume (mm³) with its boundary voxels counted by their share of nodule (partial-volume analysis)."""
+    import SimpleITK as sitk
+
+    mask = segmentation.mask
+    raw = segmentation.raw_hu
+    level = segmentation.level_hu
+    voxel = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+    if raw is None or level is None or not mask.any() or level - segmentation.lung_hu < 50:
+        return volume_mm3(mask, affine)
+    spacing = _spacing(affine)
+    reach = np.maximum(np.ceil(PV_BAND_MM / spacing).astype(int), 1)  # (x, y, z) voxels
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    outer = sitk.GetArrayFromImage(sitk.BinaryDilate(image, [int(v) for v in reach])).astype(bool)
+    inner = sitk.GetArrayFromImage(sitk.BinaryErode(image, [int(v) for v in reach])).astype(bool)
+    band = outer & ~inner
+    # beyond the mask only what lies below the edge threshold: above it is another structure (a vessel or the
+    # chest wall that the segmentation cut off)
+    band &= mask | (segmentation.hu < segmentation.threshold_hu)
+    share = np.clip((raw[band] - segmentation.lung_hu) / (level - segmentation.lung_hu), 0.0, 1.0)
+    return (float(np.count_nonzero(inner)) + float(share.sum())) * voxel
+
+
 def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
                          extent: LungExtent | None = None) -> dict:
     """The reader's figures of a segmented nodule (see :func:`measure_nodule`)."""
@@ -635,7 +733,8 @@ def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
     centroid = np.argwhere(mask).mean(axis=0) + np.asarray(segmentation.offset)
     center = affine[:3, :3] @ centroid[::-1] + affine[:3, 3]
     return {
-        "volume_mm3": int(round_half_up(volume_mm3(mask, affine), 0)),
+        "volume_mm3": int(round_half_up(partial_volume_mm3(segmentation, affine) if PARTIAL_VOLUME
+                                        else volume_mm3(mask, affine), 0)),
         "long_axis_mm": long_r,
         "short_axis_mm": short_r,
         "mean_diameter_mm": mean_r,
