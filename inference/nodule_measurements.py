@@ -73,6 +73,8 @@ VESSEL_BALL_MM = 4.0
 PLEURA_PLANE = True
 PLEURA_FIT_MM = 2.0
 PLEURA_OFFSET = 0.5
+WINDOW_CUBE = 1.0
+EDGE_BLUR_MM = 1.0
 PV_BAND_MM = np.array([1.5, 1.5, 1.5])
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
@@ -449,7 +451,11 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     smooth = _smooth_inplane(crop)
 
     # Where the nodule may be: the box enlarged by a fifth and 2 mm (vessels running on beyond it are cut here).
-    grow = np.ceil((WINDOW_SHARE * (hi - lo) * zyx_spacing + WINDOW_MM) / zyx_spacing).astype(np.int64)
+    # A detector's box of a small nodule can be thinner than it along one axis (one slice of a 4-slice nodule):
+    # the window is at least as deep along every axis as the box is along its longest (a nodule is compact).
+    reach_mm = np.maximum(extent_mm, WINDOW_CUBE * float(extent_mm.max()))
+    grow = np.ceil((0.5 * (reach_mm - extent_mm) + WINDOW_SHARE * reach_mm + WINDOW_MM) / zyx_spacing
+                   ).astype(np.int64)
     b0 = np.maximum(lo - grow, c0) - c0
     b1 = np.minimum(hi + grow, c1) - c0
 
@@ -547,6 +553,9 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         return _fill_holes(_clip_to_sphere(part, spacing, SPHERE_CLIP))
 
     offset = int3(c0 + b0)
+    # The blurred edge of a sphere of radius R crosses its true edge at about 0.5 - 0.4 s / R of the way from the
+    # lung to the nodule (s the blur); half-way for a large one, lower for a small one.
+    edge = float(np.clip(0.5 - 0.4 * EDGE_BLUR_MM / max(radius_mm, 0.5), EDGE_FRACTION, 0.5))
 
     def result(mask, solid, threshold, part_solid=False, level=None):
         return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b, level)
@@ -561,7 +570,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         core = _largest(_opening(core, SOLID_CORE_MIN_RADIUS_MM, spacing))
     if not core.any():  # ground glass: its own level, half-way to the lung
         glass_level = float(np.median(smooth_b[outer])) if outer.any() else peak
-        threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
+        threshold = lung_hu + edge * (glass_level - lung_hu)
         mask = region(threshold)
         return result(mask, np.zeros_like(mask), threshold, level=glass_level)
     import SimpleITK as sitk
@@ -573,11 +582,11 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     voxel = float(np.prod(spacing))
     if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel):
         glass_level = float(np.median(smooth_b[halo]))
-        threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
+        threshold = lung_hu + edge * (glass_level - lung_hu)
         mask = region(threshold) | core
         return result(mask, core, threshold, True, glass_level)
     solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
-    threshold = lung_hu + EDGE_FRACTION * (solid_level - lung_hu)
+    threshold = lung_hu + edge * (solid_level - lung_hu)
     at = seed_b if core[seed_b] else tuple(int(v) for v in np.argwhere(core)[0])
     mask = region(threshold, at)
     return result(mask, mask.copy(), threshold, level=solid_level)
