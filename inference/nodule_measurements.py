@@ -54,28 +54,47 @@ SOLID_CORE_MIN_RADIUS_MM = 1.5
 #: Calcium: a nodule with at least :data:`CALCIFIED_FRACTION` of its voxels at or above this is calcified.
 CALCIFIED_HU = 200.0
 CALCIFIED_FRACTION = 0.05
-#: Where between the lung's and the nodule's level the edge is drawn. Half-way would be the edge of a sharp
-#: object; the slice profile and the in-plane blur round a small nodule off, so its half-maximum contour lies
-#: inside the true edge - a little lower finds the edge of the phantoms' exact masks (chosen on seed 0 and the
-#: detector's boxes on seeds 5001, 5004, 5007, 5009: 0.4 measured 12-17 mm solid nodules 20-27 % small; LIDC
-#: unchanged).
+#: Where between the lung's and the nodule's level the edge is drawn, at least. Blur (slice profile and in-plane
+#: kernel, about :data:`EDGE_BLUR_MM`) rounds a nodule off: the blurred profile of a ball of radius R crosses its
+#: true edge about ``0.5 - 0.4 s / R`` of the way from the lung to the nodule (half-way for a flat edge), so a solid
+#: nodule's edge is drawn there (``R`` from its box), never below this. Ground glass keeps this fraction: its
+#: texture makes a higher contour ragged.
 EDGE_FRACTION = 0.35
+#: The blur ``s`` (mm) of that rule: the in-plane kernels of chest CT are 0.4-1.1 mm (sigma of the PSF).
+EDGE_BLUR_MM = 1.0
 #: The window the nodule may fill: its box grown by this share of its size plus these mm on each side. A
 #: detector's box can be smaller than its nodule, but a generous window (0.3 and 3 mm) let LIDC-IDRI-0001's
 #: nodule run into the chest wall (47 mm, "calcified") while gaining little on the phantoms.
 WINDOW_SHARE, WINDOW_MM = 0.1, 1.5
+#: The window is at least this share of the box's longest side deep along every axis: a detector's box of a
+#: small nodule can be one slice thick where the nodule spans four (6-8 mm juxtapleural nodules measured a third
+#: small on the detector's boxes).
+WINDOW_CUBE = 1.0
 #: Clip to this many times the inscribed radius around the deepest point (see _clip_to_sphere); 0: off - at 2.0
 #: it cut a vessel stub off a phantom nodule but also cut LIDC-IDRI-0001's lobulated nodule to 16 mm.
 SPHERE_CLIP = 0.0
-PARTIAL_VOLUME = True
-FAINT_GLASS_HU = 80.0
+#: The ball that cuts attached vessels starts at 0.45 of the nodule's radius but at most this (mm; then 0.7 and
+#: 0.95 of it, scaled alike): a vessel next to a nodule is 1-3 mm thick, and a ball of 9 mm (a 40 mm mass) cut
+#: its lobes off (a third of its volume).
 VESSEL_BALL_MM = 4.0
-PLEURA_PLANE = True
+#: A ground-glass nodule as faint as this above the lung (the median of its box's middle) is still found as one
+#: (seeded at half its level, not at the brightest voxel - a vessel crossing it).
+FAINT_GLASS_HU = 80.0
+#: A solid core is part of a part-solid nodule only when ground glass surrounds it: at least this share of a
+#: shell just outside its blurred rim (the chest wall's side left out) is glass. A fissure through a
+#: perifissural nodule, or a vessel along a small one, touches only a ring of it.
+HALO_AROUND = 0.5
+#: Juxtapleural nodules: the pleura under the nodule is a quadric fitted to the chest wall's surface around it
+#: (:func:`_beyond_pleura`), used when it fits within this rms (mm); what the wall's opening took on the lung's
+#: side of it goes back to the nodule, from this share of half a voxel above the wall's surface voxels.
 PLEURA_FIT_MM = 2.0
 PLEURA_OFFSET = 0.5
-WINDOW_CUBE = 1.0
-EDGE_BLUR_MM = 1.0
-PV_BAND_MM = np.array([1.5, 1.5, 1.5])
+#: Volume by partial-volume analysis (Kuhnigk JM et al., IEEE TMI 2006;25:417-434, "SPVA"): voxels deeper than
+#: this (mm) inside the mask count whole, those within it of the mask's surface (either side) by their share
+#: ``(HU - lung) / (nodule - lung)``, clipped to 0..1; outside the mask only voxels below the edge threshold
+#: count (above it lies a vessel or the chest wall that the segmentation cut off). Blur keeps the sum of HU, so
+#: the volume does not hang on where the edge threshold is drawn.
+PV_BAND_MM = 1.5
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -508,9 +527,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         wall = _opening(not_air, wall_radius, coarse_spacing)
         # The ball rises a little into the base of a juxtapleural nodule: give the nodule back the first mm.
         wall = _distance_inside(wall, coarse_spacing) > 1.0
-        if PLEURA_PLANE:
-            wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing,
-                                    wall_radius)
+        wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing, wall_radius)
         wall = np.repeat(np.repeat(wall, f, axis=1), f, axis=2)[:, :smooth.shape[1], :smooth.shape[2]][sub]
         if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
             return np.ones(smooth_b.shape, bool)
@@ -556,6 +573,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     # The blurred edge of a sphere of radius R crosses its true edge at about 0.5 - 0.4 s / R of the way from the
     # lung to the nodule (s the blur); half-way for a large one, lower for a small one.
     edge = float(np.clip(0.5 - 0.4 * EDGE_BLUR_MM / max(radius_mm, 0.5), EDGE_FRACTION, 0.5))
+    glass_edge = EDGE_FRACTION  # ground glass: its texture makes a higher edge ragged (tried: worse)
 
     def result(mask, solid, threshold, part_solid=False, level=None):
         return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b, level)
@@ -570,7 +588,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         core = _largest(_opening(core, SOLID_CORE_MIN_RADIUS_MM, spacing))
     if not core.any():  # ground glass: its own level, half-way to the lung
         glass_level = float(np.median(smooth_b[outer])) if outer.any() else peak
-        threshold = lung_hu + edge * (glass_level - lung_hu)
+        threshold = lung_hu + glass_edge * (glass_level - lung_hu)
         mask = region(threshold)
         return result(mask, np.zeros_like(mask), threshold, level=glass_level)
     import SimpleITK as sitk
@@ -580,9 +598,13 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
                                                    [2, 2, 1])).astype(bool)
     halo = outer & ~rim
     voxel = float(np.prod(spacing))
-    if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel):
+    # ... all round it: a fissure (a thin sheet through a perifissural nodule) or a vessel touches a ring of it
+    shell = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(rim.astype(np.uint8)),
+                                                     [1, 1, 1])).astype(bool) & ~rim & free[0]
+    around = float((shell & outer).sum()) / max(float(shell.sum()), 1.0)
+    if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel) and around >= HALO_AROUND:
         glass_level = float(np.median(smooth_b[halo]))
-        threshold = lung_hu + edge * (glass_level - lung_hu)
+        threshold = lung_hu + glass_edge * (glass_level - lung_hu)
         mask = region(threshold) | core
         return result(mask, core, threshold, True, glass_level)
     solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
@@ -704,7 +726,11 @@ def location(center_lps, extent: LungExtent | None) -> dict:
 # Measurement.
 
 def partial_volume_mm3(segmentation: NoduleSegmentation, affine: np.ndarray) -> float:
-    """Volume (mm³) with its boundary voxels counted by their share of nodule (partial-volume analysis)."""
+    """Volume (mm³) of a segmented nodule by partial-volume analysis (see :data:`PV_BAND_MM`).
+
+    Falls back to the voxel count (:func:`volume_mm3`) without the HU or the nodule's level, or when the nodule
+    is less than 50 HU above the lung.
+    """
     import SimpleITK as sitk
 
     mask = segmentation.mask
@@ -742,8 +768,7 @@ def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
     centroid = np.argwhere(mask).mean(axis=0) + np.asarray(segmentation.offset)
     center = affine[:3, :3] @ centroid[::-1] + affine[:3, 3]
     return {
-        "volume_mm3": int(round_half_up(partial_volume_mm3(segmentation, affine) if PARTIAL_VOLUME
-                                        else volume_mm3(mask, affine), 0)),
+        "volume_mm3": int(round_half_up(partial_volume_mm3(segmentation, affine), 0)),
         "long_axis_mm": long_r,
         "short_axis_mm": short_r,
         "mean_diameter_mm": mean_r,
