@@ -546,7 +546,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
                 return True
         return False
 
-    def region(threshold: float, at=seed_b) -> np.ndarray:
+    def region(threshold: float, at=seed_b, cap_mm: float = math.inf) -> np.ndarray:
         part = _component_at((smooth_b >= threshold) & free[0], at)
         if not part.any():
             return part
@@ -555,7 +555,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         # (each threshold starts again with the smallest ball: starting the nodule's final threshold with the
         # ball its first one ended with cut LIDC-IDRI-0001's nodule to 16 mm)
         for factor in (0.45, 0.7, 0.95):
-            ball = max(min(factor * radius_mm, factor / 0.45 * VESSEL_BALL_MM), 0.8)
+            ball = max(min(factor * radius_mm, factor / 0.45 * cap_mm), 0.8)
             opened = _opening(part, ball, spacing)
             if not opened.any():
                 break
@@ -610,7 +610,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
     threshold = lung_hu + edge * (solid_level - lung_hu)
     at = seed_b if core[seed_b] else tuple(int(v) for v in np.argwhere(core)[0])
-    mask = region(threshold, at)
+    mask = region(threshold, at, VESSEL_BALL_MM)
     return result(mask, mask.copy(), threshold, level=solid_level)
 
 
