@@ -2,16 +2,21 @@
 
 For every finding (a box on the native-resolution HU volume) :func:`measure_nodule`
 
-1. segments the nodule inside the slightly enlarged box (:func:`segment_nodule`): light in-plane smoothing,
-   a seed at the box centre (or the brightest voxel near it), a threshold :data:`EDGE_FRACTION` of the way
-   from the lung parenchyma around it to the nodule's own level, attached vessels cut by an opening with a
-   ball a bit under half the nodule's radius (larger while the region still runs out of the box), holes
-   filled; when it runs out of the box, the chest wall and mediastinum (juxtapleural nodules) are cut off
-   first by an opening of the non-lung tissue - the air outside the patient included, from the scan's coarse
-   lung mask - with a ball larger than the nodule. Ground glass gets its own, lower, level; a solid core
-   inside ground glass (thicker than a vessel) makes the nodule part-solid, and the core is the solid
-   component;
-2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`, :func:`volume_mm3`);
+1. segments the nodule inside the box, enlarged and at least as deep on every axis as it is long
+   (:func:`segment_nodule`): light in-plane smoothing, a seed at the box centre (the brightest voxel near it, or
+   for faint ground glass the voxel nearest the centre at half the level of the box's middle), a threshold from
+   the lung parenchyma around it to the nodule's own level - ``0.5 - 0.4 s / R`` of the way for a solid nodule
+   (:data:`EDGE_FRACTION`, :data:`EDGE_BLUR_MM`: where a blurred ball's profile crosses its true edge) - attached
+   vessels cut by an opening with a ball a bit under half the nodule's radius (at most
+   :data:`VESSEL_BALL_MM` for a solid one; larger while the region still runs out of the box), holes filled;
+   when it runs out of the box, the chest wall and mediastinum (juxtapleural nodules) are cut off first by an
+   opening of the non-lung tissue - the air outside the patient included, from the scan's coarse lung mask -
+   with a ball larger than the nodule, and what that ball took on the lung's side of the pleura (a quadric
+   fitted to the wall's surface around the nodule, :func:`_beyond_pleura`) is given back. Ground glass gets
+   its own, lower, level; a solid core inside ground glass (thicker than a vessel, and surrounded by it:
+   :data:`HALO_AROUND`) makes the nodule part-solid, and the core is the solid component;
+2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`), its volume by partial-volume
+   analysis (:func:`partial_volume_mm3`, :data:`PV_BAND_MM`: boundary voxels count by their share of nodule);
 3. types it from the HU of its voxels (:func:`nodule_type`): calcified / solid / part-solid / ground-glass;
 4. places it (:func:`lung_extent`, :func:`location`): side from LPS x against the lungs' midline and zone
    upper / middle / lower by thirds of that lung's craniocaudal extent. There is **no lobe model**: a zone is
@@ -469,7 +474,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     crop = hu[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]
     smooth = _smooth_inplane(crop)
 
-    # Where the nodule may be: the box enlarged by a fifth and 2 mm (vessels running on beyond it are cut here).
+    # Where the nodule may be: the box enlarged (WINDOW_*; vessels running on beyond it are cut here).
     # A detector's box of a small nodule can be thinner than it along one axis (one slice of a 4-slice nodule):
     # the window is at least as deep along every axis as the box is along its longest (a nodule is compact).
     reach_mm = np.maximum(extent_mm, WINDOW_CUBE * float(extent_mm.max()))
@@ -856,6 +861,6 @@ def summary_text(m: dict | None) -> str:
 
 
 __all__ = ["LUNG_RADS_V2022_BASELINE", "NODULE_TYPES", "NoduleSegmentation", "LungExtent", "round_half_up",
-           "lung_rads_baseline", "volume_mm3", "axial_axes_mm", "segment_nodule", "nodule_type", "lung_extent",
-           "location", "measure_segmentation", "measure_nodule", "measure_detections", "mask_measurements",
-           "summary_text"]
+           "lung_rads_baseline", "volume_mm3", "partial_volume_mm3", "axial_axes_mm", "segment_nodule",
+           "nodule_type", "lung_extent", "location", "measure_segmentation", "measure_nodule", "measure_detections",
+           "mask_measurements", "summary_text"]
