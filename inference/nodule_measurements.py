@@ -2,16 +2,21 @@
 
 For every finding (a box on the native-resolution HU volume) :func:`measure_nodule`
 
-1. segments the nodule inside the slightly enlarged box (:func:`segment_nodule`): light in-plane smoothing,
-   a seed at the box centre (or the brightest voxel near it), a threshold :data:`EDGE_FRACTION` of the way
-   from the lung parenchyma around it to the nodule's own level, attached vessels cut by an opening with a
-   ball a bit under half the nodule's radius (larger while the region still runs out of the box), holes
-   filled; when it runs out of the box, the chest wall and mediastinum (juxtapleural nodules) are cut off
-   first by an opening of the non-lung tissue - the air outside the patient included, from the scan's coarse
-   lung mask - with a ball larger than the nodule. Ground glass gets its own, lower, level; a solid core
-   inside ground glass (thicker than a vessel) makes the nodule part-solid, and the core is the solid
-   component;
-2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`, :func:`volume_mm3`);
+1. segments the nodule inside the box, enlarged and at least as deep on every axis as it is long
+   (:func:`segment_nodule`): light in-plane smoothing, a seed at the box centre (the brightest voxel near it, or
+   for faint ground glass the voxel nearest the centre at half the level of the box's middle), a threshold from
+   the lung parenchyma around it to the nodule's own level - ``0.5 - 0.4 s / R`` of the way for a solid nodule
+   (:data:`EDGE_FRACTION`, :data:`EDGE_BLUR_MM`: where a blurred ball's profile crosses its true edge) - attached
+   vessels cut by an opening with a ball a bit under half the nodule's radius (at most
+   :data:`VESSEL_BALL_MM` for a solid one; larger while the region still runs out of the box), holes filled;
+   when it runs out of the box, the chest wall and mediastinum (juxtapleural nodules) are cut off first by an
+   opening of the non-lung tissue - the air outside the patient included, from the scan's coarse lung mask -
+   with a ball larger than the nodule, and what that ball took on the lung's side of the pleura (a quadric
+   fitted to the wall's surface around the nodule, :func:`_beyond_pleura`) is given back. Ground glass gets
+   its own, lower, level; a solid core inside ground glass (thicker than a vessel, and surrounded by it:
+   :data:`HALO_AROUND`) makes the nodule part-solid, and the core is the solid component;
+2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`), its volume by partial-volume
+   analysis (:func:`partial_volume_mm3`, :data:`PV_BAND_MM`: boundary voxels count by their share of nodule);
 3. types it from the HU of its voxels (:func:`nodule_type`): calcified / solid / part-solid / ground-glass;
 4. places it (:func:`lung_extent`, :func:`location`): side from LPS x against the lungs' midline and zone
    upper / middle / lower by thirds of that lung's craniocaudal extent. There is **no lobe model**: a zone is
@@ -54,19 +59,47 @@ SOLID_CORE_MIN_RADIUS_MM = 1.5
 #: Calcium: a nodule with at least :data:`CALCIFIED_FRACTION` of its voxels at or above this is calcified.
 CALCIFIED_HU = 200.0
 CALCIFIED_FRACTION = 0.05
-#: Where between the lung's and the nodule's level the edge is drawn. Half-way would be the edge of a sharp
-#: object; the slice profile and the in-plane blur round a small nodule off, so its half-maximum contour lies
-#: inside the true edge - a little lower finds the edge of the phantoms' exact masks (chosen on seed 0 and the
-#: detector's boxes on seeds 5001, 5004, 5007, 5009: 0.4 measured 12-17 mm solid nodules 20-27 % small; LIDC
-#: unchanged).
+#: Where between the lung's and the nodule's level the edge is drawn, at least. Blur (slice profile and in-plane
+#: kernel, about :data:`EDGE_BLUR_MM`) rounds a nodule off: the blurred profile of a ball of radius R crosses its
+#: true edge about ``0.5 - 0.4 s / R`` of the way from the lung to the nodule (half-way for a flat edge), so a solid
+#: nodule's edge is drawn there (``R`` from its box), never below this. Ground glass keeps this fraction: its
+#: texture makes a higher contour ragged.
 EDGE_FRACTION = 0.35
+#: The blur ``s`` (mm) of that rule: the in-plane kernels of chest CT are 0.4-1.1 mm (sigma of the PSF).
+EDGE_BLUR_MM = 1.0
 #: The window the nodule may fill: its box grown by this share of its size plus these mm on each side. A
 #: detector's box can be smaller than its nodule, but a generous window (0.3 and 3 mm) let LIDC-IDRI-0001's
 #: nodule run into the chest wall (47 mm, "calcified") while gaining little on the phantoms.
 WINDOW_SHARE, WINDOW_MM = 0.1, 1.5
+#: The window is at least this share of the box's longest side deep along every axis: a detector's box of a
+#: small nodule can be one slice thick where the nodule spans four (6-8 mm juxtapleural nodules measured a third
+#: small on the detector's boxes).
+WINDOW_CUBE = 1.0
 #: Clip to this many times the inscribed radius around the deepest point (see _clip_to_sphere); 0: off - at 2.0
 #: it cut a vessel stub off a phantom nodule but also cut LIDC-IDRI-0001's lobulated nodule to 16 mm.
 SPHERE_CLIP = 0.0
+#: The ball that cuts attached vessels starts at 0.45 of the nodule's radius but at most this (mm; then 0.7 and
+#: 0.95 of it, scaled alike): a vessel next to a nodule is 1-3 mm thick, and a ball of 9 mm (a 40 mm mass) cut
+#: its lobes off (a third of its volume).
+VESSEL_BALL_MM = 4.0
+#: A ground-glass nodule as faint as this above the lung (the median of its box's middle) is still found as one
+#: (seeded at half its level, not at the brightest voxel - a vessel crossing it).
+FAINT_GLASS_HU = 80.0
+#: A solid core is part of a part-solid nodule only when ground glass surrounds it: at least this share of a
+#: shell just outside its blurred rim (the chest wall's side left out) is glass. A fissure through a
+#: perifissural nodule, or a vessel along a small one, touches only a ring of it.
+HALO_AROUND = 0.5
+#: Juxtapleural nodules: the pleura under the nodule is a quadric fitted to the chest wall's surface around it
+#: (:func:`_beyond_pleura`), used when it fits within this rms (mm); what the wall's opening took on the lung's
+#: side of it goes back to the nodule, from this share of half a voxel above the wall's surface voxels.
+PLEURA_FIT_MM = 2.0
+PLEURA_OFFSET = 0.5
+#: Volume by partial-volume analysis (Kuhnigk JM et al., IEEE TMI 2006;25:417-434, "SPVA"): voxels deeper than
+#: this (mm) inside the mask count whole, those within it of the mask's surface (either side) by their share
+#: ``(HU - lung) / (nodule - lung)``, clipped to 0..1; outside the mask only voxels below the edge threshold
+#: count (above it lies a vessel or the chest wall that the segmentation cut off). Blur keeps the sum of HU, so
+#: the volume does not hang on where the edge threshold is drawn.
+PV_BAND_MM = 1.5
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -237,6 +270,7 @@ class NoduleSegmentation:
     threshold_hu: float
     part_solid: bool = False
     raw_hu: np.ndarray | None = None
+    level_hu: float | None = None
 
     def full_mask(self, shape) -> np.ndarray:
         """The mask on the whole ``(z, y, x)`` grid of ``shape``."""
@@ -351,6 +385,57 @@ def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
+def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndarray, reach_mm: float
+                   ) -> np.ndarray:
+    """The part of ``wall`` on the lung's side of the pleura around a juxtapleural nodule (to give back to it).
+
+    An opening by a ball of radius W rises about ``R² / 2W`` into the flat base of a nodule of radius R lying on
+    the pleura (3 mm for a 16 mm nodule): the cut runs along the ball, not the pleura. The pleura itself is where
+    the wall meets the lung's air around the nodule's base: a plane fitted to those wall voxels (within
+    ``reach_mm`` of the seed) continues it under the nodule, and what the opening took on the lung's side of
+    that plane (within ``reach_mm`` of the seed) belongs to the nodule. Nothing when the pleura there is not
+    flat (a fit off by more than :data:`PLEURA_FIT_MM` rms, a corner or a fissure) or too few voxels show it.
+    """
+    none = np.zeros(wall.shape, bool)
+    air = ~not_air
+    near_air = np.zeros(wall.shape, bool)
+    for axis in range(3):
+        for step in (1, -1):
+            near_air |= np.roll(air, step, axis)
+    surface = wall & near_air
+    surface[[0, -1]] = surface[:, [0, -1]] = False
+    surface[:, :, [0, -1]] = False
+    idx = np.argwhere(surface)
+    if len(idx) < 20:
+        return none
+    zyx_mm = spacing[::-1]
+    points = idx * zyx_mm
+    centre = np.asarray(seed, float) * zyx_mm
+    points = points[np.linalg.norm(points - centre, axis=1) <= reach_mm]
+    if len(points) < 20:
+        return none
+    mean = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - mean, full_matrices=False)
+    normal = vt[2]
+    if np.dot(centre - mean, normal) < 0:
+        normal = -normal
+    # a quadric over the plane: the pleura curves (the lung's base, a costophrenic recess)
+    rel = points - mean
+    u, v, h = rel @ vt[0], rel @ vt[1], rel @ normal
+    design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+    coef, *_ = np.linalg.lstsq(design, h, rcond=None)
+    if float(np.sqrt(np.mean((design @ coef - h) ** 2))) > PLEURA_FIT_MM:
+        return none
+    z, y, x = (np.arange(n) * d for n, d in zip(wall.shape, zyx_mm))
+    grid = np.stack(np.meshgrid(z, y, x, indexing="ij"), axis=-1) - mean
+    gu, gv, gh = grid @ vt[0], grid @ vt[1], grid @ normal
+    surface_h = coef[0] + coef[1] * gu + coef[2] * gv + coef[3] * gu * gu + coef[4] * gu * gv + coef[5] * gv * gv
+    height = gh - surface_h
+    dist2 = ((grid + mean - centre) ** 2).sum(-1)
+    half_voxel = 0.5 * float(np.abs(normal) @ zyx_mm)  # a surface voxel's centre lies this far inside the wall
+    return wall & (height > PLEURA_OFFSET * half_voxel) & (dist2 <= reach_mm ** 2)
+
+
 def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None
                    ) -> NoduleSegmentation | None:
     """Segment the nodule of one finding inside its (slightly enlarged) box, at the volume's own resolution.
@@ -389,8 +474,12 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     crop = hu[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]
     smooth = _smooth_inplane(crop)
 
-    # Where the nodule may be: the box enlarged by a fifth and 2 mm (vessels running on beyond it are cut here).
-    grow = np.ceil((WINDOW_SHARE * (hi - lo) * zyx_spacing + WINDOW_MM) / zyx_spacing).astype(np.int64)
+    # Where the nodule may be: the box enlarged (WINDOW_*; vessels running on beyond it are cut here).
+    # A detector's box of a small nodule can be thinner than it along one axis (one slice of a 4-slice nodule):
+    # the window is at least as deep along every axis as the box is along its longest (a nodule is compact).
+    reach_mm = np.maximum(extent_mm, WINDOW_CUBE * float(extent_mm.max()))
+    grow = np.ceil((0.5 * (reach_mm - extent_mm) + WINDOW_SHARE * reach_mm + WINDOW_MM) / zyx_spacing
+                   ).astype(np.int64)
     b0 = np.maximum(lo - grow, c0) - c0
     b1 = np.minimum(hi + grow, c1) - c0
 
@@ -407,7 +496,19 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     peak = float(smooth[peak_at])
     if peak < lung_hu + 120:
         return None
-    seed = centre if smooth[centre] >= lung_hu + 150 else peak_at
+    # A faint ground-glass nodule fills the middle of its box at a level a vessel crossing it outshines: the
+    # middle's median tells its level, and the seed is the voxel nearest the centre at half that level.
+    middle_level = float(np.median(middle))
+    outer_level = GROUND_GLASS_LEVEL_HU
+    if smooth[centre] >= lung_hu + 150:
+        seed = centre
+    elif middle_level >= lung_hu + FAINT_GLASS_HU:
+        outer_level = min(outer_level, middle_level)
+        near = np.argwhere(middle >= 0.5 * (lung_hu + middle_level))
+        near = near[np.argmin(((near + m0 - np.asarray(centre)) ** 2).sum(1))] + m0
+        seed = tuple(int(v) for v in near)
+    else:
+        seed = peak_at
 
     # From here on only the enlarged box matters: work on it alone (much less to label and open).
     sub = (slice(b0[0], b1[0]), slice(b0[1], b1[1]), slice(b0[2], b1[2]))
@@ -431,6 +532,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         wall = _opening(not_air, wall_radius, coarse_spacing)
         # The ball rises a little into the base of a juxtapleural nodule: give the nodule back the first mm.
         wall = _distance_inside(wall, coarse_spacing) > 1.0
+        wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing, wall_radius)
         wall = np.repeat(np.repeat(wall, f, axis=1), f, axis=2)[:, :smooth.shape[1], :smooth.shape[2]][sub]
         if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
             return np.ones(smooth_b.shape, bool)
@@ -449,7 +551,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
                 return True
         return False
 
-    def region(threshold: float, at=seed_b) -> np.ndarray:
+    def region(threshold: float, at=seed_b, cap_mm: float = math.inf) -> np.ndarray:
         part = _component_at((smooth_b >= threshold) & free[0], at)
         if not part.any():
             return part
@@ -458,7 +560,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         # (each threshold starts again with the smallest ball: starting the nodule's final threshold with the
         # ball its first one ended with cut LIDC-IDRI-0001's nodule to 16 mm)
         for factor in (0.45, 0.7, 0.95):
-            ball = max(factor * radius_mm, 0.8)
+            ball = max(min(factor * radius_mm, factor / 0.45 * cap_mm), 0.8)
             opened = _opening(part, ball, spacing)
             if not opened.any():
                 break
@@ -473,23 +575,27 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         return _fill_holes(_clip_to_sphere(part, spacing, SPHERE_CLIP))
 
     offset = int3(c0 + b0)
+    # The blurred edge of a sphere of radius R crosses its true edge at about 0.5 - 0.4 s / R of the way from the
+    # lung to the nodule (s the blur); half-way for a large one, lower for a small one.
+    edge = float(np.clip(0.5 - 0.4 * EDGE_BLUR_MM / max(radius_mm, 0.5), EDGE_FRACTION, 0.5))
+    glass_edge = EDGE_FRACTION  # ground glass: its texture makes a higher edge ragged (tried: worse)
 
-    def result(mask, solid, threshold, part_solid=False):
-        return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b)
+    def result(mask, solid, threshold, part_solid=False, level=None):
+        return NoduleSegmentation(mask, solid, offset, smooth_b, lung_hu, threshold, part_solid, raw_b, level)
 
-    outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+    outer = region(0.5 * (lung_hu + outer_level))
     if touches_edge(outer):  # runs on beyond the box: cut the chest wall off and look again
         free[0] = cut_wall()
-        outer = region(0.5 * (lung_hu + GROUND_GLASS_LEVEL_HU))
+        outer = region(0.5 * (lung_hu + outer_level))
     core = _largest(outer & (smooth_b >= SOLID_HU))
     if core.any() and core.sum() * float(np.prod(spacing)) < 0.5 * float(outer.sum()) * float(np.prod(spacing)):
         # a solid part much smaller than the nodule: a core only if it is more than a vessel crossing the glass
         core = _largest(_opening(core, SOLID_CORE_MIN_RADIUS_MM, spacing))
     if not core.any():  # ground glass: its own level, half-way to the lung
         glass_level = float(np.median(smooth_b[outer])) if outer.any() else peak
-        threshold = lung_hu + EDGE_FRACTION * (glass_level - lung_hu)
+        threshold = lung_hu + glass_edge * (glass_level - lung_hu)
         mask = region(threshold)
-        return result(mask, np.zeros_like(mask), threshold)
+        return result(mask, np.zeros_like(mask), threshold, level=glass_level)
     import SimpleITK as sitk
 
     # Ground glass around the core, beyond the core's own blurred rim, makes it part-solid.
@@ -497,15 +603,20 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
                                                    [2, 2, 1])).astype(bool)
     halo = outer & ~rim
     voxel = float(np.prod(spacing))
-    if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel):
-        threshold = lung_hu + EDGE_FRACTION * (float(np.median(smooth_b[halo])) - lung_hu)
+    # ... all round it: a fissure (a thin sheet through a perifissural nodule) or a vessel touches a ring of it
+    shell = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(rim.astype(np.uint8)),
+                                                     [1, 1, 1])).astype(bool) & ~rim & free[0]
+    around = float((shell & outer).sum()) / max(float(shell.sum()), 1.0)
+    if halo.sum() >= max(1.0 * core.sum(), 14.0 / voxel) and around >= HALO_AROUND:
+        glass_level = float(np.median(smooth_b[halo]))
+        threshold = lung_hu + glass_edge * (glass_level - lung_hu)
         mask = region(threshold) | core
-        return result(mask, core, threshold, True)
+        return result(mask, core, threshold, True, glass_level)
     solid_level = min(float(np.percentile(smooth_b[core], 75)), peak, 150.0)
-    threshold = lung_hu + EDGE_FRACTION * (solid_level - lung_hu)
+    threshold = lung_hu + edge * (solid_level - lung_hu)
     at = seed_b if core[seed_b] else tuple(int(v) for v in np.argwhere(core)[0])
-    mask = region(threshold, at)
-    return result(mask, mask.copy(), threshold)
+    mask = region(threshold, at, VESSEL_BALL_MM)
+    return result(mask, mask.copy(), threshold, level=solid_level)
 
 
 def nodule_type(segmentation: NoduleSegmentation) -> str:
@@ -619,6 +730,33 @@ def location(center_lps, extent: LungExtent | None) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # Measurement.
 
+def partial_volume_mm3(segmentation: NoduleSegmentation, affine: np.ndarray) -> float:
+    """Volume (mm³) of a segmented nodule by partial-volume analysis (see :data:`PV_BAND_MM`).
+
+    Falls back to the voxel count (:func:`volume_mm3`) without the HU or the nodule's level, or when the nodule
+    is less than 50 HU above the lung.
+    """
+    import SimpleITK as sitk
+
+    mask = segmentation.mask
+    raw = segmentation.raw_hu
+    level = segmentation.level_hu
+    voxel = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+    if raw is None or level is None or not mask.any() or level - segmentation.lung_hu < 50:
+        return volume_mm3(mask, affine)
+    spacing = _spacing(affine)
+    reach = np.maximum(np.ceil(PV_BAND_MM / spacing).astype(int), 1)  # (x, y, z) voxels
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    outer = sitk.GetArrayFromImage(sitk.BinaryDilate(image, [int(v) for v in reach])).astype(bool)
+    inner = sitk.GetArrayFromImage(sitk.BinaryErode(image, [int(v) for v in reach])).astype(bool)
+    band = outer & ~inner
+    # beyond the mask only what lies below the edge threshold: above it is another structure (a vessel or the
+    # chest wall that the segmentation cut off)
+    band &= mask | (segmentation.hu < segmentation.threshold_hu)
+    share = np.clip((raw[band] - segmentation.lung_hu) / (level - segmentation.lung_hu), 0.0, 1.0)
+    return (float(np.count_nonzero(inner)) + float(share.sum())) * voxel
+
+
 def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
                          extent: LungExtent | None = None) -> dict:
     """The reader's figures of a segmented nodule (see :func:`measure_nodule`)."""
@@ -635,7 +773,7 @@ def measure_segmentation(segmentation: NoduleSegmentation, affine: np.ndarray,
     centroid = np.argwhere(mask).mean(axis=0) + np.asarray(segmentation.offset)
     center = affine[:3, :3] @ centroid[::-1] + affine[:3, 3]
     return {
-        "volume_mm3": int(round_half_up(volume_mm3(mask, affine), 0)),
+        "volume_mm3": int(round_half_up(partial_volume_mm3(segmentation, affine), 0)),
         "long_axis_mm": long_r,
         "short_axis_mm": short_r,
         "mean_diameter_mm": mean_r,
@@ -723,6 +861,6 @@ def summary_text(m: dict | None) -> str:
 
 
 __all__ = ["LUNG_RADS_V2022_BASELINE", "NODULE_TYPES", "NoduleSegmentation", "LungExtent", "round_half_up",
-           "lung_rads_baseline", "volume_mm3", "axial_axes_mm", "segment_nodule", "nodule_type", "lung_extent",
-           "location", "measure_segmentation", "measure_nodule", "measure_detections", "mask_measurements",
-           "summary_text"]
+           "lung_rads_baseline", "volume_mm3", "partial_volume_mm3", "axial_axes_mm", "segment_nodule",
+           "nodule_type", "lung_extent", "location", "measure_segmentation", "measure_nodule", "measure_detections",
+           "mask_measurements", "summary_text"]

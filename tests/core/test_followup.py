@@ -107,7 +107,6 @@ def test_model_findings_match_as_the_truth_links_them_with_their_growth(study, c
     current_centres = {r["current_index"]: r["center_lps"][1] for r in records if r["current_index"] is not None}
     prior_list = [prior_centres[i] for i in sorted(prior_centres)]
     current_list = [current_centres[i] for i in sorted(current_centres)]
-    juxtapleural = [n["juxtapleural"] for n in _nodules(out, "prior")]
     vdt_errors = {}
     for rec in truth["nodules"]:
         then = _finding_of(rec["center_lps"][0], prior_list) if rec["center_lps"][0] else None
@@ -122,12 +121,12 @@ def test_model_findings_match_as_the_truth_links_them_with_their_growth(study, c
             elif min(rec["diameter_mm"]) >= 6:
                 error = got["vdt_days"] / rec["vdt_days"] - 1
                 vdt_errors[rec["prior_id"]] = error
+                print(f"VDT {rec['prior_id']}: {got['vdt_days']} vs {rec['vdt_days']} days ({100 * error:+.1f} %), "
+                      f"volumes {got.get('volume_mm3')} vs {rec['volume_mm3']}")
                 # The pipeline's VDT is exact on true volumes (test_followup_units); here the detector's
-                # measurements decide. A juxtapleural nodule that grew along the pleura is under-measured by
-                # inference.nodule_measurements (1059 of 1735 mm3 even on its true box: the chest-wall cut), which
-                # lengthens its VDT by about a third: reported, held to a looser bound.
-                bound = 0.40 if juxtapleural[rec["prior_id"]] else 0.25
-                assert abs(error) <= bound, (rec, got)
+                # measurements decide - the juxtapleural nodule that grew along the pleura included, now that the
+                # pleura under it is fitted rather than cut by the chest wall's opening (issue 11).
+                assert abs(error) <= 0.25, (rec, got)
         elif rec["status"] == "new":
             assert now is not None
             (got,) = [r for r in records if r["current_index"] == now]

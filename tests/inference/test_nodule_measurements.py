@@ -208,3 +208,25 @@ def test_lidc_readers_nodule_is_measured():
     assert 15.0 <= m["mean_diameter_mm"] <= 35.0
     assert m["type"] in ("solid", "part-solid") and m["lung_rads"] in ("4A", "4B")
     assert np.linalg.norm(np.asarray(m["center_lps"]) - c) < 10.0
+
+
+def test_partial_volume_does_not_hang_on_where_the_edge_is_drawn():
+    """Blur keeps the sum of HU: counting boundary voxels by their share of nodule gives the same volume whether
+    the mask ends at the edge or a voxel beyond it, where a voxel count grows by a third. (A mask ending inside
+    the edge is not the same case: what lies above the threshold outside a mask is another structure, cut off.)"""
+    from dataclasses import replace
+
+    import SimpleITK as sitk
+
+    from inference.nodule_measurements import partial_volume_mm3, segment_nodule
+
+    shape, spacing = (24, 64, 64), (0.7, 0.7, 1.0)
+    affine = _grid(shape, spacing)
+    _, occ = _sphere(shape, affine, (32, 32, 12), 5.0)
+    truth = volume_mm3(occ > 0.5, affine)
+    seg = segment_nodule(_ct([(occ, SOFT)], shape), affine, _box_of(occ > 0.5))
+    assert partial_volume_mm3(seg, affine) == pytest.approx(truth, rel=0.05)
+    grown = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(seg.mask.astype(np.uint8)),
+                                                     [1, 1, 1])).astype(bool)
+    assert volume_mm3(grown, affine) > 1.2 * truth
+    assert partial_volume_mm3(replace(seg, mask=grown), affine) == pytest.approx(truth, rel=0.05)
