@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from PySide6.QtCore import QTimer, qVersion
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 #: 1 ms keeps slice changes within budget while a job runs, and the worker's throughput does not suffer
 #: (bench_view measured it doing more work, not less).
 GUI_SWITCH_INTERVAL = 0.001
+#: How long a --smoke-test waits for cancelled jobs before it exits without them.
+SMOKE_DRAIN_MS = 30_000
 
 
 def configure_runtime() -> None:
@@ -74,7 +77,14 @@ def _run(app: QApplication, paths: list[str], demo: bool, smoke_test: bool, smok
         runner.start()
         app.exec()
         window.close()
-        return runner.exit_code if runner.exit_code is not None else 1
+        code = runner.exit_code if runner.exit_code is not None else 1
+        from viewer.qt.workers import job_pool
+
+        if not job_pool().waitForDone(SMOKE_DRAIN_MS):  # a model still running after a failure: exit, not abort
+            print("hounsfield --smoke-test: a worker did not stop; exiting", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     if paths:
         QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
     elif demo:
