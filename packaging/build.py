@@ -117,6 +117,23 @@ def strip_libraries(internal: Path, backup: Path) -> int:
     return sum(before - lib.stat().st_size for lib, (_, before) in stripped.items())
 
 
+def minify_json(internal: Path) -> int:
+    """Rewrite :data:`bundle_rules.MINIFY_JSON` files compactly (same content); returns the bytes saved."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "packaging"))
+    from bundle_rules import MINIFY_JSON
+
+    saved = 0
+    for pattern in MINIFY_JSON:
+        for path in internal.glob(pattern):
+            before = path.stat().st_size
+            data = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
+            saved += before - path.stat().st_size
+    return saved
+
+
 def _needed(path: Path) -> list[str]:
     out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
     return re.findall(r"\(NEEDED\).*\[(.*)\]", out)
@@ -203,10 +220,10 @@ def main() -> int:
     frozen = time.perf_counter() - started
     internal = APP / "_internal"
     orphans = prune_orphans(internal)
-    saved = strip_libraries(internal, ROOT / "build" / "unstripped")
+    saved = strip_libraries(internal, ROOT / "build" / "unstripped") + minify_json(internal)
     add_extras(APP)
     built = time.perf_counter() - started
-    print(f"\nbuilt {APP.relative_to(ROOT)} in {built:.0f} s (PyInstaller {frozen:.0f} s); stripping saved "
+    print(f"\nbuilt {APP.relative_to(ROOT)} in {built:.0f} s (PyInstaller {frozen:.0f} s); stripping + JSON saved "
           f"{saved / 1e6:.0f} MB; {len(orphans)} libraries nothing needs removed: {' '.join(orphans)}")
     print(f"{'part':<52} {'MB':>8}")
     for label, size in part_sizes(internal):
