@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build; on a machine with an NVIDIA GPU use e.g. `make TORCH="torch==2.13.0 --index-url <CUDA wheel index>"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: run lint test bench fuzz models evaluate dist venv clean
+.PHONY: run lint test bench fuzz models evaluate dist dist-check venv clean
 
 venv: $(VENV)/.installed
 
@@ -64,9 +64,17 @@ evaluate: venv
 	$(VENV)/bin/hounsfield evaluate $(EVAL_MODELS) --explain ../shared/data/lidc-idri-0001 --card lidc_idri_0001 \
 		--json bench/out/evaluation-lidc.json
 
+# The desktop app: dist/hounsfield/ (one folder) and dist/hounsfield-<version>-linux-x86_64.tar.gz, from the CPU torch
+# of the venv, offline. ~3 min on 2 cores; prints what each part of the bundle costs. See docs/install.md.
 dist: venv
-	$(PY) -m pip install --quiet pyinstaller
-	$(PY) -m PyInstaller --noconfirm packaging/hounsfield.spec
+	$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install --quiet pyinstaller
+	$(PY) packaging/build.py
+
+# The release check: runs the frozen binary (never the venv) over every transfer syntax in ../shared/data, both
+# built-in models, a screenshot and the GUI's --smoke-test, then times first window / first image against the venv.
+dist-check:
+	test -x dist/hounsfield/hounsfield || $(MAKE) dist
+	$(PY) packaging/dist_check.py
 
 clean:
 	rm -rf $(VENV) build dist bench/out

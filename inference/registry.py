@@ -142,10 +142,10 @@ def user_data_dir() -> Path:
     if override := os.environ.get("HOUNSFIELD_HOME"):
         return Path(override)
     if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "hounsfield"
+        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "hounsfield"
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "hounsfield"
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "hounsfield"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "hounsfield"
 
 
 def user_models_dir() -> Path:

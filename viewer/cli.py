@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _gui_parser().parse_args(argv)
     from viewer.qt.app import run_gui  # Qt only when the GUI is wanted
 
-    return run_gui([str(p) for p in args.paths], demo=args.demo)
+    return run_gui([str(p) for p in args.paths], demo=args.demo, smoke_test=args.smoke_test,
+                   smoke_timeout=args.smoke_timeout)
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,11 @@ def _gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", type=Path, help="DICOM folders, files or DICOMDIRs to open")
     parser.add_argument("--demo", action="store_true", help="open the built-in sample study")
     parser.add_argument("--version", action="version", version=f"hounsfield {__version__}")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="open PATHS (default: the sample study, running the built-in models), render, check, "
+                        "print a SMOKE-TEST line with the times and exit: 0 when all worked, 1 otherwise")
+    parser.add_argument("--smoke-timeout", type=float, default=300.0, metavar="S",
+                        help="--smoke-test fails after S seconds (default 300)")
     return parser
 
 

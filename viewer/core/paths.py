@@ -1,4 +1,15 @@
-"""Per-user folders (data, cache) without Qt, following XDG on Linux and the usual places elsewhere."""
+"""Per-user folders (data, config, cache, logs) without Qt: the places Qt's ``QStandardPaths`` gives an application
+named ``hounsfield`` with no organisation (``viewer.qt.app`` names it so, and a test compares the two on Linux).
+
+- data: Linux ``$XDG_DATA_HOME/hounsfield``; macOS ``~/Library/Application Support/hounsfield``; Windows
+  ``%APPDATA%/hounsfield``.
+- config: ``$XDG_CONFIG_HOME/hounsfield``; ``~/Library/Preferences/hounsfield``; ``%LOCALAPPDATA%/hounsfield``.
+- cache: ``$XDG_CACHE_HOME/hounsfield``; ``~/Library/Caches/hounsfield``; ``%LOCALAPPDATA%/hounsfield/cache``.
+- logs: ``$XDG_STATE_HOME/hounsfield/logs``; ``~/Library/Logs/hounsfield``; ``%LOCALAPPDATA%/hounsfield/logs``.
+
+Data holds autosaves, the models folder and trusted-model records; config holds ``settings.ini``. ``HOUNSFIELD_HOME``
+puts all of them in one folder (tests, portable installs): data and config are that folder, cache and logs below it.
+"""
 from __future__ import annotations
 
 import os
@@ -8,15 +19,35 @@ from pathlib import Path
 APP = "hounsfield"
 
 
+def _env_dir(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value) if value else default
+
+
+def _local_appdata() -> Path:
+    return _env_dir("LOCALAPPDATA", Path.home() / "AppData" / "Local")
+
+
 def user_data_dir() -> Path:
-    """Where autosaves, settings files and user models live (``HOUNSFIELD_HOME`` overrides)."""
+    """Where autosaves, user models and trusted-model records live (``HOUNSFIELD_HOME`` overrides)."""
     if override := os.environ.get("HOUNSFIELD_HOME"):
         return Path(override)
     if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / APP
+        return _env_dir("APPDATA", Path.home() / "AppData" / "Roaming") / APP
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / APP
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / APP
+    return _env_dir("XDG_DATA_HOME", Path.home() / ".local" / "share") / APP
+
+
+def user_config_dir() -> Path:
+    """Where ``settings.ini`` lives (``HOUNSFIELD_HOME`` overrides: the same folder as the data)."""
+    if override := os.environ.get("HOUNSFIELD_HOME"):
+        return Path(override)
+    if sys.platform == "win32":
+        return _local_appdata() / APP
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Preferences" / APP
+    return _env_dir("XDG_CONFIG_HOME", Path.home() / ".config") / APP
 
 
 def user_cache_dir() -> Path:
@@ -24,10 +55,21 @@ def user_cache_dir() -> Path:
     if override := os.environ.get("HOUNSFIELD_HOME"):
         return Path(override) / "cache"
     if sys.platform == "win32":
-        return user_data_dir() / "cache"
+        return _local_appdata() / APP / "cache"
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / APP
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / APP
+    return _env_dir("XDG_CACHE_HOME", Path.home() / ".cache") / APP
+
+
+def user_log_dir() -> Path:
+    """Where the rotating log files go (``HOUNSFIELD_HOME/logs`` with the override)."""
+    if override := os.environ.get("HOUNSFIELD_HOME"):
+        return Path(override) / "logs"
+    if sys.platform == "win32":
+        return _local_appdata() / APP / "logs"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Logs" / APP
+    return _env_dir("XDG_STATE_HOME", Path.home() / ".local" / "state") / APP / "logs"
 
 
 def user_exports_dir() -> Path:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, qVersion
 from PySide6.QtWidgets import QApplication
 
+from viewer import __version__
 from viewer.qt.theme import apply_dark_theme
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,8 @@ log = logging.getLogger(__name__)
 #: 1 ms keeps slice changes within budget while a job runs, and the worker's throughput does not suffer
 #: (bench_view measured it doing more work, not less).
 GUI_SWITCH_INTERVAL = 0.001
+#: How long a --smoke-test waits for cancelled jobs before it exits without them.
+SMOKE_DRAIN_MS = 30_000
 
 
 def configure_runtime() -> None:
@@ -29,24 +33,58 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
-    app.setApplicationName("Hounsfield")
-    app.setOrganizationName("Hounsfield")
+    # "hounsfield" with no organisation: QStandardPaths then names the folders viewer.core.paths uses (a test checks)
+    app.setApplicationName("hounsfield")
+    app.setOrganizationName("")
     app.setApplicationDisplayName("Hounsfield")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("hounsfield")  # the .desktop entry packaging/linux/install.sh installs: icon, taskbar
     apply_dark_theme(app)
     return app
 
 
-def run_gui(paths: list[str], demo: bool = False) -> int:
+def run_gui(paths: list[str], demo: bool = False, smoke_test: bool = False,
+            smoke_timeout: float = 300.0) -> int:
     """Start the viewer, open ``paths`` (or the sample study with ``demo``) and run until the window closes.
 
-    Returns the application's exit code.
+    With ``smoke_test`` it checks itself and exits instead (:mod:`viewer.qt.smoke`). Returns the exit code.
     """
-    from viewer.qt.main_window import MainWindow
+    from viewer.core.logs import setup_file_logging, stop_file_logging
+    from viewer.qt.crash import install_crash_handler
 
     configure_runtime()
+    log_path = setup_file_logging()
     app = create_application()
+    uninstall = install_crash_handler()
+    log.info("hounsfield %s started (frozen: %s, Qt %s)", __version__, getattr(sys, "frozen", False), qVersion())
+    try:
+        return _run(app, paths, demo, smoke_test, smoke_timeout)
+    finally:
+        log.info("hounsfield ended (log %s)", log_path)
+        uninstall()
+        stop_file_logging()
+
+
+def _run(app: QApplication, paths: list[str], demo: bool, smoke_test: bool, smoke_timeout: float) -> int:
+    from viewer.qt.main_window import MainWindow
+
     window = MainWindow()
     window.show()
+    if smoke_test:
+        from viewer.qt.smoke import SmokeTestRunner
+
+        runner = SmokeTestRunner(window, list(paths), timeout_s=smoke_timeout)
+        runner.start()
+        app.exec()
+        window.close()
+        code = runner.exit_code if runner.exit_code is not None else 1
+        from viewer.qt.workers import job_pool
+
+        if not job_pool().waitForDone(SMOKE_DRAIN_MS):  # a model still running after a failure: exit, not abort
+            print("hounsfield --smoke-test: a worker did not stop; exiting", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     if paths:
         QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
     elif demo:

@@ -1,13 +1,14 @@
-"""Persistent user settings (QSettings in an INI file under the user data folder)."""
+"""Persistent user settings (QSettings in an INI file in the user config folder)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 from PySide6.QtCore import QByteArray, QSettings
 
 from viewer.core.bindings import Bindings, BindingsError
 from viewer.core.hanging import HangingProtocols, protocols_from_json
-from viewer.core.paths import user_data_dir
+from viewer.core.paths import user_config_dir, user_data_dir
 from viewer.core.slab import DEFAULT_SLAB_MM, SLAB_MM_RANGE, Projection
 from viewer.core.windowing import CT_PRESETS, Preset
 
@@ -15,9 +16,14 @@ MAX_RECENT = 10
 
 
 def default_qsettings() -> QSettings:
-    """``<user data dir>/settings.ini`` (``HOUNSFIELD_HOME`` moves it, e.g. for tests)."""
-    path = user_data_dir() / "settings.ini"
+    """``<user config dir>/settings.ini`` (``HOUNSFIELD_HOME`` moves it, e.g. for tests).
+
+    Earlier builds kept it in the user data folder: when only that one exists it is copied over once."""
+    path = user_config_dir() / "settings.ini"
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = user_data_dir() / "settings.ini"
+    if not path.exists() and old.exists() and old != path:
+        shutil.copy2(old, path)
     return QSettings(str(path), QSettings.Format.IniFormat)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from viewer.core.dicom.model import Catalog, InstanceHeader, Patient, Series, Study, UnreadableFile
 from viewer.core.issues import SeriesWarning
+from viewer.core.logs import register_patients
 
 __all__ = ["build_catalog", "catalog_to_json", "default_image_series", "sop_kind"]
 
@@ -291,6 +292,7 @@ def build_catalog(headers: Iterable[InstanceHeader], unreadable: Iterable[Unread
     tree: dict[tuple[str, str], dict[str, dict[str, Part]]] = defaultdict(lambda: defaultdict(dict))
     for h in headers:
         tree[(h.patient_id, h.patient_name)][h.study_uid].setdefault(h.series_uid, []).append(h)
+    register_patients(tree)  # the log file never shows them (viewer.core.logs)
 
     patients: list[Patient] = []
     used_keys: set[str] = set()
