@@ -19,13 +19,14 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 def _core_modules() -> list[str]:
     names = []
-    for path in sorted((REPO / "viewer" / "core").rglob("*.py")):
+    paths = [*(REPO / "viewer" / "core").rglob("*.py"), *(REPO / "viewer" / "services").rglob("*.py")]
+    for path in sorted(paths):
         parts = path.relative_to(REPO).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
 
-def test_viewer_core_imports_no_qt():
+def test_viewer_core_and_services_import_no_qt():
     statement = "; ".join(f"import {name}" for name in _core_modules())
     loaded = _modules_loaded_by(statement)
     assert len(_core_modules()) > 5

@@ -1,0 +1,1 @@
+"""Services that compose the core and inference without Qt: PACS query/retrieve/send, de-identification."""
