@@ -127,7 +127,7 @@ class RetrieveCache:
 
     def entries(self) -> list[CachedSeries]:
         """Every complete series, least recently used first."""
-        found = []
+        found: list[CachedSeries] = []
         if not self.root.is_dir():
             return found
         for study in self.root.iterdir():
