@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -11,8 +12,10 @@ from viewer.core.hanging import HangingProtocols, protocols_from_json
 from viewer.core.paths import user_config_dir, user_data_dir
 from viewer.core.slab import DEFAULT_SLAB_MM, SLAB_MM_RANGE, Projection
 from viewer.core.windowing import CT_PRESETS, Preset
+from viewer.services.pacs.nodes import NodeError, PacsNode, nodes_from_json, nodes_to_json
 
 MAX_RECENT = 10
+log = logging.getLogger(__name__)
 
 
 def default_qsettings() -> QSettings:
@@ -230,6 +233,29 @@ class Settings:
     @min_score.setter
     def min_score(self, value: float) -> None:
         self.q.setValue("ai/min_score", float(value))
+
+    # ---- PACS ----------------------------------------------------------------------------------------------------
+    def pacs_nodes(self) -> list[PacsNode]:
+        """The configured PACS nodes (none when the stored list is unreadable; the message is logged)."""
+        try:
+            return nodes_from_json(str(self._get("pacs/nodes", "[]", str)))
+        except NodeError as exc:
+            log.warning("PACS nodes in the settings ignored: %s", exc)
+            return []
+
+    def set_pacs_nodes(self, nodes: list[PacsNode]) -> None:
+        # Secrets are stored as given (the settings file is the user's own, like a browser profile); they never go
+        # to logs: PacsNode's repr leaves them out.
+        self.q.setValue("pacs/nodes", nodes_to_json(nodes))
+
+    @property
+    def pacs_cache_gb(self) -> float:
+        """Cap of the retrieve cache in GB."""
+        return max(0.5, min(10_000.0, self._get("pacs/cache_gb", 20.0, float)))
+
+    @pacs_cache_gb.setter
+    def pacs_cache_gb(self, value: float) -> None:
+        self.q.setValue("pacs/cache_gb", float(value))
 
     # ---- window geometry ------------------------------------------------------------------------------------------
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
