@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.uid import UID
 from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
@@ -175,7 +176,8 @@ class DimseClient:
                 yield from self._get(keys, sop_classes, receiver, cancel)
             missing = receiver.missing()
             if missing:
-                raise PacsError(f"{len(missing)} of {len(expected)} instances did not arrive from "
+                kinds = _names(sorted({expected[uid][1] for uid in missing}))
+                raise PacsError(f"{len(missing)} of {len(expected)} instances ({kinds}) did not arrive from "
                                 f"{self.node.describe()}; nothing was cached")
             series_dirs = staging.commit()
             return RetrieveResult(series_dirs, len(receiver.received), staging.n_bytes, time.monotonic() - started)
@@ -206,6 +208,13 @@ class DimseClient:
             raise PacsError(f"cannot retrieve by C-GET: {exc}; use C-MOVE for this node") from None
         assoc = associate(self.node, contexts, roles=roles, service="study root retrieve (C-GET)",
                           handlers=[(evt.EVT_C_STORE, receiver.handle_store)])
+        # A PACS refuses the SCP role for SOP classes it does not know: those instances could never arrive.
+        receivable = {cx.abstract_syntax for cx in assoc.accepted_contexts if cx.as_scp}
+        refused = [sop_class for sop_class in sop_classes if sop_class not in receivable]
+        if refused:
+            assoc.release()
+            raise PacsError(f"{self.node.describe()} will not send {_names(refused)} by C-GET (it accepted no "
+                            "storage context for them); retrieve by C-MOVE instead")
         yield from self._follow(assoc, assoc.send_c_get(keys, GET, msg_id=1), GET, receiver, cancel,
                                 QR_GET_SERVICE_CLASS_STATUS)
 
@@ -244,7 +253,7 @@ class DimseClient:
                 elif item[0] == "failed":
                     raise PacsError(f"lost the association with {self.node.describe()}: {item[1]}")
                 elif item[0] == "done":
-                    self._check_final(item[1], statuses)
+                    self._check_final(item[1], statuses, len(receiver.received))
                     ok = True
                     return
         finally:
@@ -252,18 +261,31 @@ class DimseClient:
             finish(assoc, ok)
             reader.join(timeout=self.node.timeout_s)
 
-    def _check_final(self, final: Dataset | None, statuses: dict) -> None:
+    def _check_final(self, final: Dataset | None, statuses: dict, received: int) -> None:
+        """Raise PacsError unless the final C-GET / C-MOVE status is success or a warning (a missing instance is
+        then found by the caller)."""
         code = status_code(final)
-        where = self.node.describe()
+        node, where = self.node, self.node.describe()
         if code is None:
-            raise PacsError(f"{where} stopped answering the retrieve (no response within {self.node.timeout_s:g} s)")
+            raise PacsError(f"{where} stopped answering the retrieve (no response within {node.timeout_s:g} s)")
+        if code == 0 or 0xB000 <= code <= 0xBFFF:
+            return
+        unknown_ae = (f"the PACS does not know our AE title {node.our_aet}; add it to the PACS's modalities "
+                      f"(this computer's address, port {node.storage_port})")
         if code == MOVE_UNKNOWN_DESTINATION:
-            raise PacsError(f"the PACS does not know our AE title {self.node.our_aet}; add it to the PACS's "
-                            f"modalities (this computer, port {self.node.storage_port}) - {where}")
+            raise PacsError(f"{where}: {unknown_ae}")
         if code == CANCELLED:
             raise PacsError(f"{where} cancelled the retrieve")
-        if code not in (0, 0xB000, 0x0001) and not 0xB000 <= code <= 0xBFFF:
-            raise PacsError(f"{where} refused the retrieve: {describe_status(code, statuses)}")
+        if node.retrieve_route is RetrieveRoute.C_MOVE and not received:
+            failed = int(getattr(final, "NumberOfFailedSuboperations", 0) or 0)
+            if failed:
+                raise PacsError(f"{where} could not send us any instance ({failed} failed): check that the PACS "
+                                f"has our AE title {node.our_aet} at this computer's address, port "
+                                f"{node.storage_port}, and that no firewall blocks that port")
+            # Orthanc answers an unknown move destination with a bare 0xC000, not 0xA801
+            raise PacsError(f"{where} refused the C-MOVE ({describe_status(code, statuses)}) before sending "
+                            f"anything; most often {unknown_ae}")
+        raise PacsError(f"{where} refused the retrieve: {describe_status(code, statuses)}")
 
     # -- C-STORE --------------------------------------------------------------------------------------------------
     def send(self, paths: list[Path], cancel: CancelToken | None = None) -> Job[list[SendResult]]:
@@ -296,6 +318,11 @@ def _cancel(assoc: Association, model: str, reader: threading.Thread) -> None:
             pass
         reader.join(timeout=CANCEL_GRACE_S)
         assoc.abort()
+
+
+def _names(sop_classes: list[str]) -> str:
+    """SOP classes by name where pydicom knows it, else by UID."""
+    return ", ".join(UID(c).name for c in sop_classes)
 
 
 def _text(item: Dataset, keyword: str) -> str:
