@@ -47,6 +47,10 @@ MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 GET = "1.2.840.10008.5.1.4.1.2.2.3"
 VERIFICATION = "1.2.840.10008.1.1"
 MOVE_UNKNOWN_DESTINATION = 0xA801
+#: Storage classes proposed when a PACS lists instances without their SOP class (it need not return it).
+COMMON_CLASSES = tuple("1.2.840.10008.5.1.4.1.1." + suffix for suffix in (
+    "2", "2.1", "4", "4.1", "7", "1", "1.1", "1.2", "6.1", "3.1", "12.1", "20", "128", "130", "481.1", "481.2",
+    "481.3", "66.4", "88.11", "88.22", "88.33", "88.34", "11.1", "88.59"))
 #: How long a cancelled C-GET / C-MOVE may take to acknowledge the C-CANCEL before we abort the association.
 CANCEL_GRACE_S = 1.0
 
@@ -103,7 +107,7 @@ class DimseClient:
         """The series of one study (C-FIND at SERIES level), by series number."""
         keys = Dataset()
         keys.QueryRetrieveLevel = "SERIES"
-        keys.StudyInstanceUID = checked_uid(study_uid)
+        keys.StudyInstanceUID = _uid(study_uid)
         keys.SeriesInstanceUID = ""
         keys.Modality = ""
         keys.SeriesNumber = ""
@@ -157,8 +161,8 @@ class DimseClient:
         if not isinstance(cache, RetrieveCache):
             raise TypeError("retrieve needs a RetrieveCache")
         started = time.monotonic()
-        study_uid = checked_uid(study_uid)
-        expected = yield from self._list_instances(study_uid, series_uid, cancel)
+        study_uid = _uid(study_uid)
+        expected = yield from self.list_instances(study_uid, series_uid, cancel)
         if not expected:
             what = f"series {series_uid}" if series_uid else f"study {study_uid}"
             raise PacsError(f"{self.node.describe()} has no instances of {what}")
@@ -166,29 +170,33 @@ class DimseClient:
         keys.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
         keys.StudyInstanceUID = study_uid
         if series_uid:
-            keys.SeriesInstanceUID = checked_uid(series_uid)
-        sop_classes = sorted({sop_class for _, sop_class in expected.values()})
+            keys.SeriesInstanceUID = _uid(series_uid)
+        known = sorted({sop_class for _, sop_class in expected.values() if sop_class})
+        sop_classes = known
+        if any(not sop_class for _, sop_class in expected.values()):
+            sop_classes = sorted(set(known) | set(COMMON_CLASSES))  # the PACS did not say: propose the usual ones
         with cache.staging() as staging:
             receiver = Receiver(staging, study_uid, {sop: series for sop, (series, _) in expected.items()})
             if self.node.retrieve_route is RetrieveRoute.C_MOVE:
                 yield from self._move(keys, sop_classes, receiver, cancel)
             else:
-                yield from self._get(keys, sop_classes, receiver, cancel)
+                yield from self._get(keys, sop_classes, known, receiver, cancel)
             missing = receiver.missing()
             if missing:
-                kinds = _names(sorted({expected[uid][1] for uid in missing}))
+                kinds = _names(sorted({expected[uid][1] or "unknown class" for uid in missing}))
                 raise PacsError(f"{len(missing)} of {len(expected)} instances ({kinds}) did not arrive from "
                                 f"{self.node.describe()}; nothing was cached")
             series_dirs = staging.commit()
             return RetrieveResult(series_dirs, len(receiver.received), staging.n_bytes, time.monotonic() - started)
 
-    def _list_instances(self, study_uid: str, series_uid: str | None,
-                        cancel: CancelToken | None) -> Job[dict[str, tuple[str, str]]]:
-        """SOP instance UID → (series UID, SOP class UID) of what the retrieve will bring (C-FIND, IMAGE level)."""
+    def list_instances(self, study_uid: str, series_uid: str | None = None,
+                       cancel: CancelToken | None = None) -> Job[dict[str, tuple[str, str]]]:
+        """SOP instance UID → (series UID, SOP class UID or "" when the PACS does not say) of a study or series
+        (C-FIND at IMAGE level): what a retrieve will bring."""
         keys = Dataset()
         keys.QueryRetrieveLevel = "IMAGE"
-        keys.StudyInstanceUID = study_uid
-        keys.SeriesInstanceUID = checked_uid(series_uid) if series_uid else ""
+        keys.StudyInstanceUID = _uid(study_uid)
+        keys.SeriesInstanceUID = _uid(series_uid) if series_uid else ""
         keys.SOPInstanceUID = ""
         keys.SOPClassUID = ""
         found = yield from self._find(keys, "instances", None, cancel)
@@ -196,11 +204,11 @@ class DimseClient:
         for item in found:
             sop, series, sop_class = (str(item.get(k, "")) for k in ("SOPInstanceUID", "SeriesInstanceUID",
                                                                       "SOPClassUID"))
-            if sop and series and sop_class:
+            if sop and series:
                 listed[sop] = (series, sop_class)
         return listed
 
-    def _get(self, keys: Dataset, sop_classes: list[str], receiver: Receiver,
+    def _get(self, keys: Dataset, sop_classes: list[str], known: list[str], receiver: Receiver,
              cancel: CancelToken | None) -> Job[None]:
         try:
             contexts, roles = plan_get_contexts(GET, sop_classes)
@@ -210,7 +218,7 @@ class DimseClient:
                           handlers=[(evt.EVT_C_STORE, receiver.handle_store)])
         # A PACS refuses the SCP role for SOP classes it does not know: those instances could never arrive.
         receivable = {cx.abstract_syntax for cx in assoc.accepted_contexts if cx.as_scp}
-        refused = [sop_class for sop_class in sop_classes if sop_class not in receivable]
+        refused = [sop_class for sop_class in known if sop_class not in receivable]
         if refused:
             assoc.release()
             raise PacsError(f"{self.node.describe()} will not send {_names(refused)} by C-GET (it accepted no "
@@ -318,6 +326,13 @@ def _cancel(assoc: Association, model: str, reader: threading.Thread) -> None:
             pass
         reader.join(timeout=CANCEL_GRACE_S)
         assoc.abort()
+
+
+def _uid(value: str) -> str:
+    try:
+        return checked_uid(value)
+    except ValueError as exc:
+        raise PacsError(str(exc)) from None
 
 
 def _names(sop_classes: list[str]) -> str:
