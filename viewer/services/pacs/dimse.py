@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydicom import Dataset
@@ -86,13 +86,14 @@ class DimseClient:
         """Studies matching ``query``, one page (``limit`` from ``offset``), paged locally: the C-FIND is
         cancelled (C-CANCEL) once the page is full."""
         keys = Dataset()
+        texts = [_clean(v) for v in (query.patient_name, query.patient_id, query.accession)]
+        if not all(text.isascii() for text in texts):
+            keys.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, for names beyond ASCII
         keys.QueryRetrieveLevel = "STUDY"
-        keys.PatientName = query.patient_name
-        keys.PatientID = query.patient_id
+        keys.PatientName, keys.PatientID, keys.AccessionNumber = texts
         keys.StudyDate = query.date_range()
-        keys.ModalitiesInStudy = query.modality
-        keys.AccessionNumber = query.accession
-        keys.StudyInstanceUID = query.study_uid
+        keys.ModalitiesInStudy = _clean(query.modality).upper()
+        keys.StudyInstanceUID = _clean(query.study_uid)
         keys.StudyDescription = ""
         keys.NumberOfStudyRelatedSeries = ""
         keys.NumberOfStudyRelatedInstances = ""
@@ -121,6 +122,8 @@ class DimseClient:
               cancel: CancelToken | None) -> Job[list[Dataset]]:
         """Run one C-FIND; stop (C-CANCEL) after ``enough`` matches or on cancel."""
         yield Progress(0, 0, f"Querying {what}")
+        if is_cancelled(cancel):
+            raise Cancelled()
         assoc = associate(self.node, [build_context(FIND)], service="study root query (C-FIND)")
         found: list[Dataset] = []
         ok = False
@@ -223,7 +226,7 @@ class DimseClient:
             assoc.release()
             raise PacsError(f"{self.node.describe()} will not send {_names(refused)} by C-GET (it accepted no "
                             "storage context for them); retrieve by C-MOVE instead")
-        yield from self._follow(assoc, assoc.send_c_get(keys, GET, msg_id=1), GET, receiver, cancel,
+        yield from self._follow(assoc, lambda: assoc.send_c_get(keys, GET, msg_id=1), GET, receiver, cancel,
                                 QR_GET_SERVICE_CLASS_STATUS)
 
     def _move(self, keys: Dataset, sop_classes: list[str], receiver: Receiver,
@@ -232,19 +235,25 @@ class DimseClient:
         address = local_address_towards(node.host, node.port)
         with StorageServer(node.our_aet, address, node.storage_port, sop_classes, receiver, node.timeout_s):
             assoc = associate(node, [build_context(MOVE)], service="study root retrieve (C-MOVE)")
-            yield from self._follow(assoc, assoc.send_c_move(keys, node.our_aet, MOVE, msg_id=1), MOVE, receiver,
-                                    cancel, QR_MOVE_SERVICE_CLASS_STATUS)
+            yield from self._follow(assoc, lambda: assoc.send_c_move(keys, node.our_aet, MOVE, msg_id=1), MOVE,
+                                    receiver, cancel, QR_MOVE_SERVICE_CLASS_STATUS)
 
-    def _follow(self, assoc: Association, responses: Iterator, model: str, receiver: Receiver,
+    def _follow(self, assoc: Association, request: Callable[[], Iterator], model: str, receiver: Receiver,
                 cancel: CancelToken | None, statuses: dict) -> Job[None]:
-        """Announce instances as they arrive until the final C-GET / C-MOVE response; cancel on request."""
+        """Send the C-GET / C-MOVE (``request``) and announce instances as they arrive until its final response;
+        cancel on request. The association is released or aborted before this returns."""
         events: queue.Queue[tuple] = receiver.queue
-        reader = threading.Thread(target=_read_responses, args=(responses, events), name="dimse-responses",
-                                  daemon=True)
-        reader.start()
         total = len(receiver.expected)
         ok = False
+        reader = None
         try:
+            try:
+                responses = request()
+            except (RuntimeError, ValueError) as exc:  # the association ended, or the keys cannot be encoded
+                raise PacsError(f"cannot send the retrieve request to {self.node.describe()}: {exc}") from None
+            reader = threading.Thread(target=_read_responses, args=(responses, events), name="dimse-responses",
+                                      daemon=True)
+            reader.start()
             while True:
                 if is_cancelled(cancel):
                     receiver.close()
@@ -267,7 +276,8 @@ class DimseClient:
         finally:
             receiver.close()
             finish(assoc, ok)
-            reader.join(timeout=self.node.timeout_s)
+            if reader is not None:
+                reader.join(timeout=self.node.timeout_s)
 
     def _check_final(self, final: Dataset | None, statuses: dict, received: int) -> None:
         """Raise PacsError unless the final C-GET / C-MOVE status is success or a warning (a missing instance is
@@ -326,6 +336,11 @@ def _cancel(assoc: Association, model: str, reader: threading.Thread) -> None:
             pass
         reader.join(timeout=CANCEL_GRACE_S)
         assoc.abort()
+
+
+def _clean(text: str) -> str:
+    """Typed text as one DICOM value (a backslash would split it into several)."""
+    return (text or "").replace("\\", "").strip()
 
 
 def _uid(value: str) -> str:
