@@ -74,6 +74,8 @@ class MultipartReader:
             return [bytes(self._buffer)] if self._buffer else []
         if self._state == "preamble" and self.n_parts == 0:
             raise MultipartError("the multipart answer holds no part")
+        if self._state == "after_delimiter":
+            raise MultipartError(f"the multipart answer ended after part {self.n_parts}, without its closing delimiter")
         if self._state != "done":
             raise MultipartError(f"the multipart answer ended in the middle of part {self.n_parts + 1}")
         return []
