@@ -169,13 +169,18 @@ def _run(handler, args: argparse.Namespace) -> int:
     except _Refused as error:
         print(f"hounsfield pacs: {error}", file=sys.stderr)
     except PacsError as error:
-        print(f"\nhounsfield pacs: {error}", file=sys.stderr)
+        print(f"{_end_progress()}hounsfield pacs: {error}", file=sys.stderr)
     except ImportError as error:  # e.g. the DIMSE client when pynetdicom is missing
         print(f"hounsfield pacs: this kind of node is not available here: {error}", file=sys.stderr)
     except (KeyboardInterrupt, Cancelled):
-        print("\nhounsfield pacs: interrupted", file=sys.stderr)
+        print(f"{_end_progress()}hounsfield pacs: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+def _end_progress() -> str:
+    """A newline that ends the progress line, when one is shown (a terminal)."""
+    return "\n" if sys.stderr.isatty() else ""
 
 
 def _drain(job):
