@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
 from pathlib import Path
 
@@ -53,13 +54,15 @@ def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
         assert "did not answer" in open_client(node).echo().message
 
 
-def test_query_studies_and_series(orthanc: OrthancServer) -> None:
+def test_query_studies_and_series(orthanc: OrthancServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)  # the log file's level: what it would hold must carry no patient ID
     client = open_client(web_node(orthanc))
     hits = run_job(client.query_studies(QueryFilter(patient_id="LIDC-IDRI-0001", modality="CT",
                                                     date_from=dt.date(1999, 12, 31), date_to=dt.date(2000, 1, 2))))
     assert [hit.study_uid for hit in hits] == [LIDC_STUDY]
     assert hits[0].study_date == "20000101" and hits[0].modalities == ("CT",)
-    assert hits[0].n_series == 1 and hits[0].n_instances == 133
+    assert hits[0].n_series == 1 and hits[0].n_instances == 133 and hits[0].patient_id == "LIDC-IDRI-0001"
+    assert "LIDC-IDRI-0001" not in caplog.text
     assert run_job(client.query_studies(QueryFilter(modality="MR"))) == []
     assert run_job(client.query_studies(QueryFilter(date_from=dt.date(2001, 1, 1)))) == []
     assert run_job(client.query_studies(QueryFilter(offset=1))) == []  # the only study is on page one

@@ -16,7 +16,7 @@ from viewer.services.pacs.cache import RetrieveCache
 from viewer.services.pacs.dicomweb import DicomwebClient
 from viewer.services.pacs.model import PacsError, QueryFilter
 from viewer.services.pacs.multipart import encode_multipart
-from viewer.services.pacs.nodes import PacsNode
+from viewer.services.pacs.nodes import AuthKind, PacsNode
 
 
 class Script:
@@ -27,6 +27,7 @@ class Script:
         self.content_type = "application/dicom"
         self.qido = "[]"
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
 
 
 @pytest.fixture
@@ -36,6 +37,7 @@ def hostile() -> Iterator[tuple[Script, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             script.requests.append(self.path)
+            script.authorizations.append(self.headers.get("Authorization"))
             if "/series/" in self.path:
                 body, content_type = script.series_body, script.content_type
             else:
@@ -50,7 +52,7 @@ def hostile() -> Iterator[tuple[Script, str]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield script, f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
@@ -99,7 +101,7 @@ def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_pa
 
 def test_malformed_search_answers_give_clean_results_or_messages(hostile) -> None:
     script, url = hostile
-    client = DicomwebClient(PacsNode(name="hostile", url=url, timeout_s=5))
+    client = DicomwebClient(PacsNode(name="hostile", url=url, timeout_s=5, auth=AuthKind.BEARER, secret="t0ken"))
     script.qido = json.dumps([
         {"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, "00100010": {"vr": "PN", "Value": [{"Alphabetic": "A^B"}]},
          "00201208": {"vr": "IS", "Value": ["twelve"]}, "00080061": {"vr": "CS", "Value": [None, "CT", 5]}},
@@ -110,6 +112,7 @@ def test_malformed_search_answers_give_clean_results_or_messages(hostile) -> Non
     assert [(h.study_uid, h.patient_name, h.n_instances, h.modalities) for h in hits] == [("1.2.3", "A^B", None,
                                                                                           ("CT",))]
     assert "PatientName=A*&" in script.requests[-1]  # the wildcard is sent as is
+    assert script.authorizations == ["Bearer t0ken"]
     script.qido = "{not json"
     with pytest.raises(PacsError, match="hostile .* could not search studies: JSONDecodeError"):
         run_job(client.query_studies(QueryFilter()))
