@@ -30,7 +30,8 @@ test: venv lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 # Every module of bench/__main__.py's BENCHES, each beside a reference measured in the same run: load, codecs, scan,
-# view (slice changes), infer, compare (registration of a LIDC-sized pair, target <= 10 s on 2 cores).
+# view (slice changes), infer, compare (registration of a LIDC-sized pair, target <= 10 s on 2 cores), pacs (query,
+# retrieve and send against a real Orthanc on loopback, beside dicomweb-client).
 # One of them alone: `$(PY) -m bench bench_compare`.
 bench: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench

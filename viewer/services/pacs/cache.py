@@ -23,6 +23,13 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 DEFAULT_MAX_BYTES = 20 * 1024**3
 
 
+def default_cache_root() -> Path:
+    """The cache's folder unless the user chose another: ``<user cache dir>/pacs`` (the GUI's and the CLI's)."""
+    from viewer.core.paths import user_cache_dir
+
+    return user_cache_dir() / "pacs"
+
+
 def checked_uid(uid: str) -> str:
     """``uid`` when it is a valid DICOM UID (digits and dots, ≤ 64 characters); ValueError otherwise."""
     uid = (uid or "").strip().rstrip("\0")
