@@ -37,7 +37,9 @@ class _Walk:
 
     def dataset(self, ds: Dataset) -> None:
         for tag in list(ds.keys()):
-            if tag.is_private:  # PS3.15 E.1.1: private attributes are removed (no Retain Safe Private option)
+            # PS3.15 E.1.1: private attributes are removed (no Retain Safe Private option); command (0000) and
+            # file meta (0002) elements do not belong in a stored data set and would stop the writer
+            if tag.is_private or tag.group in (0x0000, 0x0002):
                 del ds[tag]
             elif int(tag) not in _PIXEL_TAGS:
                 self.element(ds, tag)

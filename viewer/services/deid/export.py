@@ -110,18 +110,37 @@ def _add_file(path: Path, files: list[Path], refused: list[tuple[str, str]]) -> 
 
 
 def _read(path: Path):
+    """The full data set, after the scanner's checks for untrusted files (its reasons are the user's reasons)."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
+
+    from viewer.core.dicom.scan import DicomReadError, read_header
 
     try:
+        read_header(path)
         ds = pydicom.dcmread(str(path))
-    except InvalidDicomError:
-        raise ValueError("not a DICOM file") from None
+    except DicomReadError as error:
+        raise ValueError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - any parser error of an untrusted file is a reason, not a crash
         raise ValueError(f"unreadable DICOM ({type(error).__name__})") from None
     if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
         raise ValueError("no SOP Class/Instance UID (not a DICOM instance)")
+    _check_complete(ds)
     return ds
+
+
+def _check_complete(ds) -> None:
+    """Refuse native pixel data shorter than the image declares: the file was cut (pydicom reads it silently)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds or syntax is None or syntax.is_compressed:
+        return
+    from pydicom.pixels.utils import get_expected_length
+
+    try:
+        expected = int(get_expected_length(ds, unit="bytes"))  # knows YBR_FULL_422's subsampling, 1-bit images...
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ValueError("pixel data without a usable Rows/Columns/BitsAllocated") from None
+    if len(ds.PixelData) < expected:
+        raise ValueError("truncated: the pixel data are shorter than the image size declares")
 
 
 def _write(ds, target: Path) -> None:
