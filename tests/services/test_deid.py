@@ -10,7 +10,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -44,7 +43,7 @@ def _reference() -> dict[str, tuple[str, str]]:
 def _removed_matchers() -> list[tuple[int, int, str]]:
     """(value, mask, keyword) for every attribute the Basic Profile removes, per the independent copy."""
     out = []
-    for tag, (action, keyword) in _reference().items():
+    for tag, (_action, keyword) in _reference().items():
         if keyword in KEPT_BY_STANDARD_CHOICE:
             continue
         mask = int("".join("0" if c == "X" else "F" for c in tag), 16)
