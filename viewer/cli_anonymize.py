@@ -41,17 +41,12 @@ def add_parser(sub) -> None:
 
 
 def _refusal(args) -> str | None:
+    from viewer.services.deid.export import output_folder_problem
+
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         return f"no such file or folder: {missing[0]}"
-    out = args.out.resolve()
-    for path in args.paths:
-        source = path.resolve()
-        if source.is_dir() and (out == source or source in out.parents):
-            return f"the output folder {args.out} is inside the input {path}: choose a folder outside it"
-    if args.out.exists() and not args.out.is_dir():
-        return f"--out {args.out} is a file, not a folder"
-    return None
+    return output_folder_problem(args.out, args.paths)
 
 
 def cmd_anonymize(args) -> int:

@@ -164,6 +164,20 @@ def _output_path(out_dir: Path, ds) -> Path:
             / f"{short_name(str(ds.SOPInstanceUID), 16)}.dcm")
 
 
+def output_folder_problem(out_dir: str | os.PathLike, sources: Iterable[str | os.PathLike]) -> str | None:
+    """Why ``out_dir`` cannot take the export of ``sources`` (None when it can): a file, or inside an input folder
+    (a later export or scan of that folder would mix originals and copies)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file, not a folder"
+    resolved = out.resolve()
+    for source in sources:
+        folder = Path(source).resolve()
+        if folder.is_dir() and (resolved == folder or folder in resolved.parents):
+            return f"the output folder {out} is inside the input {source}: choose a folder outside it"
+    return None
+
+
 def _check_map_location(out_dir: Path, map_path: Path) -> None:
     out, where = out_dir.resolve(), map_path.resolve()
     if where == out or out in where.parents:
