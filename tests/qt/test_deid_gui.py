@@ -3,6 +3,7 @@ study, runs the export on a worker and shows the report; the copies reference ea
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pydicom
 
@@ -16,6 +17,10 @@ def _study(tmp_path):
     segmentations = data_path("seg-rtstruct", "dcmqi", "segmentations")
     shutil.copytree(segmentations / "ct-3slice", folder / "ct")
     shutil.copy(segmentations / "liver.dcm", folder / "liver.dcm")
+    extra = pydicom.dcmread(folder / "ct" / "01.dcm")  # a second, smaller series of the same study
+    extra.SeriesInstanceUID, extra.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    extra.file_meta.MediaStorageSOPInstanceUID = extra.SOPInstanceUID
+    extra.save_as(folder / "other-series.dcm", enforce_file_format=True)
     return folder
 
 
@@ -27,7 +32,10 @@ def test_export_deidentified_from_the_file_menu(main_window, qtbot, tmp_path, mo
     dialog = main_window.findChild(DeidExportDialog)
     assert dialog is not None and dialog.isVisible()
     shown_study = main_window.session.catalog.patients[0].studies[0]
-    assert dialog.study.currentData() == shown_study.uid and len(dialog.sources()) == 4
+    assert dialog.study.currentData() == shown_study.uid and len(dialog.sources()) == 5
+    dialog.study.setCurrentIndex(dialog.study.count() - 1)  # the shown CT series and the SEG that references it
+    assert dialog.study.currentText().startswith("Only the shown series")
+    assert sorted(Path(p).name for p in dialog.sources()) == ["01.dcm", "02.dcm", "03.dcm", "liver.dcm"]
 
     dialog.folder.setText(str(folder / "out"))  # inside the input: refused before anything runs
     assert dialog.start() is None and "inside the input" in dialog.status.text()

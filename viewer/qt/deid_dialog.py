@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from viewer.core.paths import user_exports_dir
 
 ALL_STUDIES = "__all__"
+SERIES_PREFIX = "series:"
 
 
 def _study_label(study) -> str:
@@ -45,7 +46,8 @@ class DeidExportDialog(QDialog):
 
     export_finished = Signal(object)
 
-    def __init__(self, catalog, current_study_uid: str | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, catalog, current_study_uid: str | None = None, parent: QWidget | None = None,
+                 shown_series=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export De-identified")
         self.catalog = catalog
@@ -57,6 +59,9 @@ class DeidExportDialog(QDialog):
             self.study.addItem(_study_label(st), st.uid)
         if len(studies) > 1:
             self.study.addItem(f"All {len(studies)} studies open", ALL_STUDIES)
+        if shown_series is not None:
+            self.study.addItem(f"Only the shown series: {shown_series.description or shown_series.modality} "
+                               "(with the SEG / SR / RTSTRUCT that reference it)", SERIES_PREFIX + shown_series.uid)
         if current_study_uid and self.study.findData(current_study_uid) >= 0:
             self.study.setCurrentIndex(self.study.findData(current_study_uid))
         self.profile = QComboBox()
@@ -101,10 +106,15 @@ class DeidExportDialog(QDialog):
         self.resize(720, 520)
 
     def sources(self) -> list[str]:
-        """The files of the chosen study (every series: images, SEG, SR, RTSTRUCT...)."""
-        chosen = self.study.currentData()
-        return [i.path for p in self.catalog.patients for st in p.studies if chosen in (ALL_STUDIES, st.uid)
-                for s in st.series for i in s.instances]
+        """The files chosen: a study (every series: images, SEG, SR, RTSTRUCT...), all studies, or one series with
+        the objects that reference it."""
+        chosen = str(self.study.currentData())
+        series = [s for p in self.catalog.patients for st in p.studies for s in st.series
+                  if chosen in (ALL_STUDIES, st.uid)]
+        if chosen.startswith(SERIES_PREFIX):
+            uid = chosen[len(SERIES_PREFIX):]
+            series = [s for s in self.catalog.all_series() if s.uid == uid or uid in (s.references or [])]
+        return [i.path for s in series for i in s.instances]
 
     def options(self):
         """The :class:`~viewer.services.deid.DeidOptions` the form describes."""
@@ -177,6 +187,7 @@ def export_deidentified_dialog(window) -> DeidExportDialog:
     series_uid = current.series.uid if current is not None and current.series is not None else None
     study_uid = next((st.uid for p in (session.catalog.patients if session.catalog else []) for st in p.studies
                       if any(s.uid == series_uid for s in st.series)), None)
-    dialog = DeidExportDialog(session.catalog, study_uid, window)
+    shown = current.series if current is not None else None
+    dialog = DeidExportDialog(session.catalog, study_uid, window, shown_series=shown)
     dialog.open()
     return dialog
