@@ -1,5 +1,5 @@
 """The ``hounsfield`` command: GUI by default; ``scan``, ``info``, ``models``, ``infer``, ``compare``, ``sample``,
-``screenshot``, ``pacs`` (:mod:`viewer.cli_pacs`).
+``screenshot``, ``pacs`` (:mod:`viewer.cli_pacs`), ``anonymize`` (:mod:`viewer.cli_anonymize`).
 
 Exit codes: 0 success, 1 failure, 2 when the input holds no readable DICOM (reason on stderr).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from viewer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_DICOM = 0, 1, 2
-SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "compare", "sample", "screenshot", "pacs")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "compare", "sample", "screenshot", "pacs", "anonymize")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,9 +135,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                       help="how the slab is combined (with no --slab: a 10 mm slab)")
     shot.set_defaults(handler=cmd_screenshot)
 
+    from viewer.cli_anonymize import add_parser as add_anonymize  # argparse only: the work is imported when run
     from viewer.cli_pacs import add_parser as add_pacs_parser  # argparse only: no network or Qt import here
 
     add_pacs_parser(sub)
+    add_anonymize(sub)
     return parser
 
 

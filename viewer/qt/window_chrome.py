@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.core.jobs import Progress
+from viewer.qt.deid_dialog import export_deidentified_dialog
 from viewer.qt.dialogs import PresetsDialog, ShortcutsDialog
 from viewer.qt.slab_control import SlabControls
 from viewer.qt.tools import TOOLS
@@ -131,6 +132,8 @@ def build_menus(window) -> None:
                                                   mf.save_dialog)
     window.action_load_measurements = menu_action(window, file_menu, "&Load Measurements (DICOM SR)…",
                                                   mf.load_dialog)
+    window.action_export_deid = menu_action(window, file_menu, "Export De-&identified…",
+                                            lambda: export_deidentified_dialog(window))
     file_menu.addSeparator()
     window.action_save_screenshot = menu_action(window, file_menu, "&Save Screenshot…",
                                                 lambda: save_screenshot_dialog(window), "Ctrl+S")
