@@ -11,15 +11,15 @@ node and the HTTP status but never a query string (it may carry a patient name) 
 """
 from __future__ import annotations
 
-import io
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import pydicom
 import requests
 
 from inference.jobs import Cancelled, CancelToken, Job, Progress, is_cancelled
@@ -38,6 +38,7 @@ from viewer.services.pacs.model import (
 )
 from viewer.services.pacs.multipart import MultipartError, MultipartReader, encode_multipart
 from viewer.services.pacs.nodes import AuthKind, PacsNode
+from viewer.services.pacs.part10 import instance_uids
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ MAX_INSTANCE_BYTES = 4 * 1024**3
 #: Read size of a streamed answer: small enough that a cancel is seen quickly, big enough to stay cheap.
 CHUNK_BYTES = 512 * 1024
 #: One STOW-RS request carries at most this many files / bytes (so progress and cancel stay responsive).
+#: How many chunks the reader thread may hold ahead of the job's thread (bounds the memory a fast server fills).
+PREFETCH_CHUNKS = 16
 SEND_BATCH_FILES = 32
 SEND_BATCH_BYTES = 64 * 1024**2
 
@@ -280,26 +283,27 @@ class DicomwebClient:
                                        timeout=self._timeout())
             with response:
                 self._raise_for_status(response, "send the series")
+                reader = MultipartReader(response.headers.get("Content-Type", ""), self.max_instance_bytes)
+                chunks = _Prefetch(response.iter_content(CHUNK_BYTES), PREFETCH_CHUNKS)
                 try:
-                    reader = MultipartReader(response.headers.get("Content-Type", ""), self.max_instance_bytes)
-                    for chunk in response.iter_content(CHUNK_BYTES):
-                        parts = reader.feed(chunk)
+                    for chunk in chunks:
+                        parts = reader.feed(chunk) if chunk is not None else None
                         yield from parts if parts else (None,)
                     yield from reader.finish()
                 except MultipartError as error:
                     raise PacsError(f"{self.node.describe()} sent a broken answer for series {series_uid}: {error}"
                                     ) from None
+                finally:
+                    chunks.stop()
 
     def _instance_of(self, data: bytes, study_uid: str, series_uid: str) -> str | None:
         """The SOP Instance UID when ``data`` is a DICOM instance of the series asked for, else None."""
+        uids = instance_uids(data)
+        if uids is None or uids[0] != study_uid or uids[1] != series_uid:
+            return None
         try:
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-            if (str(header.get("StudyInstanceUID", "")).strip("\0 ") != study_uid
-                    or str(header.get("SeriesInstanceUID", "")).strip("\0 ") != series_uid):
-                return None
-            return checked_uid(str(header.get("SOPInstanceUID", "")))
-        except Exception:  # an unreadable part is skipped, whatever pydicom makes of it
+            return checked_uid(uids[2])
+        except ValueError:
             return None
 
     def _stow(self, session: requests.Session, batch: list[tuple[int, str, bytes]], paths: list[Path],
@@ -331,6 +335,61 @@ class DicomwebClient:
                 results[index] = SendResult(paths[index], sop_uid, False, "the server did not confirm it")
 
 
+class _Prefetch:
+    """Iterate ``source`` (an HTTP body's chunks) on a helper thread, at most ``depth`` chunks ahead.
+
+    While the job's thread splits, checks and writes instance N (disk writes and parsing hold the GIL only in
+    part), the helper keeps the socket drained, so the server is not stalled by a full receive window: this overlap
+    is most of what brings a retrieve close to a plain download of the same bytes. Iterating gives each chunk, or
+    None after :data:`WAIT_S` without one (a cancellation point while the server is slow); an error of the source is
+    raised here, in the job's thread. The helper owns nothing but the response's reading; :meth:`stop` tells it to
+    quit (the response is closed by its owner right after).
+    """
+
+    WAIT_S = 0.1
+    _END = object()
+
+    def __init__(self, source: Iterator[bytes], depth: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(max(1, depth))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,), name="wado-rs-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self, source: Iterator[bytes]) -> None:
+        try:
+            for chunk in source:
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # handed to the job's thread, which turns it into a PacsError
+            self._put(error)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=self.WAIT_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes | None]:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.WAIT_S)
+            except queue.Empty:
+                yield None
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 def _check(cancel: CancelToken | None) -> None:
     if is_cancelled(cancel):
         raise Cancelled()
@@ -344,10 +403,10 @@ def _uid_or_error(value: str, what: str) -> str:
 
 
 def _sop_uid(data: bytes) -> str | None:
+    uids = instance_uids(data)
     try:
-        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        return checked_uid(str(header.get("SOPInstanceUID", "")))
-    except Exception:  # not DICOM, or no usable UID: reported per file by the caller
+        return checked_uid(uids[2]) if uids is not None else None
+    except ValueError:  # no usable UID: reported per file by the caller
         return None
 
 
