@@ -93,6 +93,15 @@ def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_pa
     result = run_job(client.retrieve(study, series, cache))  # the good one is kept, the foreign one skipped
     assert result.n_instances == 1
     assert [p.read_bytes() for p in result.series_dirs[series].iterdir()] == [files[0].read_bytes()]
+    assert result.warnings == ("1 parts of the answer skipped (not DICOM, or of another study or series)",)
+
+    script.qido = json.dumps([{"0020000D": {"vr": "UI", "Value": [study]}, "0020000E": {"vr": "UI", "Value": [series]},
+                               "00201209": {"vr": "IS", "Value": [3]}}])  # the PACS counts 3, sends 1
+    script.series_body, script.content_type = encode_multipart([files[0].read_bytes()])
+    result = run_job(client.retrieve(study, series, cache))
+    assert result.n_instances == 1
+    assert result.warnings == (f"series {series}: 1 of the 3 instances hostile lists arrived",)
+    script.qido = "[]"
 
     small = DicomwebClient(PacsNode(name="hostile", url=url, timeout_s=5), max_instance_bytes=1000)
     with pytest.raises(PacsError, match="larger than the 1000 bytes allowed"):

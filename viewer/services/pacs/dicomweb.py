@@ -135,6 +135,7 @@ class DicomwebClient:
             raise PacsError(f"{self.node.describe()} has no series in study {study_uid}")
         expected_total = sum(hit.n_instances or 0 for hit in wanted)
         received = n_bytes = skipped = 0
+        warnings: list[str] = []
         with self._session() as session, cache.staging() as staging:
             for number, hit in enumerate(wanted, 1):
                 in_series = 0
@@ -159,14 +160,19 @@ class DicomwebClient:
                 if in_series == 0:
                     raise PacsError(f"{self.node.describe()} sent no instance of series {hit.series_uid}"
                                     + (f" ({skipped} unusable parts skipped)" if skipped else ""))
+                if hit.n_instances is not None and in_series < hit.n_instances:
+                    warnings.append(f"series {hit.series_uid}: {in_series} of the {hit.n_instances} instances "
+                                    f"{self.node.name} lists arrived")
             series_dirs = staging.commit()
         if skipped:
-            log.warning("retrieve from %s: %d parts skipped (not DICOM, or of another series)", self.node.name,
-                        skipped)
+            warnings.append(f"{skipped} parts of the answer skipped (not DICOM, or of another study or series)")
+        for warning in warnings:
+            log.warning("retrieve from %s: %s", self.node.name, warning)
         seconds = time.perf_counter() - start
         yield Progress(received, received, f"Retrieved {received} instances"
                        + (f", skipped {skipped}" if skipped else ""))
-        return RetrieveResult(series_dirs=series_dirs, n_instances=received, n_bytes=n_bytes, seconds=seconds)
+        return RetrieveResult(series_dirs=series_dirs, n_instances=received, n_bytes=n_bytes, seconds=seconds,
+                              warnings=tuple(warnings))
 
     def send(self, paths: list[Path], cancel: CancelToken | None = None) -> Job[list[SendResult]]:
         """STOW-RS the files' own bytes in batches; one :class:`SendResult` per file, in the order given."""
