@@ -111,6 +111,8 @@ def setup_file_logging(folder: Path | None = None, level: int = logging.INFO) ->
     root.addHandler(handler)
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
+    # pynetdicom logs whole request/response identifiers (patient names, IDs) at INFO and DEBUG
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     return path
 
 

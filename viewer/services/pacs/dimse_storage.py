@@ -1,0 +1,123 @@
+"""Receiving instances by C-STORE: during a C-GET (on the requesting association) or a C-MOVE (our storage SCP).
+
+pynetdicom calls the ``EVT_C_STORE`` handler on its own thread. :class:`Receiver` writes each instance - file meta
+plus the dataset bytes exactly as they came, in their original transfer syntax - into a
+:class:`~viewer.services.pacs.cache.Staging` and hands ``("stored", series uid, path)`` to the job through a
+:class:`queue.Queue`; the job's generator turns those into progress. After :meth:`Receiver.close` nothing more is
+written, so a cancel can drop the staging folder without a late instance reappearing in it.
+"""
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from viewer.services.pacs.cache import Staging, checked_uid
+from viewer.services.pacs.dimse_contexts import storage_contexts
+from viewer.services.pacs.model import PacsError
+
+# C-STORE statuses we answer with (PS3.4 B.2.3).
+STORED = 0x0000
+OUT_OF_RESOURCES = 0xA700
+NOT_REQUESTED = 0xA900  # "data set does not match": an instance of a study we did not ask for
+CANNOT_UNDERSTAND = 0xC000
+
+
+class Receiver:
+    """Stores the instances of one study arriving by C-STORE into ``staging``; refuses other studies' instances.
+
+    ``expected`` maps SOP instance UID → series UID (from the C-FIND that planned the retrieve).
+    """
+
+    def __init__(self, staging: Staging, study_uid: str, expected: dict[str, str]) -> None:
+        self.staging = staging
+        self.study_uid = study_uid
+        self.expected = expected
+        self.queue: queue.Queue[tuple] = queue.Queue()
+        self.received: dict[str, str] = {}  # SOP instance UID -> series UID
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def handle_store(self, event: evt.Event) -> int:
+        """The ``EVT_C_STORE`` handler (pynetdicom's thread): write the instance, announce it, answer a status."""
+        try:
+            dataset = event.dataset
+            study_uid = checked_uid(str(dataset.get("StudyInstanceUID", "")))
+            series_uid = checked_uid(str(dataset.get("SeriesInstanceUID", "")))
+            sop_uid = checked_uid(str(getattr(event.request, "AffectedSOPInstanceUID", "") or ""))
+            data = event.encoded_dataset(include_meta=True)
+        except Exception:  # an undecodable or hostile dataset: refuse it, the job reports it missing
+            self.refused += 1
+            return CANNOT_UNDERSTAND
+        if study_uid != self.study_uid:
+            self.refused += 1
+            return NOT_REQUESTED
+        with self._lock:
+            if self._closed:
+                return OUT_OF_RESOURCES
+            try:
+                path = self.staging.add_bytes(study_uid, series_uid, sop_uid, data)
+            except OSError:
+                self.refused += 1
+                return OUT_OF_RESOURCES
+            self.received[sop_uid] = series_uid
+            count = len(self.received)
+        self.queue.put(("stored", series_uid, path, count))
+        return STORED
+
+    def close(self) -> None:
+        """Accept nothing more (instances arriving later are refused and not written)."""
+        with self._lock:
+            self._closed = True
+
+    def missing(self) -> list[str]:
+        """Expected SOP instance UIDs that have not arrived."""
+        return [uid for uid in self.expected if uid not in self.received]
+
+
+def local_address_towards(host: str, port: int) -> str:
+    """Our address on the interface that reaches ``host`` (where the PACS will connect back to); "" (all
+    interfaces) when it cannot be told. A UDP ``connect`` sends nothing, it only asks the routing table."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return ""
+
+
+class StorageServer:
+    """Our storage SCP, listening as ``aet`` on ``(address, port)`` for the duration of one C-MOVE (a context
+    manager). It accepts the given SOP classes in every transfer syntax we know, and only when called by our AE
+    title."""
+
+    def __init__(self, aet: str, address: str, port: int, sop_classes: list[str], receiver: Receiver,
+                 timeout_s: float) -> None:
+        self.aet, self.address, self.port = aet, address, port
+        self.ae = AE(ae_title=aet)
+        self.ae.require_called_aet = True
+        self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = timeout_s
+        self.ae.supported_contexts = storage_contexts(sop_classes)
+        self.ae.add_supported_context("1.2.840.10008.1.1")  # Verification: lets the PACS C-ECHO us
+        self.receiver = receiver
+        self._server: ThreadedAssociationServer | None = None
+
+    def __enter__(self) -> StorageServer:
+        try:
+            self._server = self.ae.start_server((self.address, self.port), block=False,
+                                                evt_handlers=[(evt.EVT_C_STORE, self.receiver.handle_store)])
+        except OSError as exc:
+            where = f"{self.address or '*'}:{self.port}"
+            raise PacsError(f"cannot start our storage SCP on {where} ({exc.strerror or exc}); "
+                            "the storage port is in use or not allowed - choose another in the node settings") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
