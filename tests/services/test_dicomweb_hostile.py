@@ -13,7 +13,7 @@ import pytest
 from inference.jobs import run_job
 from tests.conftest import data_path
 from viewer.services.pacs.cache import RetrieveCache
-from viewer.services.pacs.dicomweb import DicomwebClient
+from viewer.services.pacs.dicomweb import DicomwebClient, requote_query
 from viewer.services.pacs.model import PacsError, QueryFilter
 from viewer.services.pacs.multipart import encode_multipart
 from viewer.services.pacs.nodes import AuthKind, PacsNode
@@ -121,7 +121,17 @@ def test_malformed_search_answers_give_clean_results_or_messages(hostile) -> Non
     assert [(h.study_uid, h.patient_name, h.n_instances, h.modalities) for h in hits] == [("1.2.3", "A^B", None,
                                                                                           ("CT",))]
     assert "PatientName=A*&" in script.requests[-1]  # the wildcard is sent as is
-    assert script.authorizations == ["Bearer t0ken"]
+    run_job(client.query_studies(QueryFilter(patient_name="A^B* C&D=E+F%", study_uid="1.2,1.3")))
+    assert "PatientName=A%5EB*%20C%26D%3DE%2BF%25&" in script.requests[-1]  # only what the URL syntax needs
+    assert "StudyInstanceUID=1.2,1.3" in script.requests[-1]
+    assert script.authorizations == ["Bearer t0ken"] * 2
     script.qido = "{not json"
     with pytest.raises(PacsError, match="hostile .* could not search studies: JSONDecodeError"):
         run_job(client.query_studies(QueryFilter()))
+
+
+def test_requote_query_keeps_only_the_escapes_a_url_needs() -> None:
+    url = "http://h:1/dicom-web/studies?PatientName=DOE%5EJ%2A+X%3F&includefield=00080020&limit=5"
+    assert requote_query(url) == ("http://h:1/dicom-web/studies?PatientName=DOE%5EJ*%20X?&includefield=00080020"
+                                  "&limit=5")
+    assert requote_query("http://h/studies/1.2/series") == "http://h/studies/1.2/series"
