@@ -70,7 +70,8 @@ def uids(path: Path) -> tuple[str, str]:
     return header.StudyInstanceUID, header.SeriesInstanceUID
 
 
-def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_path: Path) -> None:
+def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
     script, url = hostile
     files = ct_files()
     study, series = uids(files[0])
@@ -101,6 +102,11 @@ def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_pa
     result = run_job(client.retrieve(study, series, cache))
     assert result.n_instances == 1
     assert result.warnings == (f"series {series}: 1 of the 3 instances hostile lists arrived",)
+    from viewer.cli import main  # the command line prints the warning
+
+    assert main(["pacs", "retrieve", "--url", url, study, "--series", series, "--cache", str(tmp_path / "cli"),
+                 "--cache-gb", "1"]) == 0
+    assert f"warning: series {series}: 1 of the 3 instances PACS lists arrived" in capsys.readouterr().err
     script.qido = "[]"
 
     small = DicomwebClient(PacsNode(name="hostile", url=url, timeout_s=5), max_instance_bytes=1000)
