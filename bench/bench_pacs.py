@@ -1,13 +1,16 @@
 """PACS speed against a real Orthanc on loopback holding LIDC-IDRI-0001 (133 CT slices, 70 MB).
 
-Ours (``viewer.services.pacs``) beside dicomweb-client doing the same job in the same run, best of 3:
-- query: one QIDO-RS study search;
-- retrieve: the series over WADO-RS into a folder (ours: streamed into the retrieve cache, the stored bytes as they
-  are; dicomweb-client: ``iter_series`` with ``transfer-syntax=*``, each instance parsed and written with
-  ``dcmwrite``), with our time to the first instance on disk;
-- send: the 133 files over STOW-RS into an emptied Orthanc (ours: the files' bytes in batches; dicomweb-client:
-  ``store_instances`` of the datasets read with ``dcmread``).
-When the DIMSE client is present, its C-GET of the same series is timed too (against our WADO-RS).
+Retrieve: the series by each route into the retrieve cache - WADO-RS (DICOMweb), C-GET and C-MOVE (DIMSE) - beside
+the physical limit here, a plain HTTP download of the same bytes: the series' WADO-RS ``multipart/related`` body
+fetched with urllib and read into memory in 1 MiB pieces, nothing parsed or written (urllib's ``read()`` to the end,
+which reads 8 KiB at a time when the server sends no length, as Orthanc does, is 1.5-2x slower and would flatter the
+routes). Target: each route <= 1.5x the reference. Orthanc's own REST download of each instance file, one request
+each, and dicomweb-client's ``iter_series`` + ``dcmwrite`` are printed too. Every figure is the median of 5 rounds,
+the reference and the routes interleaved within each round (two shared cores make single runs noisy); the previous
+run's files are removed before each timed run, outside the timing, so that the page cache's writeback of earlier
+runs does not throttle this one.
+
+Query (QIDO-RS) and send (STOW-RS into an emptied Orthanc) are timed beside dicomweb-client doing the same job.
 Loopback has no latency or bandwidth limit: these figures are what the client costs, not what a network does.
 """
 from __future__ import annotations
@@ -15,11 +18,16 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import best_of, warm_cache
 
 LIDC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lidc-idri-0001"
+ROUNDS = 5
+TARGET = 1.5
+ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
 def _ratio(ours: float, reference: float) -> str:
@@ -27,8 +35,8 @@ def _ratio(ours: float, reference: float) -> str:
 
 
 def run(workdir: Path) -> list[str]:
-    """Start Orthanc, store LIDC, time each operation (ours and the reference); lines to print."""
-    from tests.services.orthanc import OrthancServer, missing_reason
+    """Start Orthanc, store LIDC, time each operation beside its reference; lines to print."""
+    from tests.services.orthanc import OrthancServer, free_port, missing_reason
 
     reason = missing_reason() or (None if LIDC.is_dir() else f"{LIDC} is missing")
     if reason:
@@ -37,28 +45,30 @@ def run(workdir: Path) -> list[str]:
     shutil.rmtree(folder, ignore_errors=True)
     files = sorted(p for p in LIDC.rglob("*.dcm"))
     warm_cache([str(p) for p in files])
+    storage_port = free_port()  # where our storage SCP listens during a C-MOVE (Orthanc knows it as HOUNSFIELD)
     try:
-        with OrthancServer(folder) as server:
+        with OrthancServer(folder, modalities={"HOUNSFIELD": ("127.0.0.1", storage_port)}) as server:
             start = time.perf_counter()
-            server.upload(files)
+            orthanc_ids = server.upload(files)
             lines = [f"Orthanc {server.url}: LIDC-IDRI-0001 stored through its REST API in "
                      f"{time.perf_counter() - start:.2f} s ({len(files)} files, "
                      f"{sum(p.stat().st_size for p in files) / 1e6:.0f} MB)"]
-            lines += _measure(server, files, Path(workdir))
+            lines += _measure(server, files, orthanc_ids, storage_port, Path(workdir))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        for name in ("pacs-cache", "pacs-reference"):
+            shutil.rmtree(Path(workdir) / name, ignore_errors=True)
     return lines
 
 
-def _measure(server, files: list[Path], workdir: Path) -> list[str]:
+def _measure(server, files: list[Path], orthanc_ids: list[str], storage_port: int, workdir: Path) -> list[str]:
     import pydicom
     from dicomweb_client.api import DICOMwebClient
 
     from inference.jobs import run_job
-    from viewer.services.pacs.cache import RetrieveCache
     from viewer.services.pacs.client import open_client
     from viewer.services.pacs.dicom_json import STUDY_FIELDS
-    from viewer.services.pacs.model import QueryFilter, RetrieveProgressPayload
+    from viewer.services.pacs.model import QueryFilter
     from viewer.services.pacs.nodes import PacsNode
 
     node = PacsNode(name="bench", url=server.dicomweb_url, timeout_s=60)
@@ -66,6 +76,7 @@ def _measure(server, files: list[Path], workdir: Path) -> list[str]:
     reference = DICOMwebClient(server.dicomweb_url)
     header = pydicom.dcmread(files[0], stop_before_pixels=True)
     study, series = header.StudyInstanceUID, header.SeriesInstanceUID
+    n_bytes = sum(p.stat().st_size for p in files)
     lines = []
 
     echoes = [ours.echo().seconds for _ in range(20)]
@@ -79,41 +90,7 @@ def _measure(server, files: list[Path], workdir: Path) -> list[str]:
     lines.append(f"query studies: ours {t_ours * 1000:.1f} ms, dicomweb-client {t_ref * 1000:.1f} ms "
                  f"({_ratio(t_ours, t_ref)})")
 
-    n_bytes = sum(p.stat().st_size for p in files)
-    first: list[float] = []
-
-    def retrieve_ours():
-        root = workdir / "pacs-cache"
-        shutil.rmtree(root, ignore_errors=True)
-        start = time.perf_counter()
-        seen = []
-
-        def on_progress(progress):
-            if isinstance(progress.payload, RetrieveProgressPayload) and not seen:
-                seen.append(time.perf_counter() - start)
-
-        result = run_job(ours.retrieve(study, series, RetrieveCache(root)), on_progress)
-        assert result.n_instances == len(files), "our retrieve lost instances"
-        first.append(seen[0])
-        return result
-
-    def retrieve_reference():
-        out = workdir / "pacs-reference"
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        count = 0
-        for dataset in reference.iter_series(study, series, media_types=(("application/dicom", "*"),)):
-            pydicom.dcmwrite(out / f"{dataset.SOPInstanceUID}.dcm", dataset, enforce_file_format=True)
-            count += 1
-        assert count == len(files), "dicomweb-client lost instances"
-
-    t_ours, _ = best_of(retrieve_ours)
-    t_ref, _ = best_of(retrieve_reference)
-    lines.append(f"retrieve series (WADO-RS, {len(files)} instances): ours {t_ours:.2f} s "
-                 f"({n_bytes / 1e6 / t_ours:.0f} MB/s, first instance on disk after {min(first) * 1000:.0f} ms), "
-                 f"dicomweb-client + dcmwrite {t_ref:.2f} s ({_ratio(t_ours, t_ref)})")
-
-    lines += _measure_dimse(server, study, series, len(files), t_ours, workdir)
+    lines += _measure_retrieve(server, study, series, files, orthanc_ids, storage_port, workdir)
 
     def empty_pacs():
         for orthanc_id in server.rest("GET", "/studies"):
@@ -134,33 +111,125 @@ def _measure(server, files: list[Path], workdir: Path) -> list[str]:
     lines.append(f"send (STOW-RS, {len(files)} files): ours {t_ours:.2f} s ({n_bytes / 1e6 / t_ours:.0f} MB/s), "
                  f"dicomweb-client dcmread + store_instances {t_ref:.2f} s ({_ratio(t_ours, t_ref)}); "
                  "each run into an emptied Orthanc")
-    shutil.rmtree(workdir / "pacs-cache", ignore_errors=True)
-    shutil.rmtree(workdir / "pacs-reference", ignore_errors=True)
     return lines
 
 
-def _measure_dimse(server, study: str, series: str, n_files: int, t_web: float, workdir: Path) -> list[str]:
-    """C-GET of the same series through the DIMSE client, when it is present (it comes with issue 15's DIMSE half)."""
+def _measure_retrieve(server, study: str, series: str, files: list[Path], orthanc_ids: list[str],
+                      storage_port: int, workdir: Path) -> list[str]:
+    """The reference, the REST download and each route, interleaved over :data:`ROUNDS` rounds; medians."""
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
     from inference.jobs import run_job
     from viewer.services.pacs.cache import RetrieveCache
     from viewer.services.pacs.client import open_client
-    from viewer.services.pacs.nodes import NodeKind, PacsNode
+    from viewer.services.pacs.model import RetrieveProgressPayload
+    from viewer.services.pacs.nodes import NodeKind, PacsNode, RetrieveRoute
 
+    n_files, n_bytes = len(files), sum(p.stat().st_size for p in files)
+    series_url = f"{server.dicomweb_url}/studies/{study}/series/{series}"
+    cache_root, reference_out = workdir / "pacs-cache", workdir / "pacs-reference"
+
+    def plain_download() -> None:
+        request = urllib.request.Request(series_url, headers={"Accept": ANY_SYNTAX})
+        pieces = []
+        with urllib.request.urlopen(request, timeout=60) as response:
+            while piece := response.read(1 << 20):
+                pieces.append(piece)
+        assert sum(map(len, pieces)) > n_bytes, "the plain download is short"
+
+    def rest_download() -> None:
+        got = 0
+        for orthanc_id in orthanc_ids:
+            with urllib.request.urlopen(f"{server.url}/instances/{orthanc_id}/file", timeout=60) as response:
+                got += len(response.read())
+        assert got == n_bytes, "the REST download is short"
+
+    first: list[float] = []
+
+    def retrieve_by(node: PacsNode) -> Callable[[], None]:
+        client = open_client(node)
+
+        def retrieve() -> None:
+            start = time.perf_counter()
+            seen: list[float] = []
+
+            def on_progress(progress) -> None:
+                if isinstance(progress.payload, RetrieveProgressPayload) and not seen:
+                    seen.append(time.perf_counter() - start)
+
+            result = run_job(client.retrieve(study, series, RetrieveCache(cache_root)), on_progress)
+            assert result.n_instances == n_files, f"{node.name} lost instances"
+            if node.kind is NodeKind.DICOMWEB:
+                first.append(seen[0])
+
+        return retrieve
+
+    web = DICOMwebClient(server.dicomweb_url)
+
+    def dicomweb_client_retrieve() -> None:
+        reference_out.mkdir()
+        count = 0
+        for dataset in web.iter_series(study, series, media_types=(("application/dicom", "*"),)):
+            pydicom.dcmwrite(reference_out / f"{dataset.SOPInstanceUID}.dcm", dataset, enforce_file_format=True)
+            count += 1
+        assert count == n_files, "dicomweb-client lost instances"
+
+    routes: dict[str, Callable[[], None]] = {
+        "reference": plain_download,
+        "rest": rest_download,
+        "WADO-RS": retrieve_by(PacsNode(name="bench", url=server.dicomweb_url, timeout_s=60)),
+    }
     try:
         import viewer.services.pacs.dimse  # noqa: F401
+        from tests.services.orthanc import PACS_AET
+
+        dimse = {"kind": NodeKind.DIMSE, "aet": PACS_AET, "host": "127.0.0.1", "port": server.dicom_port,
+                 "our_aet": "HOUNSFIELD", "timeout_s": 60}
+        routes["C-GET"] = retrieve_by(PacsNode(name="bench C-GET", **dimse))  # type: ignore[arg-type]
+        routes["C-MOVE"] = retrieve_by(PacsNode(name="bench C-MOVE", retrieve_route=RetrieveRoute.C_MOVE,
+                                                storage_port=storage_port, **dimse))  # type: ignore[arg-type]
+        dimse_missing = ""
     except ImportError:
-        return ["DIMSE C-GET: not measured (viewer.services.pacs.dimse is not here yet)"]
-    from tests.services.orthanc import PACS_AET
+        dimse_missing = "viewer.services.pacs.dimse is not here"
+    routes["dicomweb-client"] = dicomweb_client_retrieve
 
-    node = PacsNode(name="bench-dimse", kind=NodeKind.DIMSE, aet=PACS_AET, host="127.0.0.1", port=server.dicom_port,
-                    timeout_s=60)
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    for fn in routes.values():  # one warm-up each: connections, imports, Orthanc's caches
+        _clean(cache_root, reference_out)
+        fn()
+    for _ in range(ROUNDS):
+        for name, fn in routes.items():
+            _clean(cache_root, reference_out)
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    _clean(cache_root, reference_out)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    ref = median["reference"]
 
-    def c_get():
-        root = workdir / "pacs-cache-dimse"
-        shutil.rmtree(root, ignore_errors=True)
-        result = run_job(open_client(node).retrieve(study, series, RetrieveCache(root)))
-        assert result.n_instances == n_files, "the C-GET lost instances"
+    def line(name: str, what: str) -> str:
+        seconds = median[name]
+        verdict = f"{seconds / ref:.2f}x the reference" + (
+            f" ({'within' if seconds / ref <= TARGET else 'over'} the {TARGET:g}x target)" if name in (
+                "WADO-RS", "C-GET", "C-MOVE") else "")
+        spread = f"{min(times[name]):.3f}-{max(times[name]):.3f}"
+        return f"  {what}: {seconds:.3f} s ({spread}; {n_bytes / 1e6 / seconds:.0f} MB/s), {verdict}"
 
-    t_get, _ = best_of(c_get)
-    shutil.rmtree(workdir / "pacs-cache-dimse", ignore_errors=True)
-    return [f"retrieve series (DIMSE C-GET): ours {t_get:.2f} s ({_ratio(t_get, t_web)} than our WADO-RS)"]
+    lines = [f"retrieve series ({n_files} instances, {n_bytes / 1e6:.0f} MB; median of {ROUNDS}, min-max):",
+             line("reference", "reference: plain HTTP download of the WADO-RS body into memory (urllib)"),
+             line("rest", "Orthanc REST download of each instance file, one request each (urllib, in memory)"),
+             line("WADO-RS", "ours, WADO-RS into the cache")
+             + f"; first instance on disk after {statistics.median(first) * 1000:.0f} ms"]
+    if dimse_missing:
+        lines.append(f"  ours, C-GET and C-MOVE: not measured ({dimse_missing})")
+    else:
+        lines += [line("C-GET", "ours, DIMSE C-GET into the cache"),
+                  line("C-MOVE", "ours, DIMSE C-MOVE into the cache (our storage SCP)")]
+    lines.append(line("dicomweb-client", "dicomweb-client iter_series (parses each instance) + dcmwrite"))
+    return lines
+
+
+def _clean(*folders: Path) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -301,8 +301,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         result = _drain(client.retrieve(args.study, args.series, _cache(args)))
         if args.json:
             _print_json({"series": {uid: str(path) for uid, path in result.series_dirs.items()},
-                         "instances": result.n_instances, "bytes": result.n_bytes, "seconds": result.seconds})
+                         "instances": result.n_instances, "bytes": result.n_bytes, "seconds": result.seconds,
+                         "warnings": list(result.warnings)})
             return EXIT_OK
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         rate = result.n_bytes / 1e6 / result.seconds if result.seconds > 0 else 0.0
         print(f"{result.n_instances} instances, {result.n_bytes / 1e6:.1f} MB in {result.seconds:.1f} s "
               f"({rate:.0f} MB/s)", file=sys.stderr)

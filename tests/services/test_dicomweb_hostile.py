@@ -13,7 +13,7 @@ import pytest
 from inference.jobs import run_job
 from tests.conftest import data_path
 from viewer.services.pacs.cache import RetrieveCache
-from viewer.services.pacs.dicomweb import DicomwebClient
+from viewer.services.pacs.dicomweb import DicomwebClient, requote_query
 from viewer.services.pacs.model import PacsError, QueryFilter
 from viewer.services.pacs.multipart import encode_multipart
 from viewer.services.pacs.nodes import AuthKind, PacsNode
@@ -70,7 +70,8 @@ def uids(path: Path) -> tuple[str, str]:
     return header.StudyInstanceUID, header.SeriesInstanceUID
 
 
-def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_path: Path) -> None:
+def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
     script, url = hostile
     files = ct_files()
     study, series = uids(files[0])
@@ -93,6 +94,20 @@ def test_a_cut_answer_or_foreign_instances_leave_the_cache_empty(hostile, tmp_pa
     result = run_job(client.retrieve(study, series, cache))  # the good one is kept, the foreign one skipped
     assert result.n_instances == 1
     assert [p.read_bytes() for p in result.series_dirs[series].iterdir()] == [files[0].read_bytes()]
+    assert result.warnings == ("1 parts of the answer skipped (not DICOM, or of another study or series)",)
+
+    script.qido = json.dumps([{"0020000D": {"vr": "UI", "Value": [study]}, "0020000E": {"vr": "UI", "Value": [series]},
+                               "00201209": {"vr": "IS", "Value": [3]}}])  # the PACS counts 3, sends 1
+    script.series_body, script.content_type = encode_multipart([files[0].read_bytes()])
+    result = run_job(client.retrieve(study, series, cache))
+    assert result.n_instances == 1
+    assert result.warnings == (f"series {series}: 1 of the 3 instances hostile lists arrived",)
+    from viewer.cli import main  # the command line prints the warning
+
+    assert main(["pacs", "retrieve", "--url", url, study, "--series", series, "--cache", str(tmp_path / "cli"),
+                 "--cache-gb", "1"]) == 0
+    assert f"warning: series {series}: 1 of the 3 instances PACS lists arrived" in capsys.readouterr().err
+    script.qido = "[]"
 
     small = DicomwebClient(PacsNode(name="hostile", url=url, timeout_s=5), max_instance_bytes=1000)
     with pytest.raises(PacsError, match="larger than the 1000 bytes allowed"):
@@ -112,7 +127,17 @@ def test_malformed_search_answers_give_clean_results_or_messages(hostile) -> Non
     assert [(h.study_uid, h.patient_name, h.n_instances, h.modalities) for h in hits] == [("1.2.3", "A^B", None,
                                                                                           ("CT",))]
     assert "PatientName=A*&" in script.requests[-1]  # the wildcard is sent as is
-    assert script.authorizations == ["Bearer t0ken"]
+    run_job(client.query_studies(QueryFilter(patient_name="A^B* C&D=E+F%", study_uid="1.2,1.3")))
+    assert "PatientName=A%5EB*%20C%26D%3DE%2BF%25&" in script.requests[-1]  # only what the URL syntax needs
+    assert "StudyInstanceUID=1.2,1.3" in script.requests[-1]
+    assert script.authorizations == ["Bearer t0ken"] * 2
     script.qido = "{not json"
     with pytest.raises(PacsError, match="hostile .* could not search studies: JSONDecodeError"):
         run_job(client.query_studies(QueryFilter()))
+
+
+def test_requote_query_keeps_only_the_escapes_a_url_needs() -> None:
+    url = "http://h:1/dicom-web/studies?PatientName=DOE%5EJ%2A+X%3F&includefield=00080020&limit=5"
+    assert requote_query(url) == ("http://h:1/dicom-web/studies?PatientName=DOE%5EJ*%20X?&includefield=00080020"
+                                  "&limit=5")
+    assert requote_query("http://h/studies/1.2/series") == "http://h/studies/1.2/series"

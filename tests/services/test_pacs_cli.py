@@ -42,7 +42,7 @@ def test_echo_query_series_and_retrieve(orthanc: OrthancServer, home: Path, caps
     answer = json.loads(capsys.readouterr().out)
     folder = Path(answer["series"][LIDC_SERIES])
     assert folder.parent.parent == home / "cache" / "pacs"  # the default cache, as the GUI's
-    assert answer["instances"] == 133 and len(list(folder.iterdir())) == 133
+    assert answer["instances"] == 133 and len(list(folder.iterdir())) == 133 and answer["warnings"] == []
 
 
 def test_configured_nodes_secrets_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

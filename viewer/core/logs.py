@@ -111,8 +111,10 @@ def setup_file_logging(folder: Path | None = None, level: int = logging.INFO) ->
     root.addHandler(handler)
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
-    # pynetdicom logs whole request/response identifiers (patient names, IDs) at INFO and DEBUG
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pynetdicom logs whole request/response identifiers (patient names, IDs) at INFO and DEBUG; dicomweb-client
+    # and urllib3 log each request's URL, query string (a patient name or ID searched for) included, at DEBUG
+    for name in ("pynetdicom", "dicomweb_client", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return path
 
 

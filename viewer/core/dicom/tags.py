@@ -136,6 +136,16 @@ def read_tags(
         os.close(fd)
 
 
+def read_tags_in(data: bytes, wanted: Mapping[int, Any]) -> Tags:
+    """:func:`read_tags` over a whole file's bytes already in memory (an instance received from a PACS)."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise NotPart10(data[:_CHUNK])
+    try:
+        return _walk(_Window(-1, len(data), data), wanted, (), False)  # the window holds everything: no pread
+    except (struct.error, ValueError) as exc:
+        raise Fallback(type(exc).__name__) from None
+
+
 def _walk(win: _Window, wanted: Mapping[int, Any], flagged: Container[int], stop_at_flagged: bool) -> Tags:
     # File meta information: always explicit VR little endian.
     pos = 132

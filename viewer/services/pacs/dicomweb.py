@@ -1,26 +1,43 @@
-"""The DICOMweb client: QIDO-RS queries, WADO-RS retrieve and STOW-RS send, over ``requests``.
+"""The DICOMweb client: QIDO-RS queries, WADO-RS retrieve and STOW-RS send.
 
-dicomweb-client (a dependency, and the bench's reference) is not used here: it percent-encodes query wildcards,
-parses every retrieved instance into a pydicom Dataset, and asks for Explicit VR Little Endian by default (so the
-server transcodes). Retrieve streams: the series' ``multipart/related`` answer is split as it arrives
-(:mod:`.multipart`) and each instance's bytes go to the cache's staging folder untouched (``transfer-syntax=*``: the
-server sends what it stores; nothing is transcoded or re-encoded on either side), announced by a
-:class:`~inference.jobs.Progress`. Send posts the files' own bytes in batches. Every call opens its own HTTP session
-and closes it, so a client holds nothing open between calls. Errors become :class:`PacsError` messages that name the
-node and the HTTP status but never a query string (it may carry a patient name) or the secret.
+Built on dicomweb-client where it does what we need: every HTTP session comes from its ``session_utils`` (basic
+auth, or a bearer token as a ``requests`` auth), and QIDO-RS searches (echo, studies, series) are its
+``search_for_studies`` / ``search_for_series``, with its retries off (a busy PACS is reported at once). Its query
+strings percent-encode the DICOM wildcards, which Orthanc then matches literally (``DOE*`` found nothing); the
+session's transport re-escapes query values minimally (:func:`requote_query`) and drops the port-less ``Host``
+header dicomweb-client sets.
+
+WADO-RS retrieve and STOW-RS send are ours, on the same session. dicomweb-client's ``iter_series`` /
+``retrieve_series`` parse every instance into a pydicom Dataset, and ``store_instances`` takes Datasets that it
+serialises again: the files would be re-encoded rather than stored as the PACS holds them (or sent as they are on
+disk). On LIDC (133 instances, 70 MB, loopback; ``make bench``) ``iter_series`` + ``dcmwrite`` takes 0.33-1.0 s
+against 0.14-0.26 s for ours (a plain download of the same bytes: 0.10-0.14 s); ``dcmread`` + ``store_instances``
+1.0-2.1 s against 0.8-2.2 s (Orthanc's storing dominates there: ours is kept for the exact bytes, not for speed).
+Retrieve streams: the series' ``multipart/related`` answer is read ahead on a helper thread, split as it arrives
+(:mod:`.multipart`), each part's UIDs read by a header walk (:mod:`.part10`), and its bytes written to the cache's
+staging folder untouched (``transfer-syntax=*``: the server sends what it stores; nothing is transcoded or
+re-encoded on either side), announced by a :class:`~inference.jobs.Progress`. Send posts the files' own bytes in
+batches. Every call opens its own HTTP session and closes it, so a client holds nothing open between calls. Errors
+become :class:`PacsError` messages that name the node and the HTTP status but never a query string (it may carry a
+patient name) or the secret.
 """
 from __future__ import annotations
 
-import io
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import quote, unquote_plus
 
-import pydicom
 import requests
+import requests.auth
+from dicomweb_client import session_utils
+from dicomweb_client.api import DICOMwebClient
+from requests.adapters import HTTPAdapter
 
 from inference.jobs import Cancelled, CancelToken, Job, Progress, is_cancelled
 from viewer.core.logs import register_patient
@@ -38,6 +55,7 @@ from viewer.services.pacs.model import (
 )
 from viewer.services.pacs.multipart import MultipartError, MultipartReader, encode_multipart
 from viewer.services.pacs.nodes import AuthKind, PacsNode
+from viewer.services.pacs.part10 import instance_uids
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +64,8 @@ MAX_INSTANCE_BYTES = 4 * 1024**3
 #: Read size of a streamed answer: small enough that a cancel is seen quickly, big enough to stay cheap.
 CHUNK_BYTES = 512 * 1024
 #: One STOW-RS request carries at most this many files / bytes (so progress and cancel stay responsive).
+#: How many chunks the reader thread may hold ahead of the job's thread (bounds the memory a fast server fills).
+PREFETCH_CHUNKS = 16
 SEND_BATCH_FILES = 32
 SEND_BATCH_BYTES = 64 * 1024**2
 
@@ -73,10 +93,7 @@ class DicomwebClient:
         """A one-study QIDO-RS search: ok when the service answers it (never raises)."""
         start = time.perf_counter()
         try:
-            with self._session() as session, self._errors("answer a query"):
-                response = session.get(f"{self.root}/studies", params={"limit": "1"}, headers={"Accept": _JSON},
-                                       timeout=self._timeout())
-                self._raise_for_status(response, "answer a query")
+            self._search("answer a query", lambda web: web.search_for_studies(limit=1))
             return EchoResult(True, time.perf_counter() - start)
         except PacsError as error:
             return EchoResult(False, time.perf_counter() - start, str(error))
@@ -89,9 +106,10 @@ class DicomwebClient:
             ("PatientName", query.patient_name), ("PatientID", query.patient_id), ("StudyDate", query.date_range()),
             ("ModalitiesInStudy", query.modality), ("AccessionNumber", query.accession),
             ("StudyInstanceUID", query.study_uid)) if value}
-        page = {"limit": query.limit, "offset": query.offset}
-        answer = self._qido("/studies", filters, dicom_json.STUDY_FIELDS, page, "search studies")
-        hits = [hit for hit in map(dicom_json.study_hit, dicom_json.datasets(answer)) if hit is not None]
+        answer = self._search("search studies", lambda web: web.search_for_studies(
+            search_filters=filters, fields=list(dicom_json.STUDY_FIELDS), limit=query.limit or None,
+            offset=query.offset or None))
+        hits = [hit for hit in map(dicom_json.study_hit, answer) if hit is not None]
         for hit in hits:  # the log redacts these from now on, should anything quote them
             register_patient(hit.patient_id, hit.patient_name)
         yield Progress(1, 1, f"{len(hits)} studies")
@@ -132,6 +150,7 @@ class DicomwebClient:
             raise PacsError(f"{self.node.describe()} has no series in study {study_uid}")
         expected_total = sum(hit.n_instances or 0 for hit in wanted)
         received = n_bytes = skipped = 0
+        warnings: list[str] = []
         with self._session() as session, cache.staging() as staging:
             for number, hit in enumerate(wanted, 1):
                 in_series = 0
@@ -156,14 +175,19 @@ class DicomwebClient:
                 if in_series == 0:
                     raise PacsError(f"{self.node.describe()} sent no instance of series {hit.series_uid}"
                                     + (f" ({skipped} unusable parts skipped)" if skipped else ""))
+                if hit.n_instances is not None and in_series < hit.n_instances:
+                    warnings.append(f"series {hit.series_uid}: {in_series} of the {hit.n_instances} instances "
+                                    f"{self.node.name} lists arrived")
             series_dirs = staging.commit()
         if skipped:
-            log.warning("retrieve from %s: %d parts skipped (not DICOM, or of another series)", self.node.name,
-                        skipped)
+            warnings.append(f"{skipped} parts of the answer skipped (not DICOM, or of another study or series)")
+        for warning in warnings:
+            log.warning("retrieve from %s: %s", self.node.name, warning)
         seconds = time.perf_counter() - start
         yield Progress(received, received, f"Retrieved {received} instances"
                        + (f", skipped {skipped}" if skipped else ""))
-        return RetrieveResult(series_dirs=series_dirs, n_instances=received, n_bytes=n_bytes, seconds=seconds)
+        return RetrieveResult(series_dirs=series_dirs, n_instances=received, n_bytes=n_bytes, seconds=seconds,
+                              warnings=tuple(warnings))
 
     def send(self, paths: list[Path], cancel: CancelToken | None = None) -> Job[list[SendResult]]:
         """STOW-RS the files' own bytes in batches; one :class:`SendResult` per file, in the order given."""
@@ -203,32 +227,26 @@ class DicomwebClient:
 
     @contextmanager
     def _session(self) -> Iterator[requests.Session]:
-        session = requests.Session()
-        session.trust_env = False  # no proxy from the environment: only the node the user configured is contacted
+        """An HTTP session with the node's credentials (dicomweb-client's session_utils), closed after use."""
         if self.node.auth is AuthKind.BASIC:
-            session.auth = (self.node.username, self.node.secret)
+            session = session_utils.create_session_from_user_pass(self.node.username, self.node.secret)
         elif self.node.auth is AuthKind.BEARER:
-            session.headers["Authorization"] = f"Bearer {self.node.secret}"
+            session = session_utils.create_session_from_auth(_BearerToken(self.node.secret))
+        else:
+            session = session_utils.create_session()
+        session.trust_env = False  # no proxy from the environment: only the node the user configured is contacted
+        session.mount(self.root + "/", _QueryEscaping())
         try:
             yield session
         finally:
             session.close()
 
-    def _qido(self, path: str, filters: dict[str, str], fields: tuple[str, ...], page: dict[str, int],
-              doing: str) -> list[dict]:
-        """One QIDO-RS search; the datasets of its answer.
-
-        The query string is built here, not by dicomweb-client: it percent-encodes ``*`` and ``?``, and Orthanc
-        (1.10, at least) then matches them literally, so ``DOE*`` found nothing. RFC 3986 allows both unencoded in
-        a query.
-        """
-        params = [*filters.items(), *(("includefield", field) for field in fields),
-                  *((key, str(value)) for key, value in page.items() if value > 0)]
-        url = f"{self.root}{path}?{urlencode(params, quote_via=quote, safe='*?')}"
+    def _search(self, doing: str, search: Callable[[DICOMwebClient], object]) -> list[dict]:
+        """One QIDO-RS search through dicomweb-client (on our session); the datasets of its answer."""
         with self._session() as session, self._errors(doing):
-            response = session.get(url, headers={"Accept": _JSON}, timeout=self._timeout())
-            self._raise_for_status(response, doing)
-            return dicom_json.datasets(response.json()) if response.content else []
+            web = DICOMwebClient(self.root, session=session, timeout=self._timeout())
+            web.set_http_retry_params(retry=False)  # a busy PACS is reported now, not after ~15 s of backing off
+            return dicom_json.datasets(search(web))
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -264,7 +282,8 @@ class DicomwebClient:
         return PacsError(f"{where} could not {doing}: HTTP {code} {reason}".rstrip())
 
     def _series(self, study_uid: str) -> list[SeriesHit]:
-        answer = self._qido(f"/studies/{study_uid}/series", {}, dicom_json.SERIES_FIELDS, {}, "list series")
+        answer = self._search("list series", lambda web: web.search_for_series(
+            study_uid, fields=list(dicom_json.SERIES_FIELDS)))
         hits = [hit for item in answer
                 if (hit := dicom_json.series_hit(item, study_uid)) is not None]
         return sorted(hits, key=lambda hit: (hit.series_number is None, hit.series_number or 0, hit.series_uid))
@@ -280,26 +299,27 @@ class DicomwebClient:
                                        timeout=self._timeout())
             with response:
                 self._raise_for_status(response, "send the series")
+                reader = MultipartReader(response.headers.get("Content-Type", ""), self.max_instance_bytes)
+                chunks = _Prefetch(response.iter_content(CHUNK_BYTES), PREFETCH_CHUNKS)
                 try:
-                    reader = MultipartReader(response.headers.get("Content-Type", ""), self.max_instance_bytes)
-                    for chunk in response.iter_content(CHUNK_BYTES):
-                        parts = reader.feed(chunk)
+                    for chunk in chunks:
+                        parts = reader.feed(chunk) if chunk is not None else None
                         yield from parts if parts else (None,)
                     yield from reader.finish()
                 except MultipartError as error:
                     raise PacsError(f"{self.node.describe()} sent a broken answer for series {series_uid}: {error}"
                                     ) from None
+                finally:
+                    chunks.stop()
 
     def _instance_of(self, data: bytes, study_uid: str, series_uid: str) -> str | None:
         """The SOP Instance UID when ``data`` is a DICOM instance of the series asked for, else None."""
+        uids = instance_uids(data)
+        if uids is None or uids[0] != study_uid or uids[1] != series_uid:
+            return None
         try:
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-            if (str(header.get("StudyInstanceUID", "")).strip("\0 ") != study_uid
-                    or str(header.get("SeriesInstanceUID", "")).strip("\0 ") != series_uid):
-                return None
-            return checked_uid(str(header.get("SOPInstanceUID", "")))
-        except Exception:  # an unreadable part is skipped, whatever pydicom makes of it
+            return checked_uid(uids[2])
+        except ValueError:
             return None
 
     def _stow(self, session: requests.Session, batch: list[tuple[int, str, bytes]], paths: list[Path],
@@ -331,6 +351,110 @@ class DicomwebClient:
                 results[index] = SendResult(paths[index], sop_uid, False, "the server did not confirm it")
 
 
+#: What a query value keeps unescaped: DICOM wildcards and what RFC 3986 allows in a query (``,`` of UID lists).
+_QUERY_SAFE = "*?-._~!$'(),;:@/"
+
+
+def requote_query(url: str) -> str:
+    """``url`` with each query value percent-encoded only where the URL syntax needs it.
+
+    dicomweb-client encodes every value with ``quote_plus`` (``DOE*`` becomes ``DOE%2A``). Orthanc (1.10.1, checked
+    by the tests) matches QIDO-RS values without percent-decoding them, so such a query finds nothing; RFC 3986
+    allows ``* ? , : @ /`` unencoded in a query. ``&``, ``=``, ``#``, ``+``, ``%``, spaces and ``^`` stay encoded
+    (``^`` is not allowed raw, and urllib3 would encode it anyway): on Orthanc, ``DOE^J*`` therefore finds nothing
+    while ``DOE*J*`` works.
+    """
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url
+    items = []
+    for item in query.split("&"):
+        key, equals, value = item.partition("=")
+        items.append(key + equals + quote(unquote_plus(value), safe=_QUERY_SAFE))
+    return f"{base}?{'&'.join(items)}"
+
+
+class _QueryEscaping(HTTPAdapter):
+    """The transport of a node's session: sends query values as :func:`requote_query` spells them, and lets the
+    HTTP library write the ``Host`` header (dicomweb-client sets one without the port, and a broken one for an IPv6
+    address)."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if request.url:
+            request.url = requote_query(request.url)
+        request.headers.pop("Host", None)
+        return super().send(request, *args, **kwargs)
+
+
+class _BearerToken(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` on every request of the session."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerToken(<hidden>)"
+
+
+class _Prefetch:
+    """Iterate ``source`` (an HTTP body's chunks) on a helper thread, at most ``depth`` chunks ahead.
+
+    While the job's thread splits, checks and writes instance N (disk writes and parsing hold the GIL only in
+    part), the helper keeps the socket drained, so the server is not stalled by a full receive window: this overlap
+    is most of what brings a retrieve close to a plain download of the same bytes. Iterating gives each chunk, or
+    None after :data:`WAIT_S` without one (a cancellation point while the server is slow); an error of the source is
+    raised here, in the job's thread. The helper owns nothing but the response's reading; :meth:`stop` tells it to
+    quit (the response is closed by its owner right after).
+    """
+
+    WAIT_S = 0.1
+    _END = object()
+
+    def __init__(self, source: Iterator[bytes], depth: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(max(1, depth))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,), name="wado-rs-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self, source: Iterator[bytes]) -> None:
+        try:
+            for chunk in source:
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # handed to the job's thread, which turns it into a PacsError
+            self._put(error)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=self.WAIT_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes | None]:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.WAIT_S)
+            except queue.Empty:
+                yield None
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 def _check(cancel: CancelToken | None) -> None:
     if is_cancelled(cancel):
         raise Cancelled()
@@ -344,10 +468,10 @@ def _uid_or_error(value: str, what: str) -> str:
 
 
 def _sop_uid(data: bytes) -> str | None:
+    uids = instance_uids(data)
     try:
-        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        return checked_uid(str(header.get("SOPInstanceUID", "")))
-    except Exception:  # not DICOM, or no usable UID: reported per file by the caller
+        return checked_uid(uids[2]) if uids is not None else None
+    except ValueError:  # no usable UID: reported per file by the caller
         return None
 
 

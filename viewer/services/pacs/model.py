@@ -84,12 +84,17 @@ class EchoResult:
 
 @dataclass(frozen=True)
 class RetrieveResult:
-    """A finished retrieve: the cache folder of each series and how many instances came."""
+    """A finished retrieve: the cache folder of each series and how many instances came.
+
+    ``warnings`` says what the user should know although the retrieve succeeded - fewer instances than the PACS
+    counted, parts skipped because they were not DICOM or of another series - in words, without patient data.
+    """
 
     series_dirs: dict[str, Path]
     n_instances: int
     n_bytes: int
     seconds: float
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,10 @@ class MultipartReader:
                 self._search_from = max(0, len(buffer) - len(delimiter) + 1)
                 return False
             self._check_size(index)
-            parts.append(bytes(buffer[:index]))
+            with memoryview(buffer) as view:  # one copy (``bytes(buffer[:index])`` makes two)
+                parts.append(view[:index].tobytes())
             self.n_parts += 1
-            del buffer[: index + len(delimiter)]
+            del buffer[: index + len(delimiter)]  # cheap: a bytearray drops its head by moving its start
             self._state = "after_delimiter"
             return True
         buffer.clear()  # "done": an epilogue is ignored
