@@ -99,8 +99,21 @@ class OrthancServer:
             "SaveJobs": False,
         }
 
-    def start(self, timeout_s: float = 30.0) -> OrthancServer:
-        """Start the server and wait until its REST API answers."""
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> OrthancServer:
+        """Start the server and wait until its REST API answers.
+
+        A free port can be taken by another process between :func:`free_port` and Orthanc binding it (tests and
+        helpers run side by side): when Orthanc exits at start, it is tried again on new ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout_s)
+            except _EarlyExit:
+                if attempt == attempts - 1:
+                    raise
+                self.http_port, self.dicom_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout_s: float) -> OrthancServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "orthanc.json"
         config.write_text(json.dumps(self.config(), indent=1))
@@ -109,8 +122,10 @@ class OrthancServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.process.returncode}: "
-                                   + (self.folder / "orthanc.log").read_text(errors="replace")[-2000:])
+                message = (f"Orthanc exited with {self.process.returncode}: "
+                           + (self.folder / "orthanc.log").read_text(errors="replace")[-2000:])
+                self.process = None
+                raise _EarlyExit(message)
             try:
                 self.rest("GET", "/system")
                 return self
@@ -171,6 +186,10 @@ class OrthancServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop(kill=True)  # the tests' servers keep nothing worth an orderly shutdown
+
+
+class _EarlyExit(RuntimeError):
+    """Orthanc stopped while starting (most often: a port was taken meanwhile)."""
 
 
 def _looks_dicom(path: Path) -> bool:
