@@ -5,7 +5,10 @@ Steps: ``--version``; the Qt platform plugins' and every bundled library's depen
 libraries the machine must provide); ``models``; ``scan`` of every ../shared/data folder; ``info`` on files of every
 transfer syntax there (J2K, JPEG-LS, RLE, JPEG baseline/extended/lossless, deflate, big endian, ...), each compared
 with the venv's own reading of the same file; ``sample``; ``infer`` with both built-in models on the sample
-(findings found, SEG written); ``screenshot``; the GUI with ``--smoke-test`` (sample + both models, offscreen); then
+(findings found, SEG written); ``screenshot``; ``anonymize`` (a SEG with its images: written, references kept);
+``pacs`` echo / query / retrieve by DICOMweb and by C-GET from a real Orthanc (when Debian's ``orthanc`` and
+``orthanc-dicomweb`` are installed; otherwise the step says so), the retrieved series read back by ``info``; the GUI
+with ``--smoke-test`` (sample + both models, offscreen); then
 time to first window / first image, cold (the app's and the data's files evicted from the page cache with
 posix_fadvise, no root needed) and warm, for the frozen app and for ``python -m viewer``.
 
@@ -268,6 +271,9 @@ def main() -> int:
         check.record("screenshot", result.returncode == 0 and png.exists() and png.stat().st_size > 20_000,
                      f"{png.stat().st_size} bytes" if png.exists() else tail(result.stderr))
 
+        check_anonymize(check, app, data, env, cwd, out)
+        check_pacs(check, app, data, env, cwd, out)
+
         report, wall, err = smoke([app, "--smoke-test"], env, cwd, timeout=900)
         check.record("GUI --smoke-test (sample + both models, offscreen)", bool(report and report.get("ok")
                                                                                  and report["rc"] == 0),
@@ -279,6 +285,58 @@ def main() -> int:
     print(f"\ndist-check: {len(check.results) - len(check.failed)}/{len(check.results)} steps passed in "
           f"{time.time() - started:.0f} s" + (f"; FAILED: {', '.join(check.failed)}" if check.failed else ""))
     return 1 if check.failed else 0
+
+
+def check_anonymize(check: Check, app: Path, data: Path, env: dict, cwd: Path, out: Path) -> None:
+    """De-identify the seg-rtstruct folder (SEG, RTSTRUCT, SR and their images) and scan the result."""
+    target = out / "anonymized"
+    result = run([app, "anonymize", data / "seg-rtstruct", "--out", target, "--json",
+                  "--uid-map", out / "uid-map.json"], env, cwd, timeout=300)
+    scan = run([app, "scan", target, "--json"], env, cwd, timeout=300)
+    try:
+        written = json.loads(result.stdout).get("written", [])
+        n_written = len(written) if isinstance(written, list) else int(written)
+        series = [s for p in json.loads(scan.stdout)["patients"] for st in p["studies"] for s in st["series"]]
+        segs = [s for s in series if s["kind"] == "seg"]
+        detail = f"{n_written} files written, {len(series)} series, {len(segs)} SEG referencing " \
+                 f"{sum(len(s['references']) for s in segs)} series"
+        ok = result.returncode == 0 and n_written > 0 and bool(segs) and all(s["references"] for s in segs)
+    except (ValueError, KeyError, TypeError):
+        ok, detail = False, tail(result.stderr) or tail(scan.stderr)
+    check.record("anonymize", ok, detail)
+
+
+def check_pacs(check: Check, app: Path, data: Path, env: dict, cwd: Path, out: Path) -> None:
+    """``pacs`` against a real Orthanc on loopback ports holding LIDC-IDRI-0001: DICOMweb and DIMSE (C-GET)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.services.orthanc import OrthancServer, missing_reason
+
+    if reason := missing_reason():
+        print(f"[SKIP] pacs: {reason}", flush=True)
+        return
+    with OrthancServer(out / "orthanc") as server:
+        server.upload_folder(data / "lidc-idri-0001")
+        routes = {"DICOMweb": ["--url", server.dicomweb_url],
+                  "DIMSE C-GET": ["--aet", "ORTHANC", "--host", "127.0.0.1", "--port", str(server.dicom_port)]}
+        for route, node in routes.items():
+            echo = run([app, "pacs", "echo", *node], env, cwd, timeout=60)
+            query = run([app, "pacs", "query", *node, "--modality", "CT", "--json"], env, cwd, timeout=60)
+            try:
+                study = json.loads(query.stdout)[0]["study_uid"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                check.record(f"pacs {route}", False, tail(echo.stderr) or tail(query.stderr))
+                continue
+            cache = out / f"cache-{route.split()[0]}"
+            t = time.time()
+            retrieve = run([app, "pacs", "retrieve", study, *node, "--cache", cache], env, cwd, timeout=300)
+            seconds = time.time() - t
+            folders = [Path(line) for line in retrieve.stdout.splitlines() if line.strip().startswith(str(cache))]
+            info = run([app, "info", folders[0], "--json"], env, cwd) if folders else None
+            shape = json.loads(info.stdout)["shape"] if info is not None and info.returncode == 0 else None
+            check.record(f"pacs {route}: echo, query, retrieve, info",
+                         echo.returncode == 0 and retrieve.returncode == 0 and shape == [133, 512, 512],
+                         f"{echo.stdout.strip()}; retrieved {shape} in {seconds:.1f} s" if shape
+                         else tail(retrieve.stderr) or tail(echo.stderr))
 
 
 def timings(check: Check, app: Path, data: Path, env: dict, cwd: Path, warm_runs: int) -> None:
