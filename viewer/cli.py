@@ -119,6 +119,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     sample.add_argument("--follow-up", type=int, metavar="DAYS", dest="follow_up",
                         help="also write a follow-up study DAYS later under OUT/followup (nodules grown, one new, "
                         "one resolved, the patient moved), with its ground truth")
+    sample.add_argument("--shape", type=_triple(int), metavar="Z,Y,X",
+                        help="voxels of the grid (default 128,384,384); with --spacing e.g. 32,160,160 and 5,1.5,1.5 "
+                        "for a small study the models run on in seconds")
+    sample.add_argument("--spacing", type=_triple(float), metavar="Z,Y,X",
+                        help="voxel size in mm: slice, row, column (default 2.5,0.9,0.9)")
     sample.set_defaults(handler=cmd_sample)
 
     shot = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
@@ -141,6 +146,19 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     add_pacs_parser(sub)
     add_anonymize(sub)
     return parser
+
+
+def _triple(kind):
+    """``Z,Y,X`` -> a tuple of three positive ``kind`` values (argparse type)."""
+    def parse(text: str):
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not three numbers Z,Y,X: {text!r}") from None
+        if len(values) != 3 or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"expected three positive numbers Z,Y,X: {text!r}")
+        return values
+    return parse
 
 
 def _slab_mm(text: str) -> float:
@@ -404,16 +422,17 @@ def cmd_compare(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    """``hounsfield sample --out DIR [--seed N] [--follow-up DAYS]``."""
+    """``hounsfield sample --out DIR [--seed N] [--follow-up DAYS] [--shape Z,Y,X] [--spacing Z,Y,X]``."""
     from viewer.core.sample import write_followup_study, write_sample_study
 
     if args.follow_up is None:
-        print(write_sample_study(args.out, seed=args.seed))
+        print(write_sample_study(args.out, seed=args.seed, shape=args.shape, spacing=args.spacing))
         return EXIT_OK
     if args.follow_up <= 0:
         print("hounsfield: --follow-up needs a positive number of days", file=sys.stderr)
         return EXIT_FAILED
-    for path in write_followup_study(args.out, seed=args.seed, days=args.follow_up):
+    for path in write_followup_study(args.out, seed=args.seed, days=args.follow_up, shape=args.shape,
+                                     spacing=args.spacing):
         print(path)
     return EXIT_OK
 
