@@ -163,7 +163,7 @@ class RaySession:
 
 
 #: Errors that mean the worker process (or its node) died under a call, not that the series failed.
-def _crash_types(ray) -> tuple[type, ...]:
+def _crash_types(ray) -> tuple[type[BaseException], ...]:
     from ray import exceptions
 
     names = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "ObjectLostError",

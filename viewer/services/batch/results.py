@@ -132,11 +132,14 @@ def _read_detections(stored: StoredResult, volume):
     sizes = np.array([f["size_mm"] for f in findings], float).reshape(-1, 3)
     boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
     voxels = np.array([f["box_voxel"] for f in findings], int).reshape(-1, 6)
-    shape = tuple(int(s) for s in volume.shape)
+    nz, ny, nx = (int(s) for s in volume.shape)
+    shape = (nz, ny, nx)
     if len(voxels) and (voxels[:, 3:] > np.array(shape)).any():
         raise ValueError("the findings' boxes lie outside this volume")
     measured = any(any(k in f for k in MEASUREMENT_KEYS) for f in findings)
-    measurements = [{k: f.get(k) for k in MEASUREMENT_KEYS} for f in findings] if measured else None
+    measurements: list[dict | None] | None = None
+    if measured:
+        measurements = [{k: f.get(k) for k in MEASUREMENT_KEYS} for f in findings]
     return Detections(boxes, voxels, np.array([f["score"] for f in findings], float),
                       np.array([value_of.get(f["label"], min(table)) for f in findings], int), volume.affine, shape,
                       table, stored.model_id, notes=list(doc.get("notes") or []), measurements=measurements)

@@ -224,13 +224,12 @@ class _Driver:
         self.load_seconds: dict[str, float] = {}
         self.stats: dict[str, list[float]] = {}
         self.run_id = 0
-        self.prefetch: _Prefetcher | None = None
+        # loading starts with the first series queued and overlaps the workers loading their models
+        self.prefetch = _Prefetcher(source, executor.put, depth=executor.workers)
 
     def run(self, items: list, started: float) -> dict:
         self.run_id = self.manifest.start_run(self.job, self.models, self.options.address or "local",
                                               self.executor.workers)
-        # loading starts at once and overlaps the workers loading their models
-        self.prefetch = _Prefetcher(self.source, self.executor.put, depth=self.executor.workers)
         startup = time.perf_counter()
         described: list = []
         try:
