@@ -164,7 +164,8 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
     -------
     dict
         ``job``, ``models``, ``manifest`` (counts by state over all runs of this job), ``run`` (this run: counts,
-        finished, seconds, per_minute, startup_s, workers, address, mean_seconds per stage), ``failures``
+        finished, seconds, per_minute, startup_s - Ray and the workers' models -, steady_s and steady_per_minute -
+        from the workers being ready -, workers, address, mean_seconds per stage), ``failures``
         (series key and error), ``manifest_path``, ``sink``.
 
     Raises
@@ -224,6 +225,7 @@ class _Driver:
         self.load_seconds: dict[str, float] = {}
         self.stats: dict[str, list[float]] = {}
         self.run_id = 0
+        self.loop_started = time.perf_counter()  # when the workers were ready (steady-state throughput from here)
         # loading starts with the first series queued and overlaps the workers loading their models
         self.prefetch = _Prefetcher(source, executor.put, depth=executor.workers)
 
@@ -237,6 +239,7 @@ class _Driver:
             if self.active or self.options.watch:  # nothing to do (all finished before): no models loaded
                 described = self.executor.start()
             startup_s = time.perf_counter() - startup + (self.session.seconds if self.session is not None else 0.0)
+            self.loop_started = time.perf_counter()
             self._loop()
         finally:
             self.prefetch.close()
@@ -335,7 +338,8 @@ class _Driver:
         self.active.discard(key)
 
     def _summary(self, started: float, startup_s: float, described: list) -> dict:
-        seconds = time.perf_counter() - started
+        now = time.perf_counter()
+        seconds, steady = now - started, now - self.loop_started
         tally, executor = self.tally, self.executor
         failures = [{"series_key": r.series_key, "error": r.error} for r in self.manifest.rows(self.job)
                     if r.state == FAILED]
@@ -345,7 +349,9 @@ class _Driver:
             "manifest_path": str(self.manifest.path), "sink": self.sink.describe(),
             "run": {"counts": dict(tally.counts), "finished": tally.finished, "seconds": round(seconds, 2),
                     "per_minute": round(60.0 * tally.finished / seconds, 3) if seconds > 0 else 0.0,
-                    "startup_s": round(startup_s, 2), "workers": executor.workers, "address": address,
+                    "startup_s": round(startup_s, 2), "steady_s": round(steady, 2),
+                    "steady_per_minute": round(60.0 * tally.finished / steady, 3) if steady > 0 else 0.0,
+                    "workers": executor.workers, "address": address,
                     "worker_info": described,
                     "mean_seconds": {k: round(sum(v) / len(v), 3) for k, v in self.stats.items() if v}},
         }
