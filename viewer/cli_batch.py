@@ -76,7 +76,7 @@ def cmd_batch(args) -> int:
     # SIGTERM ends a --watch run cleanly: the series in flight finish and are recorded first
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        summary = run_batch(options, write=None if args.json else show, stop=stop)
+        summary = run_batch(options, write=None if args.json else show, stop=stop, terminal=sys.stderr.isatty())
     except BatchError as error:
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED

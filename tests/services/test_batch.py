@@ -75,6 +75,22 @@ def test_sink_writes_a_series_whole_and_cleans_a_killed_runs_leftovers(tmp_path)
     assert list((tmp_path / "out" / STAGING).iterdir()) == []
 
 
+def test_the_live_line_in_a_log_changes_only_with_the_counts():
+    from viewer.services.batch.progress import LiveLine, Tally
+
+    tally, lines = Tally(), []
+    live = LiveLine(lines.append, terminal=False)
+    tally.move(None, QUEUED)
+    tally.move(None, QUEUED)
+    live.update(tally)
+    live.update(tally)  # nothing changed: nothing written
+    tally.move(QUEUED, "running")
+    tally.move("running", DONE)
+    live.update(tally)
+    assert len(lines) == 2 and lines[1].startswith("queued 1 | running 0 | done 1 | failed 0 | skipped 0 | ")
+    assert lines[1].endswith(" series/min\n") and tally.per_minute() > 0
+
+
 # ---- on a local Ray runtime ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -43,19 +43,35 @@ class Tally:
 
 
 class LiveLine:
-    """Rewrites one terminal line (``\\r``) with :meth:`Tally.line`, at most every ``interval`` seconds."""
+    """Shows :meth:`Tally.line`: on a terminal one line rewritten in place (``\\r``) at most every ``interval``
+    seconds; elsewhere (a log file, CI) a new line only when the counts change, so a log stays readable."""
 
-    def __init__(self, write: Callable[[str], None], interval: float = 0.5) -> None:
+    def __init__(self, write: Callable[[str], None], interval: float = 0.5, terminal: bool = True) -> None:
         self._write = write
         self._interval = interval
+        self._terminal = terminal
         self._last = 0.0
+        self._width = 0
+        self._counts: dict[str, int] = {}
 
     def update(self, tally: Tally, force: bool = False) -> None:
-        """Show the tally now when forced or when ``interval`` has passed."""
+        """Show the tally now when forced, or when it is due (see the class)."""
+        if not self._terminal:
+            if force or tally.counts != self._counts:
+                self._counts = dict(tally.counts)
+                self._write(tally.line() + "\n")
+            return
         now = time.perf_counter()
         if force or now - self._last >= self._interval:
             self._last = now
-            self._write("\r" + tally.line())
+            text = tally.line()
+            self._write("\r" + text.ljust(self._width))  # blanks out the rest of a longer earlier line
+            self._width = len(text)
+
+    def close(self) -> None:
+        """End the live line (a terminal's cursor goes to the next line)."""
+        if self._terminal and self._width:
+            self._write("\n")
 
 
 def summary_lines(summary: dict) -> list[str]:

@@ -146,7 +146,7 @@ def _default_workers(options: BatchOptions, session: RaySession | None) -> int:
 
 
 def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = None,
-              stop: threading.Event | None = None, worker_class: type = ModelWorker) -> dict:
+              stop: threading.Event | None = None, worker_class: type = ModelWorker, terminal: bool = True) -> dict:
     """Run (or resume) a batch; returns the summary (also what ``--json`` prints).
 
     Parameters
@@ -154,7 +154,7 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
     options
         What to run, where from, where to.
     write
-        Where the live progress line goes (None: nowhere).
+        Where the live progress line goes (None: nowhere); ``terminal``: rewritten in place, else a line per change.
     stop
         Set it to end the run (``--watch`` runs until then); series in flight finish first.
     worker_class
@@ -192,7 +192,7 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
     try:
         if inline:
             executor: Any = InlineExecutor(lambda: worker_class(**_worker_args(options)))
-            driver = _Driver(options, models, job, manifest, source, sink, executor, None, write, stop)
+            driver = _Driver(options, models, job, manifest, source, sink, executor, None, write, stop, terminal)
             return driver.run(items, started)
         workers = options.workers or 0
         cpus = (workers or _default_workers(options, None)) * options.cpus_per_worker
@@ -200,7 +200,8 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
             workers = _default_workers(options, session)
             executor = RayExecutor(worker_class, _worker_args(options), workers, options.cpus_per_worker,
                                    options.gpus_per_task)
-            driver = _Driver(options, models, job, manifest, source, sink, executor, session, write, stop)
+            driver = _Driver(options, models, job, manifest, source, sink, executor, session, write, stop,
+                             terminal)
             return driver.run(items, started)
     except ExecutorError as error:
         raise BatchError(str(error)) from None
@@ -213,12 +214,12 @@ class _Driver:
     keeps the manifest and the live line current, polls the source with ``--watch``."""
 
     def __init__(self, options: BatchOptions, models: list[dict], job: str, manifest: Manifest, source, sink,
-                 executor, session: RaySession | None, write, stop) -> None:
+                 executor, session: RaySession | None, write, stop, terminal: bool = True) -> None:
         self.options, self.models, self.job = options, models, job
         self.manifest, self.source, self.sink = manifest, source, sink
         self.executor, self.session, self.write, self.stop = executor, session, write, stop
         self.tally = Tally()
-        self.live = LiveLine(write) if write is not None else None
+        self.live = LiveLine(write, terminal=terminal) if write is not None else None
         self.settling = Settling()
         self.by_key: dict[str, Any] = {}
         self.active: set[str] = set()  # queued in this run, loading or in flight
@@ -247,7 +248,7 @@ class _Driver:
             self.manifest.finish_run(self.run_id)
         if self.live is not None:
             self.live.update(self.tally, force=True)
-            self.write("\n")
+            self.live.close()
         return self._summary(started, startup_s, described)
 
     def _loop(self) -> None:
