@@ -69,11 +69,14 @@ def test_a_rerun_after_the_driver_was_killed_runs_only_the_unfinished_series(sma
     assert list((out / ".staging").iterdir()) == []  # the killed run's staging folders are gone
 
 
-def test_refusals_say_why(tmp_path, capsys, small_studies):
+def test_refusals_say_why(tmp_path, capsys, small_studies, monkeypatch):
+    monkeypatch.setenv("HOUNSFIELD_HOME", str(tmp_path / "home"))  # no PACS nodes configured
     assert main(["batch", "--model", "no-such-model", str(small_studies[0]), "--out", str(tmp_path / "o")]) == 1
     assert "no-such-model" in capsys.readouterr().err
     assert main(["batch", "--model", SEG, "pacs:ORTHANC?StudyDate=20240101", "--out", str(tmp_path / "o")]) == 1
-    assert "PACS sources are not supported" in capsys.readouterr().err
+    assert "no PACS node named 'ORTHANC' (known: none configured" in capsys.readouterr().err
+    assert main(["batch", "--model", SEG, "pacs:ORTHANC?PatientName=X", "--out", str(tmp_path / "o")]) == 1
+    assert "unknown PACS query key 'PatientName'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["batch", "--model", SEG, str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no image series" in capsys.readouterr().err

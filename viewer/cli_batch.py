@@ -1,5 +1,6 @@
 """``hounsfield batch --model ID [--model ID] SOURCE... [--out SINK] [--address ray://...|auto] [--workers N]``:
-models over every series of some folders, on a local Ray runtime or a Ray cluster, results where the app finds them.
+models over every series of some folders (or a PACS query), on a local Ray runtime or a Ray cluster, results where
+the app finds them (or on the PACS).
 
 Exit codes as the other subcommands: 0 every series done or skipped (not made for the models), 1 some failed or
 the batch could not start (reason on stderr), 2 no image series in SOURCE.
@@ -23,11 +24,15 @@ def add_parser(sub) -> None:
         "records every series: re-running the same command resumes (finished series are skipped; failed ones are "
         "tried again). Without --address a local Ray runtime is started (loopback only); with it the same run "
         "goes to a cluster whose nodes have hounsfield[batch] installed.")
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="DICOM folders (each series found by a scan)")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="DICOM folders (each series found by a scan), or pacs:NODE?QUERY: the image series of "
+                        "the studies a query on a configured node finds (QUERY: date=today|YYYYMMDD[-YYYYMMDD], "
+                        "modality=CT, patient_id=..., accession=..., study_uid=..., joined by &)")
     parser.add_argument("--model", action="append", required=True, dest="models", metavar="ID",
                         help="model id (repeat for several; they run in this order and share a network run)")
     parser.add_argument("--out", metavar="SINK",
-                        help="results folder (default: the app's batch results folder, see `--help`)")
+                        help="results folder (default: the app's batch results folder), or pacs:NODE to store the "
+                        "SEG and SR on a configured node (the manifest then goes to the user data folder)")
     parser.add_argument("--address", metavar="ADDR",
                         help="Ray cluster: ray://HEAD:10001 (Ray Client), HEAD:6379 or auto (on a cluster node); "
                         "'inline' runs one worker in this process without Ray. Default: a local Ray runtime")
@@ -55,6 +60,13 @@ def add_parser(sub) -> None:
     parser.set_defaults(handler=cmd_batch)
 
 
+def _pacs_nodes() -> list:
+    """The PACS nodes configured in the app (``hounsfield pacs nodes`` lists them)."""
+    from viewer.qt.settings import Settings  # QtCore only (QSettings): the app's settings file
+
+    return Settings().pacs_nodes()
+
+
 def cmd_batch(args) -> int:
     """Run the batch, print the live line on stderr and the summary on stdout; returns the exit code."""
     import signal
@@ -63,11 +75,13 @@ def cmd_batch(args) -> int:
     from viewer.services.batch.progress import summary_lines
     from viewer.services.batch.run import BatchError, BatchOptions, default_sink_folder, run_batch
 
+    nodes = _pacs_nodes() if any(str(s).startswith("pacs:") for s in [*args.sources, args.out or ""]) else []
     options = BatchOptions(models=args.models, sources=args.sources, sink=args.out or str(default_sink_folder()),
                            address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                            gpus_per_task=args.gpus_per_task, device=args.device, force=args.force,
                            retries=max(0, args.retries), manifest=str(args.manifest) if args.manifest else None,
-                           watch=args.watch, interval=max(1.0, args.interval), object_store_mb=args.object_store_mb)
+                           watch=args.watch, interval=max(1.0, args.interval), object_store_mb=args.object_store_mb,
+                           pacs_nodes=nodes)
 
     def show(text: str) -> None:
         print(text, end="", file=sys.stderr, flush=True)

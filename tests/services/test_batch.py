@@ -263,3 +263,33 @@ def test_evaluate_fans_out_with_the_same_figures(ray_runtime, small_studies):
     strip = [{k: v for k, v in case.items() if k != "seconds"} for case in serial[SEG]["cases"]]
     assert strip == [{k: v for k, v in case.items() if k != "seconds"} for case in fanned[SEG]["cases"]]
     assert fanned[SEG]["summary"]["dice"] == serial[SEG]["summary"]["dice"]
+
+
+def test_a_pacs_query_in_and_the_pacs_out(ray_runtime, small_studies, fresh_orthanc, tmp_path, monkeypatch):
+    """``pacs:NODE?date=...`` finds the studies' image series on a real Orthanc (DICOMweb), the driver retrieves
+    them, and ``--out pacs:NODE`` stores each SEG there, referencing its series; a re-run finds nothing new (the
+    SEGs it stored are not images)."""
+    from inference.jobs import run_job
+    from viewer.services.batch.run import BatchOptions, run_batch
+    from viewer.services.pacs.client import open_client
+    from viewer.services.pacs.nodes import PacsNode
+
+    monkeypatch.setenv("HOUNSFIELD_HOME", str(tmp_path / "home"))  # the retrieve cache
+    for study in small_studies[:2]:
+        fresh_orthanc.upload_folder(study / "dicom")
+    node = PacsNode(name="orthanc", url=fresh_orthanc.dicomweb_url)
+    options = BatchOptions(models=[SEG], sources=["pacs:orthanc?date=20240101&modality=CT"], sink="pacs:orthanc",
+                           manifest=str(tmp_path / "manifest.sqlite"), workers=2, pacs_nodes=[node])
+    summary = run_batch(options)
+    assert summary["manifest"][DONE] == 2 and summary["sink"] == "pacs:orthanc", summary
+    client = open_client(node)
+    for study in small_studies[:2]:
+        volume = _volume(study)
+        series = run_job(client.query_series(volume.study_uid))
+        assert sorted(s.modality for s in series) == ["CT", "SEG"]
+    with Manifest(tmp_path / "manifest.sqlite") as manifest:
+        row = manifest.rows()[0]
+    assert row.origin == "pacs:orthanc" and list(row.outputs) == [f"{SEG}/seg.dcm"]
+    assert row.outputs[f"{SEG}/seg.dcm"].startswith("pacs:orthanc/1.")
+    again = run_batch(options)
+    assert again["run"]["finished"] == 0 and again["manifest"][DONE] == 2

@@ -56,6 +56,8 @@ class BatchOptions:
     interval: float = 30.0
     object_store_mb: int = DEFAULT_OBJECT_STORE_MB
     extra_model_dirs: Sequence[str] = field(default_factory=tuple)
+    #: The configured PACS nodes a ``pacs:NODE`` source or sink may name (the command line reads the app's).
+    pacs_nodes: Sequence[Any] = field(default_factory=tuple)
 
 
 class BatchError(RuntimeError):
@@ -179,7 +181,8 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
 
     try:
         models = describe_models(options.models, options.extra_model_dirs)
-        source, sink = open_source(options.sources), open_sink(options.sink)
+        source = open_source(options.sources, options.pacs_nodes)
+        sink = open_sink(options.sink, options.pacs_nodes)
         sink.open()
         items = source.discover()
     except (ModelNotFound, SourceError, OSError) as error:
@@ -263,12 +266,24 @@ class _Driver:
             if self.stop is not None and self.stop.is_set() and not executor.in_flight():
                 return
             if options.watch and time.perf_counter() >= next_poll:
-                self._enqueue(self.source.discover())
+                self._poll()
                 next_poll = time.perf_counter() + options.interval
             elif not options.watch and not self.active:
                 return
             if not executor.in_flight():
                 time.sleep(0.05)  # waiting for a load (or the next poll): do not spin
+
+    def _poll(self) -> None:
+        """``--watch``: look for new series; a source that does not answer (a PACS down) is tried next poll."""
+        from viewer.services.batch.sources import SourceError
+
+        try:
+            found = self.source.discover()
+        except (SourceError, OSError) as error:
+            if self.write is not None:
+                self.write(f"\npoll failed, trying again in {self.options.interval:g} s: {error}\n")
+            return
+        self._enqueue(found)
 
     def _enqueue(self, found: list) -> None:
         """Queue what the source found and this job has not finished (with ``--watch``: once its files settled)."""

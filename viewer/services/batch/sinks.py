@@ -119,11 +119,10 @@ def _swap_into_place(staging: Path, final: Path, trash_parent: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def open_sink(spec: str | os.PathLike) -> FolderSink:
-    """The sink for ``--out`` (a folder; ``pacs:NODE`` is not built yet)."""
+def open_sink(spec: str | os.PathLike, nodes=()):
+    """The sink for ``--out``: a folder, or ``pacs:NODE`` (one of the configured ``nodes``)."""
     if str(spec).startswith("pacs:"):
-        from viewer.services.batch.sources import SourceError
+        from viewer.services.batch.pacs import PacsSink
 
-        raise SourceError(f"PACS sinks are not supported yet ({spec}): write to a folder and send it with "
-                          "`hounsfield pacs send`")
+        return PacsSink.from_spec(str(spec), nodes)
     return FolderSink(spec)

@@ -1,4 +1,5 @@
-"""Where a batch finds its series: folders (every image series a scan finds), later also a PACS query.
+"""Where a batch finds its series: folders (every image series a scan finds), or a PACS query
+(:mod:`viewer.services.batch.pacs`).
 
 A source discovers :class:`SeriesItem` records (plain, picklable identifiers: no pixels, no patient data) and
 loads one of them on the driver into a :class:`LoadedSeries`: the volume and the source headers a SEG or SR
@@ -115,25 +116,30 @@ class FolderSource:
         return str(first.parent)
 
     def load(self, item: SeriesItem) -> LoadedSeries:
-        """Decode the series and read its headers.
+        """Decode the series and read its headers (:func:`load_catalogued`)."""
+        return load_catalogued(item, self._series[item.key])
 
-        Raises
-        ------
-        LoadRefused
-            When some slices could not be decoded (a model is never run on a volume with blank slices).
-        """
-        from viewer.core.dicom.load import load_series
-        from viewer.core.export.seg import read_sources
 
-        series = self._series[item.key]
-        volume = load_series(series)
-        if volume.failed_slices:
-            raise LoadRefused(f"{len(volume.failed_slices)} of {volume.shape[0]} slices could not be decoded")
-        if volume.is_rgb:
-            raise LoadRefused("colour images cannot be run through the models")
-        sources = read_sources([inst.path for inst in series.instances])
-        body_part = str(sources[0].get("BodyPartExamined", "") or "").strip() if sources else ""
-        return LoadedSeries(item, volume, sources, body_part)
+def load_catalogued(item: SeriesItem, series) -> LoadedSeries:
+    """Decode a catalogued series and read its headers.
+
+    Raises
+    ------
+    LoadRefused
+        When some slices could not be decoded (a model is never run on a volume with blank slices), or the images
+        are colour.
+    """
+    from viewer.core.dicom.load import load_series
+    from viewer.core.export.seg import read_sources
+
+    volume = load_series(series)
+    if volume.failed_slices:
+        raise LoadRefused(f"{len(volume.failed_slices)} of {volume.shape[0]} slices could not be decoded")
+    if volume.is_rgb:
+        raise LoadRefused("colour images cannot be run through the models")
+    sources = read_sources([inst.path for inst in series.instances])
+    body_part = str(sources[0].get("BodyPartExamined", "") or "").strip() if sources else ""
+    return LoadedSeries(item, volume, sources, body_part)
 
 
 class Settling:
@@ -150,10 +156,14 @@ class Settling:
         return ready
 
 
-def open_source(specs: Sequence[str]) -> FolderSource:
-    """The source for the command line's SOURCE arguments (folders; ``pacs:NODE?query`` is not built yet)."""
+def open_source(specs: Sequence[str], nodes: Sequence[Any] = ()):
+    """The source for the command line's SOURCE arguments: folders, or one ``pacs:NODE?query`` (``nodes``: the
+    configured PACS nodes, :class:`~viewer.services.pacs.nodes.PacsNode`, it may name)."""
     pacs = [s for s in specs if str(s).startswith("pacs:")]
-    if pacs:
-        raise SourceError(f"PACS sources are not supported yet ({pacs[0]}): retrieve the studies with "
-                          "`hounsfield pacs` into a folder and run the batch on that folder")
-    return FolderSource(specs)
+    if not pacs:
+        return FolderSource(specs)
+    if len(specs) > 1:
+        raise SourceError("a PACS source is given alone (one pacs:NODE?query, no folders beside it)")
+    from viewer.services.batch.pacs import PacsSource
+
+    return PacsSource.from_spec(pacs[0], nodes)
