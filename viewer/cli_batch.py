@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
                         help="CPU cores each worker reserves; its torch threads (default 1)")
     parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: best available on the worker")
     parser.add_argument("--force", action="store_true",
-                        help="run models on series they were not made for (default: such series are skipped)")
+                        help="run models on series they were not made for (default: such series are skipped; "
+                        "with --force a re-run also runs the series an earlier run skipped)")
     parser.add_argument("--retries", type=int, default=2, metavar="N",
                         help="times a series is tried again after its worker died (default 2)")
     parser.add_argument("--manifest", type=Path, metavar="FILE", help="default: SINK/batch-manifest.sqlite")

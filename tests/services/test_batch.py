@@ -55,6 +55,10 @@ def test_manifest_resumes_what_is_unfinished(tmp_path):
         rows = {r.series_key: r for r in manifest.rows("job")}
         assert rows["a"].state == DONE and rows["a"].outputs == {"x": "/y"} and rows["a"].total_s == 1.0
         assert rows["b"].state == QUEUED and rows["b"].error == ""
+        manifest.mark_done("c", "job", state=SKIPPED, error="not a chest")
+        assert manifest.enqueue([_item("c")], "job", models) == []  # skipped stays skipped ...
+        assert manifest.unfinished([_item("a"), _item("c")], "job", retry_skipped=True) == ["c"]
+        assert manifest.enqueue([_item("c")], "job", models, retry_skipped=True) == ["c"]  # ... unless --force
 
 
 def test_sink_writes_a_series_whole_and_cleans_a_killed_runs_leftovers(tmp_path):

@@ -143,10 +143,13 @@ class Manifest:
         self._db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (time.time(), run_id))
 
     # ---- series -------------------------------------------------------------------------------------------
-    def enqueue(self, items: Iterable[Any], job: str, models: Sequence[dict]) -> list[str]:
+    def enqueue(self, items: Iterable[Any], job: str, models: Sequence[dict], retry_skipped: bool = False
+                ) -> list[str]:
         """Queue every item (a :class:`~viewer.services.batch.sources.SeriesItem`) not finished for ``job``;
-        failed ones are queued again with their attempts reset. Returns the keys now queued, in item order."""
+        failed ones (and skipped ones with ``retry_skipped``: a run with ``--force``) are queued again with their
+        attempts reset. Returns the keys now queued, in item order."""
         now = time.time()
+        again = (FAILED, SKIPPED) if retry_skipped else (FAILED,)
         queued = []
         models_text = json.dumps(list(models))
         with self._transaction():
@@ -158,7 +161,7 @@ class Manifest:
                         "INSERT INTO series (series_key, job, series_uid, study_uid, origin, state, queued_at, models)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (item.key, job, item.series_uid, item.study_uid, item.origin, QUEUED, now, models_text))
-                elif row[0] == FAILED:
+                elif row[0] in again:
                     self._db.execute("UPDATE series SET state=?, attempts=0, queued_at=?, error='' "
                                      "WHERE series_key=? AND job=?", (QUEUED, now, item.key, job))
                 elif row[0] in FINISHED:
@@ -166,11 +169,12 @@ class Manifest:
                 queued.append(item.key)
         return queued
 
-    def unfinished(self, items: Iterable[Any], job: str) -> list[str]:
+    def unfinished(self, items: Iterable[Any], job: str, retry_skipped: bool = False) -> list[str]:
         """Keys of the items :meth:`enqueue` would queue (read-only)."""
+        states = (DONE,) if retry_skipped else FINISHED
         finished = {row[0] for row in self._db.execute(
-            f"SELECT series_key FROM series WHERE job=? AND state IN ({', '.join('?' * len(FINISHED))})",
-            (job, *FINISHED))}
+            f"SELECT series_key FROM series WHERE job=? AND state IN ({', '.join('?' * len(states))})",
+            (job, *states))}
         return [item.key for item in items if item.key not in finished]
 
     def mark_running(self, key: str, job: str, run_id: int, worker: str = "") -> None:

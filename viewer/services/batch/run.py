@@ -190,7 +190,7 @@ def run_batch(options: BatchOptions, *, write: Callable[[str], None] | None = No
     job = job_key(models)
     manifest = Manifest(options.manifest or sink.default_manifest())
     # nothing to run and nothing to wait for: no Ray runtime started (it takes seconds to come up)
-    inline = options.address == INLINE or (not options.watch and not manifest.unfinished(items, job))
+    inline = options.address == INLINE or (not options.watch and not manifest.unfinished(items, job, options.force))
     started = time.perf_counter()
     try:
         if inline:
@@ -289,7 +289,7 @@ class _Driver:
         """Queue what the source found and this job has not finished (with ``--watch``: once its files settled)."""
         ready = self.settling.ready(found) if self.options.watch else found
         fresh = {item.key: item for item in ready if item.key not in self.active}
-        for key in self.manifest.enqueue(list(fresh.values()), self.job, self.models):
+        for key in self.manifest.enqueue(list(fresh.values()), self.job, self.models, self.options.force):
             self.by_key[key] = fresh[key]
             self.active.add(key)
             self.prefetch.add(fresh[key])
