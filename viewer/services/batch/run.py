@@ -234,6 +234,7 @@ class _Driver:
         self.prefetch = _Prefetcher(source, executor.put, depth=executor.workers)
 
     def run(self, items: list, started: float) -> dict:
+        """Queue ``items``, start the workers, loop until done (or stopped); returns the summary."""
         self.run_id = self.manifest.start_run(self.job, self.models, self.options.address or "local",
                                               self.executor.workers)
         startup = time.perf_counter()
