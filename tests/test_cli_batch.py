@@ -88,3 +88,13 @@ def test_inline_runs_without_ray_and_prints_the_summary(tmp_path, capsys, small_
     printed = capsys.readouterr()
     assert "done" in printed.out and "1 series in" in printed.out and "(inline)" in printed.out
     assert len(list((tmp_path / "o").glob(f"*/*/{SEG}/seg.dcm"))) == 1
+
+
+def test_evaluate_with_address_scores_the_cases_on_ray(tmp_path, capsys, small_studies):
+    pytest.importorskip("ray")
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--model", SEG, str(small_studies[0]), "--address", "local", "--workers", "1",
+                 "--json", str(report)]) == 0
+    assert f"{SEG}: 1 cases" in capsys.readouterr().out
+    dice = json.loads(report.read_text())[SEG]["cases"][0]["dice"]
+    assert dice["lungs+airways"] > 0.8
