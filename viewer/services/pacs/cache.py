@@ -79,6 +79,17 @@ class Staging:
         self.n_bytes += len(data)
         return path
 
+    def add_parts(self, study_uid: str, series_uid: str, sop_uid: str,
+                  parts: tuple[bytes | bytearray | memoryview, ...]) -> Path:
+        """Write one instance's file from pieces (e.g. its file meta and the data set as received, not joined into
+        one more copy); returns its staging path."""
+        path = self.series_folder(study_uid, series_uid) / f"{checked_uid(sop_uid)}.dcm"
+        with open(path, "wb") as handle:
+            for part in parts:
+                handle.write(part)
+        self.n_bytes += sum(len(part) for part in parts)
+        return path
+
     def add_file(self, study_uid: str, series_uid: str, sop_uid: str, source: Path) -> Path:
         """Move an instance file written elsewhere (e.g. by a storage SCP) into staging."""
         path = self.series_folder(study_uid, series_uid) / f"{checked_uid(sop_uid)}.dcm"

@@ -8,22 +8,27 @@ written, so a cancel can drop the staging folder without a late instance reappea
 """
 from __future__ import annotations
 
+import io
 import queue
 import socket
 import threading
 
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from viewer.services.pacs.cache import Staging, checked_uid
 from viewer.services.pacs.dimse_contexts import storage_contexts
+from viewer.services.pacs.dimse_transport import MAX_PDU, TunedAE, TunedRequestHandler
 from viewer.services.pacs.model import PacsError
+from viewer.services.pacs.part10 import dataset_uids, file_meta
 
 # C-STORE statuses we answer with (PS3.4 B.2.3).
 STORED = 0x0000
 OUT_OF_RESOURCES = 0xA700
 NOT_REQUESTED = 0xA900  # "data set does not match": an instance of a study we did not ask for
 CANNOT_UNDERSTAND = 0xC000
+#: How often the storage SCP's accept loop looks for a stop request (s): how long stopping it takes at most.
+SERVER_POLL_S = 0.01
 
 
 class Receiver:
@@ -43,29 +48,42 @@ class Receiver:
         self._closed = False
 
     def handle_store(self, event: evt.Event) -> int:
-        """The ``EVT_C_STORE`` handler (pynetdicom's thread): write the instance, announce it, answer a status."""
+        """The ``EVT_C_STORE`` handler (pynetdicom's thread): write the instance, announce it, answer a status.
+
+        The data set is not decoded: its study and series UIDs are read from its first bytes, and the file is its
+        encoded File Meta followed by the received bytes as they are."""
+        request = event.request
         try:
-            dataset = event.dataset
-            study_uid = checked_uid(str(dataset.get("StudyInstanceUID", "")))
-            series_uid = checked_uid(str(dataset.get("SeriesInstanceUID", "")))
-            sop_uid = checked_uid(str(getattr(event.request, "AffectedSOPInstanceUID", "") or ""))
-            data = event.encoded_dataset(include_meta=True)
-        except Exception:  # an undecodable or hostile dataset: refuse it, the job reports it missing
+            sop_uid = checked_uid(str(getattr(request, "AffectedSOPInstanceUID", "") or ""))
+            sop_class = checked_uid(str(getattr(request, "AffectedSOPClassUID", "") or ""))
+            meta = file_meta(sop_class, sop_uid, str(event.context.transfer_syntax))
+            received = getattr(request, "DataSet", None)
+            body = received.getbuffer() if isinstance(received, io.BytesIO) else memoryview(received or b"")
+        except Exception:  # no or malformed UIDs: refuse it, the job reports it missing
             self.refused += 1
             return CANNOT_UNDERSTAND
-        if study_uid != self.study_uid:
-            self.refused += 1
-            return NOT_REQUESTED
-        with self._lock:
-            if self._closed:
-                return OUT_OF_RESOURCES
+        with body:
             try:
-                path = self.staging.add_bytes(study_uid, series_uid, sop_uid, data)
-            except OSError:
+                uids = dataset_uids(meta, body)
+                if uids is None:
+                    raise ValueError("not a readable data set")
+                study_uid, series_uid = checked_uid(uids[0]), checked_uid(uids[1])
+            except ValueError:  # an undecodable or hostile data set
                 self.refused += 1
-                return OUT_OF_RESOURCES
-            self.received[sop_uid] = series_uid
-            count = len(self.received)
+                return CANNOT_UNDERSTAND
+            if study_uid != self.study_uid:
+                self.refused += 1
+                return NOT_REQUESTED
+            with self._lock:
+                if self._closed:
+                    return OUT_OF_RESOURCES
+                try:
+                    path = self.staging.add_parts(study_uid, series_uid, sop_uid, (meta, body))
+                except OSError:
+                    self.refused += 1
+                    return OUT_OF_RESOURCES
+                self.received[sop_uid] = series_uid
+                count = len(self.received)
         self.queue.put(("stored", series_uid, path, count))
         return STORED
 
@@ -98,26 +116,42 @@ class StorageServer:
     def __init__(self, aet: str, address: str, port: int, sop_classes: list[str], receiver: Receiver,
                  timeout_s: float) -> None:
         self.aet, self.address, self.port = aet, address, port
-        self.ae = AE(ae_title=aet)
+        self.ae = TunedAE(ae_title=aet)
         self.ae.require_called_aet = True
         self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = timeout_s
         self.ae.supported_contexts = storage_contexts(sop_classes)
+        self.ae.maximum_pdu_size = MAX_PDU
         self.ae.add_supported_context("1.2.840.10008.1.1")  # Verification: lets the PACS C-ECHO us
         self.receiver = receiver
         self._server: ThreadedAssociationServer | None = None
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StorageServer:
         try:
-            self._server = self.ae.start_server((self.address, self.port), block=False,
-                                                evt_handlers=[(evt.EVT_C_STORE, self.receiver.handle_store)])
+            server = self.ae.make_server((self.address, self.port), server_class=ThreadedAssociationServer,
+                                         evt_handlers=[(evt.EVT_C_STORE, self.receiver.handle_store)],
+                                         request_handler=TunedRequestHandler)
         except OSError as exc:
             where = f"{self.address or '*'}:{self.port}"
             raise PacsError(f"cannot start our storage SCP on {where} ({exc.strerror or exc}); "
                             "the storage port is in use or not allowed - choose another in the node settings") from None
+        self.ae._servers.append(server)  # where pynetdicom's shutdown() expects it
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVER_POLL_S},
+                                        name="dimse-storage-scp", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        associations = server.active_associations
+        server.shutdown()  # returns within SERVER_POLL_S (pynetdicom's start_server polls every 0.5 s)
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        for assoc in associations:  # the PACS released them before its final response; let them finish or abort
+            assoc.join(timeout=1.0)
+            if assoc.is_alive():
+                assoc.abort()
 

@@ -1,0 +1,187 @@
+"""Transport tuning for pynetdicom associations: sockets and reactor waits that do not cost milliseconds per instance.
+
+A C-GET or C-MOVE brings one C-STORE sub-operation per instance, and the PACS waits for our C-STORE-RSP before it
+sends the next one, so every millisecond of latency in that round trip is paid once per instance. pynetdicom, left
+as it is, adds several:
+
+- Nagle / delayed ACK. The last, short segment of each message waits (Nagle) for the ACK of the previous one, which
+  the receiver delays by up to 40 ms. ``TCP_NODELAY`` on our sockets sends our short C-STORE-RSPs at once;
+  ``TCP_QUICKACK`` (Linux; the kernel drops it again after a while, so it is set after every read) ACKs the PACS's
+  data at once, so its own Nagle never waits on us.
+- Polling. pynetdicom's DUL reactor checks the socket with a zero-timeout ``select`` and sleeps 1 ms whenever a loop
+  found nothing to do; a PDU arriving during that sleep waits. :class:`TunedSocket` instead blocks in ``select`` on
+  the socket *and* on a wake-up pipe that is written whenever something is queued to be sent, so incoming data and
+  outgoing responses are both handled the moment they exist, and an idle association costs nothing.
+- Reads. pynetdicom reads a PDU 4 KiB at a time into a growing ``bytearray``; :meth:`TunedSocket.recv` reads it
+  with ``recv_into`` straight into a buffer of the announced length.
+
+:class:`TunedAE` builds its requestor associations on :class:`TunedSocket`; :class:`TunedRequestHandler` does the
+same for the associations a storage SCP accepts.
+"""
+from __future__ import annotations
+
+import queue
+import select
+import socket
+import time
+from typing import Any
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
+
+#: The largest PDU we accept (bytes), announced to the peer: a PACS fragments each message into PDUs of at most
+#: this length, and pynetdicom's cost is per PDU (dcmtk-based PACSes such as Orthanc send up to 128 KiB).
+MAX_PDU = 4 * 1024 * 1024
+#: A PDU length claimed beyond this is read as the bytes arrive, not allocated up front (the length is the peer's
+#: claim, not a fact).
+_PREALLOCATE_MAX = MAX_PDU + 65536
+#: How long the reactor blocks waiting for data or work before it looks at its timers and kill flag again (s).
+IDLE_WAIT_S = 0.05
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY, and TCP_QUICKACK where the platform has it (see the module doc); errors are ignored (a socket
+    that is not TCP, or already closed, just stays as it is)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    _quickack(sock)
+
+
+def _quickack(sock: socket.socket) -> None:
+    if _QUICKACK is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            pass
+
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+class _WakingQueue(queue.Queue):
+    """The DUL's outgoing queue: putting a primitive also wakes the reactor blocked in :attr:`TunedSocket.ready`."""
+
+    def __init__(self, wake: Any) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake()
+
+
+class TunedSocket(AssociationSocket):
+    """An :class:`~pynetdicom.transport.AssociationSocket` whose reactor waits on the socket instead of sleeping,
+    with TCP_NODELAY / TCP_QUICKACK and single-copy reads (see the module doc)."""
+
+    _waker: socket.socket | None = None  # written to wake the reactor
+    _wakee: socket.socket | None = None  # what the reactor's select watches
+
+    def _install(self) -> None:
+        """Hook into the association's DUL: a wake-up socket pair, the waking outgoing queue, no idle sleep."""
+        self._wakee, self._waker = socket.socketpair()
+        self._wakee.setblocking(False)
+        self._waker.setblocking(False)
+        dul = self.assoc.dul
+        pending = list(dul.to_provider_queue.queue)
+        dul.to_provider_queue = _WakingQueue(self._wake)
+        for item in pending:
+            dul.to_provider_queue.put(item)
+        dul._run_loop_delay = 0  # the wait is in `ready`, which returns early when there is something to do
+
+    def _wake(self) -> None:
+        try:
+            self._waker.send(b"\0")  # type: ignore[union-attr]
+        except (OSError, AttributeError):  # full (the reactor wakes anyway) or closed (the association ended)
+            pass
+
+    def connect(self, primitive: Any) -> None:
+        super().connect(primitive)
+        if self.socket is not None:
+            tune_socket(self.socket)
+
+    @property
+    def ready(self) -> bool:
+        """True when data can be read; blocks up to :data:`IDLE_WAIT_S` for data or for something to send."""
+        sock, wakee = self.socket, self._wakee
+        if sock is None or self._is_connected is False or wakee is None:
+            time.sleep(IDLE_WAIT_S / 50)  # nothing to watch: pynetdicom's own pace (its reactor no longer sleeps)
+            return False
+        try:
+            readable, _, _ = select.select([sock, wakee], [], [], IDLE_WAIT_S)
+        except (OSError, ValueError):  # the socket was closed under us
+            self.event_queue.put("Evt17")
+            return False
+        if wakee in readable:
+            try:
+                while wakee.recv(4096):
+                    pass
+            except OSError:  # drained (EAGAIN) or closed
+                pass
+        return sock in readable
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes`` (fewer only when the peer closed the connection), re-arming TCP_QUICKACK."""
+        sock = self.socket
+        if sock is None:
+            return bytearray()
+        if nr_bytes > _PREALLOCATE_MAX:
+            return self._recv_growing(sock, nr_bytes)
+        buffer = bytearray(nr_bytes)
+        got = 0
+        with memoryview(buffer) as view:
+            while got < nr_bytes:
+                count = sock.recv_into(view[got:], nr_bytes - got)
+                if not count:
+                    break
+                got += count
+                _quickack(sock)
+        if got < nr_bytes:
+            del buffer[got:]
+        return buffer
+
+    def _recv_growing(self, sock: socket.socket, nr_bytes: int) -> bytearray:
+        buffer = bytearray()
+        while len(buffer) < nr_bytes:
+            piece = sock.recv(min(nr_bytes - len(buffer), 1 << 20))
+            if not piece:
+                break
+            buffer += piece
+            _quickack(sock)
+        return buffer
+
+    def close(self) -> None:
+        super().close()
+        for pair_end in (self._wakee, self._waker):
+            if pair_end is not None:
+                pair_end.close()  # a late wake-up fails harmlessly on a closed Python socket
+        self._wakee = self._waker = None
+
+
+class TunedAE(AE):
+    """An AE whose requested associations use :class:`TunedSocket`."""
+
+    def _create_socket(self, assoc: Association, address: AddressInformation,
+                       tls_args: Any) -> AssociationSocket:
+        sock = TunedSocket(assoc, address=address)
+        sock.tls_args = tls_args
+        sock._install()
+        return sock
+
+
+class TunedRequestHandler(RequestHandler):
+    """The storage SCP's request handler: the accepted association's socket becomes a :class:`TunedSocket`."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        sock = assoc.dul.socket
+        if sock is not None and type(sock) is AssociationSocket:
+            sock.__class__ = TunedSocket  # the same object (its Evt5 is already queued), with the tuned methods
+            tuned: TunedSocket = sock  # type: ignore[assignment]
+            tuned._install()
+            if tuned.socket is not None:
+                tune_socket(tuned.socket)
+        return assoc
