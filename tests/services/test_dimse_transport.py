@@ -40,7 +40,7 @@ def _storage_threads() -> list[str]:
 def storage_server(tmp_path):
     cache = RetrieveCache(tmp_path / "cache")
     with cache.staging() as staging:
-        receiver = Receiver(staging, "1.2.3", {})
+        receiver = Receiver(staging, "1.2.3", 0)
         server = StorageServer("HOUNSFIELD", "127.0.0.1", free_port(), [CT], receiver, timeout_s=5)
         yield server
 

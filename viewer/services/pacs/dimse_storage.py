@@ -9,18 +9,22 @@ written, so a cancel can drop the staging folder without a late instance reappea
 from __future__ import annotations
 
 import io
+import os
 import queue
 import socket
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from viewer.services.pacs import dimse_lane
 from viewer.services.pacs.cache import Staging, checked_uid
 from viewer.services.pacs.dimse_contexts import storage_contexts
 from viewer.services.pacs.dimse_transport import MAX_PDU, TunedAE, TunedRequestHandler
 from viewer.services.pacs.model import PacsError
-from viewer.services.pacs.part10 import dataset_uids, file_meta
+from viewer.services.pacs.part10 import HEAD_BYTES, dataset_uids, file_meta, head_uids, instance_uids
 
 # C-STORE statuses we answer with (PS3.4 B.2.3).
 STORED = 0x0000
@@ -34,10 +38,10 @@ SERVER_POLL_S = 0.01
 class Receiver:
     """Stores the instances of one study arriving by C-STORE into ``staging``; refuses other studies' instances.
 
-    ``expected`` maps SOP instance UID → series UID (from the C-FIND that planned the retrieve).
+    ``expected`` is how many instances the retrieve plans to bring (for progress; the job checks what arrived).
     """
 
-    def __init__(self, staging: Staging, study_uid: str, expected: dict[str, str]) -> None:
+    def __init__(self, staging: Staging, study_uid: str, expected: int) -> None:
         self.staging = staging
         self.study_uid = study_uid
         self.expected = expected
@@ -63,27 +67,48 @@ class Receiver:
             self.refused += 1
             return CANNOT_UNDERSTAND
         with body:
+            return self._accept(dataset_uids(meta, body), sop_uid,
+                                lambda study, series: self.staging.add_parts(study, series, sop_uid, (meta, body)))
+
+    def begin(self, sop_class: str, sop_uid: str, syntax: str) -> IncomingInstance | int:
+        """An instance announced by a C-STORE request whose data set will arrive in fragments (the lean receive
+        path of :mod:`~viewer.services.pacs.dimse_lane`): where to write them, or the status to answer at once."""
+        try:
+            meta = file_meta(checked_uid(sop_class), checked_uid(sop_uid), checked_uid(syntax))
+        except ValueError:
+            self.refused += 1
+            return CANNOT_UNDERSTAND
+        with self._lock:  # no new file once closed: a cancelled retrieve's staging folder is being removed
+            if self._closed:
+                return OUT_OF_RESOURCES
             try:
-                uids = dataset_uids(meta, body)
-                if uids is None:
-                    raise ValueError("not a readable data set")
-                study_uid, series_uid = checked_uid(uids[0]), checked_uid(uids[1])
-            except ValueError:  # an undecodable or hostile data set
+                return IncomingInstance(self, self.staging.incoming(), meta, sop_uid)
+            except OSError:
                 self.refused += 1
-                return CANNOT_UNDERSTAND
-            if study_uid != self.study_uid:
+                return OUT_OF_RESOURCES
+
+    def _accept(self, uids: tuple[str, str] | None, sop_uid: str, place: Callable[[str, str], Path]) -> int:
+        """Check a received instance's UIDs, then ``place(study, series)`` its file; the status to answer."""
+        try:
+            if uids is None:
+                raise ValueError("not a readable data set")
+            study_uid, series_uid = checked_uid(uids[0]), checked_uid(uids[1])
+        except ValueError:  # an undecodable or hostile data set: refuse it, the job reports it missing
+            self.refused += 1
+            return CANNOT_UNDERSTAND
+        if study_uid != self.study_uid:
+            self.refused += 1
+            return NOT_REQUESTED
+        with self._lock:
+            if self._closed:
+                return OUT_OF_RESOURCES
+            try:
+                path = place(study_uid, series_uid)
+            except OSError:
                 self.refused += 1
-                return NOT_REQUESTED
-            with self._lock:
-                if self._closed:
-                    return OUT_OF_RESOURCES
-                try:
-                    path = self.staging.add_parts(study_uid, series_uid, sop_uid, (meta, body))
-                except OSError:
-                    self.refused += 1
-                    return OUT_OF_RESOURCES
-                self.received[sop_uid] = series_uid
-                count = len(self.received)
+                return OUT_OF_RESOURCES
+            self.received[sop_uid] = series_uid
+            count = len(self.received)
         self.queue.put(("stored", series_uid, path, count))
         return STORED
 
@@ -92,9 +117,52 @@ class Receiver:
         with self._lock:
             self._closed = True
 
-    def missing(self) -> list[str]:
-        """Expected SOP instance UIDs that have not arrived."""
-        return [uid for uid in self.expected if uid not in self.received]
+
+class IncomingInstance:
+    """One instance whose data set arrives in fragments: its File Meta and each fragment are written to an incoming
+    file in the staging folder as they come; :meth:`finish` reads its UIDs from the first bytes (kept in memory)
+    and moves the file to its place, or removes it."""
+
+    def __init__(self, receiver: Receiver, path: Path, meta: bytes, sop_uid: str) -> None:
+        self.receiver, self.path, self.meta, self.sop_uid = receiver, path, meta, sop_uid
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        self.head = bytearray()
+        self.n_bytes = 0
+        self.write(memoryview(meta))
+        self.head.clear()  # the head is the data set's
+
+    def write(self, data: memoryview) -> None:
+        """Append one fragment (a view into the receive buffer: written, never copied, but for the head)."""
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[:HEAD_BYTES - len(self.head)]
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+            self.n_bytes += written
+
+    def finish(self) -> int:
+        """The data set is complete: file it (or refuse it); the status to answer."""
+        os.close(self._fd)
+        self._fd = -1
+        try:
+            uids = head_uids(self.meta, self.head)
+            if uids is None:  # the UIDs lie beyond the head (or the walker declined): read the whole file
+                whole = instance_uids(self.path.read_bytes())
+                uids = None if whole is None else (whole[0], whole[1])
+            status = self.receiver._accept(uids, self.sop_uid, lambda study, series: self.receiver.staging.place(
+                self.path, study, series, self.sop_uid, self.n_bytes))
+        except OSError:
+            status = OUT_OF_RESOURCES
+        if status != STORED:
+            self.discard()
+        return status
+
+    def discard(self) -> None:
+        """Drop the partial or refused file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.path.unlink(missing_ok=True)
 
 
 def local_address_towards(host: str, port: int) -> str:
@@ -135,6 +203,8 @@ class StorageServer:
             where = f"{self.address or '*'}:{self.port}"
             raise PacsError(f"cannot start our storage SCP on {where} ({exc.strerror or exc}); "
                             "the storage port is in use or not allowed - choose another in the node settings") from None
+        if dimse_lane.ENABLED:  # the associations it accepts take the lean lane (see TunedRequestHandler)
+            server.lane_receiver = self.receiver  # type: ignore[attr-defined]
         self.ae._servers.append(server)  # where pynetdicom's shutdown() expects it
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVER_POLL_S},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import queue
 import select
 import socket
+import threading
 import time
 from typing import Any
 
@@ -79,6 +80,10 @@ class TunedSocket(AssociationSocket):
 
     _waker: socket.socket | None = None  # written to wake the reactor
     _wakee: socket.socket | None = None  # what the reactor's select watches
+    _parked = False  # a lane (see dimse_lane) reads the socket: the reactor must not
+    _park_on_accept = False  # park as the A-ASSOCIATE-AC goes out (our storage SCP's lane)
+    _pushed_back = b""  # bytes a lane read but left to pynetdicom
+    accept_sent: threading.Event
 
     def _install(self) -> None:
         """Hook into the association's DUL: a wake-up socket pair, the waking outgoing queue, no idle sleep."""
@@ -91,6 +96,8 @@ class TunedSocket(AssociationSocket):
         for item in pending:
             dul.to_provider_queue.put(item)
         dul._run_loop_delay = 0  # the wait is in `ready`, which returns early when there is something to do
+        self.send_lock = threading.Lock()  # the reactor's sends and a lane's never interleave
+        self._parked_ack = threading.Event()
 
     def _wake(self) -> None:
         try:
@@ -103,6 +110,46 @@ class TunedSocket(AssociationSocket):
         if self.socket is not None:
             tune_socket(self.socket)
 
+    def send(self, bytestream: bytes) -> None:
+        accepting = self._park_on_accept and bytestream[:1] == b"\x02"
+        if accepting:  # the A-ASSOCIATE-AC: what the peer sends next is the lane's
+            self._park_on_accept = False
+            self._parked = True
+            self.assoc.dul._idle_timer.stop()
+        with self.send_lock:
+            super().send(bytestream)
+        if accepting:
+            self.accept_sent.set()
+
+    def park(self, timeout_s: float = 1.0) -> None:
+        """Stop the reactor reading (a lane takes the socket); returns once it has stopped. RuntimeError when it
+        does not within ``timeout_s`` (the caller then leaves the socket to pynetdicom)."""
+        self._parked_ack.clear()
+        self._parked = True
+        self.assoc.dul._idle_timer.stop()  # the lane keeps its own network timeout; pynetdicom's would abort
+        self._wake()
+        if not self._parked_ack.wait(timeout_s) and self.assoc.dul.is_alive():
+            self._parked = False
+            self.assoc.dul._idle_timer.restart()
+            raise RuntimeError("the association's reactor did not yield its socket")
+
+    def park_on_accept(self) -> None:
+        """Park the reactor as it sends the A-ASSOCIATE-AC (see :meth:`send`): the first byte after it is the lane's."""
+        self.accept_sent = threading.Event()
+        self._park_on_accept = True
+
+    def unpark(self, pushed_back: bytes = b"") -> None:
+        """Give the socket back to the reactor, ``pushed_back`` first (bytes a lane read but did not handle)."""
+        self._pushed_back = pushed_back + self._pushed_back
+        if self._parked:
+            self._parked = False
+            self.assoc.dul._idle_timer.restart()
+        self._wake()
+
+    def quickack(self) -> None:
+        if self.socket is not None:
+            _quickack(self.socket)
+
     @property
     def ready(self) -> bool:
         """True when data can be read; blocks up to :data:`IDLE_WAIT_S` for data or for something to send."""
@@ -110,8 +157,16 @@ class TunedSocket(AssociationSocket):
         if sock is None or self._is_connected is False or wakee is None:
             time.sleep(IDLE_WAIT_S / 50)  # nothing to watch: pynetdicom's own pace (its reactor no longer sleeps)
             return False
+        if self._pushed_back and not self._parked:
+            return True
+        # Block only when the reactor has nothing queued: it handles one event per loop, and an event already
+        # queued (say the connection's, behind which the peer's A-ASSOCIATE-RQ is waiting) must not wait for data.
+        wait = IDLE_WAIT_S if self.assoc.dul.event_queue.empty() else 0
+        parked = self._parked
+        if parked:
+            self._parked_ack.set()
         try:
-            readable, _, _ = select.select([sock, wakee], [], [], IDLE_WAIT_S)
+            readable, _, _ = select.select([wakee] if parked else [sock, wakee], [], [], wait)
         except (OSError, ValueError):  # the socket was closed under us
             self.event_queue.put("Evt17")
             return False
@@ -121,13 +176,21 @@ class TunedSocket(AssociationSocket):
                     pass
             except OSError:  # drained (EAGAIN) or closed
                 pass
-        return sock in readable
+        if self._parked:  # parked meanwhile: the data is the lane's
+            self._parked_ack.set()
+            return False
+        return sock in readable or bool(self._pushed_back)
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read ``nr_bytes`` (fewer only when the peer closed the connection), re-arming TCP_QUICKACK."""
         sock = self.socket
         if sock is None:
             return bytearray()
+        if self._pushed_back:
+            head, self._pushed_back = self._pushed_back[:nr_bytes], self._pushed_back[nr_bytes:]
+            if len(head) == nr_bytes:
+                return bytearray(head)
+            return bytearray(head) + self.recv(nr_bytes - len(head))
         if nr_bytes > _PREALLOCATE_MAX:
             return self._recv_growing(sock, nr_bytes)
         buffer = bytearray(nr_bytes)
@@ -184,4 +247,27 @@ class TunedRequestHandler(RequestHandler):
             tuned._install()
             if tuned.socket is not None:
                 tune_socket(tuned.socket)
+            receiver = getattr(self.server, "lane_receiver", None)
+            if receiver is not None:
+                _serve_by_lane(assoc, tuned, receiver)
         return assoc
+
+
+def _serve_by_lane(assoc: Association, tuned: TunedSocket, receiver: Any) -> None:
+    """Once the association is accepted, its C-STORE requests go by the lean lane (see :mod:`.dimse_lane`) until
+    the peer does anything else; then pynetdicom's own reactor runs as usual."""
+    from viewer.services.pacs.dimse_lane import Lane
+
+    tuned.park_on_accept()
+    run_reactor = assoc._run_reactor
+
+    def lane_then_reactor() -> None:
+        # pynetdicom's acceptor runs this as soon as it has queued the A-ASSOCIATE-AC; its reactor sends it
+        if tuned.accept_sent.wait(assoc.acse_timeout or 30.0) and tuned._parked:
+            try:
+                Lane(assoc, receiver, assoc.network_timeout or 60.0).serve()
+            except Exception:  # the lane could not start: the socket is pynetdicom's again
+                tuned.unpark()
+        run_reactor()
+
+    assoc._run_reactor = lane_then_reactor  # type: ignore[method-assign]

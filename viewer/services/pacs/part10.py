@@ -76,15 +76,25 @@ def file_meta(sop_class: str, sop_uid: str, syntax: str) -> bytes:
     return PREAMBLE + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
 
 
+def head_uids(meta: bytes, head: bytes | bytearray | memoryview) -> tuple[str, str] | None:
+    """``(study, series)`` UIDs when both lie whole in ``head``, the first bytes of a received data set whose
+    :func:`file_meta` is ``meta``; None otherwise (the caller then reads the whole data set). Only the tag walker
+    reads here: pydicom would accept a value cut short by the end of the head."""
+    try:
+        raw = read_tags_in(meta + bytes(head), _WANTED).raw
+    except (Fallback, NotPart10, Truncated, ValueError):
+        return None  # the header runs on past the head, or the walker declines
+    if 0 in raw and 1 in raw:
+        return _text(raw[0]), _text(raw[1])
+    return None
+
+
 def dataset_uids(meta: bytes, dataset: bytes | bytearray | memoryview) -> tuple[str, str] | None:
     """``(study, series)`` UIDs of a received data set whose :func:`file_meta` is ``meta`` ("" when absent), or None
     when it is not readable. Only the first :data:`HEAD_BYTES` are copied, unless the UIDs lie further."""
     if len(dataset) > HEAD_BYTES:
-        try:
-            raw = read_tags_in(meta + bytes(dataset[:HEAD_BYTES]), _WANTED).raw
-            if 0 in raw and 1 in raw:
-                return _text(raw[0]), _text(raw[1])
-        except (Fallback, NotPart10, Truncated, ValueError):
-            pass  # the header runs on past the head, or the walker declines: read it all
-    found = instance_uids(meta + bytes(dataset))
-    return None if found is None else (found[0], found[1])
+        found = head_uids(meta, dataset[:HEAD_BYTES])
+        if found is not None:
+            return found
+    whole = instance_uids(meta + bytes(dataset))
+    return None if whole is None else (whole[0], whole[1])
