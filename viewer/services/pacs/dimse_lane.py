@@ -46,6 +46,7 @@ C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 NO_DATA_SET = 0x0101
+OUT_OF_RESOURCES = 0xA700  # the C-STORE status when an instance cannot be written
 PENDING = (0xFF00, 0xFF01)
 #: The receive buffer starts this large and grows to the largest PDU met (at most our announced maximum).
 BUFFER_BYTES = 1 << 20
@@ -82,7 +83,7 @@ class Response:
     NumberOfWarningSuboperations: int | None = None
 
 
-# -- command sets ---------------------------------------------------------------------------------------------------
+# -- command sets -----------------------------------------------------------------------------------------------------
 def decode_command(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     """Element number → raw value of a command set (implicit VR little endian, group 0000 only)."""
     elements: dict[int, bytes] = {}
@@ -177,7 +178,7 @@ class Lane:
         self._message: _Message | None = None
         self.received = 0
 
-    # -- requestor: C-GET / C-MOVE ---------------------------------------------------------------------------------
+    # -- requestor: C-GET / C-MOVE ------------------------------------------------------------------------------------
     def retrieve(self, keys: Dataset, model: str, destination: str | None = None,
                  msg_id: int = 1) -> Iterator[tuple[Response | None, None]]:
         """Send a C-GET (``destination`` None) or C-MOVE request for ``keys`` under ``model`` and read its data
@@ -237,7 +238,7 @@ class Lane:
                 return cx_id
         raise ValueError(f"no accepted presentation context for {abstract_syntax}")
 
-    # -- acceptor: our storage SCP ---------------------------------------------------------------------------------
+    # -- acceptor: our storage SCP ------------------------------------------------------------------------------------
     def serve(self) -> None:
         """Receive C-STORE requests until the peer does something else (release, abort, another service), which is
         pushed back to pynetdicom; the association's reactor then takes over. The socket was parked already."""
@@ -273,7 +274,7 @@ class Lane:
         except LaneError:
             return False
 
-    # -- P-DATA ----------------------------------------------------------------------------------------------------
+    # -- P-DATA -------------------------------------------------------------------------------------------------------
     def _pdata(self, payload: memoryview, store_ok: bool) -> Iterator[dict[int, bytes]]:
         """Consume one P-DATA-TF PDU: C-STORE requests are handled here, any other complete command set is
         yielded (its data set, if any, is skipped)."""
@@ -308,10 +309,15 @@ class Lane:
                 if message.elements is None:
                     raise LaneError("a data set fragment before its command set was complete")
                 if message.incoming is not None:
-                    message.incoming.write(fragment)
+                    try:
+                        message.incoming.write(fragment)
+                    except OSError:  # the disk is full, say: refuse this instance, go on with the association
+                        message.incoming.discard()
+                        message.incoming, message.status = None, OUT_OF_RESOURCES
                 if control & 0x02:
                     self._message = None
-                    self._data_set_complete(message)
+                    if self._data_set_complete(message):
+                        yield message.elements or {}
 
     def _command_complete(self, message: _Message, store_ok: bool) -> bool | None:
         """Act on a complete command set. None: a data set follows; True: a message to yield; False: handled."""
@@ -335,13 +341,12 @@ class Lane:
             message.incoming = begun
         return None
 
-    def _data_set_complete(self, message: _Message) -> None:
+    def _data_set_complete(self, message: _Message) -> bool:
+        """A message's data set is complete: answer a C-STORE request (False); True for any other message (a
+        response with an identifier - its failed instances, which we do not need - is yielded like one without)."""
         elements = message.elements or {}
-        field = _us_of(elements, COMMAND_FIELD)
-        if field != C_STORE_RQ:
-            if field in (C_GET_RSP, C_MOVE_RSP):
-                return  # the identifier of a response: nothing we need
-            raise LaneError(f"unexpected DIMSE message 0x{field or 0:04X}")
+        if _us_of(elements, COMMAND_FIELD) != C_STORE_RQ:
+            return True
         status = message.incoming.finish() if message.incoming is not None else message.status
         message.incoming = None
         self.received += 1
@@ -350,13 +355,14 @@ class Lane:
             RESPONDED_TO: elements.get(MESSAGE_ID, us(0)), DATA_SET_TYPE: us(NO_DATA_SET), STATUS: us(status),
             AFFECTED_SOP_INSTANCE: elements.get(AFFECTED_SOP_INSTANCE, b"")})
         self._send(pdata_pdus(message.context_id, response, None, self.peer_max_pdu))
+        return False
 
     def _drop_message(self) -> None:
         message, self._message = self._message, None
         if message is not None and message.incoming is not None:
             message.incoming.discard()
 
-    # -- the socket ------------------------------------------------------------------------------------------------
+    # -- the socket ---------------------------------------------------------------------------------------------------
     def _send(self, pdus: list[bytes]) -> None:
         with self.tuned.send_lock:
             for pdu in pdus:
@@ -379,14 +385,14 @@ class Lane:
         if self._end - self._start >= need:
             return
         if len(self._buffer) - self._start < need:  # move what is left to the front, growing the buffer if needed
-            left = self._end - self._start
-            size = max(len(self._buffer), need)
-            fresh = bytearray(size)
-            fresh[:left] = self._view[self._start:self._end]
-            self._view.release()
-            self._buffer, self._view = fresh, memoryview(fresh)
+            left = bytes(self._view[self._start:self._end])  # (a copy: source and target may overlap)
+            if need > len(self._buffer):
+                self._view.release()
+                self._buffer = bytearray(need)
+                self._view = memoryview(self._buffer)
+            self._view[:len(left)] = left
             self._consumed -= self._start
-            self._start, self._end = 0, left
+            self._start, self._end = 0, len(left)
         deadline = time.monotonic() + self.timeout_s
         while self._end - self._start < need:
             left_s = deadline - time.monotonic()

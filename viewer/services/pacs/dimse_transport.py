@@ -268,6 +268,9 @@ def _serve_by_lane(assoc: Association, tuned: TunedSocket, receiver: Any) -> Non
                 Lane(assoc, receiver, assoc.network_timeout or 60.0).serve()
             except Exception:  # the lane could not start: the socket is pynetdicom's again
                 tuned.unpark()
+        else:
+            tuned._park_on_accept = False
+            tuned.unpark()
         run_reactor()
 
     assoc._run_reactor = lane_then_reactor  # type: ignore[method-assign]
