@@ -130,6 +130,7 @@ def test_the_storage_scp_lane_hands_other_services_to_pynetdicom(tmp_path):
         for dataset, path in zip(datasets, paths):
             stored = staging.folder / dataset.SeriesInstanceUID / f"{dataset.SOPInstanceUID}.dcm"
             assert data_set_bytes(stored.read_bytes()) == data_set_bytes(path.read_bytes())
+        receiver.close()  # as the retrieve does when it ends: the file prepared for a next instance goes too
         assert not list(staging.folder.glob(".incoming-*"))
 
 

@@ -355,6 +355,8 @@ class Lane:
             RESPONDED_TO: elements.get(MESSAGE_ID, us(0)), DATA_SET_TYPE: us(NO_DATA_SET), STATUS: us(status),
             AFFECTED_SOP_INSTANCE: elements.get(AFFECTED_SOP_INSTANCE, b"")})
         self._send(pdata_pdus(message.context_id, response, None, self.peer_max_pdu))
+        if self.receiver is not None:
+            self.receiver.prepare()  # the next instance's file, while the PACS reads it
         return False
 
     def _drop_message(self) -> None:

@@ -50,6 +50,7 @@ class Receiver:
         self.refused = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._spare: tuple[Path, int] | None = None  # see prepare()
 
     def handle_store(self, event: evt.Event) -> int:
         """The ``EVT_C_STORE`` handler (pynetdicom's thread): write the instance, announce it, answer a status.
@@ -81,11 +82,25 @@ class Receiver:
         with self._lock:  # no new file once closed: a cancelled retrieve's staging folder is being removed
             if self._closed:
                 return OUT_OF_RESOURCES
+            spare, self._spare = self._spare, None
             try:
-                return IncomingInstance(self, self.staging.incoming(), meta, sop_uid)
+                path, fd = spare or _create(self.staging.incoming())
+                return IncomingInstance(self, path, fd, meta, sop_uid)
             except OSError:
                 self.refused += 1
                 return OUT_OF_RESOURCES
+
+    def prepare(self) -> None:
+        """Create the file the next :meth:`begin` will write, now: the lane calls this right after answering a
+        C-STORE, while the PACS reads its next instance (creating a file costs ~0.1-0.3 ms, as much as writing
+        half a megabyte; the PACS sends nothing until it has our answer)."""
+        with self._lock:
+            if self._closed or self._spare is not None:
+                return
+            try:
+                self._spare = _create(self.staging.incoming())
+            except OSError:  # begin() will try again, and answer the error
+                pass
 
     def _accept(self, uids: tuple[str, str] | None, sop_uid: str, place: Callable[[str, str], Path]) -> int:
         """Check a received instance's UIDs, then ``place(study, series)`` its file; the status to answer."""
@@ -116,6 +131,14 @@ class Receiver:
         """Accept nothing more (instances arriving later are refused and not written)."""
         with self._lock:
             self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            os.close(spare[1])
+            spare[0].unlink(missing_ok=True)
+
+
+def _create(path: Path) -> tuple[Path, int]:
+    return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
 
 
 class IncomingInstance:
@@ -123,9 +146,9 @@ class IncomingInstance:
     file in the staging folder as they come; :meth:`finish` reads its UIDs from the first bytes (kept in memory)
     and moves the file to its place, or removes it."""
 
-    def __init__(self, receiver: Receiver, path: Path, meta: bytes, sop_uid: str) -> None:
+    def __init__(self, receiver: Receiver, path: Path, fd: int, meta: bytes, sop_uid: str) -> None:
         self.receiver, self.path, self.meta, self.sop_uid = receiver, path, meta, sop_uid
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        self._fd = fd
         self.head = bytearray()
         self.n_bytes = 0
         self.write(memoryview(meta))

@@ -20,6 +20,7 @@ same for the associations a storage SCP accepts.
 """
 from __future__ import annotations
 
+import functools
 import queue
 import select
 import socket
@@ -224,6 +225,21 @@ class TunedSocket(AssociationSocket):
         self._wakee = self._waker = None
 
 
+def _fast_kill(assoc: Association) -> None:
+    """pynetdicom's ``Association.kill`` polling every 0.5 ms instead of 10 ms: after a release it runs before
+    the reactor has reached its final state (always, nearly), so each release cost 10 ms waiting."""
+    assoc._reactor_checkpoint.set()
+    assoc._kill = True
+    assoc.is_established = False
+    assoc._is_paused = True
+    while assoc.dul.is_alive() and not assoc.dul.stop_dul():
+        time.sleep(0.0005)
+
+
+def _tune_association(assoc: Association) -> None:
+    assoc.kill = functools.partial(_fast_kill, assoc)  # type: ignore[method-assign]
+
+
 class TunedAE(AE):
     """An AE whose requested associations use :class:`TunedSocket`."""
 
@@ -232,6 +248,7 @@ class TunedAE(AE):
         sock = TunedSocket(assoc, address=address)
         sock.tls_args = tls_args
         sock._install()
+        _tune_association(assoc)
         return sock
 
 
@@ -245,6 +262,7 @@ class TunedRequestHandler(RequestHandler):
             sock.__class__ = TunedSocket  # the same object (its Evt5 is already queued), with the tuned methods
             tuned: TunedSocket = sock  # type: ignore[assignment]
             tuned._install()
+            _tune_association(assoc)
             if tuned.socket is not None:
                 tune_socket(tuned.socket)
             receiver = getattr(self.server, "lane_receiver", None)
