@@ -1,10 +1,14 @@
 """Receiving instances by C-STORE: during a C-GET (on the requesting association) or a C-MOVE (our storage SCP).
 
-pynetdicom calls the ``EVT_C_STORE`` handler on its own thread. :class:`Receiver` writes each instance - file meta
-plus the dataset bytes exactly as they came, in their original transfer syntax - into a
-:class:`~viewer.services.pacs.cache.Staging` and hands ``("stored", series uid, path)`` to the job through a
-:class:`queue.Queue`; the job's generator turns those into progress. After :meth:`Receiver.close` nothing more is
-written, so a cancel can drop the staging folder without a late instance reappearing in it.
+A :class:`Receiver` files each instance - its File Meta plus the data set bytes exactly as they came, in their
+original transfer syntax - into a :class:`~viewer.services.pacs.cache.Staging` and hands
+``("stored", series uid, path, count)`` to the job through a :class:`queue.Queue`; the job's generator turns those
+into progress. Instances come two ways: fragment by fragment from the lean lane (:mod:`.dimse_lane`), written to an
+incoming file as they arrive and renamed into place once complete (:class:`IncomingInstance`); or whole, from
+pynetdicom's ``EVT_C_STORE`` handler on its own thread (:meth:`Receiver.handle_store`), where the lane is not used.
+Either way the data set is never decoded: its study and series UIDs are read from its first bytes. After
+:meth:`Receiver.close` nothing more is written, so a cancel can drop the staging folder without a late instance
+reappearing in it.
 """
 from __future__ import annotations
 
