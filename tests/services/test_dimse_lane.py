@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,17 @@ def test_retrieved_files_hold_the_data_sets_byte_for_byte(orthanc, our_storage_p
     # the lane took the retrieve's association (and, for a C-MOVE, our storage SCP's) - or was never tried
     assert len(made) == ((2 if route == "c-move" else 1) if lane else 0)
     assert all(lane_.received == (133 if route == "c-get" or lane_.receiver else 0) for lane_ in made)
+
+
+@pytest.mark.parametrize("route", ["c-get", "c-move"])
+def test_a_retrieve_leaves_no_thread_behind(orthanc, our_storage_port, tmp_path, route, lane):
+    before = {thread.ident for thread in threading.enumerate()}
+    client = DimseClient(dimse_node(orthanc.dicom_port, storage_port=our_storage_port, route=route))
+    run_job(client.retrieve(LIDC_STUDY, LIDC_SERIES, RetrieveCache(tmp_path / "cache")))
+    deadline = time.monotonic() + 0.5
+    while (left := [t.name for t in threading.enumerate() if t.ident not in before]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert left == []
 
 
 # -- our storage SCP's lane hands over to pynetdicom ------------------------------------------------------------------
