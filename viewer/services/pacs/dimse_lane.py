@@ -46,6 +46,7 @@ C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 NO_DATA_SET = 0x0101
+IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
 OUT_OF_RESOURCES = 0xA700  # the C-STORE status when an instance cannot be written
 PENDING = (0xFF00, 0xFF01)
 #: The receive buffer starts this large and grows to the largest PDU met (at most our announced maximum).
@@ -186,8 +187,9 @@ class Lane:
         within the timeout - and ends after the final one. The request is sent before this returns."""
         context_id = self._context_of(model)
         syntax = self.contexts[context_id]
-        implicit = syntax == "1.2.840.10008.1.2"
-        identifier = encode(keys, implicit, True)
+        if syntax not in (IMPLICIT_LE, EXPLICIT_LE):  # big endian or deflated: pynetdicom encodes those
+            raise LaneError(f"the retrieve context's transfer syntax is {syntax}")
+        identifier = encode(keys, syntax == IMPLICIT_LE, True)
         if identifier is None:
             raise ValueError("the retrieve keys cannot be encoded")
         elements = {AFFECTED_SOP_CLASS: ui(model), MESSAGE_ID: us(msg_id), PRIORITY: us(0), DATA_SET_TYPE: us(1),
@@ -221,8 +223,11 @@ class Lane:
                     field = _us_of(elements, COMMAND_FIELD)
                     if field != response_field:
                         raise LaneError(f"unexpected DIMSE message 0x{field or 0:04X} mid-retrieve")
-                    response = Response(_us_of(elements, STATUS) or 0, *(
-                        _us_of(elements, e) for e in (REMAINING, COMPLETED, FAILED, WARNING)))
+                    status = _us_of(elements, STATUS)
+                    if status is None:
+                        raise LaneError("a response without a status")
+                    response = Response(status, *(_us_of(elements, e) for e in (REMAINING, COMPLETED, FAILED,
+                                                                                 WARNING)))
                     if response.Status not in PENDING:
                         self._release_socket()
                         yield response, None
@@ -236,7 +241,7 @@ class Lane:
         for cx_id, cx in self.assoc._accepted_cx.items():
             if cx.abstract_syntax == abstract_syntax:
                 return cx_id
-        raise ValueError(f"no accepted presentation context for {abstract_syntax}")
+        raise LaneError(f"no accepted presentation context for {abstract_syntax}")
 
     # -- acceptor: our storage SCP ------------------------------------------------------------------------------------
     def serve(self) -> None:
