@@ -2,6 +2,7 @@
 sending a series' SEG and SR (against a real Orthanc where a PACS is needed)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,22 @@ def test_seg_and_sr_reach_orthanc_and_read_back(fresh_orthanc, lidc_local, tmp_p
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == LIDC_SERIES
     sr = pydicom.dcmread(tmp_path / "measurements.sr.dcm")
     assert sr.SOPInstanceUID in stored and "Length" in str(sr.ContentSequence)
+
+
+def test_a_cancelled_c_get_closed_at_a_yield_stops_by_c_cancel_not_by_the_timeout(orthanc, tmp_path):
+    """The GUI's worker closes a cancelled job at its yield; the DIMSE retrieve must still end at once, not wait out
+    the node's timeout for a response that an aborted association never brings."""
+    from inference.jobs import CancelToken
+    from viewer.services.pacs.nodes import PacsNode
+
+    node = PacsNode("dimse", kind="dimse", aet="ORTHANC", host="127.0.0.1", port=orthanc.dicom_port, timeout_s=10)
+    cache = RetrieveCache(tmp_path / "cache")
+    token = CancelToken()
+    job = retrieve_with_preview(open_client(node), LIDC_STUDY, LIDC_SERIES, cache, token)
+    while next(job).payload is None:
+        pass
+    token.cancel()
+    started = time.monotonic()
+    job.close()
+    assert time.monotonic() - started < 3
+    assert cache.entries() == [] and not any((cache.root / ".staging").iterdir())

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from inference.jobs import CancelToken, Job
+from inference.jobs import CancelToken, Job, is_cancelled
 from viewer.services.pacs.model import PacsClient, RetrieveProgressPayload, RetrieveResult
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,23 @@ def retrieve_with_preview(client: PacsClient, study_uid: str, series_uid: str | 
                     continue
             yield replace(progress, payload=None)
     finally:
-        job.close()
+        _stop(job, cancel)
+
+
+def _stop(job: Job, cancel: CancelToken | None) -> None:
+    """Close the client's job; when it was cancelled, first let it reach its own cancellation point.
+
+    This job is closed at a yield when its runner sees the cancel first (the GUI's worker does): closing the client's
+    job there would drop a DIMSE retrieve by aborting the association, and the client then waits for a response that
+    cannot come (up to the node's timeout). Resumed once, the client sees the token and stops as it means to - a
+    C-CANCEL that the PACS acknowledges, or (DICOMweb) closing the download - and its staging folder goes with it.
+    """
+    if is_cancelled(cancel):
+        try:
+            next(job)
+        except Exception:  # Cancelled (as expected), or the retrieve ended or failed meanwhile: closed below anyway
+            pass
+    job.close()
 
 
 def _try_preview(path: Path) -> tuple[Any, dict] | None:
