@@ -25,12 +25,13 @@ TIMEOUT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
-    """An Orthanc holding three studies: LIDC-IDRI-0001 (CT, 133 slices), a sagittal MR (patient "HFS") and a
-    transfer-syntax MR study (patient "stc_test")."""
+    """An Orthanc holding four studies: LIDC-IDRI-0001 (CT, 133 slices), a sagittal MR (patient "HFS"), an MR series
+    in seven transfer syntaxes (patient "stc_test") and a CT phantom study of two series (patient "HEAD")."""
     reason = missing_reason()
     if reason:
         pytest.skip(reason)
     folders = [data_path(name) for name in ("lidc-idri-0001", "mr-decubitus-hfdr", "ts-dcm-qa-ts")]
+    folders.append(data_path("ct-gantry-tilt", "Philips_S21610"))
     with OrthancServer(tmp_path_factory.mktemp("gui-orthanc")) as server:
         for folder in folders:
             server.upload_folder(folder)
@@ -108,8 +109,10 @@ def test_nodes_are_configured_tested_and_saved_without_showing_or_logging_the_se
     with qtbot.waitSignal(dialog.tested, timeout=TIMEOUT_MS) as blocker:  # C-ECHO
         dialog.test()
     assert blocker.args[0].ok, dialog.message.text()
+    dialog.cache_gb.setValue(3.5)
     with qtbot.waitSignal(dialog.nodes_saved, timeout=1000):
         dialog.save()
+    assert settings.pacs_cache_gb == 3.5
     saved = {node.name: node for node in settings.pacs_nodes()}
     assert saved["Orthanc web"].secret == "t0ken-never-shown" and saved["Orthanc web"].auth is AuthKind.BEARER
     assert saved["Orthanc DIMSE"].port == pacs.dicom_port and saved["Orthanc DIMSE"].kind is NodeKind.DIMSE
@@ -152,18 +155,19 @@ def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs,
     search(qtbot, browser, patient_name="HFS*")
     assert listed(browser) == [("HFS", "MR")]
     assert browser.series.topLevelItemCount() == 1 and browser.series.topLevelItem(0).text(3) == "35"
+    search(qtbot, browser, with_series=False, patient_name="LIDC*", modality="CT")  # no such name
+    assert listed(browser) == [] and browser.status.text() == "0 studies"
     search(qtbot, browser, patient_name="", modality="CT")
-    assert listed(browser) == [("(no name)", "CT")]
-    assert browser.studies.topLevelItem(0).text(1) == "LIDC-IDRI-0001"
+    assert sorted(listed(browser)) == [("(no name)", "CT"), ("HEAD", "CT")]
     search(qtbot, browser, modality="MR")
     assert sorted(listed(browser)) == [("HFS", "MR"), ("stc_test", "MR")]
-    browser.page_size.setValue(2)
+    browser.page_size.setValue(3)
     search(qtbot, browser, modality="")
-    assert len(listed(browser)) == 2 and browser.more_button.isEnabled() and "More" in browser.status.text()
+    assert len(listed(browser)) == 3 and browser.more_button.isEnabled() and "More" in browser.status.text()
     with qtbot.waitSignal(browser.studies_listed, timeout=TIMEOUT_MS) as blocker:
         browser.more_button.click()
-    assert blocker.args == [3] and len({row for row in listed(browser)}) == 3
-    assert not browser.more_button.isEnabled() and browser.status.text() == "3 studies"
+    assert blocker.args == [4] and len(set(listed(browser))) == 4
+    assert not browser.more_button.isEnabled() and browser.status.text() == "4 studies"
 
 
 # ---- retrieve -------------------------------------------------------------------------------------------------------
@@ -209,6 +213,22 @@ def test_a_retrieved_series_shows_its_first_image_early_and_opens_voxel_identica
     assert [s.uid for s in window.browser.catalog.all_series()] == [LIDC_SERIES]  # in the series browser
     assert window.current_series.uid == LIDC_SERIES and not browser.progress.isVisible()
     assert browser.status.text().startswith("Retrieved 133 instances")
+
+
+def test_a_retrieved_study_opens_every_series_in_the_series_browser(qtbot, main_window, pacs):
+    window = main_window
+    window.settings.set_pacs_nodes([web_node(pacs)])
+    window.pacs.browser.reload_nodes()
+    browser = window.pacs.browser
+    search(qtbot, browser, patient_name="HEAD")  # a phantom study of two CT series (the catalog splits them in 5)
+    assert browser.series.topLevelItemCount() == 2
+    with qtbot.waitSignal(window.series_loaded, timeout=60_000):
+        browser.retrieve_study_button.click()
+    entries = window.pacs.retriever.cache().entries()
+    assert len(entries) == 2 and sorted(window.paths) == sorted(str(entry.path) for entry in entries)
+    assert {s.uid for s in window.catalog.all_series()} == {entry.series_uid for entry in entries}
+    assert window.browser.topLevelItemCount() == 1  # one patient, in the series browser like a local study
+    assert window.viewer.volume is not None and window.viewer.volume.complete
 
 
 @pytest.mark.parametrize("kind", ["dicomweb", "c-get"])

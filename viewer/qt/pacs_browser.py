@@ -282,6 +282,8 @@ class PacsBrowserWidget(QWidget):
                                     f"{_count(hit.n_series)} / {_count(hit.n_instances)}"])
             item.setData(0, UID_ROLE, hit.study_uid)
             self.studies.addTopLevelItem(item)
+        for column in range(4):  # name, ID, date, modalities: short, read first; the description takes the rest
+            self.studies.resizeColumnToContents(column)
         n = len(self.pager.hits)
         more = "; More for the next page" if self.pager.has_more else ""
         self.status.setText(f"{n} stud{'y' if n == 1 else 'ies'}{more}")
@@ -344,6 +346,8 @@ class PacsBrowserWidget(QWidget):
                                     hit.description, _count(hit.n_instances)])
             item.setData(0, UID_ROLE, hit.series_uid)
             self.series.addTopLevelItem(item)
+        for column in range(2):
+            self.series.resizeColumnToContents(column)
         if hits:
             self.series.setCurrentItem(self.series.topLevelItem(0))
         self._update_buttons()

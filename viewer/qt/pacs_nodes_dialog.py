@@ -152,6 +152,12 @@ class PacsNodesDialog(QDialog):
         add, remove = QPushButton("Add"), QPushButton("Remove")
         self.test_button = QPushButton("Test")
         self.test_button.setToolTip("C-ECHO (DIMSE) or a one-study QIDO-RS search (DICOMweb)")
+        self.cache_gb = QDoubleSpinBox()
+        self.cache_gb.setRange(0.5, 10_000.0)
+        self.cache_gb.setSuffix(" GB")
+        self.cache_gb.setValue(settings.pacs_cache_gb)
+        self.cache_gb.setToolTip("Retrieved series are kept in the user cache folder up to this size; the least "
+                                 "recently used go first")
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setObjectName("pacs-node-message")
@@ -169,6 +175,9 @@ class PacsNodesDialog(QDialog):
         test_row.addWidget(self.message, 1)
         right.addLayout(test_row)
         right.addStretch(1)
+        cache_row = QFormLayout()
+        cache_row.addRow("Retrieve cache", self.cache_gb)
+        right.addLayout(cache_row)
         body = QHBoxLayout()
         body.addLayout(left, 1)
         body.addLayout(right, 2)
@@ -265,7 +274,8 @@ class PacsNodesDialog(QDialog):
         self.tested.emit(result)
 
     def save(self) -> None:
-        """Validate every node (names unique) and write them to the settings; the first problem is shown instead."""
+        """Validate every node (names unique) and write them and the cache size to the settings; the first problem
+        is shown instead."""
         self._keep_form()
         seen: set[str] = set()
         for row, node in enumerate(self.nodes):
@@ -279,6 +289,7 @@ class PacsNodesDialog(QDialog):
                 return
             seen.add(node.name)
         self.settings.set_pacs_nodes(self.nodes)
+        self.settings.pacs_cache_gb = self.cache_gb.value()
         self.settings.sync()
         self.nodes_saved.emit(list(self.nodes))
         self.accept()
