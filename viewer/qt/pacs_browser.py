@@ -108,6 +108,7 @@ class PacsBrowserWidget(QWidget):
         self.setObjectName("pacs-browser")
         self.settings = settings
         self.pager: StudyPager | None = None
+        self._nodes: list[PacsNode] = []
         self._node: PacsNode | None = None  # the node of the studies listed
         self.query_job = None
         self.series_job = None
