@@ -161,6 +161,13 @@ def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs,
     assert sorted(listed(browser)) == [("(no name)", "CT"), ("HEAD", "CT")]
     search(qtbot, browser, modality="MR")
     assert sorted(listed(browser)) == [("HFS", "MR"), ("stc_test", "MR")]
+    listings: list[int] = []
+    browser.series_listed.connect(listings.append)
+    browser.studies.setCurrentItem(browser.studies.topLevelItem(1))  # passed over: no series asked for
+    browser.studies.setCurrentItem(browser.studies.topLevelItem(0))
+    qtbot.waitUntil(lambda: listings, timeout=TIMEOUT_MS)
+    qtbot.wait(300)
+    assert listings == [1] and browser.series.topLevelItemCount() == 1
     browser.page_size.setValue(3)
     search(qtbot, browser, modality="")
     assert len(listed(browser)) == 3 and browser.more_button.isEnabled() and "More" in browser.status.text()

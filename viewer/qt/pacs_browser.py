@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtCore import QDate, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -113,6 +113,11 @@ class PacsBrowserWidget(QWidget):
         self.query_job = None
         self.series_job = None
         self.retrieve_job = None
+        # Walking the study list with the arrow keys asks for one series list, not one per study passed over.
+        self._series_timer = QTimer(self)
+        self._series_timer.setSingleShot(True)
+        self._series_timer.setInterval(150)
+        self._series_timer.timeout.connect(self._list_series)
         self._build()
         self.reload_nodes()
 
@@ -157,7 +162,7 @@ class PacsBrowserWidget(QWidget):
         form.addRow("Modality", self.modality)
         form.addRow("Accession", last_row)
         self.studies = _tree(["Patient", "ID", "Date", "Modalities", "Description", "Series / images"])
-        self.studies.currentItemChanged.connect(lambda item, _old: self._study_selected(item))
+        self.studies.currentItemChanged.connect(lambda *_: self._study_selected())
         self.more_button = QPushButton("More")
         self.more_button.setToolTip("The next page of studies")
         self.more_button.clicked.connect(self.more)
@@ -320,19 +325,21 @@ class PacsBrowserWidget(QWidget):
         item = self.series.currentItem()
         return item.data(0, UID_ROLE) if item is not None else None
 
-    def _study_selected(self, item: QTreeWidgetItem | None) -> None:
-        from viewer.qt.workers import start_job
-        from viewer.services.pacs.client import open_client
-
+    def _study_selected(self) -> None:
         if self.series_job is not None:
             self.series_job.cancel()
             self.series_job = None
         self.series.clear()
         self._update_buttons()
-        node = self._node
-        if item is None or node is None:
+        self._series_timer.start()
+
+    def _list_series(self) -> None:
+        from viewer.qt.workers import start_job
+        from viewer.services.pacs.client import open_client
+
+        node, study_uid = self._node, self.selected_study_uid()
+        if study_uid is None or node is None:
             return
-        study_uid = item.data(0, UID_ROLE)
         job = start_job(lambda token: open_client(node).query_series(study_uid, token), "pacs-series", parent=self)
         job.finished.connect(lambda hits, j=job: self._on_series(j, hits))
         job.failed.connect(lambda reason, j=job: self._on_query_failed(j, reason))
