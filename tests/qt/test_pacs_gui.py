@@ -165,7 +165,7 @@ def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs,
     browser.series_listed.connect(listings.append)
     browser.studies.setCurrentItem(browser.studies.topLevelItem(1))  # passed over: no series asked for
     browser.studies.setCurrentItem(browser.studies.topLevelItem(0))
-    qtbot.waitUntil(lambda: listings, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(listings), timeout=TIMEOUT_MS)
     qtbot.wait(300)
     assert listings == [1] and browser.series.topLevelItemCount() == 1
     browser.page_size.setValue(3)
