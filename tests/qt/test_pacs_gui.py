@@ -150,7 +150,9 @@ def test_a_dead_node_says_so_within_its_timeout(qtbot, settings, kind):
 
 # ---- query ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["dicomweb", "dimse"])
-def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs, kind):
+def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs, kind, monkeypatch):
+    from viewer.services.pacs import client
+
     browser = browser_for(settings, qtbot, [web_node(pacs), dimse_node(pacs)], "web" if kind == "dicomweb" else "dimse")
     search(qtbot, browser, patient_name="HFS*")
     assert listed(browser) == [("HFS", "MR")]
@@ -163,11 +165,14 @@ def test_query_by_name_and_by_modality_and_page_with_more(qtbot, settings, pacs,
     assert sorted(listed(browser)) == [("HFS", "MR"), ("stc_test", "MR")]
     listings: list[int] = []
     browser.series_listed.connect(listings.append)
+    opened = []  # clients made on the workers: one per request
+    real_open = client.open_client
+    monkeypatch.setattr(client, "open_client", lambda node: opened.append(node) or real_open(node))
     browser.studies.setCurrentItem(browser.studies.topLevelItem(1))  # passed over: no series asked for
     browser.studies.setCurrentItem(browser.studies.topLevelItem(0))
     qtbot.waitUntil(lambda: bool(listings), timeout=TIMEOUT_MS)
     qtbot.wait(300)
-    assert listings == [1] and browser.series.topLevelItemCount() == 1
+    assert listings == [1] and len(opened) == 1 and browser.series.topLevelItemCount() == 1
     browser.page_size.setValue(3)
     search(qtbot, browser, modality="")
     assert len(listed(browser)) == 3 and browser.more_button.isEnabled() and "More" in browser.status.text()
