@@ -31,7 +31,8 @@ test: venv lint
 
 # Every module of bench/__main__.py's BENCHES, each beside a reference measured in the same run: load, codecs, scan,
 # view (slice changes), infer, compare (registration of a LIDC-sized pair, target <= 10 s on 2 cores), pacs (query,
-# retrieve and send against a real Orthanc on loopback, beside dicomweb-client).
+# retrieve and send against a real Orthanc on loopback, beside dicomweb-client), batch (`hounsfield batch` on a local
+# Ray runtime with 1 and 2 workers beside a plain loop, LIDC-sized phantoms; target <= 10 % overhead per series).
 # One of them alone: `$(PY) -m bench bench_compare`.
 bench: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench

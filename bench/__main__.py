@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("bench_load", "bench_codecs", "bench_scan", "bench_view", "bench_infer", "bench_compare", "bench_pacs")
+BENCHES = ("bench_load", "bench_codecs", "bench_scan", "bench_view", "bench_infer", "bench_compare", "bench_pacs",
+           "bench_batch")
 
 
 def main(names: list[str]) -> int:

@@ -4,8 +4,14 @@ Retrieve: the series by each route into the retrieve cache - WADO-RS (DICOMweb),
 the physical limit here, a plain HTTP download of the same bytes: the series' WADO-RS ``multipart/related`` body
 fetched with urllib and read into memory in 1 MiB pieces, nothing parsed or written (urllib's ``read()`` to the end,
 which reads 8 KiB at a time when the server sends no length, as Orthanc does, is 1.5-2x slower and would flatter the
-routes). Target: each route <= 1.5x the reference. Orthanc's own REST download of each instance file, one request
-each, and dicomweb-client's ``iter_series`` + ``dcmwrite`` are printed too. Every figure is the median of 5 rounds,
+routes). Target: each route <= 1.5x the reference. The same download written to one file beside the cache is
+printed too, with each route's ratio to it: a retrieve into a cache cannot skip the disk. Also printed: Orthanc's
+own REST download of each instance file, one request each; dicomweb-client's ``iter_series`` + ``dcmwrite``; and
+for DIMSE two references of its own: the PACS's pace - a C-MOVE to a storage SCP that answers each C-STORE at once
+and writes nothing, the floor of any DIMSE retrieve from it, since the PACS sends the next instance only once the
+previous one is answered - and dcmtk's ``getscu`` (C++) doing our C-GET into files, when it is installed. Orthanc
+runs with TCP_NODELAY=1 in its environment, the DICOM counterpart of the "TcpNoDelay" its HTTP server has by default
+(tests/services/orthanc.py). Every figure is the median of 5 rounds,
 the reference and the routes interleaved within each round (two shared cores make single runs noisy); the previous
 run's files are removed before each timed run, outside the timing, so that the page cache's writeback of earlier
 runs does not throttle this one.
@@ -138,6 +144,13 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
                 pieces.append(piece)
         assert sum(map(len, pieces)) > n_bytes, "the plain download is short"
 
+    def download_to_file() -> None:  # the same body, kept: what any retrieve into a cache must at least do
+        reference_out.mkdir()
+        request = urllib.request.Request(series_url, headers={"Accept": ANY_SYNTAX})
+        with urllib.request.urlopen(request, timeout=60) as response, open(reference_out / "body", "wb") as out:
+            while piece := response.read(1 << 20):
+                out.write(piece)
+
     def rest_download() -> None:
         got = 0
         for orthanc_id in orthanc_ids:
@@ -177,6 +190,7 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
 
     routes: dict[str, Callable[[], None]] = {
         "reference": plain_download,
+        "to-file": download_to_file,
         "rest": rest_download,
         "WADO-RS": retrieve_by(PacsNode(name="bench", url=server.dicomweb_url, timeout_s=60)),
     }
@@ -189,6 +203,10 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
         routes["C-GET"] = retrieve_by(PacsNode(name="bench C-GET", **dimse))  # type: ignore[arg-type]
         routes["C-MOVE"] = retrieve_by(PacsNode(name="bench C-MOVE", retrieve_route=RetrieveRoute.C_MOVE,
                                                 storage_port=storage_port, **dimse))  # type: ignore[arg-type]
+        routes["push"] = _orthanc_push(PacsNode(name="bench push", **dimse), study, series,  # type: ignore[arg-type]
+                                       storage_port, n_files, cache_root)
+        if shutil.which("getscu"):
+            routes["getscu"] = _getscu(server.dicom_port, series, n_files, reference_out)
         dimse_missing = ""
     except ImportError:
         dimse_missing = "viewer.services.pacs.dimse is not here"
@@ -211,13 +229,15 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
     def line(name: str, what: str) -> str:
         seconds = median[name]
         verdict = f"{seconds / ref:.2f}x the reference" + (
-            f" ({'within' if seconds / ref <= TARGET else 'over'} the {TARGET:g}x target)" if name in (
-                "WADO-RS", "C-GET", "C-MOVE") else "")
+            f" ({'within' if seconds / ref <= TARGET else 'over'} the {TARGET:g}x target;"
+            f" {seconds / median['to-file']:.2f}x the download to a file)" if name in ("WADO-RS", "C-GET", "C-MOVE")
+            else "")
         spread = f"{min(times[name]):.3f}-{max(times[name]):.3f}"
         return f"  {what}: {seconds:.3f} s ({spread}; {n_bytes / 1e6 / seconds:.0f} MB/s), {verdict}"
 
     lines = [f"retrieve series ({n_files} instances, {n_bytes / 1e6:.0f} MB; median of {ROUNDS}, min-max):",
              line("reference", "reference: plain HTTP download of the WADO-RS body into memory (urllib)"),
+             line("to-file", "the same download written to one file in the cache's folder"),
              line("rest", "Orthanc REST download of each instance file, one request each (urllib, in memory)"),
              line("WADO-RS", "ours, WADO-RS into the cache")
              + f"; first instance on disk after {statistics.median(first) * 1000:.0f} ms"]
@@ -225,9 +245,75 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
         lines.append(f"  ours, C-GET and C-MOVE: not measured ({dimse_missing})")
     else:
         lines += [line("C-GET", "ours, DIMSE C-GET into the cache"),
-                  line("C-MOVE", "ours, DIMSE C-MOVE into the cache (our storage SCP)")]
+                  line("C-MOVE", "ours, DIMSE C-MOVE into the cache (our storage SCP)"),
+                  line("push", "the PACS's own pace: C-MOVE to a storage SCP that writes nothing (our lane)")]
+        if "getscu" in times:
+            lines.append(line("getscu", "dcmtk getscu (C++), the same C-GET into files (TCP_NODELAY=1)"))
     lines.append(line("dicomweb-client", "dicomweb-client iter_series (parses each instance) + dcmwrite"))
     return lines
+
+
+def _orthanc_push(node, study: str, series: str, storage_port: int, n_files: int,
+                 cache_root: Path) -> Callable[[], None]:
+    """A C-MOVE of the series to a storage SCP that answers every C-STORE at once and writes nothing: how fast
+    the PACS sends, one sub-operation at a time - the floor of any DIMSE retrieve from it."""
+    from pydicom import Dataset
+    from pynetdicom import build_context
+
+    from viewer.services.pacs.dimse import MOVE
+    from viewer.services.pacs.dimse_assoc import associate, finish
+    from viewer.services.pacs.dimse_lane import Lane
+    from viewer.services.pacs.dimse_storage import Receiver, StorageServer
+
+    class Discard:
+        def write(self, data: object) -> None:
+            pass
+
+        def finish(self) -> int:
+            return 0
+
+        def discard(self) -> None:
+            pass
+
+    class Counting(Receiver):
+        def begin(self, sop_class: str, sop_uid: str, syntax: str) -> Discard:  # type: ignore[override]
+            self.received[sop_uid] = series
+            return Discard()
+
+        def prepare(self) -> None:
+            pass
+
+    from viewer.services.pacs.cache import RetrieveCache
+
+    keys = Dataset()
+    keys.QueryRetrieveLevel, keys.StudyInstanceUID, keys.SeriesInstanceUID = "SERIES", study, series
+
+    def push() -> None:
+        with RetrieveCache(cache_root).staging() as staging:
+            receiver = Counting(staging, study, n_files)
+            with StorageServer(node.our_aet, "127.0.0.1", storage_port, ["1.2.840.10008.5.1.4.1.1.2"], receiver,
+                               node.timeout_s):
+                assoc = associate(node, [build_context(MOVE)])
+                final = [status for status, _ in Lane(assoc, None, node.timeout_s).retrieve(keys, MOVE, node.our_aet)]
+                finish(assoc, True)
+            assert final[-1] is not None and final[-1].Status == 0 and len(receiver.received) == n_files, "push failed"
+
+    return push
+
+
+def _getscu(port: int, series: str, n_files: int, out: Path) -> Callable[[], None]:
+    """dcmtk's getscu (C++) retrieving the series into files; TCP_NODELAY=1 turns its Nagle off (see orthanc.py)."""
+    import os
+    import subprocess
+
+    def getscu() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["getscu", "-aet", "HOUNSFIELD", "-aec", "ORTHANC", "-S", "-k", "QueryRetrieveLevel=SERIES",
+                        "-k", f"SeriesInstanceUID={series}", "-od", str(out), "127.0.0.1", str(port)],
+                       check=True, capture_output=True, env={**os.environ, "TCP_NODELAY": "1"}, timeout=120)
+        assert len(list(out.iterdir())) == n_files, "getscu lost instances"
+
+    return getscu
 
 
 def _clean(*folders: Path) -> None:

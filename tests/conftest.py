@@ -37,3 +37,19 @@ def lidc_dir() -> Path:
 def mr_sagittal_dir() -> Path:
     """The sagittal MR acquired head-first decubitus right."""
     return data_path("mr-decubitus-hfdr")
+
+
+#: Seeds whose phantoms, on :data:`SMALL_GRID`, the built-in chest models accept (enough lung in 160 mm of chest).
+SMALL_SEEDS = (2, 3, 4, 5, 8, 9)
+#: A small chest CT grid (32 x 160 x 160 voxels, 5 x 1.5 x 1.5 mm): both built-in models run on it in ~3 s on a core.
+SMALL_GRID = {"shape": (32, 160, 160), "spacing": (5.0, 1.5, 1.5)}
+
+
+@pytest.fixture(scope="session")
+def small_studies(tmp_path_factory) -> list[Path]:
+    """Six small phantom chest CT studies written by ``hounsfield sample`` (each folder: ``dicom/`` and
+    ``ground_truth/``), one patient and study per seed of :data:`SMALL_SEEDS`. Read-only for tests."""
+    from viewer.core.sample import write_sample_study
+
+    root = tmp_path_factory.mktemp("small-studies")
+    return [write_sample_study(root / f"seed-{seed}", seed=seed, **SMALL_GRID).parent for seed in SMALL_SEEDS]

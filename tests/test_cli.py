@@ -74,6 +74,18 @@ def test_sample_writes_a_series_that_scan_and_info_read(tmp_path):
     assert info["modality"] == "CT" and info["shape"][0] >= 100 and info["warnings"] == []
 
 
+def test_sample_on_a_smaller_grid(tmp_path):
+    """--shape/--spacing write a small study (tests and benchmarks run the models on it in seconds), with its own
+    UIDs; a bad grid is refused by argparse."""
+    result = hounsfield("sample", "--out", str(tmp_path / "small"), "--seed", "3", "--shape", "32,160,160",
+                        "--spacing", "5,1.5,1.5")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(hounsfield("info", str(tmp_path / "small" / "dicom"), "--json").stdout)
+    assert info["shape"] == [32, 160, 160] and info["spacing"] == [5.0, 1.5, 1.5]
+    bad = hounsfield("sample", "--out", str(tmp_path / "bad"), "--shape", "32,0,160")
+    assert bad.returncode == 2 and "positive" in bad.stderr
+
+
 def test_models_and_infer_through_the_command_line(tmp_path, mr_sagittal_dir):
     """A user bundle in HOUNSFIELD_MODELS is listed at once, and `infer` writes a SEG and prints its stages."""
     import os

@@ -77,3 +77,19 @@ def test_install_sh_installs_into_a_prefix_and_uninstalls(tmp_path):
     assert result.returncode == 0, result.stderr
     assert not installed.exists() and not (prefix / "bin" / "hounsfield").exists()
     assert not (prefix / "share" / "applications" / "hounsfield.desktop").exists()
+
+
+def test_ray_stays_out_of_the_frozen_app():
+    """Ray (the optional extra ``batch``) is excluded from the bundle, and the app's modules import it only inside
+    the batch commands: importing every batch module (as PyInstaller's collect_submodules does) loads no Ray."""
+    import ast
+
+    spec = ast.parse((REPO / "packaging" / "hounsfield.spec").read_text())
+    excludes = next(kw.value for node in ast.walk(spec) if isinstance(node, ast.Call)
+                    and getattr(node.func, "id", "") == "Analysis" for kw in node.keywords if kw.arg == "excludes")
+    assert "ray" in ast.literal_eval(excludes)
+    modules = sorted(p.stem for p in (REPO / "viewer" / "services" / "batch").glob("*.py") if p.stem != "__init__")
+    code = ("import sys, viewer.cli, viewer.cli_batch, viewer.qt.batch_results; "
+            + "; ".join(f"import viewer.services.batch.{m}" for m in modules) + "; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert len(modules) >= 8 and out.stdout.strip() == "False"

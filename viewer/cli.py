@@ -1,5 +1,6 @@
 """The ``hounsfield`` command: GUI by default; ``scan``, ``info``, ``models``, ``infer``, ``compare``, ``sample``,
-``screenshot``, ``pacs`` (:mod:`viewer.cli_pacs`), ``anonymize`` (:mod:`viewer.cli_anonymize`).
+``screenshot``, ``pacs`` (:mod:`viewer.cli_pacs`), ``anonymize`` (:mod:`viewer.cli_anonymize`), ``batch``
+(:mod:`viewer.cli_batch`).
 
 Exit codes: 0 success, 1 failure, 2 when the input holds no readable DICOM (reason on stderr).
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 from viewer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_DICOM = 0, 1, 2
-SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "compare", "sample", "screenshot", "pacs", "anonymize")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "evaluate", "compare", "sample", "screenshot", "pacs", "anonymize",
+               "batch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +96,13 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--explain", action="store_true",
                           help="also check detectors' Grad-CAM maps: pointing game (peak inside the true nodule) and "
                           "model-randomisation sanity check (slower: two maps per found nodule)")
+    evaluate.add_argument("--address", metavar="ADDR",
+                          help="score the cases in parallel as Ray tasks: 'local' (a Ray runtime on this machine), "
+                          "or a cluster (ray://HEAD:10001, HEAD:6379, auto) as for `hounsfield batch`")
+    evaluate.add_argument("--workers", type=int, metavar="N",
+                          help="with --address local: cases at a time (default: one per core)")
+    evaluate.add_argument("--gpus-per-task", type=float, default=0.0, metavar="F",
+                          help="with --address: GPUs each case reserves (default 0)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     compare = sub.add_parser("compare", help="register a current study to its prior; match nodules and their growth",
@@ -119,6 +128,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     sample.add_argument("--follow-up", type=int, metavar="DAYS", dest="follow_up",
                         help="also write a follow-up study DAYS later under OUT/followup (nodules grown, one new, "
                         "one resolved, the patient moved), with its ground truth")
+    sample.add_argument("--shape", type=_triple(int), metavar="Z,Y,X",
+                        help="voxels of the grid (default 128,384,384); with --spacing e.g. 32,160,160 and 5,1.5,1.5 "
+                        "for a small study the models run on in seconds")
+    sample.add_argument("--spacing", type=_triple(float), metavar="Z,Y,X",
+                        help="voxel size in mm: slice, row, column (default 2.5,0.9,0.9)")
     sample.set_defaults(handler=cmd_sample)
 
     shot = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
@@ -136,11 +150,26 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     shot.set_defaults(handler=cmd_screenshot)
 
     from viewer.cli_anonymize import add_parser as add_anonymize  # argparse only: the work is imported when run
+    from viewer.cli_batch import add_parser as add_batch  # argparse only: no Ray or torch import here
     from viewer.cli_pacs import add_parser as add_pacs_parser  # argparse only: no network or Qt import here
 
     add_pacs_parser(sub)
     add_anonymize(sub)
+    add_batch(sub)
     return parser
+
+
+def _triple(kind):
+    """``Z,Y,X`` -> a tuple of three positive ``kind`` values (argparse type)."""
+    def parse(text: str):
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not three numbers Z,Y,X: {text!r}") from None
+        if len(values) != 3 or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"expected three positive numbers Z,Y,X: {text!r}")
+        return values
+    return parse
 
 
 def _slab_mm(text: str) -> float:
@@ -363,9 +392,21 @@ def cmd_evaluate(args) -> int:
     from viewer.core.run_model import UnsuitableInput
 
     data = args.data or [f"phantom:{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}"]
+    map_cases = None
+    if args.address:  # the same Ray runtime or cluster as `hounsfield batch`: one task per case
+        import functools
+
+        from viewer.services.batch.fanout import ray_map
+
+        map_cases = functools.partial(ray_map, address=args.address, workers=args.workers,
+                                      cpus_per_task=float(args.threads or 1), gpus_per_task=args.gpus_per_task)
     try:
-        report = evaluate(args.model, data, threads=args.threads, force=args.force, explain=args.explain)
+        report = evaluate(args.model, data, threads=args.threads or (1 if args.address else None), force=args.force,
+                          explain=args.explain, map_cases=map_cases)
     except (ModelNotFound, ValueError, OSError, UnsuitableInput) as error:
+        print(f"hounsfield: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as error:  # Ray missing or unreachable (ExecutorError), said in one line
         print(f"hounsfield: {error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_report(report))
@@ -404,16 +445,17 @@ def cmd_compare(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    """``hounsfield sample --out DIR [--seed N] [--follow-up DAYS]``."""
+    """``hounsfield sample --out DIR [--seed N] [--follow-up DAYS] [--shape Z,Y,X] [--spacing Z,Y,X]``."""
     from viewer.core.sample import write_followup_study, write_sample_study
 
     if args.follow_up is None:
-        print(write_sample_study(args.out, seed=args.seed))
+        print(write_sample_study(args.out, seed=args.seed, shape=args.shape, spacing=args.spacing))
         return EXIT_OK
     if args.follow_up <= 0:
         print("hounsfield: --follow-up needs a positive number of days", file=sys.stderr)
         return EXIT_FAILED
-    for path in write_followup_study(args.out, seed=args.seed, days=args.follow_up):
+    for path in write_followup_study(args.out, seed=args.seed, days=args.follow_up, shape=args.shape,
+                                     spacing=args.spacing):
         print(path)
     return EXIT_OK
 

@@ -38,3 +38,12 @@ def fresh_orthanc(tmp_path: Path, our_storage_port: int) -> Iterator[OrthancServ
         pytest.skip(reason)
     with OrthancServer(tmp_path / "orthanc", modalities={"HOUNSFIELD": ("127.0.0.1", our_storage_port)}) as server:
         yield server
+
+
+@pytest.fixture(params=[True, False], ids=["lane", "pynetdicom"])
+def lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both receive paths of a DIMSE retrieve: the lean lane, and pynetdicom's own (its fallback)."""
+    from viewer.services.pacs import dimse_lane
+
+    monkeypatch.setattr(dimse_lane, "ENABLED", request.param)
+    return bool(request.param)

@@ -130,7 +130,10 @@ def sample_case(folder: str | Path) -> EvalCase:
     if not np.allclose(index_to_volume, np.eye(4), atol=1e-3):
         raise ValueError(f"{truth}: labels.nii.gz is not on the DICOM series' grid")
     labels = np.asarray(image.dataobj).transpose(2, 1, 0)
-    names = {int(k): v for k, v in json.loads((truth / "labels.json").read_text())["labels"].items()}
+    table = json.loads((truth / "labels.json").read_text())["labels"]
+    # `hounsfield sample` writes a list of {value, name, description}; older folders a {value: name} mapping
+    names = ({int(e["value"]): str(e["name"]) for e in table} if isinstance(table, list)
+             else {int(k): v for k, v in table.items()})
     nodules = json.loads((truth / "nodules.json").read_text())["nodules"]
     return EvalCase(folder.name, volume.array, volume.affine, _reference_masks(labels, names),
                     np.array([n["center_lps"] for n in nodules], float).reshape(-1, 3),
@@ -297,37 +300,82 @@ def _false_positives(scan: ScanDetections) -> int:
     return int((~np.any(d <= radius[None], axis=1)).sum())
 
 
-def evaluate(models: list, data: list[str], *, threads: int | None = None,
-             log: Callable[[str], None] = print, force: bool = False, explain: bool = False) -> dict:
-    """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready).
+def case_specs(data: list[str]) -> list[str]:
+    """The command line's DATA as one spec per case (``phantom:5000-5002`` -> three ``phantom:N``), so cases can be
+    handed out one by one (:func:`evaluate` with ``map_cases``)."""
+    specs: list[str] = []
+    for item in data:
+        if item.startswith("phantom:"):
+            specs += [f"phantom:{seed}" for seed in parse_seeds(item.split(":", 1)[1])]
+        else:
+            specs.append(item)
+    return specs
 
-    A case that is not what a model was made for (:mod:`inference.suitability`) raises
-    :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``. With
-    ``explain``, detectors' findings also get the Grad-CAM checks of :mod:`viewer.core.evaluation_explain`.
+
+def score_spec(models: list, spec: str, *, threads: int | None = None, force: bool = False,
+               explain: bool = False) -> list[tuple[str, dict]]:
+    """Build the case ``spec`` and score every model on it: ``[(model id, row)]`` in model order.
+
+    Self-contained (models are ids, folders or ``ModelInfo`` objects; the case is built here), so it can run in another
+    process: a Ray task of ``hounsfield evaluate --address``. The rows hold no volumes (the result is dropped once
+    the Grad-CAM checks had it).
+
+    Raises
+    ------
+    UnsuitableInput
+        When the case is not what a model was made for and ``force`` is not given.
     """
     from inference.registry import ModelInfo, find_model
     from inference.suitability import check_input
     from viewer.core.run_model import UnsuitableInput
 
     infos = [m if isinstance(m, ModelInfo) else find_model(m) for m in models]
-    rows: dict[str, list[dict]] = {info.id: [] for info in infos}
-    for case in cases_from(data):
-        present = {name: bool(mask.any()) for name, mask in case.masks.items()}
-        for info in infos:
-            reasons = [] if force else check_input(info.expected_input, case.array, case.affine, case.modality)
-            if reasons:
-                raise UnsuitableInput(f"{info.name} ({case.name})", reasons)
-            row = score_case(info, case, threads=threads)
-            result = row.pop("_result", None)
-            if explain:  # issue 11: pointing game and randomisation check of the findings' Grad-CAM maps
-                from viewer.core.evaluation_explain import explain_row
+    (case,) = cases_from([spec])
+    present = {name: bool(mask.any()) for name, mask in case.masks.items()}
+    rows = []
+    for info in infos:
+        reasons = [] if force else check_input(info.expected_input, case.array, case.affine, case.modality)
+        if reasons:
+            raise UnsuitableInput(f"{info.name} ({case.name})", reasons)
+        row = score_case(info, case, threads=threads)
+        result = row.pop("_result", None)
+        if explain:  # issue 11: pointing game and randomisation check of the findings' Grad-CAM maps
+            from viewer.core.evaluation_explain import explain_row
 
-                row["explain"] = explain_row(info, case, result)
-            row["_present"] = present
-            if info.operating_point is not None and "dice" not in row:
-                row["at_operating_point"] = _at_operating_point(row["scan"], info.operating_point)
-            rows[info.id].append(row)
-            log(_case_line(info.id, row))
+            row["explain"] = explain_row(info, case, result)
+        row["_present"] = present
+        if info.operating_point is not None and "dice" not in row:
+            row["at_operating_point"] = _at_operating_point(row["scan"], info.operating_point)
+        rows.append((info.id, row))
+    return rows
+
+
+def evaluate(models: list, data: list[str], *, threads: int | None = None,
+             log: Callable[[str], None] = print, force: bool = False, explain: bool = False,
+             map_cases: Callable[[Callable[[str], list], list[str]], Iterator[list]] | None = None) -> dict:
+    """Score every model on every case; returns ``{model: {"cases": [...], "summary": {...}}}`` (JSON-ready).
+
+    A case that is not what a model was made for (:mod:`inference.suitability`) raises
+    :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``. With
+    ``explain``, detectors' findings also get the Grad-CAM checks of :mod:`viewer.core.evaluation_explain`.
+
+    ``map_cases(score, specs)`` runs ``score`` (a picklable :func:`score_spec` with the options bound) on every
+    case spec and yields the results in spec order - e.g. on a Ray cluster
+    (:func:`viewer.services.batch.fanout.ray_map`); None scores them here one after the other.
+    """
+    import functools
+
+    from inference.registry import ModelInfo, find_model
+
+    infos = [m if isinstance(m, ModelInfo) else find_model(m) for m in models]
+    rows: dict[str, list[dict]] = {info.id: [] for info in infos}
+    score = functools.partial(score_spec, infos, threads=threads, force=force, explain=explain)
+    specs = case_specs(data)
+    results = map_cases(score, specs) if map_cases is not None else map(score, specs)
+    for case_rows in results:
+        for model_id, row in case_rows:
+            rows[model_id].append(row)
+            log(_case_line(model_id, row))
     report = {}
     points = {info.id: info.operating_point for info in infos}
     for model_id, model_rows in rows.items():

@@ -111,7 +111,7 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
                  extra_model_dirs: Iterable[str | os.PathLike] = (), random_weights: bool = False,
                  overrides: dict | None = None, sources: Sequence[Any] | None = None,
                  min_score: float = 0.0, force: bool = False, body_part: str | None = None,
-                 explain: bool = False) -> dict[str, Any]:
+                 explain: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Run a model on one series and write its result into ``out_dir``: load, infer, :func:`write_outputs`.
 
     Parameters
@@ -145,6 +145,9 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     explain
         Detection models: also write each finding's Grad-CAM map (:mod:`viewer.core.export.finding_maps`), named in
         ``findings.json`` and listed under ``finding_maps`` (time under ``explain``).
+    threads
+        torch CPU threads (default: all cores but one, :func:`inference.device.inference_threads`); a batch worker
+        passes its share of the node's cores.
 
     Raises
     ------
@@ -184,7 +187,7 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
         bundle = run_job(load_model(info, device=device, cancel=cancel, random_weights=random_weights,
                                     overrides=overrides), progress)
         timings["model"] = time.perf_counter() - start
-    outcome = run_job(run_bundle(bundle, volume.array, volume.affine, cancel=cancel), progress)
+    outcome = run_job(run_bundle(bundle, volume.array, volume.affine, cancel=cancel, threads=threads), progress)
     timings.update(outcome.timings)
 
     written = write_outputs(outcome.result, info, volume, out_dir, series=series, sources=sources,
@@ -227,8 +230,9 @@ def write_outputs(result, info, volume: Volume, out_dir: str | os.PathLike, *, s
     """Write a model's result on ``volume`` into ``out_dir``, as ``hounsfield infer`` does.
 
     - segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
-    - detection -> ``findings.json``, ``findings.sr.dcm`` (TID 1500; with a ``series`` and a finding at or above
-      ``min_score``) and, with ``explain``, ``finding_maps/`` (one Grad-CAM map per finding, named in the JSON);
+    - detection -> ``findings.json``, ``findings.sr.dcm`` (TID 1500; with a ``series`` or ``sources`` and a finding
+      at or above ``min_score``) and, with ``explain``, ``finding_maps/`` (one Grad-CAM map per finding, named in
+      the JSON);
     - saliency -> ``saliency.nii.gz``.
 
     Parameters
@@ -246,7 +250,7 @@ def write_outputs(result, info, volume: Volume, out_dir: str | os.PathLike, *, s
     series
         The catalogued series ``volume`` was loaded from: the SEG's and the SR's source images.
     sources
-        The series' DICOM datasets, for a SEG when there is no ``series``.
+        The series' DICOM datasets (headers suffice), for a SEG or an SR when there is no ``series``.
     min_score
         Detections below it are left out of findings.json and the SR.
     explain
@@ -297,15 +301,15 @@ def _write_segmentation(written: dict, stages: dict, result, info, volume: Volum
                                  for v in result.present}
 
 
-def _write_detection(written: dict, stages: dict, result, info, volume: Volume, target: Path, *, series,
+def _write_detection(written: dict, stages: dict, result, info, volume: Volume, target: Path, *, series, sources,
                      min_score: float, explain, progress, cancel, **_) -> None:
     from viewer.core.export.findings import write_findings
 
     write_findings(target, result, info.id, volume.series_uid, min_score=min_score)
     written["n_findings"] = int((result.scores >= min_score).sum())
-    if written["n_findings"] and series is not None:
+    if written["n_findings"] and (series is not None or sources is not None):
         written["outputs"]["sr"] = str(_write_findings_sr(target.parent / "findings.sr.dcm", result, series,
-                                                          min_score, info))
+                                                          min_score, info, sources))
     if explain is not None:  # issue 11: the findings' Grad-CAM maps (hounsfield infer --explain)
         start = time.perf_counter()
         written["finding_maps"] = _write_finding_maps(target.parent, target, explain, volume, result, min_score,
@@ -337,11 +341,13 @@ def _write_finding_maps(out_dir: Path, findings_path: Path, bundle, volume: Volu
     return names
 
 
-def _write_findings_sr(path: Path, detections, series: Series, min_score: float, info) -> Path:
+def _write_findings_sr(path: Path, detections, series: Series | None, min_score: float, info,
+                       sources: Sequence[Any] | None = None) -> Path:
     """The detections at or above ``min_score`` as a TID 1500 SR (centre and diameter of each, model-sourced).
 
     Headless runs have no reader to accept findings, so every reported one goes in; the SR's algorithm
-    identification says they come from the model.
+    identification says they come from the model. ``sources`` (the series' headers) spare reading them again from
+    the series' files (a batch worker is handed them with the volume, and may not see the files at all).
     """
     from viewer.core.editing.review import FindingsReview
     from viewer.core.export.seg import read_sources
@@ -351,7 +357,10 @@ def _write_findings_sr(path: Path, detections, series: Series, min_score: float,
     for finding in review.findings:
         if finding.score is not None and finding.score >= min_score:
             review.accept(finding.id)
-    sources = read_sources([i.path for i in series.instances])
+    if sources is None:
+        if series is None:
+            raise InferError("a DICOM SR needs the source images: pass a series or `sources`")
+        sources = read_sources([i.path for i in series.instances])
     return write_measurement_report(path, review, sources, algorithm_version=info.version or "0")
 
 

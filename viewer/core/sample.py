@@ -43,20 +43,31 @@ DEMO_MODELS = ("hounsfield-chest-ct-nodule-detection", "hounsfield-chest-ct-segm
 """The built-in models the app runs on the sample study when it opens it (in this order)."""
 
 
-def write_sample_study(out_dir: str | Path, seed: int = 0) -> Path:
+def write_sample_study(out_dir: str | Path, seed: int = 0, *, shape: tuple[int, int, int] | None = None,
+                       spacing: tuple[float, float, float] | None = None) -> Path:
     """Generate the phantom for ``seed``, write it to ``out_dir/dicom`` (+ ``ground_truth``); return the DICOM folder.
 
-    The same seed writes the same pixels and the same UIDs (derived from the seed and the phantom version).
+    The same seed (and grid) writes the same pixels and the same UIDs (derived from the seed, the grid and the
+    phantom version). ``shape``/``spacing`` (``(z, y, x)`` voxels and mm) give another grid, e.g. small studies
+    that tests and benchmarks run the models on quickly; the default is the routine 2.5 mm / 0.9 mm chest CT.
     """
     out_dir = Path(out_dir)
-    phantom = generate_phantom(seed)
-    return _write_study(out_dir, phantom, seed)
+    phantom = generate_phantom(seed, shape or DEFAULT_SHAPE, spacing or DEFAULT_SPACING)
+    return _write_study(out_dir, phantom, seed, grid=_grid_tag(shape, spacing))
 
 
-def _write_study(out_dir: Path, phantom, seed: int, days: int = 0) -> Path:
+def _grid_tag(shape, spacing) -> str:
+    """Part of the UID seed for a grid other than the default, so another grid never reuses the default's UIDs."""
+    if (shape is None or tuple(shape) == DEFAULT_SHAPE) and (spacing is None or tuple(spacing) == DEFAULT_SPACING):
+        return ""
+    grid = tuple(shape or DEFAULT_SHAPE) + tuple(float(v) for v in (spacing or DEFAULT_SPACING))
+    return "/grid/" + "x".join(f"{v:g}" for v in grid)
+
+
+def _write_study(out_dir: Path, phantom, seed: int, days: int = 0, grid: str = "") -> Path:
     """Write one phantom study (the sample, or with ``days`` > 0 its follow-up) with its ground truth."""
     dicom_dir = out_dir / "dicom"
-    uid_seed = f"hounsfield-sample/v{PHANTOM_VERSION}/{seed}" + (f"/followup/{days}" if days else "")
+    uid_seed = f"hounsfield-sample/v{PHANTOM_VERSION}/{seed}" + grid + (f"/followup/{days}" if days else "")
     date = datetime.datetime.strptime(SAMPLE_STUDY_DATE, "%Y%m%d").date() + datetime.timedelta(days=days)
     description = f"Sample chest CT, synthetic (seed {seed})" + (f", follow-up +{days} d" if days else "")
     write_series(dicom_dir, phantom.hu, spacing=phantom.spacing, origin=phantom.origin_lps,

@@ -212,8 +212,9 @@ class SeriesState:
         entry = self.results.get(task)
         return entry.result if entry is not None else None
 
-    def set_result(self, result, model_name: str = "Model") -> ModelResult:
-        """Keep ``result`` (replacing an earlier one of the same task).
+    def set_result(self, result, model_name: str = "Model", created: float | None = None) -> ModelResult:
+        """Keep ``result`` (replacing an earlier one of the same task); ``created`` is when it was computed (default
+        now; a batch result read back keeps the batch's time).
 
         Raises
         ------
@@ -225,7 +226,7 @@ class SeriesState:
         shape = result_shape(result)
         if shape != tuple(self.volume.shape):
             raise ValueError(f"the result's grid {shape} is not the shown volume's {tuple(self.volume.shape)}")
-        entry = ModelResult(result, model_name)
+        entry = ModelResult(result, model_name) if created is None else ModelResult(result, model_name, created)
         self.results[entry.task] = entry
         self.results_changed.emit(entry.task)
         return entry

@@ -492,8 +492,9 @@ class InferenceLane(QObject):
             return SaliencyLayer(result, model_name)
         return SegmentationLayer(result, model_name)
 
-    def apply_result(self, result, model_name: str = "Model") -> ViewLayer:
-        """Keep a model result on the shown series (replacing an earlier result of the same task) and draw it.
+    def apply_result(self, result, model_name: str = "Model", created: float | None = None) -> ViewLayer:
+        """Keep a model result on the shown series (replacing an earlier result of the same task) and draw it;
+        ``created``: when it was computed (default now).
 
         Raises
         ------
@@ -504,7 +505,7 @@ class InferenceLane(QObject):
             raise ValueError("no series is shown")
         if result_shape(result) == tuple(self.volume.shape) and isinstance(result, Detections):
             self._use_operating_point(result.model_id)
-        self._state.set_result(result, model_name)  # -> _on_result_changed draws it
+        self._state.set_result(result, model_name, created)  # -> _on_result_changed draws it
         return self.layer(result_task(result))
 
     def _on_result_changed(self, task: str) -> None:

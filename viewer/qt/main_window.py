@@ -19,6 +19,7 @@ from viewer.core.load_report import loaded_message, report_failed, report_no_ima
 from viewer.core.session import Session
 from viewer.qt import dialogs, window_chrome
 from viewer.qt.annotation import AnnotationController, SegmentsWidget
+from viewer.qt.batch_results import BatchResultsController
 from viewer.qt.compare import CompareController
 from viewer.qt.demo import DemoRunner
 from viewer.qt.findings_panel import FindingsWidget
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         self.measurement_files = MeasurementFilesController(self)  # save/load/autosave/restore (DICOM SR)
         self.compare = CompareController(self)  # a prior beside the views (series browser > Compare with Current)
         self.pacs = PacsController(self)  # the PACS dock (query, retrieve) and the Send / Nodes dialogs
+        self.batch_results = BatchResultsController(self)  # `hounsfield batch` results shown when a series loads
         window_chrome.build_status_bar(self)
         window_chrome.build_menus(self)
         window_chrome.build_toolbar(self)

@@ -207,6 +207,16 @@ class Settings:
         self.q.setValue("ai/models_folder", str(value or ""))
 
     @property
+    def batch_results_folder(self) -> str:
+        """Where ``hounsfield batch`` results are looked for when a series is opened; "" for the default (the
+        folder ``hounsfield batch`` writes to without ``--out``)."""
+        return self._get("ai/batch_results_folder", "", str)
+
+    @batch_results_folder.setter
+    def batch_results_folder(self, value: str) -> None:
+        self.q.setValue("ai/batch_results_folder", str(value or ""))
+
+    @property
     def model_id(self) -> str:
         """The model last chosen in the AI panel."""
         return self._get("ai/model", "", str)

@@ -211,6 +211,7 @@ def build_menus(window) -> None:
                                               lambda: explain_label(window))
     ai_menu.addSeparator()
     menu_action(window, ai_menu, "Models &Folder…", window.inference.choose_models_folder)
+    menu_action(window, ai_menu, "&Batch Results Folder…", window.batch_results.choose_folder)
     menu_action(window, ai_menu, "Re&fresh Models", window.inference.refresh_models)
     ai_menu.addSeparator()
     menu_action(window, ai_menu, "Remove AI &Overlays", window.inference.clear_results)

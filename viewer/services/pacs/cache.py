@@ -8,6 +8,7 @@ and never removes the series just committed or one in use (see :meth:`RetrieveCa
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -61,6 +62,8 @@ class Staging:
         (cache.root / ".staging").mkdir(exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="retrieve-", dir=cache.root / ".staging"))
         self._studies: dict[str, str] = {}
+        self._made: set[Path] = set()
+        self._incoming = itertools.count()
         self.n_bytes = 0
         self.committed: dict[str, Path] = {}
 
@@ -69,7 +72,9 @@ class Staging:
         study_uid, series_uid = checked_uid(study_uid), checked_uid(series_uid)
         self._studies[series_uid] = study_uid
         folder = self.folder / series_uid
-        folder.mkdir(exist_ok=True)
+        if folder not in self._made:
+            folder.mkdir(exist_ok=True)
+            self._made.add(folder)
         return folder
 
     def add_bytes(self, study_uid: str, series_uid: str, sop_uid: str, data: bytes) -> Path:
@@ -77,6 +82,29 @@ class Staging:
         path = self.series_folder(study_uid, series_uid) / f"{checked_uid(sop_uid)}.dcm"
         path.write_bytes(data)
         self.n_bytes += len(data)
+        return path
+
+    def add_parts(self, study_uid: str, series_uid: str, sop_uid: str,
+                  parts: tuple[bytes | bytearray | memoryview, ...]) -> Path:
+        """Write one instance's file from pieces (e.g. its file meta and the data set as received, not joined into
+        one more copy); returns its staging path."""
+        path = self.series_folder(study_uid, series_uid) / f"{checked_uid(sop_uid)}.dcm"
+        with open(path, "wb") as handle:
+            for part in parts:
+                handle.write(part)
+        self.n_bytes += sum(len(part) for part in parts)
+        return path
+
+    def incoming(self) -> Path:
+        """A fresh path in the staging folder for an instance still arriving (its UIDs not known yet); see
+        :meth:`place`. Whatever is left there is removed with the staging folder."""
+        return self.folder / f".incoming-{next(self._incoming)}.part"
+
+    def place(self, source: Path, study_uid: str, series_uid: str, sop_uid: str, n_bytes: int) -> Path:
+        """Move a complete instance file written at an :meth:`incoming` path to its place (one rename)."""
+        path = self.series_folder(study_uid, series_uid) / f"{checked_uid(sop_uid)}.dcm"
+        os.replace(source, path)
+        self.n_bytes += n_bytes
         return path
 
     def add_file(self, study_uid: str, series_uid: str, sop_uid: str, source: Path) -> Path:

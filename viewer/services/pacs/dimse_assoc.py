@@ -11,25 +11,27 @@ import socket
 import time
 from collections.abc import Sequence
 
-from pynetdicom import AE, _config, evt
+from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import code_to_category
 
+from viewer.services.pacs.dimse_transport import MAX_PDU, TunedAE
 from viewer.services.pacs.model import PacsError
 from viewer.services.pacs.nodes import PacsNode
 
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
+_config.LOG_HANDLER_LEVEL = "none"  # no per-PDU / per-message debug handlers (their logger is at WARNING anyway)
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 PENDING = (0xFF00, 0xFF01)
 CANCELLED = 0xFE00
 
 
-def new_ae(node: PacsNode) -> AE:
+def new_ae(node: PacsNode) -> TunedAE:
     """An application entity titled ``node.our_aet`` with every timeout set to ``node.timeout_s``."""
-    ae = AE(ae_title=node.our_aet)
+    ae = TunedAE(ae_title=node.our_aet)
     ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = node.timeout_s
     return ae
 
@@ -44,7 +46,7 @@ def associate(node: PacsNode, contexts: Sequence[PresentationContext], *, roles:
 
     started = time.monotonic()
     assoc = new_ae(node).associate(node.host, node.port, contexts=list(contexts), ae_title=node.aet,
-                                   ext_neg=list(roles) or None,
+                                   ext_neg=list(roles) or None, max_pdu=MAX_PDU,
                                    evt_handlers=[(evt.EVT_ACSE_RECV, remember), *handlers])
     if assoc.is_established:
         return assoc
