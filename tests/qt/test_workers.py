@@ -52,6 +52,28 @@ def test_cancel_stops_at_the_next_yield(qapp, qtbot):
     assert handle.last_progress.done < 10_000
 
 
+def test_a_cancelled_job_has_cleaned_up_when_cancelled_arrives(qapp, qtbot):
+    cleaned = []
+
+    def holding(token):  # like a retrieve: a staging folder removed when the generator is closed
+        try:
+            while True:
+                time.sleep(0.001)
+                yield Progress(0, 0, "working")
+        finally:
+            time.sleep(0.3)  # a slow clean-up (an association's release): still done before ``cancelled``
+            cleaned.append(True)
+
+    handle = start_job(holding, "holding")
+    with qtbot.waitSignal(handle.progressed, timeout=5000):
+        pass
+    at_cancelled = []
+    handle.cancelled.connect(lambda: at_cancelled.append(list(cleaned)))
+    with qtbot.waitSignal(handle.cancelled, timeout=5000):
+        handle.cancel()
+    assert at_cancelled == [[True]]
+
+
 def test_failure_is_reported_not_raised(qapp, qtbot):
     def broken(token):
         yield Progress(0, 1)

@@ -100,6 +100,7 @@ KEY_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("save_screenshot", "Save screenshot", "Files", ("Ctrl+S",)),
     KeyAction("copy_screenshot", "Copy screenshot", "Files", ("Ctrl+Shift+C",)),
     KeyAction("run_model", "Run model", "Files", ("Ctrl+R",)),
+    KeyAction("pacs_query", "Query PACS", "Files", ("Ctrl+Shift+Q",)),
 )
 ACTIONS_BY_ID = {a.id: a for a in KEY_ACTIONS}
 

@@ -27,6 +27,7 @@ def window_actions(window) -> dict[str, QAction]:
              "copy_screenshot": getattr(window, "action_copy_screenshot", None),
              "run_model": getattr(window, "action_run_model", None),
              "hide_panels": getattr(window, "action_hide_panels", None),
+             "pacs_query": getattr(window, "action_pacs_query", None),
              "undo": getattr(an, "undo_action", None), "redo": getattr(an, "redo_action", None),
              "threshold": getattr(an, "threshold_action", None)}
     return {k: a for k, a in found.items() if a is not None and k in ACTIONS_BY_ID}

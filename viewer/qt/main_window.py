@@ -29,6 +29,7 @@ from viewer.qt.inference_panel import InferencePanelWidget
 from viewer.qt.key_routing import install_text_input_guard
 from viewer.qt.measurement_files import MeasurementFilesController
 from viewer.qt.measurements_panel import MeasurementsWidget
+from viewer.qt.pacs import PacsController
 from viewer.qt.rtstruct_layer import RTStructController
 from viewer.qt.series_browser import SeriesBrowserWidget
 from viewer.qt.settings import Settings
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         self.rtstruct = RTStructController(self.viewer, parent=self)
         self.measurement_files = MeasurementFilesController(self)  # save/load/autosave/restore (DICOM SR)
         self.compare = CompareController(self)  # a prior beside the views (series browser > Compare with Current)
+        self.pacs = PacsController(self)  # the PACS dock (query, retrieve) and the Send / Nodes dialogs
         self.batch_results = BatchResultsController(self)  # `hounsfield batch` results shown when a series loads
         window_chrome.build_status_bar(self)
         window_chrome.build_menus(self)
@@ -168,7 +170,7 @@ class MainWindow(QMainWindow):
     def docks(self) -> list[QDockWidget]:
         """Every panel dock."""
         return [self.series_dock, self.ai_dock, self.segments_dock, self.measure_dock, self.findings_dock,
-                self.tags_dock, self.compare.followup_dock]
+                self.tags_dock, self.compare.followup_dock, self.pacs.dock]
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -243,11 +245,12 @@ class MainWindow(QMainWindow):
         """Show the highest-scoring finding shown unless the user has scrolled; True when it jumped."""
         return self.demo.jump_to_top_finding()
 
-    def open_paths(self, paths, remember: bool = True) -> None:
-        """Scan ``paths`` (folders, files, DICOMDIR) on a worker, then open the largest image series."""
+    def open_paths(self, paths, remember: bool = True, confirm: bool = True) -> None:
+        """Scan ``paths`` (folders, files, DICOMDIR) on a worker, then open the largest image series (``confirm``
+        False: the caller has already asked about unsaved work)."""
         paths = [str(p) for p in paths if str(p)]
         self.demo.reset()
-        if not paths or not self.confirm_unsaved("Open another study"):
+        if not paths or (confirm and not self.confirm_unsaved("Open another study")):
             return
         self.show_report(None)
         self.annotation.study_paths = list(paths)
@@ -342,6 +345,7 @@ class MainWindow(QMainWindow):
         """Cancel scanning, loading (also of a prior) and thumbnails."""
         self.loader.cancel()
         self.compare.cancel()
+        self.pacs.cancel()
 
     def cancel_by_user(self) -> None:
         """The Cancel button: stop everything; what was already decoded stays on screen."""

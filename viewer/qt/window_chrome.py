@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from viewer.core.jobs import Progress
 from viewer.qt.deid_dialog import export_deidentified_dialog
 from viewer.qt.dialogs import PresetsDialog, ShortcutsDialog
+from viewer.qt.pacs import build_pacs_menu
 from viewer.qt.slab_control import SlabControls
 from viewer.qt.tools import TOOLS
 from viewer.qt.viewer_actions import SLAB_ACTIONS
@@ -105,7 +106,7 @@ def menu_action(window, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
 
 
 def build_menus(window) -> None:
-    """File, Edit, View, AI, Tools and Help."""
+    """File, Edit, View, AI, PACS, Tools and Help."""
     va = window.viewer.actions
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
@@ -215,6 +216,7 @@ def build_menus(window) -> None:
     ai_menu.addSeparator()
     menu_action(window, ai_menu, "Remove AI &Overlays", window.inference.clear_results)
     ai_menu.aboutToShow.connect(lambda: update_ai_menu(window))
+    build_pacs_menu(window)
 
     tools_menu = bar.addMenu("&Tools")
     for tool, *_ in TOOLS:

@@ -5,7 +5,8 @@ A job (see :mod:`viewer.core.jobs`) is a generator that yields ``Progress`` and 
 queued connection, so slots never run on the worker and the event loop is never blocked. Progress is throttled
 (at most one signal per ``progress_interval``) except for the first progress that carries a payload and the
 first one with ``done > 0``, which are passed on at once so a view can show the first decoded slice immediately.
-Cancel through the handle's :class:`~viewer.core.jobs.CancelToken`; the job stops at its next ``yield``.
+Cancel through the handle's :class:`~viewer.core.jobs.CancelToken`; the job stops at its next ``yield`` and is
+closed there, so its clean-up has run when ``cancelled`` (or ``failed``) arrives.
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ class JobRunnable(QRunnable):
         payload_seen = False
         started = False
         pending: Progress | None = None
+        job: Job | None = None
         try:
             job = self._factory(token)
             while True:
@@ -121,8 +123,10 @@ class JobRunnable(QRunnable):
                 raise Cancelled()
             emit("finished", result)
         except Cancelled:
+            _close(job)
             emit("cancelled")
         except Exception as exc:  # the job failed: report, never crash the GUI
+            _close(job)
             details = traceback.format_exc()
             log.error("job %s failed:\n%s", handle.name, details)
             handle.error_details = details
@@ -130,6 +134,17 @@ class JobRunnable(QRunnable):
         finally:
             emit("done")
             self._handle = None  # the GUI thread releases the handle (see JobHandle._mark_done)
+
+
+def _close(job: Job | None) -> None:
+    """Close a job stopped between two yields, so its clean-up (``finally``, ``with`` blocks: a retrieve's staging
+    folder, an association) has run before ``cancelled`` / ``failed`` is emitted, not whenever it is collected."""
+    if job is None:
+        return
+    try:
+        job.close()
+    except Exception:  # a clean-up that fails must not hide why the job stopped
+        log.exception("closing a stopped job failed")
 
 
 _pool: QThreadPool | None = None

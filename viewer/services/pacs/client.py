@@ -1,7 +1,8 @@
 """``open_client(node)``: the client for a node's kind (imported lazily, so the GUI starts without pynetdicom)."""
 from __future__ import annotations
 
-from viewer.services.pacs.model import PacsClient
+from inference.jobs import Job, Progress
+from viewer.services.pacs.model import EchoResult, PacsClient
 from viewer.services.pacs.nodes import NodeKind, PacsNode
 
 
@@ -15,3 +16,12 @@ def open_client(node: PacsNode) -> PacsClient:
     from viewer.services.pacs.dimse import DimseClient
 
     return DimseClient(node)
+
+
+def echo_job(node: PacsNode) -> Job[EchoResult]:
+    """``open_client(node).echo()`` as a job, so a GUI runs the C-ECHO / QIDO ping on a worker (it may wait for the
+    node's whole timeout). An invalid node fails the job with :class:`~viewer.services.pacs.nodes.NodeError`."""
+    yield Progress(0, 1, f"Testing {node.name}")
+    result = open_client(node).echo()
+    yield Progress(1, 1, "Answered" if result.ok else "No answer")
+    return result
