@@ -77,11 +77,13 @@ def test_configured_nodes_secrets_and_bad_input(tmp_path: Path, monkeypatch: pyt
         (["pacs", "echo", "--node", "main", "--url", "http://x/"], "--node and --url cannot be combined"),
         (["pacs", "echo", "--node", "other"], "no PACS node named 'other' (known: main)"),
         (["pacs", "echo", "--url", "ftp://x"], "invalid node: url: an http(s) URL"),
+        (["pacs", "echo", "--url", "http://me:hunter2@127.0.0.1:1/"], "put no user name or password in the URL"),
         (["pacs", "echo", "--aet", "ORTHANC", "--host", "127.0.0.1"], "invalid node: port: 1-65535"),
         (["pacs", "retrieve", "--url", "http://127.0.0.1:1/", "1.2.3", "--cache-gb", "0"], "--cache-gb must be"),
     ):
         assert main(argv) == 1, argv
-        assert message in capsys.readouterr().err, argv
+        err = capsys.readouterr().err
+        assert message in err and "hunter2" not in err, argv
     with pytest.raises(SystemExit):
         main(["pacs", "query", "--url", "http://127.0.0.1:1/", "--date", "2020-01-01"])
     assert "is not YYYYMMDD" in capsys.readouterr().err

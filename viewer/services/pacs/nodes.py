@@ -81,6 +81,9 @@ class PacsNode:
             parts = urlsplit(self.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise NodeError("url: an http(s) URL of the DICOMweb service root is needed")
+            if parts.username is not None or parts.password is not None:
+                # the URL is shown in messages, the node list and logs: credentials go in username / secret
+                raise NodeError("url: put no user name or password in the URL; use the authentication fields")
             if self.auth is AuthKind.BASIC and not self.username:
                 raise NodeError("username: basic authentication needs a user name")
             if self.auth is not AuthKind.NONE and not self.secret:
