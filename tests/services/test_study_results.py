@@ -121,3 +121,32 @@ def test_a_persons_seg_is_not_taken_for_a_models_result(study, tmp_path):
         assert not is_model_seg(own / f"{name}.dcm")
     (own / "seg.dcm").unlink()
     assert _found(own, volume) == {}
+
+
+def test_a_single_series_retrieve_brings_the_studys_ai_results_along(study, fresh_orthanc, tmp_path):
+    """A DICOMweb retrieve of the CT alone also fetches our SEG and SR (they look like ours by description) - not a
+    person's SEG - and the app finds them in the cache, labelled PACS."""
+    from inference.jobs import run_job
+    from viewer.core.dicom.scan import scan
+    from viewer.services.pacs.cache import RetrieveCache
+    from viewer.services.pacs.client import open_client
+    from viewer.services.pacs.nodes import PacsNode
+    from viewer.services.pacs.preview import retrieve_with_preview
+
+    folder, volume, _, _ = study
+    theirs = pydicom.dcmread(folder / "seg.dcm")  # a person's SEG of the same series: left in the PACS
+    theirs.SeriesDescription, theirs.ContentLabel = "Reader 1", "SEGMENTATION"
+    theirs.SOPInstanceUID, theirs.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    theirs.save_as(tmp_path / "theirs.dcm")
+    fresh_orthanc.upload_folder(folder)
+    fresh_orthanc.upload([tmp_path / "theirs.dcm"])
+    cache = RetrieveCache(tmp_path / "cache")
+    client = open_client(PacsNode(name="web", url=fresh_orthanc.dicomweb_url))
+    result = run_job(retrieve_with_preview(client, volume.study_uid, volume.series_uid, cache))
+    ours = {str(pydicom.dcmread(folder / name, stop_before_pixels=True).SeriesInstanceUID)
+            for name in ("seg.dcm", "findings.sr.dcm")}
+    assert set(result.series_dirs) == {volume.series_uid, *ours}
+    catalog = scan([str(p) for p in result.series_dirs.values()])
+    found = find_study_results(catalog.all_series(), volume.series_uid, pacs_root=cache.root)
+    assert sorted(r.task for r in found) == ["detection", "segmentation"]
+    assert all(" (PACS " in r.label for r in found)
