@@ -13,6 +13,8 @@ nodule consistency or Lung-RADS categories in the code dictionary pydicom ships,
 standard concept where one exists (Calcified SCT 237897009, Ground glass opacity DCM 112120, Assessment Category
 DCM 111005 as the concept name of the Lung-RADS value) and private ``99HOUNSFIELD`` codes for the rest, named so
 a reader of the SR knows what they mean.
+A model's finding also carries its detector score (private code ``99HOUNSFIELD SCORE``, no unit), so the app can
+read the report back as the model's detections (:mod:`viewer.services.batch.study_results`).
 A point is the simplest region TID 1410 accepts that says exactly what we know - where the centre is - without
 inventing a contour. The observer is the device (Hounsfield), the algorithm is the detector.
 """
