@@ -187,12 +187,16 @@ class AnnotationFilesController(QObject):
         return answer == QMessageBox.StandardButton.Yes
 
     def offer_segs(self, catalog) -> JobHandle | None:
-        """After the shown series loaded: if the catalog holds a SEG that references it, offer to open it."""
+        """After the shown series loaded: if the catalog holds a SEG that references it (and is not a model's result,
+        shown as such), offer to open it."""
         series = self.annotation.series
         if catalog is None or series is None or self.annotation.editor is None:
             return None
+        from viewer.services.batch.study_results import is_model_seg
+
+        # A model's unedited SEG is shown as its result (viewer.qt.batch_results), not offered for editing.
         segs = [s for s in catalog.all_series() if s.kind == "seg" and series.uid in (s.references or [])
-                and s.instances]
+                and s.instances and not is_model_seg(s.instances[0].path)]
         if not segs or series.key in self._offered:
             return None
         self._offered.add(series.key)

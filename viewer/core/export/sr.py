@@ -13,6 +13,8 @@ nodule consistency or Lung-RADS categories in the code dictionary pydicom ships,
 standard concept where one exists (Calcified SCT 237897009, Ground glass opacity DCM 112120, Assessment Category
 DCM 111005 as the concept name of the Lung-RADS value) and private ``99HOUNSFIELD`` codes for the rest, named so
 a reader of the SR knows what they mean.
+A model's finding also carries its detector score (private code ``99HOUNSFIELD SCORE``, no unit), so the app can
+read the report back as the model's detections (:mod:`viewer.services.batch.study_results`).
 A point is the simplest region TID 1410 accepts that says exactly what we know - where the centre is - without
 inventing a contour. The observer is the device (Hounsfield), the algorithm is the detector.
 """
@@ -39,6 +41,9 @@ def _procedure(modality: str):
 
 #: Private coding scheme for what has no standard code (see the module docstring).
 PRIVATE_SCHEME = "99HOUNSFIELD"
+#: The detector's score of a model-made finding (0-1, no unit): DICOM has no standard concept for it, and without
+#: it a report read back (the app showing a study's stored results) could not order or threshold its findings.
+SCORE_CODE = ("SCORE", PRIVATE_SCHEME, "Detection score")
 
 
 def _code(value: str, scheme: str, meaning: str):
@@ -114,6 +119,9 @@ def finding_groups(review, frame_of_reference: str, algorithm_version: str = "0"
                                      unit=codes.UCUM.Millimeter)
         measured = getattr(finding, "measurements", None)
         extra, evaluations, sites = nodule_measurements(measured, algorithm) if measured else ([], None, None)
+        if finding.source == "model" and finding.score is not None:
+            extra = [*extra, hd.sr.Measurement(name=_code(*SCORE_CODE), value=round(float(finding.score), 6),
+                                               unit=codes.UCUM.NoUnits, algorithm_id=algorithm)]
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{finding.label} {n}"),
             referenced_region=point, finding_type=finding_type, measurements=[diameter, *extra],
@@ -173,7 +181,7 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     """The nodule measurements of an SR written here (or any TID 1500 with planar ROI point groups):
     ``[{"tracking_id", "finding_type", "center_lps", "diameter_mm"}]``, plus, where present, ``volume_mm3``,
     ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm``, ``type`` and ``lung_rads`` (code meanings) and
-    ``finding_site`` (``"<laterality> <site>"``)."""
+    ``finding_site`` (``"<laterality> <site>"``) and ``score`` (a model's finding)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -207,6 +215,9 @@ def _read_nodule(group, diameters) -> dict:
         found = list(group.get_measurements(name=name))
         if found:
             out[key] = float(found[0].value)
+    score = list(group.get_measurements(name=_code(*SCORE_CODE)))
+    if score:
+        out["score"] = float(score[0].value)
     mean = [m for m in diameters if m.derivation is not None and m.derivation.value == codes.SCT.Mean.value]
     if mean:
         out["mean_diameter_mm"] = float(mean[0].value)

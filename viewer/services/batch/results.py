@@ -35,12 +35,15 @@ class StoredResult:
     path: Path
     created: float
     version: str = ""
+    #: Where it was found, for the label: ``"batch"`` (a sink folder), ``"PACS"`` or ``"study"`` (a SEG / SR in the
+    #: series' study, :mod:`viewer.services.batch.study_results`).
+    origin: str = "batch"
 
     @property
     def label(self) -> str:
-        """What the app calls it: the model's name and when the batch made it (local time)."""
+        """What the app calls it: the model's name, where the result was found and when it was made (local time)."""
         when = datetime.datetime.fromtimestamp(self.created).strftime("%Y-%m-%d %H:%M")
-        return f"{self.model_name} (batch {when})"
+        return f"{self.model_name} ({self.origin} {when})"
 
 
 def series_folder(root: str | os.PathLike, study_uid: str, series_key: str) -> Path:
@@ -82,6 +85,12 @@ def _model_table(model_id: str) -> dict:
         return {}
 
 
+def _nodule_table() -> dict:
+    from inference.types import label_table
+
+    return label_table({1: "nodule"})
+
+
 def read_batch_result(stored: StoredResult, volume) -> Any:
     """The stored result on ``volume``'s grid: a :class:`~inference.types.SegResult` or
     :class:`~inference.types.Detections`.
@@ -93,6 +102,10 @@ def read_batch_result(stored: StoredResult, volume) -> Any:
     """
     if stored.task == "segmentation":
         return _read_segmentation(stored, volume)
+    if stored.task == "detection" and stored.path.suffix.lower() != ".json":  # a findings SR of the study
+        from viewer.services.batch.study_results import read_sr_detections
+
+        return read_sr_detections(stored, volume, _model_table(stored.model_id) or _nodule_table())
     if stored.task == "detection":
         return _read_detections(stored, volume)
     raise ValueError(f"cannot show a stored {stored.task} result")
@@ -119,13 +132,13 @@ def _read_segmentation(stored: StoredResult, volume):
 
 
 def _read_detections(stored: StoredResult, volume):
-    from inference.types import Detections, label_table
+    from inference.types import Detections
     from viewer.core.export.findings import MEASUREMENT_KEYS, read_findings
 
     doc = read_findings(stored.path)
     if doc["series_uid"] and volume.series_uid and doc["series_uid"] != volume.series_uid:
         raise ValueError("the findings belong to another series")
-    table = _model_table(stored.model_id) or label_table({1: "nodule"})
+    table = _model_table(stored.model_id) or _nodule_table()
     value_of = {label.name: value for value, label in table.items()}
     findings = doc["findings"]
     centres = np.array([f["center_lps"] for f in findings], float).reshape(-1, 3)
@@ -145,12 +158,15 @@ def _read_detections(stored: StoredResult, volume):
                       table, stored.model_id, notes=list(doc.get("notes") or []), measurements=measurements)
 
 
-def batch_results_job(root: str | os.PathLike, study_uid: str, series_key: str, volume) -> Job:
+def batch_results_job(root: str | os.PathLike | None, study_uid: str, series_key: str, volume,
+                      stored: list[StoredResult] | None = None) -> Job:
     """Find and read a series' batch results (a job: yields progress, returns ``[(StoredResult, result)]``).
+    ``stored``: read these instead of looking in ``root`` (results found in the study, or both).
     A result that cannot be read is left out (logged without patient data), never failing the others."""
     import logging
 
-    stored = find_batch_results(root, study_uid, series_key)
+    if stored is None:
+        stored = find_batch_results(root or "", study_uid, series_key)
     read = []
     for k, entry in enumerate(stored):
         yield Progress(k, len(stored), f"Reading the batch result of {entry.model_name}")

@@ -61,7 +61,8 @@ def retrieve_with_preview(client: PacsClient, study_uid: str, series_uid: str | 
                           cancel: CancelToken | None = None) -> Job[RetrieveResult]:
     """``client.retrieve(...)`` whose progress carries a :class:`RetrievePreview` once, for the first image that
     arrives (see the module doc); returns the retrieve's result. Closing this job closes the retrieve (its staging
-    folder is dropped)."""
+    folder is dropped). One series comes with the study's model results (a SEG, a findings SR: see
+    :mod:`viewer.services.pacs.results_companions`), so the app can show them over it."""
     started = time.perf_counter()
     job = client.retrieve(study_uid, series_uid, cache, cancel)
     tried: set[str] = set()
@@ -71,7 +72,11 @@ def retrieve_with_preview(client: PacsClient, study_uid: str, series_uid: str | 
             try:
                 progress = next(job)
             except StopIteration as stop:
-                return stop.value
+                if series_uid is None:  # a whole study: its AI results came with it
+                    return stop.value
+                from viewer.services.pacs.results_companions import retrieve_model_results
+
+                return (yield from retrieve_model_results(client, study_uid, stop.value, cache, cancel))
             payload = progress.payload
             if not shown and isinstance(payload, RetrieveProgressPayload) and payload.series_uid not in tried:
                 tried.add(payload.series_uid)  # one try per series: a series of SEGs is not read 50 times
