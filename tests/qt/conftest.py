@@ -1,6 +1,7 @@
 """Fixtures for driving the real widgets offscreen: a themed app, a main window with throw-away settings."""
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -12,6 +13,20 @@ from PySide6.QtGui import QMouseEvent, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 LOAD_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_in_the_gui_thread():
+    """Python's cyclic collector frees Qt objects in whichever thread triggers it. In a worker thread that destroys a
+    QObject there, and can deadlock: seen in CI as a pool thread in ``~QObject`` waiting for the GIL while the GUI
+    thread, holding the GIL, waited in another ``~QObject`` for Qt's signal-slot mutex. As the app does
+    (:func:`viewer.qt.app.garbage_collected_in_the_gui_thread`), automatic collection is off while a test runs and the
+    garbage is collected here, in the GUI thread."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -118,3 +118,40 @@ def test_cancel_stops_a_load(main_window, qtbot, lidc_dir):
     main_window.cancel_button.click()
     qtbot.waitUntil(lambda: not main_window.cancel_button.isVisibleTo(main_window), timeout=10_000)
     assert not main_window.busy
+
+
+def test_the_app_collects_garbage_in_the_gui_thread_only(qapp, qtbot):
+    """Qt objects in reference cycles are freed by a timer in the GUI thread, never by a worker that happens to
+    trigger Python's collector (that destroyed a QObject in a pool thread and deadlocked a CI run)."""
+    import gc
+    import threading
+
+    from PySide6.QtCore import QObject
+
+    from viewer.qt.app import garbage_collected_in_the_gui_thread
+
+    freed_in: list[threading.Thread] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+            self.qobject = QObject()
+
+        def __del__(self) -> None:
+            freed_in.append(threading.current_thread())
+
+    with garbage_collected_in_the_gui_thread():
+        assert not gc.isenabled()
+        Cycle()
+
+        def allocate() -> None:  # a worker that allocates enough to trigger the automatic collector, if it were on
+            [[] for _ in range(5000)]
+
+        worker = threading.Thread(target=allocate)
+        worker.start()
+        worker.join()
+        assert not freed_in
+        [[] for _ in range(1000)]  # past the first generation's threshold, which the timer looks at
+        qtbot.waitUntil(lambda: bool(freed_in), timeout=5000)
+    assert freed_in == [threading.main_thread()]
+    assert gc.isenabled()

@@ -1,9 +1,12 @@
 """``run_gui``: the application entry point the CLI calls."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from PySide6.QtCore import QTimer, qVersion
 from PySide6.QtWidgets import QApplication
@@ -26,6 +29,26 @@ SMOKE_DRAIN_MS = 30_000
 def configure_runtime() -> None:
     """Interpreter settings for an interactive GUI process (see :data:`GUI_SWITCH_INTERVAL`)."""
     sys.setswitchinterval(GUI_SWITCH_INTERVAL)
+
+
+@contextlib.contextmanager
+def garbage_collected_in_the_gui_thread() -> Iterator[None]:
+    """While in the block, Python's automatic cyclic garbage collection is off and a timer in the GUI thread
+    collects instead.
+
+    The collector frees objects in whichever thread happens to trigger it. When that is a worker and the garbage
+    holds Qt objects (a closed dialog's widgets, a finished job's signals), they are destroyed in the worker, which
+    Qt does not allow and which can deadlock the GUI thread (it happened in the tests). pyqtgraph's
+    ``GarbageCollector`` is the known cure: collection goes on, only in the GUI thread, once a second.
+    """
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    collector = GarbageCollector(interval=1.0)
+    try:
+        yield
+    finally:
+        collector.timer.stop()
+        gc.enable()
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:
@@ -58,7 +81,8 @@ def run_gui(paths: list[str], demo: bool = False, smoke_test: bool = False,
     uninstall = install_crash_handler()
     log.info("hounsfield %s started (frozen: %s, Qt %s)", __version__, getattr(sys, "frozen", False), qVersion())
     try:
-        return _run(app, paths, demo, smoke_test, smoke_timeout)
+        with garbage_collected_in_the_gui_thread():
+            return _run(app, paths, demo, smoke_test, smoke_timeout)
     finally:
         log.info("hounsfield ended (log %s)", log_path)
         uninstall()
