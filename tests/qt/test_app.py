@@ -145,13 +145,15 @@ def test_the_app_collects_garbage_in_the_gui_thread_only(qapp, qtbot):
         Cycle()
 
         def allocate() -> None:  # a worker that allocates enough to trigger the automatic collector, if it were on
-            [[] for _ in range(5000)]
+            kept = [[] for _ in range(5000)]
+            assert len(kept) == 5000
 
         worker = threading.Thread(target=allocate)
         worker.start()
         worker.join()
         assert not freed_in
-        [[] for _ in range(1000)]  # past the first generation's threshold, which the timer looks at
+        kept = [[] for _ in range(1000)]  # alive: past the first generation's threshold, which the timer looks at
         qtbot.waitUntil(lambda: bool(freed_in), timeout=5000)
+        del kept
     assert freed_in == [threading.main_thread()]
     assert gc.isenabled()
