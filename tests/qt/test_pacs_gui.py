@@ -272,6 +272,40 @@ def test_cancel_mid_retrieve_leaves_no_partial_series_in_the_cache(qtbot, main_w
     assert loaded == []
 
 
+def test_cancel_while_looking_for_the_study_ai_results_keeps_and_opens_the_series(qtbot, main_window, pacs,
+                                                                                   monkeypatch):
+    """A single series is complete before the study's AI results are looked for: a cancel then stops only that
+    search, and the series opens (it is in the cache; saying "nothing was kept" would be false)."""
+    from viewer.services.pacs import results_companions
+
+    quiet = results_companions._quiet
+
+    def slow_quiet(job, done):  # a slow PACS query: Cancel comes while the search for AI results runs
+        for _ in range(2):
+            time.sleep(0.3)
+            yield done
+        return (yield from quiet(job, done))
+
+    monkeypatch.setattr(results_companions, "_quiet", slow_quiet)
+    window = main_window
+    browser = pick_lidc(qtbot, window, web_node(pacs))
+    retriever = window.pacs.retriever
+
+    def on_started(job):
+        job.progressed.connect(lambda progress: browser.cancel_button.click()
+                               if progress.message == "Looking for the study's AI results" else None)
+
+    retriever.started.connect(on_started)
+    with qtbot.waitSignal(window.series_loaded, timeout=60_000):
+        with qtbot.waitSignal(retriever.ended, timeout=60_000) as ended:
+            browser.retrieve_series_button.click()
+    assert ended.args[0].startswith("Retrieved 133 instances")
+    assert ended.args[0].endswith("looking for the study's AI results cancelled")
+    assert window.viewer.volume.complete and window.viewer.volume.series_uid == LIDC_SERIES
+    assert [entry.series_uid for entry in retriever.cache().entries()] == [LIDC_SERIES]
+    qtbot.waitUntil(browser.retrieve_series_button.isEnabled, timeout=2000)
+
+
 # ---- send -----------------------------------------------------------------------------------------------------------
 def test_seg_and_sr_are_sent_by_stow_and_c_store_and_read_back(qtbot, main_window, pacs, lidc_local):
     from tests.core.test_sr_measurements import _on

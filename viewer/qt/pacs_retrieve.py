@@ -13,12 +13,14 @@ cache (the client's staging folder is dropped when the job is closed) and takes 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from viewer.qt.pacs_browser import reason_text
 from viewer.services.pacs.cache import RetrieveCache, default_cache_root
+from viewer.services.pacs.model import RetrieveResult
 from viewer.services.pacs.nodes import PacsNode
 from viewer.services.pacs.preview import RetrievePreview
 
@@ -51,6 +53,7 @@ class PacsRetriever(QObject):
         self._cache: RetrieveCache | None = None
         self.job = None
         self._preview_volume = None
+        self._retrieved: RetrieveResult | None = None  # the series asked for, complete while the AI results come
         self._pinned: set[str] = set()
         #: Seconds from the request to the first image on screen, to the retrieve's end, to the series loaded.
         self.timings: dict[str, float] = {}
@@ -92,11 +95,13 @@ class PacsRetriever(QObject):
         self._started = time.perf_counter()
         self.timings = {}
         self._preview_volume = None
+        self._retrieved = None
         job = start_job(factory, "pacs-retrieve", parent=self)
         job.progressed.connect(lambda progress, j=job: self._on_progress(j, progress))
         job.finished.connect(lambda result, j=job: self._on_finished(j, result))
-        job.failed.connect(lambda reason, j=job: self._on_stopped(j, f"Retrieve failed: {reason_text(reason)}"))
-        job.cancelled.connect(lambda j=job: self._on_stopped(j, "Retrieve cancelled: nothing was kept"))
+        job.failed.connect(lambda reason, j=job: self._on_stopped(j, f"Retrieve failed: {reason_text(reason)}",
+                                                                  f"failed: {reason_text(reason)}"))
+        job.cancelled.connect(lambda j=job: self._on_stopped(j, "Retrieve cancelled: nothing was kept", "cancelled"))
         self.job = job
         self.window.statusBar().showMessage(f"Retrieving a {what} from {node.name}…")
         self.started.emit(job)
@@ -113,6 +118,8 @@ class PacsRetriever(QObject):
             return
         if isinstance(progress.payload, RetrievePreview):
             self._show_preview(progress.payload)
+        elif isinstance(progress.payload, RetrieveResult):  # all of it is in the cache; the study's AI results next
+            self._retrieved = progress.payload
         viewer = self.window.viewer
         if self._preview_volume is not None and viewer.volume is self._preview_volume:
             viewer.volume_updated(progress.done, progress.total)  # the views say "Loading 12/133" meanwhile
@@ -155,8 +162,13 @@ class PacsRetriever(QObject):
         # the unsaved work was asked about when the retrieve started
         window.open_paths([str(path) for path in result.series_dirs.values()], remember=False, confirm=False)
 
-    def _on_stopped(self, job, text: str) -> None:
+    def _on_stopped(self, job, text: str, why: str) -> None:
         if job is not self.job:
+            return
+        if self._retrieved is not None:  # only the search for the study's AI results stopped: open what came
+            result, self._retrieved = self._retrieved, None
+            self._on_finished(job, replace(result, warnings=(*result.warnings,
+                                                             f"looking for the study's AI results {why}")))
             return
         self.job = None
         viewer = self.window.viewer

@@ -35,8 +35,10 @@ def looks_like_model_result(hit: SeriesHit) -> bool:
 def retrieve_model_results(client: PacsClient, study_uid: str, result: RetrieveResult, cache: object,
                            cancel: CancelToken | None = None) -> Job[RetrieveResult]:
     """The study's model-result series not in ``result`` retrieved into ``cache`` as well; returns ``result`` with
-    their folders added. Progress repeats the finished retrieve's count (the views are not told of a new total)."""
-    done = Progress(result.n_instances, result.n_instances, "Looking for the study's AI results")
+    their folders added. Progress repeats the finished retrieve's count (the views are not told of a new total) and
+    carries ``result`` as its payload: the series asked for is in the cache already, so a cancel from here on keeps
+    and opens it (:class:`viewer.qt.pacs_retrieve.PacsRetriever`)."""
+    done = Progress(result.n_instances, result.n_instances, "Looking for the study's AI results", payload=result)
     try:
         hits = yield from _quiet(client.query_series(study_uid, cancel), done)
     except PacsError as error:
