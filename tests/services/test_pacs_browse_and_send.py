@@ -14,7 +14,7 @@ from tests.conftest import data_path
 from tests.services.test_dicomweb import LIDC_SERIES, LIDC_STUDY, web_node
 from viewer.services.pacs.cache import RetrieveCache
 from viewer.services.pacs.client import echo_job, open_client
-from viewer.services.pacs.model import QueryFilter, SendResult, StudyHit
+from viewer.services.pacs.model import QueryFilter, RetrieveResult, SendResult, StudyHit
 from viewer.services.pacs.outbox import IMAGE, SEG, SR, SendRequest, send_job, summary
 from viewer.services.pacs.paging import StudyPager
 from viewer.services.pacs.preview import RetrievePreview, retrieve_with_preview
@@ -62,8 +62,12 @@ def test_retrieve_with_preview_announces_the_first_image_once_before_the_end(ort
     seen: list[Progress] = []
     result = run_job(retrieve_with_preview(open_client(web_node(orthanc)), LIDC_STUDY, LIDC_SERIES,
                                            RetrieveCache(tmp_path / "cache")), seen.append)
-    previews = [(i, p.payload) for i, p in enumerate(seen) if p.payload is not None]
+    previews = [(i, p.payload) for i, p in enumerate(seen) if isinstance(p.payload, RetrievePreview)]
     assert len(previews) == 1 and result.n_instances == 133
+    # then the search for the study's AI results: its steps carry the series that has arrived, kept on a cancel
+    searching = [p.payload for p in seen if isinstance(p.payload, RetrieveResult)]
+    assert searching and all(set(found.series_dirs) == {LIDC_SERIES} for found in searching)
+    assert len(previews) + len(searching) == sum(p.payload is not None for p in seen)
     index, preview = previews[0]
     assert isinstance(preview, RetrievePreview) and preview.series_uid == LIDC_SERIES
     assert index < len(seen) - 100, "the preview came only at the end"
