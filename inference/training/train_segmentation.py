@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.resources import builtin_models_dir
-from inference.training.data import NODULE, TRAIN_SEEDS, augment_intensity, load_cases, random_patch, schedule
+from inference.training.data import NODULE, TRAIN_SEEDS, augment_batch, load_cases, random_patch, schedule
 
 BUNDLE = "chest_ct_lung_nodule_segmentation"
 DETECTOR_BUNDLE = "chest_ct_nodule_detection"  # reads the nodule label of the same network
@@ -41,7 +41,7 @@ def save_weights(network, bundle_dir: Path) -> Path:
 
     models = Path(bundle_dir) / "models"
     models.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone()
+    state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().clone()
              for k, v in network.state_dict().items()}
     tmp = models / "model.pt.tmp"
     torch.save(state, tmp)
@@ -51,11 +51,14 @@ def save_weights(network, bundle_dir: Path) -> Path:
 
 def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, int], lr: float, seed: int,
           threads: int, cache: Path, workers: int, seeds=TRAIN_SEEDS, also_to=(), nodule_fraction: float = 0.6,
-          init: Path | None = None, log=print) -> dict:
+          init: Path | None = None, device: str = "cpu", deadline_s: float | None = None, log=print) -> dict:
     """Train the bundle's network; returns the training record (also written to models/training.json).
 
     ``also_to``: more bundle folders that run the same network (the built-in nodule detector) get the weights too.
     ``init``: start from these weights (a ``model.pt``) instead of the seeded initialisation (a second stage).
+    ``device``: where the network trains (``cuda`` for a longer training; patches are cut on the CPU).
+    ``deadline_s``: stop after this many seconds of training even if ``steps`` are not done (a lent GPU's time is
+    counted); the record says where it stopped.
     """
     import torch
     from monai.losses import DiceCELoss
@@ -71,24 +74,31 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
     if init is not None:
         state = torch.load(init, map_location="cpu", weights_only=True)
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    network.train()
+    network.to(device).train()
+    generator = torch.Generator(device=device).manual_seed(seed)
     # smooth_nr=0: a label absent from the batch adds a constant, not a push towards predicting nothing anywhere
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
                          smooth_nr=0.0, smooth_dr=1e-5, lambda_dice=1.0, lambda_ce=1.0)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     boxes = [case.nodule_boxes() for case in cases]
     curve, start, running = [], time.perf_counter(), []
+    done = 0
     for step in range(steps):
+        if deadline_s is not None and time.perf_counter() - start > deadline_s:
+            log(f"deadline of {deadline_s:g} s reached after {step} steps")
+            break
+        done = step + 1
         for group in optimiser.param_groups:
             group["lr"] = schedule(step, steps, lr)
-        images, targets = [], []
+        images, labels = [], []
         for _ in range(batch):
             k = int(rng.integers(len(cases)))
-            image, labels, _ = random_patch(rng, cases[k], patch, nodule_fraction=nodule_fraction, boxes=boxes[k])
-            images.append(augment_intensity(rng, image))
-            targets.append(CLASSES[labels])
-        x = torch.from_numpy(np.stack(images)[:, None])
-        y = torch.from_numpy(np.stack(targets)[:, None])
+            image, label, _ = random_patch(rng, cases[k], patch, nodule_fraction=nodule_fraction, boxes=boxes[k])
+            images.append(image)
+            labels.append(label)
+        label_batch = torch.from_numpy(np.stack(labels)[:, None]).to(device)
+        x = augment_batch(torch.from_numpy(np.stack(images)[:, None]).to(device), label_batch, rng, generator)
+        y = torch.from_numpy(CLASSES).to(device)[label_batch.long()]
         loss = loss_fn(network(x), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -104,14 +114,21 @@ def train(bundle_dir: Path, *, steps: int, batch: int, patch: tuple[int, int, in
     for folder in (bundle_dir, *also_to):
         save_weights(network, folder)
     record = {"script": "python -m inference.training.train_segmentation", "seed": seed, "steps": steps,
+              "steps_done": done,
               "batch": batch, "patch": list(patch), "lr": lr, "threads": threads, "nodule_fraction": nodule_fraction,
               "init": str(init) if init else None,
               "training_seeds": [min(seeds), max(seeds)], "cases": len(cases),
               "nodule_label": NODULE, "seconds": round(seconds, 1), "loss_curve": curve,
-              "torch": torch.__version__}
+              "torch": torch.__version__, "device": _device_name(device)}
     for folder in (bundle_dir, *also_to):
         (Path(folder) / "models" / "training.json").write_text(json.dumps(record, indent=1))
     return record
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda") else str(device)
 
 
 def main(argv=None) -> int:
@@ -127,13 +144,14 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="folder of the preprocessed phantom cases")
     parser.add_argument("--nodule-fraction", type=float, default=0.6, help="share of patches centred on a nodule")
     parser.add_argument("--init", type=Path, help="start from these weights (model.pt): a second training stage")
+    parser.add_argument("--device", default="cpu", help="where the network trains: cpu or cuda")
     parser.add_argument("--no-detector", action="store_true",
                         help=f"do not copy the weights into the built-in detector ({DETECTOR_BUNDLE})")
     args = parser.parse_args(argv)
     also = [] if args.no_detector else [builtin_models_dir() / DETECTOR_BUNDLE]
     record = train(args.bundle, steps=args.steps, batch=args.batch, patch=tuple(args.patch), lr=args.lr,
                    seed=args.seed, threads=args.threads, cache=args.cache or default_cache(), workers=args.workers,
-                   also_to=also, nodule_fraction=args.nodule_fraction, init=args.init)
+                   also_to=also, nodule_fraction=args.nodule_fraction, init=args.init, device=args.device)
     print(f"trained in {record['seconds'] / 60:.1f} min; weights in {args.bundle / 'models' / 'model.pt'}")
     return 0
 

@@ -60,3 +60,34 @@ def test_training_grids_vary_and_boxes_follow_the_labels():
     labels[0:40, 0:2, 0:2] = 1  # other labels are not nodules
     boxes = sorted(nodule_boxes(labels).tolist())
     assert boxes == [[4.5, 9.5, 2.5, 8.5, 11.5, 3.5], [29.5, 19.5, 9.5, 32.5, 24.5, 14.5]]
+
+
+def test_contrast_augmentation_brightens_soft_tissue_but_not_nodules():
+    """In a contrast patch, vessels (soft tissue) get 100-350 HU and nodules 0-50 HU; lung and fat do not."""
+    import torch
+
+    from inference.training import data
+
+    hu = np.full((1, 1, 16, 16, 16), -850.0, np.float32)  # lung
+    hu[..., 4:8] = -300.0  # not soft tissue either: with the lung, it gives the scaling of each patch
+    hu[..., 8:12] = 40.0  # soft tissue: vessel
+    hu[..., 12:] = 20.0  # nodule
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[..., 12:] = data.NODULE
+    images = torch.from_numpy((hu + 1000) / data.HU_PER_UNIT)
+    enhanced = 0
+    for seed in range(40):
+        out = data.augment_batch(images, torch.from_numpy(labels), np.random.default_rng(seed),
+                                 torch.Generator().manual_seed(seed))
+        assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+        level = [float(np.median(out.numpy()[..., a:a + 4])) * data.HU_PER_UNIT for a in (0, 4, 8, 12)]
+        scale = (level[1] - level[0]) / 550.0
+        vessel = (level[2] - level[0]) / scale - 890.0  # HU added beyond the patch's scaling
+        nodule = (level[3] - level[0]) / scale - 870.0
+        assert -25 < nodule < 75, nodule
+        if vessel > 50:
+            enhanced += 1
+            assert 75 < vessel < 375, vessel
+        else:
+            assert abs(vessel) < 25, vessel
+    assert 0.1 < enhanced / 40 < 0.6  # about data.CONTRAST_SHARE of the patches
