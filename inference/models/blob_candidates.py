@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Changes whenever the candidates this module gives change (the classifier's training caches them by it).
-REVISION = 2
+REVISION = 3
 #: Scales (Gaussian sigma, mm) searched: blobs of about 4 to 28 mm across (diameter ~ 3.5 sigma); larger nodules
 #: are the network's strength. A geometric series with the ratio of the differences of Gaussians, so each scale's
 #: outer Gaussian is the next one's inner.
@@ -31,6 +31,12 @@ COARSE_FROM_MM = 3.0
 MIN_RESPONSE = 0.012
 #: A blob's smallest Hessian eigenvalue magnitude over its largest: a sphere gives 1, a cylinder 0.
 MIN_ROUNDNESS = 0.25
+#: Against the chest wall a small nodule is a half sphere: along the wall's normal its Hessian is weak (the wall
+#: goes on), so it fails :data:`MIN_ROUNDNESS` (0.08-0.18 on the calibration phantoms' 3-5 mm juxtapleural nodules,
+#: which no candidate found). Within :data:`WALL_MM` of the lung region's edge, a blob of the fine scales is kept
+#: when it is round across the other two directions (second over first eigenvalue >= this).
+WALL_ROUNDNESS = 0.5
+WALL_MM = 4.0
 #: At most this many candidates per scan, strongest first (each costs the second stage a patch).
 MAX_CANDIDATES = 100
 #: Diameter of a blob found at Gaussian scale sigma: the scale-normalised Laplacian of a ball of radius r peaks at
@@ -114,10 +120,23 @@ def _half_inplane(volume: np.ndarray) -> np.ndarray:
     return (v[0::2, 0::2] + v[1::2, 0::2] + v[0::2, 1::2] + v[1::2, 1::2]) / 4
 
 
+def _on_edge(region: np.ndarray, points: np.ndarray, spacing: np.ndarray, reach_mm: float) -> np.ndarray:
+    """Whether each point has a voxel outside ``region`` within ``reach_mm`` along one of the 26 directions."""
+    directions = np.array([d for d in np.ndindex(3, 3, 3) if d != (1, 1, 1)], float) - 1
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    shape = np.array(region.shape)
+    edge = np.zeros(len(points), bool)
+    for d in directions:
+        probe = np.clip(np.rint(points + d * reach_mm / spacing).astype(int), 0, shape - 1)
+        edge |= ~region[probe[:, 0], probe[:, 1], probe[:, 2]]
+    return edge
+
+
 def _scale_search(image: np.ndarray, lung: np.ndarray, spacing: np.ndarray, sigmas, min_response: float,
-                  min_roundness: float) -> list[tuple[np.ndarray, float, float]]:
-    """``(point, sigma, strength)`` of every round local maximum of each scale's difference of Gaussians; none on a
-    grid under 4 voxels along an axis (the recursive Gaussian needs 4)."""
+                  min_roundness: float, wall: bool = False) -> list[tuple[np.ndarray, float, float]]:
+    """``(point, sigma, strength)`` of every round local maximum of each scale's difference of Gaussians (``wall``:
+    also the half-round ones on the lung's edge, :data:`WALL_ROUNDNESS`); none on a grid under 4 voxels along an
+    axis (the recursive Gaussian needs 4)."""
     found: list[tuple[np.ndarray, float, float]] = []
     if min(image.shape) < 4:
         return found
@@ -136,9 +155,15 @@ def _scale_search(image: np.ndarray, lung: np.ndarray, spacing: np.ndarray, sigm
         points = _local_maxima(dog, (dog > min_response) & lung)
         if len(points):
             eigen = np.linalg.eigvalsh(_hessian_at(inner, points, spacing))  # ascending: most negative first
-            round_ = (eigen[:, 2] < 0) & (np.abs(eigen[:, 2]) >= min_roundness * np.abs(eigen[:, 0]))
-            roundness = np.abs(eigen[round_, 2]) / np.abs(eigen[round_, 0])
-            strength = dog[tuple(points[round_].T)] * roundness
+            largest = np.maximum(np.abs(eigen[:, 0]), 1e-12)
+            round_ = (eigen[:, 2] < 0) & (np.abs(eigen[:, 2]) >= min_roundness * largest)
+            roundness = np.where(round_, np.abs(eigen[:, 2]) / largest, 0.0)
+            if wall:
+                half = ~round_ & (eigen[:, 1] < 0) & (np.abs(eigen[:, 1]) >= WALL_ROUNDNESS * largest)
+                half[half] = _on_edge(lung, points[half], spacing, WALL_MM)
+                roundness[half] = np.abs(eigen[half, 1]) / largest[half]
+                round_ |= half
+            strength = dog[tuple(points[round_].T)] * roundness[round_]
             found += [(p, sigma, float(v)) for p, v in zip(points[round_], strength)]
     return found
 
@@ -182,7 +207,8 @@ def blob_candidates(image: np.ndarray, lung: np.ndarray, spacing_mm, *, sigmas_m
         if step.max() > 1:
             crop, lung_crop = _half_inplane(crop), _half_inplane(lung_crop.astype(np.float32)) > 0.5
         found += [(lo + point * step + (step - 1) / 2, sigma, strength) for point, sigma, strength
-                  in _scale_search(crop, lung_crop, spacing * step, sigmas, min_response, min_roundness)]
+                  in _scale_search(crop, lung_crop, spacing * step, sigmas, min_response, min_roundness,
+                                   wall=step.max() == 1)]
     if not found:
         return empty
     # strongest first: the difference of Gaussians times the roundness (ranking by the response alone put vessel

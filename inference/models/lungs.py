@@ -73,12 +73,12 @@ def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(filled.reshape(nz, ny + 1, nx)[:, :ny, :].transpose(2, 1, 0))
 
 
-def lung_components(lung: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+def lung_components(lung: np.ndarray, body: np.ndarray | None = None, min_share: float = 0.0) -> np.ndarray:
     """The part of the ``(x, y, z)`` ``lung`` mask that is lung: components inside the patient.
 
     A component is dropped when it touches the in-plane border (air around the patient) or, given the ``body``
     mask, when less than half of it lies inside the body (on a real scan the network called the air inside the
-    patient table lung).
+    patient table lung), or when it is smaller than ``min_share`` of the largest component kept.
     """
     labels, n = _components(lung)
     if n == 0:
@@ -92,6 +92,8 @@ def lung_components(lung: np.ndarray, body: np.ndarray | None = None) -> np.ndar
     if body is not None:
         inside = np.bincount(labels[body], minlength=n + 1)
         keep &= inside >= 0.5 * sizes
+    if min_share and keep.any():
+        keep &= sizes >= min_share * sizes[keep].max()
     return keep[labels]
 
 

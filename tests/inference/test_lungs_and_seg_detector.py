@@ -102,3 +102,46 @@ def test_lung_outside_the_body_is_dropped():
     assert (out[pocket] == 0).all()
     # RAS x grows to the patient's right: the lung at small x is the left one
     assert (out[:40][lungs[:40]] == 1).all() and (out[40:][lungs[40:]] == 2).all()
+
+
+class _Labelled(torch.nn.Module):
+    """Scores from a label map carried in the image: 0.1 lung, 0.7 soft tissue, 0.9 "nodule"."""
+
+    def forward(self, x):
+        lung, nodule = (x < 0.3).float(), (x > 0.8).float()
+        tissue = 1 - lung - nodule
+        return torch.cat([tissue * 10, lung * 10, torch.zeros_like(x) - 5, nodule * 10], dim=1)
+
+
+def _chest(nodules):
+    """A body (soft tissue) holding two lungs, and "nodule" blobs ``(x, y, z, radius)`` in voxels."""
+    x, y, z = np.meshgrid(np.arange(96), np.arange(80), np.arange(24), indexing="ij")
+    image = np.zeros((96, 80, 24), np.float32)
+    image[((x - 48) / 44) ** 2 + ((y - 40) / 36) ** 2 < 1] = 0.7
+    for cx in (28, 68):
+        image[((x - cx) / 14) ** 2 + ((y - 40) / 22) ** 2 + ((z - 12) / 14) ** 2 < 1] = 0.1
+    for cx, cy, cz, r in nodules:
+        image[(x - cx) ** 2 + (y - cy) ** 2 + ((z - cz) * 2) ** 2 <= r * r] = 0.9
+    return torch.from_numpy(image)[None]
+
+
+def test_the_detector_keeps_findings_in_or_against_the_lungs_only():
+    """A "nodule" in the lung and one on its wall are findings; one in the chest wall far from the lungs (the
+    network's islands in the back of LIDC-IDRI-0001) is not."""
+    in_lung, on_wall, in_back = (28, 40, 12, 4), (42, 40, 12, 3), (48, 8, 12, 3)
+    image = _chest([in_lung, on_wall, in_back])
+    lungs = {"channels": [1, 3], "spacing_mm": [1.25, 1.25, 2.5], "body_threshold": 0.357, "reach_mm": 5.0}
+    everywhere = SegmentationDetector(_Labelled(), channel=3, roi_size=(96, 80, 24), threshold=0.5)
+    in_lungs = SegmentationDetector(_Labelled(), channel=3, roi_size=(96, 80, 24), threshold=0.5, lungs=lungs)
+
+    def centres(detector):
+        boxes = detector([image])[0]["box"].numpy()
+        return sorted(np.rint((boxes[:, :2] + boxes[:, 3:5]) / 2).astype(int).tolist())
+
+    assert centres(everywhere) == [[28, 40], [42, 40], [48, 8]]
+    assert centres(in_lungs) == [[28, 40], [42, 40]]
+
+
+def test_blob_candidates_need_the_lungs():
+    with pytest.raises(ValueError, match="lungs"):
+        SegmentationDetector(_Blobs(), channel=3, roi_size=(8, 8, 8), blobs={})
