@@ -1,8 +1,8 @@
 """Train and calibrate the second stage of the built-in nodule detector (:mod:`inference.models.nodule_classifier`).
 
-    python -m inference.training.train_nodule_classifier        # seeded; 1-2 min of training once the candidates
-                                                                # of 44 phantoms are cached (finding them took
-                                                                # 17 min on 2 cores)
+    python -m inference.training.train_nodule_classifier        # seeded; ~17 min of training once the candidates
+                                                                # of 116 phantoms are cached (finding them takes
+                                                                # ~14 min on 2 cores)
 
 1. Candidates: the built-in detector's first stage (the segmentation network at its candidate threshold and the
    blob candidates) runs on the training phantoms (:data:`~inference.training.data.CLASSIFIER_TRAIN_SEEDS`) and
@@ -31,12 +31,21 @@ import numpy as np
 
 from inference.models.nodule_classifier import PATCH, candidate_scalars, patch_spacing, sample_patch
 from inference.resources import builtin_models_dir
-from inference.training.data import CALIBRATION_SEEDS, CLASSIFIER_TRAIN_SEEDS, acquisition_grid, fill_cache
+from inference.training.data import (
+    CALIBRATION_SEEDS,
+    CLASSIFIER_TRAIN_SEEDS,
+    CONTRAST_SHARE,
+    acquisition_grid,
+    fill_cache,
+)
 from inference.training.phantom import GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
 
 BUNDLE = "chest_ct_nodule_detection"
 SEGMENTATION = "chest_ct_lung_nodule_segmentation"
 STORED = PATCH + 8  # stored patch: shifts of up to 4 voxels when cropping the 32^3 input
+#: Per phantom, besides the first stage's candidates: jittered copies of each true nodule (positives the first stage
+#: may have missed, and more of the rare large and ground-glass ones) and random dense lung points (negatives).
+EXTRA_POSITIVES, EXTRA_NEGATIVES = 4, 24
 
 
 def default_cache() -> Path:
@@ -84,11 +93,11 @@ def candidates_of(seed: int, bundle, extras: bool = True) -> dict:
     examples = [(c, float(sz.max()), 0) for c, sz in zip(found.centers_lps, found.sizes_mm)]
     if extras:
         for centre, d in zip(truth, diameters):
-            for _ in range(2):
+            for _ in range(EXTRA_POSITIVES):
                 examples.append((centre + rng.normal(0, 0.15 * d / 2 + 0.5, 3), d * rng.uniform(0.9, 1.3), 1))
         lung = np.isin(phantom.labels, (1, 2)) & (phantom.hu > -450)
         points = np.argwhere(lung)
-        for zyx in points[rng.integers(0, len(points), 12)] if len(points) else []:
+        for zyx in points[rng.integers(0, len(points), EXTRA_NEGATIVES)] if len(points) else []:
             centre = phantom.affine[:3, :3] @ zyx[::-1] + phantom.affine[:3, 3]
             examples.append((centre, rng.uniform(4, 14), 2))
     patches, scalars, labels, hit_mm, sources = [], [], [], [], []
@@ -130,14 +139,16 @@ def weights_sha(bundle_dir: Path) -> str:
 
 def first_stage_key(bundle_dir: Path) -> str:
     """sha256 of what decides the candidates: the first-stage weights, the detector's settings (threshold,
-    blob candidates; not the classifier) and the blob finder's revision. Candidates are cached per key."""
+    blob candidates; not the classifier), the largest finding kept and the blob finder's revision. Candidates are
+    cached per key."""
     import hashlib
 
     from inference.models.blob_candidates import REVISION
 
     detector = dict(json.loads((Path(bundle_dir) / "configs" / "inference.json").read_text())["detector"])
     detector.pop("classifier", None)
-    settings = json.dumps([detector, REVISION], sort_keys=True).encode()
+    largest = json.loads((Path(bundle_dir) / "configs" / "metadata.json").read_text()).get("max_finding_mm")
+    settings = json.dumps([detector, REVISION, largest, EXTRA_POSITIVES, EXTRA_NEGATIVES], sort_keys=True).encode()
     return hashlib.sha256(weights_sha(bundle_dir).encode() + settings).hexdigest()
 
 
@@ -166,10 +177,6 @@ def _crop(rng, patch: np.ndarray, augment: bool) -> np.ndarray:
     if rng.random() < 0.5:
         out = out.transpose(0, 2, 1)  # an axial quarter turn with the flips
     return out
-
-
-#: Share of training patches given intravenous contrast (:func:`_contrast`).
-CONTRAST_SHARE = 0.3
 
 
 def _contrast(rng, hu: np.ndarray, label: int) -> np.ndarray:
@@ -256,17 +263,42 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
     patches = np.concatenate([s["patches"] for s in training])
     scalars = np.concatenate([s["scalars"] for s in training])
     labels = np.concatenate([s["labels"] for s in training])
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    log(f"{len(labels)} training examples: {len(positives)} on nodules, {len(negatives)} not")
+    positives = np.flatnonzero(labels == 1)
+    log(f"{len(labels)} training examples: {len(positives)} on nodules, {len(labels) - len(positives)} not")
     configure_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     network = NoduleClassifier()
+    start, curves = time.perf_counter(), []
+    for k, member in enumerate(network.members):  # each on its own seed, apart: an ensemble, not one wide network
+        def member_log(message: str, k: int = k) -> None:
+            log(f"network {k + 1}/{len(network.members)}: {message}")
+
+        curves.append(_train_member(member, patches, scalars, labels, steps=steps, batch=batch, lr=lr,
+                                    seed=seed + k, log=member_log))
+    seconds = time.perf_counter() - start
+
+    record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
+              "networks": len(network.members), "seeds": [seed + k for k in range(len(network.members))],
+              "training_candidates_from_weights_sha256": weights_sha(candidates_from),
+              "batch": batch, "lr": lr, "threads": threads, "contrast_share": CONTRAST_SHARE,
+              "training_seeds": [min(CLASSIFIER_TRAIN_SEEDS), max(CLASSIFIER_TRAIN_SEEDS)],
+              "training_examples": int(len(labels)), "training_positives": int(len(positives)),
+              "seconds": round(seconds, 1), "loss_curves": curves, "torch": torch.__version__}
+    return calibrate(network, Path(bundle_dir), held_out, record)
+
+
+def _train_member(network, patches, scalars, labels, *, steps: int, batch: int, lr: float, seed: int, log) -> list:
+    """Train one :class:`~inference.models.nodule_classifier.CandidateNet` (seeded); its loss curve."""
+    import torch
+
+    from inference.training.data import schedule
+
+    torch.manual_seed(seed)
+    network.load_state_dict(type(network)().state_dict())  # the seed's initialisation
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     start, curve, running = time.perf_counter(), [], []
-    from inference.training.data import schedule
-
     for step in range(steps):
         network.train()
         for group in optimiser.param_groups:
@@ -282,15 +314,7 @@ def train(bundle_dir: Path, *, steps: int, batch: int, lr: float, seed: int, thr
             curve.append([step + 1, round(float(np.mean(running)), 4)])
             running = []
             log(f"step {step + 1}/{steps} loss {curve[-1][1]:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
-    seconds = time.perf_counter() - start
-
-    record = {"script": "python -m inference.training.train_nodule_classifier", "seed": seed, "steps": steps,
-              "training_candidates_from_weights_sha256": weights_sha(candidates_from),
-              "batch": batch, "lr": lr, "threads": threads, "contrast_share": CONTRAST_SHARE,
-              "training_seeds": [min(CLASSIFIER_TRAIN_SEEDS), max(CLASSIFIER_TRAIN_SEEDS)],
-              "training_examples": int(len(labels)), "training_positives": int(len(positives)),
-              "seconds": round(seconds, 1), "loss_curve": curve, "torch": torch.__version__}
-    return calibrate(network, Path(bundle_dir), held_out, record)
+    return curve
 
 
 def calibrate(network, bundle_dir: Path, held_out: list[dict], record: dict) -> dict:
@@ -369,7 +393,7 @@ def set_operating_point(bundle_dir: Path, score: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
