@@ -41,9 +41,8 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...], list[t
     return sitk.GetArrayFromImage(labels), where, boxes
 
 
-def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> int:
-    """The commonest label other than ``exclude`` in the one-voxel shell (6-connected) around ``inside``, a mask on
-    ``box``."""
+def _shell(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> np.ndarray:
+    """The labels other than ``exclude`` in the one-voxel shell (6-connected) around ``inside``, a mask on ``box``."""
     grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
     crop = labels[grown]
     core = np.zeros(crop.shape, bool)
@@ -57,8 +56,18 @@ def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.nd
                                for a, n in enumerate(dims))
             shell |= near[neighbours]
     around = crop[shell & ~core]
-    around = around[around != exclude]
+    return around[around != exclude]
+
+
+def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> int:
+    """The commonest label other than ``exclude`` in the one-voxel shell around ``inside``."""
+    around = _shell(labels, box, inside, exclude)
     return int(np.bincount(around).argmax()) if around.size else 0
+
+
+#: A nodule component whose shell holds less lung than this share is not a lung nodule: on LIDC-IDRI-0001 the
+#: network labelled 131 islands in the soft tissue of the back "nodule" (lung nodules lie in the lung or against it).
+MIN_LUNG_SHELL = 0.2
 
 
 def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
@@ -73,17 +82,24 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
     if not mask.any():
         return out
     components, where, boxes = _components(mask)
+    insides = [components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
+               for index, box in enumerate(boxes, start=1)]
+    in_lung = []
+    for box, inside in zip(boxes, insides):
+        around = _shell(out, box, inside, nodule)
+        in_lung.append(around.size > 0 and (around != 0).mean() >= MIN_LUNG_SHELL)
     centres, extents = [], []
     for box in boxes:  # as the detector's candidate: its box (edges half a voxel out) in LPS, centre and extent
         xyz = [s.start - 0.5 for s in box[::-1]] + [s.stop - 0.5 for s in box[::-1]]
         lps = box_corners(np.array(xyz)) @ affine[:3, :3].T + affine[:3, 3]
         centres.append(lps.mean(axis=0))
         extents.append(float((lps.max(axis=0) - lps.min(axis=0)).max()))
-    scores = probabilities(classifier, array, affine, centres, extents)
+    keep = np.flatnonzero(in_lung)
+    scores = np.zeros(len(boxes))
+    scores[keep] = probabilities(classifier, array, affine, [centres[i] for i in keep], [extents[i] for i in keep])
     lungs = None
-    for index, (box, score) in enumerate(zip(boxes, scores), start=1):
-        inside = components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
-        if score < threshold:  # back to the lung around it
+    for box, inside, score in zip(boxes, insides, scores):
+        if score < threshold:  # back to the lung (or the tissue) around it
             out[box][inside] = _surrounding_label(out, box, inside, nodule)
             continue
         lungs = lungs or lung_extent(array, affine)

@@ -105,14 +105,18 @@ class SegmentationDetector(nn.Module):
         return results
 
     def _patient_lungs(self, image: np.ndarray, probabilities: torch.Tensor) -> np.ndarray:
-        """The network's lungs (argmax in the lung channels) inside the patient, on its grid."""
+        """The network's lungs (argmax in the lung channels) inside the patient, on its grid; all of them when none
+        is (a field of view inside the chest)."""
         from inference.geometry import _channel_argmax
         from inference.models.lungs import body_mask, lung_components
 
         assert self.lungs is not None
         # the same labels as torch's argmax over the channels (first maximum wins), 1.0 s -> 0.1 s on LIDC-0001
         lung = np.isin(_channel_argmax(probabilities.cpu()).numpy(), self.lungs["channels"])
-        return lung_components(lung, body_mask(image, float(self.lungs["body_threshold"])), LUNG_SHARE)
+        inside = lung_components(lung, body_mask(image, float(self.lungs["body_threshold"])), LUNG_SHARE)
+        # a field of view inside the chest (a targeted reconstruction, a crop) has lungs running out of the image,
+        # which the border rule drops: then all the network calls lung is the lungs
+        return inside if inside.any() else lung
 
     def _around(self, lungs: np.ndarray) -> np.ndarray:
         """``lungs`` widened by ``reach_mm`` (a box-shaped dilation: within reach along each axis)."""
