@@ -85,9 +85,13 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
     insides = [components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
                for index, box in enumerate(boxes, start=1)]
     in_lung = []
+    # a field of view inside the chest (a crop, a targeted reconstruction) may have no lung label (the lungs run out
+    # of the image, and the border rule drops them; an airway may remain): then the rule cannot tell, and every
+    # component is scored. A chest CT's lungs fill a tenth of it or more.
+    has_lung = ((out != 0) & ~mask).mean() >= 0.02
     for box, inside in zip(boxes, insides):
         around = _shell(out, box, inside, nodule)
-        in_lung.append(around.size > 0 and (around != 0).mean() >= MIN_LUNG_SHELL)
+        in_lung.append(not has_lung or (around.size > 0 and (around != 0).mean() >= MIN_LUNG_SHELL))
     centres, extents = [], []
     for box in boxes:  # as the detector's candidate: its box (edges half a voxel out) in LPS, centre and extent
         xyz = [s.start - 0.5 for s in box[::-1]] + [s.stop - 0.5 for s in box[::-1]]

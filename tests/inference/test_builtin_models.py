@@ -63,7 +63,8 @@ def test_segmentation_of_an_unseen_phantom(unseen_phantom):
 
 def test_the_nodule_label_is_checked_by_the_classifier_and_redrawn(unseen_phantom):
     """The segmentation's nodule label with and without its check (inference.confirm_nodules): the network's own
-    label has vessels in it and coarse edges; the checked one keeps the two true nodules, redrawn closer."""
+    label has coarse edges (and, with earlier networks, vessels); the checked one keeps the two true nodules,
+    redrawn closer. Measured: 0.936 -> 0.963 with the shipped network (0.755 -> 0.964 with the previous one)."""
     from inference.bundle import load_bundle
     from inference.jobs import run_job
     from inference.metrics import dice
@@ -76,7 +77,7 @@ def test_the_nodule_label_is_checked_by_the_classifier_and_redrawn(unseen_phanto
     bundle.nodule_classifier = None
     raw = run_job(run_bundle(bundle, unseen_phantom.array, unseen_phantom.affine)).result.labels == nodule
     truth = unseen_phantom.masks["nodule"]
-    assert dice(checked, truth) >= dice(raw, truth) + 0.1, (dice(checked, truth), dice(raw, truth))
+    assert dice(checked, truth) >= max(dice(raw, truth) + 0.02, 0.95), (dice(checked, truth), dice(raw, truth))
     assert (checked & ~truth).sum() < (raw & ~truth).sum()  # fewer voxels called nodule that are not
 
 
