@@ -68,6 +68,10 @@ def _surrounding_label(labels: np.ndarray, box: tuple[slice, ...], inside: np.nd
 #: A nodule component whose shell holds less lung than this share is not a lung nodule: on LIDC-IDRI-0001 the
 #: network labelled 131 islands in the soft tissue of the back "nodule" (lung nodules lie in the lung or against it).
 MIN_LUNG_SHELL = 0.2
+#: The rule needs lungs: a field of view inside the chest (a crop, a targeted reconstruction) may have none left
+#: (they run out of the image and the border rule drops them; an airway may remain). A chest CT's lungs fill a tenth
+#: of it or more; under this share of labelled voxels every component is scored.
+MIN_LABELLED_SHARE = 0.02
 
 
 def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
@@ -85,10 +89,7 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
     insides = [components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
                for index, box in enumerate(boxes, start=1)]
     in_lung = []
-    # a field of view inside the chest (a crop, a targeted reconstruction) may have no lung label (the lungs run out
-    # of the image, and the border rule drops them; an airway may remain): then the rule cannot tell, and every
-    # component is scored. A chest CT's lungs fill a tenth of it or more.
-    has_lung = ((out != 0) & ~mask).mean() >= 0.02
+    has_lung = ((out != 0) & ~mask).mean() >= MIN_LABELLED_SHARE
     for box, inside in zip(boxes, insides):
         around = _shell(out, box, inside, nodule)
         in_lung.append(not has_lung or (around.size > 0 and (around != 0).mean() >= MIN_LUNG_SHELL))

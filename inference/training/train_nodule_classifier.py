@@ -1,6 +1,6 @@
 """Train and calibrate the second stage of the built-in nodule detector (:mod:`inference.models.nodule_classifier`).
 
-    python -m inference.training.train_nodule_classifier        # seeded; ~17 min of training once the candidates
+    python -m inference.training.train_nodule_classifier        # seeded; ~9 min of training once the candidates
                                                                 # of 116 phantoms are cached (finding them takes
                                                                 # ~14 min on 2 cores)
 
@@ -10,7 +10,8 @@
    grids, as it runs on a study.
    A candidate is positive when it hits a true nodule (the FROC rule of :mod:`inference.metrics`). Each
    candidate's 40^3 patch (a 32^3 crop of it is the input; the margin allows shifts) is cached per seed.
-2. Training: the classifier on the training candidates, positives oversampled to half of each batch, with flips,
+2. Training: each of the classifier's networks apart (seeds ``seed``, ``seed + 1``, ...) on the training candidates,
+   positives oversampled to half of each batch, with flips,
    axial quarter turns, shifts of up to 4 voxels and, in 30 %, intravenous contrast (:func:`_contrast`).
 3. Calibration: Platt scaling (``a * logit + b``, by Newton's method on the log loss) on the calibration
    candidates, which the classifier never trained on; the display threshold (the operating point) is the lowest
