@@ -177,12 +177,13 @@ def _nonzero_1d(mask) -> np.ndarray:
 
 
 def _channel_argmax(scores):
-    """``argmax(dim=0)`` by running comparisons: torch's argmax over the channel axis is ~10x slower here."""
+    """``argmax(dim=0)`` by running comparisons: torch's argmax over the channel axis is ~10x slower here.
+    ``scores``: a ``(C, ...)`` tensor or a sequence of C equally shaped tensors."""
     import torch
 
     best = scores[0].clone()
-    index = torch.zeros(scores.shape[1:], dtype=torch.int64)
-    for channel in range(1, scores.shape[0]):
+    index = torch.zeros(best.shape, dtype=torch.int64)
+    for channel in range(1, len(scores)):
         better = scores[channel] > best
         index[better] = channel
         torch.maximum(best, scores[channel], out=best)

@@ -141,39 +141,67 @@ class ChestPostprocessd(MapTransform):
     ``[background, left lung, right lung, airway, nodule]`` scores (see the module docstring).
 
     ``body_threshold`` is soft tissue on the scale of the preprocessed ``image_key`` (e.g. -500 HU); None: no body
-    check, only the border rule.
+    check, only the border rule. ``softmax``: the input is the network's logits, turned into probabilities here
+    (instead of by an ``Activationsd`` before it).
+
+    The scores are written straight into the one output tensor (the softmax included): an ``Activationsd``, a copy
+    and a concatenation each allocated and filled a volume of all channels, 0.3-1.3 s of the segmentation's
+    postprocess on LIDC-IDRI-0001 on one thread (fresh memory is slow to touch on a virtual machine).
     """
 
     def __init__(self, keys: KeysCollection, lung_channel: int = 1, nodule_channel: int = 3,
                  nodule_weight: float = 1.0, image_key: str = "image", body_threshold: float | None = None,
-                 allow_missing_keys: bool = False):
+                 softmax: bool = False, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.lung_channel = int(lung_channel)
         self.image_key = image_key
         self.body_threshold = body_threshold
         self.nodule_channel = int(nodule_channel)
         self.nodule_weight = float(nodule_weight)
+        self.softmax = bool(softmax)
+
+    def _scores(self, values: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """A new ``(C + 1, x, y, z)`` float tensor holding ``values``' channels (softmax over them when asked),
+        the right lung's slot (after the lung channel) left empty; and where each input channel went."""
+        lung = self.lung_channel
+        slots = [c if c <= lung else c + 1 for c in range(values.shape[0])]
+        out = torch.empty((values.shape[0] + 1, *values.shape[1:]), dtype=torch.float32, device=values.device)
+        if self.softmax:
+            top = values.amax(dim=0)
+            for channel, slot in enumerate(slots):
+                torch.sub(values[channel], top, out=out[slot]).exp_()
+            total = top  # reused: the maximum is not needed again
+            torch.add(out[slots[0]], out[slots[1]], out=total)
+            for slot in slots[2:]:
+                total += out[slot]
+            for slot in slots:
+                out[slot] /= total
+        else:
+            for channel, slot in enumerate(slots):
+                out[slot].copy_(values[channel])
+        return out, slots
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
             affine = (pred.affine if isinstance(pred, MetaTensor) else torch.eye(4)).detach().cpu().numpy()
-            scores = (pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)).clone()
-            scores[self.nodule_channel] *= self.nodule_weight
-            lung_mask = (_channel_argmax(scores) == self.lung_channel).cpu().numpy()  # as argmax, ~10x faster
+            out, slots = self._scores(pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred))
+            lung_slot = slots[self.lung_channel]
+            out[slots[self.nodule_channel]] *= self.nodule_weight
+            # as argmax over the input's channels, ~10x faster
+            lung_mask = (_channel_argmax([out[slot] for slot in slots]) == self.lung_channel).cpu().numpy()
             body = None
             if self.body_threshold is not None and self.image_key in d:
                 image = d[self.image_key]
                 image = (image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image))
                 body = body_mask(image[0].cpu().numpy(), self.body_threshold)
             kept = lung_components(lung_mask, body)
-            outside = torch.from_numpy(lung_mask & ~kept).to(scores.device)
-            scores[0][outside] += scores[self.lung_channel][outside]  # outside air: background after all
-            scores[self.lung_channel][outside] = 0
-            left = torch.from_numpy(side_map(kept, affine)).to(scores.device)
-            lung = scores[self.lung_channel]
-            out = torch.cat([scores[:self.lung_channel], (lung * left)[None], (lung * ~left)[None],
-                             scores[self.lung_channel + 1:]], dim=0)
+            outside = torch.from_numpy(lung_mask & ~kept).to(out.device)
+            out[0][outside] += out[lung_slot][outside]  # outside air: background after all
+            out[lung_slot][outside] = 0
+            left = torch.from_numpy(side_map(kept, affine)).to(out.device)
+            torch.mul(out[lung_slot], ~left, out=out[lung_slot + 1])  # the right lung
+            out[lung_slot] *= left
             d[key] = MetaTensor(out, meta=dict(pred.meta)) if isinstance(pred, MetaTensor) else out
         return d

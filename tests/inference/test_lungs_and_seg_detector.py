@@ -39,6 +39,18 @@ def test_split_lungs_gives_each_lung_its_side(phantom_case):
     assert np.array_equal(split == 0, labels == 0)
 
 
+def test_softmax_inside_gives_what_an_activation_before_gives(phantom_case):
+    from monai.transforms import Activationsd
+
+    logits = 4 * _scores(phantom_case.labels) + torch.randn((4, *phantom_case.labels.shape),
+                                                            generator=torch.Generator().manual_seed(0))
+    pred = MetaTensor(logits, affine=torch.as_tensor(phantom_case.affine_ras))
+    before = Activationsd(keys="pred", softmax=True)({"pred": pred})
+    expected = ChestPostprocessd(keys="pred", nodule_weight=1.5)(before)["pred"]
+    got = ChestPostprocessd(keys="pred", nodule_weight=1.5, softmax=True)({"pred": pred})["pred"]
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.equal(pred.as_tensor(), logits)  # the network output (kept for the detector) is not written to
+
 def test_lungs_touching_at_the_front_are_cut_at_the_midline(phantom_case):
     import SimpleITK as sitk
 
