@@ -178,11 +178,12 @@ def _nonzero_1d(mask) -> np.ndarray:
 
 def _channel_argmax(scores):
     """``argmax(dim=0)`` by running comparisons: torch's argmax over the channel axis is ~10x slower here.
-    ``scores``: a ``(C, ...)`` tensor or a sequence of C equally shaped tensors."""
+    ``scores``: a ``(C, ...)`` tensor or a sequence of C equally shaped tensors. The index is ``uint8`` for up to 256
+    channels (``int64`` beyond): a chest CT's label volume is an eighth of the memory to fill."""
     import torch
 
     best = scores[0].clone()
-    index = torch.zeros(best.shape, dtype=torch.int64)
+    index = torch.zeros(best.shape, dtype=torch.uint8 if len(scores) <= 256 else torch.int64)
     for channel in range(1, len(scores)):
         better = scores[channel] > best
         index[better] = channel

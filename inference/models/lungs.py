@@ -62,8 +62,10 @@ def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
     mosaic = np.zeros((nz, ny + 1, nx), dtype=np.uint8)  # (slice, row = y, column = x) + one separating row
     mosaic[:, :ny, :] = mask.transpose(2, 1, 0)
     # the background's face-connected regions (as BinaryFillhole's default) that touch no edge are the holes
+    from inference.sitk_arrays import array_view
+
     background = sitk.ConnectedComponent(sitk.GetImageFromArray((1 - mosaic).reshape(nz * (ny + 1), nx)), False)
-    regions = sitk.GetArrayFromImage(background)
+    regions = array_view(background)  # a view: a copy is a uint32 volume of the model's grid
     outside = np.zeros(int(regions.max()) + 1, dtype=bool)
     for edge in (regions[0], regions[-1], regions[:, 0], regions[:, -1]):
         outside[edge] = True
@@ -80,9 +82,15 @@ def lung_components(lung: np.ndarray, body: np.ndarray | None = None, min_share:
     mask, when less than half of it lies inside the body (on a real scan the network called the air inside the
     patient table lung), or when it is smaller than ``min_share`` of the largest component kept.
     """
+    return _kept_lung(lung, body, min_share)[0]
+
+
+def _kept_lung(lung: np.ndarray, body: np.ndarray | None, min_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lung_components`' mask, and the component labels of ``lung`` it was chosen from (for
+    :func:`side_map`, which would label them again)."""
     labels, n = _components(lung)
     if n == 0:
-        return lung
+        return lung, labels
     border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
                                        labels[:, -1].ravel()]))
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
@@ -94,14 +102,15 @@ def lung_components(lung: np.ndarray, body: np.ndarray | None = None, min_share:
         keep &= inside >= 0.5 * sizes
     if min_share and keep.any():
         keep &= sizes >= min_share * sizes[keep].max()
-    return keep[labels]
+    return keep[labels], labels
 
 
-def side_map(lung: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
+def side_map(lung: np.ndarray, affine_ras: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """``True`` where a voxel of the ``(x, y, z)`` grid belongs to the patient's left side.
 
     ``lung`` is the boolean lung mask; ``affine_ras`` the grid's index -> RAS affine (used to know which way is
-    left, and assumed close to axis-aligned, as after MONAI's ``Orientation``).
+    left, and assumed close to axis-aligned, as after MONAI's ``Orientation``). ``labels``: connected components
+    of a mask holding ``lung`` whose components are whole components of ``lung`` (labelled here when not given).
     """
     to_left = -np.sign(affine_ras[0, 0]) if affine_ras[0, 0] else 1.0  # RAS x grows to the patient's right
     nx = lung.shape[0]
@@ -117,12 +126,12 @@ def side_map(lung: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
             midline = a + int(np.argmin(smooth[a:b]))
     left_of = (xs - midline) * to_left > 0
     left = np.broadcast_to(left_of[:, None, None], lung.shape).copy()
-    labels, n = _components(lung)
+    labels, n = _components(lung) if labels is None else (labels, int(labels.max()))
     if n == 0:
         return left
     # per component: voxel count, mean x and share left of the midline, in one pass each over the lung voxels
     # (the background's bin is not used; the sums of the others run in the same order as over the whole grid)
-    where = np.flatnonzero(labels)
+    where = np.flatnonzero(lung)
     flat = labels.ravel()[where]
     x_of = where // (lung.shape[1] * lung.shape[2])
     counts = np.bincount(flat, minlength=n + 1).astype(float)
@@ -196,11 +205,11 @@ class ChestPostprocessd(MapTransform):
                 image = d[self.image_key]
                 image = (image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image))
                 body = body_mask(image[0].cpu().numpy(), self.body_threshold)
-            kept = lung_components(lung_mask, body)
+            kept, labels = _kept_lung(lung_mask, body, 0.0)
             outside = torch.from_numpy(lung_mask & ~kept).to(out.device)
             out[0][outside] += out[lung_slot][outside]  # outside air: background after all
             out[lung_slot][outside] = 0
-            left = torch.from_numpy(side_map(kept, affine)).to(out.device)
+            left = torch.from_numpy(side_map(kept, affine, labels)).to(out.device)
             torch.mul(out[lung_slot], ~left, out=out[lung_slot + 1])  # the right lung
             out[lung_slot] *= left
             d[key] = MetaTensor(out, meta=dict(pred.meta)) if isinstance(pred, MetaTensor) else out
