@@ -184,8 +184,9 @@ def _channel_argmax(scores):
 
     best = scores[0].clone()
     index = torch.zeros(best.shape, dtype=torch.uint8 if len(scores) <= 256 else torch.int64)
+    better = torch.empty(best.shape, dtype=torch.bool)  # one mask for all channels: fresh memory is slow here
     for channel in range(1, len(scores)):
-        better = scores[channel] > best
+        torch.gt(scores[channel], best, out=better)
         index[better] = channel
         torch.maximum(best, scores[channel], out=best)
     return index
@@ -220,7 +221,7 @@ def resample_labels(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, i
     if tuple(scores.shape[1:]) == shape_xyz and np.allclose(to_source, np.eye(4), atol=1e-6):
         return from_monai(_channel_argmax(scores)).astype(dtype)
     scores = scores.float()
-    best = np.ascontiguousarray(_channel_argmax(scores).numpy().astype(dtype).transpose(2, 1, 0))  # (z, y, x)
+    best = np.ascontiguousarray(_channel_argmax(scores).numpy().astype(dtype, copy=False).transpose(2, 1, 0))  # z, y, x
     n_zyx = np.array(best.shape)
     # per target axis (z, y, x): the source coordinate, its lower neighbour, and whether both neighbours exist
     coords, lower, inside = [], [], []
