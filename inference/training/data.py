@@ -184,8 +184,13 @@ def random_patch(rng: np.random.Generator, case: Case, size: tuple[int, int, int
 
 #: The network's input scale: image = (HU + 1000) / 1400 (the bundles' ScaleIntensityRanged over -1000..400 HU).
 HU_PER_UNIT = 1400.0
-#: Share of training patches given intravenous contrast (:func:`augment_batch`).
+#: Share of training patches given intravenous contrast (:func:`augment_batch`, and the nodule classifier's).
 CONTRAST_SHARE = 0.3
+#: Intravenous contrast as the augmentations draw it: soft tissue in this HU range (vessels, heart) ...
+CONTRAST_TISSUE_HU = (-100.0, 100.0)
+#: ... gets this much brighter (HU, uniform) outside a nodule, and a nodule this much.
+CONTRAST_VESSEL_GAIN_HU = (100.0, 350.0)
+CONTRAST_NODULE_GAIN_HU = (0.0, 50.0)
 
 
 def augment_batch(images, labels, rng: np.random.Generator, generator, nodule_label: int = NODULE):
@@ -197,12 +202,12 @@ def augment_batch(images, labels, rng: np.random.Generator, generator, nodule_la
     import torch
 
     out = images.clone()
-    soft = ((-100 + 1000) / HU_PER_UNIT, (100 + 1000) / HU_PER_UNIT)
+    soft = [(hu + 1000) / HU_PER_UNIT for hu in CONTRAST_TISSUE_HU]
     for b in range(out.shape[0]):
         x = out[b]
         if rng.random() < CONTRAST_SHARE:
-            vessel = rng.uniform(100, 350) / HU_PER_UNIT
-            nodule = rng.uniform(0, 50) / HU_PER_UNIT
+            vessel = rng.uniform(*CONTRAST_VESSEL_GAIN_HU) / HU_PER_UNIT
+            nodule = rng.uniform(*CONTRAST_NODULE_GAIN_HU) / HU_PER_UNIT
             tissue = (x > soft[0]) & (x < soft[1])
             x += torch.where(labels[b] == nodule_label, nodule, vessel) * tissue
         x.mul_(float(rng.uniform(0.92, 1.08))).add_(float(rng.uniform(-0.03, 0.03)))

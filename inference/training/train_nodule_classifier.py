@@ -35,7 +35,10 @@ from inference.resources import builtin_models_dir
 from inference.training.data import (
     CALIBRATION_SEEDS,
     CLASSIFIER_TRAIN_SEEDS,
+    CONTRAST_NODULE_GAIN_HU,
     CONTRAST_SHARE,
+    CONTRAST_TISSUE_HU,
+    CONTRAST_VESSEL_GAIN_HU,
     acquisition_grid,
     fill_cache,
 )
@@ -181,11 +184,13 @@ def _crop(rng, patch: np.ndarray, augment: bool) -> np.ndarray:
 
 
 def _contrast(rng, hu: np.ndarray, label: int) -> np.ndarray:
-    """The patch as on a contrast-enhanced CT: soft tissue (-100..100 HU: vessels) 100-350 HU brighter in a
-    negative, a nodule 0-50 HU brighter. The phantoms have no contrast; on LIDC-IDRI-0001 (enhanced) the classifier
-    trained without this called enhanced vessel branchings calcified nodules (scores up to 0.95)."""
-    soft = (hu > -100) & (hu < 100)
-    return np.where(soft, hu + (rng.uniform(0, 50) if label else rng.uniform(100, 350)), hu).astype(np.float32)
+    """The patch as on a contrast-enhanced CT (the ranges of :func:`inference.training.data.augment_batch`): soft
+    tissue (-100..100 HU: vessels) 100-350 HU brighter in a negative, a nodule 0-50 HU brighter. The phantoms have
+    no contrast; on LIDC-IDRI-0001 (enhanced) the classifier trained without this called enhanced vessel branchings
+    calcified nodules (scores up to 0.95)."""
+    soft = (hu > CONTRAST_TISSUE_HU[0]) & (hu < CONTRAST_TISSUE_HU[1])
+    gain = rng.uniform(*(CONTRAST_NODULE_GAIN_HU if label else CONTRAST_VESSEL_GAIN_HU))
+    return np.where(soft, hu + gain, hu).astype(np.float32)
 
 
 def _inputs(rng, patches, scalars, augment: bool, labels=None):
