@@ -76,6 +76,15 @@ class LoadedBundle:
     #: Config ``nodule_classifier`` of a segmentation bundle (weights ``models/classifier.pt``): its nodule label is
     #: checked and redrawn by :func:`inference.confirm_nodules.confirm_nodules`. None: the network's label as it is.
     nodule_classifier: Any = None
+    #: Config ``nodule_finder`` of a segmentation bundle: a :class:`inference.models.seg_detector.
+    #: SegmentationDetector` on its network, whose candidates ``nodule_classifier`` keeps at the operating point
+    #: are drawn into the nodule label too (the detector's findings the network's own label missed). None: not.
+    nodule_finder: Any = None
+    #: sha256 of what turns the network output into scored nodule findings - the detector's (or ``nodule_finder``'s)
+    #: config, the classifier's weights and the largest finding size - on top of ``network_key``: a detection bundle
+    #: and a segmentation bundle with the same key find the same findings (:mod:`inference.task` makes them once).
+    #: Empty when there is nothing to share.
+    findings_key: str = ""
 
     @property
     def task(self) -> str:
@@ -98,8 +107,8 @@ def roots_for(task: str) -> tuple[list[str], list[str], dict[str, str]]:
     """``(roots, optional roots, method roots)`` built for a task."""
     if task == "detection":
         return ["network_def", "preprocessing", "detector"], ["preprocessing"], {"detector_ops": "detector"}
-    return (["network_def", "preprocessing", "inferer", "postprocessing", "nodule_classifier"],
-            ["preprocessing", "inferer", "postprocessing", "nodule_classifier"], {})
+    return (["network_def", "preprocessing", "inferer", "postprocessing", "nodule_classifier", "nodule_finder"],
+            ["preprocessing", "inferer", "postprocessing", "nodule_classifier", "nodule_finder"], {})
 
 
 _socket_lock = threading.Lock()
@@ -156,9 +165,29 @@ def _network_key(bundle_dir: Path, source: str, raw: dict, image_key: str) -> st
     # all but what acts after the network input is made (whatever preprocessing refers to stays in); how the
     # network is applied (inferer / detector windows) is compared separately, per image, by inference.task
     config = {k: v for k, v in raw.items()
-              if k not in ("inferer", "postprocessing", "detector", "detector_ops", "nodule_classifier")}
+              if k not in ("inferer", "postprocessing", "detector", "detector_ops", "nodule_classifier",
+                           "nodule_finder")}
     config["image_key"] = image_key
     digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
+    return digest.hexdigest()
+
+
+def _findings_key(bundle_dir: Path, network_key: str, raw: dict, info) -> str:
+    """See ``LoadedBundle.findings_key``: for a detector with a second stage, or a segmentation with a nodule
+    finder and classifier; ``""`` otherwise."""
+    import hashlib
+    import json
+
+    finder = raw.get("detector" if info.task == "detection" else "nodule_finder")
+    weights = bundle_dir / "models" / "classifier.pt"
+    if not network_key or not isinstance(finder, dict) or not weights.is_file():
+        return ""
+    if info.task == "detection" and "classifier" not in finder:
+        return ""
+    digest = hashlib.sha256(network_key.encode())
+    digest.update(weights.read_bytes())
+    settings = {k: v for k, v in finder.items() if k not in ("network", "classifier")}
+    digest.update(json.dumps([settings, info.max_finding_mm], sort_keys=True, default=repr).encode())
     return digest.hexdigest()
 
 
@@ -286,6 +315,7 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
             postprocessing = build("postprocessing") if info.task != "detection" else None
             detector = build("detector") if info.task == "detection" else None
             nodule_check = build("nodule_classifier") if info.task == "segmentation" else None
+            finder = build("nodule_finder") if info.task == "segmentation" else None
             if info.task == "detection":
                 if detector is None:
                     raise BundleError("a detection bundle needs a 'detector' item")
@@ -316,14 +346,18 @@ def load_bundle(model: ModelInfo | str | os.PathLike, *, device=None, trusted: b
         holder = SimpleNamespace(classifier=nodule_check)
         _load_classifier(holder, bundle_dir)
         nodule_check = holder.classifier
+    if finder is not None:
+        finder.network = network
+        finder.eval()
     network.eval()
     if inferer is None and info.task != "detection":
         from monai.inferers import SimpleInferer
 
         inferer = SimpleInferer()
+    network_key = _network_key(bundle_dir, source, raw, image_key)
     loaded = LoadedBundle(info=info, network=network, device=device, preprocessing=preprocessing, inferer=inferer,
                           postprocessing=postprocessing, detector=detector, image_key=image_key,
                           force_sliding_window=force_sw, dropped=list(prepared.dropped), weights=source,
-                          network_key=_network_key(bundle_dir, source, raw, image_key), crop_to_body=crop,
-                          nodule_classifier=nodule_check)
+                          network_key=network_key, crop_to_body=crop, nodule_classifier=nodule_check,
+                          nodule_finder=finder, findings_key=_findings_key(bundle_dir, network_key, raw, info))
     return loaded.to(device)

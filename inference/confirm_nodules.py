@@ -10,7 +10,12 @@ voxels, calibrated. For a segmentation bundle that carries it (config ``nodule_c
 2. gives the components under the operating point back to the lung around them (the commonest other label on
    their border), so the label shows what the detector would show;
 3. redraws each kept nodule with :func:`inference.nodule_measurements.segment_nodule` at the study's resolution
-   (the same mask the reader's measurements come from), keeping the network's mask where that finds nothing.
+   (the same mask the reader's measurements come from), keeping the network's mask where that finds nothing;
+4. draws the findings the detector keeps (the bundle's ``nodule_finder``: the same candidates and classifier as
+   the detector, :func:`inference.task._kept_findings`) the same way, also where the network's label has no
+   nodule - most of the nodules it misses are found by the detector's blob search. With them the label shows 36
+   instead of 19 of the 57 nodules of the evaluation phantoms (0.9 instead of 0.05 false nodules a scan, the
+   detector's operating point) and its nodule Dice rose from 0.59 to 0.71.
 
 Arrays are ``(z, y, x)`` with the index -> LPS affine of :mod:`viewer.core.volume`.
 """
@@ -75,16 +80,53 @@ MIN_LABELLED_SHARE = 0.02
 
 
 def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
-                    threshold: float) -> np.ndarray:
-    """``labels`` with its ``nodule`` components checked and redrawn (a new array; see the module docstring)."""
+                    threshold: float, findings=()) -> np.ndarray:
+    """``labels`` with its ``nodule`` components checked and redrawn (a new array; see the module docstring), and
+    the nodules of ``findings`` (half-open ``[z0, y0, x0, z1, y1, x1]`` voxel boxes the detector keeps) that no kept
+    component reaches drawn in (:func:`draw_findings`)."""
+    out = np.array(labels, copy=True)
+    findings = np.asarray(findings, np.int64).reshape(-1, 6)
+    lungs = _checked_components(out, nodule, array, affine, classifier, threshold, findings)
+    return draw_findings(out, nodule, array, affine, findings, lungs)
+
+
+def draw_findings(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, findings,
+                  lungs=None) -> np.ndarray:
+    """Draw into ``labels`` (in place; returned) the nodule of each of ``findings`` whose box holds no ``nodule``
+    voxel yet, as :func:`inference.nodule_measurements.segment_nodule` segments it (the reader's measurement mask).
+
+    These are the findings the segmentation network's label missed and the detector's second stage found (blobs on
+    the chest wall, small and ground-glass nodules): on the 20 evaluation phantoms they raised the label's nodule
+    Dice from 0.59 to 0.71 (19 -> 36 of 57 nodules, as the detector at its operating point). ``lungs``: the scan's
+    :func:`~inference.nodule_measurements.lung_extent`, computed here when needed and not given."""
+    from inference.nodule_measurements import lung_extent, segment_nodule
+
+    for box in np.asarray(findings, np.int64).reshape(-1, 6):
+        if (labels[box[0]:box[3], box[1]:box[4], box[2]:box[5]] == nodule).any():
+            continue  # a kept component of the network's label: already drawn
+        lungs = lungs or lung_extent(array, affine)
+        drawn = segment_nodule(array, affine, box, lungs)
+        if drawn is None:
+            continue
+        z, y, x = drawn.offset
+        dz, dy, dx = drawn.mask.shape
+        labels[z:z + dz, y:y + dy, x:x + dx][drawn.mask] = nodule
+    return labels
+
+
+def _checked_components(out: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
+                        threshold: float, findings: np.ndarray):
+    """Score, drop or redraw the ``nodule`` components of ``out`` in place; the scan's lung extent when one was
+    needed (else None). A component whose centre lies in the box of one of ``findings`` goes back to the lung
+    unscored: the finding draws that nodule (segmented in the detector's box, which on the evaluation phantoms fits
+    the nodule better than the box of the network's label: nodule Dice 0.71 against 0.69 with both drawn)."""
     from inference.geometry import box_corners
     from inference.models.nodule_classifier import probabilities
     from inference.nodule_measurements import lung_extent, segment_nodule
 
-    out = np.array(labels, copy=True)
     mask = out == nodule
     if not mask.any():
-        return out
+        return None
     components, where, boxes = _components(mask)
     insides = [components[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, where))] == index
                for index, box in enumerate(boxes, start=1)]
@@ -100,12 +142,15 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
         lps = box_corners(np.array(xyz)) @ affine[:3, :3].T + affine[:3, 3]
         centres.append(lps.mean(axis=0))
         extents.append(float((lps.max(axis=0) - lps.min(axis=0)).max()))
-    keep = np.flatnonzero(in_lung)
+    middles = np.array([[(s.start + s.stop - 1) / 2 for s in box] for box in boxes])
+    inside_box = (middles[:, None, :] >= findings[None, :, :3]) & (middles[:, None, :] < findings[None, :, 3:])
+    covered = np.any(np.all(inside_box, axis=2), axis=1)
+    keep = np.flatnonzero(np.asarray(in_lung) & ~covered)
     scores = np.zeros(len(boxes))
     scores[keep] = probabilities(classifier, array, affine, [centres[i] for i in keep], [extents[i] for i in keep])
     lungs = None
-    for box, inside, score in zip(boxes, insides, scores):
-        if score < threshold:  # back to the lung (or the tissue) around it
+    for box, inside, score, drawn_later in zip(boxes, insides, scores, covered):
+        if drawn_later or score < threshold:  # back to the lung (or the tissue) around it
             out[box][inside] = _surrounding_label(out, box, inside, nodule)
             continue
         lungs = lungs or lung_extent(array, affine)
@@ -118,4 +163,4 @@ def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: 
         labelled = region != 0  # the nodule as the network drew it, and the lungs: not the air outside
         out[box][inside] = _surrounding_label(out, box, inside, nodule)
         region[redrawn.mask & labelled] = nodule
-    return out
+    return lungs

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -176,6 +176,11 @@ class _Run:
     patch_batch: int | None
     done: int = 0
     total: int = 0
+    #: The scored nodule findings kept with this run's network output (``{findings_key: (Detections, note)}``);
+    #: None when the output is not kept.
+    findings: dict | None = None
+    #: Seconds of the postprocess spent finding nodule candidates (timed apart as ``candidates``).
+    candidates: float = 0.0
 
 
 def _monitor(network, run: _Run):
@@ -388,12 +393,13 @@ def _shared_network(run: _Run, timings: dict):
         return data, None
     start = time.perf_counter()
     if hit is not None and hit[1] == plan:
-        logits = hit[2]
+        logits, run.findings = hit[2], hit[3]
     else:
         logits = _run_plan(run, data[bundle.image_key], plan)
+        run.findings = {}
         with _NETWORK_CACHE_LOCK:
             _NETWORK_CACHE.clear()  # one entry: the volume on screen
-            _NETWORK_CACHE[key] = (dict(data), plan, logits)
+            _NETWORK_CACHE[key] = (dict(data), plan, logits, run.findings)
     timings["network"] = time.perf_counter() - start
     return data, logits
 
@@ -515,17 +521,18 @@ def _label_map(run: _Run, data: dict, pred) -> SegResult:
     missing = {v: f"label {v}" for v in unnamed if (labels == v).any()}
     if missing:  # a value the model card does not name: keep it, under a generic name
         table.update(label_table(missing))
-    return _checked_nodules(bundle, SegResult(labels, affine, table, model_id=bundle.info.id), run.array, affine)
+    return _checked_nodules(run, data, pred, SegResult(labels, affine, table, model_id=bundle.info.id))
 
 
 def _detect(run: _Run, data: dict, logits):
     """The detector's raw boxes on the preprocessed image (``logits``: the kept network output, or None)."""
-    import torch
-
     from inference.device import run_with_cpu_fallback
 
     bundle = run.bundle
     detector = bundle.detector
+    if run.findings is not None and bundle.findings_key in run.findings:
+        detector.blob_seconds = 0.0
+        return None  # found already, on this network output (:func:`_shared_findings`)
     image = data[bundle.image_key]
     spatial = tuple(int(s) for s in image.shape[1:])
     divisible = tuple(int(d) for d in detector.size_divisible)
@@ -555,10 +562,17 @@ def _detect(run: _Run, data: dict, logits):
         out = detector([image.as_tensor()], use_inferer=use_sw, logits=[logits])[0]
     else:
         out = run_with_cpu_fallback(step, bundle.device, run.reporter.notice)
+    return _raw_boxes(detector, out, image)
+
+
+def _raw_boxes(detector, out: dict, image) -> tuple:
+    """``(boxes, labels, scores, image affine (RAS), spatial size)`` of a detector's output on ``image``."""
+    import torch
+
     boxes = out[detector.target_box_key].detach().cpu().to(torch.float64).numpy().reshape(-1, 6)
     labels = out[detector.target_label_key].detach().cpu().numpy().reshape(-1)
     scores = out[detector.pred_score_key].detach().cpu().to(torch.float64).numpy().reshape(-1)
-    return boxes, labels, scores, image.affine.detach().cpu().numpy().astype(np.float64), spatial
+    return boxes, labels, scores, image.affine.detach().cpu().numpy().astype(np.float64), tuple(image.shape[1:])
 
 
 def _detections(bundle, raw, array_shape, affine) -> Detections:
@@ -585,12 +599,31 @@ def _detections(bundle, raw, array_shape, affine) -> Detections:
 
 def _findings(run: _Run, data: dict, raw) -> Detections:
     """The detector's boxes on the input grid, oversized ones dropped, re-scored by its second stage."""
-    result = _detections(run.bundle, raw, run.array.shape, run.affine)
-    # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
-    result, note = drop_oversized(result, getattr(run.bundle.info, "max_finding_mm", None))
-    if note:
+    def make() -> tuple[Detections, str | None]:
+        result = _detections(run.bundle, raw, run.array.shape, run.affine)
+        # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
+        result, note = drop_oversized(result, getattr(run.bundle.info, "max_finding_mm", None))
+        return _second_stage(run.bundle, result, run.array, run.affine), note
+
+    return _shared_findings(run, make)
+
+
+def _shared_findings(run: _Run, make: Callable[[], tuple[Detections, str | None]], notify: bool = True
+                     ) -> Detections:
+    """The scored findings ``make`` gives, or those a bundle with the same ``findings_key`` made on this network
+    output (the built-in segmentation's nodule finder and the built-in detector: "run all" finds them once). Its
+    note (oversized boxes dropped) goes to the reporter when ``notify``."""
+    key = run.bundle.findings_key
+    if run.findings is not None and key and key in run.findings:
+        found, note = run.findings[key]
+    else:
+        found, note = make()
+        if run.findings is not None and key:
+            run.findings[key] = (found, note)
+    if note and notify:
         run.reporter.notice(note)
-    return _second_stage(run.bundle, result, run.array, run.affine)
+    # a copy: the caller adds its measurements, and the labels are named by its own model card
+    return replace(found, table=dict(run.bundle.info.table), model_id=run.bundle.info.id, measurements=None)
 
 
 def _second_stage(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
@@ -603,21 +636,49 @@ def _second_stage(bundle, detections: Detections, array: np.ndarray, affine: np.
     return rescore(classifier, detections, array, affine)
 
 
-def _checked_nodules(bundle, result, array: np.ndarray, affine: np.ndarray):
-    """A segmentation's nodule label checked by its bundle's nodule classifier, when it has one
-    (:mod:`inference.confirm_nodules`)."""
+def _checked_nodules(run: _Run, data: dict, logits, result: SegResult) -> SegResult:
+    """A segmentation's nodule label checked by its bundle's nodule classifier, when it has one, with the findings
+    of its nodule finder drawn in (:mod:`inference.confirm_nodules`)."""
+    bundle = run.bundle
     classifier = getattr(bundle, "nodule_classifier", None)
     threshold = getattr(bundle.info, "operating_point", None)
-    if classifier is None or threshold is None or not isinstance(result, SegResult):
+    if classifier is None or threshold is None:
         return result
     nodule = next((v for v, label in result.table.items() if label.name == "nodule"), None)
     if nodule is None:
         return result
-    from dataclasses import replace
-
     from inference.confirm_nodules import confirm_nodules
 
-    return replace(result, labels=confirm_nodules(result.labels, nodule, array, affine, classifier, threshold))
+    findings = _kept_findings(run, data, logits, classifier, threshold)
+    return replace(result, labels=confirm_nodules(result.labels, nodule, run.array, run.affine, classifier, threshold,
+                                                  findings))
+
+
+def _tensor(value):
+    """A ``MetaTensor`` as its plain tensor (the detector's arithmetic needs no metadata); others as they are."""
+    return value.as_tensor() if hasattr(value, "as_tensor") else value
+
+
+def _kept_findings(run: _Run, data: dict, logits, classifier, threshold: float) -> np.ndarray:
+    """Voxel boxes of the findings a segmentation bundle's ``nodule_finder`` proposes on the network's ``logits``
+    and ``classifier`` scores at ``threshold`` or more: what the detector bundle on the same network would show."""
+    finder = getattr(run.bundle, "nodule_finder", None)
+    if finder is None:
+        return np.zeros((0, 6), np.int64)
+
+    def make() -> tuple[Detections, str | None]:
+        from inference.models.nodule_classifier import rescore
+
+        image = data[run.bundle.image_key]
+        out = finder([_tensor(image)], logits=[_tensor(logits)])[0]
+        found = _detections(run.bundle, _raw_boxes(finder, out, image), run.array.shape, run.affine)
+        found, note = drop_oversized(found, getattr(run.bundle.info, "max_finding_mm", None))
+        return rescore(classifier, found, run.array, run.affine), note
+
+    start = time.perf_counter()
+    found = _shared_findings(run, make, notify=False)  # a segmentation has no findings to tell about
+    run.candidates += time.perf_counter() - start
+    return found.boxes_voxel[found.scores >= threshold]
 
 
 #: Detectors whose findings are lung nodules on CT: their boxes get the reader's measurements.
@@ -776,7 +837,9 @@ def infer(bundle, array: np.ndarray, affine: np.ndarray, reporter: Reporter | No
         reporter.progress(total - 1, total, "Post-processing")
         start = time.perf_counter()
         result = steps.postprocess(run, data, raw)
-        timings["postprocess"] = time.perf_counter() - start
+        timings["postprocess"] = time.perf_counter() - start - run.candidates
+        if run.candidates:  # a segmentation's nodule finder: the detector's candidates, on their own line
+            timings["candidates"] = timings.get("candidates", 0.0) + run.candidates
         if steps.measure is not None:  # issue 11 "measure them": the reader's figures of each finding
             start = time.perf_counter()
             result = steps.measure(run, result)

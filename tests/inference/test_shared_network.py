@@ -155,3 +155,25 @@ def test_a_region_runs_on_that_part_and_places_the_results_on_the_whole_volume(n
     centre = lambda d: (d.boxes_lps[0, :3] + d.boxes_lps[0, 3:]) / 2  # noqa: E731
     # the same nodule (23.6 mm): a region whose lungs run out of it boxes it a little differently (5.2 mm apart)
     assert np.linalg.norm(centre(det) - centre(whole)) < 6.0
+
+
+def test_the_segmentation_shows_the_detectors_findings_found_once():
+    """The segmentation's nodule label shows the nodules the detector shows at its operating point, among them one
+    the network's own label misses (evaluation phantom 5000: a 5.4 mm nodule), and "run all" finds them once."""
+    from viewer.core.evaluation import phantom_case
+
+    case = phantom_case(5000)
+    truth = case.masks["nodule"]
+    seg = _run(SEG, case.array, case.affine)
+    det = _run(DET, case.array, case.affine)  # reads the segmentation's findings: no candidates of its own
+    assert seg.timings["candidates"] > 0 and det.timings.get("candidates", 0.0) == 0.0 and det.patches == 0
+    shown = det.result.boxes_voxel[det.result.scores >= find_model(DET).operating_point]
+    assert len(shown)
+    for z0, y0, x0, z1, y1, x1 in shown:
+        assert (seg.result.labels[z0:z1, y0:y1, x0:x1] == 4).any()
+    assert _dice(seg.result.labels, truth.astype(np.uint8) * 4, 4) >= 0.8
+    clear_network_cache()
+    network_only = load_bundle(find_model(SEG), device="cpu")
+    network_only.nodule_finder = None
+    labels = run_job(run_bundle(network_only, case.array, case.affine, threads=1)).result.labels
+    assert not (labels[truth] == 4).any()  # the network's label alone misses it
