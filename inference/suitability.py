@@ -15,7 +15,7 @@ Declaration (all keys optional)::
         "extent_mm": {"superior_inferior": [100, 2000]},
         "lung_air_fraction": [0.05, 1.0]          # share of the body's voxels at -950..-600 HU
     },
-    "max_finding_mm": 40                          # detection bundles: longest box side
+    "max_finding_mm": 40                          # longest box side of a detection (or a nodule finder's)
 
 How a body part is known: BodyPartExamined is often missing or wrong, so a chest is recognised by its content -
 lung-like air (-950..-600 HU) inside the body - measured on a coarse (about 4 mm) subsample so it stays well

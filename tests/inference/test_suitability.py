@@ -49,7 +49,8 @@ def test_the_built_in_bundles_declare_a_chest_ct_and_the_detector_a_maximum_size
         assert expected.in_plane_mm and expected.between_slices_mm and expected.lung_air_fraction
         assert info.to_json()["expected_input"]["modality"] == ["CT"]
     assert find_model(DEMO_MODELS[0]).max_finding_mm == 60  # boxes of 40 mm nodules on its 2.5 mm grid run over 40
-    assert find_model(DEMO_MODELS[1]).max_finding_mm is None  # segmentation: no boxes to drop
+    # the segmentation draws the detector's findings into its nodule label: the same boxes, dropped the same way
+    assert find_model(DEMO_MODELS[1]).max_finding_mm == 60
 
 
 def test_model_zoo_bundles_without_a_declaration_get_what_their_metadata_says(tmp_path):
