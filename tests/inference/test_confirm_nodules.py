@@ -18,17 +18,23 @@ class _Everything(NoduleClassifier):
         return torch.full((len(patches),), 10.0)
 
 
+def _chest(shape, lung):
+    """Labels and HU of soft tissue (40 HU) holding a box of lung (label 1, -850 HU) at the slices ``lung``, 1 mm
+    voxels, and ``ball(centre, radius)``: the mask of a ball of voxels (z, y, x)."""
+    labels = np.zeros(shape, np.uint8)
+    array = np.full(shape, 40.0, np.float32)
+    labels[lung] = 1
+    array[lung] = -850.0
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return labels, array, lambda c, r: (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r * r
+
+
 def test_a_nodule_island_in_the_chest_wall_goes_back_to_the_tissue_unscored():
     """On LIDC-IDRI-0001 the network labelled 131 islands in the soft tissue of the back "nodule"; the classifier
     kept some. A component with (almost) no lung around it is no lung nodule and is not even scored."""
-    shape = (24, 64, 64)
-    labels = np.zeros(shape, np.uint8)
-    array = np.full(shape, 40.0, np.float32)  # soft tissue
-    labels[4:20, 8:56, 8:40] = 1  # a lung
-    array[labels == 1] = -850.0
-    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    in_lung = (z - 12) ** 2 + (y - 30) ** 2 + (x - 24) ** 2 <= 16
-    in_wall = (z - 12) ** 2 + (y - 30) ** 2 + (x - 54) ** 2 <= 9  # 14 voxels from the lung
+    labels, array, ball = _chest((24, 64, 64), (slice(4, 20), slice(8, 56), slice(8, 40)))
+    in_lung = ball((12, 30, 24), 4)
+    in_wall = ball((12, 30, 54), 3)  # 14 voxels from the lung
     labels[in_lung | in_wall] = 4
     array[in_lung] = 20.0
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -42,14 +48,9 @@ def test_a_nodule_island_in_the_chest_wall_goes_back_to_the_tissue_unscored():
 def test_the_detectors_findings_are_drawn_once_each_also_where_the_network_saw_no_nodule():
     """The findings the detector keeps are drawn into the nodule label: one the network's label missed, and one it
     labelled (drawn from the finding's box, not scored twice)."""
-    shape = (32, 64, 80)
-    labels = np.zeros(shape, np.uint8)
-    array = np.full(shape, 40.0, np.float32)  # soft tissue
-    labels[3:29, 6:58, 6:74] = 1  # a lung
-    array[labels == 1] = -850.0
-    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    labelled = (z - 16) ** 2 + (y - 32) ** 2 + (x - 22) ** 2 <= 25  # 10 mm, in the network's label
-    missed = (z - 16) ** 2 + (y - 32) ** 2 + (x - 56) ** 2 <= 16  # 8 mm, labelled lung by the network
+    labels, array, ball = _chest((32, 64, 80), (slice(3, 29), slice(6, 58), slice(6, 74)))
+    labelled = ball((16, 32, 22), 5)  # 10 mm, in the network's label
+    missed = ball((16, 32, 56), 4)  # 8 mm, labelled lung by the network
     array[labelled | missed] = 30.0
     labels[labelled] = 4
     findings = [[10, 26, 16, 23, 39, 29], [11, 27, 51, 22, 38, 62]]  # z0 y0 x0 z1 y1 x1, half-open
