@@ -599,13 +599,21 @@ def _detections(bundle, raw, array_shape, affine) -> Detections:
 
 def _findings(run: _Run, data: dict, raw) -> Detections:
     """The detector's boxes on the input grid, oversized ones dropped, re-scored by its second stage."""
-    def make() -> tuple[Detections, str | None]:
-        result = _detections(run.bundle, raw, run.array.shape, run.affine)
-        # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
-        result, note = drop_oversized(result, getattr(run.bundle.info, "max_finding_mm", None))
-        return _second_stage(run.bundle, result, run.array, run.affine), note
+    return _shared_findings(run, lambda: _scored(run, raw, getattr(run.bundle.detector, "classifier", None)))
 
-    return _shared_findings(run, make)
+
+def _scored(run: _Run, raw, classifier) -> tuple[Detections, str | None]:
+    """A detector's raw boxes (:func:`_raw_boxes`) on the input grid, oversized ones dropped, re-scored on the
+    study's own voxels by ``classifier`` (a second stage; None: the first stage's scores); and the note of what was
+    dropped."""
+    result = _detections(run.bundle, raw, run.array.shape, run.affine)
+    # a box larger than any finding the model was made for is not a finding (a "nodule" 216 mm long)
+    result, note = drop_oversized(result, getattr(run.bundle.info, "max_finding_mm", None))
+    if classifier is not None:
+        from inference.models.nodule_classifier import rescore
+
+        result = rescore(classifier, result, run.array, run.affine)
+    return result, note
 
 
 def _shared_findings(run: _Run, make: Callable[[], tuple[Detections, str | None]], notify: bool = True
@@ -624,16 +632,6 @@ def _shared_findings(run: _Run, make: Callable[[], tuple[Detections, str | None]
         run.reporter.notice(note)
     # a copy: the caller adds its measurements, and the labels are named by its own model card
     return replace(found, table=dict(run.bundle.info.table), model_id=run.bundle.info.id, measurements=None)
-
-
-def _second_stage(bundle, detections: Detections, array: np.ndarray, affine: np.ndarray) -> Detections:
-    """Candidates re-scored by the detector's classifier on the study's own voxels, when it has one."""
-    classifier = getattr(bundle.detector, "classifier", None)
-    if classifier is None:
-        return detections
-    from inference.models.nodule_classifier import rescore
-
-    return rescore(classifier, detections, array, affine)
 
 
 def _checked_nodules(run: _Run, data: dict, logits, result: SegResult) -> SegResult:
@@ -667,13 +665,9 @@ def _kept_findings(run: _Run, data: dict, logits, classifier, threshold: float) 
         return np.zeros((0, 6), np.int64)
 
     def make() -> tuple[Detections, str | None]:
-        from inference.models.nodule_classifier import rescore
-
         image = data[run.bundle.image_key]
-        out = finder([_tensor(image)], logits=[_tensor(logits)])[0]
-        found = _detections(run.bundle, _raw_boxes(finder, out, image), run.array.shape, run.affine)
-        found, note = drop_oversized(found, getattr(run.bundle.info, "max_finding_mm", None))
-        return rescore(classifier, found, run.array, run.affine), note
+        return _scored(run, _raw_boxes(finder, finder([_tensor(image)], logits=[_tensor(logits)])[0], image),
+                       classifier)
 
     start = time.perf_counter()
     found = _shared_findings(run, make, notify=False)  # a segmentation has no findings to tell about
