@@ -80,13 +80,14 @@ MIN_LABELLED_SHARE = 0.02
 
 
 def confirm_nodules(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
-                    threshold: float, findings=()) -> np.ndarray:
+                    threshold: float, findings=(), max_mm: float | None = None) -> np.ndarray:
     """``labels`` with its ``nodule`` components checked and redrawn (a new array; see the module docstring), and
     the nodules of ``findings`` (half-open ``[z0, y0, x0, z1, y1, x1]`` voxel boxes the detector keeps) that no kept
-    component reaches drawn in (:func:`draw_findings`)."""
+    component reaches drawn in (:func:`draw_findings`). A component longer than ``max_mm`` (the model's largest
+    finding) is no nodule, whatever its score, as the detector drops such boxes."""
     out = np.array(labels, copy=True)
     findings = np.asarray(findings, np.int64).reshape(-1, 6)
-    lungs = _checked_components(out, nodule, array, affine, classifier, threshold, findings)
+    lungs = _checked_components(out, nodule, array, affine, classifier, threshold, findings, max_mm)
     return draw_findings(out, nodule, array, affine, findings, lungs)
 
 
@@ -115,7 +116,7 @@ def draw_findings(labels: np.ndarray, nodule: int, array: np.ndarray, affine: np
 
 
 def _checked_components(out: np.ndarray, nodule: int, array: np.ndarray, affine: np.ndarray, classifier,
-                        threshold: float, findings: np.ndarray):
+                        threshold: float, findings: np.ndarray, max_mm: float | None):
     """Score, drop or redraw the ``nodule`` components of ``out`` in place; the scan's lung extent when one was
     needed (else None). A component whose centre lies in the box of one of ``findings`` goes back to the lung
     unscored: the finding draws that nodule (segmented in the detector's box, which on the evaluation phantoms fits
@@ -145,7 +146,8 @@ def _checked_components(out: np.ndarray, nodule: int, array: np.ndarray, affine:
     middles = np.array([[(s.start + s.stop - 1) / 2 for s in box] for box in boxes])
     inside_box = (middles[:, None, :] >= findings[None, :, :3]) & (middles[:, None, :] < findings[None, :, 3:])
     covered = np.any(np.all(inside_box, axis=2), axis=1)
-    keep = np.flatnonzero(np.asarray(in_lung) & ~covered)
+    oversized = np.asarray(extents) > (np.inf if max_mm is None else max_mm)
+    keep = np.flatnonzero(np.asarray(in_lung) & ~covered & ~oversized)
     scores = np.zeros(len(boxes))
     scores[keep] = probabilities(classifier, array, affine, [centres[i] for i in keep], [extents[i] for i in keep])
     lungs = None

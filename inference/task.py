@@ -649,7 +649,7 @@ def _checked_nodules(run: _Run, data: dict, logits, result: SegResult) -> SegRes
 
     findings = _kept_findings(run, data, logits, classifier, threshold)
     return replace(result, labels=confirm_nodules(result.labels, nodule, run.array, run.affine, classifier, threshold,
-                                                  findings))
+                                                  findings, getattr(bundle.info, "max_finding_mm", None)))
 
 
 def _tensor(value):

@@ -63,3 +63,21 @@ def test_the_detectors_findings_are_drawn_once_each_also_where_the_network_saw_n
     assert np.count_nonzero(drawn & ~(labelled | missed)) <= 0.2 * np.count_nonzero(labelled | missed)
     alone = confirm_nodules(labels, 4, array, np.eye(4), _Everything(), threshold=0.5)
     assert not (alone[missed] == 4).any()  # without the findings, the network's label only
+
+
+def test_a_component_longer_than_the_largest_finding_is_no_nodule():
+    """A uniform block of lung density got a 77 mm "nodule" of the network's label, kept: the classifier cannot
+    judge a box that large and the redraw found nothing denser than lung. The detector drops such boxes; so does
+    the check (unscored), while the nodule beside it stays."""
+    labels, array, ball = _chest((24, 96, 64), (slice(2, 22), slice(4, 92), slice(4, 60)))
+    long = np.zeros(labels.shape, bool)
+    long[10:14, 10:85, 8:14] = True  # 75 voxels (mm) long
+    nodule = ball((12, 48, 40), 4)
+    labels[long | nodule] = 4
+    array[nodule] = 20.0
+    _Everything.seen = 0
+    out = confirm_nodules(labels, 4, array, np.eye(4), _Everything(), threshold=0.5, max_mm=60.0)
+    assert not (out[long] == 4).any() and (out[nodule] == 4).any()
+    assert _Everything.seen == 1
+    kept = confirm_nodules(labels, 4, array, np.eye(4), _Everything(), threshold=0.5)
+    assert (kept[long] == 4).any()  # without the limit the classifier's word keeps it

@@ -53,6 +53,7 @@ def test_softmax_inside_gives_what_an_activation_before_gives(phantom_case):
     half = ChestPostprocessd(keys="pred", nodule_weight=1.5, softmax=True)({"pred": pred.half()})["pred"]
     assert half.dtype == torch.float32 and torch.allclose(half, expected, atol=2e-3)  # a GPU's half-precision output
 
+
 def test_lungs_touching_at_the_front_are_cut_at_the_midline(phantom_case):
     import SimpleITK as sitk
 
