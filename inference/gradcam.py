@@ -215,6 +215,9 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
             layer: str | None = None) -> Generator[Progress, None, SaliencyMap]:
     """Grad-CAM map of one target (a job: yields :class:`Progress`, returns a :class:`SaliencyMap`).
 
+    A finding of a detector whose second stage is a nodule classifier is explained by occlusion of the classifier's
+    patch instead (:mod:`inference.occlusion`: it explains the score the reader sees), unless ``method`` is given.
+
     Parameters
     ----------
     bundle
@@ -240,6 +243,10 @@ def explain(bundle, array: np.ndarray, affine: np.ndarray, *, box_lps=None, labe
     layer
         The layer to explain at, instead of the bundle's ``gradcam_layer``.
     """
+    from inference.occlusion import explain_finding, explained_by_occlusion
+
+    if box_lps is not None and method is None and explained_by_occlusion(bundle):
+        return (yield from explain_finding(bundle, array, affine, box_lps, target_name=target_name, cancel=cancel))
     layer = layer or bundle.info.gradcam_layer or (RETINANET_LAYER if hasattr(bundle.network, "cls_key") else "")
     if not layer:
         raise ValueError(f"{bundle.info.name} does not name a Grad-CAM layer (metadata hounsfield.gradcam_layer)")

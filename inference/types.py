@@ -175,13 +175,15 @@ class Detections:
 class SaliencyMap:
     """A float heat map on the input grid (e.g. Grad-CAM), normalised to [0, 1] unless stated otherwise.
 
-    ``target`` says what it explains (a label name or a finding index), ``None`` for the whole output.
+    ``target`` says what it explains (a label name or a finding index), ``None`` for the whole output; ``method``
+    how it was made (``Grad-CAM``, or ``occlusion`` for a finding scored by a nodule classifier).
     """
 
     values: np.ndarray
     affine: np.ndarray
     target: str | None = None
     model_id: str = ""
+    method: str = "Grad-CAM"
 
     def __post_init__(self) -> None:
         self.affine = _check_grid(self.values.shape, self.affine)

@@ -77,7 +77,8 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                        help="run even when the series is not what the model was made for (modality, body part, "
                        "spacing); without it such a run is refused")
     infer.add_argument("--explain", action="store_true",
-                       help="detection models: also write each finding's Grad-CAM map (NIfTI, named in findings.json)")
+                       help="detection models: also write each finding's map (NIfTI, named in findings.json; "
+                       "occlusion for the built-in detector, Grad-CAM otherwise)")
     infer.set_defaults(handler=cmd_infer)
 
     evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
@@ -94,7 +95,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                           help="also write each built-in model's summary into its model card (configs/metadata.json "
                           "hounsfield.metrics.SECTION, e.g. phantoms or lidc_idri_0001)")
     evaluate.add_argument("--explain", action="store_true",
-                          help="also check detectors' Grad-CAM maps: pointing game (peak inside the true nodule) and "
+                          help="also check detectors' finding maps: pointing game (peak inside the true nodule) and "
                           "model-randomisation sanity check (slower: two maps per found nodule)")
     evaluate.add_argument("--address", metavar="ADDR",
                           help="score the cases in parallel as Ray tasks: 'local' (a Ray runtime on this machine), "

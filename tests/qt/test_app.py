@@ -68,7 +68,7 @@ def test_demo_opens_the_sample_study_and_the_built_in_models_find_its_nodules(ma
     scrolled = viewer.state.slice_index("axial")
     assert not main_window.jump_to_top_finding() and viewer.state.slice_index("axial") == scrolled
 
-    # Explain the top finding: a Grad-CAM map becomes the saliency overlay, hottest near the finding
+    # Explain the top finding: its occlusion map becomes the saliency overlay, hottest near the finding
     main_window.findings_panel.select(shown[0].index)
     with qtbot.waitSignal(lane.result_applied, timeout=60_000) as blocker:
         main_window.findings_panel.explain_button.click()

@@ -221,7 +221,7 @@ def score_case(model, case: EvalCase, *, threads: int | None = None) -> dict:
         raise ValueError(f"cannot evaluate a {type(result).__name__}")
     scan = ScanDetections(centres, scores, case.nodules_lps, case.nodule_diameters)
     row["scan"] = scan
-    row["_result"] = result  # issue 11: for the Grad-CAM checks of evaluate(explain=True), which pops it
+    row["_result"] = result  # issue 11: for the map checks of evaluate(explain=True), which pops it
     row["nodules"] = [{"center_lps": [round(float(v), 1) for v in c], "diameter_mm": round(float(d), 1), **hit}
                       for c, d, hit in zip(case.nodules_lps, case.nodule_diameters, best_hits(scan))]
     from viewer.core.evaluation_measurements import measurement_row  # issue 11: measurement errors
@@ -318,7 +318,7 @@ def score_spec(models: list, spec: str, *, threads: int | None = None, force: bo
 
     Self-contained (models are ids, folders or ``ModelInfo`` objects; the case is built here), so it can run in another
     process: a Ray task of ``hounsfield evaluate --address``. The rows hold no volumes (the result is dropped once
-    the Grad-CAM checks had it).
+    the map checks had it).
 
     Raises
     ------
@@ -339,7 +339,7 @@ def score_spec(models: list, spec: str, *, threads: int | None = None, force: bo
             raise UnsuitableInput(f"{info.name} ({case.name})", reasons)
         row = score_case(info, case, threads=threads)
         result = row.pop("_result", None)
-        if explain:  # issue 11: pointing game and randomisation check of the findings' Grad-CAM maps
+        if explain:  # issue 11: pointing game and randomisation check of the findings' maps
             from viewer.core.evaluation_explain import explain_row
 
             row["explain"] = explain_row(info, case, result)
@@ -357,7 +357,7 @@ def evaluate(models: list, data: list[str], *, threads: int | None = None,
 
     A case that is not what a model was made for (:mod:`inference.suitability`) raises
     :class:`~viewer.core.run_model.UnsuitableInput` before that model runs on it, unless ``force``. With
-    ``explain``, detectors' findings also get the Grad-CAM checks of :mod:`viewer.core.evaluation_explain`.
+    ``explain``, detectors' findings also get the map checks of :mod:`viewer.core.evaluation_explain`.
 
     ``map_cases(score, specs)`` runs ``score`` (a picklable :func:`score_spec` with the options bound) on every
     case spec and yields the results in spec order - e.g. on a Ray cluster
@@ -486,7 +486,7 @@ def format_report(report: dict) -> str:
         from viewer.core.evaluation_measurements import measurement_lines  # issue 11: measurement errors
 
         lines.extend(measurement_lines(s))
-    from viewer.core.evaluation_explain import format_explain  # issue 11: Grad-CAM checks (evaluate --explain)
+    from viewer.core.evaluation_explain import format_explain  # issue 11: map checks (evaluate --explain)
 
     for model_id, entry in report.items():
         if entry["summary"].get("explain"):

@@ -1,15 +1,19 @@
-"""Is a Grad-CAM map honest? The two checks ``hounsfield evaluate --explain`` runs on a detector's findings.
+"""Is a finding's map honest? The two checks ``hounsfield evaluate --explain`` runs on a detector's findings.
+
+The map is the one the viewer shows for the finding (:func:`inference.gradcam.explain`): occlusion of the nodule
+classifier's patch for the built-in detector (:mod:`inference.occlusion`), Grad-CAM otherwise.
 
 * **Pointing game** (Zhang et al. 2016, "Top-down neural attention by excitation backprop"): for each true nodule
-  the detector found, the finding's map (:func:`inference.gradcam.explain`, the nodule class of the network, aimed
-  at the finding's box) is a *hit* when its peak - the voxel of its maximum - lies inside that nodule. The nodule
-  is the connected component of the reference nodule mask (phantoms: label 4) holding the nodule, dilated by
-  :data:`DILATE_VOXELS` voxel so a peak on the partial-volume rim of the nodule still counts.
+  the detector found, the finding's map is a *hit* when its peak - the voxel of its maximum - lies inside that
+  nodule; an empty map is a miss. The nodule is the connected component of the reference nodule mask (phantoms:
+  label 4) holding the nodule, dilated by :data:`DILATE_VOXELS` voxel so a peak on the partial-volume rim of the
+  nodule still counts.
 * **Model-randomisation check** (Adebayo et al. 2018, "Sanity checks for saliency maps"): the same finding is
-  explained again by the same network with all weights re-initialised (full re-initialisation, seeded by
+  explained again by the same model with all weights re-initialised (network and classifier; seeded by
   :data:`RANDOM_SEED`). An explanation that reflects what the model learnt must change: the Spearman rank
-  correlation of the two maps over the explained crop (the voxels either map can be non-zero in) is reported, and
-  its mean over the findings should stay below :data:`SPEARMAN_LIMIT`.
+  correlation of the two maps is reported, and its mean over the findings should stay below
+  :data:`SPEARMAN_LIMIT`. Grad-CAM maps are compared over the explained crop; occlusion maps over the classifier's
+  patch, signed (the shown map keeps only the drops, and a re-initialised classifier's drops are mostly none).
 
 Only cases with a voxel truth of the nodules (phantoms, ``hounsfield sample`` folders) are scored; LIDC studies have
 readers' contours only in their XML and are skipped here. Pure numpy + the inference package: no Qt.
@@ -90,20 +94,26 @@ def true_nodule(components: np.ndarray, affine: np.ndarray, centre_lps, diameter
 
 
 def randomised_bundle(bundle, seed: int = RANDOM_SEED):
-    """A copy of ``bundle`` whose network has every layer re-initialised (``reset_parameters``), seeded."""
+    """A copy of ``bundle`` whose network - and its detector's classifier, when it has one - has every layer
+    re-initialised (``reset_parameters``), seeded."""
     import torch
+
+    def reinitialise(model) -> None:
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
     twin = copy.copy(bundle)
     network = copy.deepcopy(bundle.network)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in network.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-    twin.network = network
-    if bundle.detector is not None:  # its own copy, reading the randomised network (a shallow copy of a torch
-        # Module would share the original's submodule table, and setting its network would randomise the original)
-        twin.detector = copy.deepcopy(bundle.detector, memo={id(bundle.detector.network): network})
+        reinitialise(network)
+        twin.network = network
+        if bundle.detector is not None:  # its own copy, reading the randomised network (a shallow copy of a torch
+            # Module would share the original's submodule table, and setting its network would randomise the original)
+            twin.detector = copy.deepcopy(bundle.detector, memo={id(bundle.detector.network): network})
+            if getattr(twin.detector, "classifier", None) is not None:
+                reinitialise(twin.detector.classifier)
     return twin
 
 
@@ -143,11 +153,13 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     """
     from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
     from inference.jobs import run_job
+    from inference.occlusion import explained_by_occlusion, finding_drop_map
 
     truth = case.masks.get("nodule")
     if truth is None or detections is None or not len(case.nodules_lps):
         return []
     components = nodule_components(truth)
+    by_occlusion = explained_by_occlusion(bundle)
     if check_randomisation and randomised is None:
         randomised = randomised_bundle(bundle)
     rows = []
@@ -157,18 +169,25 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
         if region is None or core is None:
             continue
         box = detections.boxes_lps[k]
-        values = run_job(explain(bundle, case.array, case.affine, box_lps=box)).values
+        saliency = run_job(explain(bundle, case.array, case.affine, box_lps=box))
+        values = saliency.values
         peak = np.unravel_index(int(np.argmax(values)), values.shape)
+        shown = bool(values[peak] > 0)  # an empty map points nowhere: a miss
         peak_lps = np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3]
         row: dict[str, Any] = {
             "diameter_mm": round(float(case.nodule_diameters[j]), 1),
             "score": round(float(detections.scores[k]), 3),
-            "hit": bool(region[peak]),
-            "hit_undilated": bool(core[peak]),
+            "method": saliency.method,
+            "hit": shown and bool(region[peak]),
+            "hit_undilated": shown and bool(core[peak]),
             "peak_distance_mm": round(float(np.linalg.norm(peak_lps - case.nodules_lps[j])), 1),
             "spearman": None,
         }
-        if check_randomisation:
+        if check_randomisation and by_occlusion:  # the signed maps over the patch: the shown ones are clipped at 0
+            maps = [finding_drop_map(b.detector.classifier, case.array, case.affine, box)[0]
+                    for b in (bundle, randomised)]
+            row["spearman"] = round(spearman(*maps), 4)
+        elif check_randomisation:
             crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
             other = run_job(explain(randomised, case.array, case.affine, box_lps=box)).values
             row["spearman"] = round(spearman(values[crop], other[crop]), 4)
@@ -213,6 +232,7 @@ def summarise_explain(rows: list[dict]) -> dict:
     strict = [r.get("hit_undilated", r["hit"]) for r in rows]
     rhos = [r["spearman"] for r in rows if r.get("spearman") is not None]
     return {
+        "map": ", ".join(sorted({r.get("method", "Grad-CAM") for r in rows})) or "Grad-CAM",
         "pointing_game": {"hits": int(sum(hits)), "findings": len(hits),
                           "rate": round(float(np.mean(hits)), 4) if hits else None,
                           "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS,
@@ -227,17 +247,19 @@ def summarise_explain(rows: list[dict]) -> dict:
 def format_explain(summary: dict) -> list[str]:
     """The lines ``hounsfield evaluate --explain`` prints for one model."""
     game, rand = summary["pointing_game"], summary["randomisation"]
+    name = summary.get("map", "Grad-CAM")
+    name = name[0].upper() + name[1:]
     lines = []
     if game["findings"]:
         verdict = "ok" if game["rate"] >= game["target"] else f"below {game['target']}"
-        lines.append(f"  Grad-CAM pointing game {game['hits']}/{game['findings']} found nodules = {game['rate']:.3f} "
+        lines.append(f"  {name} pointing game {game['hits']}/{game['findings']} found nodules = {game['rate']:.3f} "
                      f"(peak inside the true nodule, dilated {game['dilate_voxels']} voxel; {verdict}; "
                      f"{game['rate_undilated']:.3f} undilated)")
     else:
-        lines.append("  Grad-CAM pointing game: no found nodule with a voxel truth")
+        lines.append(f"  {name} pointing game: no found nodule with a voxel truth")
     if rand["findings"]:
         verdict = "ok" if rand["spearman_mean"] < rand["limit"] else f"not below {rand['limit']}"
-        lines.append(f"  Grad-CAM randomisation check: Spearman trained vs re-initialised weights mean "
+        lines.append(f"  {name} randomisation check: Spearman trained vs re-initialised weights mean "
                      f"{rand['spearman_mean']:.3f}, max {rand['spearman_max']:.3f} over {rand['findings']} "
                      f"findings ({verdict})")
     return lines

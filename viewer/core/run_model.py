@@ -4,7 +4,7 @@
 (:mod:`inference.task`) -> :func:`write_outputs`, which batch callers use on their own:
 
 - segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
-- detection -> ``findings.json`` (and its TID 1500 SR, and with ``explain`` each finding's Grad-CAM map);
+- detection -> ``findings.json`` (and its TID 1500 SR, and with ``explain`` each finding's map);
 - saliency -> ``saliency.nii.gz``;
 
 and returns what it did with per-stage timings in seconds (``load``, ``model``, ``preprocess``, ``network``,
@@ -143,7 +143,7 @@ def infer_to_dir(series_or_path: Series | Volume | str | os.PathLike | Sequence[
     body_part
         The series' BodyPartExamined when known; read from the series' first header otherwise.
     explain
-        Detection models: also write each finding's Grad-CAM map (:mod:`viewer.core.export.finding_maps`), named in
+        Detection models: also write each finding's map (:mod:`viewer.core.export.finding_maps`), named in
         ``findings.json`` and listed under ``finding_maps`` (time under ``explain``).
     threads
         torch CPU threads (default: all cores but one, :func:`inference.device.inference_threads`); a batch worker
@@ -231,7 +231,7 @@ def write_outputs(result, info, volume: Volume, out_dir: str | os.PathLike, *, s
 
     - segmentation -> ``seg.dcm`` (DICOM SEG referencing the source images);
     - detection -> ``findings.json``, ``findings.sr.dcm`` (TID 1500; with a ``series`` or ``sources`` and a finding
-      at or above ``min_score``) and, with ``explain``, ``finding_maps/`` (one Grad-CAM map per finding, named in
+      at or above ``min_score``) and, with ``explain``, ``finding_maps/`` (one map per finding, named in
       the JSON);
     - saliency -> ``saliency.nii.gz``.
 
@@ -310,7 +310,7 @@ def _write_detection(written: dict, stages: dict, result, info, volume: Volume, 
     if written["n_findings"] and (series is not None or sources is not None):
         written["outputs"]["sr"] = str(_write_findings_sr(target.parent / "findings.sr.dcm", result, series,
                                                           min_score, info, sources))
-    if explain is not None:  # issue 11: the findings' Grad-CAM maps (hounsfield infer --explain)
+    if explain is not None:  # issue 11: the findings' maps (hounsfield infer --explain)
         start = time.perf_counter()
         written["finding_maps"] = _write_finding_maps(target.parent, target, explain, volume, result, min_score,
                                                       progress, cancel)
@@ -331,7 +331,7 @@ _WRITERS: dict[str, Callable[..., None]] = {"segmentation": _write_segmentation,
 
 def _write_finding_maps(out_dir: Path, findings_path: Path, bundle, volume: Volume, detections, min_score: float,
                         progress, cancel) -> list[str]:
-    """Each finding's Grad-CAM map as NIfTI, named in ``findings.json``; returns the relative paths."""
+    """Each finding's map as NIfTI, named in ``findings.json``; returns the relative paths."""
     from viewer.core.export.finding_maps import name_maps_in_findings, write_finding_maps
 
     _report(progress, "Explaining the findings")

@@ -221,7 +221,8 @@ class FindingsWidget(QWidget):
         self.edit_button.clicked.connect(self._request_edit)
         self.explain_button = QToolButton(self)
         self.explain_button.setText("Explain")
-        self.explain_button.setToolTip("Grad-CAM: show what drove the selected finding's score (saliency overlay)")
+        self.explain_button.setToolTip("Show what the selected finding's score rests on (saliency overlay: "
+                                       "occlusion for the built-in detector, Grad-CAM for other models)")
         self.explain_button.clicked.connect(self._request_explain)
         row.addWidget(self.accept_button)
         row.addWidget(self.reject_button)

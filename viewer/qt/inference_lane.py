@@ -62,7 +62,7 @@ def inference_job(info, array, affine, device: str | None, cancel, threads: int 
 
 def explain_job(info, array, affine, device: str | None, cancel, *, target_name: str, box_lps=None,
                 label: int | None = None, mask=None) -> Job:
-    """The worker's job for one Grad-CAM map (see :func:`inference.gradcam.explain`); returns an
+    """The worker's job for one finding or label map (see :func:`inference.gradcam.explain`); returns an
     :class:`~inference.task.InferenceResult` holding the :class:`~inference.types.SaliencyMap`."""
     yield Progress(0, 0, "Starting the inference engine")
     from inference.bundle import load_bundle
@@ -91,7 +91,11 @@ def result_summary(layer) -> str:
                f"{layer.min_score:.2f}"
     lo, hi = layer.span
     target = layer.saliency.target
-    return f"{'Grad-CAM of ' + target if target else 'saliency map'} ({lo:.3g} to {hi:.3g})"
+    if not target:
+        return f"saliency map ({lo:.3g} to {hi:.3g})"
+    if hi <= 0:
+        return f"{layer.saliency.method} of {target}: empty - no part of the patch lowers the score when hidden"
+    return f"{layer.saliency.method} of {target} ({lo:.3g} to {hi:.3g})"
 
 
 @dataclass
@@ -322,7 +326,8 @@ class InferenceLane(QObject):
         return box.exec() == QMessageBox.StandardButton.Yes
 
     def explain_finding(self, index: int) -> JobHandle | None:
-        """Grad-CAM of finding ``index`` with the detector that found it, shown as the saliency overlay."""
+        """The map of finding ``index`` by the detector that found it (:func:`inference.gradcam.explain`: occlusion or
+        Grad-CAM), shown as the saliency overlay."""
         layer = self.layer("detection")
         rows = {f.index: f for f in self.findings()}
         if layer is None or index not in rows:
@@ -348,15 +353,15 @@ class InferenceLane(QObject):
         try:
             info = find_model(model_id, self.model_dirs())
         except ModelNotFound:
-            self.status_message.emit(f"Grad-CAM: the model {model_id} is no longer available")
+            self.status_message.emit(f"Explain: the model {model_id} is no longer available")
             return None
         if not info.gradcam_layer and info.task != "detection":  # (RetinaNet detectors have a default layer)
-            self.status_message.emit(f"Grad-CAM: {info.name} does not name a layer to explain at")
+            self.status_message.emit(f"Explain: {info.name} does not name a layer to explain at")
             return None
         array, affine, device = volume.array, volume.affine, self.panel.device
         return self._launch(info, lambda token: explain_job(info, array, affine, device, token,
                                                             target_name=target_name, **target),
-                            f"Grad-CAM of {target_name} ({info.name})…")
+                            f"Explaining {target_name} ({info.name})…")
 
     def _launch(self, info, job_factory, status: str) -> JobHandle:
         handle = start_job(job_factory, "inference", parent=self)

@@ -205,7 +205,7 @@ def build_menus(window) -> None:
     window.action_run_model = menu_action(window, ai_menu, "&Run Model", window.inference.start, "Ctrl+R")
     window.action_cancel_model = menu_action(window, ai_menu, "&Cancel Model Run", window.inference.cancel)
     ai_menu.addSeparator()
-    window.action_explain_finding = menu_action(window, ai_menu, "&Explain Selected Finding (Grad-CAM)",
+    window.action_explain_finding = menu_action(window, ai_menu, "&Explain Selected Finding",
                                                     lambda: explain_selected_finding(window), "Ctrl+E")
     window.action_explain_label = menu_action(window, ai_menu, "Explain &Label (Grad-CAM)…",
                                               lambda: explain_label(window))
@@ -363,7 +363,7 @@ def update_ai_menu(window) -> None:
 
 
 def explain_selected_finding(window) -> None:
-    """AI > Explain Selected Finding: Grad-CAM of the finding selected in the Findings panel."""
+    """AI > Explain Selected Finding: the map of the finding selected in the Findings panel."""
     index = window.findings_panel.selected_index()
     if index is not None:
         window.inference.explain_finding(index)

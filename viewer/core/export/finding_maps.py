@@ -1,4 +1,4 @@
-"""``hounsfield infer --explain``: one Grad-CAM map per finding, as NIfTI beside ``findings.json``.
+"""``hounsfield infer --explain``: one map per finding (occlusion or Grad-CAM), as NIfTI beside ``findings.json``.
 
 Each finding written to ``findings.json`` gets its map (:func:`inference.gradcam.explain`, on the series' own grid,
 values in [0, 1]) in ``finding_maps/finding_NNN.nii.gz`` - NNN is the finding's 1-based position in
