@@ -50,13 +50,16 @@ def test_the_peak_of_each_found_nodule_map_lies_in_that_nodule(explained):
 def test_maps_of_randomised_weights_rank_the_voxels_differently(explained):
     check = explained["summary"]["explain"]["randomisation"]
     assert check["findings"] >= 2 and check["spearman_mean"] < ee.SPEARMAN_LIMIT, explained["cases"][0]["explain"]
+    # and they do not find the nodules: the pointing game tells the trained model from a random one
+    game = explained["summary"]["explain"]["pointing_game"]
+    assert game["randomised_hits"] < game["hits"] / 2, explained["cases"][0]["explain"]
 
 
 def test_the_report_prints_both_checks(explained):
     from viewer.core.evaluation import format_report
 
     text = format_report({DETECTOR: explained})
-    assert "pointing game" in text and "randomisation check" in text
+    assert "pointing game" in text and "randomisation check" in text and "re-initialised weights:" in text
 
 
 def test_randomising_copies_the_network_and_leaves_the_trained_one_alone():

@@ -148,8 +148,9 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     -------
     list of dict
         Per found nodule: ``diameter_mm``, ``score``, ``hit`` (peak inside the nodule; ``hit_undilated``: inside
-        its voxels proper), ``peak_distance_mm`` (peak to nodule centre) and ``spearman`` (trained vs randomised
-        map; None when not checked).
+        its voxels proper), ``peak_distance_mm`` (peak to nodule centre; None for an empty map), ``spearman``
+        (trained vs randomised map; None when not checked) and, when checked, ``hit_randomised`` (the randomised
+        model's map is a hit).
     """
     from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
     from inference.jobs import run_job
@@ -171,28 +172,37 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
         box = detections.boxes_lps[k]
         saliency = run_job(explain(bundle, case.array, case.affine, box_lps=box))
         values = saliency.values
-        peak = np.unravel_index(int(np.argmax(values)), values.shape)
-        shown = bool(values[peak] > 0)  # an empty map points nowhere: a miss
-        peak_lps = np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3]
+        peak = _peak(values)
+        distance = None if peak is None else float(np.linalg.norm(
+            np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3] - case.nodules_lps[j]))
         row: dict[str, Any] = {
             "diameter_mm": round(float(case.nodule_diameters[j]), 1),
             "score": round(float(detections.scores[k]), 3),
             "method": saliency.method,
-            "hit": shown and bool(region[peak]),
-            "hit_undilated": shown and bool(core[peak]),
-            "peak_distance_mm": round(float(np.linalg.norm(peak_lps - case.nodules_lps[j])), 1),
+            "hit": peak is not None and bool(region[peak]),
+            "hit_undilated": peak is not None and bool(core[peak]),
+            "peak_distance_mm": None if distance is None else round(distance, 1),
             "spearman": None,
         }
-        if check_randomisation and by_occlusion:  # the signed maps over the patch: the shown ones are clipped at 0
-            maps = [finding_drop_map(b.detector.classifier, case.array, case.affine, box)[0]
-                    for b in (bundle, randomised)]
-            row["spearman"] = round(spearman(*maps), 4)
-        elif check_randomisation:
-            crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
+        if check_randomisation:
             other = run_job(explain(randomised, case.array, case.affine, box_lps=box)).values
-            row["spearman"] = round(spearman(values[crop], other[crop]), 4)
+            other_peak = _peak(other)
+            row["hit_randomised"] = other_peak is not None and bool(region[other_peak])
+            if by_occlusion:  # the signed maps over the patch: the shown ones are clipped at 0
+                maps = [finding_drop_map(b.detector.classifier, case.array, case.affine, box)[0]
+                        for b in (bundle, randomised)]
+                row["spearman"] = round(spearman(*maps), 4)
+            else:
+                crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
+                row["spearman"] = round(spearman(values[crop], other[crop]), 4)
         rows.append(row)
     return rows
+
+
+def _peak(values: np.ndarray) -> tuple[int, ...] | None:
+    """The index of a map's maximum; None for an empty map, which points nowhere (a miss)."""
+    peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
+    return peak if values[peak] > 0 else None
 
 
 _BUNDLES: dict[str, tuple[Any, Any]] = {}
@@ -231,12 +241,14 @@ def summarise_explain(rows: list[dict]) -> dict:
     hits = [r["hit"] for r in rows]
     strict = [r.get("hit_undilated", r["hit"]) for r in rows]
     rhos = [r["spearman"] for r in rows if r.get("spearman") is not None]
+    random_hits = [r["hit_randomised"] for r in rows if "hit_randomised" in r]
     return {
         "map": ", ".join(sorted({r.get("method", "Grad-CAM") for r in rows})) or "Grad-CAM",
         "pointing_game": {"hits": int(sum(hits)), "findings": len(hits),
                           "rate": round(float(np.mean(hits)), 4) if hits else None,
                           "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS,
-                          "rate_undilated": round(float(np.mean(strict)), 4) if strict else None},
+                          "rate_undilated": round(float(np.mean(strict)), 4) if strict else None,
+                          "randomised_hits": int(sum(random_hits)) if random_hits else None},
         "randomisation": {"spearman_mean": round(float(np.mean(rhos)), 4) if rhos else None,
                           "spearman_max": round(float(np.max(rhos)), 4) if rhos else None,
                           "findings": len(rhos), "limit": SPEARMAN_LIMIT, "seed": RANDOM_SEED,
@@ -255,6 +267,9 @@ def format_explain(summary: dict) -> list[str]:
         lines.append(f"  {name} pointing game {game['hits']}/{game['findings']} found nodules = {game['rate']:.3f} "
                      f"(peak inside the true nodule, dilated {game['dilate_voxels']} voxel; {verdict}; "
                      f"{game['rate_undilated']:.3f} undilated)")
+        if game.get("randomised_hits") is not None:
+            lines.append(f"    the same with re-initialised weights: {game['randomised_hits']}/{game['findings']} "
+                         f"(a map that follows the image, not the model, would score as high)")
     else:
         lines.append(f"  {name} pointing game: no found nodule with a voxel truth")
     if rand["findings"]:
