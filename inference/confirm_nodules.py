@@ -43,7 +43,10 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...], list[t
     for value in range(1, stats.GetNumberOfLabels() + 1):
         x, y, z, dx, dy, dz = stats.GetBoundingBox(value)
         boxes.append((slice(z0 + z, z0 + z + dz), slice(y0 + y, y0 + y + dy), slice(x0 + x, x0 + x + dx)))
-    return sitk.GetArrayFromImage(labels), where, boxes
+    from inference.sitk_arrays import array_view
+
+    # a view, not a copy: with nodule components far apart the box is most of the study (a uint32 copy: 0.25 s)
+    return array_view(labels), where, boxes
 
 
 def _shell(labels: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, exclude: int) -> np.ndarray:
