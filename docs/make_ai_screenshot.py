@@ -1,5 +1,5 @@
 """Make docs/ai-screenshot.png: the sample study as `make run` opens it - the built-in nodule detector's findings,
-the built-in segmentation under them and the Grad-CAM map of the top finding.
+the built-in segmentation under them and the occlusion map of the top finding.
 
 Run from the repository root, on a display or under Xvfb::
 

@@ -13,6 +13,9 @@ def test_the_chest_detector_asks_on_the_brain_mr_no_runs_nothing_yes_runs(main_w
     lane = window.inference
     assert window.ai_panel.select_model(DEMO_MODELS[0])
     assert "Made for: CT chest · findings up to 60 mm" in window.ai_panel.info_label.text()
+    assert window.ai_panel.select_model(DEMO_MODELS[1])  # the segmentation: its nodule label's largest nodule
+    assert "Made for: CT chest · nodules up to 60 mm" in window.ai_panel.info_label.text()
+    assert window.ai_panel.select_model(DEMO_MODELS[0])
     asked: list[tuple[list, str]] = []
     statuses: list[str] = []
     lane.status_message.connect(statuses.append)

@@ -243,7 +243,7 @@ def summarise_explain(rows: list[dict]) -> dict:
     rhos = [r["spearman"] for r in rows if r.get("spearman") is not None]
     random_hits = [r["hit_randomised"] for r in rows if "hit_randomised" in r]
     return {
-        "map": ", ".join(sorted({r.get("method", "Grad-CAM") for r in rows})) or "Grad-CAM",
+        "map": ", ".join(sorted({r.get("method", "Grad-CAM") for r in rows})) or "finding map",
         "pointing_game": {"hits": int(sum(hits)), "findings": len(hits),
                           "rate": round(float(np.mean(hits)), 4) if hits else None,
                           "target": POINTING_TARGET, "dilate_voxels": DILATE_VOXELS,
@@ -259,7 +259,7 @@ def summarise_explain(rows: list[dict]) -> dict:
 def format_explain(summary: dict) -> list[str]:
     """The lines ``hounsfield evaluate --explain`` prints for one model."""
     game, rand = summary["pointing_game"], summary["randomisation"]
-    name = summary.get("map", "Grad-CAM")
+    name = summary.get("map", "finding map")
     name = name[0].upper() + name[1:]
     lines = []
     if game["findings"]:

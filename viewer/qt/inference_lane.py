@@ -76,7 +76,7 @@ def explain_job(info, array, affine, device: str | None, cancel, *, target_name:
     loaded = time.perf_counter()
     saliency = yield from explain(bundle, array, affine, box_lps=box_lps, label=label, mask=mask,
                                   target_name=target_name, cancel=cancel)
-    timings = {"model": loaded - start, "grad-cam": time.perf_counter() - loaded}
+    timings = {"model": loaded - start, "map": time.perf_counter() - loaded}
     return InferenceResult(saliency, timings, str(bundle.device))
 
 

@@ -471,8 +471,9 @@ class InferencePanelWidget(QWidget):
         made_for = " ".join(p for p in ("/".join(expected.modalities), "/".join(expected.body_parts).lower()) if p)
         if made_for:  # what the pre-run check holds a series to (inference.suitability)
             text += f"<br>Made for: {html.escape(made_for)}"
-        if info.max_finding_mm:
-            text += f" · findings up to {info.max_finding_mm:g} mm"
+        if info.max_finding_mm:  # a segmentation's largest finding is that of the nodule label it checks
+            what = "findings" if info.task == "detection" else "nodules"
+            text += f" · {what} up to {info.max_finding_mm:g} mm"
         if not info.has_weights:
             text += "<br><span style='color:#e0524d'>No weights in this bundle (models/model.pt)</span>"
         self.info_label.setText(text)
