@@ -123,11 +123,12 @@ def place_on_grid(values: np.ndarray, centre_lps, spacing_mm: float, shape, affi
     out = np.zeros(shape, np.float32)
     if np.any(high <= low):
         return out
-    grid = np.stack(np.meshgrid(*(np.arange(a, b) for a, b in zip(low, high)), indexing="ij"), axis=-1)  # x, y, z
-    lps = grid.reshape(-1, 3) @ affine[:3, :3].T + affine[:3, 3]
-    at = (lps - centre_lps) / spacing_mm + (size - 1) / 2  # patch index along L, P, S
-    sampled = trilinear(values, at[:, ::-1], outside=0.0).reshape(grid.shape[:3])  # x, y, z
-    out[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = sampled.transpose(2, 1, 0)
+    xs, ys = np.meshgrid(np.arange(low[0], high[0]), np.arange(low[1], high[1]), indexing="xy")  # (y, x) planes
+    plane = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], axis=1) @ affine[:3, :3].T + affine[:3, 3]
+    for z in range(low[2], high[2]):  # slice by slice: a fine grid's block would take a GB as one array
+        lps = plane + z * affine[:3, 2]
+        at = (lps - centre_lps) / spacing_mm + (size - 1) / 2  # patch index along L, P, S
+        out[z, low[1]:high[1], low[0]:high[0]] = trilinear(values, at[:, ::-1], outside=0.0).reshape(xs.shape)
     return out
 
 

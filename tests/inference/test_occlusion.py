@@ -121,3 +121,16 @@ def test_a_score_that_no_occlusion_lowers_gives_an_empty_map_and_says_so(detecto
     saliency = run_job(job, lambda p: messages.append(p.message))
     assert not saliency.values.any()
     assert any("lowers its score" in m for m in messages), messages
+
+
+def test_a_box_on_the_corner_of_the_volume_is_explained_inside_it(detector, demo_phantom):
+    """Half the patch lies outside the study (sampled as air): the map is finite, on the study's grid, and lit only
+    near the corner."""
+    from inference.gradcam import explain
+
+    corner = demo_phantom.affine[:3, 3]  # voxel (0, 0, 0)
+    box = np.concatenate([corner - 5.0, corner + 5.0])
+    values = run_job(explain(detector, demo_phantom.hu, demo_phantom.affine, box_lps=box)).values
+    assert values.shape == demo_phantom.hu.shape and np.isfinite(values).all() and values.min() >= 0
+    lit = np.argwhere(values > 0)
+    assert lit.size == 0 or (lit.max(axis=0) * np.linalg.norm(demo_phantom.affine[:3, :3], axis=0)[::-1]).max() < 40
