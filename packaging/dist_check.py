@@ -248,7 +248,7 @@ def main() -> int:
         for model in MODELS:
             target = out / model
             t = time.time()
-            explain = ["--explain"] if "detection" in model else []  # Grad-CAM too: autograd in the frozen torch
+            explain = ["--explain"] if "detection" in model else []  # the finding maps too (MONAI occlusion)
             result = run([app, "infer", sample or out, "--model", model, "--out", target, *explain], env, cwd,
                          timeout=900)
             findings = target / "findings.json"
@@ -259,7 +259,7 @@ def main() -> int:
                 n = len(json.loads(findings.read_text()).get("findings", [])) if findings.exists() else 0
                 maps = list(target.glob("finding_maps/*.nii*"))
                 ok = result.returncode == 0 and n > 0 and bool(maps) and "findings.sr.dcm" in dicoms
-                detail = f"{n} findings, {len(maps)} Grad-CAM maps, {' '.join(dicoms)}; {detail}"
+                detail = f"{n} findings, {len(maps)} finding maps, {' '.join(dicoms)}; {detail}"
             else:
                 ok = result.returncode == 0 and "seg.dcm" in dicoms
                 detail = f"{' '.join(dicoms)}; {detail}"
