@@ -17,8 +17,10 @@ Why occlusion rather than the Grad-CAM family that explains the segmentation net
 
 A finding whose score does not drop wherever an occluder goes gets an empty map, and the job says so; an empty map
 is the honest answer there. It happens to large nodules: the classifier pools its features by their maximum, and an
-8-voxel hole leaves enough nodule (2 of 33 found nodules measured with that occluder alone; 1 with both sizes). The map is resampled from the patch onto the study's grid (trilinear), fades to zero over
-the patch's outer :data:`TAPER_VOXELS` (no hard edge) and is scaled to a maximum of 1.
+8-voxel hole leaves enough nodule (2 of 33 found nodules measured with that occluder alone; 1 with both sizes).
+
+The map is resampled from the patch onto the study's grid (trilinear), fades to zero over the patch's outer
+:data:`TAPER_VOXELS` (no hard edge) and is scaled to a maximum of 1.
 """
 from __future__ import annotations
 
