@@ -111,7 +111,8 @@ def _taper(size: int, width: int = TAPER_VOXELS) -> np.ndarray:
 
 def place_on_grid(values: np.ndarray, centre_lps, spacing_mm: float, shape, affine: np.ndarray) -> np.ndarray:
     """A patch map (axes S, P, L around ``centre_lps``) on the study grid ``shape`` / ``affine``, trilinear,
-    zero outside the patch."""
+    zero outside the patch. SimpleITK's ``Resample`` gives the same values (tests/inference/test_occlusion.py) but
+    visits every voxel of the study; this visits the patch's block only."""
     from inference.models.nodule_classifier import trilinear
 
     size = values.shape[0]
@@ -134,6 +135,20 @@ def place_on_grid(values: np.ndarray, centre_lps, spacing_mm: float, shape, affi
     return out
 
 
+def finding_map(classifier, array: np.ndarray, affine: np.ndarray, box_lps) -> tuple[np.ndarray, np.ndarray]:
+    """``(shown, signed)``: the map shown for the finding in ``box_lps`` - the drops, tapered, on the study's grid,
+    scaled to a maximum of 1, all zero when none reaches :data:`MIN_DROP` - and the signed :func:`drop_map` over the
+    patch it came from (what the randomisation check compares)."""
+    drop, centre, spacing = finding_drop_map(classifier, array, affine, box_lps)
+    taper = _taper(drop.shape[0])
+    shown = np.clip(drop, 0, None) * taper[:, None, None] * taper[None, :, None] * taper[None, None, :]
+    if shown.max() < MIN_DROP:
+        return np.zeros(array.shape, np.float32), drop
+    values = place_on_grid(shown, centre, spacing, array.shape, affine)
+    values /= max(float(values.max()), 1e-12)  # scaled on the study's grid, whose voxels miss the patch's peak a bit
+    return values, drop
+
+
 def explain_finding(bundle, array: np.ndarray, affine: np.ndarray, box_lps, *, target_name: str | None = None,
                     cancel: Any = None) -> Generator[Progress, None, SaliencyMap]:
     """Occlusion map of one finding of ``bundle`` (:func:`explained_by_occlusion`) as a job returning a
@@ -144,18 +159,10 @@ def explain_finding(bundle, array: np.ndarray, affine: np.ndarray, box_lps, *, t
     def work(reporter: Reporter) -> SaliencyMap:
         start = time.perf_counter()
         reporter.progress(0, 2, "Hiding each part of the finding's patch")
-        drop, centre, spacing = finding_drop_map(bundle.detector.classifier, array, affine, box_lps)
+        values, _ = finding_map(bundle.detector.classifier, array, affine, box_lps)
         reporter.check()
-        taper = _taper(drop.shape[0])
-        shown = np.clip(drop, 0, None) * taper[:, None, None] * taper[None, :, None] * taper[None, None, :]
-        values = np.zeros(array.shape, np.float32)
-        top = 0.0
-        if shown.max() >= MIN_DROP:
-            values = place_on_grid(shown, centre, spacing, array.shape, affine)
-            top = float(values.max())
-            values /= max(top, 1e-12)  # scaled on the study's grid, whose voxels miss the patch's peak by a fraction
         seconds = time.perf_counter() - start
-        reporter.progress(2, 2, f"Done in {seconds:.1f} s" if top > 0 else
+        reporter.progress(2, 2, f"Done in {seconds:.1f} s" if values.any() else
                           "No part of the finding's patch lowers its score when hidden: the map is empty")
         return SaliencyMap(values, affine, target=target_name, model_id=bundle.info.id, method=METHOD)
 

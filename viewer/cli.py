@@ -96,7 +96,8 @@ def _subcommand_parser() -> argparse.ArgumentParser:
                           "hounsfield.metrics.SECTION, e.g. phantoms or lidc_idri_0001)")
     evaluate.add_argument("--explain", action="store_true",
                           help="also check detectors' finding maps: pointing game (peak inside the true nodule) and "
-                          "model-randomisation sanity check (slower: two maps per found nodule)")
+                          "model-randomisation sanity check (slower: each found nodule is explained again by a "
+                          "re-initialised model)")
     evaluate.add_argument("--address", metavar="ADDR",
                           help="score the cases in parallel as Ray tasks: 'local' (a Ray runtime on this machine), "
                           "or a cluster (ray://HEAD:10001, HEAD:6379, auto) as for `hounsfield batch`")

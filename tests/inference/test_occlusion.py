@@ -134,3 +134,29 @@ def test_a_box_on_the_corner_of_the_volume_is_explained_inside_it(detector, demo
     assert values.shape == demo_phantom.hu.shape and np.isfinite(values).all() and values.min() >= 0
     lit = np.argwhere(values > 0)
     assert lit.size == 0 or (lit.max(axis=0) * np.linalg.norm(demo_phantom.affine[:3, :3], axis=0)[::-1]).max() < 40
+
+
+def test_a_sagittal_acquisition_gets_the_same_map_in_the_patients_space(detector, demo_phantom):
+    """The same phantom stored as sagittal slices (one slice per column x, rows running head to feet, columns
+    front to back): the map's peak lands on the same point in LPS as on the axial study."""
+    from inference.gradcam import explain
+
+    nodule, box = _largest_nodule_box(demo_phantom)
+    axial = run_job(explain(detector, demo_phantom.hu, demo_phantom.affine, box_lps=box)).values
+    # sagittal array (slice = x, row = z flipped, column = y): axial[z, y, x] -> sagittal[x, nz - 1 - z, y]
+    nz = demo_phantom.hu.shape[0]
+    sagittal_hu = np.ascontiguousarray(demo_phantom.hu.transpose(2, 0, 1)[:, ::-1, :])
+    a = demo_phantom.affine
+    affine = np.eye(4)  # (column, row, slice) = (y, nz - 1 - z, x) -> LPS
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = a[:3, 1], -a[:3, 2], a[:3, 0]
+    affine[:3, 3] = a[:3, 3] + (nz - 1) * a[:3, 2]
+    sagittal = run_job(explain(detector, sagittal_hu, affine, box_lps=box)).values
+    assert sagittal.shape == sagittal_hu.shape and sagittal.max() == pytest.approx(1.0)
+
+    def peak_lps(values, aff):
+        peak = np.array(np.unravel_index(int(np.argmax(values)), values.shape)[::-1], float)
+        return aff[:3, :3] @ peak + aff[:3, 3]
+
+    spacing = np.linalg.norm(a[:3, :3], axis=0).max()
+    assert np.linalg.norm(peak_lps(sagittal, affine) - peak_lps(axial, a)) <= 2 * spacing
+    assert np.linalg.norm(peak_lps(sagittal, affine) - np.array(nodule.center_lps)) <= nodule.diameter_mm / 2 + 1

@@ -154,7 +154,7 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
     """
     from inference.gradcam import DEFAULT_MARGIN_MM, _region, explain
     from inference.jobs import run_job
-    from inference.occlusion import explained_by_occlusion, finding_drop_map
+    from inference.occlusion import METHOD, explained_by_occlusion, finding_map
 
     truth = case.masks.get("nodule")
     if truth is None or detections is None or not len(case.nodules_lps):
@@ -170,31 +170,33 @@ def explain_case(bundle, case, detections, *, randomised=None, check_randomisati
         if region is None or core is None:
             continue
         box = detections.boxes_lps[k]
-        saliency = run_job(explain(bundle, case.array, case.affine, box_lps=box))
-        values = saliency.values
+        if by_occlusion:  # the shown map and the signed one the randomisation check compares, from one pass
+            (values, drop), method = finding_map(bundle.detector.classifier, case.array, case.affine, box), METHOD
+        else:
+            saliency = run_job(explain(bundle, case.array, case.affine, box_lps=box))
+            values, method = saliency.values, saliency.method
         peak = _peak(values)
         distance = None if peak is None else float(np.linalg.norm(
             np.array(peak[::-1], float) @ case.affine[:3, :3].T + case.affine[:3, 3] - case.nodules_lps[j]))
         row: dict[str, Any] = {
             "diameter_mm": round(float(case.nodule_diameters[j]), 1),
             "score": round(float(detections.scores[k]), 3),
-            "method": saliency.method,
+            "method": method,
             "hit": peak is not None and bool(region[peak]),
             "hit_undilated": peak is not None and bool(core[peak]),
             "peak_distance_mm": None if distance is None else round(distance, 1),
             "spearman": None,
         }
         if check_randomisation:
-            other = run_job(explain(randomised, case.array, case.affine, box_lps=box)).values
-            other_peak = _peak(other)
-            row["hit_randomised"] = other_peak is not None and bool(region[other_peak])
             if by_occlusion:  # the signed maps over the patch: the shown ones are clipped at 0
-                maps = [finding_drop_map(b.detector.classifier, case.array, case.affine, box)[0]
-                        for b in (bundle, randomised)]
-                row["spearman"] = round(spearman(*maps), 4)
+                other, other_drop = finding_map(randomised.detector.classifier, case.array, case.affine, box)
+                row["spearman"] = round(spearman(drop, other_drop), 4)
             else:
+                other = run_job(explain(randomised, case.array, case.affine, box_lps=box)).values
                 crop = _region(case.array.shape, case.affine, box, None, DEFAULT_MARGIN_MM)
                 row["spearman"] = round(spearman(values[crop], other[crop]), 4)
+            other_peak = _peak(other)
+            row["hit_randomised"] = other_peak is not None and bool(region[other_peak])
         rows.append(row)
     return rows
 

@@ -93,8 +93,9 @@ def result_summary(layer) -> str:
     target = layer.saliency.target
     if not target:
         return f"saliency map ({lo:.3g} to {hi:.3g})"
-    if hi <= 0:
-        return f"{layer.saliency.method} of {target}: empty - no part of the patch lowers the score when hidden"
+    if hi <= 0:  # an occlusion map is empty when hiding no part of the patch lowers the score
+        why = " - no part of the patch lowers the score when hidden" if layer.saliency.method == "occlusion" else ""
+        return f"{layer.saliency.method} of {target}: empty{why}"
     return f"{layer.saliency.method} of {target} ({lo:.3g} to {hi:.3g})"
 
 
