@@ -100,6 +100,12 @@ PLEURA_OFFSET = 0.5
 #: count (above it lies a vessel or the chest wall that the segmentation cut off). Blur keeps the sum of HU, so
 #: the volume does not hang on where the edge threshold is drawn.
 PV_BAND_MM = 1.5
+#: The nodule's level in those shares, for a solid (or calcified) nodule: the median HU of the voxels counted
+#: whole, when at least this many. The level the segmentation drew its edge from (the 75th percentile of the
+#: smoothed core, capped at 150 HU) lies under a small nodule's true level, blurred down, and under a calcified
+#: one's; every boundary voxel then counted too much (+20 % and +26 % on 8 mm phantom nodules). Ground glass
+#: keeps its median: its texture, not blur, sets its inner voxels apart.
+PV_LEVEL_MIN_VOXELS = 20
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -731,7 +737,8 @@ def location(center_lps, extent: LungExtent | None) -> dict:
 # Measurement.
 
 def partial_volume_mm3(segmentation: NoduleSegmentation, affine: np.ndarray) -> float:
-    """Volume (mm³) of a segmented nodule by partial-volume analysis (see :data:`PV_BAND_MM`).
+    """Volume (mm³) of a segmented nodule by partial-volume analysis (see :data:`PV_BAND_MM`,
+    :data:`PV_LEVEL_MIN_VOXELS`).
 
     Falls back to the voxel count (:func:`volume_mm3`) without the HU or the nodule's level, or when the nodule
     is less than 50 HU above the lung.
@@ -750,6 +757,8 @@ def partial_volume_mm3(segmentation: NoduleSegmentation, affine: np.ndarray) -> 
     outer = sitk.GetArrayFromImage(sitk.BinaryDilate(image, [int(v) for v in reach])).astype(bool)
     inner = sitk.GetArrayFromImage(sitk.BinaryErode(image, [int(v) for v in reach])).astype(bool)
     band = outer & ~inner
+    if level > SOLID_HU and np.count_nonzero(inner) >= PV_LEVEL_MIN_VOXELS:
+        level = max(float(np.median(raw[inner])), segmentation.lung_hu + 50)
     # beyond the mask only what lies below the edge threshold: above it is another structure (a vessel or the
     # chest wall that the segmentation cut off)
     band &= mask | (segmentation.hu < segmentation.threshold_hu)
