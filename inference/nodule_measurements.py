@@ -16,7 +16,8 @@ For every finding (a box on the native-resolution HU volume) :func:`measure_nodu
    its own, lower, level; a solid core inside ground glass (thicker than a vessel, and surrounded by it:
    :data:`HALO_AROUND`) makes the nodule part-solid, and the core is the solid component;
 2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`), its volume by partial-volume
-   analysis (:func:`partial_volume_mm3`, :data:`PV_BAND_MM`: boundary voxels count by their share of nodule);
+   analysis (:func:`partial_volume_mm3`, :data:`PV_BAND_MM`: boundary voxels count by their share of nodule,
+   a solid nodule's level taken from its inner voxels, :data:`PV_LEVEL_MIN_VOXELS`);
 3. types it from the HU of its voxels (:func:`nodule_type`): calcified / solid / part-solid / ground-glass;
 4. places it (:func:`lung_extent`, :func:`location`): side from LPS x against the lungs' midline and zone
    upper / middle / lower by thirds of that lung's craniocaudal extent. There is **no lobe model**: a zone is
