@@ -35,7 +35,9 @@ short axis on the same axial image but rounds it to the nearest whole mm for its
 Lung-RADS one-decimal value; a Fleischner size is ``round(mean_diameter_mm)``.
 
 Geometry: arrays are ``(z, y, x)``; ``affine`` maps ``(x=column, y=row, z=slice, 1)`` to LPS mm (the convention
-of ``viewer.core.volume``). "Axial" is the slice plane of the volume (the acquisition plane of a chest CT).
+of ``viewer.core.volume``). "Axial" is the plane of the array's three that lies closest to the patient's axial
+plane (:func:`axial_order`): the slice plane of an axial acquisition, and across the slices of a coronal or
+sagittal reformat, which is measured and placed as if it had been stored axially.
 No Qt, no torch: numpy and SimpleITK only.
 """
 from __future__ import annotations
@@ -222,11 +224,40 @@ def _boundary(mask2d: np.ndarray) -> np.ndarray:
     return mask2d & ~inner
 
 
+def axial_order(affine: np.ndarray) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` array axes in the order that makes the array axial: first the axis whose slices lie
+    closest to the patient's axial plane (their normal nearest the head-foot axis), then the other two in their
+    own order. ``(0, 1, 2)`` for an axial acquisition (a gantry tilt included); for a coronal or sagittal
+    reformat, ``array.transpose(order)`` with :func:`_axial_affine` is the same image stored axially, where
+    Lung-RADS measures the axes and the lungs' craniocaudal extent is a range of slices."""
+    columns = np.asarray(affine, float)[:3, :3]  # column k: the LPS step of array axis 2 - k
+
+    def head_foot(axis: int) -> float:  # |cos| of the angle between the slices' normal and the S axis
+        a, b = (columns[:, 2 - other] for other in range(3) if other != axis)
+        normal = np.cross(a, b)
+        return abs(float(normal[2])) / max(float(np.linalg.norm(normal)), 1e-12)
+
+    first = max(range(3), key=lambda axis: (round(head_foot(axis), 9), -axis))  # a tie keeps the slice axis
+    second, third = (axis for axis in range(3) if axis != first)
+    return first, second, third
+
+
+def _axial_affine(affine: np.ndarray, order) -> np.ndarray:
+    """The index -> LPS affine of ``array.transpose(order)`` for an ``array`` with ``affine``."""
+    affine = np.asarray(affine, float)
+    out = affine.copy()
+    for new_axis, old_axis in enumerate(order):
+        out[:3, 2 - new_axis] = affine[:3, 2 - old_axis]
+    return out
+
+
 def axial_axes_mm(mask: np.ndarray, affine: np.ndarray, offset=(0, 0, 0)) -> tuple[float, float, int]:
     """Long and short axis in the axial (slice) plane, Lung-RADS style.
 
     The long axis is the longest in-plane diameter on the slice where it is longest; the short axis is the
-    longest diameter perpendicular to it on that same slice. Both are in calibrated mm (not rounded).
+    longest diameter perpendicular to it on that same slice. Both are in calibrated mm (not rounded). The slices
+    are axial whatever plane the volume was stored in (:func:`axial_order`): a coronal reformat's long axis along
+    the body is not the axial one.
 
     Parameters
     ----------
@@ -241,9 +272,13 @@ def axial_axes_mm(mask: np.ndarray, affine: np.ndarray, offset=(0, 0, 0)) -> tup
     Returns
     -------
     (long_mm, short_mm, slice_index)
-        ``(0, 0, -1)`` for an empty mask.
+        ``slice_index`` along the array axis that runs head-foot (axis 0 of an axial volume); ``(0, 0, -1)`` for
+        an empty mask.
     """
     affine = np.asarray(affine, float)
+    order = axial_order(affine)
+    if order != (0, 1, 2):
+        mask, affine, offset = mask.transpose(order), _axial_affine(affine, order), [offset[a] for a in order]
     col, row = affine[:3, 0], affine[:3, 1]
     best = (0.0, 0.0, -1)
     for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
@@ -652,8 +687,9 @@ class LungExtent:
     """Where the lungs are: the LPS x of the midline between them and each side's craniocaudal (S) range.
 
     ``found`` is False when no lung could be found (then the midline is the volume's centre and no zone is
-    given). ``coarse`` is the lung air mask on the grid ``[:, ::step, ::step]`` (None when not found): it tells
-    the chest wall and the air outside the patient from the lung around a juxtapleural nodule.
+    given). ``coarse`` is the lung air mask on the grid ``[:, ::step, ::step]`` of the volume made axial
+    (``volume.transpose(order)``, :func:`axial_order`; None when not found): it tells the chest wall and the air
+    outside the patient from the lung around a juxtapleural nodule.
     """
 
     midline_x: float
@@ -662,27 +698,33 @@ class LungExtent:
     found: bool = True
     coarse: np.ndarray | None = None
     step: int = 4
+    order: tuple[int, int, int] = (0, 1, 2)
 
     def lung_near(self, c0, c1) -> np.ndarray | None:
-        """The coarse lung mask over the full-grid index range ``[c0, c1)`` (nearest neighbour), or None."""
+        """The coarse lung mask over the volume's index range ``[c0, c1)`` (nearest neighbour, in the volume's
+        own axis order), or None."""
         if self.coarse is None:
             return None
-        zz = np.arange(c0[0], c1[0])
-        yy = np.minimum(np.arange(c0[1], c1[1]) // self.step, self.coarse.shape[1] - 1)
-        xx = np.minimum(np.arange(c0[2], c1[2]) // self.step, self.coarse.shape[2] - 1)
-        return self.coarse[np.ix_(zz, yy, xx)]
+        lo, hi = [int(c0[a]) for a in self.order], [int(c1[a]) for a in self.order]
+        zz = np.arange(lo[0], hi[0])
+        yy = np.minimum(np.arange(lo[1], hi[1]) // self.step, self.coarse.shape[1] - 1)
+        xx = np.minimum(np.arange(lo[2], hi[2]) // self.step, self.coarse.shape[2] - 1)
+        return self.coarse[np.ix_(zz, yy, xx)].transpose(np.argsort(self.order))
 
 
 def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0) -> LungExtent:
     """The lungs' midline and craniocaudal extent by thresholding (no learning), once per scan.
 
     Air below ``threshold_hu`` on a grid coarsened 4x in-plane is split into components; those touching the
-    in-plane border are outside the patient; the rest at least a fifth of the largest are the lungs.
+    in-plane border are outside the patient; the rest at least a fifth of the largest are the lungs. A coronal or
+    sagittal volume is read as if stored axially (:func:`axial_order`): its in-plane border would otherwise cut
+    the lungs off at the first and last axial level it holds, and its slices would have no craniocaudal extent.
     """
     import SimpleITK as sitk
 
-    hu = np.asarray(hu)
-    affine = np.asarray(affine, float)
+    order = axial_order(affine)
+    hu = np.asarray(hu).transpose(order)
+    affine = _axial_affine(affine, order)
     step = 4
     air = hu[:, ::step, ::step] < threshold_hu
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air.astype(np.uint8))))
@@ -694,7 +736,7 @@ def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0
     sizes[border] = 0
     centre = affine @ np.array([(hu.shape[2] - 1) / 2, (hu.shape[1] - 1) / 2, (hu.shape[0] - 1) / 2, 1.0])
     if not sizes.any():
-        return LungExtent(float(centre[0]), None, None, found=False)
+        return LungExtent(float(centre[0]), None, None, found=False, order=order)
     keep = sizes >= 0.2 * sizes.max()
     coarse = keep[labels]
     # projections instead of every lung voxel: LPS x of each in-plane pixel (its slice 0), S of each slice
@@ -713,7 +755,7 @@ def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0
         s = affine[2, 0] * centre_col + affine[2, 1] * centre_row + affine[2, 2] * slices + affine[2, 3]
         return float(s.min()), float(s.max())
 
-    return LungExtent(midline, z_range(~left_plane), z_range(left_plane), True, coarse, step)
+    return LungExtent(midline, z_range(~left_plane), z_range(left_plane), True, coarse, step, order)
 
 
 def location(center_lps, extent: LungExtent | None) -> dict:
@@ -824,8 +866,8 @@ def measure_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         ``volume_mm3`` (int, nearest mm³), ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm`` (one
         decimal, Lung-RADS v2022), ``type`` (:data:`NODULE_TYPES`), ``solid_component_mm`` (part-solid only, else
         None), ``location`` (:func:`location`), ``lung_rads`` (baseline category), ``center_lps`` (segmented
-        centroid) and ``axial_slice`` (where the long axis was measured). ``None`` when nothing could be
-        segmented.
+        centroid) and ``axial_slice`` (where the long axis was measured: the index along the volume's
+        head-foot axis, :func:`axial_axes_mm`). ``None`` when nothing could be segmented.
     """
     segmentation = segment_nodule(hu, affine, box_voxel, extent)
     if segmentation is None or not segmentation.mask.any():
@@ -871,6 +913,6 @@ def summary_text(m: dict | None) -> str:
 
 
 __all__ = ["LUNG_RADS_V2022_BASELINE", "NODULE_TYPES", "NoduleSegmentation", "LungExtent", "round_half_up",
-           "lung_rads_baseline", "volume_mm3", "partial_volume_mm3", "axial_axes_mm", "segment_nodule",
+           "lung_rads_baseline", "volume_mm3", "partial_volume_mm3", "axial_order", "axial_axes_mm", "segment_nodule",
            "nodule_type", "lung_extent", "location", "measure_segmentation", "measure_nodule", "measure_detections",
            "mask_measurements", "summary_text"]

@@ -250,3 +250,79 @@ def test_partial_volume_weighs_the_edge_by_the_nodules_own_level(value):
     hu = _ct([(blurred, value)], shape, noise=20)
     seg = segment_nodule(hu, affine, _box_of(occ > 0.5))
     assert partial_volume_mm3(seg, affine) == pytest.approx(truth, rel=0.1)
+
+
+def _sitk_image(array, affine):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((affine[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin(affine[:3, 3].tolist())
+    return image
+
+
+def _reoriented(array, affine, code):
+    """``array`` / ``affine`` stored in another plane by SimpleITK (``DICOMOrient``: the same voxels, permuted and
+    flipped; e.g. "LIP" a coronal stack, "PIL" a sagittal one)."""
+    import SimpleITK as sitk
+
+    image = sitk.DICOMOrient(_sitk_image(array, affine), code)
+    out = np.eye(4)
+    out[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+    out[:3, 3] = image.GetOrigin()
+    return sitk.GetArrayFromImage(image), out
+
+
+@pytest.mark.parametrize("code", ["LIP", "PIL", "RAI"])
+def test_axes_are_axial_whatever_plane_the_volume_was_stored_in(code):
+    """Lung-RADS measures on axial images: a nodule stored in a coronal or sagittal reformat has the same long and
+    short axis as stored axially (the old code measured the reformat's own plane: this ellipsoid, long along the
+    body, read 17.4 mm instead of 8.4)."""
+    from inference.nodule_measurements import axial_order
+
+    shape, affine = (40, 48, 44), _grid(None, (0.7, 0.8, 1.0))
+    z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    mm = np.stack([x * 0.7 - 15.0, y * 0.8 - 19.0, z * 1.0 - 20.0])
+    mask = ((mm[0] / 4.0) ** 2 + (mm[1] / 3.0) ** 2 + (mm[2] / 9.0) ** 2) <= 1.0
+    axial = axial_axes_mm(mask, affine)
+    stored, stored_affine = _reoriented(mask.astype(np.uint8), affine, code)
+    assert (axial_order(stored_affine) == (0, 1, 2)) == (code == "RAI")
+    long_mm, short_mm, k = axial_axes_mm(stored.astype(bool), stored_affine)
+    assert (long_mm, short_mm) == pytest.approx(axial[:2], abs=1e-9)
+    assert 7.5 <= long_mm <= 8.8 and 5.5 <= short_mm <= 6.8
+    # measured at an axial level whose slice, stored axially, has those axes (three levels tie on this ellipsoid)
+    head_foot = 2 - axial_order(stored_affine)[0]
+    level = (stored_affine[2, 3] + stored_affine[2, head_foot] * k - affine[2, 3]) / affine[2, 2]
+    assert level == pytest.approx(round(level)) and axial_axes_mm(mask[round(level)][None], affine)[:2] == (
+        long_mm, short_mm)
+
+
+@pytest.mark.parametrize("code", ["LIP", "PIL"])
+def test_lidc_nodule_measures_the_same_in_a_coronal_or_sagittal_reformat(code):
+    """The readers' nodule of LIDC-IDRI-0001 stored coronally or sagittally (SimpleITK's reorientation: the same
+    voxels) gets the axial figures, side and zone (the old code read the lungs' extent in the stored plane: stored
+    coronally the nodule was put in the right lung, stored sagittally it had no zone)."""
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "lidc-idri-0001"
+    if not folder.is_dir():
+        pytest.skip(f"LIDC data not available: {folder}")
+    from inference.geometry import box_corners, voxel_box
+    from inference.nodule_measurements import lung_extent
+    from tests.inference.helpers import real_volume
+    from viewer.core.lidc import find_lidc_xml, read_lidc_nodules
+
+    _, volume = real_volume("lidc-idri-0001")
+    (nodule,) = [n for n in read_lidc_nodules(find_lidc_xml(folder)[0], volume.affine,
+                                                getattr(volume, "slice_positions", None)) if n.n_readers >= 3]
+    c, half = np.asarray(nodule.center_lps), 0.6 * nodule.diameter_mm
+    corners = box_corners(np.r_[c - half, c + half])
+    axial = measure_nodule(volume.array, volume.affine, voxel_box(corners, volume.affine, volume.shape),
+                           lung_extent(volume.array, volume.affine))
+    array, affine = _reoriented(volume.array, volume.affine, code)
+    stored = measure_nodule(array, affine, voxel_box(corners, affine, array.shape), lung_extent(array, affine))
+    assert stored["location"] == axial["location"] and axial["location"]["zone"] is not None
+    assert stored["type"] == axial["type"] and stored["lung_rads"] == axial["lung_rads"]
+    for key in ("long_axis_mm", "short_axis_mm", "mean_diameter_mm"):
+        assert abs(stored[key] - axial[key]) <= 1.0, (key, stored[key], axial[key])
+    assert abs(stored["volume_mm3"] / axial["volume_mm3"] - 1) <= 0.05
