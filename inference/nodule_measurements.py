@@ -43,7 +43,7 @@ No Qt, no torch: numpy and SimpleITK only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -226,8 +226,9 @@ def _boundary(mask2d: np.ndarray) -> np.ndarray:
 
 def axial_order(affine: np.ndarray) -> tuple[int, int, int]:
     """The ``(z, y, x)`` array axes in the order that makes the array axial: first the axis whose slices lie
-    closest to the patient's axial plane (their normal nearest the head-foot axis), then the other two in their
-    own order. ``(0, 1, 2)`` for an axial acquisition (a gantry tilt included); for a coronal or sagittal
+    closest to the patient's axial plane (their normal nearest the head-foot axis), then of the other two the one
+    running more front to back (rows, as an axial CT has them: the calliper's ties then fall the same way), then
+    the last. ``(0, 1, 2)`` for an axial acquisition (a gantry tilt included); for a coronal or sagittal
     reformat, ``array.transpose(order)`` with :func:`_axial_affine` is the same image stored axially, where
     Lung-RADS measures the axes and the lungs' craniocaudal extent is a range of slices."""
     columns = np.asarray(affine, float)[:3, :3]  # column k: the LPS step of array axis 2 - k
@@ -237,8 +238,13 @@ def axial_order(affine: np.ndarray) -> tuple[int, int, int]:
         normal = np.cross(a, b)
         return abs(float(normal[2])) / max(float(np.linalg.norm(normal)), 1e-12)
 
+    def front_back(axis: int) -> float:  # |cos| of the angle between the axis and the P axis
+        step = columns[:, 2 - axis]
+        return abs(float(step[1])) / max(float(np.linalg.norm(step)), 1e-12)
+
     first = max(range(3), key=lambda axis: (round(head_foot(axis), 9), -axis))  # a tie keeps the slice axis
-    second, third = (axis for axis in range(3) if axis != first)
+    second, third = sorted((axis for axis in range(3) if axis != first),
+                           key=lambda axis: (-round(front_back(axis), 9), axis))
     return first, second, third
 
 
@@ -313,6 +319,15 @@ class NoduleSegmentation:
     part_solid: bool = False
     raw_hu: np.ndarray | None = None
     level_hu: float | None = None
+
+    def transposed(self, axes) -> NoduleSegmentation:
+        """The same segmentation of ``volume.transpose(axes)`` (crops and offset permuted alike)."""
+        def move(array):
+            return None if array is None else array.transpose(axes)
+
+        z, y, x = (int(self.offset[a]) for a in axes)
+        return replace(self, mask=move(self.mask), solid=move(self.solid), hu=move(self.hu), raw_hu=move(self.raw_hu),
+                       offset=(z, y, x))
 
     def full_mask(self, shape) -> np.ndarray:
         """The mask on the whole ``(z, y, x)`` grid of ``shape``."""
@@ -498,8 +513,16 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     Returns
     -------
     NoduleSegmentation or None
-        ``None`` when nothing denser than the lung around it lies in the box.
+        ``None`` when nothing denser than the lung around it lies in the box. A coronal or sagittal volume is
+        segmented as if stored axially (:func:`axial_order`: the smoothing and the wall's cut work slice by slice),
+        so it gets the axial volume's mask; the result is on the volume's own grid.
     """
+    order = axial_order(affine)
+    if order != (0, 1, 2):
+        box = np.asarray(box_voxel, np.int64).reshape(2, 3)[:, order].ravel()
+        axial = segment_nodule(np.asarray(hu).transpose(order), _axial_affine(affine, order), box,
+                               None if extent is None else replace(extent, order=(0, 1, 2)))
+        return None if axial is None else axial.transposed(tuple(int(a) for a in np.argsort(order)))
     hu = np.asarray(hu)
     spacing = _spacing(affine)  # (sx, sy, sz)
     zyx_spacing = spacing[::-1]
