@@ -190,12 +190,13 @@ def test_phantom_nodules_are_measured_within_the_targets():
     assert sum(within) >= 3, within  # the juxtavascular one may keep a piece of its vessel
 
 
-def test_lidc_readers_nodule_is_measured():
+def _lidc_readers_nodule():
+    """LIDC-IDRI-0001, its readers' nodule's centre (LPS) and the LPS corners of a box around it (skips without
+    the data)."""
     folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "lidc-idri-0001"
     if not folder.is_dir():
         pytest.skip(f"LIDC data not available: {folder}")
-    from inference.geometry import box_corners, voxel_box
-    from inference.nodule_measurements import lung_extent
+    from inference.geometry import box_corners
     from tests.inference.helpers import real_volume
     from viewer.core.lidc import find_lidc_xml, read_lidc_nodules
 
@@ -203,7 +204,15 @@ def test_lidc_readers_nodule_is_measured():
     (nodule,) = [n for n in read_lidc_nodules(find_lidc_xml(folder)[0], volume.affine,
                                                 getattr(volume, "slice_positions", None)) if n.n_readers >= 3]
     c, half = np.asarray(nodule.center_lps), 0.6 * nodule.diameter_mm
-    box = voxel_box(box_corners(np.r_[c - half, c + half]), volume.affine, volume.shape)
+    return volume, c, box_corners(np.r_[c - half, c + half])
+
+
+def test_lidc_readers_nodule_is_measured():
+    from inference.geometry import voxel_box
+    from inference.nodule_measurements import lung_extent
+
+    volume, c, corners = _lidc_readers_nodule()
+    box = voxel_box(corners, volume.affine, volume.shape)
     m = measure_nodule(volume.array, volume.affine, box, lung_extent(volume.array, volume.affine))
     assert 15.0 <= m["mean_diameter_mm"] <= 35.0
     assert m["type"] in ("solid", "part-solid") and m["lung_rads"] in ("4A", "4B")
@@ -305,19 +314,10 @@ def test_lidc_nodule_measures_the_same_in_a_coronal_or_sagittal_reformat(code):
     voxels) gets the same mask, voxel for voxel, and the same figures, side and zone as stored axially (the old
     code segmented and read the lungs' extent in the stored plane: stored coronally the nodule was put in the
     right lung and measured 24.2 mm instead of 22.3, stored sagittally it had no zone)."""
-    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "lidc-idri-0001"
-    if not folder.is_dir():
-        pytest.skip(f"LIDC data not available: {folder}")
-    from inference.geometry import box_corners, voxel_box
+    from inference.geometry import voxel_box
     from inference.nodule_measurements import lung_extent, measure_segmentation, segment_nodule
-    from tests.inference.helpers import real_volume
-    from viewer.core.lidc import find_lidc_xml, read_lidc_nodules
 
-    _, volume = real_volume("lidc-idri-0001")
-    (nodule,) = [n for n in read_lidc_nodules(find_lidc_xml(folder)[0], volume.affine,
-                                                getattr(volume, "slice_positions", None)) if n.n_readers >= 3]
-    c, half = np.asarray(nodule.center_lps), 0.6 * nodule.diameter_mm
-    corners = box_corners(np.r_[c - half, c + half])
+    volume, _, corners = _lidc_readers_nodule()
     figures = []
     for array, affine in ((volume.array, volume.affine), _reoriented(volume.array, volume.affine, code)):
         extent = lung_extent(array, affine)
