@@ -311,9 +311,10 @@ def test_axes_are_axial_whatever_plane_the_volume_was_stored_in(code):
 @pytest.mark.parametrize("code", ["LIP", "PIL"])
 def test_lidc_nodule_measures_the_same_in_a_coronal_or_sagittal_reformat(code):
     """The readers' nodule of LIDC-IDRI-0001 stored coronally or sagittally (SimpleITK's reorientation: the same
-    voxels) gets the same mask, voxel for voxel, and the same figures, side and zone as stored axially (the old
-    code segmented and read the lungs' extent in the stored plane: stored coronally the nodule was put in the
-    right lung and measured 24.2 mm instead of 22.3, stored sagittally it had no zone)."""
+    voxels) gets the same mask, voxel for voxel, and the same figures, side and zone as stored axially: 24.1 mm,
+    solid, left middle zone, 4B. The old code segmented and read the lungs' extent in the stored plane: stored
+    coronally the nodule leaked to 60.9 mm "calcified" (Lung-RADS 1) in the right lung, sagittally to 42.9 mm
+    "calcified", with no zone either way."""
     from inference.geometry import voxel_box
     from inference.nodule_measurements import lung_extent, measure_segmentation, segment_nodule
 
