@@ -109,6 +109,11 @@ PV_BAND_MM = 1.5
 #: one's; every boundary voxel then counted too much (+20 % and +26 % on 8 mm phantom nodules). Ground glass
 #: keeps its median: its texture, not blur, sets its inner voxels apart.
 PV_LEVEL_MIN_VOXELS = 20
+#: The nodule runs on beyond its window through a side that its mask meets over at least this area (mm²) and this
+#: share of its widest section across that axis: a vessel leaving a nodule is 1-3 mm across, a nodule cut by the
+#: window of a box that held part of it is cut over its width (:func:`segment_nodule` then looks again in a
+#: wider box).
+RUNS_ON_MM2, RUNS_ON_SHARE = 10.0, 0.3
 #: Tissue that is not air when looking for the chest wall.
 NON_AIR_HU = -400.0
 
@@ -523,6 +528,55 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
         axial = segment_nodule(np.asarray(hu).transpose(order), _axial_affine(affine, order), box,
                                None if extent is None else replace(extent, order=(0, 1, 2)))
         return None if axial is None else axial.transposed(tuple(int(a) for a in np.argsort(order)))
+    first = _segment_in_box(hu, affine, box_voxel, extent)
+    wider = None if first is None else _box_beyond(first, affine, np.shape(hu))
+    if first is None or wider is None:
+        return first
+    # The nodule runs on through a side of its window: the finding's box held only part of it (a blob candidate
+    # on a quadrant of a 16.5 mm nodule measured it -66 %). Segment again in a box grown across those sides, and
+    # keep that only when it closes inside its own window and holds the first mask: otherwise the wider window let
+    # the region leak into vessels or the chest wall (unguarded, 2 of 31 evaluation nodules went to +500 %).
+    again = _segment_in_box(hu, affine, wider, extent)
+    if again is None or _box_beyond(again, affine, np.shape(hu)) is not None or _share_inside(first, again) < 0.9:
+        return first
+    return again
+
+
+def _box_beyond(segmentation: NoduleSegmentation, affine: np.ndarray, shape) -> np.ndarray | None:
+    """A box grown across each side of the segmentation's window that the mask meets broadly (at least
+    :data:`RUNS_ON_MM2` and :data:`RUNS_ON_SHARE` of its widest section across that axis: the nodule itself,
+    not a vessel, runs on there) by the mask's extent along that axis; None when it meets none (the volume's own
+    edges do not count)."""
+    mask = segmentation.mask
+    where = np.argwhere(mask)
+    if not len(where):
+        return None
+    spacing = _spacing(affine)[::-1]  # (z, y, x)
+    offset = np.asarray(segmentation.offset)
+    lo, hi = where.min(axis=0), where.max(axis=0) + 1
+    grow = np.zeros((2, 3), np.int64)
+    for axis in range(3):
+        pixel_mm2 = float(np.prod(np.delete(spacing, axis)))
+        sections = np.moveaxis(mask, axis, 0).reshape(mask.shape[axis], -1).sum(axis=1) * pixel_mm2
+        inner_side = (offset[axis] > 0, offset[axis] + mask.shape[axis] < shape[axis])
+        for side, area in enumerate((sections[0], sections[-1])):
+            if inner_side[side] and area >= RUNS_ON_MM2 and area >= RUNS_ON_SHARE * sections.max():
+                grow[side, axis] = hi[axis] - lo[axis]
+    if not grow.any():
+        return None
+    return np.r_[np.maximum(offset + lo - grow[0], 0), np.minimum(offset + hi + grow[1], shape)]
+
+
+def _share_inside(inner: NoduleSegmentation, outer: NoduleSegmentation) -> float:
+    """The share of ``inner``'s mask voxels that ``outer``'s mask holds."""
+    points = np.argwhere(inner.mask) + np.asarray(inner.offset) - np.asarray(outer.offset)
+    inside = (points >= 0).all(axis=1) & (points < np.asarray(outer.mask.shape)).all(axis=1)
+    return float(outer.mask[tuple(points[inside].T)].sum()) / max(len(points), 1)
+
+
+def _segment_in_box(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None
+                    ) -> NoduleSegmentation | None:
+    """:func:`segment_nodule` in the window of one box, on an axial volume."""
     hu = np.asarray(hu)
     spacing = _spacing(affine)  # (sx, sy, sz)
     zyx_spacing = spacing[::-1]

@@ -331,3 +331,24 @@ def test_lidc_nodule_measures_the_same_in_a_coronal_or_sagittal_reformat(code):
     for key in ("volume_mm3", "long_axis_mm", "short_axis_mm", "mean_diameter_mm", "type", "location", "lung_rads"):
         assert stored[key] == axial[key], key
     assert stored["center_lps"] == pytest.approx(axial["center_lps"], abs=0.011)
+
+
+def test_a_box_on_part_of_a_nodule_measures_all_of_it():
+    """A finding's box can hold a corner of its nodule (a blob candidate at a small scale on a large nodule): the
+    nodule runs on through the sides of the box's window, and the measurement looks again in a wider box. On one
+    quadrant of this 16 mm nodule the old code measured -66 % (the window's corner); a vessel leaving a nodule
+    through its window does not widen it."""
+    from inference.nodule_measurements import segment_nodule
+
+    shape, spacing = (32, 72, 72), (0.75, 0.75, 2.0)
+    affine = _grid(shape, spacing)
+    centre, ball = _sphere(shape, affine, (36, 36, 16), 8.0)
+    vessel = _occupancy(shape, affine, lambda x, y, z: ((x - centre[0]) ** 2 + (z - centre[2]) ** 2 <= 1.2 ** 2)
+                        & (y > centre[1]))  # 2.4 mm across, from the centre to the image's edge
+    hu = _ct([(ball, SOFT), (vessel, SOFT)], shape, noise=15)
+    truth = 4 / 3 * math.pi * 8.0 ** 3
+    quadrant = [16, 36, 36, 19, 45, 45]  # z0 y0 x0 z1 y1 x1: 6.75 mm in-plane and 3 slices from the centre outwards
+    m = measure_nodule(hu, affine, quadrant)
+    assert m["volume_mm3"] == pytest.approx(truth, rel=0.15) and m["mean_diameter_mm"] == pytest.approx(16, abs=1.5)
+    whole = segment_nodule(hu, affine, _box_of(ball > 0.5))
+    assert whole.mask.shape[1] < 40  # the vessel runs out of the whole nodule's window: it stays the same window
