@@ -14,7 +14,9 @@ For every finding (a box on the native-resolution HU volume) :func:`measure_nodu
    with a ball larger than the nodule, and what that ball took on the lung's side of the pleura (a quadric
    fitted to the wall's surface around the nodule, :func:`_beyond_pleura`) is given back. Ground glass gets
    its own, lower, level; a solid core inside ground glass (thicker than a vessel, and surrounded by it:
-   :data:`HALO_AROUND`) makes the nodule part-solid, and the core is the solid component;
+   :data:`HALO_AROUND`) makes the nodule part-solid, and the core is the solid component. When the mask meets
+   the window's sides over the nodule's width (:data:`RUNS_ON_MM2`: the box held part of the nodule), it is
+   segmented again in a wider box, kept when that closes and holds the first mask;
 2. measures it in calibrated mm from the volume's affine (:func:`axial_axes_mm`), its volume by partial-volume
    analysis (:func:`partial_volume_mm3`, :data:`PV_BAND_MM`: boundary voxels count by their share of nodule,
    a solid nodule's level taken from its inner voxels, :data:`PV_LEVEL_MIN_VOXELS`);
