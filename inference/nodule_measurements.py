@@ -527,8 +527,7 @@ def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungEx
     order = axial_order(affine)
     if order != (0, 1, 2):
         box = np.asarray(box_voxel, np.int64).reshape(2, 3)[:, order].ravel()
-        axial = segment_nodule(np.asarray(hu).transpose(order), _axial_affine(affine, order), box,
-                               None if extent is None else replace(extent, order=(0, 1, 2)))
+        axial = segment_nodule(np.asarray(hu).transpose(order), _axial_affine(affine, order), box, extent)
         return None if axial is None else axial.transposed(tuple(int(a) for a in np.argsort(order)))
     first = _segment_in_box(hu, affine, box_voxel, extent)
     wider = None if first is None else _box_beyond(first, affine, np.shape(hu))
@@ -767,8 +766,8 @@ class LungExtent:
 
     ``found`` is False when no lung could be found (then the midline is the volume's centre and no zone is
     given). ``coarse`` is the lung air mask on the grid ``[:, ::step, ::step]`` of the volume made axial
-    (``volume.transpose(order)``, :func:`axial_order`; None when not found): it tells the chest wall and the air
-    outside the patient from the lung around a juxtapleural nodule.
+    (``volume.transpose(axial_order(affine))``; None when not found): it tells the chest wall and the air outside
+    the patient from the lung around a juxtapleural nodule.
     """
 
     midline_x: float
@@ -777,18 +776,16 @@ class LungExtent:
     found: bool = True
     coarse: np.ndarray | None = None
     step: int = 4
-    order: tuple[int, int, int] = (0, 1, 2)
 
     def lung_near(self, c0, c1) -> np.ndarray | None:
-        """The coarse lung mask over the volume's index range ``[c0, c1)`` (nearest neighbour, in the volume's
-        own axis order), or None."""
+        """The coarse lung mask over the index range ``[c0, c1)`` of the axial view (nearest neighbour), or
+        None."""
         if self.coarse is None:
             return None
-        lo, hi = [int(c0[a]) for a in self.order], [int(c1[a]) for a in self.order]
-        zz = np.arange(lo[0], hi[0])
-        yy = np.minimum(np.arange(lo[1], hi[1]) // self.step, self.coarse.shape[1] - 1)
-        xx = np.minimum(np.arange(lo[2], hi[2]) // self.step, self.coarse.shape[2] - 1)
-        return self.coarse[np.ix_(zz, yy, xx)].transpose(np.argsort(self.order))
+        zz = np.arange(c0[0], c1[0])
+        yy = np.minimum(np.arange(c0[1], c1[1]) // self.step, self.coarse.shape[1] - 1)
+        xx = np.minimum(np.arange(c0[2], c1[2]) // self.step, self.coarse.shape[2] - 1)
+        return self.coarse[np.ix_(zz, yy, xx)]
 
 
 def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0) -> LungExtent:
@@ -815,7 +812,7 @@ def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0
     sizes[border] = 0
     centre = affine @ np.array([(hu.shape[2] - 1) / 2, (hu.shape[1] - 1) / 2, (hu.shape[0] - 1) / 2, 1.0])
     if not sizes.any():
-        return LungExtent(float(centre[0]), None, None, found=False, order=order)
+        return LungExtent(float(centre[0]), None, None, found=False)
     keep = sizes >= 0.2 * sizes.max()
     coarse = keep[labels]
     # projections instead of every lung voxel: LPS x of each in-plane pixel (its slice 0), S of each slice
@@ -834,7 +831,7 @@ def lung_extent(hu: np.ndarray, affine: np.ndarray, threshold_hu: float = -400.0
         s = affine[2, 0] * centre_col + affine[2, 1] * centre_row + affine[2, 2] * slices + affine[2, 3]
         return float(s.min()), float(s.max())
 
-    return LungExtent(midline, z_range(~left_plane), z_range(left_plane), True, coarse, step, order)
+    return LungExtent(midline, z_range(~left_plane), z_range(left_plane), True, coarse, step)
 
 
 def location(center_lps, extent: LungExtent | None) -> dict:

@@ -336,10 +336,7 @@ def test_lidc_nodule_measures_the_same_in_a_coronal_or_sagittal_reformat(code):
 def test_a_box_on_part_of_a_nodule_measures_all_of_it():
     """A finding's box can hold a corner of its nodule (a blob candidate at a small scale on a large nodule): the
     nodule runs on through the sides of the box's window, and the measurement looks again in a wider box. On one
-    quadrant of this 16 mm nodule the old code measured -66 % (the window's corner); a vessel leaving a nodule
-    through its window does not widen it."""
-    from inference.nodule_measurements import segment_nodule
-
+    quadrant of this 16 mm nodule (a vessel leaving it) the old code measured -80 % (the window's corner)."""
     shape, spacing = (32, 72, 72), (0.75, 0.75, 2.0)
     affine = _grid(shape, spacing)
     centre, ball = _sphere(shape, affine, (36, 36, 16), 8.0)
@@ -350,5 +347,62 @@ def test_a_box_on_part_of_a_nodule_measures_all_of_it():
     quadrant = [16, 36, 36, 19, 45, 45]  # z0 y0 x0 z1 y1 x1: 6.75 mm in-plane and 3 slices from the centre outwards
     m = measure_nodule(hu, affine, quadrant)
     assert m["volume_mm3"] == pytest.approx(truth, rel=0.15) and m["mean_diameter_mm"] == pytest.approx(16, abs=1.5)
-    whole = segment_nodule(hu, affine, _box_of(ball > 0.5))
-    assert whole.mask.shape[1] < 40  # the vessel runs out of the whole nodule's window: it stays the same window
+
+
+def test_only_a_side_the_nodule_is_cut_across_widens_its_window():
+    """A 2 mm vessel running out of the window's side leaves the box as it is; a nodule cut across its width by
+    the window's top side grows the box upwards (z) by the mask's depth, and nowhere else."""
+    from inference.nodule_measurements import NoduleSegmentation, _box_beyond
+
+    affine = _grid(None, (1.0, 1.0, 1.0))
+    z, y, x = np.meshgrid(*(np.arange(n) for n in (20, 20, 20)), indexing="ij")
+    ball = (z - 10) ** 2 + (y - 10) ** 2 + (x - 10) ** 2 <= 6 ** 2
+    vessel = ((z - 10) ** 2 + (y - 10) ** 2 <= 1) & (x > 10)  # 2 mm across, to the x = 19 side
+
+    def box(mask):
+        return _box_beyond(NoduleSegmentation(mask, mask, (30, 30, 30), mask.astype(np.float32), -850.0, -400.0),
+                           affine, (100, 100, 100))
+
+    assert box(ball | vessel) is None
+    cut = ball.copy()
+    cut[:6] = False  # the window's first plane, z = 0, now runs through the nodule's middle: it goes on below
+    cut = cut[6:]
+    grown = box(np.pad(cut, ((0, 6), (0, 0), (0, 0))))
+    assert grown is not None and list(grown) == [30 - 11, 34, 34, 30 + 11, 47, 47]
+
+
+def test_a_coronal_dicom_series_is_measured_as_its_axial_twin(tmp_path):
+    """The same chest with a 10 mm nodule written by pydicom as an axial and as a coronal series
+    (ImageOrientationPatient 1,0,0 / 0,0,-1), each read by the app's loader: the same figures, side and zone.
+    Proves the chain from a coronal header to the axial measurement on a file no scanner made."""
+    from inference.geometry import box_corners, voxel_box
+    from inference.nodule_measurements import lung_extent
+    from viewer.core.dicom.load import load_series
+    from viewer.core.dicom.scan import scan
+    from viewer.core.dicom.synthetic import phantom_ct, write_series
+
+    hu = phantom_ct((48, 96, 96), seed=3)  # lungs' centres at columns 29 and 67, rows 48
+    z, y, x = np.meshgrid(*(np.arange(n) for n in hu.shape), indexing="ij")
+    nodule = ((z - 36) * 2.0) ** 2 + (y - 48) ** 2 + (x - 67) ** 2 <= 5.0 ** 2  # upper quarter, larger column
+    hu[nodule] = 30
+    spacing, origin = (2.0, 1.0, 1.0), (-48.0, -48.0, -100.0)
+    axial_dir, coronal_dir = tmp_path / "axial", tmp_path / "coronal"
+    write_series(axial_dir, hu, spacing, origin, uid_seed="axial")
+    # coronal slices run front to back, their rows from head to feet: the top row is the axial volume's last slice
+    write_series(coronal_dir, hu.transpose(1, 0, 2)[:, ::-1].copy(), (1.0, 2.0, 1.0),
+                 (origin[0], origin[1], origin[2] + 2.0 * (hu.shape[0] - 1)), (1, 0, 0, 0, 0, -1), uid_seed="coronal")
+    centre = np.array([origin[0] + 67.0, origin[1] + 48.0, origin[2] + 2.0 * 36])
+    corners = box_corners(np.r_[centre - 6.0, centre + 6.0])
+    figures = []
+    for folder in (axial_dir, coronal_dir):
+        (series,) = [s for s in scan(folder).all_series() if s.kind == "image"]
+        volume = load_series(series)
+        box = voxel_box(corners, volume.affine, volume.shape)
+        figures.append(measure_nodule(volume.array, volume.affine, box, lung_extent(volume.array, volume.affine)))
+        assert np.allclose(volume.affine @ np.r_[0, 0, 0, 1], np.r_[(origin if folder == axial_dir else
+                                                                     (origin[0], origin[1], origin[2] + 94.0)), 1])
+    axial, coronal = figures
+    assert coronal["volume_mm3"] == axial["volume_mm3"] and axial["mean_diameter_mm"] == pytest.approx(10, abs=1.5)
+    for key in ("long_axis_mm", "short_axis_mm", "type", "location", "lung_rads"):
+        assert coronal[key] == axial[key], key
+    assert axial["location"] == {"side": "left", "zone": "upper", "lobe_model": False}
