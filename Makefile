@@ -60,12 +60,12 @@ models: venv
 		--batch 8 --lr 5e-4 --nodule-fraction 0.7 --seed 3 --workers 16 --device $(GPU))
 	$(PY) -m inference.training.train_nodule_classifier
 
-# Evaluate both built-in models on the 20 evaluation phantoms (never trained or calibrated on) and on LIDC-IDRI-0001,
+# Evaluate both built-in models on the 60 evaluation phantoms (never trained or calibrated on) and on LIDC-IDRI-0001,
 # and write the figures into their model cards (configs/metadata.json, hounsfield.metrics).
 EVAL_MODELS := --model hounsfield-chest-ct-segmentation --model hounsfield-chest-ct-nodule-detection
 evaluate: venv
 	mkdir -p bench/out
-	$(VENV)/bin/hounsfield evaluate $(EVAL_MODELS) --explain phantom:5000-5019 --card phantoms \
+	$(VENV)/bin/hounsfield evaluate $(EVAL_MODELS) --explain phantom:5000-5059 --card phantoms \
 		--json bench/out/evaluation-phantoms.json
 	$(VENV)/bin/hounsfield evaluate $(EVAL_MODELS) --explain ../shared/data/lidc-idri-0001 --card lidc_idri_0001 \
 		--json bench/out/evaluation-lidc.json

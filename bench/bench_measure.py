@@ -1,6 +1,6 @@
 """Nodule measurements alone, on the evaluation phantoms' true boxes (``python -m bench bench_measure``; issue 11).
 
-The figures of ``hounsfield evaluate``'s "measurement" section without the detector: every nodule of the 20
+The figures of ``hounsfield evaluate``'s "measurement" section without the detector: every nodule of the 60
 evaluation phantoms (:data:`inference.training.data.EVAL_SEEDS`, each at its own acquisition grid) is measured by
 :func:`inference.nodule_measurements.measure_nodule` on the box of its exact label (label 4, one connected
 component) and compared, as the evaluation does, with the same measurement of that label: volume = the label's
@@ -8,7 +8,7 @@ voxel count on the sampled grid (the phantom draws a voxel into it when at least
 diameter = :func:`inference.nodule_measurements.axial_axes_mm` of the label. A detector's box is often smaller
 than its nodule, so these figures are not the evaluation's; they show the segmentation itself in seconds.
 
-The phantoms are generated once (about 4 minutes) and cached under ``bench/out/measure_phantoms/``.
+The phantoms are generated once (about 12 minutes) and cached under ``bench/out/measure_phantoms/``.
 """
 from __future__ import annotations
 

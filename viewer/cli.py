@@ -84,7 +84,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="score models against studies with a known answer",
                               description="DATA: phantom:SEEDS (e.g. phantom:5000-5009, generated in memory), a "
                               "folder written by `hounsfield sample`, or a DICOM folder with an LIDC-IDRI XML. "
-                              "Default: the 20 evaluation phantoms (seeds never used in training or calibration).")
+                              "Default: the 60 evaluation phantoms (seeds never used in training or calibration).")
     evaluate.add_argument("data", nargs="*", metavar="DATA")
     evaluate.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     evaluate.add_argument("--json", type=Path, help="also write the full report (per case) to this file")

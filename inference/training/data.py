@@ -8,8 +8,7 @@ label map is resampled (nearest) onto the same grid. Cases are cached as ``.npz`
 
 Seeds: training uses :data:`TRAIN_SEEDS`; the nodule classifier is calibrated on :data:`CALIBRATION_SEEDS`;
 evaluation uses :data:`EVAL_SEEDS` and the demo seed. The three sets are disjoint.
-The network and the nodule classifier train on the same phantoms (:data:`CLASSIFIER_TRAIN_SEEDS` is
-:data:`TRAIN_SEEDS`).
+The nodule classifier trains on the network's phantoms and 100 more (:data:`CLASSIFIER_TRAIN_SEEDS`).
 """
 from __future__ import annotations
 
@@ -22,13 +21,18 @@ import numpy as np
 from inference.training.phantom import DEMO_SEED, GENERATOR_REVISION, PHANTOM_VERSION, generate_phantom
 
 TRAIN_SEEDS = tuple(range(1000, 1096))
-CALIBRATION_SEEDS = tuple(range(4000, 4020))
-EVAL_SEEDS = tuple(range(5000, 5020))
-# 24 phantoms (some 240 positives) left the classifier scoring half of the proposed nodules under 0.15
-CLASSIFIER_TRAIN_SEEDS = TRAIN_SEEDS
+CALIBRATION_SEEDS = tuple(range(4000, 4060))  # 160 nodules to fit the calibration on (20 phantoms had 56)
+# 60 phantoms (185 nodules): with 20 (57 nodules) one nodule moved sensitivity by 0.018, and two sets of 20 differed by
+# 0.17 at 1 FP per scan, more than any change being measured
+EVAL_SEEDS = tuple(range(5000, 5060))
+# The classifier also learns from phantoms the network never saw: 24 phantoms (some 240 positives) left it scoring
+# half of the proposed nodules under 0.15; 196 instead of 96 found 7 more of the evaluation phantoms' 185 nodules
+# at 1 FP per scan (0.659 -> 0.697)
+CLASSIFIER_TRAIN_SEEDS = tuple(range(1000, 1196))
 NODULE = 4
 assert DEMO_SEED not in TRAIN_SEEDS and not set(EVAL_SEEDS) & set(TRAIN_SEEDS)
-assert not set(CALIBRATION_SEEDS) & (set(TRAIN_SEEDS) | set(EVAL_SEEDS) | {DEMO_SEED})
+assert not set(CALIBRATION_SEEDS) & (set(CLASSIFIER_TRAIN_SEEDS) | set(EVAL_SEEDS) | {DEMO_SEED})
+assert not set(CLASSIFIER_TRAIN_SEEDS) & (set(EVAL_SEEDS) | {DEMO_SEED})
 
 # Reconstructed slice intervals of chest CTs (thin 0.625-1.25 mm for screening and nodules, 2-3 mm routine,
 # 5 mm old or overview series) and how often a phantom gets each.

@@ -1,8 +1,8 @@
 """Train and calibrate the second stage of the built-in nodule detector (:mod:`inference.models.nodule_classifier`).
 
-    python -m inference.training.train_nodule_classifier        # seeded; ~9 min of training once the candidates
-                                                                # of 116 phantoms are cached (finding them takes
-                                                                # ~14 min on 2 cores)
+    python -m inference.training.train_nodule_classifier        # seeded; ~19 min of training once the candidates
+                                                                # of 256 phantoms are cached (finding them takes
+                                                                # ~30 min on 2 cores)
 
 1. Candidates: the built-in detector's first stage (the segmentation network at its candidate threshold and the
    blob candidates) runs on the training phantoms (:data:`~inference.training.data.CLASSIFIER_TRAIN_SEEDS`) and
@@ -399,7 +399,7 @@ def set_operating_point(bundle_dir: Path, score: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=builtin_models_dir() / BUNDLE)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
