@@ -414,16 +414,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return sitk.GetArrayFromImage(fill.Execute(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(bool)
 
 
-def _label(mask: np.ndarray) -> np.ndarray:
-    """26-connected components of a small mask (one thread), as an int array."""
-    import SimpleITK as sitk
-
-    components = sitk.ConnectedComponentImageFilter()
-    components.SetFullyConnected(True)
-    components.SetNumberOfThreads(1)
-    return sitk.GetArrayFromImage(components.Execute(sitk.GetImageFromArray(mask.astype(np.uint8))))
-
-
 def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
     """The 26-connected component of ``mask`` holding ``seed`` (or the one nearest to it)."""
     import SimpleITK as sitk
@@ -437,19 +427,6 @@ def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
         idx = np.argwhere(mask)
         value = int(labels[tuple(idx[np.argmin(((idx - np.asarray(seed)) ** 2).sum(1))])])
     return np.asarray(labels) == value
-
-
-def _component_in(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The 26-connected component of ``mask`` with the most voxels inside ``box`` (the finding's own box)."""
-    if not mask.any():
-        return mask
-    labels = _label(mask)
-    counts = np.bincount(labels[box], minlength=int(labels.max()) + 1)
-    counts[0] = 0
-    if not counts.any():
-        counts = np.bincount(labels.ravel())
-        counts[0] = 0
-    return labels == int(np.argmax(counts))
 
 
 def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndarray, reach_mm: float
@@ -661,10 +638,6 @@ def _segment_in_box(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungE
         if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
             return np.ones(smooth_b.shape, bool)
         return ~wall
-
-    in_box = np.zeros(smooth_b.shape, bool)
-    i0, i1 = np.maximum(lo - c0 - b0, 0), np.maximum(hi - c0 - b0, 1)
-    in_box[i0[0]:i1[0], i0[1]:i1[1], i0[2]:i1[2]] = True
 
     def touches_edge(mask: np.ndarray) -> bool:
         # a faces of the enlarged box that is not the volume's own edge: something runs on beyond the nodule
