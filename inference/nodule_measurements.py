@@ -724,7 +724,10 @@ def _segment_in_box(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungE
         # 37 mm part-solid nodule's core (+9 mm).
         halo = halo_round(region(0.5 * (lung_hu + outer_level), cap_mm=VESSEL_BALL_MM))
     if halo is not None:
-        glass_level = float(np.median(smooth_b[halo]))
+        # the glass's level from its glass: denser voxels of the halo are vessels, or the mediastinum beside a
+        # juxtamediastinal nodule, which set it at -131 HU and drew the edge inside the glass (-79 %)
+        glassy = halo & (smooth_b < SOLID_HU)
+        glass_level = float(np.median(smooth_b[glassy if glassy.any() else halo]))
         threshold = lung_hu + glass_edge * (glass_level - lung_hu)
         mask = region(threshold) | core
         return result(mask, core, threshold, True, glass_level)
