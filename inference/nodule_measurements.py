@@ -725,7 +725,8 @@ def _segment_in_box(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungE
 
     def halo_round(glass: np.ndarray) -> np.ndarray | None:
         """The glass beyond the rim when there is more of it than core, all round it (a fissure through a
-        perifissural nodule, or a vessel, touches a ring of it); else None."""
+        perifissural nodule, or a vessel, touches a ring of it); else None. (The shell is taken here: the wall
+        may have been cut since.)"""
         halo = glass & ~rim
         shell = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(rim.astype(np.uint8)),
                                                          [1, 1, 1])).astype(bool) & ~rim & free[0]
