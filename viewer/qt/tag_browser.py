@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import shiboken6
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QHeaderView, QLabel, QLineEdit, QSizePolicy, QTreeView, QVBoxLayout, QWidget
@@ -171,6 +172,8 @@ class TagBrowserWidget(QWidget):
     def _on_rows(self, job, path: str, caption: str, rows: list[TagRow]) -> None:
         if job is not self._job:
             return  # a newer request superseded this one
+        if not shiboken6.isValid(self.model):
+            return  # the browser was closed while the tags were read (its model gone: a segfault in CI)
         self.set_rows(rows)
         self._shown_path = path
         self.caption.setText(caption or os.path.basename(path))
