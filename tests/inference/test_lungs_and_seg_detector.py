@@ -94,6 +94,22 @@ def test_the_segmentation_detector_boxes_each_component():
                                                                           abs=1e-3)
 
 
+
+def test_faint_components_are_added_and_leave_the_candidates_boxes_as_they_were():
+    """The network half sees ground glass: components at a lower probability are proposed too, but only those that
+    never reach the threshold; a nodule's faint rim does not grow its box."""
+    image = torch.zeros(1, 40, 32, 23)
+    image[0, 5:9, 10:14, 3:5] = 1.0  # a candidate (probability ~1)
+    image[0, 9:12, 10:14, 3:5] = 0.43  # its faint rim (~0.06)
+    image[0, 30:33, 20:26, 10:14] = 0.43  # faint and on its own: ground glass the network half sees
+    strong = [4.5, 9.5, 2.5, 8.5, 13.5, 4.5]
+    plain = SegmentationDetector(_Blobs(), channel=3, roi_size=(32, 32, 16), threshold=0.5)
+    assert plain([image])[0]["box"].tolist() == [strong]
+    both = SegmentationDetector(_Blobs(), channel=3, roi_size=(32, 32, 16), threshold=0.5, faint_threshold=0.03)
+    out = both([image])[0]
+    assert out["box"].tolist() == [strong, [29.5, 19.5, 9.5, 32.5, 25.5, 13.5]]
+    assert 0.03 <= out["label_scores"][1].item() < 0.5
+
 def test_lung_outside_the_body_is_dropped():
     """Air inside a patient table (called lung by the network on a real scan) becomes background."""
     x, y, z = np.meshgrid(np.arange(80), np.arange(70), np.arange(12), indexing="ij")
