@@ -39,8 +39,9 @@ class SegmentationDetector(nn.Module):
     faint_threshold
         Also propose the components at this lower probability that never reach ``threshold`` (None: none). They
         are added, not merged: a candidate at ``threshold`` keeps its box, where at the lower threshold it could
-        run into faint neighbours (a 24 mm nodule's box grew to 54 mm). The network half sees ground glass: at 0.03
-        beside 0.1 the first stage proposed ground-glass and part-solid nodules of 9-15 mm it had missed.
+        run into faint neighbours (in a region run on LIDC-IDRI-0001 a 24 mm nodule's box grew to 54 mm). The
+        network half sees ground glass: at 0.03 beside 0.1 the first stage proposed ground-glass and part-solid
+        nodules of 9-15 mm it had missed.
     min_voxels
         Smaller components are dropped.
     classifier

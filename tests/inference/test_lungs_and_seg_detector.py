@@ -94,7 +94,6 @@ def test_the_segmentation_detector_boxes_each_component():
                                                                           abs=1e-3)
 
 
-
 def test_faint_components_are_added_and_leave_the_candidates_boxes_as_they_were():
     """The network half sees ground glass: components at a lower probability are proposed too, but only those that
     never reach the threshold; a nodule's faint rim does not grow its box."""
