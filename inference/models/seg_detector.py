@@ -127,13 +127,11 @@ class SegmentationDetector(nn.Module):
 
     def _around(self, lungs: np.ndarray) -> np.ndarray:
         """``lungs`` widened by ``reach_mm`` (a box-shaped dilation: within reach along each axis)."""
-        import SimpleITK as sitk
+        from inference.binary_morphology import box_dilate
 
         assert self.lungs is not None
         spacing = np.asarray(self.lungs["spacing_mm"], float)
-        radius = [max(1, int(np.ceil(float(self.lungs["reach_mm"]) / s))) for s in spacing[::-1]]
-        return sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(lungs.astype(np.uint8)), radius,
-                                                        sitk.sitkBox)).astype(bool)
+        return box_dilate(lungs, [max(1, int(np.ceil(float(self.lungs["reach_mm"]) / s))) for s in spacing])
 
     def _with_blobs(self, found: dict, image: np.ndarray, lungs: np.ndarray,
                     probability: np.ndarray) -> dict[str, torch.Tensor]:
