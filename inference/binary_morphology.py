@@ -1,9 +1,10 @@
 """Binary morphology on numpy masks, with the same answers as SimpleITK's filters and a fraction of their time.
 
-On the built-in network's grid of LIDC-IDRI-0001 (one thread) SimpleITK's box dilation, ball closing and hole
-filling cost about 0.3, 0.25 and 0.2 s of the detector's candidates; the same operations as ORs of shifted
-masks and one connected-component labelling take a fifth of that. Each function says which SimpleITK call it
-equals; the tests compare them on random masks.
+On the built-in network's grid of LIDC-IDRI-0001 the detector's reach mask (a box dilation) took 0.27 s with
+SimpleITK and takes 0.03 s here, the blob finder's lung region (a ball closing and a hole filling) 0.30 s and
+0.09 s (medians of 7, measured side by side): the same operations as ORs of shifted masks and one
+connected-component labelling. Each function says which SimpleITK call it equals; the tests compare them on
+random masks.
 """
 from __future__ import annotations
 
