@@ -197,3 +197,15 @@ def test_resample_argmax_skips_only_voxels_that_interpolate_from_channel_0_alone
     assert torch.equal(fast, whole) and set(torch.unique(fast).tolist()) == {0, 1, 2}
     empty = MetaTensor(torch.stack([torch.ones(30, 26, 14), torch.zeros(30, 26, 14)]), affine=source.affine)
     assert not resample_argmax(empty, target, shape).any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 130, 65), (3, 64, 64), (5, 1, 200)])
+def test_the_blocked_xyz_copy_is_the_plain_transpose(shape):
+    """to_monai's blocked transpose gives numpy's transpose exactly, for shapes off and on the block size."""
+    from inference.geometry import xyz_copy
+
+    array = np.random.default_rng(0).integers(-1024, 3071, shape).astype(np.int16)
+    for dtype in (np.float32, np.int16):
+        got = xyz_copy(array, dtype)
+        assert got.flags.c_contiguous and got.dtype == dtype
+        np.testing.assert_array_equal(got, np.ascontiguousarray(array.transpose(2, 1, 0), dtype=dtype))
