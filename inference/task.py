@@ -479,7 +479,12 @@ def _postprocess_dense(bundle, data: dict, pred):
     data[bundle.pred_key] = pred
     data[bundle.image_key] = data[bundle.image_key].cpu()
     if bundle.postprocessing is not None:
-        data = bundle.postprocessing(data)
+        from inference.models.lungs import BODY_KEY
+
+        processed = bundle.postprocessing(data)
+        if BODY_KEY in processed:  # for the nodule finder (:func:`_kept_findings`), on the same image
+            data[BODY_KEY] = processed[BODY_KEY]
+        data = processed
     out = data[bundle.pred_key]
     return out.unsqueeze(0) if out.ndim == 3 else out
 
@@ -665,9 +670,11 @@ def _kept_findings(run: _Run, data: dict, logits, classifier, threshold: float) 
         return np.zeros((0, 6), np.int64)
 
     def make() -> tuple[Detections, str | None]:
+        from inference.models.lungs import BODY_KEY
+
         image = data[run.bundle.image_key]
-        return _scored(run, _raw_boxes(finder, finder([_tensor(image)], logits=[_tensor(logits)])[0], image),
-                       classifier)
+        found = finder([_tensor(image)], logits=[_tensor(logits)], bodies=[data.get(BODY_KEY)])[0]
+        return _scored(run, _raw_boxes(finder, found, image), classifier)
 
     start = time.perf_counter()
     found = _shared_findings(run, make, notify=False)  # a segmentation has no findings to tell about

@@ -84,9 +84,13 @@ class SegmentationDetector(nn.Module):
         self.target_box_key, self.target_label_key, self.pred_score_key = "box", "label", "label_scores"
 
     def forward(self, images: list[torch.Tensor], use_inferer: bool = False,
-                logits: list[torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
+                logits: list[torch.Tensor] | None = None, bodies: list[dict | None] | None = None
+                ) -> list[dict[str, torch.Tensor]]:
         """Findings per image ``(C, x, y, z)``. ``logits``: the network's ``(C, x, y, z)`` output per image, already
-        computed the way this detector would (:mod:`inference.models.one_pass`; shared with the segmentation)."""
+        computed the way this detector would (:mod:`inference.models.one_pass`; shared with the segmentation).
+        ``bodies``: per image, the body mask already made on it (``{"threshold", "mask"}``, as
+        :class:`inference.models.lungs.ChestPostprocessd` leaves it), used when it is for this detector's
+        threshold and the image's shape."""
         results = []
         self.blob_seconds = 0.0  # the blob candidates' share of this call (timed apart by inference.task)
         for i, image in enumerate(images):
@@ -102,7 +106,8 @@ class SegmentationDetector(nn.Module):
             probabilities = torch.softmax(logits_i.float(), dim=1)[0]
             probability = probabilities[self.channel].cpu().numpy()
             pixels = image[0].cpu().numpy()
-            lungs = self._patient_lungs(pixels, probabilities) if self.lungs else None
+            body = bodies[i] if bodies else None
+            lungs = self._patient_lungs(pixels, probabilities, body) if self.lungs else None
             found = self._boxes(probability, None if lungs is None else self._around(lungs))
             if self.blobs is not None and lungs is not None:
                 start = time.perf_counter()
@@ -111,16 +116,20 @@ class SegmentationDetector(nn.Module):
             results.append(found)
         return results
 
-    def _patient_lungs(self, image: np.ndarray, probabilities: torch.Tensor) -> np.ndarray:
+    def _patient_lungs(self, image: np.ndarray, probabilities: torch.Tensor, body: dict | None = None
+                       ) -> np.ndarray:
         """The network's lungs (argmax in the lung channels) inside the patient, on its grid; all of them when none
-        is (a field of view inside the chest)."""
+        is (a field of view inside the chest). ``body``: see :meth:`forward`."""
         from inference.geometry import _channel_argmax
         from inference.models.lungs import body_mask, lung_components
 
         assert self.lungs is not None
         # the same labels as torch's argmax over the channels (first maximum wins), 1.0 s -> 0.1 s on LIDC-0001
         lung = np.isin(_channel_argmax(probabilities.cpu()).numpy(), self.lungs["channels"])
-        inside = lung_components(lung, body_mask(image, float(self.lungs["body_threshold"])), LUNG_SHARE)
+        threshold = float(self.lungs["body_threshold"])
+        if body is None or body["threshold"] != threshold or body["mask"].shape != image.shape:
+            body = {"mask": body_mask(image, threshold)}
+        inside = lung_components(lung, body["mask"], LUNG_SHARE)
         # a field of view inside the chest (a targeted reconstruction, a crop) has lungs running out of the image,
         # which the border rule drops: then all the network calls lung is the lungs
         return inside if inside.any() else lung

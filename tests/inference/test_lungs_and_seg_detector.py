@@ -175,3 +175,28 @@ def test_the_detector_keeps_findings_in_or_against_the_lungs_only():
 def test_blob_candidates_need_the_lungs():
     with pytest.raises(ValueError, match="lungs"):
         SegmentationDetector(_Blobs(), channel=3, roi_size=(8, 8, 8), blobs={})
+
+
+def test_the_body_mask_made_by_the_postprocessing_is_what_the_nodule_finder_uses():
+    """ChestPostprocessd leaves its body mask beside its output; the detector takes a body mask made for its own
+    threshold and the image's shape instead of making one (run all: once, not twice), and makes its own otherwise."""
+    from inference.models.lungs import BODY_KEY, body_mask
+
+    image = _chest([(28, 40, 12, 4), (68, 40, 12, 4)])  # a "nodule" in each lung
+    data = {"pred": MetaTensor(_Labelled()(image[None])[0]), "image": MetaTensor(image)}
+    left = ChestPostprocessd(keys="pred", softmax=True, body_threshold=0.357)(data)[BODY_KEY]
+    assert left["threshold"] == pytest.approx(0.357)
+    np.testing.assert_array_equal(left["mask"], body_mask(image[0].numpy(), 0.357))
+
+    lungs = {"channels": [1, 3], "spacing_mm": [1.25, 1.25, 2.5], "body_threshold": 0.357, "reach_mm": 5.0}
+    detector = SegmentationDetector(_Labelled(), channel=3, roi_size=(96, 80, 24), threshold=0.5, lungs=lungs)
+
+    def centres(body):
+        boxes = detector([image], bodies=[body])[0]["box"].numpy()
+        return sorted(np.rint((boxes[:, 0] + boxes[:, 3]) / 2).astype(int).tolist())
+
+    half = left["mask"].copy()
+    half[48:] = False  # a body that leaves out the right lung: its "nodule" is no longer in a lung
+    assert centres(None) == centres(left) == [28, 68]
+    assert centres({"threshold": 0.357, "mask": half}) == [28]
+    assert centres({"threshold": 0.5, "mask": half}) == [28, 68]  # made for another threshold: not used
