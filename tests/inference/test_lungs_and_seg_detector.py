@@ -109,6 +109,7 @@ def test_faint_components_are_added_and_leave_the_candidates_boxes_as_they_were(
     assert out["box"].tolist() == [strong, [29.5, 19.5, 9.5, 32.5, 25.5, 13.5]]
     assert 0.03 <= out["label_scores"][1].item() < 0.5
 
+
 def test_lung_outside_the_body_is_dropped():
     """Air inside a patient table (called lung by the network on a real scan) becomes background."""
     x, y, z = np.meshgrid(np.arange(80), np.arange(70), np.arange(12), indexing="ij")
