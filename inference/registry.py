@@ -291,7 +291,8 @@ def _preprocessing_spacing(config: dict) -> tuple[float, ...] | None:
     if not isinstance(transforms, list):
         return None
     for t in transforms:
-        if not isinstance(t, dict) or str(t.get("_target_", "")).split(".")[-1] not in ("Spacingd", "Spacing"):
+        name = str(t.get("_target_", "")).split(".")[-1] if isinstance(t, dict) else ""
+        if name not in ("Spacingd", "Spacing", "SeparableSpacingd"):
             continue
         try:
             if literal_value(config, t.get("_disabled_", False)):
