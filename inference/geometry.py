@@ -78,6 +78,9 @@ def resample_to_grid(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, 
 
     Used when a bundle's postprocessing does not invert its preprocessing (no ``Invertd``): the output is then
     on the model's grid and is brought back here. Returns the tensor unchanged when it already is on the grid.
+    ``bilinear`` between grids whose axes run along each other is done one axis at a time
+    (:func:`resample_separable`, ``grid_sample``'s values to float32 rounding): a map of LIDC-IDRI-0001's size
+    placed through ``grid_sample`` built a coordinate volume three times the map's size first (0.6 s).
     """
     import torch
     from monai.data import MetaTensor
@@ -89,8 +92,52 @@ def resample_to_grid(tensor, affine_ras: np.ndarray, shape_xyz: tuple[int, int, 
     if tuple(tensor.shape[1:]) == tuple(shape_xyz) and torch.allclose(
             tensor.affine.to(torch.float64).cpu(), target, atol=1e-4):
         return tensor
+    to_source = np.linalg.solve(tensor.affine.to(torch.float64).cpu().numpy(), target.numpy())
+    if mode == "bilinear" and tensor.ndim == 4 and _axis_aligned(to_source):
+        values = resample_separable(tensor.as_tensor(), to_source, shape_xyz, padding="zeros")
+        return MetaTensor(values, affine=target)
     resampler = SpatialResample(mode=mode, padding_mode="zeros", dtype=np.float32)  # computes in torch.float32
     return resampler(tensor.float(), dst_affine=target, spatial_size=tuple(int(s) for s in shape_xyz))
+
+
+def resample_separable(image, to_source: np.ndarray, shape, padding: str = "border"):
+    """Channel-first ``image`` resampled (float32) onto ``shape`` through the axis-aligned output -> input index map
+    ``to_source`` (each output axis reads the same input axis): linear between the two nearest input voxels along
+    each axis, as ``grid_sample`` (``align_corners=False``) does in all three at once - trilinear interpolation is
+    separable. ``padding``: ``"border"`` clamps positions to the image, ``"zeros"`` counts voxels beyond it as 0
+    (``grid_sample``'s padding modes). The axis that shrinks most goes first, so later axes handle fewest voxels."""
+    import torch
+
+    out = image.to(torch.float32)
+    rank = out.ndim - 1
+    shape = [int(s) for s in shape]
+    ratio = [shape[a] / out.shape[a + 1] for a in range(rank)]
+    for axis in sorted(range(rank), key=lambda a: ratio[a]):
+        n = out.shape[axis + 1]
+        position = to_source[axis, axis] * np.arange(shape[axis], dtype=np.float64) + to_source[axis, rank]
+        if shape[axis] == n and np.allclose(position, np.arange(n), rtol=0, atol=1e-6):
+            continue  # this axis keeps its voxels
+        if padding == "border":
+            position = np.clip(position, 0, n - 1)
+        lower = np.floor(position).astype(np.int64)
+        weight = position - lower
+        if padding == "border":  # the last voxel: all weight on it, from the one before (none for a single voxel)
+            last = lower >= n - 1
+            lower[last], weight[last] = max(n - 2, 0), np.where(n > 1, 1.0, 0.0)
+        result = torch.zeros((out.shape[0], *[shape[a] if a == axis else out.shape[a + 1] for a in range(rank)]),
+                             dtype=torch.float32, device=out.device)
+        source, target = out.movedim(axis + 1, 0), result.movedim(axis + 1, 0)
+        # one output plane at a time: a blend of (at most) two input planes, no index or weight volume built
+        for k in range(shape[axis]):
+            below, above, w = int(lower[k]), int(lower[k]) + 1, float(weight[k])
+            if 0 <= below and above < n:
+                torch.lerp(source[below], source[above], w, out=target[k])
+            elif 0 <= below < n:  # zeros padding: the neighbour beyond the image adds nothing
+                torch.mul(source[below], 1 - w, out=target[k])
+            elif 0 <= above < n:
+                torch.mul(source[above], w, out=target[k])
+        out = result
+    return out
 
 
 def voxel_box(corners_lps: np.ndarray, affine_lps: np.ndarray, shape_zyx: tuple[int, int, int]) -> np.ndarray:

@@ -20,6 +20,8 @@ from monai.data import MetaTensor
 from monai.transforms import Spacingd
 from monai.utils import LazyAttr, MetaKeys, TraceKeys
 
+from inference.geometry import resample_separable
+
 #: Largest off-diagonal element (voxels per voxel) of the output -> input index map that still counts as no
 #: rotation: over a 1000-voxel axis it moves a sample by a thousandth of a voxel at most.
 AXIS_ALIGNED_TOLERANCE = 1e-6
@@ -61,34 +63,6 @@ def _separable_plan(image: MetaTensor) -> np.ndarray | None:
     if np.abs(off_diagonal).max(initial=0.0) > AXIS_ALIGNED_TOLERANCE:
         return None
     return xform
-
-
-def resample_separable(image: torch.Tensor, xform: np.ndarray, shape) -> torch.Tensor:
-    """Channel-first ``image`` resampled (float32) onto ``shape`` through the axis-aligned output -> input index map
-    ``xform``: linear between the two nearest input voxels along each axis, positions clamped to the image (as
-    ``grid_sample``'s ``padding_mode="border"``). The axis that shrinks most goes first, so later axes handle the
-    fewest voxels."""
-    out = image.to(torch.float32)
-    rank = out.ndim - 1
-    shape = [int(s) for s in shape]
-    ratio = [shape[a] / out.shape[a + 1] for a in range(rank)]
-    for axis in sorted(range(rank), key=lambda a: ratio[a]):
-        n = out.shape[axis + 1]
-        position = xform[axis, axis] * np.arange(shape[axis], dtype=np.float64) + xform[axis, rank]
-        if shape[axis] == n and np.allclose(position, np.arange(n), rtol=0, atol=AXIS_ALIGNED_TOLERANCE):
-            continue  # this axis keeps its voxels
-        position = np.clip(position, 0, n - 1)
-        lower = np.clip(np.floor(position).astype(np.int64), 0, max(n - 2, 0))
-        upper = np.minimum(lower + 1, n - 1)
-        weight = position - lower
-        result = torch.empty((out.shape[0], *[shape[a] if a == axis else out.shape[a + 1] for a in range(rank)]),
-                             dtype=torch.float32)
-        source, target = out.movedim(axis + 1, 0), result.movedim(axis + 1, 0)
-        # one output plane at a time: each a blend of two input planes, no index or weight volume built
-        for k in range(shape[axis]):
-            torch.lerp(source[lower[k]], source[upper[k]], float(weight[k]), out=target[k])
-        out = result
-    return out
 
 
 def _materialised(planned: MetaTensor, values: torch.Tensor) -> MetaTensor:

@@ -7,7 +7,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Spacingd
 
-from inference.models.separable_spacing import SeparableSpacingd, resample_separable
+from inference.geometry import resample_separable, resample_to_grid
+from inference.models.separable_spacing import SeparableSpacingd
 
 
 def _image(shape, diagonal, origin=(-10.3, 4.2, 7.0), channels=2, seed=0, rotation_deg=0.0) -> MetaTensor:
@@ -82,3 +83,23 @@ def test_interpolation_is_linear_between_the_two_nearest_voxels_and_clamped_at_t
     out = resample_separable(ramp, xform, (12, 2, 2))
     expected = np.clip(np.arange(12) / 2 - 0.5, 0, 4)
     assert np.allclose(out[0, :, 0, 0].numpy(), expected)
+
+
+@pytest.mark.parametrize("shape, diagonal, target_diagonal, target_origin, target_shape", [
+    ((30, 24, 12), (1.25, 1.25, 2.5), (0.7, 0.7, 2.5), (-12.0, 2.0, 7.0), (60, 50, 12)),  # a map onto the study
+    ((30, 24, 12), (1.25, 1.25, 2.5), (0.7, 0.7, 1.0), (-40.0, -20.0, -5.0), (120, 110, 50)),  # reaching beyond it
+    ((30, 24, 12), (-1.25, 1.25, 2.5), (-0.9, 1.1, 3.0), (-10.3, 4.2, 7.0), (20, 30, 10)),  # flipped axes
+])
+def test_bilinear_placement_gives_monais_answer_zero_beyond_the_source(shape, diagonal, target_diagonal,
+                                                                      target_origin, target_shape):
+    from monai.transforms import SpatialResample
+
+    image = _image(shape, diagonal, channels=1)
+    target = np.diag([*target_diagonal, 1.0])
+    target[:3, 3] = target_origin
+    expected = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=np.float32)(
+        image.float(), dst_affine=torch.from_numpy(target), spatial_size=target_shape)
+    got = resample_to_grid(image, target, target_shape, mode="bilinear")
+    assert got.shape == expected.shape and torch.allclose(got.affine, expected.affine, atol=1e-9)
+    assert float((got - expected).abs().max()) < 1e-4
+    assert bool((got == 0).any()) == bool((expected.abs() < 1e-6).any())  # the same voxels left outside
