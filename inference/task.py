@@ -673,7 +673,10 @@ def _kept_findings(run: _Run, data: dict, logits, classifier, threshold: float) 
         from inference.models.lungs import BODY_KEY
 
         image = data[run.bundle.image_key]
-        found = finder([_tensor(image)], logits=[_tensor(logits)], bodies=[data.get(BODY_KEY)])[0]
+        body = data.get(BODY_KEY)
+        if body is not None and body.get("image_key") != run.bundle.image_key:
+            body = None  # made on another image of the bundle's data
+        found = finder([_tensor(image)], logits=[_tensor(logits)], bodies=[body])[0]
         return _scored(run, _raw_boxes(finder, found, image), classifier)
 
     start = time.perf_counter()

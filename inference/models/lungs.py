@@ -25,8 +25,9 @@ from monai.transforms import MapTransform
 
 from inference.geometry import _channel_argmax
 
-#: Where :class:`ChestPostprocessd` leaves the body mask it made (``{"threshold", "mask"}``): the segmentation's
-#: nodule finder, on the same image, takes it from there rather than making it again (0.2 s on LIDC-IDRI-0001).
+#: Where :class:`ChestPostprocessd` leaves the body mask it made (``{"threshold", "mask", "image_key"}``): the
+#: segmentation's nodule finder, on the same image, takes it from there rather than making it again (0.2 s on
+#: LIDC-IDRI-0001).
 BODY_KEY = "body_mask"
 
 
@@ -210,7 +211,7 @@ class ChestPostprocessd(MapTransform):
                 image = d[self.image_key]
                 image = (image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image))
                 body = body_mask(image[0].cpu().numpy(), self.body_threshold)
-                d[BODY_KEY] = {"threshold": float(self.body_threshold), "mask": body}
+                d[BODY_KEY] = {"threshold": float(self.body_threshold), "mask": body, "image_key": self.image_key}
             kept, labels = _kept_lung(lung_mask, body, 0.0)
             outside = torch.from_numpy(lung_mask & ~kept).to(out.device)
             out[0][outside] += out[lung_slot][outside]  # outside air: background after all

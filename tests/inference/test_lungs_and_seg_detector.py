@@ -186,7 +186,7 @@ def test_the_body_mask_made_by_the_postprocessing_is_what_the_nodule_finder_uses
     image = _chest([(28, 40, 12, 4), (68, 40, 12, 4)])  # a "nodule" in each lung
     data = {"pred": MetaTensor(_Labelled()(image[None])[0]), "image": MetaTensor(image)}
     left = ChestPostprocessd(keys="pred", softmax=True, body_threshold=0.357)(data)[BODY_KEY]
-    assert left["threshold"] == pytest.approx(0.357)
+    assert left["threshold"] == pytest.approx(0.357) and left["image_key"] == "image"
     np.testing.assert_array_equal(left["mask"], body_mask(image[0].numpy(), 0.357))
 
     lungs = {"channels": [1, 3], "spacing_mm": [1.25, 1.25, 2.5], "body_threshold": 0.357, "reach_mm": 5.0}
