@@ -108,6 +108,8 @@ def resample_separable(image, to_source: np.ndarray, shape, padding: str = "bord
     (``grid_sample``'s padding modes). The axis that shrinks most goes first, so later axes handle fewest voxels."""
     import torch
 
+    if padding not in ("border", "zeros"):
+        raise ValueError(f"padding must be 'border' or 'zeros', not {padding!r}")
     out = image.to(torch.float32)
     rank = out.ndim - 1
     shape = [int(s) for s in shape]

@@ -482,8 +482,9 @@ def _postprocess_dense(bundle, data: dict, pred):
         from inference.models.lungs import BODY_KEY
 
         processed = bundle.postprocessing(data)
-        if BODY_KEY in processed:  # for the nodule finder (:func:`_kept_findings`), on the same image
-            data[BODY_KEY] = processed[BODY_KEY]
+        body = processed.get(BODY_KEY)
+        if body is not None and body.get("image_key") == bundle.image_key:  # for the nodule finder on this image
+            data[BODY_KEY] = body  # (:func:`_kept_findings`)
         data = processed
     out = data[bundle.pred_key]
     return out.unsqueeze(0) if out.ndim == 3 else out
@@ -673,10 +674,7 @@ def _kept_findings(run: _Run, data: dict, logits, classifier, threshold: float) 
         from inference.models.lungs import BODY_KEY
 
         image = data[run.bundle.image_key]
-        body = data.get(BODY_KEY)
-        if body is not None and body.get("image_key") != run.bundle.image_key:
-            body = None  # made on another image of the bundle's data
-        found = finder([_tensor(image)], logits=[_tensor(logits)], bodies=[body])[0]
+        found = finder([_tensor(image)], logits=[_tensor(logits)], bodies=[data.get(BODY_KEY)])[0]
         return _scored(run, _raw_boxes(finder, found, image), classifier)
 
     start = time.perf_counter()

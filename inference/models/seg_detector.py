@@ -88,7 +88,7 @@ class SegmentationDetector(nn.Module):
                 ) -> list[dict[str, torch.Tensor]]:
         """Findings per image ``(C, x, y, z)``. ``logits``: the network's ``(C, x, y, z)`` output per image, already
         computed the way this detector would (:mod:`inference.models.one_pass`; shared with the segmentation).
-        ``bodies``: per image, the body mask already made on it (``{"threshold", "mask"}``, as
+        ``bodies``: per image, the body mask already made on it (``{"threshold", "mask", ...}``, as
         :class:`inference.models.lungs.ChestPostprocessd` leaves it), used when it is for this detector's
         threshold and the image's shape."""
         results = []
@@ -127,9 +127,8 @@ class SegmentationDetector(nn.Module):
         # the same labels as torch's argmax over the channels (first maximum wins), 1.0 s -> 0.1 s on LIDC-0001
         lung = np.isin(_channel_argmax(probabilities.cpu()).numpy(), self.lungs["channels"])
         threshold = float(self.lungs["body_threshold"])
-        if body is None or body["threshold"] != threshold or body["mask"].shape != image.shape:
-            body = {"mask": body_mask(image, threshold)}
-        inside = lung_components(lung, body["mask"], LUNG_SHARE)
+        given = body["mask"] if body and body["threshold"] == threshold and body["mask"].shape == image.shape else None
+        inside = lung_components(lung, body_mask(image, threshold) if given is None else given, LUNG_SHARE)
         # a field of view inside the chest (a targeted reconstruction, a crop) has lungs running out of the image,
         # which the border rule drops: then all the network calls lung is the lungs
         return inside if inside.any() else lung

@@ -201,3 +201,20 @@ def test_the_body_mask_made_by_the_postprocessing_is_what_the_nodule_finder_uses
     assert centres(None) == centres(left) == [28, 68]
     assert centres({"threshold": 0.357, "mask": half}) == [28]
     assert centres({"threshold": 0.5, "mask": half}) == [28, 68]  # made for another threshold: not used
+
+
+@pytest.mark.parametrize("made_on, kept", [("image", True), ("other", False)])
+def test_the_body_mask_is_kept_for_the_nodule_finder_only_when_made_on_the_bundles_image(made_on, kept):
+    """A postprocessing whose body mask comes from another image of the data (same shape) must not hand it to the
+    nodule finder of the bundle's image."""
+    from types import SimpleNamespace
+
+    from inference.models.lungs import BODY_KEY
+    from inference.task import _postprocess_dense
+
+    image = _chest([(28, 40, 12, 4)])
+    bundle = SimpleNamespace(image_key="image", pred_key="pred", postprocessing=ChestPostprocessd(
+        keys="pred", softmax=True, body_threshold=0.357, image_key=made_on))
+    data = {"image": MetaTensor(image), "other": MetaTensor(image.clone())}
+    _postprocess_dense(bundle, data, MetaTensor(_Labelled()(image[None])[0]))
+    assert (BODY_KEY in data) is kept
