@@ -109,6 +109,13 @@ CORE_ABOVE_GLASS_MIN_MM = 10.0
 #: side of it goes back to the nodule, from this share of half a voxel above the wall's surface voxels.
 PLEURA_FIT_MM = 2.0
 PLEURA_OFFSET = 0.5
+#: The wall's surface is read in a ring around the nodule: from this far (mm) beyond the nodule's radius to
+#: :data:`PLEURA_RING_OUTER` times the opening's reach. Nearer in, the opening's ball rises along the nodule's
+#: flanks and those surface voxels lie above the pleura: a quadric through them put the pleura 1-2 mm into the
+#: nodule's base (a 20.8 mm juxtapleural phantom nodule -16 %). Only when the ring holds too few voxels, or no
+#: quadric fits them, is the disc within the reach used.
+PLEURA_RING_INNER_MM = 1.5
+PLEURA_RING_OUTER = 1.5
 #: Volume by partial-volume analysis (Kuhnigk JM et al., IEEE TMI 2006;25:417-434, "SPVA"): voxels deeper than
 #: this (mm) inside the mask count whole, those within it of the mask's surface (either side) by their share
 #: ``(HU - lung) / (nodule - lung)``, clipped to 0..1; outside the mask only voxels below the edge threshold
@@ -436,16 +443,17 @@ def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
     return np.asarray(labels) == value
 
 
-def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndarray, reach_mm: float
-                   ) -> np.ndarray:
+def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndarray, reach_mm: float,
+                   radius_mm: float) -> np.ndarray:
     """The part of ``wall`` on the lung's side of the pleura around a juxtapleural nodule (to give back to it).
 
     An opening by a ball of radius W rises about ``R² / 2W`` into the flat base of a nodule of radius R lying on
     the pleura (3 mm for a 16 mm nodule): the cut runs along the ball, not the pleura. The pleura itself is where
-    the wall meets the lung's air around the nodule's base: a plane fitted to those wall voxels (within
-    ``reach_mm`` of the seed) continues it under the nodule, and what the opening took on the lung's side of
-    that plane (within ``reach_mm`` of the seed) belongs to the nodule. Nothing when the pleura there is not
-    flat (a fit off by more than :data:`PLEURA_FIT_MM` rms, a corner or a fissure) or too few voxels show it.
+    the wall meets the lung's air around the nodule's base: a quadric fitted to those wall voxels in a ring around
+    the nodule (:data:`PLEURA_RING_INNER_MM`, :data:`PLEURA_RING_OUTER`; ``radius_mm`` the nodule's) continues it
+    under the nodule, and what the opening took on the lung's side of it (within ``reach_mm`` of the seed)
+    belongs to the nodule. Nothing when the pleura there is not smooth (a fit off by more than
+    :data:`PLEURA_FIT_MM` rms, a corner or a fissure) or too few voxels show it.
     """
     none = np.zeros(wall.shape, bool)
     air = ~not_air
@@ -462,29 +470,41 @@ def _beyond_pleura(wall: np.ndarray, not_air: np.ndarray, seed, spacing: np.ndar
     zyx_mm = spacing[::-1]
     points = idx * zyx_mm
     centre = np.asarray(seed, float) * zyx_mm
-    points = points[np.linalg.norm(points - centre, axis=1) <= reach_mm]
-    if len(points) < 20:
+    distance = np.linalg.norm(points - centre, axis=1)
+    ring = (distance >= radius_mm + PLEURA_RING_INNER_MM) & (distance <= PLEURA_RING_OUTER * reach_mm)
+    fit = _fit_quadric(points[ring], centre)
+    if fit is None:
+        fit = _fit_quadric(points[distance <= reach_mm], centre)
+    if fit is None:
         return none
+    mean, axes, coef = fit
+    z, y, x = (np.arange(n) * d for n, d in zip(wall.shape, zyx_mm))
+    grid = np.stack(np.meshgrid(z, y, x, indexing="ij"), axis=-1) - mean
+    gu, gv, gh = grid @ axes[0], grid @ axes[1], grid @ axes[2]
+    surface_h = coef[0] + coef[1] * gu + coef[2] * gv + coef[3] * gu * gu + coef[4] * gu * gv + coef[5] * gv * gv
+    height = gh - surface_h
+    dist2 = ((grid + mean - centre) ** 2).sum(-1)
+    half_voxel = 0.5 * float(np.abs(axes[2]) @ zyx_mm)  # a surface voxel's centre lies this far inside the wall
+    return wall & (height > PLEURA_OFFSET * half_voxel) & (dist2 <= reach_mm ** 2)
+
+
+def _fit_quadric(points: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A quadric height field over the plane of ``points`` (mm), its normal towards ``centre``: ``(mean, axes,
+    coef)`` with ``axes`` the plane's two directions and its normal, or None for fewer than 20 points or a fit
+    off by more than :data:`PLEURA_FIT_MM` rms."""
+    if len(points) < 20:
+        return None
     mean = points.mean(axis=0)
     _, _, vt = np.linalg.svd(points - mean, full_matrices=False)
-    normal = vt[2]
-    if np.dot(centre - mean, normal) < 0:
-        normal = -normal
+    normal = vt[2] if np.dot(centre - mean, vt[2]) >= 0 else -vt[2]
     # a quadric over the plane: the pleura curves (the lung's base, a costophrenic recess)
     rel = points - mean
     u, v, h = rel @ vt[0], rel @ vt[1], rel @ normal
     design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
     coef, *_ = np.linalg.lstsq(design, h, rcond=None)
     if float(np.sqrt(np.mean((design @ coef - h) ** 2))) > PLEURA_FIT_MM:
-        return none
-    z, y, x = (np.arange(n) * d for n, d in zip(wall.shape, zyx_mm))
-    grid = np.stack(np.meshgrid(z, y, x, indexing="ij"), axis=-1) - mean
-    gu, gv, gh = grid @ vt[0], grid @ vt[1], grid @ normal
-    surface_h = coef[0] + coef[1] * gu + coef[2] * gv + coef[3] * gu * gu + coef[4] * gu * gv + coef[5] * gv * gv
-    height = gh - surface_h
-    dist2 = ((grid + mean - centre) ** 2).sum(-1)
-    half_voxel = 0.5 * float(np.abs(normal) @ zyx_mm)  # a surface voxel's centre lies this far inside the wall
-    return wall & (height > PLEURA_OFFSET * half_voxel) & (dist2 <= reach_mm ** 2)
+        return None
+    return mean, np.stack([vt[0], vt[1], normal]), coef
 
 
 def segment_nodule(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungExtent | None = None
@@ -649,7 +669,8 @@ def _segment_in_box(hu: np.ndarray, affine: np.ndarray, box_voxel, extent: LungE
         wall = _opening(not_air, wall_radius, coarse_spacing)
         # The ball rises a little into the base of a juxtapleural nodule: give the nodule back the first mm.
         wall = _distance_inside(wall, coarse_spacing) > 1.0
-        wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing, wall_radius)
+        wall &= ~_beyond_pleura(wall, not_air, (seed[0], seed[1] // f, seed[2] // f), coarse_spacing, wall_radius,
+                                0.5 * float(extent_mm.max()))
         wall = np.repeat(np.repeat(wall, f, axis=1), f, axis=2)[:, :smooth.shape[1], :smooth.shape[2]][sub]
         if wall[seed_b]:  # the nodule itself held the ball (it lies against something as thick): no cut
             return np.ones(smooth_b.shape, bool)
