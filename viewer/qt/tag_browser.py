@@ -125,6 +125,7 @@ class TagBrowserWidget(QWidget):
         self._pending: tuple[str, str] | None = None
         self._shown_path: str | None = None
         self._job = None
+        self._request: tuple[str, str] = ("", "")
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(150)
@@ -165,18 +166,30 @@ class TagBrowserWidget(QWidget):
         if self._job is not None and self._job.running:
             self._job.cancel()
         job = start_job(lambda token, p=path: iter_read_tags(p, token), "tags", parent=self)
-        job.finished.connect(lambda rows, p=path, c=caption, j=job: self._on_rows(j, p, c, rows))
-        job.failed.connect(lambda reason, p=path: self.caption.setText(f"{os.path.basename(p)}: {reason}"))
-        self._job = job
+        # Bound methods, not lambdas: the browser is then the connection's receiver, and Qt drops a result that
+        # arrives after it was deleted. A lambda ran on into set_rows on a browser being torn down (two fresh-clone
+        # CI runs segfaulted there, in a later test's event processing).
+        job.finished.connect(self._on_rows)
+        job.failed.connect(self._on_failed)
+        self._job, self._request = job, (path, caption)
 
-    def _on_rows(self, job, path: str, caption: str, rows: list[TagRow]) -> None:
-        if job is not self._job:
-            return  # a newer request superseded this one
-        if not shiboken6.isValid(self.model):
-            return  # the browser was closed while the tags were read (its model gone: a segfault in CI)
+    def _current(self) -> bool:
+        """Whether the signal being handled comes from the latest request, to a browser still whole."""
+        if self.sender() is not self._job:
+            return False  # a newer request superseded this one
+        return all(shiboken6.isValid(part) for part in (self, self.model, self.proxy, self.tree, self.caption))
+
+    def _on_rows(self, rows: list[TagRow]) -> None:
+        if not self._current():
+            return
+        path, caption = self._request
         self.set_rows(rows)
         self._shown_path = path
         self.caption.setText(caption or os.path.basename(path))
+
+    def _on_failed(self, reason: str) -> None:
+        if self._current():
+            self.caption.setText(f"{os.path.basename(self._request[0])}: {reason}")
 
     def set_rows(self, rows: list[TagRow]) -> None:
         """Replace the tree's content."""
