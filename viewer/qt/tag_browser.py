@@ -175,9 +175,9 @@ class TagBrowserWidget(QWidget):
 
     def _current(self) -> bool:
         """Whether the signal being handled comes from the latest request, to a browser still whole."""
-        if self.sender() is not self._job:
+        if self.sender() is not self._job:  # (sender() itself raises on a deleted browser)
             return False  # a newer request superseded this one
-        return all(shiboken6.isValid(part) for part in (self, self.model, self.proxy, self.tree, self.caption))
+        return all(shiboken6.isValid(part) for part in (self.model, self.proxy, self.tree, self.caption))
 
     def _on_rows(self, rows: list[TagRow]) -> None:
         if not self._current():
