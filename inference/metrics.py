@@ -71,20 +71,12 @@ def froc(scans: list[ScanDetections], fp_rates=DEFAULT_FP_RATES) -> dict:
     FP/scan <= rate (0.0 if none); all sensitivities are None when there are no true nodules.
     ``curve`` lists ``(fp_per_scan, sensitivity, threshold)`` for each distinct score, highest first.
     """
-    nodule_scores: list[float] = []  # best hitting score per nodule, -inf when never hit
-    fp_scores: list[float] = []
-    all_scores: list[float] = []
-    for scan in scans:
-        _, hits = _hit_matrix(scan)
-        all_scores.extend(scan.scores.tolist())
-        fp_scores.extend(scan.scores[~hits.any(axis=1)].tolist())
-        for j in range(hits.shape[1]):
-            hitting = scan.scores[hits[:, j]]
-            nodule_scores.append(float(hitting.max()) if hitting.size else -np.inf)
-
-    n_scans, n_nodules = len(scans), len(nodule_scores)
-    nod = np.asarray(nodule_scores, dtype=float)
-    fps = np.asarray(fp_scores, dtype=float)
+    outcomes = [_scan_outcomes(scan) for scan in scans]
+    all_scores = [float(v) for scan in scans for v in scan.scores]
+    n_scans = len(scans)
+    nod = np.concatenate([n for n, _ in outcomes]) if outcomes else np.zeros(0)
+    fps = np.concatenate([f for _, f in outcomes]) if outcomes else np.zeros(0)
+    n_nodules = len(nod)
     curve = []
     if n_nodules and n_scans:
         for threshold in sorted(set(all_scores), reverse=True):
@@ -101,6 +93,76 @@ def froc(scans: list[ScanDetections], fp_rates=DEFAULT_FP_RATES) -> dict:
         sensitivity_at[rate] = max(reached) if reached else 0.0
     return {"sensitivity_at": sensitivity_at, "n_scans": n_scans, "n_nodules": n_nodules,
             "n_detections": len(all_scores), "curve": curve}
+
+
+def _scan_outcomes(scan: ScanDetections) -> tuple[np.ndarray, np.ndarray]:
+    """``(nodule_scores, fp_scores)`` of one scan: each true nodule's best hitting score (-inf when none hits it)
+    and the scores of the detections that hit no nodule."""
+    _, hits = _hit_matrix(scan)
+    fp_scores = scan.scores[~hits.any(axis=1)]
+    nodule_scores = np.where(hits, scan.scores[:, None], -np.inf).max(axis=0, initial=-np.inf)
+    return nodule_scores.astype(float), fp_scores.astype(float)
+
+
+def _sensitivities(nodule_scores: np.ndarray, fp_scores: np.ndarray, n_scans: int, fp_rates) -> np.ndarray:
+    """:func:`froc`'s ``sensitivity_at`` from pooled outcomes, without the curve: at ``r`` false positives per
+    scan, the nodules scoring above the ``floor(r * n_scans) + 1``-th highest false positive (a threshold at or
+    below it would let one too many through)."""
+    fps = np.sort(fp_scores)[::-1]
+    out = np.empty(len(fp_rates))
+    for i, rate in enumerate(fp_rates):
+        allowed = int(np.floor(rate * n_scans + 1e-9))
+        bar = fps[allowed] if allowed < len(fps) else -np.inf
+        out[i] = np.count_nonzero(nodule_scores > bar) / len(nodule_scores)
+    return out
+
+
+def froc_confidence(scans: list[ScanDetections], fp_rates=DEFAULT_FP_RATES, resamples: int = 1000,
+                    level: float = 0.95, seed: int = 0) -> dict:
+    """Bootstrap confidence intervals of :func:`froc`'s sensitivities and of the CPM, as LUNA16's evaluation
+    script computes them: the scans are drawn with replacement ``resamples`` times (nodules and false positives
+    go with their scan, so a few hard scans widen the interval as they should) and each figure's central
+    ``level`` range is reported. Seeded: the same scans give the same interval.
+
+    Returns ``{"level", "resamples", "sensitivity_at": {rate: (lo, hi)}, "cpm": (lo, hi)}``; the intervals are
+    None without scans or nodules (a resample without nodules is skipped).
+    """
+    outcomes = [_scan_outcomes(scan) for scan in scans]
+    empty = {"level": level, "resamples": resamples, "sensitivity_at": {rate: None for rate in fp_rates},
+             "cpm": None}
+    if not outcomes or not sum(len(n) for n, _ in outcomes):
+        return empty
+    rng = np.random.default_rng(seed)
+    draws = np.full((resamples, len(fp_rates)), np.nan)
+    for b in range(resamples):
+        pick = rng.integers(0, len(outcomes), len(outcomes))
+        nod = np.concatenate([outcomes[i][0] for i in pick])
+        if len(nod):
+            draws[b] = _sensitivities(nod, np.concatenate([outcomes[i][1] for i in pick]), len(pick), fp_rates)
+    tail = 100 * (1 - level) / 2
+
+    def interval(values: np.ndarray) -> tuple[float, float]:
+        lo, hi = np.nanpercentile(values, [tail, 100 - tail])
+        return round(float(lo), 3), round(float(hi), 3)
+
+    columns = [list(fp_rates).index(rate) for rate in CPM_FP_RATES if rate in fp_rates]
+    cpm_draws = draws[:, columns].mean(axis=1) if len(columns) == len(CPM_FP_RATES) else None
+    return {"level": level, "resamples": resamples,
+            "sensitivity_at": {rate: interval(draws[:, i]) for i, rate in enumerate(fp_rates)},
+            "cpm": None if cpm_draws is None else interval(cpm_draws)}
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (e.g. the share of nodules measured within target); None for n = 0."""
+    from statistics import NormalDist
+
+    if n <= 0:
+        return None
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(float(max(0.0, centre - half)), 3), round(float(min(1.0, centre + half)), 3)
 
 
 def best_hits(scan: ScanDetections) -> list[dict]:
@@ -131,22 +193,27 @@ def cpm(sensitivity_at: dict) -> float | None:
     return float(np.mean(values)) if len(values) == len(CPM_FP_RATES) else None
 
 
+def banded_scans(scans: list[ScanDetections], lo: float, hi: float, last: bool = False) -> list[ScanDetections]:
+    """The scans with only their nodules of ``lo`` <= d < ``hi`` mm (``last``: no upper edge) as truth, and without
+    the detections that hit only other nodules (neither a hit nor a false positive for this band)."""
+    banded = []
+    for scan in scans:
+        _, hits = _hit_matrix(scan)
+        d = scan.truth_diameters_mm
+        inside = (d >= lo) & ((d < hi) | last)
+        other = hits[:, ~inside].any(axis=1) & ~hits[:, inside].any(axis=1)
+        banded.append(ScanDetections(scan.centers_lps[~other], scan.scores[~other], scan.truth_lps[inside],
+                                     scan.truth_diameters_mm[inside]))
+    return banded
+
+
 def froc_by_size(scans: list[ScanDetections], bands=SIZE_BANDS_MM, fp_rates=DEFAULT_FP_RATES) -> dict:
     """FROC per nodule size band: the same false positives (every detection that hits no nodule of any size)
     against the nodules of one band at a time. Keys ``"3-6"`` ...; a band includes its lower edge, the last band
     everything above it."""
     out = {}
     for lo, hi in bands:
-        banded = []
-        for scan in scans:
-            _, hits = _hit_matrix(scan)
-            d = scan.truth_diameters_mm
-            inside = (d >= lo) & ((d < hi) | (hi == bands[-1][1]))  # the last band takes everything above
-            # detections on nodules outside the band are neither TP nor FP for this band
-            other = hits[:, ~inside].any(axis=1) & ~hits[:, inside].any(axis=1)
-            banded.append(ScanDetections(scan.centers_lps[~other], scan.scores[~other], scan.truth_lps[inside],
-                                         scan.truth_diameters_mm[inside]))
-        curve = froc(banded, fp_rates)
+        curve = froc(banded_scans(scans, lo, hi, last=hi == bands[-1][1]), fp_rates)
         out[f"{lo:g}-{hi:g}"] = {"nodules": curve["n_nodules"],
                                  "sensitivity_at": curve["sensitivity_at"], "cpm": cpm(curve["sensitivity_at"])}
     return out

@@ -69,5 +69,10 @@ def test_detector_summary_reports_cpm_bands_calibration_and_the_operating_point(
     assert summary["calibration"]["n"] == 4
     # bins 0.1 (FP), 0.6 (TP), 0.7 (FP), 0.9 (TP): |0-0.1| + |1-0.6| + |0-0.7| + |1-0.9| over 4
     assert summary["calibration"]["ece"] == pytest.approx((0.1 + 0.4 + 0.7 + 0.1) / 4)
+    # resampling two scans: both nodules found in every draw below 1 FP/scan, so the interval is a point there
+    assert summary["ci95"]["sensitivity_at_fp_per_scan"]["1"] == (1.0, 1.0)
+    assert summary["ci95"]["cpm"][0] <= summary["cpm"] <= summary["ci95"]["cpm"][1]
+    assert summary["by_size_mm"]["3-6"]["ci95"]["sensitivity_at_fp_per_scan"]["1"] == (1.0, 1.0)
     text = "\n".join(_detector_lines({"nodules": 2, **summary}))
     assert "CPM" in text and "3-6 mm" in text and "operating point" in text and "expected calibration error" in text
+    assert "95 % intervals (scans resampled 1000 times): sensitivity at 1 FP/scan [1.00, 1.00]" in text

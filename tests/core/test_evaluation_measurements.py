@@ -74,3 +74,17 @@ def test_no_measurement_figures_without_an_exact_truth_or_measurements(demo_case
     assert measurement_summary([{}]) == {}
     assert [band_of(d) for d in (2.0, 3.0, 5.9, 6.0, 19.9, 20.0, 45.0)] == [None, "3-6", "3-6", "6-10", "10-20",
                                                                             "20-40", "20-40"]
+
+
+def test_the_share_within_target_comes_with_its_interval():
+    """Two of four nodules >= 6 mm within target: 0.50 with its 95 % Wilson interval, printed beside it."""
+    from viewer.core.evaluation_measurements import measurement_lines
+
+    def item(within: bool) -> dict:
+        return {"band": "6-10", "diameter_mm": 8.0, "found": True, "within_target": within,
+                "volume_error_pct": 5.0 if within else 30.0, "mean_diameter_error_mm": 0.5}
+
+    summary = measurement_summary([{"measurements": [item(True), item(True), item(False), item(False)]}])
+    large = summary["measurement"][">=6"]
+    assert large["within_target"] == 0.5 and large["within_target_ci95"] == (0.15, 0.85)
+    assert "within target 0.50 [0.15, 0.85] (volume 0.50" in "\n".join(measurement_lines(summary))

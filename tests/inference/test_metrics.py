@@ -146,3 +146,68 @@ def test_calibration_table_and_ece_by_hand():
     assert calibration([1.0], [1])["ece"] == 0.0  # a score of exactly 1 falls in the last bin
     scan = ScanDetections([[0, 0, 0], [30, 0, 0]], [0.9, 0.8], [[1, 0, 0]], [10.0])
     assert detection_outcomes(scan).tolist() == [1, 0]
+
+
+def _random_scans(rng, n_scans: int) -> list[ScanDetections]:
+    """Scans with 0-3 nodules, 0-14 detections (scores rounded, so ties occur), some detections on nodules,
+    scored higher than most of the others (as a detector worth evaluating)."""
+    scans = []
+    for _ in range(n_scans):
+        m, n = int(rng.integers(0, 4)), int(rng.integers(0, 15))
+        truth, centres = rng.uniform(0, 100, (m, 3)), rng.uniform(0, 100, (n, 3))
+        scores = rng.uniform(0, 1, n) ** 4
+        for j in range(m):
+            if n and rng.random() < 0.6:
+                k = rng.integers(0, n)
+                centres[k], scores[k] = truth[j] + rng.normal(0, 1, 3), rng.uniform(0.2, 1)
+        scans.append(ScanDetections(centres, np.round(scores, 2), truth, rng.uniform(3, 30, m)))
+    return scans
+
+
+def test_the_bootstrap_counts_sensitivity_as_froc_does():
+    """The bootstrap's fast sensitivities (no curve) equal froc's on random scans with tied scores, second hits
+    and scans without nodules."""
+    from inference.metrics import DEFAULT_FP_RATES, _scan_outcomes, _sensitivities
+
+    rng = np.random.default_rng(3)
+    compared = 0
+    for _ in range(200):
+        scans = _random_scans(rng, int(rng.integers(1, 10)))
+        curve = froc(scans)
+        if not curve["n_nodules"]:
+            continue
+        outcomes = [_scan_outcomes(s) for s in scans]
+        fast = _sensitivities(np.concatenate([n for n, _ in outcomes]), np.concatenate([f for _, f in outcomes]),
+                              len(scans), DEFAULT_FP_RATES)
+        assert fast == pytest.approx([curve["sensitivity_at"][r] for r in DEFAULT_FP_RATES])
+        compared += 1
+    assert compared > 150
+
+
+def test_froc_confidence_brackets_the_figure_and_narrows_with_more_scans():
+    from inference.metrics import cpm, froc_confidence
+
+    rng = np.random.default_rng(4)
+    few, many = _random_scans(rng, 15), _random_scans(rng, 240)
+    for scans in (few, many):
+        ci, curve = froc_confidence(scans), froc(scans)
+        lo, hi = ci["sensitivity_at"][1]
+        assert lo <= curve["sensitivity_at"][1] <= hi and lo < hi
+        assert ci["cpm"][0] <= cpm(curve["sensitivity_at"]) <= ci["cpm"][1]
+    width = [froc_confidence(s)["cpm"][1] - froc_confidence(s)["cpm"][0] for s in (few, many)]
+    assert width[1] < 0.6 * width[0]  # 16x the scans: about a quarter of the width
+    assert froc_confidence(few) == froc_confidence(few)  # seeded
+    # a perfect detector: every resample finds every nodule
+    perfect = [ScanDetections([[0, 0, 0]], [0.9], [[0, 0, 0]], [8.0]) for _ in range(5)]
+    assert froc_confidence(perfect)["sensitivity_at"][0.125] == (1.0, 1.0)
+    assert froc_confidence([])["cpm"] is None
+    assert froc_confidence([ScanDetections([[0, 0, 0]], [0.5], np.zeros((0, 3)), [])])["cpm"] is None
+
+
+def test_wilson_interval_by_hand():
+    from inference.metrics import wilson_interval
+
+    # 69 of 106 (p = 0.651, z = 1.96): centre 0.6457, half-width 0.0893
+    assert wilson_interval(69, 106) == (0.556, 0.735)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) is None

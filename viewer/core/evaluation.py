@@ -263,13 +263,14 @@ def detector_summary(scans: list[ScanDetections], curve: dict, operating_point: 
     """What a detector's scores are worth: the FROC (and CPM) overall and per nodule size band, the calibration
     of its scores as probabilities (each detection is a nodule or not), and sensitivity and false positives per
     scan at its operating point."""
-    from inference.metrics import calibration, cpm, detection_outcomes, froc_by_size
+    from inference.metrics import SIZE_BANDS_MM, banded_scans, calibration, cpm, detection_outcomes, froc_by_size
 
     out: dict = {"sensitivity_at_fp_per_scan": {str(k): v for k, v in curve["sensitivity_at"].items()},
-                 "cpm": cpm(curve["sensitivity_at"])}
+                 "cpm": cpm(curve["sensitivity_at"]), "ci95": _froc_ci(scans)}
     out["by_size_mm"] = {band: {"nodules": v["nodules"], "cpm": v["cpm"],
-                                "sensitivity_at_fp_per_scan": {str(k): s for k, s in v["sensitivity_at"].items()}}
-                         for band, v in froc_by_size(scans).items()}
+                                "sensitivity_at_fp_per_scan": {str(k): s for k, s in v["sensitivity_at"].items()},
+                                "ci95": _froc_ci(banded_scans(scans, lo, hi, last=hi == SIZE_BANDS_MM[-1][1]))}
+                         for (band, v), (lo, hi) in zip(froc_by_size(scans).items(), SIZE_BANDS_MM)}
     scores = np.concatenate([s.scores for s in scans]) if scans else np.zeros(0)
     outcomes = np.concatenate([detection_outcomes(s) for s in scans]) if scans else np.zeros(0)
     out["calibration"] = calibration(scores, outcomes)
@@ -282,6 +283,17 @@ def detector_summary(scans: list[ScanDetections], curve: dict, operating_point: 
                                   "false_positives_per_scan": round(sum(_false_positives(s) for s in kept)
                                                                     / max(1, len(kept)), 2)}
     return out
+
+
+def _froc_ci(scans: list[ScanDetections]) -> dict:
+    """95 % bootstrap intervals (scans resampled, :func:`inference.metrics.froc_confidence`) of the FROC's
+    sensitivities and the CPM, keyed as the summary's figures: with 60 scans one nodule more or less is within
+    them, which a reader of the figures should know."""
+    from inference.metrics import froc_confidence
+
+    ci = froc_confidence(scans)
+    return {"sensitivity_at_fp_per_scan": {str(k): v for k, v in ci["sensitivity_at"].items()}, "cpm": ci["cpm"],
+            "resamples": ci["resamples"]}
 
 
 def _present(row: dict, name: str) -> bool:
@@ -422,6 +434,10 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _interval(bounds) -> str:
+    return "" if not bounds else f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
 def _at_operating_point(scan: ScanDetections, point: float) -> dict:
     """What a reader sees of one scan at the detector's default threshold: findings shown, and how many of them
     hit no nodule."""
@@ -450,10 +466,16 @@ def _detector_lines(det: dict) -> list[str]:
     lines = [f"  nodules {det['nodules']}, sensitivity at 1/8 1/4 1/2 1 2 4 8 FP per scan: "
              + " ".join(_fmt(sens.get(k)) for k in ("0.125", "0.25", "0.5", "1", "2", "4", "8"))
              + f"; CPM {_fmt(det.get('cpm'))}"]
+    ci = det.get("ci95")
+    if ci:
+        lines.append(f"    95 % intervals (scans resampled {ci['resamples']} times): sensitivity at 1 FP/scan "
+                     f"{_interval(ci['sensitivity_at_fp_per_scan'].get('1'))}, CPM {_interval(ci['cpm'])}")
     for band, v in det.get("by_size_mm", {}).items():
         s = v["sensitivity_at_fp_per_scan"]
-        lines.append(f"    {band + ' mm':<9} {v['nodules']:>3} nodules: sensitivity at 1 FP/scan {_fmt(s.get('1'))}, "
-                     f"CPM {_fmt(v['cpm'])}")
+        band_ci = v.get("ci95") or {}
+        lines.append(f"    {band + ' mm':<9} {v['nodules']:>3} nodules: sensitivity at 1 FP/scan {_fmt(s.get('1'))} "
+                     f"{_interval((band_ci.get('sensitivity_at_fp_per_scan') or {}).get('1'))}, "
+                     f"CPM {_fmt(v['cpm'])} {_interval(band_ci.get('cpm'))}")
     op = det.get("operating_point")
     if op:
         lines.append(f"  at the operating point (score >= {op['score']:.3f}): {op['found']}/{det['nodules']} found, "

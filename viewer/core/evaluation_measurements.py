@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.metrics import wilson_interval
+
 #: Nodule size bands (mm), as the detection figures of issue 11.
 BANDS_MM = ((3.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 40.0))
 VOLUME_TARGET = 0.15
@@ -117,8 +119,10 @@ def _figures(items: list[dict]) -> dict:
     if measured:
         volume = np.abs([r["volume_error_pct"] for r in measured])
         diameter = np.abs([r["mean_diameter_error_mm"] for r in measured])
+        within = sum(bool(r["within_target"]) for r in measured)
         out.update({
-            "within_target": round(float(np.mean([r["within_target"] for r in measured])), 3),
+            "within_target": round(within / len(measured), 3),
+            "within_target_ci95": wilson_interval(within, len(measured)),
             "volume_within_15pct": round(float(np.mean(volume <= 100 * VOLUME_TARGET)), 3),
             "diameter_within_1_5mm": round(float(np.mean(diameter <= DIAMETER_TARGET_MM)), 3),
             "volume_mae_pct": round(float(volume.mean()), 1),
@@ -150,8 +154,10 @@ def measurement_lines(summary: dict) -> list[str]:
     def line(name: str, f: dict) -> str:
         if not f.get("measured"):
             return f"    {name:<9} {f['nodules']:>3} nodules, {f['found']} found, none measured"
+        ci = f.get("within_target_ci95")
+        interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         return (f"    {name:<9} {f['nodules']:>3} nodules, {f['measured']:>3} measured: within target "
-                f"{f['within_target']:.2f} (volume {f['volume_within_15pct']:.2f}, diameter "
+                f"{f['within_target']:.2f}{interval} (volume {f['volume_within_15pct']:.2f}, diameter "
                 f"{f['diameter_within_1_5mm']:.2f}); MAE volume {f['volume_mae_pct']:.1f} %, mean diameter "
                 f"{f['mean_diameter_mae_mm']:.2f} mm")
 
