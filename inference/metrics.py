@@ -125,12 +125,13 @@ def froc_confidence(scans: list[ScanDetections], fp_rates=DEFAULT_FP_RATES, resa
     ``level`` range is reported. Seeded: the same scans give the same interval.
 
     Returns ``{"level", "resamples", "sensitivity_at": {rate: (lo, hi)}, "cpm": (lo, hi)}``; the intervals are
-    None without scans or nodules (a resample without nodules is skipped).
+    None without nodules or with fewer than two scans (one scan drawn again and again says nothing of the next; a
+    resample without nodules is skipped).
     """
     outcomes = [_scan_outcomes(scan) for scan in scans]
     empty = {"level": level, "resamples": resamples, "sensitivity_at": {rate: None for rate in fp_rates},
              "cpm": None}
-    if not outcomes or not sum(len(n) for n, _ in outcomes):
+    if len(outcomes) < 2 or not sum(len(n) for n, _ in outcomes):
         return empty
     rng = np.random.default_rng(seed)
     draws = np.full((resamples, len(fp_rates)), np.nan)

@@ -200,7 +200,7 @@ def test_froc_confidence_brackets_the_figure_and_narrows_with_more_scans():
     # a perfect detector: every resample finds every nodule
     perfect = [ScanDetections([[0, 0, 0]], [0.9], [[0, 0, 0]], [8.0]) for _ in range(5)]
     assert froc_confidence(perfect)["sensitivity_at"][0.125] == (1.0, 1.0)
-    assert froc_confidence([])["cpm"] is None
+    assert froc_confidence([])["cpm"] is None and froc_confidence(perfect[:1])["cpm"] is None
     assert froc_confidence([ScanDetections([[0, 0, 0]], [0.5], np.zeros((0, 3)), [])])["cpm"] is None
 
 

@@ -435,7 +435,7 @@ def _fmt(value) -> str:
 
 
 def _interval(bounds) -> str:
-    return "" if not bounds else f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
+    return "" if not bounds else f" [{bounds[0]:.2f}, {bounds[1]:.2f}]"
 
 
 def _at_operating_point(scan: ScanDetections, point: float) -> dict:
@@ -467,15 +467,15 @@ def _detector_lines(det: dict) -> list[str]:
              + " ".join(_fmt(sens.get(k)) for k in ("0.125", "0.25", "0.5", "1", "2", "4", "8"))
              + f"; CPM {_fmt(det.get('cpm'))}"]
     ci = det.get("ci95")
-    if ci:
-        lines.append(f"    95 % intervals (scans resampled {ci['resamples']} times): sensitivity at 1 FP/scan "
-                     f"{_interval(ci['sensitivity_at_fp_per_scan'].get('1'))}, CPM {_interval(ci['cpm'])}")
+    if ci and ci["cpm"]:
+        lines.append(f"    95 % intervals (scans resampled {ci['resamples']} times): sensitivity at 1 FP/scan"
+                     f"{_interval(ci['sensitivity_at_fp_per_scan'].get('1'))}, CPM{_interval(ci['cpm'])}")
     for band, v in det.get("by_size_mm", {}).items():
         s = v["sensitivity_at_fp_per_scan"]
         band_ci = v.get("ci95") or {}
-        lines.append(f"    {band + ' mm':<9} {v['nodules']:>3} nodules: sensitivity at 1 FP/scan {_fmt(s.get('1'))} "
+        lines.append(f"    {band + ' mm':<9} {v['nodules']:>3} nodules: sensitivity at 1 FP/scan {_fmt(s.get('1'))}"
                      f"{_interval((band_ci.get('sensitivity_at_fp_per_scan') or {}).get('1'))}, "
-                     f"CPM {_fmt(v['cpm'])} {_interval(band_ci.get('cpm'))}")
+                     f"CPM {_fmt(v['cpm'])}{_interval(band_ci.get('cpm'))}")
     op = det.get("operating_point")
     if op:
         lines.append(f"  at the operating point (score >= {op['score']:.3f}): {op['found']}/{det['nodules']} found, "
