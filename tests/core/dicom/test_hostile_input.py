@@ -58,6 +58,25 @@ def test_dicomdir_reference_outside_its_folder_is_listed_never_read(tmp_path, fi
     assert catalog.all_series()
 
 
+def test_dicomdir_file_id_with_control_bytes_is_reported_not_echoed(tmp_path):
+    """A damaged record whose file ID runs on into the bytes after it (a NUL inside: the fuzz campaign's seed 36
+    crashed the scan in realpath) is counted against the DICOMDIR, its bytes never shown; the rest still loads."""
+    media = tmp_path / "disc"
+    shutil.copytree(data_path("dicomdir-pydicom"), media, ignore=shutil.ignore_patterns("*.txt", "README*"))
+    ds = pydicom.dcmread(media / "DICOMDIR")
+    records = [r for r in ds.DirectoryRecordSequence if "ReferencedFileID" in r]
+    records[0].ReferencedFileID = ["77654033", "CR1", "6154 \x00\x04\x15DOE^JANE"]
+    ds.save_as(media / "DICOMDIR")
+
+    files, problems = read_dicomdir(media / "DICOMDIR")
+    assert len(files) == len(records) - 1
+    (problem,) = problems
+    assert problem.path == str(media / "DICOMDIR")
+    assert problem.reason == "1 DICOMDIR record(s) with a damaged file ID (control characters); not read"
+    catalog = scan(media / "DICOMDIR")
+    assert catalog.all_series() and "DOE" not in " ".join(u.path + u.reason for u in catalog.unreadable)
+
+
 # -------------------------------------------------------------------------------------- links, FIFOs
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and symlinks need a POSIX system")
 def test_links_out_of_the_folder_and_fifos_are_listed_never_opened(tmp_path):
@@ -310,6 +329,35 @@ def test_gdcm_gets_only_whole_jpeg_data(tmp_path):
     (tmp_path / "cut.dcm").write_bytes(raw[:-5000])
     with pytest.raises(limits.SizeLimitError, match="cut short"):
         limits.check_gdcm_input(str(tmp_path / "cut.dcm"), "1.2.840.10008.1.2.4.70", 512, 512)
+
+
+def test_a_zero_size_header_bounds_no_codestream(tmp_path):
+    # bench/fuzz.py seed 39: Columns 0 skipped the SOF check, and libjpeg allocated 5.9 GB for its 65500 x 65500.
+    src = data_path("ts-cornerstone-ct", "CTImage.dcm_JPEGProcess14TransferSyntax_1.2.840.10008.1.2.4.57.dcm")
+    path = _with_first_frame(src, tmp_path / "zero.dcm", _set_sof((65500, 65500)))
+    ds = pydicom.dcmread(path)
+    ds.Columns = 0
+    ds.save_as(path)
+    with pytest.raises(Exception, match=r"the header declares 512 x 0 pixels \(a zero size\)"):
+        load_series(default_image_series(scan(path)))
+
+
+@pytest.mark.parametrize("damage", ["cut", "encapsulated"])
+def test_gdcm_gets_only_whole_uncompressed_data(tmp_path, damage):
+    """GDCM took 2.0-2.2 GB (bench/fuzz.py seed 38) on native pixel data cut short, and on fragments under a
+    native transfer syntax: neither reaches it; whole native data still may."""
+    native = data_path(*CT_NATIVE)
+    limits.check_gdcm_input(str(native), "1.2.840.10008.1.2.1", 512, 512, 512 * 512 * 2)  # the real file passes
+    if damage == "cut":
+        ds = pydicom.dcmread(native)
+        ds.PixelData = ds.PixelData[: len(ds.PixelData) * 4 // 5]
+    else:
+        ds = pydicom.dcmread(data_path("ts-cornerstone-ct",
+                                       "CTImage.dcm_RLELosslessTransferSyntax_1.2.840.10008.1.2.5.dcm"))
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "damaged.dcm")
+    with pytest.raises(limits.SizeLimitError, match="uncompressed pixel data is cut short or encapsulated"):
+        limits.check_gdcm_input(str(tmp_path / "damaged.dcm"), "1.2.840.10008.1.2.1", 512, 512, 512 * 512 * 2)
 
 
 def test_a_lying_second_frame_keeps_every_frame_of_the_file_from_the_decoder(tmp_path):

@@ -230,10 +230,14 @@ def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
     Raises
     ------
     SizeLimitError
-        When the codestream declares more rows or columns than the DICOM header.
+        When the codestream declares more rows or columns than the DICOM header, or the header none.
     """
+    if not rows or not columns:
+        # nothing bounds what the codestream claims: with Columns 0 in a fuzzed header, libjpeg allocated for the
+        # 65500 x 65500 its SOF declared (5.9 GB, bench/fuzz.py seed 39)
+        raise SizeLimitError(f"the header declares {rows} x {columns} pixels (a zero size)")
     header = _frame_header(first_bytes)
-    if header is None or not rows or not columns:
+    if header is None:
         return
     height, width, precision, components = header
     if precision is not None and not 2 <= precision <= 16:
@@ -439,6 +443,24 @@ def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
         return
 
 
+def _whole_native_pixels(path: str, pixel_bytes: int) -> bool:
+    """Whether the file's uncompressed Pixel Data has a defined length of at least ``pixel_bytes``, all inside
+    the file: read by our tag reader, or by pydicom where that one declines (big endian, an unknown VR, deep
+    nesting)."""
+    from viewer.core.dicom.tags import UNDEFINED, read_tags
+
+    try:
+        tags = read_tags(path, {})
+    except Exception:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
+        try:
+            element = dcmread(path)["PixelData"]
+        except Exception:  # noqa: BLE001 - untrusted input: no Pixel Data pydicom can find
+            return False
+        return not element.is_undefined_length and len(element.value or b"") >= pixel_bytes
+    return (tags.pixel_tag == 0x7FE00010 and tags.pixel_length != UNDEFINED and tags.pixel_length >= pixel_bytes
+            and tags.pixel_offset + tags.pixel_length <= os.path.getsize(path))
+
+
 #: Transfer syntaxes GDCM (SimpleITK) is asked to decode when pydicom fails: the JPEG processes pydicom's
 #: plugins lack (retired 6-8 / 10-12, 12-bit extended). For RLE, JPEG-LS and JPEG 2000, pydicom's decoders are
 #: complete, so their failure means damaged data - on which GDCM was measured (bench/fuzz.py) to reach 2-4 GB
@@ -448,11 +470,12 @@ GDCM_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 66), 7
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 
 
-def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int) -> None:
-    """Refuse to hand a file to GDCM unless its syntax needs GDCM and its compressed data is whole.
+def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, pixel_bytes: int = 0) -> None:
+    """Refuse to hand a file to GDCM unless its syntax needs GDCM and its data is whole.
 
-    GDCM decodes a whole file at once, outside our size checks: its input must be uncompressed, or a JPEG
-    process pydicom cannot decode (:data:`GDCM_SYNTAXES`) with every fragment inside the file, a closing
+    GDCM decodes a whole file at once, outside our size checks: its input must be uncompressed pixel data of a
+    defined length, inside the file and at least ``pixel_bytes`` long (what Rows x Columns x frames need), or a
+    JPEG process pydicom cannot decode (:data:`GDCM_SYNTAXES`) with every fragment inside the file, a closing
     delimiter, and each frame's codestream within Rows x Columns (:func:`check_codestream`).
 
     Raises
@@ -463,7 +486,11 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int) -
     from viewer.core.dicom.tags import UNDEFINED, read_tags
 
     if transfer_syntax in _NATIVE_SYNTAXES:
-        return  # uncompressed: GDCM's output is the size of the bytes present (pydicom rejects odd VRs)
+        # pydicom rejects odd VRs that GDCM reads; but GDCM took 2.0-2.2 GB on a native element cut short (43 of
+        # 49 KB) and on one of undefined length (fragments under a native syntax; bench/fuzz.py seed 38)
+        if not _whole_native_pixels(path, pixel_bytes):
+            raise SizeLimitError("uncompressed pixel data is cut short or encapsulated")
+        return
     if transfer_syntax not in GDCM_SYNTAXES:
         raise SizeLimitError("the data is damaged and no other decoder applies")
     try:

@@ -595,6 +595,7 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
     files: list[str] = []
     problems: list[UnreadableFile] = []
     seen: set[str] = set()
+    damaged = 0
     for record in records:
         if record.get("RecordInUseFlag", 0xFFFF) == 0:
             continue
@@ -602,6 +603,11 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
         if not file_id:
             continue
         parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
+        if any(ch < " " for part in parts for ch in part):
+            # a NUL or other control byte is no file name but a damaged record (the value ran on into the bytes
+            # after it): counted, not echoed - those bytes can hold the next records' names and IDs
+            damaged += 1
+            continue
         target = _resolve_case_insensitive(root, [p.strip() for p in parts if p.strip()])
         if target in seen:
             continue
@@ -616,6 +622,9 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
             problems.append(UnreadableFile(target, "listed in DICOMDIR but not found"))
         else:
             problems.append(UnreadableFile(target, f"listed in DICOMDIR but is a {kind}, not a file; not read"))
+    if damaged:
+        problems.append(UnreadableFile(path, f"{damaged} DICOMDIR record(s) with a damaged file ID (control "
+                                             "characters); not read"))
     if not files and not problems:
         problems.append(UnreadableFile(path, "DICOMDIR lists no files"))
     return files, problems
