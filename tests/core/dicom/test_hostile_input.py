@@ -360,6 +360,24 @@ def test_gdcm_gets_only_whole_uncompressed_data(tmp_path, damage):
         limits.check_gdcm_input(str(tmp_path / "damaged.dcm"), "1.2.840.10008.1.2.1", 512, 512, 512 * 512 * 2)
 
 
+def test_a_jp2_box_of_length_zero_is_refused_before_the_decoder(tmp_path):
+    # bench/fuzz.py seed 44: the 'ftyp' box's length cut to 12 put a box of length 0 in front of the codestream,
+    # and pydicom's JP2 header walk stepped by 0 forever. (The check is asserted first: on a regression the load
+    # below would hang.)
+    src = data_path("ts-pylibjpeg-data", "JPEG2000Lossless", "GDCMJ2K_TextGBR.dcm")
+    ds = pydicom.dcmread(src)
+    limits.check_encapsulated_frames(ds, ds.Rows, ds.Columns)  # the real file passes
+
+    def edit(frame: bytearray) -> None:
+        assert frame[12:24] == b"\x00\x00\x00\x1cftypjp2 "
+        frame[15] = 12
+    path = _with_first_frame(src, tmp_path / "jp2.dcm", edit)
+    with pytest.raises(limits.SizeLimitError, match="a JPEG 2000 header box declares 0 bytes"):
+        limits.check_encapsulated_frames(pydicom.dcmread(path), ds.Rows, ds.Columns)
+    with pytest.raises(Exception, match="a JPEG 2000 header box declares 0 bytes"):
+        load_series(default_image_series(scan(path)))
+
+
 def test_a_lying_second_frame_keeps_every_frame_of_the_file_from_the_decoder(tmp_path):
     # Found by bench/fuzz.py: the first frame's refusal left the dataset cached, and libjpeg then hung on
     # frame 2's SOF (65500 x 65500).

@@ -220,6 +220,25 @@ def _frame_header(data: bytes) -> tuple[int, int, int | None, int | None] | None
     return None
 
 
+_JP2_SIGNATURE = b"\x00\x00\x00\x0c\x6a\x50\x20\x20"
+
+
+def _check_jp2_boxes(data: bytes) -> None:
+    """Refuse a JP2 file format header whose boxes before the codestream (``jp2c``) do not each move on by at
+    least a box header: pydicom steps through them by their lengths, and a box of length 0 in front of the
+    codestream kept it there forever (bench/fuzz.py seed 44). Only the boxes within ``data`` are checked."""
+    if not data.startswith(_JP2_SIGNATURE):
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack_from(">I", data, pos), data[pos + 4:pos + 8]
+        if kind == b"jp2c":
+            return
+        if length < 8:
+            raise SizeLimitError(f"a JPEG 2000 header box declares {length} bytes (the codestream cannot be found)")
+        pos += length
+
+
 def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
     """Refuse a compressed frame whose own header declares a larger image than Rows x Columns.
 
@@ -230,8 +249,10 @@ def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
     Raises
     ------
     SizeLimitError
-        When the codestream declares more rows or columns than the DICOM header, or the header none.
+        When the codestream declares more rows or columns than the DICOM header, or the header none, or a JP2
+        header box would keep the decoder from its codestream (:func:`_check_jp2_boxes`).
     """
+    _check_jp2_boxes(first_bytes)
     if not rows or not columns:
         # nothing bounds what the codestream claims: with Columns 0 in a fuzzed header, libjpeg allocated for the
         # 65500 x 65500 its SOF declared (5.9 GB, bench/fuzz.py seed 39)
@@ -436,6 +457,7 @@ def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
     try:
         fragments = generate_fragments(ds.PixelData)
         for fragment in fragments:
+            _check_jp2_boxes(bytes(fragment))  # its boxes may reach past the first 8 KiB
             check_codestream(bytes(fragment[:8192]), rows, columns)
     except SizeLimitError:
         raise
