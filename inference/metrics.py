@@ -208,15 +208,19 @@ def banded_scans(scans: list[ScanDetections], lo: float, hi: float, last: bool =
     return banded
 
 
-def froc_by_size(scans: list[ScanDetections], bands=SIZE_BANDS_MM, fp_rates=DEFAULT_FP_RATES) -> dict:
+def froc_by_size(scans: list[ScanDetections], bands=SIZE_BANDS_MM, fp_rates=DEFAULT_FP_RATES,
+                 confidence: bool = False) -> dict:
     """FROC per nodule size band: the same false positives (every detection that hits no nodule of any size)
     against the nodules of one band at a time. Keys ``"3-6"`` ...; a band includes its lower edge, the last band
-    everything above it."""
+    everything above it. With ``confidence``, each band also has its :func:`froc_confidence` (``"confidence"``)."""
     out = {}
     for lo, hi in bands:
-        curve = froc(banded_scans(scans, lo, hi, last=hi == bands[-1][1]), fp_rates)
+        banded = banded_scans(scans, lo, hi, last=hi == bands[-1][1])
+        curve = froc(banded, fp_rates)
         out[f"{lo:g}-{hi:g}"] = {"nodules": curve["n_nodules"],
                                  "sensitivity_at": curve["sensitivity_at"], "cpm": cpm(curve["sensitivity_at"])}
+        if confidence:
+            out[f"{lo:g}-{hi:g}"]["confidence"] = froc_confidence(banded, fp_rates)
     return out
 
 

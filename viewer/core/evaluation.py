@@ -263,14 +263,14 @@ def detector_summary(scans: list[ScanDetections], curve: dict, operating_point: 
     """What a detector's scores are worth: the FROC (and CPM) overall and per nodule size band, the calibration
     of its scores as probabilities (each detection is a nodule or not), and sensitivity and false positives per
     scan at its operating point."""
-    from inference.metrics import SIZE_BANDS_MM, banded_scans, calibration, cpm, detection_outcomes, froc_by_size
+    from inference.metrics import calibration, cpm, detection_outcomes, froc_by_size, froc_confidence
 
     out: dict = {"sensitivity_at_fp_per_scan": {str(k): v for k, v in curve["sensitivity_at"].items()},
-                 "cpm": cpm(curve["sensitivity_at"]), "ci95": _froc_ci(scans)}
+                 "cpm": cpm(curve["sensitivity_at"]), "ci95": _ci95(froc_confidence(scans))}
     out["by_size_mm"] = {band: {"nodules": v["nodules"], "cpm": v["cpm"],
                                 "sensitivity_at_fp_per_scan": {str(k): s for k, s in v["sensitivity_at"].items()},
-                                "ci95": _froc_ci(banded_scans(scans, lo, hi, last=hi == SIZE_BANDS_MM[-1][1]))}
-                         for (band, v), (lo, hi) in zip(froc_by_size(scans).items(), SIZE_BANDS_MM)}
+                                "ci95": _ci95(v["confidence"])}
+                         for band, v in froc_by_size(scans, confidence=True).items()}
     scores = np.concatenate([s.scores for s in scans]) if scans else np.zeros(0)
     outcomes = np.concatenate([detection_outcomes(s) for s in scans]) if scans else np.zeros(0)
     out["calibration"] = calibration(scores, outcomes)
@@ -285,13 +285,10 @@ def detector_summary(scans: list[ScanDetections], curve: dict, operating_point: 
     return out
 
 
-def _froc_ci(scans: list[ScanDetections]) -> dict:
-    """95 % bootstrap intervals (scans resampled, :func:`inference.metrics.froc_confidence`) of the FROC's
-    sensitivities and the CPM, keyed as the summary's figures: with 60 scans one nodule more or less is within
-    them, which a reader of the figures should know."""
-    from inference.metrics import froc_confidence
-
-    ci = froc_confidence(scans)
+def _ci95(ci: dict) -> dict:
+    """A :func:`inference.metrics.froc_confidence` result (95 % bootstrap intervals of the FROC's sensitivities
+    and the CPM) keyed as the summary's figures: with 60 scans one nodule more or less is within them, which a
+    reader of the figures should know."""
     return {"sensitivity_at_fp_per_scan": {str(k): v for k, v in ci["sensitivity_at"].items()}, "cpm": ci["cpm"],
             "resamples": ci["resamples"]}
 

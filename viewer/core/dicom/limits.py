@@ -244,7 +244,7 @@ def check_codestream(first_bytes: bytes, rows: int, columns: int) -> None:
 
     Decoders allocate what the codestream's frame header declares before they find the data is missing (a
     JPEG SOF of 65500 x 65500 made libjpeg reach 3.6 GB). ``first_bytes`` is the start of the frame (the
-    first few KiB suffice).
+    first few KiB hold its frame header; a JP2 header's boxes are checked as far as they reach).
 
     Raises
     ------
@@ -457,8 +457,7 @@ def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
     try:
         fragments = generate_fragments(ds.PixelData)
         for fragment in fragments:
-            _check_jp2_boxes(bytes(fragment))  # its boxes may reach past the first 8 KiB
-            check_codestream(bytes(fragment[:8192]), rows, columns)
+            check_codestream(bytes(fragment), rows, columns)  # whole: a JP2 header's boxes may pass 8 KiB
     except SizeLimitError:
         raise
     except Exception:  # noqa: BLE001 - a malformed item layout is the decoder's to report
