@@ -158,6 +158,19 @@ def test_rows_and_columns_beyond_the_pixel_data_are_refused(tmp_path):
         read_header(liar)
 
 
+@pytest.mark.parametrize("rows, columns", [(0, 512), (512, 0)])
+def test_a_zero_size_header_is_refused_at_scan_time(tmp_path, rows, columns):
+    # bench/fuzz.py seed 50: Rows 0 left a billion frames of nothing unchecked, and the loader's frame list
+    # ran out of memory.
+    liar = _native_copy(tmp_path, "empty.dcm", Rows=rows, Columns=columns, NumberOfFrames=1_000_000_000)
+    with pytest.raises(DicomReadError, match=rf"declares {rows} x {columns} pixels \(a zero size\)"):
+        read_header(liar)
+    shutil.copy(data_path(*CT_NATIVE), tmp_path / "honest.dcm")
+    catalog = scan(tmp_path)
+    assert "a zero size" in _reasons(catalog)["empty.dcm"]
+    assert load_series(default_image_series(catalog)).array.shape == (1, 512, 512)
+
+
 def test_decoded_size_cap_refuses_before_allocating(tmp_path, monkeypatch):
     # A compressed file cannot be checked against its bytes at scan time: the loader's cap stops it.
     ds = pydicom.dcmread(data_path(*CT_JPEG_LS))
@@ -358,6 +371,25 @@ def test_gdcm_gets_only_whole_uncompressed_data(tmp_path, damage):
     ds.save_as(tmp_path / "damaged.dcm")
     with pytest.raises(limits.SizeLimitError, match="uncompressed pixel data is cut short or encapsulated"):
         limits.check_gdcm_input(str(tmp_path / "damaged.dcm"), "1.2.840.10008.1.2.1", 512, 512, 512 * 512 * 2)
+
+
+def test_gdcm_never_reads_past_an_element_of_unknown_vr(tmp_path):
+    """bench/fuzz.py seed 50: an "SL" flipped to "QL" in an explicit-VR MR made pydicom fail and GDCM take 5.7 GB
+    guessing the element's length (a second flip, PixelRepresentation 0 -> 128, made pydicom fail). Such a
+    file is refused with the reason; the file without the flips passes."""
+    src = data_path("mr-decubitus-hfdr", "2_t1_fl2d_sag",
+                    "0002_1.3.12.2.1107.5.2.43.67060.2022040715140277393763189.dcm")
+    raw = src.read_bytes()
+    limits.check_gdcm_input(str(src), "1.2.840.10008.1.2.1", 256, 256, 256 * 256 * 2)  # the real file passes
+    vr = raw.index(b"\x19\x00\x13\x10SL") + 4  # (0019,1013), a Siemens private SL
+    sign = raw.index(b"\x28\x00\x03\x01US\x02\x00\x00\x00") + 8  # PixelRepresentation 0
+    flipped = bytearray(raw)
+    flipped[vr:vr + 2], flipped[sign] = b"QL", 0x80
+    (tmp_path / "flipped.dcm").write_bytes(flipped)
+    with pytest.raises(limits.SizeLimitError, match="an element of unknown VR"):
+        limits.check_gdcm_input(str(tmp_path / "flipped.dcm"), "1.2.840.10008.1.2.1", 256, 256, 256 * 256 * 2)
+    with pytest.raises(Exception, match="an element of unknown VR"):
+        load_series(default_image_series(scan(tmp_path / "flipped.dcm")))
 
 
 def test_a_jp2_box_of_length_zero_is_refused_before_the_decoder(tmp_path):

@@ -149,6 +149,9 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
             raise SizeLimitError(f"declares {declared} frames but holds {held} (compressed fragments)")
         return
     frame_bits = rows * columns * max(1, samples) * bits_allocated
+    if rows <= 0 or columns <= 0:
+        # nothing to check the frame count against: 10^9 frames of nothing would each get a slot in the loader
+        raise SizeLimitError(f"declares {rows} x {columns} pixels (a zero size)")
     if frame_bits <= 0:
         return
     held = pixel_length * 8 // frame_bits
@@ -464,22 +467,28 @@ def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:
         return
 
 
-def _whole_native_pixels(path: str, pixel_bytes: int) -> bool:
-    """Whether the file's uncompressed Pixel Data has a defined length of at least ``pixel_bytes``, all inside
-    the file: read by our tag reader, or by pydicom where that one declines (big endian, an unknown VR, deep
-    nesting)."""
-    from viewer.core.dicom.tags import UNDEFINED, read_tags
+def _native_pixels_problem(path: str, pixel_bytes: int) -> str | None:
+    """Why the file's uncompressed Pixel Data is not for GDCM, or None when it has a defined length of at least
+    ``pixel_bytes``, all inside the file: read by our tag reader, or by pydicom where that one declines (big
+    endian, deep nesting) - but never past an element of unknown VR, whose length GDCM guesses (it took 5.7 GB
+    on an "SL" flipped to "QL"; bench/fuzz.py seed 50)."""
+    from viewer.core.dicom.tags import UNDEFINED, Fallback, read_tags
 
+    cut_short = "uncompressed pixel data is cut short or encapsulated"
     try:
         tags = read_tags(path, {})
-    except Exception:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
+    except Exception as declined:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
+        if isinstance(declined, Fallback) and str(declined).startswith("unknown VR"):
+            return "the header holds an element of unknown VR"
         try:
             element = dcmread(path)["PixelData"]
         except Exception:  # noqa: BLE001 - untrusted input: no Pixel Data pydicom can find
-            return False
-        return not element.is_undefined_length and len(element.value or b"") >= pixel_bytes
-    return (tags.pixel_tag == 0x7FE00010 and tags.pixel_length != UNDEFINED and tags.pixel_length >= pixel_bytes
-            and tags.pixel_offset + tags.pixel_length <= os.path.getsize(path))
+            return cut_short
+        whole = not element.is_undefined_length and len(element.value or b"") >= pixel_bytes
+        return None if whole else cut_short
+    whole = (tags.pixel_tag == 0x7FE00010 and tags.pixel_length != UNDEFINED and tags.pixel_length >= pixel_bytes
+             and tags.pixel_offset + tags.pixel_length <= os.path.getsize(path))
+    return None if whole else cut_short
 
 
 #: Transfer syntaxes GDCM (SimpleITK) is asked to decode when pydicom fails: the JPEG processes pydicom's
@@ -507,10 +516,11 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
     from viewer.core.dicom.tags import UNDEFINED, read_tags
 
     if transfer_syntax in _NATIVE_SYNTAXES:
-        # pydicom rejects odd VRs that GDCM reads; but GDCM took 2.0-2.2 GB on a native element cut short (43 of
-        # 49 KB) and on one of undefined length (fragments under a native syntax; bench/fuzz.py seed 38)
-        if not _whole_native_pixels(path, pixel_bytes):
-            raise SizeLimitError("uncompressed pixel data is cut short or encapsulated")
+        # GDCM took 2.0-2.2 GB on a native element cut short (43 of 49 KB) and on one of undefined length
+        # (fragments under a native syntax; bench/fuzz.py seed 38)
+        problem = _native_pixels_problem(path, pixel_bytes)
+        if problem:
+            raise SizeLimitError(problem)
         return
     if transfer_syntax not in GDCM_SYNTAXES:
         raise SizeLimitError("the data is damaged and no other decoder applies")
