@@ -72,9 +72,26 @@ def test_dicomdir_file_id_with_control_bytes_is_reported_not_echoed(tmp_path):
     assert len(files) == len(records) - 1
     (problem,) = problems
     assert problem.path == str(media / "DICOMDIR")
-    assert problem.reason == "1 DICOMDIR record(s) with a damaged file ID (control characters); not read"
+    assert problem.reason == ("1 DICOMDIR record(s) with a damaged file ID (control characters or an unreadable "
+                              "value); not read")
     catalog = scan(media / "DICOMDIR")
     assert catalog.all_series() and "DOE" not in " ".join(u.path + u.reason for u in catalog.unreadable)
+
+
+def test_dicomdir_record_of_unknown_vr_is_counted_and_the_rest_still_load(tmp_path):
+    # bench/fuzz.py seed 54: one flipped bit made a record's ReferencedFileID of VR "CW", and pydicom's
+    # conversion of it (on access) ended the scan with NotImplementedError.
+    media = tmp_path / "disc"
+    shutil.copytree(data_path("dicomdir-pydicom"), media, ignore=shutil.ignore_patterns("*.txt", "README*"))
+    raw = (media / "DICOMDIR-bigEnd").read_bytes()
+    file_id = b"\x00\x04\x15\x00CS"  # (0004,1500) ReferencedFileID, big endian explicit VR
+    (media / "DICOMDIR").write_bytes(raw.replace(file_id, b"\x00\x04\x15\x00CW", 1))
+
+    files, problems = read_dicomdir(media / "DICOMDIR")
+    assert len(files) == raw.count(file_id) - 1
+    assert [p.reason for p in problems] == [
+        "1 DICOMDIR record(s) with a damaged file ID (control characters or an unreadable value); not read"]
+    assert scan(media / "DICOMDIR").all_series()
 
 
 # -------------------------------------------------------------------------------------- links, FIFOs

@@ -597,9 +597,15 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
     seen: set[str] = set()
     damaged = 0
     for record in records:
-        if record.get("RecordInUseFlag", 0xFFFF) == 0:
+        try:  # pydicom converts a record's values only here, on access
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if record.get("RecordInUseFlag", 0xFFFF) == 0:
+                    continue
+                file_id = record.get("ReferencedFileID")
+        except Exception:  # noqa: BLE001 - a damaged record (an unknown VR: fuzz seed 54) must not end the scan
+            damaged += 1
             continue
-        file_id = record.get("ReferencedFileID")
         if not file_id:
             continue
         parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
@@ -624,7 +630,7 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
             problems.append(UnreadableFile(target, f"listed in DICOMDIR but is a {kind}, not a file; not read"))
     if damaged:
         problems.append(UnreadableFile(path, f"{damaged} DICOMDIR record(s) with a damaged file ID (control "
-                                             "characters); not read"))
+                                             "characters or an unreadable value); not read"))
     if not files and not problems:
         problems.append(UnreadableFile(path, "DICOMDIR lists no files"))
     return files, problems
