@@ -333,6 +333,21 @@ def test_compressed_frame_size_claims_are_refused_before_decoding(tmp_path, sour
     assert type(info.value).__name__ == "DecodeError"
 
 
+def test_a_size_claim_behind_stray_bytes_is_refused(tmp_path):
+    # bench/fuzz.py seed 57: a bit flip turned the APP0 marker (FF E0) into 7F E0. The walk to the SOF stopped
+    # there, but libjpeg skips to the next marker, read a 65500 x 65500 SOF and took 3.7 GB and 20 s.
+    def edit(frame: bytearray) -> None:
+        _set_sof((65500, 65500))(frame)
+        assert frame[2:4] == b"\xff\xe0"
+        frame[2] = 0x7F
+    src = data_path("ts-cornerstone-ct", "CTImage.dcm_JPEGProcess14TransferSyntax_1.2.840.10008.1.2.4.57.dcm")
+    path = _with_first_frame(src, tmp_path / "stray.dcm", edit)
+    with pytest.raises(limits.SizeLimitError, match="a compressed frame declares 65500 x 65500 pixels"):
+        limits.check_encapsulated_frames(pydicom.dcmread(path), 512, 512)  # first: on a regression the load hangs
+    with pytest.raises(Exception, match="a compressed frame declares 65500 x 65500 pixels"):
+        load_series(default_image_series(scan(path)))
+
+
 def test_j2k_siz_claim_is_refused(tmp_path):
     def edit(frame: bytearray) -> None:
         at = frame.find(b"\xff\x4f\xff\x51")

@@ -199,10 +199,15 @@ def _frame_header(data: bytes) -> tuple[int, int, int | None, int | None] | None
         pos = 2
         while pos + 4 <= len(data):
             if data[pos] != 0xFF:
-                return None
+                # libjpeg skips stray bytes to the next marker ("extraneous bytes before marker") and reads the SOF
+                # behind them: so must this walk (a damaged APP0 marker hid a 65500 x 65500 SOF; fuzz seed 57)
+                pos = data.find(b"\xff", pos)
+                if pos < 0:
+                    return None
+                continue
             marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
+            if marker in (0xFF, 0x00):  # a fill byte; a stuffed zero is no marker either (libjpeg skips both)
+                pos += 1 if marker == 0xFF else 2
                 continue
             (length,) = struct.unpack_from(">H", data, pos + 2)
             if marker in _SOF_MARKERS or marker == _JPEG_LS_SOF:
