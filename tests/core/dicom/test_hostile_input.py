@@ -348,6 +348,33 @@ def test_a_size_claim_behind_stray_bytes_is_refused(tmp_path):
         load_series(default_image_series(scan(path)))
 
 
+def test_a_refused_frame_does_not_touch_its_slice_of_the_volume(tmp_path):
+    """bench/fuzz.py seed 62: a header of 32768 x 65535 (within the 4 GiB cap) over a frame refused for its SOF's
+    claim; blanking the failed slice wrote 4 GB of zeros before the load was refused. Measured in a child process:
+    the refusal now costs no more than the imports."""
+    import subprocess
+    import sys
+
+    path = _with_first_frame(data_path(*CT_JPEG_LS), tmp_path / "huge.dcm", _set_sof((65500, 65500)))
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 32767  # 2 GiB of int16 declared
+    ds.save_as(path)
+    child = ("import resource, sys\n"
+             "from viewer.core.dicom.catalog import default_image_series\n"
+             "from viewer.core.dicom.load import load_series\n"
+             "from viewer.core.dicom.scan import scan\n"
+             "try:\n"
+             "    load_series(default_image_series(scan(sys.argv[1])))\n"
+             "except Exception as error:\n"
+             "    print(error)\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
+    run = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[3])
+    reason, peak = run.stdout.splitlines()[-2:]
+    assert "a compressed frame declares 65500 x 65500 pixels but the header says 32767 x 32767" in reason
+    assert int(peak) < 1 << 30, f"peak RSS {int(peak) / 2**30:.1f} GiB"
+
+
 def test_j2k_siz_claim_is_refused(tmp_path):
     def edit(frame: bytearray) -> None:
         at = frame.find(b"\xff\x4f\xff\x51")
