@@ -138,8 +138,8 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
     Raises
     ------
     SizeLimitError
-        "declares 2147483647 frames but holds 1", or "declares 65535 x 65535 pixels (8.0 GiB a frame) but
-        holds 512.0 KiB of pixel data".
+        "declares 2147483647 frames but holds 1", "declares 65535 x 65535 pixels (8.0 GiB a frame) but
+        holds 512.0 KiB of pixel data", or for uncompressed data "declares 0 x 384 pixels (a zero size)".
     """
     if pixel_length is None:
         if fragments is None or declared <= 1:
