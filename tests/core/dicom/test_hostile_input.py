@@ -175,12 +175,13 @@ def test_rows_and_columns_beyond_the_pixel_data_are_refused(tmp_path):
         read_header(liar)
 
 
-@pytest.mark.parametrize("rows, columns", [(0, 512), (512, 0)])
-def test_a_zero_size_header_is_refused_at_scan_time(tmp_path, rows, columns):
-    # bench/fuzz.py seed 50: Rows 0 left a billion frames of nothing unchecked, and the loader's frame list
-    # ran out of memory.
-    liar = _native_copy(tmp_path, "empty.dcm", Rows=rows, Columns=columns, NumberOfFrames=1_000_000_000)
-    with pytest.raises(DicomReadError, match=rf"declares {rows} x {columns} pixels \(a zero size\)"):
+@pytest.mark.parametrize("zero, reason", [({"Rows": 0}, "0 x 512 pixels"), ({"Columns": 0}, "512 x 0 pixels"),
+                                          ({"BitsAllocated": 0}, "0 bits a pixel")])
+def test_a_zero_size_header_is_refused_at_scan_time(tmp_path, zero, reason):
+    # bench/fuzz.py seeds 50 and 71: Rows 0, or BitsAllocated 0, left a billion frames of nothing unchecked, and
+    # the loader's frame list ran out of memory.
+    liar = _native_copy(tmp_path, "empty.dcm", NumberOfFrames=1_000_000_000, **zero)
+    with pytest.raises(DicomReadError, match=rf"declares {reason} \(a zero size\)"):
         read_header(liar)
     shutil.copy(data_path(*CT_NATIVE), tmp_path / "honest.dcm")
     catalog = scan(tmp_path)
@@ -449,6 +450,22 @@ def test_gdcm_never_reads_past_an_element_of_unknown_vr(tmp_path):
         limits.check_gdcm_input(str(tmp_path / "flipped.dcm"), "1.2.840.10008.1.2.1", 256, 256, 256 * 256 * 2)
     with pytest.raises(Exception, match="an element of unknown VR"):
         load_series(default_image_series(scan(tmp_path / "flipped.dcm")))
+
+
+def test_gdcm_never_gets_a_palette_colour_image(tmp_path):
+    """bench/fuzz.py seed 68: a Philips map turned PALETTE COLOR without a palette; pydicom failed and GDCM took
+    2.4 GB. Refused with the reason, before GDCM."""
+    ds = pydicom.dcmread(data_path("enh-multiframe", "dcm_qa_enh", "In", "Philips", "IM_0027_fMAP.dcm"))
+    frame_bytes = ds.Rows * ds.Columns * 2
+    limits.check_gdcm_input(str(ds.filename), "1.2.840.10008.1.2.1", ds.Rows, ds.Columns,
+                            frame_bytes * int(ds.NumberOfFrames), "MONOCHROME2")  # the real file passes
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.save_as(tmp_path / "palette.dcm")
+    with pytest.raises(limits.SizeLimitError, match="palette colour data that pydicom cannot read"):
+        limits.check_gdcm_input(str(tmp_path / "palette.dcm"), "1.2.840.10008.1.2.1", ds.Rows, ds.Columns,
+                                frame_bytes * int(ds.NumberOfFrames), "PALETTE COLOR")
+    with pytest.raises(Exception, match="palette colour data that pydicom cannot read"):
+        load_series(default_image_series(scan(tmp_path / "palette.dcm")))
 
 
 def test_a_jp2_box_of_length_zero_is_refused_before_the_decoder(tmp_path):

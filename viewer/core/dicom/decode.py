@@ -539,7 +539,8 @@ class FrameSource:
                                       f"{type(error).__name__}") from None
                 try:  # GDCM only for JPEG processes pydicom lacks, and only on whole data (see limits)
                     limits.check_gdcm_input(self.path, self.header.transfer_syntax, self.header.rows,
-                                            self.header.columns, self.header.frame_bytes * self.header.number_of_frames)
+                                            self.header.columns, self.header.frame_bytes * self.header.number_of_frames,
+                                            self.header.photometric)
                 except limits.SizeLimitError as refusal:
                     self._sitk_failed = True
                     raise DecodeError(f"cannot decode this {self.header.transfer_syntax} frame "

@@ -139,7 +139,7 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
     ------
     SizeLimitError
         "declares 2147483647 frames but holds 1", "declares 65535 x 65535 pixels (8.0 GiB a frame) but
-        holds 512.0 KiB of pixel data", or for uncompressed data "declares 0 x 384 pixels (a zero size)".
+        holds 512.0 KiB of pixel data", or for uncompressed data "declares 0 x 384 pixels (a zero size)" (or 0 bits).
     """
     if pixel_length is None:
         if fragments is None or declared <= 1:
@@ -148,12 +148,12 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
         if held < declared:
             raise SizeLimitError(f"declares {declared} frames but holds {held} (compressed fragments)")
         return
-    frame_bits = rows * columns * max(1, samples) * bits_allocated
     if rows <= 0 or columns <= 0:
         # nothing to check the frame count against: 10^9 frames of nothing would each get a slot in the loader
         raise SizeLimitError(f"declares {rows} x {columns} pixels (a zero size)")
-    if frame_bits <= 0:
-        return
+    if bits_allocated <= 0:  # the same with 0 bits a pixel (bench/fuzz.py seed 71)
+        raise SizeLimitError(f"declares {bits_allocated} bits a pixel (a zero size)")
+    frame_bits = rows * columns * max(1, samples) * bits_allocated
     held = pixel_length * 8 // frame_bits
     if held == 0:
         raise SizeLimitError(
@@ -505,13 +505,16 @@ GDCM_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 66), 7
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 
 
-def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, pixel_bytes: int = 0) -> None:
+def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, pixel_bytes: int = 0,
+                     photometric: str = "") -> None:
     """Refuse to hand a file to GDCM unless its syntax needs GDCM and its data is whole.
 
     GDCM decodes a whole file at once, outside our size checks: its input must be uncompressed pixel data of a
     defined length, inside the file and at least ``pixel_bytes`` long (what Rows x Columns x frames need), or a
     JPEG process pydicom cannot decode (:data:`GDCM_SYNTAXES`) with every fragment inside the file, a closing
-    delimiter, and each frame's codestream within Rows x Columns (:func:`check_codestream`).
+    delimiter, and each frame's codestream within Rows x Columns (:func:`check_codestream`). Never a palette
+    colour image: pydicom reads every intact palette, and GDCM took 2.4 GB on one without its palette
+    (bench/fuzz.py seed 68).
 
     Raises
     ------
@@ -520,6 +523,8 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
     """
     from viewer.core.dicom.tags import UNDEFINED, read_tags
 
+    if photometric == "PALETTE COLOR":
+        raise SizeLimitError("palette colour data that pydicom cannot read")
     if transfer_syntax in _NATIVE_SYNTAXES:
         # GDCM took 2.0-2.2 GB on a native element cut short (43 of 49 KB) and on one of undefined length
         # (fragments under a native syntax; bench/fuzz.py seed 38)
