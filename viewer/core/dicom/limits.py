@@ -139,7 +139,7 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
     ------
     SizeLimitError
         "declares 2147483647 frames but holds 1", "declares 65535 x 65535 pixels (8.0 GiB a frame) but
-        holds 512.0 KiB of pixel data", or for uncompressed data "declares 0 x 384 pixels (a zero size)" (or 0 bits).
+        holds 512.0 KiB of pixel data", or for uncompressed data "declares 0 x 384 pixels (a zero size)".
     """
     if pixel_length is None:
         if fragments is None or declared <= 1:
@@ -151,9 +151,9 @@ def check_frames_present(declared: int, rows: int, columns: int, samples: int, b
     if rows <= 0 or columns <= 0:
         # nothing to check the frame count against: 10^9 frames of nothing would each get a slot in the loader
         raise SizeLimitError(f"declares {rows} x {columns} pixels (a zero size)")
-    if bits_allocated <= 0:  # the same with 0 bits a pixel (bench/fuzz.py seed 71)
-        raise SizeLimitError(f"declares {bits_allocated} bits a pixel (a zero size)")
-    frame_bits = rows * columns * max(1, samples) * bits_allocated
+    # BitsAllocated 0 counted as 1: the frame count is still bounded (a billion frames of 0 bits ran the loader out
+    # of memory; bench/fuzz.py seed 71), and a file whose data fits what it declares is left to the decoders
+    frame_bits = rows * columns * max(1, samples) * max(1, bits_allocated)
     held = pixel_length * 8 // frame_bits
     if held == 0:
         raise SizeLimitError(
@@ -523,17 +523,18 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
     """
     from viewer.core.dicom.tags import UNDEFINED, read_tags
 
-    if photometric == "PALETTE COLOR":
-        raise SizeLimitError("palette colour data that pydicom cannot read")
+    palette = "palette colour data that pydicom cannot read"
     if transfer_syntax in _NATIVE_SYNTAXES:
         # GDCM took 2.0-2.2 GB on a native element cut short (43 of 49 KB) and on one of undefined length
         # (fragments under a native syntax; bench/fuzz.py seed 38)
-        problem = _native_pixels_problem(path, pixel_bytes)
+        problem = _native_pixels_problem(path, pixel_bytes) or (palette if photometric == "PALETTE COLOR" else None)
         if problem:
             raise SizeLimitError(problem)
         return
     if transfer_syntax not in GDCM_SYNTAXES:
         raise SizeLimitError("the data is damaged and no other decoder applies")
+    if photometric == "PALETTE COLOR":
+        raise SizeLimitError(palette)
     try:
         tags = read_tags(path, {})
     except Exception:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
