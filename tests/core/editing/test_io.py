@@ -11,7 +11,7 @@ from tests.inference.helpers import real_volume
 from viewer.core.editing import tools
 from viewer.core.editing.io import open_seg, save_nifti_labels, save_seg
 from viewer.core.editing.segmentation import Segmentation
-from viewer.core.export.seg import read_sources
+from viewer.core.export.seg import check_seg_claims, read_sources
 
 
 def _load(folder):
@@ -93,6 +93,40 @@ def test_dcmqi_segs_open_as_segmentations_with_their_overlaps():
     total = sum(s.mask.count() for s in overlaps)
     labels, _ = overlaps.label_map(on_overlap="last_wins")
     assert np.count_nonzero(labels) < total
+
+
+@pytest.mark.parametrize("claim, reason", [
+    ({"NumberOfFrames": 1_000_000_000}, "declares 1000000000 frames but holds 3"),
+    ({"Rows": 65535, "Columns": 65535}, r"declares 65535 x 65535 pixels \(512.0 MiB a frame\) but holds 96.0 KiB"),
+    ({"segments": 6}, r"the SEG's 6 segments over this volume: decoding 18 x 512 x 512 pixels needs 4.5 MiB, "
+                      r"above the 4.0 MiB limit"),
+])
+def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_reads_it(tmp_path, monkeypatch, claim,
+                                                                                     reason):
+    """Fuzzed copies of dcmqi's liver SEG asked highdicom or our masks for 12-14.6 GiB (or a billion frames); each
+    is refused with the reason, and the real file still opens under the same limit."""
+    import copy
+
+    import pydicom
+
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    source = data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm")
+    monkeypatch.setenv("HOUNSFIELD_MAX_SERIES_BYTES", "4M")
+    assert [s.name for s in open_seg(source, volume)] == ["Liver"]
+    ds = pydicom.dcmread(source)
+    if "segments" in claim:
+        first = ds.SegmentSequence[0]
+        ds.SegmentSequence = [copy.deepcopy(first) for _ in range(claim["segments"])]
+        for number, item in enumerate(ds.SegmentSequence, 1):
+            item.SegmentNumber = number
+    else:
+        for keyword, value in claim.items():
+            setattr(ds, keyword, value)
+    ds.save_as(tmp_path / "hostile.dcm")
+    with pytest.raises(ValueError, match=reason):  # first: on a regression open_seg takes 12+ GiB (OOM-killed)
+        check_seg_claims(tmp_path / "hostile.dcm", volume.shape)
+    with pytest.raises(ValueError, match=reason):
+        open_seg(tmp_path / "hostile.dcm", volume)
 
 
 def test_highdicom_segs_open_over_their_uneven_referenced_ct():

@@ -220,14 +220,45 @@ def write_seg(path: str | os.PathLike, labels: np.ndarray, table: Mapping[int, o
     return save_atomically(build_seg(labels, table, sources, slice_sop_uids, **kwargs), path)
 
 
+def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -> None:
+    """Refuse a SEG whose declared sizes do not fit this volume, before highdicom reads its pixels.
+
+    Its NumberOfFrames and Rows x Columns are checked against the bytes present (as any image's:
+    :func:`~viewer.core.dicom.scan.read_header`), and its segments times the volume's slices - one mask a segment,
+    on the larger of the two pixel grids - against the series cap. Fuzzed SEGs asked for 12 GiB (65535 x 65535
+    frames), 14.6 GiB (20,000 segments) or a billion frames.
+
+    Raises
+    ------
+    ValueError
+        With the reason (no header value that could identify the patient).
+    """
+    from viewer.core.dicom import limits
+    from viewer.core.dicom.scan import DicomReadError, read_header
+
+    try:
+        header = read_header(path)
+    except DicomReadError as error:
+        raise ValueError(f"the SEG cannot be read: {error.reason}") from None
+    slices, rows, columns = shape_zyx
+    segments = len(limits.dcmread(os.fspath(path), stop_before_pixels=True).get("SegmentSequence") or [])
+    try:
+        limits.check_decoded_size(max(1, segments) * slices, max(rows, header.rows), max(columns, header.columns),
+                                  1, 1)
+    except limits.SizeLimitError as error:
+        raise ValueError(f"the SEG's {segments} segments over this volume: {error.reason}") from None
+
+
 def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
                     slice_frame_numbers: Sequence[int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """Read a SEG back onto a volume's grid via its source references: ``(label map, {value: segment label})``.
 
     Values are segment numbers. Used to verify exports (and by the viewer to open a SEG over its series).
+    Raises ``ValueError`` for a SEG whose sizes do not fit the volume (:func:`check_seg_claims`).
     """
     import highdicom as hd
 
+    check_seg_claims(path, shape_zyx)
     seg = hd.seg.segread(str(path))
     labels = np.zeros(shape_zyx, dtype=np.uint16)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
@@ -437,10 +468,11 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     Frames that reference images outside the volume are ignored; raises ``ValueError`` when none of its
     frames reference this volume, or (given the volume's ``affine`` and, for uneven stacks, its
     ``slice_positions``) when a frame's plane geometry is not that of its referenced slice. FRACTIONAL segments
-    are binarised at 0.5.
+    are binarised at 0.5. A SEG whose sizes do not fit the volume is refused first (:func:`check_seg_claims`).
     """
     import highdicom as hd
 
+    check_seg_claims(path, shape_zyx)
     seg = hd.seg.segread(str(path))
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
     uids = [str(u) for u in slice_sop_uids]
