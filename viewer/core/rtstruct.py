@@ -64,9 +64,9 @@ def _referenced_series(ds) -> list[str]:
 
 def read_rtstruct_set(path: str | os.PathLike) -> StructureSet:
     """Read an RTSTRUCT file: its label, frame of reference, referenced series and ROIs (see :func:`read_rtstruct`)."""
-    import pydicom
+    from viewer.core.dicom.limits import dcmread
 
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    ds = dcmread(str(path), stop_before_pixels=True, force=False)  # a deflated one inflated within a cap
     if str(getattr(ds, "Modality", "")) != "RTSTRUCT" and "StructureSetROISequence" not in ds:
         raise ValueError(f"{os.path.basename(str(path))} is not an RT Structure Set")
     names: dict[int, str] = {}

@@ -48,9 +48,9 @@ def body_part_of(series: Series | None) -> str:
     if series is None or not series.instances:
         return ""
     try:
-        import pydicom
+        from viewer.core.dicom.limits import dcmread
 
-        ds = pydicom.dcmread(series.instances[0].path, stop_before_pixels=True, specific_tags=["BodyPartExamined"])
+        ds = dcmread(series.instances[0].path, stop_before_pixels=True, specific_tags=["BodyPartExamined"], force=False)
         return str(ds.get("BodyPartExamined", "") or "").strip()
     except Exception:  # noqa: BLE001 - an unreadable header only means the tag is unknown
         return ""

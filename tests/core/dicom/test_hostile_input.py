@@ -204,15 +204,17 @@ def test_decoded_size_cap_refuses_before_allocating(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ deflate
-def _deflate_bomb(tmp_path: Path, expanded: int, keep_pixels: bool = False) -> Path:
-    """A real CT data set plus a trailing OB element of ``expanded`` zero bytes, all deflated: a private one
-    without pixel data (the header read meets it), or DataSetTrailingPadding after the pixel data."""
+def _deflate_bomb(tmp_path: Path, expanded: int, keep_pixels: bool = False, source: Path | None = None) -> Path:
+    """A real data set (a CT unless ``source``) plus a trailing OB element of ``expanded`` zero bytes, all
+    deflated: a private one without pixel data (the header read meets it), or DataSetTrailingPadding after the
+    pixel data."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_file_meta_info
 
-    ds = pydicom.dcmread(data_path(*CT_NATIVE))
-    if not keep_pixels:
+    ds = pydicom.dcmread(source or data_path(*CT_NATIVE))
+    if not keep_pixels and "PixelData" in ds:
         del ds.PixelData
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian  # what the deflated stream must hold
     plain = tmp_path / "plain.dcm"
     ds.save_as(plain, enforce_file_format=True)
     raw = plain.read_bytes()
@@ -235,6 +237,38 @@ def test_deflate_bomb_is_refused_without_inflating_it(tmp_path):
     assert bomb.stat().st_size < 3 << 20
     with pytest.raises(DicomReadError, match="expands beyond"):
         read_header(bomb)
+
+
+@pytest.mark.parametrize("reader", ["rtstruct", "sr", "dicomdir", "seg sources", "body part"])
+def test_every_reader_of_untrusted_files_inflates_within_the_cap(tmp_path, reader):
+    """RT structure sets, SRs, DICOMDIRs, the source headers a SEG export reads and the body part a model check
+    reads went to pydicom.dcmread, which inflates a deflated file whole (1 GiB of zeros in 1 MB: 2.1 GB)."""
+    from types import SimpleNamespace
+
+    from viewer.core.export.seg import read_sources
+    from viewer.core.export.sr_measurements import read_report
+    from viewer.core.rtstruct import read_rtstruct_set
+    from viewer.core.run_model import body_part_of
+
+    source = {"rtstruct": data_path("seg-rtstruct", "dicompyler-core", "rtss.dcm"),
+              "sr": data_path("seg-rtstruct", "highdicom", "sr_document.dcm"),
+              "dicomdir": data_path("dicomdir-pydicom", "DICOMDIR")}.get(reader)
+    bomb = _deflate_bomb(tmp_path, 320 << 20, source=source)
+    refused = "expands beyond 256.0 MiB; refused as a likely deflate bomb"
+    if reader == "dicomdir":
+        files, (problem,) = read_dicomdir(bomb)
+        assert not files and refused in problem.reason
+    elif reader == "body part":  # nothing to say but "unknown"; it must say it without inflating
+        import tracemalloc
+
+        tracemalloc.start()
+        assert body_part_of(SimpleNamespace(instances=[SimpleNamespace(path=str(bomb))])) == ""
+        assert tracemalloc.get_traced_memory()[1] < 400 << 20
+        tracemalloc.stop()
+    else:
+        read = {"rtstruct": read_rtstruct_set, "sr": read_report, "seg sources": lambda p: read_sources([p])}[reader]
+        with pytest.raises(Exception, match=refused):
+            read(bomb)
 
 
 def test_a_deflated_header_is_read_without_inflating_what_follows_the_pixels(tmp_path):

@@ -580,7 +580,6 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
         or lies outside the DICOMDIR's folder (``../..`` or an absolute path in a ReferencedFileID, or a link
         leading out): such files are listed, never opened.
     """
-    import pydicom
 
     path = os.fspath(path)
     root = os.path.dirname(os.path.abspath(path))
@@ -588,7 +587,7 @@ def read_dicomdir(path: PathLike) -> tuple[list[str], list[UnreadableFile]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
+            ds = limits.dcmread(path)  # a deflated one inflated within a cap
             records = list(ds.get("DirectoryRecordSequence") or [])
     except Exception as exc:  # noqa: BLE001 - untrusted input
         return [], [UnreadableFile(path, f"unreadable DICOMDIR ({type(exc).__name__}: {_short(exc)})")]

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from inference.types import int3
@@ -201,7 +200,10 @@ def _segmentation(hd, ordered, segments, described, descriptions, series_number,
 
 def read_sources(paths: Sequence[str | os.PathLike]) -> list[Dataset]:
     """Headers of the source images (no pixel data), for :func:`build_seg`."""
-    return [pydicom.dcmread(str(p), stop_before_pixels=True) for p in paths]
+    from viewer.core.dicom.limits import dcmread
+
+    # a deflated one inflated within a cap
+    return [dcmread(str(p), stop_before_pixels=True, force=False) for p in paths]
 
 
 def save_atomically(dataset: Dataset, path: str | os.PathLike) -> Path:

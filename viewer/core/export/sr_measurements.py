@@ -343,7 +343,7 @@ def read_report(source: str | os.PathLike | Dataset) -> SrReport:
     ValueError
         When the file is not DICOM or not a structured report (the message says which).
     """
-    import pydicom
+    from viewer.core.dicom.limits import dcmread
 
     path = ""
     if isinstance(source, Dataset):
@@ -351,7 +351,7 @@ def read_report(source: str | os.PathLike | Dataset) -> SrReport:
     else:
         path = str(source)
         try:
-            ds = pydicom.dcmread(path)
+            ds = dcmread(path, force=False)  # a deflated one inflated within a cap
         except Exception as exc:  # noqa: BLE001 - untrusted input: say why, do not crash
             raise ValueError(f"{os.path.basename(path)} is not a readable DICOM file: {exc}") from exc
     if str(ds.get("Modality", "")) != "SR" or "ContentSequence" not in ds:
