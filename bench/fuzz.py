@@ -394,23 +394,26 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
         ds.save_as(folder / "case.dcm")
         return folder / "case.dcm"
 
-    def deflate_bomb(folder: Path) -> Path:
-        import pydicom
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_file_meta_info
+    def deflated(trailer: bytes, zeros_mib: int) -> Callable[[Path], Path]:
+        """The CT deflated, then ``trailer`` and ``zeros_mib`` MiB of zeros in the same deflate stream."""
+        def build(folder: Path) -> Path:
+            import pydicom
+            from pydicom.filebase import DicomBytesIO
+            from pydicom.filewriter import write_file_meta_info
 
-        raw = ct.read_bytes()
-        start = _dataset_start(raw)
-        file_meta = pydicom.dcmread(ct, stop_before_pixels=True).file_meta
-        file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
-        buffer = DicomBytesIO()
-        write_file_meta_info(buffer, file_meta, enforce_standard=True)
-        meta = b"\0" * 128 + b"DICM" + buffer.getvalue()
-        squash = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-        body = squash.compress(raw[start:] + b"\x09\x00\x10\x10OB\x00\x00" + (1 << 30).to_bytes(4, "little"))
-        zeros = bytes(1 << 20)
-        body += b"".join(squash.compress(zeros) for _ in range(1024)) + squash.flush()
-        return _put(folder, "case.dcm", meta + body)
+            raw = ct.read_bytes()
+            start = _dataset_start(raw)
+            file_meta = pydicom.dcmread(ct, stop_before_pixels=True).file_meta
+            file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+            buffer = DicomBytesIO()
+            write_file_meta_info(buffer, file_meta, enforce_standard=True)
+            meta = b"\0" * 128 + b"DICM" + buffer.getvalue()
+            squash = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+            body = squash.compress(raw[start:] + trailer)
+            zeros = bytes(1 << 20)
+            body += b"".join(squash.compress(zeros) for _ in range(zeros_mib)) + squash.flush()
+            return _put(folder, "case.dcm", meta + body)
+        return build
 
     def dicomdir(reference: str) -> Callable[[Path], Path]:
         def build(folder: Path) -> Path:
@@ -447,7 +450,9 @@ def _targeted_builders(data: Path) -> list[tuple[str, Callable[[Path], Path]]]:
         ("jpegls_sof_65500", codestream(jpegls, 65500)),
         ("j2k_siz_65500", codestream(j2k, 65500)),
         ("rle_rust_panic", rle_panic),
-        ("deflate_bomb_1GiB", deflate_bomb),
+        ("deflate_bomb_1GiB", deflated(b"\x09\x00\x10\x10OB\x00\x00" + (1 << 30).to_bytes(4, "little"), 1024)),
+        # the zeros after the pixel data's end parse as empty 8-byte elements: 33 million of them before the cap
+        ("deflate_flood_256MiB", deflated(b"", 256)),
         ("dicomdir_dotdot", dicomdir("dotdot")),
         ("dicomdir_absolute", dicomdir("absolute")),
         ("fifo_symlink_device", special_files),
