@@ -40,7 +40,7 @@ def test_seeded_fuzz_slice_never_crashes_hangs_leaks_or_blows_up(tmp_path):
     targeted = {r.case.kind: r for r in results if r.case.name.startswith("t-")}
     assert "declares 2147483647 frames but holds 1" in targeted["frames_2^31"].detail
     assert "expands beyond" in targeted["deflate_bomb_1GiB"].detail
-    assert "more than 100,000 elements" in targeted["deflate_flood_256MiB"].detail
+    assert "a run of zero bytes" in targeted["deflate_flood_256MiB"].detail
     assert targeted["rle_rust_panic"].outcome == "ok"  # nine good frames, one blank with a warning
     assert "decode_failed" in targeted["rle_rust_panic"].detail
     assert "non_orthogonal" in targeted["non_orthogonal"].detail

@@ -214,8 +214,8 @@ def _pydicom_values(path: str) -> tuple[dict[str, Any], str, str, bool, Any, _Pi
                     ds = limits.read_deflated_dataset(path, stop_when=at_pixels, specific_tags=_PYDICOM_TAGS,
                                                       keep_buffer=inflated)
                 else:
-                    ds = read_partial(f, limits.counting_elements(at_pixels), force=force,
-                                      specific_tags=_PYDICOM_TAGS)
+                    ds = read_partial(limits.ZeroRunGuard(f), limits.counting_elements(at_pixels),  # type: ignore[arg-type]
+                                      force=force, specific_tags=_PYDICOM_TAGS)
         except limits.SizeLimitError as exc:
             raise DicomReadError(exc.reason) from None
         except InvalidDicomError as exc:
