@@ -319,6 +319,16 @@ def test_a_run_of_empty_elements_is_refused_early(tmp_path, deflated, run, reaso
     assert _pydicom_values(str(data_path(*CT_NATIVE)))[0]["Rows"] == 512  # a real header: well under the limits
 
 
+def test_a_guarded_read_is_a_plain_dataset_of_its_path():
+    """limits.dcmread reads through ZeroRunGuard; what it returns must not keep the guard (the batch runner's Ray
+    could not pickle a dataset holding it)."""
+    import pickle
+
+    ds = limits.dcmread(str(data_path(*CT_NATIVE)))
+    assert (ds.filename, ds.buffer, ds.Rows) == (str(data_path(*CT_NATIVE)), None, 512)
+    assert pickle.loads(pickle.dumps(ds)).SOPInstanceUID == ds.SOPInstanceUID
+
+
 def test_a_deflated_header_is_read_without_inflating_what_follows_the_pixels(tmp_path):
     import tracemalloc
 

@@ -508,8 +508,11 @@ def dcmread(path: str, *, stop_before_pixels: bool = False, specific_tags: list 
 
     if not is_deflated(path):
         with open(path, "rb") as fp:
-            return pydicom.dcmread(ZeroRunGuard(fp), stop_before_pixels=stop_before_pixels, force=force,
-                                   specific_tags=specific_tags)
+            ds = pydicom.dcmread(ZeroRunGuard(fp), stop_before_pixels=stop_before_pixels, force=force,
+                                 specific_tags=specific_tags)
+        # as if read from the path: the guard (its file closed) must not stay behind (Ray could not pickle it)
+        ds.buffer, ds.fileobj_type, ds.filename = None, open, path
+        return ds
     stop = (lambda tag, vr, length: tag in (0x7FE00008, 0x7FE00009, 0x7FE00010)) if stop_before_pixels else None
     return read_deflated_dataset(path, stop_when=stop)
 
