@@ -64,6 +64,24 @@ def test_seg_references_the_source_frames_and_reads_back_on_the_same_voxels(tmp_
     assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
 
 
+def test_a_seg_on_another_pixel_grid_is_refused_with_the_reason(tmp_path):
+    """Frames of another size than the volume's slices cannot be laid on it voxel for voxel (a numpy broadcast
+    error before)."""
+    from pydicom.pixels import pack_bits
+
+    series, volume = real_volume("mr-decubitus-hfdr")
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[:, 4:20, 6:30] = 1
+    path = write_seg(tmp_path / "seg.dcm", labels, {1: "x"}, _sources(series), volume.slice_sop_uids)
+    seg = pydicom.dcmread(path)
+    half = seg.pixel_array[:, ::2, ::2]
+    seg.Rows, seg.Columns = half.shape[1:]
+    seg.PixelData = pack_bits(half.ravel())
+    seg.save_as(path)
+    with pytest.raises(ValueError, match=r"SEG frames are \(\d+, \d+\), the volume's slices"):
+        read_seg_labels(path, volume.slice_sop_uids, volume.shape)
+
+
 def test_a_known_lps_point_lands_on_the_same_voxel_in_the_volume_and_in_the_seg(tmp_path):
     import highdicom as hd
 

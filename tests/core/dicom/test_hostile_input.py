@@ -271,6 +271,30 @@ def test_every_reader_of_untrusted_files_inflates_within_the_cap(tmp_path, reade
             read(bomb)
 
 
+@pytest.mark.parametrize("reader", ["stored results", "C-STORE header", "retrieved bytes"])
+def test_every_service_reader_says_not_readable_within_the_cap(tmp_path, reader):
+    """The batch runner's look at stored results, C-STORE's header read and a retrieved instance's UIDs called
+    pydicom.dcmread on untrusted files (or a PACS's bytes); a deflated one was inflated whole. Each has nothing to
+    give but "not readable", and must say it without inflating."""
+    import tracemalloc
+
+    from viewer.services.batch.study_results import is_model_seg
+    from viewer.services.pacs.dimse_send import _header
+    from viewer.services.pacs.part10 import instance_uids
+
+    bomb = _deflate_bomb(tmp_path, 1 << 30)
+    tracemalloc.start()
+    if reader == "stored results":
+        assert not is_model_seg(bomb)
+    elif reader == "C-STORE header":
+        with pytest.raises(ValueError, match="not a readable DICOM file"):
+            _header(bomb)
+    else:
+        assert instance_uids(bomb.read_bytes()) is None
+    assert tracemalloc.get_traced_memory()[1] < 400 << 20
+    tracemalloc.stop()
+
+
 _UNDEFINED_SEQUENCE = b"\x09\x00\x00\x10SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
 
 

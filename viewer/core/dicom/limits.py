@@ -429,9 +429,10 @@ def counting_elements(stop_when: Callable[[Any, Any, int], bool] | None = None) 
     return stop
 
 
-def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], bool] | None = None,
+def read_deflated_dataset(source: str | os.PathLike | bytes, *,
+                          stop_when: Callable[[Any, Any, int], bool] | None = None,
                           specific_tags: list | None = None, keep_buffer: list | None = None) -> Any:
-    """Read a Deflated Explicit VR Little Endian file with a bounded inflate, as pydicom would.
+    """Read a Deflated Explicit VR Little Endian file (a path, or its bytes) with a bounded inflate, as pydicom would.
 
     pydicom inflates the whole data set with one ``zlib.decompress`` call, whatever its size, even to read
     a header; here it is inflated only as far as it is parsed (:class:`InflatingReader`), within
@@ -451,27 +452,32 @@ def read_deflated_dataset(path: str, *, stop_when: Callable[[Any, Any, int], boo
     from pydicom.dataset import FileDataset
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 
-    size = os.path.getsize(path)
-    with open(path, "rb") as fp:
+    name = "" if isinstance(source, bytes) else str(os.fspath(source))
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(name)
+    with io.BytesIO(source) if isinstance(source, bytes) else open(name, "rb") as fp:
         preamble = read_preamble(fp, True)
         meta = _read_file_meta_info(fp)
-        buffer = InflatingReader(fp, size - fp.tell(), name=path)
+        buffer = InflatingReader(fp, size - fp.tell(), name=name)
         if keep_buffer is not None:
             keep_buffer.append(buffer)  # for callers that need offsets in the inflated data (``stop_when``)
         # pydicom types its file argument as BinaryIO but needs only read/seek/tell, which the reader has
         ds = read_dataset(buffer, False, True, stop_when=counting_elements(stop_when),  # type: ignore[arg-type]
                           specific_tags=specific_tags)
-    return FileDataset(path, ds, preamble=preamble, file_meta=meta, is_implicit_VR=False,
+    return FileDataset(name, ds, preamble=preamble, file_meta=meta, is_implicit_VR=False,
                        is_little_endian=True)
 
 
-def is_deflated(path: str) -> bool:
-    """True when a Part 10 file's transfer syntax is Deflated Explicit VR Little Endian (reads its meta only)."""
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(16384)
-    except OSError:
-        return False
+def is_deflated(source: str | os.PathLike | bytes) -> bool:
+    """True when a Part 10 file's (a path, or its bytes) transfer syntax is Deflated Explicit VR Little Endian
+    (reads its meta only)."""
+    if isinstance(source, bytes):
+        head = source[:16384]
+    else:
+        try:
+            with open(source, "rb") as fp:
+                head = fp.read(16384)
+        except OSError:
+            return False
     if head[128:132] != b"DICM":
         return False
     pos = 132
@@ -492,29 +498,30 @@ def is_deflated(path: str) -> bool:
     return False
 
 
-def dcmread(path: str, *, stop_before_pixels: bool = False, specific_tags: list | None = None,
-            force: bool = True) -> Any:
-    """``pydicom.dcmread(path, force=force)``, but a deflated data set is inflated with a cap
-    (:func:`read_deflated_dataset`; it reads every tag up to the pixel data, whatever ``specific_tags`` says).
-    pydicom itself inflates a deflated file whole (1 GiB of zeros in a 1 MB file: 2.1 GB), so every untrusted
-    file goes through here.
+def dcmread(source: str | os.PathLike | bytes, *, stop_before_pixels: bool = False,
+            specific_tags: list | None = None, force: bool = True) -> Any:
+    """``pydicom.dcmread(source, force=force)`` of a path or a file's bytes, but a deflated data set is inflated
+    with a cap (:func:`read_deflated_dataset`; it reads every tag up to the pixel data, whatever ``specific_tags``
+    says), and a run of zeros where elements should be is refused (:class:`ZeroRunGuard`). pydicom itself inflates
+    a deflated file whole (1 GiB of zeros in a 1 MB file: 2.1 GB), so every untrusted file goes through here.
 
     Raises
     ------
     SizeLimitError
-        When a deflated data set inflates beyond :func:`deflate_limit`.
+        When a deflated data set inflates beyond :func:`deflate_limit`, or a zero run is found.
     """
     import pydicom
 
-    if not is_deflated(path):
-        with open(path, "rb") as fp:
+    if not is_deflated(source):
+        with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as fp:
             ds = pydicom.dcmread(ZeroRunGuard(fp), stop_before_pixels=stop_before_pixels, force=force,
                                  specific_tags=specific_tags)
         # as if read from the path: the guard (its file closed) must not stay behind (Ray could not pickle it)
-        ds.buffer, ds.fileobj_type, ds.filename = None, open, path
+        ds.buffer, ds.fileobj_type = None, open
+        ds.filename = None if isinstance(source, bytes) else os.fspath(source)
         return ds
     stop = (lambda tag, vr, length: tag in (0x7FE00008, 0x7FE00009, 0x7FE00010)) if stop_before_pixels else None
-    return read_deflated_dataset(path, stop_when=stop)
+    return read_deflated_dataset(source, stop_when=stop)
 
 
 def check_encapsulated_frames(ds: Any, rows: int, columns: int) -> None:

@@ -276,6 +276,7 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
         if single:
             mask = seg.get_pixels_by_source_instance(source_sop_instance_uids=present, segment_numbers=[number],
                                                      combine_segments=False, assert_missing_frames_are_empty=True)
+            _check_frame_size(mask, shape_zyx)
             for k, uid in enumerate(present):
                 labels[index_of[uid]][mask[k, ..., 0] > 0] = number
         else:
@@ -283,9 +284,16 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
             mask = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0], source_frame_numbers=frames,
                                                   segment_numbers=[number], combine_segments=False,
                                                   assert_missing_frames_are_empty=True)
+            _check_frame_size(mask, shape_zyx)
             for k, frame in enumerate(frames):
                 labels[index_of_frame[frame]][mask[k, ..., 0] > 0] = number
     return labels, names
+
+
+def _check_frame_size(pixels: np.ndarray, shape_zyx: Sequence[int]) -> None:
+    """A SEG on another pixel grid than the volume's cannot be laid onto it voxel for voxel: say so."""
+    if pixels.shape[1:3] != tuple(shape_zyx[1:]):
+        raise ValueError(f"SEG frames are {pixels.shape[1:3]}, the volume's slices {tuple(shape_zyx[1:])}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -503,8 +511,7 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
                                                 assert_missing_frames_are_empty=True,
                                                 ignore_spatial_locations=ignore)
         slices = [frame_of[f] for f in frames]
-    if pixels.shape[1:3] != tuple(shape_zyx[1:]):
-        raise ValueError(f"SEG frames are {pixels.shape[1:3]}, the volume's slices {tuple(shape_zyx[1:])}")
+    _check_frame_size(pixels, shape_zyx)
     hits = pixels >= 0.5 if fractional else pixels > 0
     masks[:, slices] = np.moveaxis(hits, -1, 0)
     out = []

@@ -34,10 +34,10 @@ _ALGORITHM_VERSION = "111003"  # DCM "Algorithm Version"
 
 
 def _read(path: str | os.PathLike, pixels: bool = False):
-    import pydicom
+    from viewer.core.dicom.limits import dcmread
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+        return dcmread(path, stop_before_pixels=not pixels, force=False)
     except Exception:  # noqa: BLE001 - a damaged file in the study is not ours to show, never a crash
         return None
 

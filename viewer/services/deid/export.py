@@ -111,15 +111,12 @@ def _add_file(path: Path, files: list[Path], refused: list[tuple[str, str]]) -> 
 
 def _read(path: Path):
     """The full data set, after the scanner's checks for untrusted files (its reasons are the user's reasons)."""
-    import pydicom
-
-    from viewer.core.dicom.limits import SizeLimitError, is_deflated, read_deflated_dataset
+    from viewer.core.dicom.limits import SizeLimitError, dcmread
     from viewer.core.dicom.scan import DicomReadError, read_header
 
     try:
         read_header(path)
-        # pydicom inflates a deflated data set in one go, whatever it hides: the scanner's bounded reader does not
-        ds = read_deflated_dataset(str(path)) if is_deflated(str(path)) else pydicom.dcmread(str(path))
+        ds = dcmread(path, force=False)
     except (DicomReadError, SizeLimitError) as error:
         raise ValueError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - any parser error of an untrusted file is a reason, not a crash

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.uid import UID
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
 from inference.jobs import Cancelled, CancelToken, Job, Progress, is_cancelled
+from viewer.core.dicom.limits import dcmread
 from viewer.services.pacs.dimse_assoc import associate, describe_status, finish, status_code
 from viewer.services.pacs.dimse_contexts import batch_send_contexts, contexts_for, send_context
 from viewer.services.pacs.model import SendResult
@@ -23,7 +23,7 @@ from viewer.services.pacs.nodes import PacsNode
 def _header(path: Path) -> tuple[str, str, str]:
     """(SOP class UID, SOP instance UID, transfer syntax UID) of a DICOM file; ValueError with the reason."""
     try:
-        header = dcmread(path, stop_before_pixels=True)
+        header = dcmread(path, stop_before_pixels=True, force=False)
     except Exception as exc:  # untrusted input: any reader error means "not sendable"
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__})") from None
     sop_class = str(header.get("SOPClassUID", "") or getattr(header.file_meta, "MediaStorageSOPClassUID", ""))

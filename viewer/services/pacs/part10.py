@@ -4,8 +4,9 @@ and the file meta that makes a data set received by C-STORE a file.
 ``pydicom.dcmread(..., stop_before_pixels=True, specific_tags=...)`` costs 0.3-0.5 ms per instance (file meta, a
 Dataset, every element header up to the pixels): 40-70 ms of a WADO-RS retrieve of LIDC's 133 slices, about a third
 of it over loopback. The scanner's tag walker (:func:`viewer.core.dicom.tags.read_tags_in`) reads little-endian
-Part 10 bytes in a few microseconds; whatever it declines (big endian, deflate, a malformed header) goes to pydicom,
-and the tests check both give the same answer on real files of every transfer syntax.
+Part 10 bytes in a few microseconds; whatever it declines (big endian, deflate, a malformed header) goes to pydicom
+(through :func:`viewer.core.dicom.limits.dcmread`: a deflated data set is inflated within a cap), and the tests check
+both give the same answer on real files of every transfer syntax.
 
 A C-STORE brings a bare data set; :func:`file_meta` encodes its File Meta Information directly (pydicom's
 ``write_file_meta_info`` builds a Dataset for six elements: ~0.1 ms an instance) and :func:`dataset_uids` reads the
@@ -13,12 +14,11 @@ study and series UIDs from the data set's first bytes, without decoding it or co
 """
 from __future__ import annotations
 
-import io
 import struct
 
-import pydicom
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
+from viewer.core.dicom.limits import dcmread
 from viewer.core.dicom.tags import Fallback, NotPart10, Truncated, read_tags_in
 
 _KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -39,7 +39,7 @@ def instance_uids(data: bytes | bytearray | memoryview) -> tuple[str, str, str] 
     except (Fallback, NotPart10, Truncated, ValueError):
         pass
     try:
-        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=list(_KEYWORDS))
+        header = dcmread(data, stop_before_pixels=True, specific_tags=list(_KEYWORDS), force=False)
         study, series, sop = (str(header.get(keyword, "") or "").strip("\0 ") for keyword in _KEYWORDS)
         return study, series, sop
     except Exception:  # not DICOM, whatever pydicom makes of it
