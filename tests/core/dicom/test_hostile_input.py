@@ -170,6 +170,18 @@ def test_a_lying_file_does_not_take_over_the_default_series(tmp_path):
     assert default_image_series(catalog).key == honest.key
 
 
+def test_frames_claimed_without_pixel_data_are_not_looped_over(tmp_path):
+    """bench/fuzz.py seed 89: a SEG cut before its pixel data and its per-frame groups declared 2^31 frames under one
+    shared group, and the scan built a frame geometry for each (a hang). Without pixel data nothing bounds the
+    claim: one frame is read. (A million here: a regression costs seconds, not the session.)"""
+    ds = pydicom.dcmread(data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm"))
+    del ds.PixelData, ds.PerFrameFunctionalGroupsSequence
+    ds.NumberOfFrames = 1_000_000
+    ds.save_as(tmp_path / "cut.dcm")
+    header = read_header(tmp_path / "cut.dcm")
+    assert not header.has_pixels and len(header.frames) == 1
+
+
 def test_rows_and_columns_beyond_the_pixel_data_are_refused(tmp_path):
     liar = _native_copy(tmp_path, "big.dcm", Rows=65535, Columns=65535)
     with pytest.raises(DicomReadError, match=r"declares 65535 x 65535 pixels \(8.0 GiB a frame\) but holds 512.0 KiB"):
@@ -568,6 +580,39 @@ def test_gdcm_never_reads_past_an_element_of_unknown_vr(tmp_path):
         limits.check_gdcm_input(str(tmp_path / "flipped.dcm"), "1.2.840.10008.1.2.1", 256, 256, 256 * 256 * 2)
     with pytest.raises(Exception, match="an element of unknown VR"):
         load_series(default_image_series(scan(tmp_path / "flipped.dcm")))
+
+
+def _nested_inside_a_defined_item(levels: int) -> bytes:
+    """A private sequence whose one item, of defined length, holds ``levels`` undefined-length sequences nested."""
+    open_level = b"\x09\x00\x00\x10SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    close_level = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    inner = open_level * levels + close_level * levels
+    item = b"\xfe\xff\x00\xe0" + len(inner).to_bytes(4, "little") + inner
+    return b"\x09\x00\x00\x10SQ\x00\x00\xff\xff\xff\xff" + item + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def test_gdcm_never_gets_a_header_nesting_sequences_deep(tmp_path):
+    """bench/fuzz.py seed 77: GDCM's header parse is exponential in the undefined-length sequences nested inside an
+    element of defined length (0.9 s at 10 levels, 19 s at 12, a hang at 20). A damaged JPEG Lossless (Samples per
+    Pixel 3 over a grey codestream, which pydicom cannot decode) with 12 such levels is refused with the reason,
+    before GDCM; the same file without them goes to GDCM. (The check is asserted first: on a regression the load
+    below would hang.)"""
+    ds = pydicom.dcmread(data_path("ts-pylibjpeg-data", "JPEGLossless", "JPEGLossless_1s_1f_i_16_16_bad.dcm"))
+    ds.SamplesPerPixel = 3
+    ds.private_block(0x0009, "FUZZ", create=True).add_new(0x01, "LO", "PLACEHOLDER")
+    ds.save_as(tmp_path / "flat.dcm")
+    placeholder = b"\x09\x00\x01\x10LO\x0c\x00PLACEHOLDER "
+    raw = (tmp_path / "flat.dcm").read_bytes()
+    nested = tmp_path / "nested" / "nested.dcm"
+    nested.parent.mkdir()
+    nested.write_bytes(raw.replace(placeholder, _nested_inside_a_defined_item(12)))
+    gdcm_input = (ds.file_meta.TransferSyntaxUID, ds.Rows, ds.Columns)
+    limits.check_gdcm_input(str(tmp_path / "flat.dcm"), *gdcm_input)  # passes without the nest
+    assert len(pydicom.dcmread(nested)[0x00091000].value) == 1  # a valid data set, which pydicom reads
+    with pytest.raises(limits.SizeLimitError, match="nests sequences more than 8 levels deep"):
+        limits.check_gdcm_input(str(nested), *gdcm_input)
+    with pytest.raises(Exception, match="nests sequences more than 8 levels deep"):
+        load_series(default_image_series(scan(nested.parent)))
 
 
 def test_gdcm_never_gets_a_palette_colour_image(tmp_path):

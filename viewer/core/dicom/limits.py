@@ -584,6 +584,35 @@ GDCM_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 66), 7
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 
 
+#: Sequences nested deeper than this keep a file from GDCM. Its header parse is exponential in the undefined-length
+#: sequences nested inside an element of defined length (about 4x a level): 0.9 s at 10 levels, 19 s at 12, a
+#: hang at 20 (bench/fuzz.py seed 77). At 8 it costs under 0.5 s; real images nest 2-4 levels (functional groups).
+MAX_GDCM_NESTING = 8
+
+
+def _nesting_depth(items: Any, depth: int = 1) -> int:
+    """How deep the sequences of these data set items nest (1 for a sequence of items without sequences)."""
+    deepest = depth
+    for item in items:
+        for element in item:
+            if element.VR == "SQ" and element.value:
+                deepest = max(deepest, _nesting_depth(element.value, depth + 1))
+                if deepest > MAX_GDCM_NESTING:
+                    return deepest
+    return deepest
+
+
+def _nesting_problem(path: str) -> str | None:
+    """Why the file's header is not for GDCM's parser (sequences nested too deep), or None."""
+    try:
+        depth = _nesting_depth([dcmread(path, stop_before_pixels=True)], 0)
+    except Exception:  # noqa: BLE001 - untrusted input (a RecursionError too): pydicom cannot read its header
+        return "the header could not be read"
+    if depth > MAX_GDCM_NESTING:
+        return f"the header nests sequences more than {MAX_GDCM_NESTING} levels deep"
+    return None
+
+
 def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, pixel_bytes: int = 0,
                      photometric: str = "") -> None:
     """Refuse to hand a file to GDCM unless its syntax needs GDCM and its data is whole.
@@ -593,7 +622,7 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
     JPEG process pydicom cannot decode (:data:`GDCM_SYNTAXES`) with every fragment inside the file, a closing
     delimiter, and each frame's codestream within Rows x Columns (:func:`check_codestream`). Never a palette
     colour image: pydicom reads every intact palette, and GDCM took 2.4 GB on one without its palette
-    (bench/fuzz.py seed 68).
+    (bench/fuzz.py seed 68). Never a header whose sequences nest beyond :data:`MAX_GDCM_NESTING`.
 
     Raises
     ------
@@ -606,7 +635,8 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
     if transfer_syntax in _NATIVE_SYNTAXES:
         # GDCM took 2.0-2.2 GB on a native element cut short (43 of 49 KB) and on one of undefined length
         # (fragments under a native syntax; bench/fuzz.py seed 38)
-        problem = _native_pixels_problem(path, pixel_bytes) or (palette if photometric == "PALETTE COLOR" else None)
+        problem = (_native_pixels_problem(path, pixel_bytes) or (palette if photometric == "PALETTE COLOR" else None)
+                   or _nesting_problem(path))
         if problem:
             raise SizeLimitError(problem)
         return
@@ -618,6 +648,9 @@ def check_gdcm_input(path: str, transfer_syntax: str, rows: int, columns: int, p
         tags = read_tags(path, {})
     except Exception:  # noqa: BLE001 - NotPart10, Fallback, Truncated, OSError
         raise SizeLimitError("the file's structure could not be verified for the fallback decoder") from None
+    problem = _nesting_problem(path)
+    if problem:
+        raise SizeLimitError(problem)
     if tags.pixel_tag != 0x7FE00010 or tags.pixel_length != UNDEFINED:
         raise SizeLimitError("no compressed pixel data where the header says there is")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
