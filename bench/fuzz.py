@@ -228,7 +228,7 @@ def _length(rng: random.Random, raw: bytearray) -> str:
 
 def _fragment_length(rng: random.Random, raw: bytearray) -> str:
     items, pos = [], raw.find(b"\xfe\xff\x00\xe0")
-    while pos >= 0 and len(items) < 64:
+    while 0 <= pos <= len(raw) - 8 and len(items) < 64:  # an item tag cut by an earlier truncation has no length
         items.append(pos)
         pos = raw.find(b"\xfe\xff\x00\xe0", pos + 4)
     if not items:

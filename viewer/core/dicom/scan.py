@@ -429,7 +429,9 @@ def _first_item(ds: Any, keyword: str) -> Any:
 def _functional_group_frames(ds: Any, header: InstanceHeader) -> list[FrameGeometry]:
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    n = len(per_frame) or header.number_of_frames
+    # NumberOfFrames was checked against the pixel data when there is some; without any it is a bare claim
+    # (a cut SEG declared 2^31 frames under one shared group: a two-billion-step loop).
+    n = len(per_frame) or (header.number_of_frames if header.has_pixels else 1)
     top = header.frames[0] if header.frames else FrameGeometry(None, None, None)
 
     def lookup(groups: Any, macro: str, keyword: str) -> str | None:

@@ -225,10 +225,10 @@ def write_seg(path: str | os.PathLike, labels: np.ndarray, table: Mapping[int, o
 def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -> None:
     """Refuse a SEG whose declared sizes do not fit this volume, before highdicom reads its pixels.
 
-    Its NumberOfFrames and Rows x Columns are checked against the bytes present (as any image's:
-    :func:`~viewer.core.dicom.scan.read_header`), and its segments times the volume's slices - one mask a segment,
-    on the larger of the two pixel grids - against the series cap. Fuzzed SEGs asked for 12 GiB (65535 x 65535
-    frames), 14.6 GiB (20,000 segments) or a billion frames.
+    It must hold pixel data; its NumberOfFrames and Rows x Columns are checked against the bytes present (as any
+    image's: :func:`~viewer.core.dicom.scan.read_header`), and its segments times the volume's slices - one mask a
+    segment, on the larger of the two pixel grids - against the series cap. Fuzzed SEGs asked for 12 GiB (65535 x
+    65535 frames), 14.6 GiB (20,000 segments), a billion frames, or 2^31 frames without any pixel data.
 
     Raises
     ------
@@ -242,6 +242,8 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
         header = read_header(path)
     except DicomReadError as error:
         raise ValueError(f"the SEG cannot be read: {error.reason}") from None
+    if not header.has_pixels:  # nothing bounds its frame count: a cut one declared 2^31 (22 GB in highdicom)
+        raise ValueError("the SEG holds no pixel data")
     slices, rows, columns = shape_zyx
     segments = len(limits.dcmread(os.fspath(path), stop_before_pixels=True).get("SegmentSequence") or [])
     try:
