@@ -98,8 +98,7 @@ def test_dcmqi_segs_open_as_segmentations_with_their_overlaps():
 @pytest.mark.parametrize("claim, reason", [
     ({"NumberOfFrames": 1_000_000_000}, "declares 1000000000 frames but holds 3"),
     ({"Rows": 65535, "Columns": 65535}, r"declares 65535 x 65535 pixels \(512.0 MiB a frame\) but holds 96.0 KiB"),
-    ({"segments": 6}, r"the SEG's 6 segments over this volume: decoding 18 x 512 x 512 pixels needs 4.5 MiB, "
-                      r"above the 4.0 MiB limit"),
+    ({"Columns": 2048}, r"declares 512 x 2048 pixels"),
     # bench/fuzz.py seed 89: cut before its pixel data, nothing bounded its 2^31 frames (highdicom: OOM-killed);
     # a million here, so that a regression costs seconds
     ({"PixelData": None, "PerFrameFunctionalGroupsSequence": None, "NumberOfFrames": 1_000_000},
@@ -107,10 +106,8 @@ def test_dcmqi_segs_open_as_segmentations_with_their_overlaps():
 ])
 def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_reads_it(tmp_path, monkeypatch, claim,
                                                                                      reason):
-    """Fuzzed copies of dcmqi's liver SEG asked highdicom or our masks for 12-14.6 GiB (or a billion frames); each
-    is refused with the reason, and the real file still opens under the same limit."""
-    import copy
-
+    """Fuzzed copies of dcmqi's liver SEG asked highdicom or our masks for 12 GiB (or a billion frames); each is
+    refused with the reason, and the real file still opens under the same limit."""
     import pydicom
 
     _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
@@ -118,22 +115,58 @@ def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_rea
     monkeypatch.setenv("HOUNSFIELD_MAX_SERIES_BYTES", "4M")
     assert [s.name for s in open_seg(source, volume)] == ["Liver"]
     ds = pydicom.dcmread(source)
-    if "segments" in claim:
-        first = ds.SegmentSequence[0]
-        ds.SegmentSequence = [copy.deepcopy(first) for _ in range(claim["segments"])]
-        for number, item in enumerate(ds.SegmentSequence, 1):
-            item.SegmentNumber = number
-    else:
-        for keyword, value in claim.items():
-            if value is None:
-                del ds[keyword]
-            else:
-                setattr(ds, keyword, value)
+    for keyword, value in claim.items():
+        if value is None:
+            del ds[keyword]
+        else:
+            setattr(ds, keyword, value)
     ds.save_as(tmp_path / "hostile.dcm")
     with pytest.raises(ValueError, match=reason):  # first: on a regression open_seg takes 12+ GiB (OOM-killed)
         check_seg_claims(tmp_path / "hostile.dcm", volume.shape)
     with pytest.raises(ValueError, match=reason):
         open_seg(tmp_path / "hostile.dcm", volume)
+
+
+@pytest.mark.parametrize("box, opens", [((8, 40), True), ((100, 300), False)], ids=["small organs", "too much"])
+def test_a_seg_of_many_segments_opens_in_what_they_cover(tmp_path, monkeypatch, box, opens):
+    """TotalSegmentator's 117 segments over a 600-slice CT are 18 GB as full masks: segments are read one at a time
+    and kept over their bounding boxes. Here 40 segments over a 3 x 512 x 512 CT under a 1 MiB limit: as full masks
+    (30 MiB) they were refused; over small boxes they open voxel-exact, and what they cover is still bounded."""
+    from viewer.core.editing.segmentation import SparseMask
+
+    series, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    segmentation = Segmentation.for_volume(volume)
+    masks = []
+    for k in range(40):
+        mask = np.zeros(volume.shape, bool)
+        mask[k % 3, 8 * k:8 * k + box[0], 100:100 + box[1]] = True
+        masks.append(mask)
+        segmentation.add(segmentation.new_segment(f"organ {k}", mask=SparseMask.from_full(mask)))
+    path = save_seg(segmentation, tmp_path / "many.dcm", volume, read_sources([i.path for i in series.instances]))
+    monkeypatch.setenv("HOUNSFIELD_MAX_SERIES_BYTES", "1M")  # one full mask (768 KiB) fits, not 40
+    if not opens:  # 40 x 100 x 300 voxels: 1.1 MiB
+        with pytest.raises(ValueError, match=r"the SEG's segments cover more than 1.0 MiB of this volume"):
+            open_seg(path, volume)
+        return
+    back = open_seg(path, volume)
+    assert [s.name for s in back] == [f"organ {k}" for k in range(40)]
+    assert all(np.array_equal(s.mask.full(), mask) for s, mask in zip(back, masks))
+    assert sum(s.mask.nbytes for s in back) == 40 * box[0] * box[1]
+
+
+def test_a_segmentation_too_large_for_one_seg_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """A SEG is written from one full mask a segment: 40 segments over this CT under a 1 MiB limit are refused
+    before anything is allocated, and the message says what to do."""
+    from viewer.core.editing.errors import EditRefused
+
+    series, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    segmentation = Segmentation.for_volume(volume)
+    for k in range(40):
+        segmentation.add_segment(f"organ {k}")
+    monkeypatch.setenv("HOUNSFIELD_MAX_SERIES_BYTES", "1M")
+    with pytest.raises(EditRefused, match="40 segments are too many to write as one DICOM SEG .*save them as NIfTI"):
+        save_seg(segmentation, tmp_path / "many.dcm", volume, read_sources([i.path for i in series.instances]))
+    assert not (tmp_path / "many.dcm").exists()
 
 
 def test_highdicom_segs_open_over_their_uneven_referenced_ct():

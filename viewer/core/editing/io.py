@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from viewer.core.editing.errors import EditRefused
-from viewer.core.editing.segmentation import AUTOMATIC, MANUAL, SEMIAUTOMATIC, Segmentation, SparseMask
+from viewer.core.editing.segmentation import AUTOMATIC, MANUAL, SEMIAUTOMATIC, Segmentation
 
 
 def segment_specs(segmentation: Segmentation, numbers: Sequence[int] | None = None) -> list:
@@ -29,10 +29,18 @@ def segment_specs(segmentation: Segmentation, numbers: Sequence[int] | None = No
 def save_seg(segmentation: Segmentation, path: str | os.PathLike, volume, sources, **kwargs) -> Path:
     """Write ``segmentation`` as a DICOM SEG over ``volume`` (``sources``: its headers, see
     :func:`~viewer.core.export.seg.read_sources`); keyword arguments go to ``build_seg_segments``."""
+    from viewer.core.dicom import limits
     from viewer.core.export.seg import write_seg_segments
 
     if tuple(volume.shape) != segmentation.shape:
         raise EditRefused("the segmentation is not on this volume's grid")
+    # A SEG is written from one full mask a segment (highdicom takes no other form): bounded like a series.
+    slices, rows, columns = segmentation.shape
+    try:
+        limits.check_decoded_size(max(1, len(segmentation)) * slices, rows, columns, 1, 1)
+    except limits.SizeLimitError as error:
+        raise EditRefused(f"{len(segmentation)} segments are too many to write as one DICOM SEG "
+                          f"({error.reason}); save them as NIfTI, or fewer at a time") from None
     frames = volume.slice_frame_numbers if len(set(volume.slice_sop_uids)) != len(volume.slice_sop_uids) else None
     return write_seg_segments(path, segment_specs(segmentation), sources, volume.slice_sop_uids,
                               slice_frame_numbers=frames, affine=volume.affine, **kwargs)
@@ -55,7 +63,7 @@ def open_seg(path: str | os.PathLike, volume) -> Segmentation:
         segment = segmentation.new_segment(
             item.label, item.color, origin=origin, algorithm_name=item.algorithm_name,
             algorithm_version=item.algorithm_version, category=item.category, type=item.type,
-            mask=SparseMask.from_full(item.mask))
+            mask=item.mask)
         if item.algorithm_type == SEMIAUTOMATIC:
             segment.edited = segment.mask.copy()
         segmentation.add(segment, make_active=segmentation.active is None)

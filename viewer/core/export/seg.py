@@ -26,6 +26,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from inference.types import int3
+from viewer.core.editing.segmentation import SparseMask
 
 MANUFACTURER = "Hounsfield"
 PRIVATE_SCHEME = "99HOUNSFIELD"
@@ -102,12 +103,15 @@ _TYPE2_DEFAULTS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
 
 def _complete(ds: Dataset) -> Dataset:
     """A shallow copy with what highdicom needs of a source: the type-2 patient/study attributes a SEG must carry
-    (empty when the source lacks them - real files often do), and for enhanced multi-frame sources the pixel
-    measures / plane orientation in the shared functional groups (vendors often put them per frame only)."""
+    (empty when the source lacks them - real files often do), no empty Specific Character Set (dcmqi's CT), and
+    for enhanced multi-frame sources the pixel measures / plane orientation in the shared functional groups
+    (vendors often put them per frame only)."""
     ds = copy.copy(ds)
     for keyword in _TYPE2_DEFAULTS:
         if keyword not in ds:
             setattr(ds, keyword, "")
+    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        del ds.SpecificCharacterSet  # empty means the default repertoire, as absent does; highdicom refuses ""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame:
         shared = copy.deepcopy(ds.SharedFunctionalGroupsSequence[0]) if ds.get("SharedFunctionalGroupsSequence") \
@@ -226,9 +230,10 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
     """Refuse a SEG whose declared sizes do not fit this volume, before highdicom reads its pixels.
 
     It must hold pixel data; its NumberOfFrames and Rows x Columns are checked against the bytes present (as any
-    image's: :func:`~viewer.core.dicom.scan.read_header`), and its segments times the volume's slices - one mask a
-    segment, on the larger of the two pixel grids - against the series cap. Fuzzed SEGs asked for 12 GiB (65535 x
-    65535 frames), 14.6 GiB (20,000 segments), a billion frames, or 2^31 frames without any pixel data.
+    image's: :func:`~viewer.core.dicom.scan.read_header`), and one segment's mask over the volume's slices, on the
+    larger of the two pixel grids, against the series cap (segments are read one at a time; what they keep is
+    bounded as they are read: :func:`read_seg_segments`). Fuzzed SEGs asked for 12 GiB (65535 x 65535 frames), a
+    billion frames, or 2^31 frames without any pixel data.
 
     Raises
     ------
@@ -245,12 +250,10 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
     if not header.has_pixels:  # nothing bounds its frame count: a cut one declared 2^31 (22 GB in highdicom)
         raise ValueError("the SEG holds no pixel data")
     slices, rows, columns = shape_zyx
-    segments = len(limits.dcmread(os.fspath(path), stop_before_pixels=True).get("SegmentSequence") or [])
     try:
-        limits.check_decoded_size(max(1, segments) * slices, max(rows, header.rows), max(columns, header.columns),
-                                  1, 1)
+        limits.check_decoded_size(slices, max(rows, header.rows), max(columns, header.columns), 1, 1)
     except limits.SizeLimitError as error:
-        raise ValueError(f"the SEG's {segments} segments over this volume: {error.reason}") from None
+        raise ValueError(f"a segment over this volume: {error.reason}") from None
 
 
 def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
@@ -337,7 +340,7 @@ class SegmentRead:
 
     number: int
     label: str
-    mask: np.ndarray
+    mask: SparseMask
     algorithm_type: str
     algorithm_name: str
     algorithm_version: str
@@ -481,14 +484,19 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     frames reference this volume, or (given the volume's ``affine`` and, for uneven stacks, its
     ``slice_positions``) when a frame's plane geometry is not that of its referenced slice. FRACTIONAL segments
     are binarised at 0.5. A SEG whose sizes do not fit the volume is refused first (:func:`check_seg_claims`).
+
+    Segments are read one at a time and kept over their bounding boxes (:class:`SparseMask`), so a SEG of many
+    segments (TotalSegmentator's 117 over a 600-slice CT: 18 GB as full masks) opens in what its segments cover;
+    ``ValueError`` when even that passes the series cap.
     """
     import highdicom as hd
+
+    from viewer.core.dicom import limits
 
     check_seg_claims(path, shape_zyx)
     seg = hd.seg.segread(str(path))
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
     uids = [str(u) for u in slice_sop_uids]
-    masks = np.zeros((len(numbers), *shape_zyx), dtype=bool)
     fractional = str(seg.SegmentationType) == "FRACTIONAL"
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
@@ -501,23 +509,38 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
         present = [u for u in uids if u in referenced]
         if not present:
             raise ValueError("the SEG references none of this volume's images")
-        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=present, segment_numbers=numbers,
-                                                   combine_segments=False, assert_missing_frames_are_empty=True,
-                                                   ignore_spatial_locations=ignore)
         slices = [index_of[u] for u in present]
+
+        def pixels_of(number: int) -> np.ndarray:
+            return seg.get_pixels_by_source_instance(
+                source_sop_instance_uids=present, segment_numbers=[number], combine_segments=False,
+                assert_missing_frames_are_empty=True, ignore_spatial_locations=ignore)
     else:
         frame_of = {int(f): k for k, f in enumerate(slice_frame_numbers or [])}
         frames = sorted(frame_of)
-        pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0], source_frame_numbers=frames,
-                                                segment_numbers=numbers, combine_segments=False,
-                                                assert_missing_frames_are_empty=True,
-                                                ignore_spatial_locations=ignore)
         slices = [frame_of[f] for f in frames]
-    _check_frame_size(pixels, shape_zyx)
-    hits = pixels >= 0.5 if fractional else pixels > 0
-    masks[:, slices] = np.moveaxis(hits, -1, 0)
+
+        def pixels_of(number: int) -> np.ndarray:
+            return seg.get_pixels_by_source_frame(
+                source_sop_instance_uid=uids[0], source_frame_numbers=frames, segment_numbers=[number],
+                combine_segments=False, assert_missing_frames_are_empty=True, ignore_spatial_locations=ignore)
+
+    with_frames = _segments_with_frames(seg)
+    full = np.zeros(shape_zyx, dtype=bool)  # one segment at a time (check_seg_claims allowed it)
+    kept, cap = 0, limits.max_series_bytes()
     out = []
-    for i, item in enumerate(seg.SegmentSequence):
+    for number, item in zip(numbers, seg.SegmentSequence):
+        mask = SparseMask(shape_zyx)
+        if number in with_frames:
+            pixels = pixels_of(number)
+            _check_frame_size(pixels, shape_zyx)
+            full[...] = False
+            full[slices] = pixels[..., 0] >= 0.5 if fractional else pixels[..., 0] > 0
+            mask = SparseMask.from_full(full)
+            kept += mask.nbytes
+            if kept > cap:
+                raise ValueError(f"the SEG's segments cover more than {limits.format_bytes(cap)} of this volume "
+                                 f"(the limit; {limits.ENV_MAX_SERIES_BYTES} sets it)")
         algorithm = item.get("SegmentationAlgorithmIdentificationSequence")
         name = str(item.get("SegmentAlgorithmName", "") or "")
         version = ""
@@ -525,8 +548,22 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
             name = str(algorithm[0].get("AlgorithmName", name))
             version = str(algorithm[0].get("AlgorithmVersion", ""))
         out.append(SegmentRead(
-            number=numbers[i], label=str(item.get("SegmentLabel", f"segment {numbers[i]}")), mask=masks[i],
+            number=number, label=str(item.get("SegmentLabel", f"segment {number}")), mask=mask,
             algorithm_type=str(item.get("SegmentAlgorithmType", "MANUAL")), algorithm_name=name,
             algorithm_version=version, category=_code(item.get("SegmentedPropertyCategoryCodeSequence")),
             type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item)))
     return out
+
+
+def _segments_with_frames(seg) -> set[int]:
+    """The segment numbers some frame of the SEG belongs to (the others are empty: nothing to read)."""
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    if shared and "SegmentIdentificationSequence" in shared[0]:
+        return {int(shared[0].SegmentIdentificationSequence[0].ReferencedSegmentNumber)}
+    numbers = set()
+    for group in seg.get("PerFrameFunctionalGroupsSequence") or []:
+        try:
+            numbers.add(int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber))
+        except (AttributeError, IndexError, TypeError, ValueError):
+            continue  # a frame without a readable segment number belongs to none
+    return numbers
