@@ -250,7 +250,7 @@ def _fmt_range(bounds: tuple[float, float], unit: str = " mm") -> str:
 
 
 def check_input(expected: ExpectedInput | None, array: np.ndarray, affine: np.ndarray, modality: str,
-                body_part: str | None = None) -> list[Unsuitable]:
+                body_part: str | None = None, pixel_spacing_known: bool = True) -> list[Unsuitable]:
     """The reasons ``array`` does not fit ``expected`` (empty list: it fits, or nothing is known).
 
     Parameters
@@ -263,6 +263,8 @@ def check_input(expected: ExpectedInput | None, array: np.ndarray, affine: np.nd
         The series' DICOM Modality.
     body_part
         The series' BodyPartExamined, if any (a claim: the content decides where it can).
+    pixel_spacing_known
+        False when the file gives no usable PixelSpacing (the affine's in-plane 1 mm is an assumption).
 
     Returns
     -------
@@ -279,7 +281,10 @@ def check_input(expected: ExpectedInput | None, array: np.ndarray, affine: np.nd
         reasons.append(Unsuitable("modality", f"made for {'/'.join(expected.modalities)}; this series is "
                                               f"{modality or 'of unknown modality'}"))
     sx, sy, sz = voxel_spacing(affine)
-    if expected.in_plane_mm and (_outside(sx, expected.in_plane_mm) or _outside(sy, expected.in_plane_mm)):
+    if expected.in_plane_mm and not pixel_spacing_known:
+        reasons.append(Unsuitable("spacing", "the file gives no pixel spacing in millimetres: the model's scale, "
+                                             "and every size it reports, would be a guess"))
+    elif expected.in_plane_mm and (_outside(sx, expected.in_plane_mm) or _outside(sy, expected.in_plane_mm)):
         reasons.append(Unsuitable("spacing", f"pixel spacing {sx:.2f} x {sy:.2f} mm is outside the expected "
                                              f"{_fmt_range(expected.in_plane_mm)}"))
     if expected.between_slices_mm and array.shape[0] > 1 and _outside(sz, expected.between_slices_mm):

@@ -126,6 +126,22 @@ def test_no_spacing_measures_in_pixels_and_says_so(tmp_path):
     assert "px²" in roi.summary() and "mm²" not in roi.summary()
 
 
+@pytest.mark.parametrize("spacing", [[0, 0], [-0.7, -0.7], ["nan", "0.7"], ["inf", "inf"]])
+def test_a_pixel_spacing_of_no_positive_millimetres_calibrates_nothing(tmp_path, spacing):
+    """A header's PixelSpacing of 0 or below placed the stack on 1 mm pixels, yet measurements said "mm": a length
+    measured on 1 mm pixels passed for millimetres the file never gave. It measures in pixels and says so."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PixelSpacing = spacing
+    path = tmp_path / "ct" / "ct.dcm"
+    path.parent.mkdir()
+    ds.save_as(path)
+    volume = load_file(path)
+    assert volume.calibration.source == "none" and volume.calibration.caveat == NO_SPACING_CAVEAT
+    m = evaluate(Measurement("length", "axial", 0, [(10.0, 10.0, 0.0), (40.0, 50.0, 0.0)]), volume,
+                 reformat(volume, Plane.AXIAL))
+    assert m.summary() == "50.0 px"
+
+
 def test_pixel_spacing_wins_and_keeps_the_affine(tmp_path):
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.ImagerPixelSpacing = [9.0, 9.0]  # must be ignored: PixelSpacing is the patient calibration

@@ -122,6 +122,31 @@ def test_spacing_extent_and_a_lying_body_part_tag():
     assert check_input(chest, np.zeros((2, 2, 2)), np.eye(4), "MR", "thorax") == []
 
 
+def test_a_chest_ct_without_usable_pixel_spacing_is_flagged(tmp_path, chest_expected):
+    """LIDC with PixelSpacing 0: the stack is placed on 1 mm pixels (inside the expected 0.3-1.5 mm), so the model
+    ran, at the wrong scale, and reported sizes in millimetres the file never gave."""
+    import shutil
+
+    import pydicom
+
+    from viewer.core.run_model import unsuitable_reasons
+
+    folder = tmp_path / "lidc"
+    shutil.copytree(data_path("lidc-idri-0001"), folder)
+    for path in folder.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        if "PixelSpacing" in ds:
+            ds.PixelSpacing = [0, 0]
+            ds.save_as(path)
+    volume, body_part = _load(folder)
+    assert volume.calibration.source == "none" and np.allclose(np.abs(volume.affine[:2, :2]).sum(axis=0), 1.0)
+    reasons = unsuitable_reasons(find_model(DEMO_MODELS[0]), volume, body_part)
+    assert [r.code for r in reasons] == ["spacing"]
+    assert "no pixel spacing in millimetres" in reasons[0].message
+    original, body_part = _load(data_path("lidc-idri-0001"))  # the same CT with its spacing passes
+    assert unsuitable_reasons(find_model(DEMO_MODELS[0]), original, body_part) == []
+
+
 def _detections(sizes_mm, scores):
     boxes = [[0, 0, 0, s, s / 2, s / 3] for s in sizes_mm]
     return Detections(np.array(boxes, float), np.zeros((len(sizes_mm), 6)), np.array(scores, float),

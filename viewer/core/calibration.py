@@ -24,7 +24,7 @@ US_UNIT_CM = 3
 
 IMAGER_CAVEAT = ("ImagerPixelSpacing only: sizes are at the detector, not in the patient "
                  "(magnification not corrected)")
-NO_SPACING_CAVEAT = "No pixel spacing in the file: distances are in pixels"
+NO_SPACING_CAVEAT = "No usable pixel spacing in the file: distances are in pixels"
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,18 @@ class Calibration:
         return self.source == "pixel_spacing"
 
 
+def _usable(spacing) -> bool:
+    """A spacing of finite, positive millimetres (a header's 0, negative or NaN one calibrates nothing)."""
+    return spacing is not None and all(np.isfinite(float(v)) and float(v) > 0 for v in spacing)
+
+
 def choose_calibration(pixel_spacing, imager_spacing, regions, has_orientation: bool) -> Calibration:
     """The calibration of a series from what its (first) frame carries, in the order of the module docstring."""
-    if pixel_spacing is not None:
+    if _usable(pixel_spacing):
         return Calibration("pixel_spacing", has_orientation)
     if regions:
         return Calibration("ultrasound_regions", has_orientation, tuple(regions))
-    if imager_spacing is not None and all(float(v) > 0 for v in imager_spacing):
+    if _usable(imager_spacing):
         return Calibration("imager_pixel_spacing", has_orientation,
                            imager_spacing=(float(imager_spacing[0]), float(imager_spacing[1])))
     return Calibration("none", has_orientation)

@@ -61,8 +61,9 @@ def unsuitable_reasons(info, volume: Volume, body_part: str = "") -> list:
     0.2 s on a 512 x 512 x 133 CT (the content test runs on a 4 mm subsample)."""
     from inference.suitability import check_input
 
+    calibration = getattr(volume, "calibration", None)
     return check_input(getattr(info, "expected_input", None), volume.array, volume.affine, volume.modality,
-                       body_part)
+                       body_part, pixel_spacing_known=calibration is None or calibration.source == "pixel_spacing")
 
 
 def models_json(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[dict[str, Any]]:

@@ -381,7 +381,8 @@ def plan_stack(
     else:
         pixel_spacing = np.array([1.0, 1.0])
         if pixel_spacings is not None:  # asked about spacing and none given: say so
-            warnings.append(SeriesWarning("no_geometry", "No PixelSpacing: in-plane distances assume 1 mm pixels."))
+            warnings.append(SeriesWarning("no_geometry", "No PixelSpacing (or none of positive millimetres): "
+                                                         "in-plane distances assume 1 mm pixels."))
 
     default_step = float(fallback_step) if fallback_step and fallback_step > 0 else 1.0
     if not has_geometry:
