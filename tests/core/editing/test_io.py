@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inference.jobs import run_job
 from inference.types import SegResult, label_table
 from tests.conftest import data_path
 from tests.inference.helpers import real_volume
 from viewer.core.editing import tools
-from viewer.core.editing.io import open_seg, save_nifti_labels, save_seg
+from viewer.core.editing.io import open_seg, open_seg_job, save_nifti_labels, save_seg
 from viewer.core.editing.segmentation import Segmentation
 from viewer.core.export.seg import check_seg_claims, read_sources
 
@@ -148,7 +149,9 @@ def test_a_seg_of_many_segments_opens_in_what_they_cover(tmp_path, monkeypatch, 
         with pytest.raises(ValueError, match=r"the SEG's segments cover more than 1.0 MiB of this volume"):
             open_seg(path, volume)
         return
-    back = open_seg(path, volume)
+    progress = []
+    back = run_job(open_seg_job(path, volume), progress.append)  # a step a segment: the GUI shows it, and may cancel
+    assert [(p.done, p.total) for p in progress[1:]] == [(k, 40) for k in range(1, 41)]
     assert [s.name for s in back] == [f"organ {k}" for k in range(40)]
     assert all(np.array_equal(s.mask.full(), mask) for s, mask in zip(back, masks))
     assert sum(s.mask.nbytes for s in back) == 40 * box[0] * box[1]

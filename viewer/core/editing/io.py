@@ -52,31 +52,31 @@ def open_seg(path: str | os.PathLike, volume) -> Segmentation:
     SEMIAUTOMATIC segments come back as model segments whose voxels are all marked as edited by a person - the
     file does not say which voxels were changed.
     """
-    from viewer.core.export.seg import read_seg_segments
+    from viewer.core.jobs import run_job
 
-    frames = volume.slice_frame_numbers if len(set(volume.slice_sop_uids)) != len(volume.slice_sop_uids) else None
-    read = read_seg_segments(path, volume.slice_sop_uids, volume.shape, frames, affine=volume.affine,
-                             slice_positions=volume.slice_positions)
-    segmentation = Segmentation.for_volume(volume)
-    for item in read:
-        origin = MANUAL if item.algorithm_type == MANUAL else AUTOMATIC
-        segment = segmentation.new_segment(
-            item.label, item.color, origin=origin, algorithm_name=item.algorithm_name,
-            algorithm_version=item.algorithm_version, category=item.category, type=item.type,
-            mask=item.mask)
-        if item.algorithm_type == SEMIAUTOMATIC:
-            segment.edited = segment.mask.copy()
-        segmentation.add(segment, make_active=segmentation.active is None)
-    return segmentation
+    return run_job(open_seg_job(path, volume))
 
 
 def open_seg_job(path: str | os.PathLike, volume):
-    """:func:`open_seg` as a job (a generator yielding :class:`~viewer.core.jobs.Progress`) for a worker; returns
-    the :class:`Segmentation`."""
+    """:func:`open_seg` as a job (a generator yielding :class:`~viewer.core.jobs.Progress`, a segment a step) for a
+    worker; returns the :class:`Segmentation`."""
+    from viewer.core.export.seg import iter_seg_segments
     from viewer.core.jobs import Progress
 
     yield Progress(0, 1, "Reading DICOM SEG")
-    return open_seg(path, volume)
+    frames = volume.slice_frame_numbers if len(set(volume.slice_sop_uids)) != len(volume.slice_sop_uids) else None
+    segmentation = Segmentation.for_volume(volume)
+    for done, total, item in iter_seg_segments(path, volume.slice_sop_uids, volume.shape, frames,
+                                               affine=volume.affine, slice_positions=volume.slice_positions):
+        origin = MANUAL if item.algorithm_type == MANUAL else AUTOMATIC
+        segment = segmentation.new_segment(
+            item.label, item.color, origin=origin, algorithm_name=item.algorithm_name,
+            algorithm_version=item.algorithm_version, category=item.category, type=item.type, mask=item.mask)
+        if item.algorithm_type == SEMIAUTOMATIC:
+            segment.edited = segment.mask.copy()
+        segmentation.add(segment, make_active=segmentation.active is None)
+        yield Progress(done, total, f"Reading DICOM SEG: segment {done} of {total}")
+    return segmentation
 
 
 def save_nifti_labels(segmentation: Segmentation, path: str | os.PathLike, on_overlap: str = "raise") -> Path:

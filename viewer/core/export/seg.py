@@ -18,7 +18,7 @@ import copy
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -478,16 +478,25 @@ def _check_frame_geometry(seg, uids: Sequence[str], frame_numbers: Sequence[int]
 def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
                       slice_frame_numbers: Sequence[int] | None = None, affine: np.ndarray | None = None,
                       slice_positions: np.ndarray | None = None) -> list[SegmentRead]:
-    """Read every segment of a SEG onto a volume grid through its source references, overlaps kept.
+    """Every segment of a SEG on a volume grid, overlaps kept (:func:`iter_seg_segments`, drained)."""
+    return [segment for _, _, segment in iter_seg_segments(path, slice_sop_uids, shape_zyx, slice_frame_numbers,
+                                                           affine, slice_positions)]
+
+
+def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
+                      slice_frame_numbers: Sequence[int] | None = None, affine: np.ndarray | None = None,
+                      slice_positions: np.ndarray | None = None) -> Iterator[tuple[int, int, SegmentRead]]:
+    """Read the segments of a SEG onto a volume grid through its source references, overlaps kept, one at a time:
+    yields ``(segments read, segments in the file, segment)``.
 
     Frames that reference images outside the volume are ignored; raises ``ValueError`` when none of its
     frames reference this volume, or (given the volume's ``affine`` and, for uneven stacks, its
     ``slice_positions``) when a frame's plane geometry is not that of its referenced slice. FRACTIONAL segments
     are binarised at 0.5. A SEG whose sizes do not fit the volume is refused first (:func:`check_seg_claims`).
 
-    Segments are read one at a time and kept over their bounding boxes (:class:`SparseMask`), so a SEG of many
-    segments (TotalSegmentator's 117 over a 600-slice CT: 18 GB as full masks) opens in what its segments cover;
-    ``ValueError`` when even that passes the series cap.
+    Each segment is kept over its bounding box (:class:`SparseMask`), so a SEG of many segments (TotalSegmentator's
+    117 over a 600-slice CT: 18 GB as full masks) opens in what its segments cover; ``ValueError`` when even that
+    passes the series cap.
     """
     import highdicom as hd
 
@@ -528,8 +537,7 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     with_frames = _segments_with_frames(seg)
     full = np.zeros(shape_zyx, dtype=bool)  # one segment at a time (check_seg_claims allowed it)
     kept, cap = 0, limits.max_series_bytes()
-    out = []
-    for number, item in zip(numbers, seg.SegmentSequence):
+    for done, (number, item) in enumerate(zip(numbers, seg.SegmentSequence), start=1):
         mask = SparseMask(shape_zyx)
         if number in with_frames:
             pixels = pixels_of(number)
@@ -547,12 +555,11 @@ def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
         if algorithm:
             name = str(algorithm[0].get("AlgorithmName", name))
             version = str(algorithm[0].get("AlgorithmVersion", ""))
-        out.append(SegmentRead(
+        yield done, len(numbers), SegmentRead(
             number=number, label=str(item.get("SegmentLabel", f"segment {number}")), mask=mask,
             algorithm_type=str(item.get("SegmentAlgorithmType", "MANUAL")), algorithm_name=name,
             algorithm_version=version, category=_code(item.get("SegmentedPropertyCategoryCodeSequence")),
-            type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item)))
-    return out
+            type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item))
 
 
 def _segments_with_frames(seg) -> set[int]:
