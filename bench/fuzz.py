@@ -16,7 +16,11 @@ memory     MemoryError anywhere (even caught), or the child's peak RSS over the 
 =========  ===========================================================================================
 
 The campaign fails (exit 1) on any of the last four, and on a reason quoting the file's patient name or ID.
-Usage: ``python -m bench.fuzz [--seed N] [--cases N] [--workers 2] [--timeout 20] [--keep DIR]``.
+Usage: ``python -m bench.fuzz [--seed N] [--cases N] [--workers 2] [--timeout 20] [--keep DIR] [--seg]``.
+
+``--seg`` mutates the real DICOM SEGs of ../shared/data/seg-rtstruct instead, and opens each over the series it
+references (loaded once, before the children fork) as File > Open Segmentation does: ``ok`` when it opened,
+``refused`` on a ``ValueError`` (the reader's refusals), ``traceback`` on any other exception.
 The parent imports the reader once and forks per case (os.fork), so a case costs its own work only.
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HOUNSFIELD_SHARED", REPO.parent / "shared")) / "data"
@@ -88,6 +93,7 @@ class Case:
     build: Callable[[Path], Path]  # writes the case under a folder, returns what to scan
     private: tuple[str, ...] = ()
     seed_file: str = ""
+    run: Callable[[str, tuple[str, ...]], tuple[str, str]] | None = None  # None: run_case
 
 
 @dataclass
@@ -342,6 +348,56 @@ def mutated_cases(seeds: list[Seed], count: int, seed: int) -> Iterator[Case]:
                    str(source.path.relative_to(DATA)))
 
 
+def seg_seeds(data: Path = DATA) -> list[tuple[Seed, Any]]:
+    """Each real DICOM SEG under ``data/seg-rtstruct`` whose referenced series is there too, with that series
+    loaded (the children inherit it)."""
+    from viewer.core.dicom.load import load_series
+    from viewer.core.dicom.scan import scan
+
+    catalog = scan([data / "seg-rtstruct"])
+    images = {s.uid: s for s in catalog.all_series() if s.kind == "image"}
+    volumes: dict[str, Any] = {}
+    pairs = []
+    for series in sorted((s for s in catalog.all_series() if s.kind == "seg"), key=lambda s: s.key):
+        for header in series.instances:
+            uid = next((u for u in header.referenced_series_uids if u in images), None)
+            if uid is None:
+                continue
+            if uid not in volumes:
+                volumes[uid] = load_series(images[uid])
+            path = Path(header.path)
+            private = tuple(v for v in (header.patient_name, header.patient_id) if len(v.strip()) >= 4)
+            pairs.append((Seed(path, header.transfer_syntax_uid, path.read_bytes(), private, "seg"), volumes[uid]))
+    return pairs
+
+
+def run_seg_case(target: str, private: tuple[str, ...], volume: Any) -> tuple[str, str]:
+    """Open the SEG ``target`` over ``volume`` as the viewer does; ``(outcome, detail)`` (see the module doc)."""
+    from viewer.core.editing.io import open_seg
+
+    try:
+        segmentation = open_seg(target, volume)
+    except ValueError as error:
+        detail, outcome = str(error), "refused"
+    else:
+        detail, outcome = f"{len(segmentation)} segment(s)", "ok"
+    if "MemoryError" in detail:
+        return "memory", detail
+    return outcome, detail
+
+
+def seg_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[Case]:
+    """``count`` mutations of the SEG seeds, each opened over its referenced volume."""
+    import functools
+
+    for n in range(count):
+        source, volume = pairs[n % len(pairs)]
+        rng = random.Random(seed * 1_000_003 + n)
+        data, kind = mutate(source, rng)
+        yield Case(f"s{n:05d}", kind, source.syntax, _write("seg.dcm", data), source.private,
+                   str(source.path.relative_to(DATA)), functools.partial(run_seg_case, volume=volume))
+
+
 # ---------------------------------------------------------------------------------------- targeted cases
 def _dataset_edit(src: Path, **changes) -> bytes:
     import io
@@ -533,7 +589,7 @@ def run_case(target: str, private: tuple[str, ...] = ()) -> tuple[str, str]:
     return outcome, detail
 
 
-def _child(case_dir: Path, target: str, private: tuple[str, ...], timeout: int) -> None:
+def _child(case_dir: Path, target: str, case: Case, timeout: int) -> None:
     code, detail = _EXIT["traceback"], ""
     try:
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
@@ -541,7 +597,7 @@ def _child(case_dir: Path, target: str, private: tuple[str, ...], timeout: int) 
         log = os.open(case_dir / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        outcome, detail = run_case(target, private)
+        outcome, detail = (case.run or run_case)(target, case.private)
         code = _EXIT[outcome]
     except MemoryError:
         code, detail = _EXIT["memory"], "MemoryError"
@@ -596,7 +652,7 @@ def run_campaign(cases: Iterator[Case] | list[Case], workdir: Path, workers: int
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(case_dir, target, case.private, timeout)
+                _child(case_dir, target, case, timeout)
             running[pid] = (case, case_dir, time.perf_counter())
         if not running:
             break
@@ -661,19 +717,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=20, help="seconds a case may take before it is a hang")
     parser.add_argument("--keep", type=Path, help="folder for the cases (kept there when bad); default: a temp dir")
+    parser.add_argument("--seg", action="store_true", help="mutate the real SEGs and open each over its volume")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"fuzz: no real data at {DATA} (clone with ../shared beside the repo)", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    seeds = collect_seeds()
-    syntaxes = sorted({s.syntax for s in seeds})
-    print(f"fuzz: seed {args.seed}, {len(seeds)} seed files over {len(syntaxes)} transfer syntaxes, "
-          f"{args.cases} mutations + {len(_targeted_builders(DATA))} targeted cases, {args.workers} workers, "
-          f"{args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a case", flush=True)
+    cases: Iterator[Case]
+    if args.seg:
+        pairs = seg_seeds()
+        print(f"fuzz: seed {args.seed}, {len(pairs)} SEGs opened over their referenced series, {args.cases} "
+              f"mutations, {args.workers} workers, {args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a "
+              f"case", flush=True)
+        cases = seg_cases(pairs, args.cases, args.seed)
+    else:
+        seeds = collect_seeds()
+        syntaxes = sorted({s.syntax for s in seeds})
+        print(f"fuzz: seed {args.seed}, {len(seeds)} seed files over {len(syntaxes)} transfer syntaxes, "
+              f"{args.cases} mutations + {len(_targeted_builders(DATA))} targeted cases, {args.workers} workers, "
+              f"{args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a case", flush=True)
+        cases = itertools.chain(targeted_cases(), mutated_cases(seeds, args.cases, args.seed))
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="hounsfield-fuzz-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cases = itertools.chain(targeted_cases(), mutated_cases(seeds, args.cases, args.seed))
 
     def progress(n: int, result: Result) -> None:
         if result.outcome in BAD:

@@ -46,12 +46,33 @@ def test_seeded_fuzz_slice_never_crashes_hangs_leaks_or_blows_up(tmp_path):
     assert "non_orthogonal" in targeted["non_orthogonal"].detail
 
 
+def test_seeded_seg_fuzz_slice_opens_or_refuses_every_damaged_seg(tmp_path):
+    """``bench/fuzz.py --seg``: mutated real SEGs opened over their referenced series, as File > Open Segmentation
+    does. Every one opens or is refused with a reason (before: highdicom's AttributeError, KeyError and
+    RuntimeError reached the user, a SEG without pixel data was OOM-killed)."""
+    data_path("seg-rtstruct")
+    results = _campaign_in_fresh_interpreter(tmp_path, _SEG_CASES.format(cases=SEG_SLICE_CASES, seed=SLICE_SEED))
+    assert len(results) == SEG_SLICE_CASES
+    bad = [f"{r.outcome}: {r.case.name} {r.case.kind} [{r.case.seed_file}] {r.detail[-300:]}"
+           for r in results if r.outcome in fuzz.BAD]
+    assert not bad, "\n".join(bad)
+    counts = collections.Counter(r.outcome for r in results)
+    assert counts["ok"] >= 5 and counts["refused"] >= 5
+
+
+SEG_SLICE_CASES = 60
+_CASES = """
+seeds = fuzz.collect_seeds()
+cases = fuzz.targeted_cases() + list(fuzz.mutated_cases(seeds, {cases}, {seed}))
+"""
+_SEG_CASES = """
+cases = list(fuzz.seg_cases(fuzz.seg_seeds(), {cases}, {seed}))
+"""
 _CAMPAIGN = """
 import json, sys
 from pathlib import Path
 from bench import fuzz
-seeds = fuzz.collect_seeds()
-cases = fuzz.targeted_cases() + list(fuzz.mutated_cases(seeds, {cases}, {seed}))
+{cases}
 results = fuzz.run_campaign(cases, Path(sys.argv[1]), workers=2, timeout=20)
 print(fuzz.table(results), file=sys.stderr)
 json.dump([dict(name=r.case.name, kind=r.case.kind, seed_file=r.case.seed_file, outcome=r.outcome,
@@ -59,12 +80,13 @@ json.dump([dict(name=r.case.name, kind=r.case.kind, seed_file=r.case.seed_file, 
 """
 
 
-def _campaign_in_fresh_interpreter(tmp_path: Path) -> list:
-    """Run the slice with ``python -c`` in the repository; its results as objects shaped like fuzz.Result."""
+def _campaign_in_fresh_interpreter(tmp_path: Path, cases: str | None = None) -> list:
+    """Run the slice (``cases``: code that sets ``cases``; default the main slice) with ``python -c`` in the
+    repository; its results as objects shaped like fuzz.Result."""
     out = tmp_path / "results.json"
     work = tmp_path / "cases"
     work.mkdir()
-    code = _CAMPAIGN.format(cases=SLICE_CASES, seed=SLICE_SEED)
+    code = _CAMPAIGN.format(cases=cases or _CASES.format(cases=SLICE_CASES, seed=SLICE_SEED))
     run = subprocess.run([sys.executable, "-c", code, str(work), str(out)], cwd=REPO, capture_output=True,
                          text=True, timeout=600)
     print(run.stderr[-6000:], file=sys.stderr)

@@ -128,6 +128,24 @@ def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_rea
         open_seg(tmp_path / "hostile.dcm", volume)
 
 
+@pytest.mark.parametrize("damage", ["code meaning", "dimension index"])
+def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path, damage):
+    """bench/fuzz.py --seg: highdicom met damaged SEGs with AttributeError, KeyError or RuntimeError from deep in its
+    parse (the GUI said "Open SEG failed: AttributeError: 'Dataset' object has no attribute ..."). They are the
+    reader's refusals now: a ValueError that says the SEG is damaged, and what was missing."""
+    import pydicom
+
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    ds = pydicom.dcmread(data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm"))
+    if damage == "code meaning":
+        del ds.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning
+    else:
+        del ds.DimensionIndexSequence[0].DimensionIndexPointer
+    ds.save_as(tmp_path / "damaged.dcm")
+    with pytest.raises(ValueError, match=r"the SEG is damaged or incomplete \((AttributeError|KeyError)"):
+        open_seg(tmp_path / "damaged.dcm", volume)
+
+
 @pytest.mark.parametrize("box, opens", [((8, 40), True), ((100, 300), False)], ids=["small organs", "too much"])
 def test_a_seg_of_many_segments_opens_in_what_they_cover(tmp_path, monkeypatch, box, opens):
     """TotalSegmentator's 117 segments over a 600-slice CT are 18 GB as full masks: segments are read one at a time

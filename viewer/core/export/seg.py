@@ -14,6 +14,7 @@ opens SEGs that omit "spatial locations preserved" (dcmqi) after checking each f
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -232,7 +233,7 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
     It must hold pixel data; its NumberOfFrames and Rows x Columns are checked against the bytes present (as any
     image's: :func:`~viewer.core.dicom.scan.read_header`), and one segment's mask over the volume's slices, on the
     larger of the two pixel grids, against the series cap (segments are read one at a time; what they keep is
-    bounded as they are read: :func:`read_seg_segments`). Fuzzed SEGs asked for 12 GiB (65535 x 65535 frames), a
+    bounded as they are read: :func:`iter_seg_segments`). Fuzzed SEGs asked for 12 GiB (65535 x 65535 frames), a
     billion frames, or 2^31 frames without any pixel data.
 
     Raises
@@ -256,6 +257,18 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
         raise ValueError(f"a segment over this volume: {error.reason}") from None
 
 
+@contextlib.contextmanager
+def _refusing_damage() -> Iterator[None]:
+    """highdicom meets a damaged SEG with whatever its parse runs into (AttributeError, KeyError, RuntimeError...):
+    make that the reader's refusal, a ``ValueError`` saying what was wrong (bench/fuzz.py --seg)."""
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, RuntimeError, NotImplementedError) as error:
+        what = str(error).splitlines()[0][:160] if str(error) else ""
+        raise ValueError(f"the SEG is damaged or incomplete ({type(error).__name__}{': ' + what if what else ''})"
+                         ) from None
+
+
 def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
                     slice_frame_numbers: Sequence[int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """Read a SEG back onto a volume's grid via its source references: ``(label map, {value: segment label})``.
@@ -266,32 +279,33 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
     import highdicom as hd
 
     check_seg_claims(path, shape_zyx)
-    seg = hd.seg.segread(str(path))
-    labels = np.zeros(shape_zyx, dtype=np.uint16)
-    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
-    uids = [str(u) for u in slice_sop_uids]
-    single = len(set(uids)) == len(uids)
-    if single:
-        index_of = {u: k for k, u in enumerate(uids)}
-    else:
-        index_of_frame = {int(f): k for k, f in enumerate(slice_frame_numbers or [])}
-    referenced = {str(x[2]) for x in seg.get_source_image_uids()}
-    present = [u for u in uids if u in referenced]
-    for number in names:
+    with _refusing_damage():
+        seg = hd.seg.segread(str(path))
+        labels = np.zeros(shape_zyx, dtype=np.uint16)
+        names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
+        uids = [str(u) for u in slice_sop_uids]
+        single = len(set(uids)) == len(uids)
         if single:
-            mask = seg.get_pixels_by_source_instance(source_sop_instance_uids=present, segment_numbers=[number],
-                                                     combine_segments=False, assert_missing_frames_are_empty=True)
-            _check_frame_size(mask, shape_zyx)
-            for k, uid in enumerate(present):
-                labels[index_of[uid]][mask[k, ..., 0] > 0] = number
+            index_of = {u: k for k, u in enumerate(uids)}
         else:
-            frames = sorted(index_of_frame)
-            mask = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0], source_frame_numbers=frames,
-                                                  segment_numbers=[number], combine_segments=False,
-                                                  assert_missing_frames_are_empty=True)
-            _check_frame_size(mask, shape_zyx)
-            for k, frame in enumerate(frames):
-                labels[index_of_frame[frame]][mask[k, ..., 0] > 0] = number
+            index_of_frame = {int(f): k for k, f in enumerate(slice_frame_numbers or [])}
+        referenced = {str(x[2]) for x in seg.get_source_image_uids()}
+        present = [u for u in uids if u in referenced]
+        for number in names:
+            if single:
+                mask = seg.get_pixels_by_source_instance(source_sop_instance_uids=present, segment_numbers=[number],
+                                                         combine_segments=False, assert_missing_frames_are_empty=True)
+                _check_frame_size(mask, shape_zyx)
+                for k, uid in enumerate(present):
+                    labels[index_of[uid]][mask[k, ..., 0] > 0] = number
+            else:
+                frames = sorted(index_of_frame)
+                mask = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0], source_frame_numbers=frames,
+                                                      segment_numbers=[number], combine_segments=False,
+                                                      assert_missing_frames_are_empty=True)
+                _check_frame_size(mask, shape_zyx)
+                for k, frame in enumerate(frames):
+                    labels[index_of_frame[frame]][mask[k, ..., 0] > 0] = number
     return labels, names
 
 
@@ -503,15 +517,17 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     from viewer.core.dicom import limits
 
     check_seg_claims(path, shape_zyx)
-    seg = hd.seg.segread(str(path))
-    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    with _refusing_damage():
+        seg = hd.seg.segread(str(path))
+        numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
     uids = [str(u) for u in slice_sop_uids]
     fractional = str(seg.SegmentationType) == "FRACTIONAL"
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
     if affine is not None:
-        _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
-                              None if slice_positions is None else np.asarray(slice_positions, dtype=float))
+        with _refusing_damage():
+            _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
+                                  None if slice_positions is None else np.asarray(slice_positions, dtype=float))
     if len(set(uids)) == len(uids):
         index_of = {u: k for k, u in enumerate(uids)}
         referenced = {str(x[2]) for x in seg.get_source_image_uids()}
@@ -540,7 +556,8 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     for done, (number, item) in enumerate(zip(numbers, seg.SegmentSequence), start=1):
         mask = SparseMask(shape_zyx)
         if number in with_frames:
-            pixels = pixels_of(number)
+            with _refusing_damage():
+                pixels = pixels_of(number)
             _check_frame_size(pixels, shape_zyx)
             full[...] = False
             full[slices] = pixels[..., 0] >= 0.5 if fractional else pixels[..., 0] > 0
