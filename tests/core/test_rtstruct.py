@@ -116,3 +116,41 @@ def test_dicompyler_contours_land_on_the_one_ct_slice(dicompyler_dir):
                 x, y, z = volume.lps_to_index(lps[0])
                 assert (x, y) == pytest.approx((col[0], row[0]), abs=1e-3) and abs(z) < 0.5
     assert checked == len(on_slice)
+
+
+def test_contour_data_parsed_from_the_raw_text_equals_pydicom_and_skips_what_is_malformed(dicompyler_dir, tmp_path):
+    """ContourData is parsed by numpy from the element's text (0.71 s -> about 0.1 s for rtss.dcm's 88,158 points):
+    the same numbers as pydicom's DS conversion, contour by contour; a malformed, too short or non-finite
+    contour is left out, not the whole file."""
+    ds = pydicom.dcmread(dicompyler_dir / "rtss.dcm")
+    expected = [np.array([float(v) for v in c.ContourData]).reshape(-1, 3)
+                for item in ds.ROIContourSequence for c in item.get("ContourSequence") or []]
+    read = [c for roi in read_rtstruct(dicompyler_dir / "rtss.dcm") for c in roi.contours]
+    assert len(read) == len(expected) > 400 and all(np.array_equal(a, b) for a, b in zip(read, expected))
+
+    # three contours' text replaced in the file, same lengths: malformed, shorter than a point, not finite
+    contours = pydicom.dcmread(dicompyler_dir / "rtss.dcm").ROIContourSequence[0].ContourSequence
+    data = (dicompyler_dir / "rtss.dcm").read_bytes()
+    for contour, damaged in zip(contours, (b"1.5\\abc\\3", b"1.5\\2", b"nan\\2\\3")):
+        text = contour.get_item(0x30060050).value
+        assert data.count(text) == 1
+        data = data.replace(text, damaged.ljust(len(text)))
+    (tmp_path / "damaged.dcm").write_bytes(data)
+    kept = read_rtstruct(tmp_path / "damaged.dcm")[0].contours
+    assert len(kept) == len(contours) - 3
+
+
+def test_structure_sets_are_read_and_placed_as_a_job_naming_the_unreadable_file(rt_utils_dir, tmp_path):
+    from inference.jobs import run_job
+    from viewer.core.rtstruct import read_structures_job
+
+    volume = load_series(_image_series(scan([rt_utils_dir])))
+    (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
+    steps = []
+    read = run_job(read_structures_job([rt_utils_dir / "rt.dcm", tmp_path / "broken.dcm",
+                                        rt_utils_dir / "invalid_reference_rt.dcm"], volume), steps.append)
+    assert [(p.done, p.total) for p in steps] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert len(read.labels) == 2 and read.failed == ["broken.dcm (ValueError)"]
+    one_by_one = read_rtstruct(rt_utils_dir / "rt.dcm") + read_rtstruct(rt_utils_dir / "invalid_reference_rt.dcm")
+    assert [(r.name, len(r.contours)) for r in read.rois] == [(r.name, len(r.contours)) for r in one_by_one]
+    assert read.mapped is not None and read.mapped.slices(2) == [0, 1, 2]

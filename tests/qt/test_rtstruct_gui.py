@@ -16,6 +16,7 @@ from viewer.qt.rtstruct_layer import RTStructLayer
 def rt_utils_window(main_window, qtbot):
     folder = data_path("seg-rtstruct", "rt-utils", "mock_data")
     open_and_wait(qtbot, main_window, [folder])
+    qtbot.waitUntil(lambda: main_window.rtstruct.layer is not None, timeout=10_000)  # read on a worker
     main_window.viewer.set_layout("1x1")
     qtbot.wait(20)
     return main_window, folder
@@ -73,3 +74,18 @@ def read_rtstruct_square(path) -> np.ndarray:
     from viewer.core.rtstruct import read_rtstruct
 
     return read_rtstruct(path)[0].contours[0]
+
+
+def test_structures_read_for_a_series_no_longer_shown_are_dropped(rt_utils_window, qtbot):
+    """The structure sets are read on a worker; when another series is shown before that ends, nothing of the old
+    one is drawn."""
+    window, _ = rt_utils_window
+    controller = window.rtstruct
+    job = controller.series_loaded(window.catalog, window.current_series, window.session.current.volume)
+    assert job is not None and controller.layer is None  # the old layer is gone; the new one is being read
+    with qtbot.waitSignal(job.done, timeout=10_000):
+        controller.clear()  # another series is shown
+    qtbot.wait(20)
+    assert controller.layer is None and not any(isinstance(layer, RTStructLayer) for layer in window.viewer.layers)
+    job = controller.series_loaded(window.catalog, window.current_series, window.session.current.volume)
+    qtbot.waitUntil(lambda: controller.layer is not None, timeout=10_000)  # left alone, it is drawn

@@ -4,12 +4,10 @@
 :class:`~viewer.core.rtstruct.RTStructOnVolume` for the contours lying on that slice along the view's through axis
 (the acquisition plane for ordinary structure sets; a coronal or sagittal view shows a contour only when it lies in
 that plane) and draws them as polylines in the ROI colour with a cosmetic pen, in scene mm like every overlay.
-:class:`RTStructController` adds the layer after a series loaded when the catalog holds an RTSTRUCT referencing it,
-lists the ROIs in the status bar and owns the View-menu toggle.
+:class:`RTStructController` reads, on a worker, the RTSTRUCTs of the catalog that reference a series just loaded,
+then adds the layer, lists the ROIs in the status bar and owns the View-menu toggle.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
@@ -17,8 +15,9 @@ from PySide6.QtGui import QAction, QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem
 
 from viewer.core.reformat import PlaneGeometry
-from viewer.core.rtstruct import ROI, RTStructOnVolume, read_rtstruct_set
+from viewer.core.rtstruct import ROI, RTStructOnVolume, StructuresOnVolume, read_structures_job
 from viewer.qt.layers import ViewLayer
+from viewer.qt.workers import JobHandle, start_job
 
 RTSTRUCT_Z = 15.0
 POINT_HALF_SIZE_MM = 2.0
@@ -66,10 +65,11 @@ class ContoursItem(QGraphicsItem):
 class RTStructLayer(ViewLayer):
     """The ROIs of one or more RT Structure Sets on one volume, read-only."""
 
-    def __init__(self, rois: list[ROI], volume, name: str = "RT Structures", z: float = RTSTRUCT_Z) -> None:
+    def __init__(self, rois: list[ROI], volume, name: str = "RT Structures", z: float = RTSTRUCT_Z,
+                 mapped: RTStructOnVolume | None = None) -> None:
         super().__init__(name, z)
         self.rois = list(rois)
-        self.mapped = RTStructOnVolume(self.rois, volume)
+        self.mapped = mapped if mapped is not None else RTStructOnVolume(self.rois, volume)
         self._colours = {id(roi): QColor(*roi.colour) for roi in self.rois}
 
     def create_items(self, view) -> list:
@@ -118,6 +118,7 @@ class RTStructController(QObject):
         self.viewer = viewer
         self.layer: RTStructLayer | None = None
         self.sources: list[str] = []
+        self._job: JobHandle | None = None
         self.action = QAction("Show RT Structures", self, checkable=True)
         self.action.setChecked(True)
         self.action.setEnabled(False)
@@ -125,7 +126,10 @@ class RTStructController(QObject):
         self.action.toggled.connect(self.set_visible)
 
     def clear(self) -> None:
-        """Remove the layer (another series is shown)."""
+        """Remove the layer (another series is shown), and stop reading for the last one."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
         if self.layer is not None:
             self.viewer.remove_layer(self.layer)
         self.layer = None
@@ -143,33 +147,35 @@ class RTStructController(QObject):
         return [s for s in catalog.all_series()
                 if s.kind == "rtstruct" and series.uid in (s.references or []) and s.instances]
 
-    def series_loaded(self, catalog, series, volume) -> RTStructLayer | None:
-        """After ``series`` loaded into ``volume``: add the contours of every RTSTRUCT referencing it."""
+    def series_loaded(self, catalog, series, volume) -> JobHandle | None:
+        """After ``series`` loaded into ``volume``: read every RTSTRUCT referencing it on a worker, then add their
+        contours (:attr:`layer`). Returns the reading job, or None when there is nothing to read."""
         self.clear()
         found = self.rtstructs_for(catalog, series)
         if not found or volume is None:
             return None
-        rois, sources, failed = [], [], []
-        for rt_series in found:
-            for instance in rt_series.instances:
-                try:
-                    structure_set = read_rtstruct_set(instance.path)
-                except Exception as exc:  # noqa: BLE001 - a broken file must not stop the viewer
-                    failed.append(f"{os.path.basename(instance.path)} ({type(exc).__name__})")
-                    continue
-                rois += structure_set.rois
-                sources.append(structure_set.label)
-        if not rois:
-            if failed:
-                self.status_message.emit("RT Structure Set not readable: " + ", ".join(failed))
-            return None
-        self.layer = RTStructLayer(rois, volume)
+        paths = [instance.path for rt_series in found for instance in rt_series.instances]
+        job = start_job(lambda token: read_structures_job(paths, volume), "RT structures", parent=self)
+        job.finished.connect(lambda read, j=job: self._show(j, read, volume))
+        job.failed.connect(lambda reason, j=job: j is self._job and self.status_message.emit(
+            f"RT Structure Sets not shown: {reason}"))
+        self._job = job
+        return job
+
+    def _show(self, job: JobHandle, read: StructuresOnVolume, volume) -> None:
+        if job is not self._job:  # another series was loaded meanwhile
+            return
+        self._job = None
+        if read.mapped is None:
+            if read.failed:
+                self.status_message.emit("RT Structure Set not readable: " + ", ".join(read.failed))
+            return
+        self.layer = RTStructLayer(read.rois, volume, mapped=read.mapped)
         self.layer.set_visible(self.action.isChecked())
         self.viewer.add_layer(self.layer)
-        self.sources = sources
+        self.sources = read.labels
         self.action.setEnabled(True)
         self.status_message.emit(self.summary())
-        return self.layer
 
     def summary(self) -> str:
         """``RT structures (read-only): BODY #9a9b64, Heart #ff8000, ...``."""
