@@ -679,3 +679,28 @@ def test_a_jpeg_precision_beyond_16_bits_never_reaches_a_decoder(tmp_path):
     path = _with_first_frame(src, tmp_path / "p144.dcm", edit)
     with pytest.raises(Exception, match="a compressed frame declares 144-bit samples"):
         load_series(default_image_series(scan(path)))
+
+
+@pytest.mark.parametrize("slope, intercept, expected", [
+    ("NaN", "-1024", (1.0, -1024.0)),  # every voxel was NaN: a blank image
+    ("1", "inf", (1.0, 0.0)),
+    ("1e300", "0", (1.0, 0.0)),  # every voxel was infinite in float32
+    ("0", "-1024", (1.0, -1024.0)),  # not allowed; writers mean 1 (it was read so, silently)
+])
+def test_an_unusable_rescale_is_replaced_and_said(tmp_path, slope, intercept, expected):
+    """One slice of three LIDC slices declares a rescale no modality value needs. It is read as slope 1 (and
+    intercept 0 where that is the unusable part), the other slices keep theirs, and a warning names the count."""
+    sources = sorted(data_path("lidc-idri-0001").rglob("*.dcm"))[:3]
+    for k, source in enumerate(sources):
+        ds = pydicom.dcmread(source)
+        if k == 1:
+            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        ds.save_as(tmp_path / f"{k}.dcm")
+    bad = pydicom.dcmread(tmp_path / "1.dcm")
+    volume = load_series(default_image_series(scan(tmp_path)))
+    assert np.isfinite(volume.array).all()
+    z = next(k for k, uid in enumerate(volume.slice_sop_uids) if uid == bad.SOPInstanceUID)
+    stored = bad.pixel_array.astype(np.float64)
+    assert np.array_equal(volume.array[z], np.maximum(stored * expected[0] + expected[1], -1024))  # CT: air floor
+    (warning,) = [w for w in volume.warnings if w.code == "rescale_replaced"]
+    assert warning.message.startswith("1 of 3 slices declare an unusable RescaleSlope/Intercept")

@@ -113,6 +113,8 @@ class PixelHeader:
     bits_stored: int = 16
     pixel_representation: int = 0
     rescale: list[tuple[float, float]] = field(default_factory=lambda: [(1.0, 0.0)])
+    #: The file's RescaleSlope/Intercept were not usable (see :func:`usable_rescale`) and were replaced.
+    rescale_replaced: bool = False
     padding: tuple[int, int] | None = None
     window: tuple[float, float] | None = None
     modality: str = ""
@@ -198,6 +200,29 @@ def _padding(raw_value, raw_limit, bits_allocated: int, signed: bool) -> tuple[i
     return (min(low, high), max(low, high))
 
 
+#: No modality value comes near this; past it the float32 volume would hold infinities.
+_MAX_RESCALED = 1e30
+
+
+def usable_rescale(slope: float | None, intercept: float | None, bits_stored: int) -> tuple[tuple[float, float], bool]:
+    """``((slope, intercept), replaced)``: the rescale to apply, and whether the file's was unusable.
+
+    A slope of 0 (not allowed; what writers mean is 1) or not finite reads as 1, an intercept not finite as 0, and
+    a rescale whose output passes :data:`_MAX_RESCALED` (a slope of 1e300 made every voxel infinite) as ``(1, 0)``.
+    Absent values are the defaults, not a replacement.
+    """
+    slope = 1.0 if slope is None else float(slope)
+    intercept = 0.0 if intercept is None else float(intercept)
+    replaced = False
+    if slope == 0 or not np.isfinite(slope):
+        slope, replaced = 1.0, True
+    if not np.isfinite(intercept):
+        intercept, replaced = 0.0, True
+    if abs(slope) * 2.0 ** max(1, min(bits_stored, 64)) + abs(intercept) > _MAX_RESCALED:
+        slope, intercept, replaced = 1.0, 0.0, True
+    return (slope, intercept), replaced
+
+
 def _header_from_tags(path: str, tags: Tags) -> PixelHeader:
     v = tags.raw
     samples = _us(v.get("samples"), 1)
@@ -207,6 +232,9 @@ def _header_from_tags(path: str, tags: Tags) -> PixelHeader:
     representation = _us(v.get("pixel_representation"), 0)
     slope = _numbers(v.get("slope"))
     intercept = _numbers(v.get("intercept"))
+    bits_stored = _us(v.get("bits_stored"), bits_allocated)
+    rescale, rescale_replaced = usable_rescale(slope[0] if slope else None, intercept[0] if intercept else None,
+                                               bits_stored)
     center, width = _numbers(v.get("window_center")), _numbers(v.get("window_width"))
     thickness = _numbers(v.get("slice_thickness"))
     between = _numbers(v.get("spacing_between_slices"))
@@ -222,9 +250,10 @@ def _header_from_tags(path: str, tags: Tags) -> PixelHeader:
         planar=_us(v.get("planar"), 0),
         number_of_frames=max(1, int(frames[0])) if frames else 1,
         bits_allocated=bits_allocated,
-        bits_stored=_us(v.get("bits_stored"), bits_allocated),
+        bits_stored=bits_stored,
         pixel_representation=representation,
-        rescale=[(slope[0] if slope and slope[0] != 0 else 1.0, intercept[0] if intercept else 0.0)],
+        rescale=[rescale],
+        rescale_replaced=rescale_replaced,
         padding=_padding(_us(pad_raw, 0) if pad_raw else None, _us(pad_limit, 0) if pad_limit else None,
                          bits_allocated, bool(representation)),
         window=(center[0], width[0]) if center and width and width[0] > 0 else None,
@@ -302,12 +331,16 @@ def header_from_dataset(ds, path: str = "") -> PixelHeader:
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
 
+    bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
+    replaced: list[bool] = []
+
     def rescale_of(item) -> tuple[float, float] | None:
         if item is None or "RescaleSlope" not in item and "RescaleIntercept" not in item:
             return None
-        slope = _ds_number(item, "RescaleSlope")
-        intercept = _ds_number(item, "RescaleIntercept")
-        return (slope if slope else 1.0, intercept or 0.0)
+        usable, was_replaced = usable_rescale(_ds_number(item, "RescaleSlope"), _ds_number(item, "RescaleIntercept"),
+                                              bits_stored)
+        replaced.append(was_replaced)
+        return usable
 
     top_rescale = rescale_of(ds) or (1.0, 0.0)
     rescale: list[tuple[float, float]] = [top_rescale]
@@ -357,9 +390,10 @@ def header_from_dataset(ds, path: str = "") -> PixelHeader:
         planar=int(ds.get("PlanarConfiguration", 0) or 0),
         number_of_frames=max(1, n_frames),
         bits_allocated=bits_allocated,
-        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
+        bits_stored=bits_stored,
         pixel_representation=representation,
         rescale=rescale,
+        rescale_replaced=any(replaced),
         padding=_padding(_int_value(pad), _int_value(pad_limit), bits_allocated, bool(representation)),
         window=window,
         modality=str(ds.get("Modality", "") or "").upper(),

@@ -385,6 +385,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     done = 0
     last_yield = 0
     started = time.perf_counter()
+    rescale_replaced: set[int] = set()  # slices whose file's rescale was unusable (decode.usable_rescale)
 
     def settle(z: int, result) -> bool:
         """Record a finished slice; False when it must be redone in float32."""
@@ -394,6 +395,8 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             # blanked at the end, and only if other slices load: writing zeros maps every page of the slice (a
             # fuzzed 32768 x 65535 header made that 4 GB for a file refused anyway; bench/fuzz.py seed 62)
             failures[z] = type(result).__name__ if not str(result) else str(result)
+        elif sources.get(order[z].instance).header.rescale_replaced:
+            rescale_replaced.add(z)
         finished.add(z)
         sources.done(order[z].instance)
         return True
@@ -470,6 +473,13 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             "decode_failed",
             f"{len(failures)} of {total} slices could not be decoded and are left blank "
             f"(first: slice {first}, {failures[first]}).",
+        ))
+    if rescale_replaced:
+        volume.warnings.append(SeriesWarning(
+            "rescale_replaced",
+            f"{len(rescale_replaced)} of {total} slices declare an unusable RescaleSlope/Intercept (a slope of 0, a "
+            f"value not finite or too large); read as slope 1 (intercept 0 where unusable): values there may not be "
+            f"in {'HU' if modality == 'CT' else 'the modality units'}.",
         ))
     log.debug("loaded %d slices in %.3f s", total, time.perf_counter() - started)
     return volume
