@@ -615,6 +615,22 @@ def test_gdcm_never_gets_a_header_nesting_sequences_deep(tmp_path):
         load_series(default_image_series(scan(nested.parent)))
 
 
+def test_gdcm_never_reads_a_file_meta_element_of_unknown_vr(tmp_path):
+    """bench/fuzz.py seed 95: a 16 x 16 CR whose file meta's "SH" flipped to "RH", and whose photometric
+    interpretation flipped to "]ONOCHROME1" (so pydicom failed): GDCM took 1.4 GB guessing that element's length.
+    Our tag reader declined the meta, and pydicom, which reads it, let the file through."""
+    src = data_path("dicomdir-pydicom", "77654033", "CR3", "6278")
+    limits.check_gdcm_input(str(src), "1.2.840.10008.1.2.1", 16, 16, 16 * 16 * 2)  # the real file passes
+    raw = src.read_bytes()
+    assert raw.count(b"\x02\x00\x13\x00SH") == 1  # (0002,0013) ImplementationVersionName
+    flipped = raw.replace(b"\x02\x00\x13\x00SH", b"\x02\x00\x13\x00RH").replace(b"MONOCHROME1", b"]ONOCHROME1")
+    (tmp_path / "flipped.dcm").write_bytes(flipped)
+    with pytest.raises(limits.SizeLimitError, match="an element of unknown VR"):
+        limits.check_gdcm_input(str(tmp_path / "flipped.dcm"), "1.2.840.10008.1.2.1", 16, 16, 16 * 16 * 2)
+    with pytest.raises(Exception, match="an element of unknown VR"):
+        load_series(default_image_series(scan(tmp_path / "flipped.dcm")))
+
+
 def test_gdcm_never_gets_a_palette_colour_image(tmp_path):
     """bench/fuzz.py seed 68: a Philips map turned PALETTE COLOR without a palette; pydicom failed and GDCM took
     2.4 GB. Refused with the reason, before GDCM."""

@@ -162,7 +162,7 @@ def _walk(win: _Window, wanted: Mapping[int, Any], flagged: Container[int], stop
         elif vr in VRS:
             header = 8
         else:
-            raise Fallback("bad meta VR")
+            raise Fallback("unknown VR in the file meta")
         if length == UNDEFINED:
             raise Fallback("undefined length in meta")
         if elem in (0x0002, 0x0010):
