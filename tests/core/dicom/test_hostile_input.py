@@ -720,3 +720,16 @@ def test_an_unusable_rescale_is_replaced_and_said(tmp_path, slope, intercept, ex
     assert np.array_equal(volume.array[z], np.maximum(stored * expected[0] + expected[1], -1024))  # CT: air floor
     (warning,) = [w for w in volume.warnings if w.code == "rescale_replaced"]
     assert warning.message.startswith("1 of 3 slices declare an unusable RescaleSlope/Intercept")
+
+
+def test_a_codestream_smaller_than_the_header_says_so(tmp_path):
+    """bench/fuzz.py seed 86: Columns raised to 65535 over a 512 x 512 JPEG Lossless frame. A codestream smaller than
+    the header is no allocation risk, so it is decoded, but it cannot fill the slice: the refusal said "operands
+    could not be broadcast together with shapes (512,512) () (512,65535)"."""
+    ds = pydicom.dcmread(data_path("ts-pylibjpeg-data", "JPEGLossless", "JPEGLossless_1s_1f_u_16_12.dcm"))
+    rows, columns = ds.Rows, ds.Columns
+    ds.Columns = 2 * columns
+    ds.save_as(tmp_path / "wider.dcm")
+    with pytest.raises(Exception, match=rf"a decoded frame is {rows} x {columns} pixels but the header says "
+                                        rf"{rows} x {2 * columns}"):
+        load_series(default_image_series(scan(tmp_path / "wider.dcm")))

@@ -645,6 +645,7 @@ class FrameSource:
             stored = retained[1] if retained is not None and retained[0] == index else self.decoded(index)
             if stored.ndim != 2:
                 raise DecodeError(f"expected a grey frame, got shape {stored.shape}")
+            self._check_frame_size(stored)
         value_range = None
         if self.route == "native":
             _correct_unused_bits(stored, h)
@@ -654,6 +655,13 @@ class FrameSource:
         if self.route != "native":
             self._retained = (index, stored)  # the float32 retry need not decode again
         return False
+
+    def _check_frame_size(self, arr: np.ndarray) -> None:
+        """A codestream smaller than the header's Rows x Columns decodes, but cannot fill the slice: say so (it was
+        a numpy broadcast error)."""
+        if arr.shape[:2] != (self.header.rows, self.header.columns):
+            raise DecodeError(f"a decoded frame is {arr.shape[0]} x {arr.shape[1]} pixels but the header says "
+                              f"{self.header.rows} x {self.header.columns}")
 
     def _colour_into(self, index: int, out: np.ndarray) -> None:
         h = self.header
@@ -667,6 +675,7 @@ class FrameSource:
             return
         retained, self._retained = self._retained, None  # decoded by a worker process (provide)
         arr = retained[1] if retained is not None and retained[0] == index else self.decoded(index)
+        self._check_frame_size(arr)
         if arr.ndim == 2:  # a grey frame in a colour stack (or GDCM's palette) - show it grey
             arr = np.repeat(arr[..., None], 3, axis=2)
         # Palette LUT output uses its full width; other colour samples have BitsStored significant bits.
