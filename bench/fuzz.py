@@ -381,9 +381,7 @@ def run_seg_case(target: str, private: tuple[str, ...], volume: Any) -> tuple[st
         detail, outcome = str(error), "refused"
     else:
         detail, outcome = f"{len(segmentation)} segment(s)", "ok"
-    if "MemoryError" in detail:
-        return "memory", detail
-    return outcome, detail
+    return _checked(outcome, detail, [detail], private)
 
 
 def seg_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[Case]:
@@ -577,6 +575,11 @@ def run_case(target: str, private: tuple[str, ...] = ()) -> tuple[str, str]:
             outcome = "ok"
             detail = ",".join(sorted({w.code for w in volume.warnings}))
     texts.append(detail)
+    return _checked(outcome, detail, texts, private)
+
+
+def _checked(outcome: str, detail: str, texts: list[str], private: tuple[str, ...]) -> tuple[str, str]:
+    """``(outcome, detail)``, unless a text holds a MemoryError (memory) or quotes the patient (traceback)."""
     if any("MemoryError" in t for t in texts):
         return "memory", next(t for t in texts if "MemoryError" in t)
     # Whole tokens only: a PatientID of "00000000" is not leaked by "declares 1000000000 frames".
