@@ -157,10 +157,14 @@ class RTStructController(QObject):
         paths = [instance.path for rt_series in found for instance in rt_series.instances]
         job = start_job(lambda token: read_structures_job(paths, volume), "RT structures", parent=self)
         job.finished.connect(lambda read, j=job: self._show(j, read, volume))
-        job.failed.connect(lambda reason, j=job: j is self._job and self.status_message.emit(
-            f"RT Structure Sets not shown: {reason}"))
+        job.failed.connect(lambda reason, j=job: self._failed(j, reason))
         self._job = job
         return job
+
+    def _failed(self, job: JobHandle, reason: str) -> None:
+        if job is self._job:  # not a series shown before this one
+            self._job = None
+            self.status_message.emit(f"RT Structure Sets not shown: {reason}")
 
     def _show(self, job: JobHandle, read: StructuresOnVolume, volume) -> None:
         if job is not self._job:  # another series was loaded meanwhile
