@@ -128,16 +128,20 @@ def test_contour_data_parsed_from_the_raw_text_equals_pydicom_and_skips_what_is_
     read = [c for roi in read_rtstruct(dicompyler_dir / "rtss.dcm") for c in roi.contours]
     assert len(read) == len(expected) > 400 and all(np.array_equal(a, b) for a, b in zip(read, expected))
 
-    # three contours' text replaced in the file, same lengths: malformed, shorter than a point, not finite
+    # four contours' text replaced in the file, same lengths: malformed, shorter than a point, not finite, and
+    # finite but 1e308 mm away, which maps to infinite voxel indices (it stopped the placing: OverflowError)
     contours = pydicom.dcmread(dicompyler_dir / "rtss.dcm").ROIContourSequence[0].ContourSequence
     data = (dicompyler_dir / "rtss.dcm").read_bytes()
-    for contour, damaged in zip(contours, (b"1.5\\abc\\3", b"1.5\\2", b"nan\\2\\3")):
+    for contour, damaged in zip(contours, (b"1.5\\abc\\3", b"1.5\\2", b"nan\\2\\3", b"1e308\\2\\3")):
         text = contour.get_item(0x30060050).value
         assert data.count(text) == 1
         data = data.replace(text, damaged.ljust(len(text)))
     (tmp_path / "damaged.dcm").write_bytes(data)
-    kept = read_rtstruct(tmp_path / "damaged.dcm")[0].contours
-    assert len(kept) == len(contours) - 3
+    rois = read_rtstruct(tmp_path / "damaged.dcm")
+    assert len(rois[0].contours) == len(contours) - 4
+    volume = load_series(_image_series(scan([dicompyler_dir])))
+    placed = RTStructOnVolume(rois, volume)
+    assert placed.slices(0) == placed.slices(1) == [] and 0 in placed.slices(2)  # placed on every plane
 
 
 def test_structure_sets_are_read_and_placed_as_a_job_naming_the_unreadable_file(rt_utils_dir, tmp_path):
@@ -150,7 +154,29 @@ def test_structure_sets_are_read_and_placed_as_a_job_naming_the_unreadable_file(
     read = run_job(read_structures_job([rt_utils_dir / "rt.dcm", tmp_path / "broken.dcm",
                                         rt_utils_dir / "invalid_reference_rt.dcm"], volume), steps.append)
     assert [(p.done, p.total) for p in steps] == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert len(read.labels) == 2 and read.failed == ["broken.dcm (ValueError)"]
+    assert len(read.labels) == 2 and read.failed == ["broken.dcm is not an RT Structure Set"]
     one_by_one = read_rtstruct(rt_utils_dir / "rt.dcm") + read_rtstruct(rt_utils_dir / "invalid_reference_rt.dcm")
     assert [(r.name, len(r.contours)) for r in read.rois] == [(r.name, len(r.contours)) for r in one_by_one]
     assert read.mapped is not None and read.mapped.slices(2) == [0, 1, 2]
+
+
+def test_a_damaged_structure_set_is_refused_with_the_reason(rt_utils_dir, tmp_path):
+    """bench/fuzz.py --reports: pydicom's OSError on a cut sequence and its RecursionError on deep nesting reached
+    the RT structures job as "(OSError)" and "(RecursionError)"; they are now the reader's refusal, in words."""
+    from bench.fuzz import _insert_nesting
+    from inference.jobs import run_job
+    from viewer.core.rtstruct import read_structures_job
+
+    data = bytearray((rt_utils_dir / "invalid_reference_rt.dcm").read_bytes())
+    uid = data.index(b"\x08\x00\x55\x11")  # the first Referenced SOP Instance UID claims 256 KiB: past the end
+    data[uid + 6] = 4
+    (tmp_path / "long.dcm").write_bytes(data)
+    (tmp_path / "deep.dcm").write_bytes(_insert_nesting((rt_utils_dir / "rt.dcm").read_bytes(), 2000))
+    for name, why in (("long.dcm", "OSError: No tag to read"), ("deep.dcm", "its sequences nest too deeply to read")):
+        with pytest.raises(ValueError, match=f"^{name} is damaged or incomplete \\({why}"):
+            read_rtstruct_set(tmp_path / name)
+    volume = load_series(_image_series(scan([rt_utils_dir])))
+    read = run_job(read_structures_job([tmp_path / "long.dcm", rt_utils_dir / "rt.dcm", tmp_path / "deep.dcm"],
+                                       volume), lambda _: None)
+    assert len(read.labels) == 1 and [f.split(" (")[0] for f in read.failed] == [
+        "long.dcm is damaged or incomplete", "deep.dcm is damaged or incomplete"]

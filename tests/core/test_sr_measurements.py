@@ -202,3 +202,27 @@ def test_not_an_sr_says_so(lidc, tmp_path):
     assert "not a readable DICOM file" in load_measurements(tmp_path / "junk.dcm", volume).problems[0]
     image = next(iter(data_path("lidc-idri-0001").rglob("*.dcm")))
     assert "not a DICOM structured report" in load_measurements(image, volume).problems[0]
+
+
+def test_damaged_reports_are_refused_or_read_up_to_the_damage(lidc, tmp_path):
+    """bench/fuzz.py --reports: highdicom's AttributeError on a coded concept without a code value, and
+    pydicom's NotImplementedError on an unknown VR met while walking the report, reached the user."""
+    _, volume, _ = lidc
+    ds = pydicom.dcmread(data_path("seg-rtstruct", "highdicom", "sr_document.dcm"))
+    codes = [item for item in ds.ContentSequence if "ConceptCodeSequence" in item]
+    del codes[0].ConceptCodeSequence[0].CodeValue
+    ds.save_as(tmp_path / "no-code.dcm")
+    with pytest.raises(ValueError, match="^the SR is damaged or incomplete \\(AttributeError: "):
+        read_measurements(tmp_path / "no-code.dcm")  # the batch runner's reader of model findings
+    image = next(iter(data_path("lidc-idri-0001").rglob("*.dcm")))
+    with pytest.raises(ValueError, match="not an Enhanced, Comprehensive or Comprehensive 3D SR"):
+        read_measurements(image)
+
+    data = data_path("seg-rtstruct", "dcmqi", "sr-example", "sr.dcm").read_bytes()
+    tag = b"\x08\x00\x55\x11UI"  # every Referenced SOP Instance UID given a VR that does not exist
+    assert data.count(tag) >= 2
+    (tmp_path / "bad-vr.dcm").write_bytes(data.replace(tag, b"\x08\x00\x55\x11Ui"))
+    placed = load_measurements(tmp_path / "bad-vr.dcm", volume)
+    assert placed.measurements == []
+    assert any(p.startswith("the report is damaged (NotImplementedError: Unknown Value Representation 'Ui'")
+               for p in placed.problems), placed.problems

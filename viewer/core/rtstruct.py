@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.dicom.damage import refusing_damage
+
 DEFAULT_COLOUR = (255, 0, 0)
 ON_SLICE_TOLERANCE = 0.5  # voxels: a contour is on slice k when every point is within this of k
 
@@ -66,8 +68,14 @@ def _referenced_series(ds) -> list[str]:
 _CONTOUR_DATA = 0x30060050
 
 
+# No patient lies a kilometre from the origin; such a point (or NaN, or 1e308, which maps to infinite voxel
+# indices) is damage, and its contour is left out.
+MAX_COORDINATE_MM = 1e6
+
+
 def _contour_points(contour) -> np.ndarray | None:
-    """A contour's ContourData as ``(N, 3)`` LPS mm; None when absent, shorter than a point, malformed or not finite.
+    """A contour's ContourData as ``(N, 3)`` LPS mm; None when absent, shorter than a point, malformed, not finite
+    or beyond :data:`MAX_COORDINATE_MM`.
 
     numpy parses the element's raw DS text: pydicom's conversion, a DSfloat a value, took 0.71 s for the 88,158
     points of dicompyler-core's rtss.dcm, against 0.08 s.
@@ -84,7 +92,7 @@ def _contour_points(contour) -> np.ndarray | None:
             return None
     except (TypeError, ValueError):
         return None
-    if values.size < 3 or not np.all(np.isfinite(values)):
+    if values.size < 3 or not np.all(np.abs(values) < MAX_COORDINATE_MM):
         return None
     return values[: values.size // 3 * 3].reshape(-1, 3)
 
@@ -93,9 +101,17 @@ def read_rtstruct_set(path: str | os.PathLike) -> StructureSet:
     """Read an RTSTRUCT file: its label, frame of reference, referenced series and ROIs (see :func:`read_rtstruct`)."""
     from viewer.core.dicom.limits import dcmread
 
-    ds = dcmread(str(path), stop_before_pixels=True, force=False)  # a deflated one inflated within a cap
-    if str(getattr(ds, "Modality", "")) != "RTSTRUCT" and "StructureSetROISequence" not in ds:
-        raise ValueError(f"{os.path.basename(str(path))} is not an RT Structure Set")
+    name = os.path.basename(str(path))
+    with refusing_damage(name):  # pydicom parses elements on access: damage shows anywhere below
+        ds = dcmread(str(path), stop_before_pixels=True, force=False)  # a deflated one inflated within a cap
+        structures = str(getattr(ds, "Modality", "")) == "RTSTRUCT" or "StructureSetROISequence" in ds
+    if not structures:
+        raise ValueError(f"{name} is not an RT Structure Set")
+    with refusing_damage(name):
+        return _structure_set(ds, path)
+
+
+def _structure_set(ds, path: str | os.PathLike) -> StructureSet:
     names: dict[int, str] = {}
     frames: dict[int, str] = {}
     for item in getattr(ds, "StructureSetROISequence", []) or []:
@@ -131,7 +147,7 @@ class StructuresOnVolume:
 
     rois: list[ROI]
     labels: list[str]  # each readable file's StructureSetLabel
-    failed: list[str]  # "file (reason)" of each file that could not be read
+    failed: list[str]  # why each file that could not be read was not, naming it
     mapped: RTStructOnVolume | None  # None without any ROI
 
 
@@ -149,6 +165,9 @@ def read_structures_job(paths: Sequence[str | os.PathLike], volume):
         yield Progress(k, len(paths), "Reading RT Structure Sets")
         try:
             structure_set = read_rtstruct_set(path)
+        except ValueError as exc:  # the reader's refusal, in words, naming the file
+            failed.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - a broken file must not keep the others from showing
             failed.append(f"{os.path.basename(str(path))} ({type(exc).__name__})")
             continue

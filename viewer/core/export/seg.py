@@ -14,7 +14,6 @@ opens SEGs that omit "spatial locations preserved" (dcmqi) after checking each f
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
@@ -27,6 +26,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from inference.types import int3
+from viewer.core.dicom.damage import refusing_damage
 from viewer.core.editing.segmentation import SparseMask
 
 MANUFACTURER = "Hounsfield"
@@ -257,24 +257,6 @@ def check_seg_claims(path: str | os.PathLike, shape_zyx: tuple[int, int, int]) -
         raise ValueError(f"a segment over this volume: {error.reason}") from None
 
 
-@contextlib.contextmanager
-def _refusing_damage(ours: bool = False) -> Iterator[None]:
-    """highdicom meets a damaged SEG with whatever its parse runs into (AttributeError, KeyError, RuntimeError, a
-    bare ValueError such as "UID is not a transfer syntax."): make that the reader's refusal, a ``ValueError``
-    saying the SEG is damaged and what was wrong (bench/fuzz.py --seg). ``ours``: the block raises our own
-    ``ValueError`` refusals, which pass as they are."""
-    try:
-        yield
-    except ValueError as error:
-        if ours:
-            raise
-        raise ValueError(f"the SEG is damaged or incomplete ({str(error).splitlines()[0][:160]})") from None
-    except (AttributeError, KeyError, IndexError, TypeError, RuntimeError, NotImplementedError) as error:
-        what = str(error).splitlines()[0][:160] if str(error) else ""
-        raise ValueError(f"the SEG is damaged or incomplete ({type(error).__name__}{': ' + what if what else ''})"
-                         ) from None
-
-
 def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
                     slice_frame_numbers: Sequence[int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """Read a SEG back onto a volume's grid via its source references: ``(label map, {value: segment label})``.
@@ -285,7 +267,7 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
     import highdicom as hd
 
     check_seg_claims(path, shape_zyx)
-    with _refusing_damage(ours=True):  # _check_frame_size refuses in its own words
+    with refusing_damage("the SEG", ours=True):  # _check_frame_size refuses in its own words
         seg = hd.seg.segread(str(path))
         labels = np.zeros(shape_zyx, dtype=np.uint16)
         names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
@@ -523,7 +505,7 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     from viewer.core.dicom import limits
 
     check_seg_claims(path, shape_zyx)
-    with _refusing_damage():
+    with refusing_damage("the SEG"):
         seg = hd.seg.segread(str(path))
         numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
     uids = [str(u) for u in slice_sop_uids]
@@ -531,7 +513,7 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
     if affine is not None:
-        with _refusing_damage(ours=True):
+        with refusing_damage("the SEG", ours=True):
             _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
                                   None if slice_positions is None else np.asarray(slice_positions, dtype=float))
     if len(set(uids)) == len(uids):
@@ -562,7 +544,7 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     for done, (number, item) in enumerate(zip(numbers, seg.SegmentSequence), start=1):
         mask = SparseMask(shape_zyx)
         if number in with_frames:
-            with _refusing_damage():
+            with refusing_damage("the SEG"):
                 pixels = pixels_of(number)
             _check_frame_size(pixels, shape_zyx)
             full[...] = False

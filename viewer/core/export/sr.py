@@ -24,10 +24,13 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
+from viewer.core.dicom.damage import refusing_damage
+from viewer.core.dicom.limits import dcmread
 from viewer.core.export.seg import MANUFACTURER, _complete, _software_version, save_atomically, segment_codes
 
 
@@ -183,27 +186,42 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     ``long_axis_mm``, ``short_axis_mm``, ``mean_diameter_mm``, ``type`` and ``lung_rads`` (code meanings) and
     ``finding_site`` (``"<laterality> <site>"``) and ``score`` (a model's finding)."""
     import highdicom as hd
+    from pydicom import uid
     from pydicom.sr.codedict import codes
 
-    sr = hd.sr.srread(str(path))
-    report = sr.content
-    out = []
-    # highdicom types .content as a plain ContentSequence; srread gives a MeasurementReport for a TID 1500 document
-    for group in report.get_planar_roi_measurement_groups():  # type: ignore[attr-defined]
-        region = group.roi
-        if region is not None and (getattr(region, "graphic_type", None) != hd.sr.GraphicTypeValues3D.POINT
-                                   or not list(group.get_measurements(name=codes.SCT.Diameter))):
-            continue  # a manual measurement (viewer.core.export.sr_measurements reads those)
-        diameters = list(group.get_measurements(name=codes.SCT.Diameter))
-        diameter = [m for m in diameters if m.derivation is None]
-        extra = _read_nodule(group, diameters)
-        out.append({**extra,
-            "tracking_id": group.tracking_identifier,
-            "finding_type": group.finding_type.meaning if group.finding_type else None,
-            "center_lps": np.asarray(region.value, dtype=float).reshape(-1, 3)[0].tolist() if region else None,
-            "diameter_mm": float(diameter[0].value) if diameter else None,
-        })
-    return out
+    # as hd.sr.srread does, but from a data set read within the caps, and a damaged one refused in words
+    with refusing_damage("the SR"):
+        ds = dcmread(path, force=False)
+    documents: dict[str, Any] = {uid.EnhancedSRStorage: hd.sr.EnhancedSR, uid.ComprehensiveSRStorage:
+                                 hd.sr.ComprehensiveSR, uid.Comprehensive3DSRStorage: hd.sr.Comprehensive3DSR}
+    document = documents.get(str(ds.get("SOPClassUID", "")))
+    if document is None:
+        raise ValueError("the file is not an Enhanced, Comprehensive or Comprehensive 3D SR")
+    with refusing_damage("the SR"):
+        # a TID 1500 document's content is a MeasurementReport (highdicom types it as a plain ContentSequence)
+        report = document.from_dataset(ds, copy=False).content
+        return [_read_group(group, hd, codes)
+                for group in report.get_planar_roi_measurement_groups()
+                if _is_nodule(group, hd, codes)]
+
+
+def _is_nodule(group, hd, codes) -> bool:
+    """A finding point with a diameter (a manual measurement is read by viewer.core.export.sr_measurements)."""
+    region = group.roi
+    return region is None or (getattr(region, "graphic_type", None) == hd.sr.GraphicTypeValues3D.POINT
+                              and bool(list(group.get_measurements(name=codes.SCT.Diameter))))
+
+
+def _read_group(group, hd, codes) -> dict:
+    region = group.roi
+    diameters = list(group.get_measurements(name=codes.SCT.Diameter))
+    diameter = [m for m in diameters if m.derivation is None]
+    return {**_read_nodule(group, diameters),
+        "tracking_id": group.tracking_identifier,
+        "finding_type": group.finding_type.meaning if group.finding_type else None,
+        "center_lps": np.asarray(region.value, dtype=float).reshape(-1, 3)[0].tolist() if region else None,
+        "diameter_mm": float(diameter[0].value) if diameter else None,
+    }
 
 
 def _read_nodule(group, diameters) -> dict:

@@ -38,6 +38,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from viewer.core.dicom.damage import PARSE_ERRORS, damage_reason, refusing_damage
 from viewer.core.measure import Measurement, evaluate
 from viewer.core.reformat import Plane, native_plane, reformat
 
@@ -353,19 +354,22 @@ def read_report(source: str | os.PathLike | Dataset) -> SrReport:
         try:
             ds = dcmread(path, force=False)  # a deflated one inflated within a cap
         except Exception as exc:  # noqa: BLE001 - untrusted input: say why, do not crash
-            raise ValueError(f"{os.path.basename(path)} is not a readable DICOM file: {exc}") from exc
-    if str(ds.get("Modality", "")) != "SR" or "ContentSequence" not in ds:
-        raise ValueError(f"{os.path.basename(path) or 'the dataset'} is not a DICOM structured report")
-    report = SrReport(path=path, sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
-    for evidence in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
-        for study in ds.get(evidence, []):
-            for series in study.get("ReferencedSeriesSequence", []):
-                report.referenced_images.update(str(i.get("ReferencedSOPInstanceUID", ""))
-                                                for i in series.get("ReferencedSOPSequence", []))
+            raise ValueError(f"{os.path.basename(path)} is not a readable DICOM file: {damage_reason(exc)}") from exc
+    name = os.path.basename(path) or "the dataset"
+    with refusing_damage(name):  # pydicom parses elements on access: damage shows anywhere below
+        is_report = str(ds.get("Modality", "")) == "SR" and "ContentSequence" in ds
+        report = SrReport(path=path, sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
+    if not is_report:
+        raise ValueError(f"{name} is not a DICOM structured report")
     try:
+        for evidence in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+            for study in ds.get(evidence, []):
+                for series in study.get("ReferencedSeriesSequence", []):
+                    report.referenced_images.update(str(i.get("ReferencedSOPInstanceUID", ""))
+                                                    for i in series.get("ReferencedSOPSequence", []))
         _walk(ds.ContentSequence, report)
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        report.problems.append(f"the content tree is damaged ({exc}); what came before it was read")
+    except (ValueError, *PARSE_ERRORS) as exc:
+        report.problems.append(f"the report is damaged ({damage_reason(exc)}); what came before it was read")
     for group in report.groups:
         if group.frame_of_reference_uid:
             report.frames_of_reference.add(group.frame_of_reference_uid)

@@ -1,0 +1,50 @@
+"""Damaged DICOM objects refused in words: what a parser runs into becomes the reader's ``ValueError``.
+
+highdicom and pydicom meet a damaged SEG, SR or RT Structure Set with whatever their parse runs into
+(``AttributeError``, ``KeyError``, ``OSError: No tag to read``, ``RecursionError`` on deep nesting, a bare
+``ValueError`` such as "UID is not a transfer syntax."). Readers of untrusted objects wrap their parse in
+:func:`refusing_damage`, so the user reads "the SEG is damaged or incomplete (...)" instead of a traceback
+(bench/fuzz.py --seg and --reports).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from pydicom.errors import InvalidDicomError
+
+# What a parser of a damaged file raises; RecursionError is a RuntimeError. A missing or unreadable file
+# (FileNotFoundError, PermissionError) is not damage: it passes as the OSError it is.
+PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, RuntimeError, NotImplementedError, OSError,
+                InvalidDicomError)
+
+
+@contextlib.contextmanager
+def refusing_damage(what: str, ours: bool = False) -> Iterator[None]:
+    """Turn a parse failure inside the block into ``ValueError("<what> is damaged or incomplete (<why>)")``;
+    ``why`` is the first line of the parser's message, cut short. ``ours``: the block raises our own
+    ``ValueError`` refusals, which pass as they are."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except ValueError as error:
+        if ours:
+            raise
+        raise ValueError(f"{what} is damaged or incomplete ({_first_line(error)})") from None
+    except PARSE_ERRORS as error:
+        raise ValueError(f"{what} is damaged or incomplete ({damage_reason(error)})") from None
+
+
+def damage_reason(error: BaseException) -> str:
+    """What a parser's exception says of the file, in a line: its type and the first line of its message."""
+    if isinstance(error, RecursionError):
+        return "its sequences nest too deeply to read"
+    first = _first_line(error)
+    return f"{type(error).__name__}: {first}" if first and not isinstance(error, ValueError) else \
+        first or type(error).__name__
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return lines[0][:160] if lines else ""
