@@ -38,13 +38,17 @@ bench: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench
 
 # Hostile input: a seeded mutation campaign over ../shared/data (2,500 mutated files across every transfer syntax
-# plus the targeted cases of issue 10), each in a forked child with an address-space cap and a time limit. Prints
-# the table of outcomes; fails on any traceback, crash, hang or memory blow-up. 2 to 5 min on 2 cores.
-# CI runs a short seeded slice of it: tests/test_fuzz_slice.py.
+# plus the targeted cases of issue 10), each in a forked child with an address-space cap and a time limit; then
+# 500 mutated SEGs opened over their series, and 500 mutated RT Structure Sets and SRs read over a volume. Prints
+# the tables of outcomes; fails on any traceback, crash, hang or memory blow-up. 5 to 8 min on 2 cores.
+# CI runs a short seeded slice of each: tests/test_fuzz_slice.py.
 FUZZ_SEED ?= 10
 FUZZ_CASES ?= 2500
+FUZZ_OBJECT_CASES ?= 500
 fuzz: venv
 	$(PY) -W ignore -m bench.fuzz --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
+	$(PY) -W ignore -m bench.fuzz --seg --seed $(FUZZ_SEED) --cases $(FUZZ_OBJECT_CASES)
+	$(PY) -W ignore -m bench.fuzz --reports --seed $(FUZZ_SEED) --cases $(FUZZ_OBJECT_CASES)
 
 # Retrain the built-in models (seeded, ~2 h on 2 CPU cores): the shared network in two stages (the segmentation
 # and the nodule detector's first stage), then the detector's second stage, the candidate classifier, calibrated on

@@ -16,11 +16,15 @@ memory     MemoryError anywhere (even caught), or the child's peak RSS over the 
 =========  ===========================================================================================
 
 The campaign fails (exit 1) on any of the last four, and on a reason quoting the file's patient name or ID.
-Usage: ``python -m bench.fuzz [--seed N] [--cases N] [--workers 2] [--timeout 20] [--keep DIR] [--seg]``.
+Usage: ``python -m bench.fuzz [--seed N] [--cases N] [--workers 2] [--timeout 20] [--keep DIR] [--seg | --reports]``.
 
 ``--seg`` mutates the real DICOM SEGs of ../shared/data/seg-rtstruct instead, and opens each over the series it
 references (loaded once, before the children fork) as File > Open Segmentation does: ``ok`` when it opened,
 ``refused`` on a ``ValueError`` (the reader's refusals), ``traceback`` on any other exception.
+``--reports`` does the same for the RT Structure Sets and SRs there: half its operators edit an element anywhere
+in the tree (contour points, SR content items, nested sequences). A structure set is read and placed on every slice
+of the three planes; an SR's measurements are placed on the volume and its nodule findings read as the batch
+runner does. ``ok`` when something was read, ``refused`` when only reasons came back.
 The parent imports the reader once and forks per case (os.fork), so a case costs its own work only.
 """
 from __future__ import annotations
@@ -310,15 +314,110 @@ def _tag_edit(rng: random.Random, seed: Seed) -> tuple[bytes, str] | None:
     return out.getvalue(), f"tag:{keyword}"
 
 
+_VALUE_TYPES = ["CONTAINER", "NUM", "SCOORD", "SCOORD3D", "IMAGE", "TEXT", "CODE", "UIDREF", "", "XYZ"]
+MAX_EDITED_BYTES = 64 << 20
+
+
+def _hostile_value(rng: random.Random, element) -> Any:
+    """A hostile replacement for ``element``'s value, by its VR (None: empty it)."""
+    vr, value = element.VR, element.value
+    count = len(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else 1
+    if vr in ("DS", "FD", "FL", "OF", "OD"):
+        pick = rng.choice(("nan", "inf", "-1e308", "1e308", "0", "odd", "many"))
+        if pick == "odd":  # a point cut short
+            return [0.0] * max(1, count - 1) if vr in ("DS", "FD", "FL") else None
+        if pick == "many":  # a contour of 300,000 points
+            return [1.5] * 900_000 if vr in ("DS", "FD", "FL") else None
+        return [pick] * count if vr == "DS" else [float(pick)] * count
+    if vr in ("IS", "US", "UL", "SS", "SL", "UV", "SV"):
+        pick = rng.choice((0, 1, 65535, 2**31 - 1, -1))
+        if pick < 0 and vr in ("US", "UL", "UV"):
+            pick = 0
+        return str(pick) if vr == "IS" else pick
+    if element.keyword == "ValueType":
+        return rng.choice(_VALUE_TYPES)
+    if element.keyword in ("GraphicType", "ContourGeometricType"):
+        return rng.choice(("POINT", "POLYLINE", "MULTIPOINT", "ELLIPSE", "ELLIPSOID", "CIRCLE", "POLYGON",
+                           "CLOSED_PLANAR", "OPEN_PLANAR", "", "X"))
+    return rng.choice((None, "X" * 64, "1.2.3"))
+
+
+def _deep_edit(rng: random.Random, seed: Seed) -> tuple[bytes, str] | None:
+    """An element anywhere in the data set tree (inside sequences too: contours, SR content items) deleted,
+    emptied, set to a hostile value, or - for a sequence - emptied, its first item repeated, or nested 150 deep
+    (pydicom's writer recurses: 400 levels exhaust the stack, its error messages then the memory)."""
+    import copy
+    import io
+    import warnings
+
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    def elements(ds, out):
+        for element in ds:
+            if element.tag == 0x7FE00010:
+                continue
+            out.append((ds, element))
+            if element.VR == "SQ":
+                for item in element.value:
+                    elements(item, out)
+        return out
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(seed.raw), force=True)
+            found = elements(ds, [])
+            if not found:
+                return None
+            parent, element = rng.choice(found)
+            action = rng.choice(("delete", "value", "value", "value"))
+            if action == "delete":
+                del parent[element.tag]
+            elif element.VR == "SQ":
+                action = rng.choice(("empty", "repeat", "nest"))
+                items = element.value
+                if action == "empty" or not items:
+                    element.value = []
+                elif action == "repeat":
+                    # bounded before copying: 3,000 copies of a large contour item would take the parent's memory
+                    repeats = min(rng.choice((2, 100, 3000)), MAX_EDITED_BYTES // max(1, len(seed.raw)))
+                    element.value = [copy.deepcopy(items[0]) for _ in range(max(2, repeats))]
+                else:
+                    inner = items[0]
+                    for _ in range(rng.choice((20, 150))):
+                        outer = Dataset()
+                        outer.ValueType = "CONTAINER"
+                        setattr(outer, element.keyword or "ContentSequence", [inner])
+                        inner = outer
+                    element.value = [inner]
+            else:
+                element.value = _hostile_value(rng, element)
+            out = io.BytesIO()
+            ds.save_as(out, enforce_file_format=False)
+    except Exception:  # noqa: BLE001 - some values cannot be written with some VRs: another mutation then
+        return None
+    if out.tell() > MAX_EDITED_BYTES:
+        return None
+    return out.getvalue(), f"deep:{element.keyword or element.tag}:{action}"
+
+
 _RAW_MUTATORS = (_flip, _flip, _truncate, _length, _length, _fragment_length, _syntax, _nest, _codestream,
                  _codestream)
 
 
-def mutate(seed: Seed, rng: random.Random) -> tuple[bytes, str]:
-    """One mutated copy of ``seed``: one to three operators, chosen by ``rng``."""
+def mutate(seed: Seed, rng: random.Random, structured: float = 0.0) -> tuple[bytes, str]:
+    """One mutated copy of ``seed``: one to three operators, chosen by ``rng``; ``structured`` is the share of
+    operators that edit an element anywhere in the tree (:func:`_deep_edit`)."""
     ops = []
     raw = bytearray(seed.raw)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        if structured and rng.random() < structured:
+            edited = _deep_edit(rng, Seed(seed.path, seed.syntax, bytes(raw), seed.private, seed.group))
+            if edited is not None:
+                raw = bytearray(edited[0])
+                ops.append(edited[1])
+                continue
         if rng.random() < 0.3:
             edited = _tag_edit(rng, Seed(seed.path, seed.syntax, bytes(raw), seed.private, seed.group))
             if edited is not None:
@@ -394,6 +493,71 @@ def seg_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[
         data, kind = mutate(source, rng)
         yield Case(f"s{n:05d}", kind, source.syntax, _write("seg.dcm", data), source.private,
                    str(source.path.relative_to(DATA)), functools.partial(run_seg_case, volume=volume))
+
+
+def report_seeds(data: Path = DATA) -> list[tuple[Seed, Any]]:
+    """Each real RT Structure Set and SR under ``data/seg-rtstruct``, with the volume it is read over: the series it
+    references where that is there, else the first such series (a report over the wrong grid is a case too)."""
+    from viewer.core import rtstruct  # noqa: F401 - the readers (and highdicom) imported once, before the forks
+    from viewer.core.dicom.load import load_series
+    from viewer.core.dicom.scan import scan
+    from viewer.core.export import sr, sr_measurements  # noqa: F401
+
+    catalog = scan([data / "seg-rtstruct"])
+    images = {s.uid: s for s in catalog.all_series() if s.kind == "image"}
+    volumes: dict[str, Any] = {}
+    pairs = []
+    for series in sorted((s for s in catalog.all_series() if s.kind in ("rtstruct", "sr")), key=lambda s: s.key):
+        for header in series.instances:
+            uid = next((u for u in header.referenced_series_uids if u in images), None) or min(images)
+            if uid not in volumes:
+                volumes[uid] = load_series(images[uid])
+            path = Path(header.path)
+            private = tuple(v for v in (header.patient_name, header.patient_id) if len(v.strip()) >= 4)
+            pairs.append((Seed(path, header.transfer_syntax_uid, path.read_bytes(), private, series.kind),
+                          volumes[uid]))
+    return pairs
+
+
+def run_report_case(target: str, private: tuple[str, ...], volume: Any, kind: str) -> tuple[str, str]:
+    """Read the RT Structure Set or SR ``target`` over ``volume`` as the viewer does - the structures placed on
+    every slice of the three planes, the SR's measurements placed on the volume and, for the batch runner, its
+    nodule findings read; ``(outcome, detail)`` (see the module doc)."""
+    if kind == "rtstruct":
+        from viewer.core.rtstruct import RTStructOnVolume, read_rtstruct_set
+
+        try:
+            structure_set = read_rtstruct_set(target)
+        except ValueError as error:
+            return _checked("refused", str(error), [str(error)], private)
+        mapped = RTStructOnVolume(structure_set.rois, volume)
+        drawn = sum(len(mapped.on_slice(k, axis)) for axis in range(3) for k in mapped.slices(axis))
+        detail = f"{len(structure_set.rois)} ROI(s), {drawn} contour(s) drawn"
+        return _checked("ok", detail, [detail, structure_set.label], private)
+    from viewer.core.export.sr import read_measurements
+    from viewer.core.export.sr_measurements import load_measurements
+
+    placed = load_measurements(target, volume)
+    texts = list(placed.problems)
+    try:
+        texts.append(f"{len(read_measurements(target))} nodule finding(s)")
+    except ValueError as error:
+        texts.append(str(error))
+    outcome = "ok" if placed.measurements or not placed.problems else "refused"
+    return _checked(outcome, f"{len(placed.measurements)} measurement(s); " + "; ".join(texts), texts, private)
+
+
+def report_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[Case]:
+    """``count`` mutations of the RT Structure Set and SR seeds, each read over its volume."""
+    import functools
+
+    for n in range(count):
+        source, volume = pairs[n % len(pairs)]
+        rng = random.Random(seed * 1_000_003 + n)
+        data, kind = mutate(source, rng, structured=0.5)
+        yield Case(f"r{n:05d}", kind, source.syntax, _write("report.dcm", data), source.private,
+                   str(source.path.relative_to(DATA)),
+                   functools.partial(run_report_case, volume=volume, kind=source.group))
 
 
 # ---------------------------------------------------------------------------------------- targeted cases
@@ -720,7 +884,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=20, help="seconds a case may take before it is a hang")
     parser.add_argument("--keep", type=Path, help="folder for the cases (kept there when bad); default: a temp dir")
-    parser.add_argument("--seg", action="store_true", help="mutate the real SEGs and open each over its volume")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--seg", action="store_true", help="mutate the real SEGs and open each over its volume")
+    mode.add_argument("--reports", action="store_true",
+                      help="mutate the real RT Structure Sets and SRs and read each over a volume")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"fuzz: no real data at {DATA} (clone with ../shared beside the repo)", file=sys.stderr)
@@ -733,6 +900,12 @@ def main(argv: list[str] | None = None) -> int:
               f"mutations, {args.workers} workers, {args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a "
               f"case", flush=True)
         cases = seg_cases(pairs, args.cases, args.seed)
+    elif args.reports:
+        pairs = report_seeds()
+        print(f"fuzz: seed {args.seed}, {len(pairs)} RT Structure Sets and SRs read over a volume, {args.cases} "
+              f"mutations, {args.workers} workers, {args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a "
+              f"case", flush=True)
+        cases = report_cases(pairs, args.cases, args.seed)
     else:
         seeds = collect_seeds()
         syntaxes = sorted({s.syntax for s in seeds})
