@@ -490,7 +490,7 @@ def seg_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[
     for n in range(count):
         source, volume = pairs[n % len(pairs)]
         rng = random.Random(seed * 1_000_003 + n)
-        data, kind = mutate(source, rng)
+        data, kind = mutate(source, rng, structured=0.5)
         yield Case(f"s{n:05d}", kind, source.syntax, _write("seg.dcm", data), source.private,
                    str(source.path.relative_to(DATA)), functools.partial(run_seg_case, volume=volume))
 

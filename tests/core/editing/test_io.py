@@ -128,7 +128,7 @@ def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_rea
         open_seg(tmp_path / "hostile.dcm", volume)
 
 
-@pytest.mark.parametrize("damage", ["code meaning", "dimension index"])
+@pytest.mark.parametrize("damage", ["code meaning", "dimension index", "orientation NaN"])
 def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path, damage):
     """bench/fuzz.py --seg: highdicom met damaged SEGs with AttributeError, KeyError or RuntimeError from deep in its
     parse (the GUI said "Open SEG failed: AttributeError: 'Dataset' object has no attribute ..."). They are the
@@ -139,11 +139,28 @@ def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path
     ds = pydicom.dcmread(data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm"))
     if damage == "code meaning":
         del ds.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning
-    else:
+    elif damage == "dimension index":
         del ds.DimensionIndexSequence[0].DimensionIndexPointer
+    else:  # highdicom's frame index (SQLite) refused it: sqlite3.IntegrityError (bench/fuzz.py --seg, seed 1)
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient = [float("nan")] * 6
     ds.save_as(tmp_path / "damaged.dcm")
-    with pytest.raises(ValueError, match=r"the SEG is damaged or incomplete \((AttributeError|KeyError)"):
+    with pytest.raises(ValueError, match=r"the SEG is damaged or incomplete \((AttributeError|KeyError|Integrity)"):
         open_seg(tmp_path / "damaged.dcm", volume)
+
+
+def test_a_seg_listing_a_segment_twice_is_refused_before_highdicom_reads_it(tmp_path):
+    """A fuzzed SEG listed its segment 1 3,000 times: highdicom took 9 s to parse it and 89 s to read it segment by
+    segment (bench/fuzz.py --seg, seed 2). Its frames are ambiguous; it is refused from the header, in 0.5 s."""
+    import copy
+
+    import pydicom
+
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    ds = pydicom.dcmread(data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm"))
+    ds.SegmentSequence = [copy.deepcopy(ds.SegmentSequence[0]) for _ in range(3)]
+    ds.save_as(tmp_path / "twice.dcm")
+    with pytest.raises(ValueError, match="^the SEG lists segment 1 more than once$"):
+        open_seg(tmp_path / "twice.dcm", volume)
 
 
 @pytest.mark.parametrize("box, opens", [((8, 40), True), ((100, 300), False)], ids=["small organs", "too much"])

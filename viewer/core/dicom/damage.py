@@ -1,22 +1,24 @@
 """Damaged DICOM objects refused in words: what a parser runs into becomes the reader's ``ValueError``.
 
 highdicom and pydicom meet a damaged SEG, SR or RT Structure Set with whatever their parse runs into
-(``AttributeError``, ``KeyError``, ``OSError: No tag to read``, ``RecursionError`` on deep nesting, a bare
-``ValueError`` such as "UID is not a transfer syntax."). Readers of untrusted objects wrap their parse in
-:func:`refusing_damage`, so the user reads "the SEG is damaged or incomplete (...)" instead of a traceback
-(bench/fuzz.py --seg and --reports).
+(``AttributeError``, ``KeyError``, ``OSError: No tag to read``, ``RecursionError`` on deep nesting, SQLite's
+``IntegrityError``, a bare ``ValueError`` such as "UID is not a transfer syntax."). Readers of untrusted objects
+wrap their parse in :func:`refusing_damage`, so the user reads "the SEG is damaged or incomplete (...)" instead of
+a traceback (bench/fuzz.py --seg and --reports).
 """
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 
 from pydicom.errors import InvalidDicomError
 
-# What a parser of a damaged file raises; RecursionError is a RuntimeError. A missing or unreadable file
-# (FileNotFoundError, PermissionError) is not damage: it passes as the OSError it is.
+# What a parser of a damaged file raises; RecursionError is a RuntimeError, and highdicom indexes a SEG's frames in
+# an in-memory SQLite table, which refuses what it cannot store (a NaN orientation: IntegrityError). A missing or
+# unreadable file (FileNotFoundError, PermissionError) is not damage: it passes as the OSError it is.
 PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, RuntimeError, NotImplementedError, OSError,
-                InvalidDicomError)
+                InvalidDicomError, sqlite3.Error)
 
 
 @contextlib.contextmanager
