@@ -128,7 +128,7 @@ def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_rea
         open_seg(tmp_path / "hostile.dcm", volume)
 
 
-@pytest.mark.parametrize("damage", ["code meaning", "dimension index", "orientation NaN"])
+@pytest.mark.parametrize("damage", ["code meaning", "dimension index", "orientation NaN", "segmentation type"])
 def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path, damage):
     """bench/fuzz.py --seg: highdicom met damaged SEGs with AttributeError, KeyError or RuntimeError from deep in its
     parse (the GUI said "Open SEG failed: AttributeError: 'Dataset' object has no attribute ..."). They are the
@@ -141,6 +141,8 @@ def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path
         del ds.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning
     elif damage == "dimension index":
         del ds.DimensionIndexSequence[0].DimensionIndexPointer
+    elif damage == "segmentation type":  # highdicom reads it; our reader met it (bench/fuzz.py --seg, seed 5)
+        del ds.SegmentationType
     else:  # highdicom's frame index (SQLite) refused it: sqlite3.IntegrityError (bench/fuzz.py --seg, seed 1)
         ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient = [float("nan")] * 6
     ds.save_as(tmp_path / "damaged.dcm")

@@ -517,8 +517,9 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     with refusing_damage("the SEG"):
         seg = hd.seg.segread(str(path))
         numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+        fractional = str(seg.SegmentationType) == "FRACTIONAL"
+        with_frames = _segments_with_frames(seg)
     uids = [str(u) for u in slice_sop_uids]
-    fractional = str(seg.SegmentationType) == "FRACTIONAL"
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
     if affine is not None:
@@ -527,7 +528,8 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
                                   None if slice_positions is None else np.asarray(slice_positions, dtype=float))
     if len(set(uids)) == len(uids):
         index_of = {u: k for k, u in enumerate(uids)}
-        referenced = {str(x[2]) for x in seg.get_source_image_uids()}
+        with refusing_damage("the SEG"):
+            referenced = {str(x[2]) for x in seg.get_source_image_uids()}
         present = [u for u in uids if u in referenced]
         if not present:
             raise ValueError("the SEG references none of this volume's images")
@@ -547,7 +549,6 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
                 source_sop_instance_uid=uids[0], source_frame_numbers=frames, segment_numbers=[number],
                 combine_segments=False, assert_missing_frames_are_empty=True, ignore_spatial_locations=ignore)
 
-    with_frames = _segments_with_frames(seg)
     full = np.zeros(shape_zyx, dtype=bool)  # one segment at a time (check_seg_claims allowed it)
     kept, cap = 0, limits.max_series_bytes()
     for done, (number, item) in enumerate(zip(numbers, seg.SegmentSequence), start=1):
@@ -563,17 +564,24 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
             if kept > cap:
                 raise ValueError(f"the SEG's segments cover more than {limits.format_bytes(cap)} of this volume "
                                  f"(the limit; {limits.ENV_MAX_SERIES_BYTES} sets it)")
-        algorithm = item.get("SegmentationAlgorithmIdentificationSequence")
-        name = str(item.get("SegmentAlgorithmName", "") or "")
-        version = ""
-        if algorithm:
-            name = str(algorithm[0].get("AlgorithmName", name))
-            version = str(algorithm[0].get("AlgorithmVersion", ""))
-        yield done, len(numbers), SegmentRead(
-            number=number, label=str(item.get("SegmentLabel", f"segment {number}")), mask=mask,
-            algorithm_type=str(item.get("SegmentAlgorithmType", "MANUAL")), algorithm_name=name,
-            algorithm_version=version, category=_code(item.get("SegmentedPropertyCategoryCodeSequence")),
-            type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item))
+        with refusing_damage("the SEG"):
+            segment = _segment_read(number, item, mask)
+        yield done, len(numbers), segment
+
+
+def _segment_read(number: int, item, mask: SparseMask) -> SegmentRead:
+    """A segment's description (label, algorithm, codes, colour) around its mask."""
+    algorithm = item.get("SegmentationAlgorithmIdentificationSequence")
+    name = str(item.get("SegmentAlgorithmName", "") or "")
+    version = ""
+    if algorithm:
+        name = str(algorithm[0].get("AlgorithmName", name))
+        version = str(algorithm[0].get("AlgorithmVersion", ""))
+    return SegmentRead(
+        number=number, label=str(item.get("SegmentLabel", f"segment {number}")), mask=mask,
+        algorithm_type=str(item.get("SegmentAlgorithmType", "MANUAL")), algorithm_name=name,
+        algorithm_version=version, category=_code(item.get("SegmentedPropertyCategoryCodeSequence")),
+        type=_code(item.get("SegmentedPropertyTypeCodeSequence")), color=_rgb(item))
 
 
 def _segments_with_frames(seg) -> set[int]:
