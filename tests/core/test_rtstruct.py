@@ -171,8 +171,14 @@ def test_a_damaged_structure_set_is_refused_with_the_reason(rt_utils_dir, tmp_pa
     uid = data.index(b"\x08\x00\x55\x11")  # the first Referenced SOP Instance UID claims 256 KiB: past the end
     data[uid + 6] = 4
     (tmp_path / "long.dcm").write_bytes(data)
-    (tmp_path / "deep.dcm").write_bytes(_insert_nesting((rt_utils_dir / "rt.dcm").read_bytes(), 2000))
-    for name, why in (("long.dcm", "OSError: No tag to read"), ("deep.dcm", "its sequences nest too deeply to read")):
+    rt = (rt_utils_dir / "rt.dcm").read_bytes()
+    (tmp_path / "deep.dcm").write_bytes(_insert_nesting(rt, 2000))
+    group = rt.index(b"\x02\x00\x00\x00UL\x04\x00")  # the file meta's group length given 3 bytes
+    (tmp_path / "meta3.dcm").write_bytes(rt[:group + 6] + b"\x03\x00" + rt[group + 8:group + 11] + rt[group + 12:])
+    version = rt.index(b"\x02\x00\x01\x00OB")  # the file cut inside the meta's second element header
+    (tmp_path / "metacut.dcm").write_bytes(rt[:version + 10])
+    for name, why in (("long.dcm", "OSError: No tag to read"), ("deep.dcm", "its sequences nest too deeply to read"),
+                      ("meta3.dcm", "BytesLengthException: "), ("metacut.dcm", "struct.error: unpack requires")):
         with pytest.raises(ValueError, match=f"^{name} is damaged or incomplete \\({why}"):
             read_rtstruct_set(tmp_path / name)
     volume = load_series(_image_series(scan([rt_utils_dir])))

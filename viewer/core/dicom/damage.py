@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import struct
 from collections.abc import Iterator
 
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
-# What a parser of a damaged file raises; RecursionError is a RuntimeError, and highdicom indexes a SEG's frames in
-# an in-memory SQLite table, which refuses what it cannot store (a NaN orientation: IntegrityError). A missing or
-# unreadable file (FileNotFoundError, PermissionError) is not damage: it passes as the OSError it is.
+# What a parser of a damaged file raises: pydicom's own two errors and struct.error on values cut short;
+# RecursionError is a RuntimeError; highdicom indexes a SEG's frames in an in-memory SQLite table, which refuses what
+# it cannot store (a NaN orientation: IntegrityError). A missing or unreadable file (FileNotFoundError,
+# PermissionError) is not damage: it passes as the OSError it is.
 PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, RuntimeError, NotImplementedError, OSError,
-                InvalidDicomError, sqlite3.Error)
+                struct.error, InvalidDicomError, BytesLengthException, sqlite3.Error)
 
 
 @contextlib.contextmanager
@@ -42,9 +44,9 @@ def damage_reason(error: BaseException) -> str:
     """What a parser's exception says of the file, in a line: its type and the first line of its message."""
     if isinstance(error, RecursionError):
         return "its sequences nest too deeply to read"
+    name = "struct.error" if isinstance(error, struct.error) else type(error).__name__
     first = _first_line(error)
-    return f"{type(error).__name__}: {first}" if first and not isinstance(error, ValueError) else \
-        first or type(error).__name__
+    return f"{name}: {first}" if first and not isinstance(error, ValueError) else first or name
 
 
 def _first_line(error: BaseException) -> str:
