@@ -221,3 +221,32 @@ def test_seg_rtstruct_sr_kind_and_references(obj, kind, referenced_image):
     assert series.references == [target]
     # ... and the referenced images are in the catalog as an image series.
     assert any(s.uid == target and s.kind == "image" for s in catalog.all_series())
+
+
+def test_images_without_a_frame_of_reference_stay_with_the_first():
+    headers = [_h(i, float(i), frame_of_reference_uid=("" if i == 2 else "1.9.1")) for i in range(4)]
+    [series] = build_catalog(headers, []).all_series()
+    assert series.n_instances == 4 and series.warnings == []
+
+
+def test_a_series_over_two_frames_of_reference_is_split_not_interleaved(tmp_path):
+    """Positions in two frames of reference are in two coordinate systems (another couch position, another
+    registration). Every other slice of 20 LIDC slices, re-registered 1 mm up, stacked between the others as one
+    volume of uneven spacing (1.5 / 3.5 mm); the series is split in two volumes of even spacing, and says why."""
+    from viewer.core.dicom.load import load_series
+
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in data_path("lidc-idri-0001").rglob("*.dcm")]
+    files = [h.filename for h in sorted(headers, key=lambda h: float(h.ImagePositionPatient[2]))][:20]
+    for n, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        if n % 2:
+            ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.1"
+            ds.ImagePositionPatient = [float(v) + d for v, d in zip(ds.ImagePositionPatient, (0, 0, 1.0))]
+        ds.save_as(tmp_path / f"{n:02d}.dcm")
+    parts = scan(tmp_path).all_series()
+    assert [p.n_instances for p in parts] == [10, 10]
+    assert all("several frames of reference" in p.warnings[0].message for p in parts)
+    for part in parts:
+        assert len({h.frame_of_reference_uid for h in part.instances}) == 1 and _positions_unique(part)
+        volume = load_series(part)
+        assert volume.shape[0] == 10 and not [w for w in volume.warnings if w.code == "uneven_spacing"]

@@ -133,6 +133,20 @@ def _by_size(part: Part) -> tuple[list[Part], str]:
     return list(groups.values()), "several matrix sizes"
 
 
+def _by_frame_of_reference(part: Part) -> tuple[list[Part], str]:
+    """Positions in two frames of reference are in two coordinate systems (another couch position, another
+    registration): stacking them by position would interleave slices. Images without one stay with the first."""
+    groups: dict[str, Part] = {}
+    for h in part:
+        groups.setdefault(h.frame_of_reference_uid, []).append(h)
+    without = groups.pop("", [])
+    if len(groups) < 2:
+        return [part], ""
+    parts = list(groups.values())
+    parts[0] += without
+    return parts, "several frames of reference (their positions are not comparable)"
+
+
 def _by_orientation(part: Part) -> tuple[list[Part], str]:
     groups: list[Part] = []
     for h in part:
@@ -188,7 +202,7 @@ def _by_repeats(part: Part) -> tuple[list[Part], str]:
 def _split_image_series(instances: Part) -> tuple[list[Part], list[str]]:
     """Cut one SeriesInstanceUID's images into parts that can each be one volume; the reasons."""
     parts, reasons = [instances], []
-    for splitter in (_by_size, _by_orientation, _by_multiframe, _by_repeats):
+    for splitter in (_by_frame_of_reference, _by_size, _by_orientation, _by_multiframe, _by_repeats):
         next_parts: list[Part] = []
         for part in parts:
             groups, reason = splitter(part)

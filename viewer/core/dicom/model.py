@@ -38,6 +38,8 @@ class InstanceHeader:
     series_uid: str = ""
     series_number: int | None = None
     series_description: str = ""
+    #: the patient coordinate system its positions are in: slices of two cannot be stacked by position
+    frame_of_reference_uid: str = ""
     modality: str = ""
     instance_number: int | None = None
     acquisition_number: int | None = None
