@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pydicom
@@ -250,3 +251,20 @@ def test_a_series_over_two_frames_of_reference_is_split_not_interleaved(tmp_path
         assert len({h.frame_of_reference_uid for h in part.instances}) == 1 and _positions_unique(part)
         volume = load_series(part)
         assert volume.shape[0] == 10 and not [w for w in volume.warnings if w.code == "uneven_spacing"]
+
+
+def test_a_reused_sop_instance_uid_at_another_position_is_not_called_a_copy(tmp_path):
+    """Three consecutive LIDC slices, the middle one written under the first one's SOPInstanceUID (a broken
+    export): it is left out as a repeat, and the warning says it was another image, so a slice is missing."""
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in data_path("lidc-idri-0001").rglob("*.dcm")]
+    first, middle, last = [h.filename for h in sorted(headers, key=lambda h: float(h.ImagePositionPatient[2]))][:3]
+    for name, path in (("a", first), ("c", last), ("b", middle)):
+        ds = pydicom.dcmread(path)
+        if name == "b":
+            ds.SOPInstanceUID = pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID
+        ds.save_as(tmp_path / f"{name}.dcm")
+    shutil.copy(tmp_path / "c.dcm", tmp_path / "c-copy.dcm")  # a true copy: said as before
+    [series] = scan(tmp_path).all_series()
+    [warning] = [w for w in series.warnings if w.code == "duplicate_instances"]
+    assert warning.message.startswith("2 file(s) repeat a SOPInstanceUID; the copies were skipped. 1 of them lie")
+    assert "slices are missing there" in warning.message and series.n_instances == 2

@@ -236,13 +236,15 @@ def _make_series(key: str, uid: str, instances: Part, kind: str) -> Series:
 
 def _series_parts(uid: str, instances: Part) -> list[Series]:
     # Copies of one image (the same file twice, or re-encoded) would stack as repeated slices: keep one.
-    seen: set[str] = set()
+    seen: dict[str, InstanceHeader] = {}
     unique: Part = []
+    elsewhere = 0  # repeats placed at another position: other images under a reused UID, not copies
     for h in sorted(instances, key=_instance_order):
         if h.sop_instance_uid and _kind(h) == "image":
             if h.sop_instance_uid in seen:
+                elsewhere += _position(h) != _position(seen[h.sop_instance_uid])
                 continue
-            seen.add(h.sop_instance_uid)
+            seen[h.sop_instance_uid] = h
         unique.append(h)
     copies = len(instances) - len(unique)
 
@@ -271,11 +273,11 @@ def _series_parts(uid: str, instances: Part) -> list[Series]:
             series.append(s)
     for s in series:
         if copies and s.kind == "image":
-            s.warnings.append(
-                SeriesWarning(
-                    "duplicate_instances", f"{copies} file(s) repeat a SOPInstanceUID; the copies were skipped."
-                )
-            )
+            message = f"{copies} file(s) repeat a SOPInstanceUID; the copies were skipped."
+            if elsewhere:  # the standard makes the UID unique: SEG and SR references could not tell them apart
+                message += (f" {elsewhere} of them lie at another position than the image they repeat the UID of: "
+                            "different images under one UID, left out (slices are missing there).")
+            s.warnings.append(SeriesWarning("duplicate_instances", message))
         if s.kind == "other" and sop_kind(s.sop_class_uid) == "image":
             s.warnings.append(SeriesWarning("no_pixel_data", "These image objects carry no pixel data."))
     return series
