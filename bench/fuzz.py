@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import itertools
 import os
 import random
@@ -455,6 +456,7 @@ def seg_seeds(data: Path = DATA) -> list[tuple[Seed, Any]]:
     loaded (the children inherit it)."""
     from viewer.core.dicom.load import load_series
     from viewer.core.dicom.scan import scan
+    from viewer.core.editing import io  # noqa: F401 - the reader (and highdicom) imported once, before the forks
 
     catalog = scan([data / "seg-rtstruct"])
     images = {s.uid: s for s in catalog.all_series() if s.kind == "image"}
@@ -488,14 +490,19 @@ def run_seg_case(target: str, private: tuple[str, ...], volume: Any) -> tuple[st
 
 def seg_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[Case]:
     """``count`` mutations of the SEG seeds, each opened over its referenced volume."""
-    import functools
+    return _object_cases(pairs, count, seed, "s", lambda source, volume: functools.partial(run_seg_case,
+                                                                                            volume=volume))
 
+
+def _object_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int, prefix: str,
+                  runner: Callable[[Seed, Any], Callable[[str, tuple[str, ...]], tuple[str, str]]]) -> Iterator[Case]:
+    """``count`` mutations of the seeds (round robin), half the operators editing elements anywhere in the tree;
+    ``runner(seed, volume)`` is what a case runs."""
     for n in range(count):
         source, volume = pairs[n % len(pairs)]
-        rng = random.Random(seed * 1_000_003 + n)
-        data, kind = mutate(source, rng, structured=0.5)
-        yield Case(f"s{n:05d}", kind, source.syntax, _write("seg.dcm", data), source.private,
-                   str(source.path.relative_to(DATA)), functools.partial(run_seg_case, volume=volume))
+        data, kind = mutate(source, random.Random(seed * 1_000_003 + n), structured=0.5)
+        yield Case(f"{prefix}{n:05d}", kind, source.syntax, _write(source.path.name, data), source.private,
+                   str(source.path.relative_to(DATA)), runner(source, volume))
 
 
 def report_seeds(data: Path = DATA) -> list[tuple[Seed, Any]]:
@@ -552,15 +559,8 @@ def run_report_case(target: str, private: tuple[str, ...], volume: Any, kind: st
 
 def report_cases(pairs: list[tuple[Seed, Any]], count: int, seed: int) -> Iterator[Case]:
     """``count`` mutations of the RT Structure Set and SR seeds, each read over its volume."""
-    import functools
-
-    for n in range(count):
-        source, volume = pairs[n % len(pairs)]
-        rng = random.Random(seed * 1_000_003 + n)
-        data, kind = mutate(source, rng, structured=0.5)
-        yield Case(f"r{n:05d}", kind, source.syntax, _write("report.dcm", data), source.private,
-                   str(source.path.relative_to(DATA)),
-                   functools.partial(run_report_case, volume=volume, kind=source.group))
+    return _object_cases(pairs, count, seed, "r", lambda source, volume: functools.partial(
+        run_report_case, volume=volume, kind=source.group))
 
 
 # ---------------------------------------------------------------------------------------- targeted cases

@@ -46,13 +46,17 @@ def test_seeded_fuzz_slice_never_crashes_hangs_leaks_or_blows_up(tmp_path):
     assert "non_orthogonal" in targeted["non_orthogonal"].detail
 
 
-def test_seeded_seg_fuzz_slice_opens_or_refuses_every_damaged_seg(tmp_path):
+@pytest.mark.parametrize("kind", ["seg", "report"])
+def test_seeded_object_fuzz_slice_opens_or_refuses_every_damaged_object(tmp_path, kind):
     """``bench/fuzz.py --seg``: mutated real SEGs opened over their referenced series, as File > Open Segmentation
-    does. Every one opens or is refused with a reason (before: highdicom's AttributeError, KeyError and
-    RuntimeError reached the user, a SEG without pixel data was OOM-killed)."""
+    does (before: highdicom's AttributeError, KeyError and RuntimeError reached the user, a SEG without pixel data
+    was OOM-killed). ``--reports``: mutated real RT Structure Sets and SRs read over a volume as the viewer and the
+    batch runner do (before: highdicom's AttributeError on the batch runner's SR reader, pydicom's OSError and
+    RecursionError, an OverflowError placing a contour 1e308 mm away). Every one opens or is refused with a reason."""
     data_path("seg-rtstruct")
-    results = _campaign_in_fresh_interpreter(tmp_path, _SEG_CASES.format(cases=SEG_SLICE_CASES, seed=SLICE_SEED))
-    assert len(results) == SEG_SLICE_CASES
+    cases = f"cases = list(fuzz.{kind}_cases(fuzz.{kind}_seeds(), {OBJECT_SLICE_CASES}, {SLICE_SEED}))"
+    results = _campaign_in_fresh_interpreter(tmp_path, cases)
+    assert len(results) == OBJECT_SLICE_CASES
     bad = [f"{r.outcome}: {r.case.name} {r.case.kind} [{r.case.seed_file}] {r.detail[-300:]}"
            for r in results if r.outcome in fuzz.BAD]
     assert not bad, "\n".join(bad)
@@ -60,32 +64,10 @@ def test_seeded_seg_fuzz_slice_opens_or_refuses_every_damaged_seg(tmp_path):
     assert counts["ok"] >= 5 and counts["refused"] >= 5
 
 
-def test_seeded_report_fuzz_slice_reads_or_refuses_every_damaged_structure_set_and_sr(tmp_path):
-    """``bench/fuzz.py --reports``: mutated real RT Structure Sets and SRs read over a volume as the viewer and the
-    batch runner do. Every one is read or refused with a reason (before: highdicom's AttributeError on the batch
-    runner's SR reader, pydicom's OSError and RecursionError, an OverflowError placing a contour 1e308 mm away)."""
-    data_path("seg-rtstruct")
-    results = _campaign_in_fresh_interpreter(tmp_path, _REPORT_CASES.format(cases=REPORT_SLICE_CASES,
-                                                                             seed=SLICE_SEED))
-    assert len(results) == REPORT_SLICE_CASES
-    bad = [f"{r.outcome}: {r.case.name} {r.case.kind} [{r.case.seed_file}] {r.detail[-300:]}"
-           for r in results if r.outcome in fuzz.BAD]
-    assert not bad, "\n".join(bad)
-    counts = collections.Counter(r.outcome for r in results)
-    assert counts["ok"] >= 5 and counts["refused"] >= 5
-
-
-SEG_SLICE_CASES = 40
-REPORT_SLICE_CASES = 40
+OBJECT_SLICE_CASES = 40
 _CASES = """
 seeds = fuzz.collect_seeds()
 cases = fuzz.targeted_cases() + list(fuzz.mutated_cases(seeds, {cases}, {seed}))
-"""
-_SEG_CASES = """
-cases = list(fuzz.seg_cases(fuzz.seg_seeds(), {cases}, {seed}))
-"""
-_REPORT_CASES = """
-cases = list(fuzz.report_cases(fuzz.report_seeds(), {cases}, {seed}))
 """
 _CAMPAIGN = """
 import json, sys
