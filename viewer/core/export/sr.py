@@ -187,32 +187,34 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
     ``finding_site`` (``"<laterality> <site>"``) and ``score`` (a model's finding)."""
     import highdicom as hd
     from pydicom import uid
-    from pydicom.sr.codedict import codes
 
+    documents: dict[str, Any] = {uid.EnhancedSRStorage: hd.sr.EnhancedSR, uid.ComprehensiveSRStorage:
+                                 hd.sr.ComprehensiveSR, uid.Comprehensive3DSRStorage: hd.sr.Comprehensive3DSR}
     # as hd.sr.srread does, but from a data set read within the caps, and a damaged one refused in words
     with refusing_damage("the SR"):
         ds = dcmread(path, force=False)
-    documents: dict[str, Any] = {uid.EnhancedSRStorage: hd.sr.EnhancedSR, uid.ComprehensiveSRStorage:
-                                 hd.sr.ComprehensiveSR, uid.Comprehensive3DSRStorage: hd.sr.Comprehensive3DSR}
-    document = documents.get(str(ds.get("SOPClassUID", "")))
+        document = documents.get(str(ds.get("SOPClassUID", "")))
     if document is None:
         raise ValueError("the file is not an Enhanced, Comprehensive or Comprehensive 3D SR")
     with refusing_damage("the SR"):
         # a TID 1500 document's content is a MeasurementReport (highdicom types it as a plain ContentSequence)
         report = document.from_dataset(ds, copy=False).content
-        return [_read_group(group, hd, codes)
-                for group in report.get_planar_roi_measurement_groups()
-                if _is_nodule(group, hd, codes)]
+        return [_read_group(group) for group in report.get_planar_roi_measurement_groups() if _is_nodule(group)]
 
 
-def _is_nodule(group, hd, codes) -> bool:
+def _is_nodule(group) -> bool:
     """A finding point with a diameter (a manual measurement is read by viewer.core.export.sr_measurements)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
     region = group.roi
     return region is None or (getattr(region, "graphic_type", None) == hd.sr.GraphicTypeValues3D.POINT
                               and bool(list(group.get_measurements(name=codes.SCT.Diameter))))
 
 
-def _read_group(group, hd, codes) -> dict:
+def _read_group(group) -> dict:
+    from pydicom.sr.codedict import codes
+
     region = group.roi
     diameters = list(group.get_measurements(name=codes.SCT.Diameter))
     diameter = [m for m in diameters if m.derivation is None]
