@@ -733,3 +733,24 @@ def test_a_codestream_smaller_than_the_header_says_so(tmp_path):
     with pytest.raises(Exception, match=rf"a decoded frame is {rows} x {columns} pixels but the header says "
                                         rf"{rows} x {2 * columns}"):
         load_series(default_image_series(scan(tmp_path / "wider.dcm")))
+
+
+def test_values_beyond_bits_stored_are_cleared_and_said(tmp_path):
+    """Two of three LIDC slices (12-bit data in 16-bit words) declare BitsStored 8 and HighBit 7: their high bits are
+    cleared, as the standard says, which wraps the CT into nonsense. That loaded without a word; the warning now
+    names the slices and the BitsStored, and the honest slice is untouched."""
+    sources = sorted(data_path("lidc-idri-0001").rglob("*.dcm"))[:3]
+    for k, source in enumerate(sources):
+        ds = pydicom.dcmread(source)
+        if k:
+            ds.BitsStored, ds.HighBit = 8, 7
+        ds.save_as(tmp_path / f"{k}.dcm")
+    honest = pydicom.dcmread(tmp_path / "0.dcm")
+    volume = load_series(default_image_series(scan(tmp_path)))
+    (warning,) = [w for w in volume.warnings if w.code == "bits_cleared"]
+    assert warning.message.startswith("2 of 3 slices hold values beyond their BitsStored (8 bits)")
+    z = volume.slice_sop_uids.index(honest.SOPInstanceUID)
+    expected = honest.pixel_array * float(honest.RescaleSlope) + float(honest.RescaleIntercept)
+    assert np.array_equal(volume.array[z], np.maximum(expected, -1024))
+    assert not [w for w in load_series(default_image_series(scan(sources[0].parent))).warnings
+                if w.code == "bits_cleared"]

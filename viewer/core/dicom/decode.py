@@ -461,6 +461,7 @@ class FrameSource:
         self._sitk_failed = False  # GDCM could not read this file: do not try it again per frame
         self._refusal: str | None = None  # why no frame of this file may reach a decoder (limits)
         self._encapsulated: EncapsulatedFrames | None = None
+        self.bits_cleared: set[int] = set()  # frames that held values beyond BitsStored (_correct_unused_bits)
         if self.header.fast:
             self.route = "native"
         elif self.header.encapsulated_offset is not None and codecs.handles(self.header):
@@ -648,7 +649,8 @@ class FrameSource:
             self._check_frame_size(stored)
         value_range = None
         if self.route == "native":
-            _correct_unused_bits(stored, h)
+            if _correct_unused_bits(stored, h):
+                self.bits_cleared.add(index)
             value_range = h.stored_range()  # exact now that the unused bits are masked
         if modality_into(stored, out, slope, intercept, h.padding, padding_fill, floor, value_range):
             return True
@@ -691,18 +693,24 @@ def to_uint8(arr: np.ndarray, bits_stored: int) -> np.ndarray:
     return (arr.astype(np.uint64) >> shift).clip(0, 255).astype(np.uint8)
 
 
-def _correct_unused_bits(stored: np.ndarray, h: PixelHeader) -> None:
-    # Bits above BitsStored may hold overlays or junk in old files: mask them (or sign-extend), as pydicom does
-    # for its own route. ``stored`` has the file's signedness (h.stored_dtype).
+def _correct_unused_bits(stored: np.ndarray, h: PixelHeader) -> bool:
+    """Bits above BitsStored may hold overlays or junk in old files: mask them (or sign-extend), as pydicom does
+    for its own route. ``stored`` has the file's signedness (h.stored_dtype). True when a value changed: the
+    image then differs from its stored bytes, and a BitsStored too small for the data (8 over 12-bit CT) wraps
+    it into nonsense, which the user must be told."""
     width = stored.dtype.itemsize * 8
     if not 0 < h.bits_stored < width:
-        return
+        return False
     if stored.dtype.kind == "i":
+        low, high = -(1 << (h.bits_stored - 1)), (1 << (h.bits_stored - 1)) - 1
+        changed = bool(stored.min() < low or stored.max() > high)
         shift = width - h.bits_stored
         np.left_shift(stored, shift, out=stored)
         np.right_shift(stored, shift, out=stored)
     else:
+        changed = bool(stored.max() > (1 << h.bits_stored) - 1)
         np.bitwise_and(stored, stored.dtype.type((1 << h.bits_stored) - 1), out=stored)
+    return changed
 
 
 def _out_range(dtype: np.dtype, slope: float, intercept: float,

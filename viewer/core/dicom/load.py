@@ -386,6 +386,7 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
     last_yield = 0
     started = time.perf_counter()
     rescale_replaced: set[int] = set()  # slices whose file's rescale was unusable (decode.usable_rescale)
+    bits_cleared: dict[int, int] = {}  # slice -> its BitsStored, where values went beyond it (_correct_unused_bits)
 
     def settle(z: int, result) -> bool:
         """Record a finished slice; False when it must be redone in float32."""
@@ -395,8 +396,12 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             # blanked at the end, and only if other slices load: writing zeros maps every page of the slice (a
             # fuzzed 32768 x 65535 header made that 4 GB for a file refused anyway; bench/fuzz.py seed 62)
             failures[z] = type(result).__name__ if not str(result) else str(result)
-        elif sources.get(order[z].instance).header.rescale_replaced:
-            rescale_replaced.add(z)
+        else:
+            source = sources.get(order[z].instance)
+            if source.header.rescale_replaced:
+                rescale_replaced.add(z)
+            if order[z].frame in source.bits_cleared:
+                bits_cleared[z] = source.header.bits_stored
         finished.add(z)
         sources.done(order[z].instance)
         return True
@@ -480,6 +485,14 @@ def iter_load(series: Series, cancel: CancelToken | None = None, *, workers: int
             f"{len(rescale_replaced)} of {total} slices declare an unusable RescaleSlope/Intercept (a slope of 0, a "
             f"value not finite or too large); read as slope 1 (intercept 0 where unusable): values there may not be "
             f"in {'HU' if modality == 'CT' else 'the modality units'}.",
+        ))
+    if bits_cleared:
+        volume.warnings.append(SeriesWarning(
+            "bits_cleared",
+            f"{len(bits_cleared)} of {total} slices hold values beyond their BitsStored "
+            f"({bits_cleared[min(bits_cleared)]} bits); the bits above were "
+            "cleared, as the standard says. Old files keep overlays there; otherwise BitsStored is too small for "
+            "the data, and the image is wrong.",
         ))
     log.debug("loaded %d slices in %.3f s", total, time.perf_counter() - started)
     return volume
