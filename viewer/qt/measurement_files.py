@@ -15,6 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog
 
+from viewer.qt.workers import JobHandle
+
 log = logging.getLogger(__name__)
 
 AUTOSAVE_DELAY_MS = 500
@@ -47,6 +49,7 @@ class MeasurementFilesController(QObject):
         self.saved_paths: dict[str, str] = {}
         #: What the last restore or load could not place, for tests and the status bar.
         self.problems: list[str] = []
+        self.reading: JobHandle | None = None  # the last SR reading started (tests wait on it)
         self._pending = None  # the SeriesState whose change waits for the debounce timer
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -107,7 +110,8 @@ class MeasurementFilesController(QObject):
     # ---- restore on open --------------------------------------------------------------------------------------
     def series_loaded(self, key: str) -> int:
         """A series finished loading: once per series and session, add its autosaved measurements and those of
-        the SRs in the study that reference it. Returns how many were added."""
+        the SRs in the study that reference it (read on a worker: they arrive later, with ``restored``). Returns
+        how many the autosave added."""
         from viewer.core.editing.measurement_autosave import load_measurements
 
         state = self._shown()
@@ -121,22 +125,31 @@ class MeasurementFilesController(QObject):
         if autosave is not None and autosave.measurements:
             added += self._merge(autosave.measurements)
             sources.append("autosave")
+        newer = []
         for path in self._study_srs(volume):
             try:
-                newer = autosave is None or os.path.getmtime(path) > autosave.saved_at
+                if autosave is None or os.path.getmtime(path) > autosave.saved_at:
+                    newer.append(path)  # else the autosave already holds what it had (and what the user deleted)
             except OSError:
                 continue
-            if not newer:  # the autosave already holds what it had (and what the user deleted since)
-                continue
-            n = self._add_from_sr(path)
-            if n:
-                added += n
-                sources.append(os.path.basename(path))
-        if added:
-            self._show_added(added, " and ".join(sources))
-        if autosave is None or added:
-            self._pending = state
-            self.timer.start()  # from now on the autosave holds them
+
+        def restore(read) -> None:
+            total, names = added, list(sources)
+            for path, placed in read:
+                n = self._add_placed(path, placed)
+                if n:
+                    total += n
+                    names.append(os.path.basename(path))
+            if total:
+                self._show_added(total, " and ".join(names))
+            if autosave is None or total:
+                self._pending = state
+                self.timer.start()  # from now on the autosave holds them
+
+        if newer:
+            self._read_srs(newer, restore)
+        else:
+            restore([])
         return added
 
     def _study_srs(self, volume) -> list[str]:
@@ -150,10 +163,21 @@ class MeasurementFilesController(QObject):
                 out += [inst.path for inst in series.instances]
         return out
 
-    def _add_from_sr(self, path: str) -> int:
-        from viewer.core.export.sr_measurements import load_measurements
+    def _read_srs(self, paths: list[str], then) -> JobHandle:
+        """Read the SRs ``paths`` onto the shown volume on a worker (a 34 MB SR of 3,000 measurement groups took
+        59 s, on the GUI thread until now), then ``then([(path, Placed)])`` here - if that series is still shown."""
+        from viewer.core.export.sr_measurements import load_measurements_job
+        from viewer.qt.workers import start_job
 
-        placed = load_measurements(path, self.session.current.volume)
+        state = self._shown()
+        volume = state.volume
+        job = start_job(lambda token: load_measurements_job(paths, volume), "Measurements", parent=self)
+        job.finished.connect(lambda read: then(read) if self._shown() is state else None)
+        job.failed.connect(lambda reason: self.status_message.emit(f"Measurements not read: {reason}"))
+        self.reading = job
+        return job
+
+    def _add_placed(self, path: str, placed) -> int:
         if placed.measurements:
             self.saved_paths.setdefault(self.session.current.key, str(path))
         self.problems += [f"{os.path.basename(path)}: {p}" for p in placed.problems]
@@ -238,26 +262,28 @@ class MeasurementFilesController(QObject):
             return None, None
         return compare.followup.nodules, document.get("days")
 
-    def load_dialog(self) -> int:
+    def load_dialog(self) -> JobHandle | None:
         """File > Load Measurements…"""
         path = self.ask_open_path()
-        return self.load(path) if path else 0
+        return self.load(path) if path else None
 
-    def load(self, path: str | os.PathLike) -> int:
-        """Add the measurements of an SR file to the shown series (those it already has are kept as they are);
-        returns how many were added."""
-        state = self._shown()
-        if state is None:
+    def load(self, path: str | os.PathLike) -> JobHandle | None:
+        """Add the measurements of an SR file to the shown series (those it already has are kept as they are),
+        read on a worker; returns the reading job (None without a shown series)."""
+        if self._shown() is None:
             self.status_message.emit("Open the series the measurements were made on first")
-            return 0
-        self.problems = []
-        added = self._add_from_sr(str(path))
-        if added:
-            self._show_added(added, os.path.basename(path))
-        else:
-            self.status_message.emit(f"No new measurements of this series in {os.path.basename(path)}"
-                                     + (f" ({self.problems[0]})" if self.problems else ""))
-        return added
+            return None
+
+        def add(read) -> None:
+            self.problems = []
+            added = sum(self._add_placed(p, placed) for p, placed in read)
+            if added:
+                self._show_added(added, os.path.basename(path))
+            else:
+                self.status_message.emit(f"No new measurements of this series in {os.path.basename(path)}"
+                                         + (f" ({self.problems[0]})" if self.problems else ""))
+
+        return self._read_srs([str(path)], add)
 
     def _on_series_activated(self, key: str) -> None:
         """An SR series chosen in the series browser: its measurements go onto the shown series."""

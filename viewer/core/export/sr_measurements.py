@@ -497,5 +497,19 @@ def load_measurements(path: str | os.PathLike, volume) -> Placed:
     return place_on_volume(report, volume)
 
 
+def load_measurements_job(paths: Sequence[str | os.PathLike], volume):
+    """:func:`load_measurements` of each SR in ``paths``, as a job (a :class:`~inference.jobs.Progress` a file) for
+    a worker: a large SR takes seconds to parse (a 34 MB one of 3,000 measurement groups took 59 s), which the GUI
+    thread must not spend. Returns ``[(path, Placed)]`` in the order given."""
+    from inference.jobs import Progress
+
+    read = []
+    for k, path in enumerate(paths):
+        yield Progress(k, len(paths), "Reading measurements")
+        read.append((str(path), load_measurements(path, volume)))
+    return read
+
+
 __all__ = ["Placed", "SrGroup", "SrReport", "SrValue", "build_measurements_report", "load_measurements",
-           "measurement_groups", "place_on_volume", "read_report", "shape_points", "write_measurements_report"]
+           "load_measurements_job", "measurement_groups", "place_on_volume", "read_report", "shape_points",
+           "write_measurements_report"]
