@@ -49,7 +49,7 @@ class MeasurementFilesController(QObject):
         self.saved_paths: dict[str, str] = {}
         #: What the last restore or load could not place, for tests and the status bar.
         self.problems: list[str] = []
-        self.reading: JobHandle | None = None  # the last SR reading started (tests wait on it)
+        self._waiting: dict = {}  # reading job -> (the series state read for, what to do with the result)
         self._pending = None  # the SeriesState whose change waits for the debounce timer
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -172,10 +172,21 @@ class MeasurementFilesController(QObject):
         state = self._shown()
         volume = state.volume
         job = start_job(lambda token: load_measurements_job(paths, volume), "Measurements", parent=self)
-        job.finished.connect(lambda read: then(read) if self._shown() is state else None)
-        job.failed.connect(lambda reason: self.status_message.emit(f"Measurements not read: {reason}"))
-        self.reading = job
+        # Bound methods, not lambdas: this controller is then the receiver, and Qt drops a result that arrives
+        # after the window was deleted (as the tag browser learnt: a lambda ran on into a torn-down window).
+        job.finished.connect(self._on_read)
+        job.failed.connect(self._on_read_failed)
+        self._waiting[job] = (state, then)
         return job
+
+    def _on_read(self, read) -> None:
+        state, then = self._waiting.pop(self.sender(), (None, None))
+        if then is not None and self._shown() is state:  # the series read for is still the one shown
+            then(read)
+
+    def _on_read_failed(self, reason: str) -> None:
+        self._waiting.pop(self.sender(), None)
+        self.status_message.emit(f"Measurements not read: {reason}")
 
     def _add_placed(self, path: str, placed) -> int:
         if placed.measurements:
