@@ -897,18 +897,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     cases: Iterator[Case]
-    if args.seg:
-        pairs = seg_seeds()
-        print(f"fuzz: seed {args.seed}, {len(pairs)} SEGs opened over their referenced series, {args.cases} "
-              f"mutations, {args.workers} workers, {args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a "
-              f"case", flush=True)
-        cases = seg_cases(pairs, args.cases, args.seed)
-    elif args.reports:
-        pairs = report_seeds()
-        print(f"fuzz: seed {args.seed}, {len(pairs)} RT Structure Sets and SRs read over a volume, {args.cases} "
-              f"mutations, {args.workers} workers, {args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a "
-              f"case", flush=True)
-        cases = report_cases(pairs, args.cases, args.seed)
+    if args.seg or args.reports:
+        seeds, make, what = ((seg_seeds, seg_cases, "SEGs opened over their referenced series") if args.seg else
+                             (report_seeds, report_cases, "RT Structure Sets and SRs read over a volume"))
+        pairs = seeds()
+        print(f"fuzz: seed {args.seed}, {len(pairs)} {what}, {args.cases} mutations, {args.workers} workers, "
+              f"{args.timeout} s and {ADDRESS_SPACE >> 30} GiB address space a case", flush=True)
+        cases = make(pairs, args.cases, args.seed)
     else:
         seeds = collect_seeds()
         syntaxes = sorted({s.syntax for s in seeds})
