@@ -2,6 +2,8 @@
 dcmqi and highdicom read into Segmentations, NIfTI label maps with the RAS affine that refuse to flatten."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -128,11 +130,13 @@ def test_a_seg_whose_sizes_do_not_fit_the_volume_is_refused_before_highdicom_rea
         open_seg(tmp_path / "hostile.dcm", volume)
 
 
-@pytest.mark.parametrize("damage", ["code meaning", "dimension index", "orientation NaN", "segmentation type"])
+@pytest.mark.parametrize("damage", ["code meaning", "dimension index", "orientation NaN", "segmentation type",
+                                    "frame orientation of 7 values"])
 def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path, damage):
     """bench/fuzz.py --seg: highdicom met damaged SEGs with AttributeError, KeyError or RuntimeError from deep in its
     parse (the GUI said "Open SEG failed: AttributeError: 'Dataset' object has no attribute ..."). They are the
-    reader's refusals now: a ValueError that says the SEG is damaged, and what was missing."""
+    reader's refusals now: a ValueError that says the SEG is damaged, and what was missing. Our own geometry check
+    let numpy's words through ("cannot reshape array of size 7 into shape (2,3)"), as if they were its refusal."""
     import pydicom
 
     _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
@@ -143,18 +147,21 @@ def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path
         del ds.DimensionIndexSequence[0].DimensionIndexPointer
     elif damage == "segmentation type":  # highdicom reads it; our reader met it (bench/fuzz.py --seg, seed 5)
         del ds.SegmentationType
-    else:  # highdicom's frame index (SQLite) refused it: sqlite3.IntegrityError (bench/fuzz.py --seg, seed 1)
+    elif damage == "orientation NaN":  # highdicom's frame index (SQLite) refused it (bench/fuzz.py --seg, seed 1)
         ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient = [float("nan")] * 6
+    else:  # highdicom reads it; _check_frame_geometry does not
+        frame = ds.PerFrameFunctionalGroupsSequence[0]
+        frame.PlaneOrientationSequence = copy.deepcopy(ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence)
+        frame.PlaneOrientationSequence[0].ImageOrientationPatient = [1, 0, 0, 0, 1, 0, 0]
     ds.save_as(tmp_path / "damaged.dcm")
-    with pytest.raises(ValueError, match=r"the SEG is damaged or incomplete \((AttributeError|KeyError|Integrity)"):
+    why = r"AttributeError|KeyError|Integrity|cannot reshape array of size 7"
+    with pytest.raises(ValueError, match=rf"the SEG is damaged or incomplete \(({why})"):
         open_seg(tmp_path / "damaged.dcm", volume)
 
 
 def test_a_seg_listing_a_segment_twice_is_refused_before_highdicom_reads_it(tmp_path):
     """A fuzzed SEG listed its segment 1 3,000 times: highdicom took 9 s to parse it and 89 s to read it segment by
     segment (bench/fuzz.py --seg, seed 2). Its frames are ambiguous; it is refused from the header, in 0.5 s."""
-    import copy
-
     import pydicom
 
     _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))

@@ -23,18 +23,20 @@ PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, RuntimeError, N
                 struct.error, InvalidDicomError, BytesLengthException, sqlite3.Error)
 
 
+class Refusal(ValueError):
+    """A reader's own refusal, already in words (a SEG on another pixel grid): :func:`refusing_damage` lets it pass
+    as it is, where any other ``ValueError`` of the block is the parser's and gets wrapped."""
+
+
 @contextlib.contextmanager
-def refusing_damage(what: str, ours: bool = False) -> Iterator[None]:
+def refusing_damage(what: str) -> Iterator[None]:
     """Turn a parse failure inside the block into ``ValueError("<what> is damaged or incomplete (<why>)")``;
-    ``why`` is the first line of the parser's message, cut short. ``ours``: the block raises our own
-    ``ValueError`` refusals, which pass as they are."""
+    ``why`` is the first line of the parser's message, cut short. A :class:`Refusal` passes unchanged."""
     try:
         yield
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
+    except (FileNotFoundError, PermissionError, IsADirectoryError, Refusal):
         raise
     except ValueError as error:
-        if ours:
-            raise
         raise ValueError(f"{what} is damaged or incomplete ({_first_line(error)})") from None
     except PARSE_ERRORS as error:
         raise ValueError(f"{what} is damaged or incomplete ({damage_reason(error)})") from None

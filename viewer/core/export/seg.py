@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from inference.types import int3
-from viewer.core.dicom.damage import refusing_damage
+from viewer.core.dicom.damage import Refusal, refusing_damage
 from viewer.core.editing.segmentation import SparseMask
 
 MANUFACTURER = "Hounsfield"
@@ -276,7 +276,7 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
     import highdicom as hd
 
     check_seg_claims(path, shape_zyx)
-    with refusing_damage("the SEG", ours=True):  # _check_frame_size refuses in its own words
+    with refusing_damage("the SEG"):
         seg = hd.seg.segread(str(path))
         labels = np.zeros(shape_zyx, dtype=np.uint16)
         names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
@@ -309,7 +309,7 @@ def read_seg_labels(path: str | os.PathLike, slice_sop_uids: Sequence[str], shap
 def _check_frame_size(pixels: np.ndarray, shape_zyx: Sequence[int]) -> None:
     """A SEG on another pixel grid than the volume's cannot be laid onto it voxel for voxel: say so."""
     if pixels.shape[1:3] != tuple(shape_zyx[1:]):
-        raise ValueError(f"SEG frames are {pixels.shape[1:3]}, the volume's slices {tuple(shape_zyx[1:])}")
+        raise Refusal(f"SEG frames are {pixels.shape[1:3]}, the volume's slices {tuple(shape_zyx[1:])}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -448,7 +448,7 @@ def _rgb(item) -> tuple[int, int, int] | None:
 
 def _check_frame_geometry(seg, uids: Sequence[str], frame_numbers: Sequence[int] | None, affine: np.ndarray,
                           slice_positions: np.ndarray | None = None, tol_mm: float = 0.05) -> None:
-    """Raise ``ValueError`` when a SEG frame's plane position/orientation is not that of the slice it references.
+    """Raise :class:`Refusal` when a SEG frame's plane position/orientation is not that of the slice it references.
 
     Writers such as dcmqi omit "spatial locations preserved"; highdicom then refuses to index by source frames
     unless told to ignore it, so we check the geometry ourselves before doing that.
@@ -479,11 +479,11 @@ def _check_frame_geometry(seg, uids: Sequence[str], frame_numbers: Sequence[int]
             frame_orientation = group.PlaneOrientationSequence[0].ImageOrientationPatient
         if frame_orientation is not None and not np.allclose(
                 np.array(frame_orientation, float).reshape(2, 3).T, columns, atol=1e-3):
-            raise ValueError("a SEG frame's orientation differs from the slice it references")
+            raise Refusal("a SEG frame's orientation differs from the slice it references")
         # Uneven stacks: the true slice position, not the affine's regular one.
         expected = slice_positions[k] if slice_positions is not None else affine[:3, 2] * k + affine[:3, 3]
         if np.linalg.norm(position - expected) > tol_mm:
-            raise ValueError("a SEG frame's position differs from the slice it references")
+            raise Refusal("a SEG frame's position differs from the slice it references")
 
 
 def read_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], shape_zyx: tuple[int, int, int],
@@ -523,7 +523,7 @@ def iter_seg_segments(path: str | os.PathLike, slice_sop_uids: Sequence[str], sh
     # Without "spatial locations preserved" highdicom will not index by source; the geometry check stands in.
     ignore = affine is not None
     if affine is not None:
-        with refusing_damage("the SEG", ours=True):
+        with refusing_damage("the SEG"):
             _check_frame_geometry(seg, uids, slice_frame_numbers, affine,
                                   None if slice_positions is None else np.asarray(slice_positions, dtype=float))
     if len(set(uids)) == len(uids):
