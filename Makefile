@@ -40,7 +40,7 @@ bench: venv
 # Hostile input: a seeded mutation campaign over ../shared/data (2,500 mutated files across every transfer syntax
 # plus the targeted cases of issue 10), each in a forked child with an address-space cap and a time limit; then
 # 500 mutated SEGs opened over their series, and 500 mutated RT Structure Sets and SRs read over a volume. Prints
-# the tables of outcomes; fails on any traceback, crash, hang or memory blow-up. 5 to 8 min on 2 cores.
+# the tables of outcomes; fails on any traceback, crash, hang or memory blow-up. About 4-5 min on 2 cores.
 # CI runs a short seeded slice of each: tests/test_fuzz_slice.py.
 FUZZ_SEED ?= 10
 FUZZ_CASES ?= 2500
