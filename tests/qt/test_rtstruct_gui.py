@@ -89,3 +89,21 @@ def test_structures_read_for_a_series_no_longer_shown_are_dropped(rt_utils_windo
     assert controller.layer is None and not any(isinstance(layer, RTStructLayer) for layer in window.viewer.layers)
     job = controller.series_loaded(window.catalog, window.current_series, window.session.current.volume)
     qtbot.waitUntil(lambda: controller.layer is not None, timeout=10_000)  # left alone, it is drawn
+
+
+def test_structures_read_for_a_deleted_controller_are_dropped(rt_utils_window, qtbot):
+    """The read finished (its result queued from the worker) just before its controller was deleted with its
+    window: nothing may reach the deleted controller, nor be drawn on the views."""
+    import shiboken6
+
+    from viewer.qt.rtstruct_layer import RTStructController
+    from viewer.qt.workers import job_pool
+
+    window, _ = rt_utils_window
+    layers = list(window.viewer.layers)
+    controller = RTStructController(window.viewer)
+    assert controller.series_loaded(window.catalog, window.current_series, window.session.current.volume)
+    job_pool().waitForDone(10_000)  # the result is queued for the GUI thread, not delivered yet
+    shiboken6.delete(controller)  # with its action and the job's handle
+    qtbot.wait(50)  # delivering it must not touch the deleted controller (pytest-qt fails on an error in a slot)
+    assert list(window.viewer.layers) == layers

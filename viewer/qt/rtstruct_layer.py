@@ -119,6 +119,7 @@ class RTStructController(QObject):
         self.layer: RTStructLayer | None = None
         self.sources: list[str] = []
         self._job: JobHandle | None = None
+        self._volume = None  # what the running job reads onto
         self.action = QAction("Show RT Structures", self, checkable=True)
         self.action.setChecked(True)
         self.action.setEnabled(False)
@@ -156,20 +157,22 @@ class RTStructController(QObject):
             return None
         paths = [instance.path for rt_series in found for instance in rt_series.instances]
         job = start_job(lambda token: read_structures_job(paths, volume), "RT structures", parent=self)
-        job.finished.connect(lambda read, j=job: self._show(j, read, volume))
-        job.failed.connect(lambda reason, j=job: self._failed(j, reason))
-        self._job = job
+        # Bound methods, not lambdas: this controller is then the receiver, and Qt drops a result that arrives
+        # after the window was deleted (as the tag browser and the measurement files do).
+        job.finished.connect(self._show)
+        job.failed.connect(self._failed)
+        self._job, self._volume = job, volume
         return job
 
-    def _failed(self, job: JobHandle, reason: str) -> None:
-        if job is self._job:  # not a series shown before this one
+    def _failed(self, reason: str) -> None:
+        if self.sender() is self._job:  # not a series shown before this one
             self._job = None
             self.status_message.emit(f"RT Structure Sets not shown: {reason}")
 
-    def _show(self, job: JobHandle, read: StructuresOnVolume, volume) -> None:
-        if job is not self._job:  # another series was loaded meanwhile
+    def _show(self, read: StructuresOnVolume) -> None:
+        if self.sender() is not self._job:  # another series was loaded meanwhile
             return
-        self._job = None
+        self._job, volume = None, self._volume
         if read.mapped is None:
             if read.failed:
                 self.status_message.emit("RT Structure Set not readable: " + ", ".join(read.failed))
