@@ -44,8 +44,8 @@ def test_evaluate_refuses_a_model_on_cases_it_was_not_made_for_unless_forced(tmp
 
     # generate the phantom once for both runs (it takes ~15 s on a busy CPU); nothing else is replaced
     monkeypatch.setattr(evaluation, "phantom_case", functools.lru_cache(evaluation.phantom_case))
-    assert main(["evaluate", "--model", "mr_only", "phantom:5000", "--threads", "1"]) == EXIT_FAILED
+    assert main(["evaluate", "--model", "mr_only", "phantom:5010", "--threads", "1"]) == EXIT_FAILED
     err = capsys.readouterr().err
-    assert "MR only (phantom 5000) is not made for this series: made for MR; this series is CT" in err
-    assert main(["evaluate", "--model", "mr_only", "phantom:5000", "--threads", "1", "--force"]) == EXIT_OK
-    assert "phantom 5000" in capsys.readouterr().out
+    assert "MR only (phantom 5010) is not made for this series: made for MR; this series is CT" in err
+    assert main(["evaluate", "--model", "mr_only", "phantom:5010", "--threads", "1", "--force"]) == EXIT_OK
+    assert "phantom 5010" in capsys.readouterr().out
