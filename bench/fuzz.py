@@ -413,6 +413,8 @@ def mutate(seed: Seed, rng: random.Random, structured: float = 0.0) -> tuple[byt
     ops: list[str] = []
     raw = bytearray(seed.raw)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        if not raw:  # truncated to nothing (seed 103): that empty file is the case
+            break
         # Once nested deep, pydicom cannot write it again: its writer recurses and chains its error messages,
         # which took the campaign's memory (24 GB) or crashed it (a segfault formatting them).
         rewritable = not any(op.startswith("nest") or op.endswith(":nest") for op in ops)
