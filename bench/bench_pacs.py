@@ -6,7 +6,8 @@ fetched with urllib and read into memory in 1 MiB pieces, nothing parsed or writ
 which reads 8 KiB at a time when the server sends no length, as Orthanc does, is 1.5-2x slower and would flatter the
 routes). Target: each route <= 1.5x the reference. The same download written to one file beside the cache is
 printed too, with each route's ratio to it: a retrieve into a cache cannot skip the disk. Also printed: Orthanc's
-own REST download of each instance file, one request each; dicomweb-client's ``iter_series`` + ``dcmwrite``; and
+own REST download of each instance file, one request each; the same files written into the cache from memory, with
+no network (the floor the disk sets under any retrieve); dicomweb-client's ``iter_series`` + ``dcmwrite``; and
 for DIMSE two references of its own: the PACS's pace - a C-MOVE to a storage SCP that answers each C-STORE at once
 and writes nothing, the floor of any DIMSE retrieve from it, since the PACS sends the next instance only once the
 previous one is answered - and dcmtk's ``getscu`` (C++) doing our C-GET into files, when it is installed. Orthanc
@@ -151,6 +152,14 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
             while piece := response.read(1 << 20):
                 out.write(piece)
 
+    contents = [(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID, p.read_bytes()) for p in files]
+
+    def cache_write() -> None:  # the same files written into the cache from memory: no network, no parsing
+        with RetrieveCache(cache_root).staging() as staging:
+            for sop_uid, data in contents:
+                staging.add_bytes(study, series, sop_uid, data)
+            staging.commit()
+
     def rest_download() -> None:
         got = 0
         for orthanc_id in orthanc_ids:
@@ -192,6 +201,7 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
         "reference": plain_download,
         "to-file": download_to_file,
         "rest": rest_download,
+        "cache-write": cache_write,
         "WADO-RS": retrieve_by(PacsNode(name="bench", url=server.dicomweb_url, timeout_s=60)),
     }
     try:
@@ -239,6 +249,7 @@ def _measure_retrieve(server, study: str, series: str, files: list[Path], orthan
              line("reference", "reference: plain HTTP download of the WADO-RS body into memory (urllib)"),
              line("to-file", "the same download written to one file in the cache's folder"),
              line("rest", "Orthanc REST download of each instance file, one request each (urllib, in memory)"),
+             line("cache-write", f"the {n_files} files written into the cache from memory, no network (the disk)"),
              line("WADO-RS", "ours, WADO-RS into the cache")
              + f"; first instance on disk after {statistics.median(first) * 1000:.0f} ms"]
     if dimse_missing:
