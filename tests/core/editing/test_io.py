@@ -159,6 +159,29 @@ def test_a_damaged_seg_is_refused_with_a_reason_not_highdicom_internals(tmp_path
         open_seg(tmp_path / "damaged.dcm", volume)
 
 
+def test_a_seg_frame_position_of_100000_values_is_refused_without_converting_them(tmp_path, monkeypatch):
+    """bench/fuzz.py --seg, seed 13: a frame's ImagePositionPatient held 900,000 decimal strings. pydicom converted
+    them in the scan's header read (10 s) and again under highdicom: 19 s to refuse, near the campaign's hang limit.
+    The scan now reads the stored text, and the SEG is refused from the value's raw length before highdicom."""
+    import pydicom
+    import pydicom.values
+
+    from viewer.core.dicom.scan import read_header
+
+    _, volume = _load(data_path("seg-rtstruct", "dcmqi", "segmentations", "ct-3slice"))
+    ds = pydicom.dcmread(data_path("seg-rtstruct", "dcmqi", "segmentations", "liver.dcm"))
+    ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient = ["1.5"] * 100_000
+    ds.save_as(tmp_path / "long.dcm")
+    converted: list[int] = []  # the length of each decimal string value pydicom converts
+    convert = pydicom.values.converters["DS"]
+    monkeypatch.setitem(pydicom.values.converters, "DS",
+                        lambda raw, *args, **kwargs: converted.append(len(raw)) or convert(raw, *args, **kwargs))
+    assert read_header(tmp_path / "long.dcm").frames[0].position is None  # the same as before: not 3 values
+    with pytest.raises(ValueError, match="^the SEG's ImagePositionPatient holds more than 3 value"):
+        open_seg(tmp_path / "long.dcm", volume)
+    assert max(converted, default=0) < 1000
+
+
 def test_a_seg_listing_a_segment_twice_is_refused_before_highdicom_reads_it(tmp_path):
     """A fuzzed SEG listed its segment 1 3,000 times: highdicom took 9 s to parse it and 89 s to read it segment by
     segment (bench/fuzz.py --seg, seed 2). Its frames are ambiguous; it is refused from the header, in 0.5 s."""

@@ -441,7 +441,9 @@ def _functional_group_frames(ds: Any, header: InstanceHeader) -> list[FrameGeome
         for source in (groups, shared):
             item = _first_item(source, macro)
             if item is not None and keyword in item:
-                return _text(item.get(keyword))
+                # The text as stored, not pydicom's conversion: a fuzzed SEG's position held 900,000 decimal
+                # strings, which pydicom took 10 s to convert before _floats refused their count.
+                return _text(item.get_item(keyword).value)
         return None
 
     frames = []
