@@ -137,7 +137,7 @@ def test_nodules_are_in_range_and_have_nodule_hu():
     seen = {"solid": 0, "part-solid": 0, "ground-glass": 0, "calcified": 0, "juxtapleural": 0, "vessel": 0,
             "perifissural": 0, "3-6": 0, "30-40": 0}
     counts = []
-    for seed in range(1, 13):  # 12 phantoms, 41 nodules: every kind by seed 9
+    for seed in range(1, 13):  # 12 phantoms, 38 nodules: every kind by seed 9
         phantom = generate_phantom(seed, **SMALL)
         counts.append(len(phantom.nodules))
         assert 0 <= len(phantom.nodules) <= 6
